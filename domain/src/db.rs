@@ -1,0 +1,145 @@
+//! Connecting to the database (SQLite by default, PostgreSQL when the URL
+//! says so) and applying the one set of migrations.
+//!
+//! sea-orm and the apalis queue share one sqlx pool, so the embedded
+//! default is one file and one set of connections.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+};
+use heimdall_migrations::MigratorTrait;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::settings::Settings;
+
+/// The database, whichever backend it is.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub conn: DatabaseConnection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("HEIMDALL_DATABASE_URL: {0}")]
+    Url(String),
+    #[error("could not create the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[source] DbErr),
+}
+
+impl Db {
+    /// Connect using the settings' URL. For SQLite the file's directory is
+    /// created, WAL is switched on and foreign keys enforced.
+    pub async fn connect(settings: &Settings) -> Result<Db, DbError> {
+        Self::connect_url(
+            settings.database_url.expose_secret(),
+            settings.sqlite_synchronous_full,
+        )
+        .await
+    }
+
+    pub async fn connect_url(url: &str, sqlite_full_sync: bool) -> Result<Db, DbError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| DbError::Url(e.to_string()))?;
+            let path = opts.get_filename().to_path_buf();
+            if let Some(dir) = path.parent() {
+                if !dir.as_os_str().is_empty() && !dir.exists() {
+                    std::fs::create_dir_all(dir).map_err(|source| DbError::Directory {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if sqlite_full_sync {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await
+                .map_err(DbError::Connect)?;
+            Ok(Db {
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            })
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(20)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(DbError::Connect)?;
+            Ok(Db {
+                conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            })
+        }
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        heimdall_migrations::Migrator::up(&self.conn, None)
+            .await
+            .map_err(DbError::Migrate)
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.backend() == DbBackend::Sqlite
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// BEGIN (IMMEDIATE), so a read-then-write inside it cannot fail with
+    /// SQLITE_BUSY when another writer commits in between.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        if self.is_sqlite() {
+            self.conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await
+        } else {
+            self.conn
+                .begin_with_options(TransactionOptions {
+                    access_mode: Some(AccessMode::ReadWrite),
+                    ..Default::default()
+                })
+                .await
+        }
+    }
+
+    /// Is the database answering?
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        (self.is_sqlite()).then(|| self.conn.get_sqlite_connection_pool())
+    }
+
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        (!self.is_sqlite()).then(|| self.conn.get_postgres_connection_pool())
+    }
+}

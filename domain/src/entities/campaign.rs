@@ -1,0 +1,33 @@
+//! The `campaigns` table.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "campaigns")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub name: String,
+    pub channel: String,
+    pub template_id: String,
+    pub audience: String,
+    pub variable_mapping: String,
+    pub scheduled_at: Option<DateTimeUtc>,
+    pub send_on_approval: bool,
+    pub status: String,
+    pub created_by: String,
+    pub submitted_at: Option<DateTimeUtc>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTimeUtc>,
+    pub rejection_reason: Option<String>,
+    pub fanned_out_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,50 @@
+//! The `outbound_messages` table.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "outbound_messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub contact_id: Option<String>,
+    pub to_address: String,
+    pub channel: String,
+    pub kind: String,
+    pub template_id: Option<String>,
+    pub template_name: Option<String>,
+    pub variables: String,
+    pub body: Option<String>,
+    pub media_url: Option<String>,
+    pub source: String,
+    pub campaign_id: Option<String>,
+    pub automation_id: Option<String>,
+    pub reminder_id: Option<String>,
+    pub actor: String,
+    pub state: String,
+    pub block_reason: Option<String>,
+    pub defer_until: Option<DateTimeUtc>,
+    pub provider: Option<String>,
+    pub provider_sid: Option<String>,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub attempts: i32,
+    pub price: Option<String>,
+    pub price_unit: Option<String>,
+    pub fallback_of: Option<String>,
+    pub in_window: Option<bool>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub queued_at: Option<DateTimeUtc>,
+    pub sent_at: Option<DateTimeUtc>,
+    pub delivered_at: Option<DateTimeUtc>,
+    pub read_at: Option<DateTimeUtc>,
+    pub failed_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,28 @@
+//! Heimdall's rules, shared by the HTTP server, the background jobs and the
+//! console's server functions: entities and services, the gate pipeline,
+//! channel clients, formatting and phone numbers.
+//!
+//! This crate knows nothing of HTTP frameworks or Leptos. It must never send
+//! a message except through the gate pipeline with an audit row written first.
+
+pub mod channel;
+pub mod clock;
+pub mod db;
+pub mod entities;
+pub mod phone;
+pub mod settings;
+
+pub use channel::Channel;
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use db::Db;
+pub use phone::PhoneNumber;
+pub use settings::Settings;
+pub mod core;
+pub mod keywords;
+pub mod provider_errors;
+pub mod queue;
+pub mod signature;
+
+pub use crate::core::Core;
+pub mod formatting;
+pub mod accounts;

@@ -1,0 +1,109 @@
+//! Phone numbers, parsed once into E.164 ("parse, don't validate").
+
+use std::fmt;
+
+/// A valid phone number in E.164 form (`+4791234567`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("phone number is empty")]
+    Empty,
+    #[error("'{0}' is not a phone number")]
+    Unparseable(String),
+    #[error("'{0}' is not a valid number for its region")]
+    Invalid(String),
+}
+
+impl PhoneNumber {
+    /// Parse a number as a person or provider writes it: with `+` and a
+    /// country code, or national format in `default_region`. A `whatsapp:`
+    /// prefix (Twilio's addressing) is accepted and dropped.
+    pub fn parse(input: &str, default_region: phonenumber::country::Id) -> Result<Self, PhoneError> {
+        let raw = input.trim();
+        let raw = raw
+            .strip_prefix("whatsapp:")
+            .or_else(|| raw.strip_prefix("sms:"))
+            .unwrap_or(raw)
+            .trim();
+        if raw.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        // Meta sends numbers without the leading '+'.
+        let candidate = if raw.chars().all(|c| c.is_ascii_digit()) && raw.len() > 10 {
+            format!("+{raw}")
+        } else {
+            raw.to_string()
+        };
+        let parsed = phonenumber::parse(Some(default_region), &candidate)
+            .or_else(|_| phonenumber::parse(Some(default_region), raw))
+            .map_err(|_| PhoneError::Unparseable(raw.to_string()))?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneError::Invalid(raw.to_string()));
+        }
+        Ok(PhoneNumber(
+            parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// Parse something that must already be E.164 (stored values).
+    pub fn parse_e164(input: &str) -> Result<Self, PhoneError> {
+        if !input.trim().starts_with('+') {
+            return Err(PhoneError::Unparseable(input.trim().to_string()));
+        }
+        Self::parse(input, phonenumber::country::Id::US)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// North American numbers (+1): Meta has not delivered WhatsApp
+    /// MARKETING templates to them since April 2025.
+    pub fn is_nanp(&self) -> bool {
+        self.0.starts_with("+1")
+    }
+}
+
+impl AsRef<str> for PhoneNumber {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phonenumber::country::Id;
+
+    #[test]
+    fn parses_to_e164() {
+        assert_eq!(PhoneNumber::parse("+47 912 34 567", Id::US).unwrap().as_str(), "+4791234567");
+        assert_eq!(PhoneNumber::parse("(415) 555-2671", Id::US).unwrap().as_str(), "+14155552671");
+        assert_eq!(PhoneNumber::parse("whatsapp:+14155552671", Id::NO).unwrap().as_str(), "+14155552671");
+        assert_eq!(PhoneNumber::parse("4791234567", Id::US).unwrap().as_str(), "+4791234567");
+        assert_eq!(PhoneNumber::parse("912 34 567", Id::NO).unwrap().as_str(), "+4791234567");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(PhoneNumber::parse("  ", Id::US), Err(PhoneError::Empty));
+        assert!(PhoneNumber::parse("hello", Id::US).is_err());
+        assert!(PhoneNumber::parse("+1 555", Id::US).is_err());
+        assert!(PhoneNumber::parse("+999 1234567", Id::US).is_err());
+        assert!(PhoneNumber::parse_e164("4155552671").is_err());
+    }
+
+    #[test]
+    fn nanp() {
+        assert!(PhoneNumber::parse("+14155552671", Id::US).unwrap().is_nanp());
+        assert!(!PhoneNumber::parse("+4791234567", Id::US).unwrap().is_nanp());
+    }
+}

@@ -1,0 +1,734 @@
+//! Typed settings, read once at start-up from the environment and an optional
+//! `heimdall.toml` (same keys as the environment variables; the environment
+//! wins). Each field names the variable that sets it. Secrets are wrapped in
+//! [`SecretString`] so they cannot be printed by accident, and a bad value
+//! stops start-up with a message that names the setting.
+//!
+//! This module must never log or format a secret's value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::channel::Channel;
+
+/// A setting that could not be read. The message always names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("could not read settings file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        name: name.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Where the WhatsApp channel is sent through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhatsAppProvider {
+    /// Twilio as BSP (Messages API with `whatsapp:` addresses).
+    Twilio,
+    /// Meta's WhatsApp Cloud API directly.
+    Meta,
+}
+
+/// Whether the built-in sandbox stands in for Twilio, Meta and Discord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// On when no provider credentials are configured (the default).
+    Auto,
+    On,
+    Off,
+}
+
+/// Twilio account and senders.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// `TWILIO_ACCOUNT_SID`
+    pub account_sid: String,
+    /// `TWILIO_AUTH_TOKEN`: signs webhooks and authenticates API calls.
+    pub auth_token: SecretString,
+    /// `TWILIO_WHATSAPP_NUMBER`: the WhatsApp sender, E.164 (with or without `whatsapp:`).
+    pub whatsapp_number: Option<String>,
+    /// `TWILIO_SMS_NUMBER`: the SMS sender, E.164.
+    pub sms_number: Option<String>,
+    /// `TWILIO_API_BASE`, default `https://api.twilio.com`.
+    pub api_base: Url,
+    /// `TWILIO_CONTENT_BASE`, default `https://content.twilio.com`, or
+    /// `TWILIO_API_BASE` when only that one is set (the sandbox serves both).
+    pub content_base: Url,
+}
+
+/// Meta WhatsApp Cloud API.
+#[derive(Debug, Clone)]
+pub struct MetaSettings {
+    /// `WHATSAPP_ACCESS_TOKEN`
+    pub access_token: SecretString,
+    /// `WHATSAPP_PHONE_NUMBER_ID`
+    pub phone_number_id: String,
+    /// `WHATSAPP_APP_SECRET`: checks `X-Hub-Signature-256`.
+    pub app_secret: SecretString,
+    /// `WHATSAPP_VERIFY_TOKEN`: the GET handshake token.
+    pub verify_token: SecretString,
+    /// `META_GRAPH_BASE`, default `https://graph.facebook.com`.
+    pub graph_base: Url,
+    /// `META_GRAPH_VERSION`, default `v21.0`.
+    pub graph_version: String,
+}
+
+/// All of Heimdall's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HEIMDALL_DATABASE_URL`, default `sqlite://data/heimdall.db?mode=rwc`.
+    pub database_url: SecretString,
+    /// `HEIMDALL_REDIS_URL`: when set, the queue, caches and shared limits use Redis.
+    pub redis_url: Option<SecretString>,
+    /// `HEIMDALL_BIND`, default `127.0.0.1:3000`.
+    pub bind: SocketAddr,
+    /// `HEIMDALL_PUBLIC_URL`: the URL Twilio and Meta see; default `http://{bind}`.
+    pub public_url: Option<Url>,
+    /// `HEIMDALL_API_KEY` (or the seed's `NORNS_API_KEY`): a bootstrap API key.
+    pub api_key: Option<SecretString>,
+    /// `TWILIO_*`; `None` when no Twilio credentials are set.
+    pub twilio: Option<TwilioSettings>,
+    /// `WHATSAPP_*`, `META_*`; `None` when no Meta credentials are set.
+    pub meta: Option<MetaSettings>,
+    /// `HEIMDALL_WHATSAPP_PROVIDER` (`twilio` or `meta`); default: Twilio when
+    /// its credentials are set, otherwise Meta.
+    pub whatsapp_provider: WhatsAppProvider,
+    /// `WA_TEMPLATE_<NAME>`: template name (lower-cased) to provider id (`HX...`).
+    pub templates: BTreeMap<String, String>,
+    /// `DISCORD_WEBHOOK_URL`: where alerts go (the URL carries a token: secret).
+    pub discord_webhook_url: Option<SecretString>,
+    /// `HEIMDALL_SANDBOX` (`auto`, `on`, `off`), default `auto`.
+    pub sandbox: SandboxMode,
+    /// `HEIMDALL_DEFAULT_REGION`, default `US`: region for numbers without `+`.
+    pub default_region: phonenumber::country::Id,
+    /// `HEIMDALL_SITE_ROOT`: where the console's compiled assets are.
+    pub site_root: Option<PathBuf>,
+    /// `HEIMDALL_DATA_DIR`, default `data`: the local spool for webhook events
+    /// that could not be written to the database.
+    pub data_dir: PathBuf,
+    /// `HEIMDALL_LOG_FORMAT` (`text` or `json`), default `text`.
+    pub log_json: bool,
+    /// `HEIMDALL_RATE_PER_SECOND`, default 80: per-sender send rate.
+    pub rate_per_second: u32,
+    /// `HEIMDALL_RECIPIENT_PACE_SECONDS`, default 6: at most one WhatsApp
+    /// message per this many seconds to one person (0 turns it off).
+    pub recipient_pace_seconds: u32,
+    /// `HEIMDALL_TIER_LADDER`, default `250,2000,10000,100000,unlimited`.
+    pub tier_ladder: Vec<Option<u64>>,
+    /// `HEIMDALL_TIER_LIMIT`, default the first step of the ladder.
+    pub tier_limit: Option<u64>,
+    /// `HEIMDALL_FALLBACK_CODES`, default `63007,63003,131026,63032`.
+    pub fallback_codes: Vec<i64>,
+    /// `HEIMDALL_QUIET_HOURS`, default `08:00-21:00`: when SMS may be sent,
+    /// in the recipient's time zone.
+    pub sms_hours: (chrono::NaiveTime, chrono::NaiveTime),
+    /// `HEIMDALL_DEFAULT_TIME_ZONE`, default `UTC`: for contacts without one.
+    pub default_time_zone: chrono_tz::Tz,
+    /// `HEIMDALL_PROGRAM_NAME`, default `Heimdall`: used in HELP and opt-out replies.
+    pub program_name: String,
+    /// `HEIMDALL_HELP_TEXT`: the HELP reply; a compliant default is built from the program name.
+    pub help_text: Option<String>,
+    /// `HEIMDALL_PHONE_ALLOWLIST`: comma-separated numbers; empty means everyone.
+    pub phone_allowlist: Vec<String>,
+    /// `HEIMDALL_META_READ_RECEIPTS`, default false: mark processed inbound Meta messages read.
+    pub meta_read_receipts: bool,
+    /// `HEIMDALL_WORKER_CONCURRENCY`, default 32: send jobs in flight per process.
+    pub worker_concurrency: usize,
+    /// `HEIMDALL_SQLITE_SYNCHRONOUS` (`normal` or `full`), default `normal`
+    /// (WAL: durable across a process crash; `full` adds power-loss durability).
+    pub sqlite_synchronous_full: bool,
+    /// `HEIMDALL_MAX_WEBHOOK_BYTES`, default 65536.
+    pub max_webhook_bytes: usize,
+    /// `HEIMDALL_STATUS_STEP_MS`: the in-process sandbox's clock step between statuses, default 300.
+    pub sandbox_step_ms: u64,
+}
+
+/// Raw key/value pairs from the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Source {
+    values: HashMap<String, String>,
+}
+
+impl Source {
+    /// Read `heimdall.toml` (or the file named by `HEIMDALL_CONFIG`) and then
+    /// the process environment, which wins.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let mut source = Source::default();
+        let explicit = std::env::var("HEIMDALL_CONFIG").ok();
+        let path = explicit.clone().unwrap_or_else(|| "heimdall.toml".into());
+        if Path::new(&path).exists() {
+            source.merge_toml_file(Path::new(&path))?;
+        } else if let Some(p) = explicit {
+            return Err(SettingsError::File {
+                path: p,
+                message: "file not found".into(),
+            });
+        }
+        for (k, v) in std::env::vars() {
+            source.values.insert(k, v);
+        }
+        Ok(source)
+    }
+
+    /// Pairs given directly (tests, tools).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Source {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    fn merge_toml_file(&mut self, path: &Path) -> Result<(), SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.merge_toml(&text).map_err(|message| SettingsError::File {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Keys may be written as the variable (`HEIMDALL_BIND`) or lower case.
+    pub fn merge_toml(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        for (k, v) in table {
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => return Err(format!("{k}: unsupported value {other}")),
+            };
+            self.values.insert(k.to_uppercase(), value);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(|s| SecretString::from(s.to_string()))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|e| invalid(name, format!("'{v}' is not valid: {e}"))),
+        }
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+        match self.get(name).map(|s| s.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(invalid(name, format!("'{v}' is not true or false"))),
+        }
+    }
+
+    fn url(&self, name: &str) -> Result<Option<Url>, SettingsError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                let url = Url::parse(v)
+                    .map_err(|e| invalid(name, format!("'{v}' is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid(name, "must be an http or https URL"));
+                }
+                Ok(Some(url))
+            }
+        }
+    }
+
+    fn url_or(&self, name: &str, default: &str) -> Result<Url, SettingsError> {
+        Ok(self
+            .url(name)?
+            .unwrap_or_else(|| Url::parse(default).expect("default URLs are valid")))
+    }
+}
+
+impl Settings {
+    /// Read settings from `heimdall.toml` and the environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_source(&Source::from_env()?)
+    }
+
+    /// Build settings from raw pairs, checking every value.
+    pub fn from_source(src: &Source) -> Result<Self, SettingsError> {
+        let database_url = src
+            .get("HEIMDALL_DATABASE_URL")
+            .unwrap_or("sqlite://data/heimdall.db?mode=rwc")
+            .to_string();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "HEIMDALL_DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        let redis_url = src.secret("HEIMDALL_REDIS_URL");
+        if let Some(r) = &redis_url {
+            let v = r.expose_secret();
+            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+                return Err(invalid(
+                    "HEIMDALL_REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        let bind: SocketAddr = src.parse("HEIMDALL_BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let public_url = src.url("HEIMDALL_PUBLIC_URL")?;
+
+        let twilio = match (
+            src.get("TWILIO_ACCOUNT_SID"),
+            src.secret("TWILIO_AUTH_TOKEN"),
+        ) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "TWILIO_AUTH_TOKEN",
+                    "is required when TWILIO_ACCOUNT_SID is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "TWILIO_ACCOUNT_SID",
+                    "is required when TWILIO_AUTH_TOKEN is set",
+                ))
+            }
+            (Some(sid), Some(token)) => {
+                if !(sid.starts_with("AC") && sid.len() == 34) {
+                    return Err(invalid(
+                        "TWILIO_ACCOUNT_SID",
+                        "must be AC followed by 32 characters",
+                    ));
+                }
+                let api_base = src.url_or("TWILIO_API_BASE", "https://api.twilio.com")?;
+                let content_base = match src.url("TWILIO_CONTENT_BASE")? {
+                    Some(u) => u,
+                    None if src.get("TWILIO_API_BASE").is_some() => api_base.clone(),
+                    None => Url::parse("https://content.twilio.com").expect("valid"),
+                };
+                Some(TwilioSettings {
+                    account_sid: sid.to_string(),
+                    auth_token: token,
+                    whatsapp_number: src
+                        .get("TWILIO_WHATSAPP_NUMBER")
+                        .map(|s| s.trim_start_matches("whatsapp:").to_string()),
+                    sms_number: src.get("TWILIO_SMS_NUMBER").map(str::to_string),
+                    api_base,
+                    content_base,
+                })
+            }
+        };
+
+        let meta = match src.secret("WHATSAPP_ACCESS_TOKEN") {
+            None => None,
+            Some(access_token) => {
+                let phone_number_id = src
+                    .get("WHATSAPP_PHONE_NUMBER_ID")
+                    .ok_or_else(|| {
+                        invalid(
+                            "WHATSAPP_PHONE_NUMBER_ID",
+                            "is required when WHATSAPP_ACCESS_TOKEN is set",
+                        )
+                    })?
+                    .to_string();
+                let app_secret = src.secret("WHATSAPP_APP_SECRET").ok_or_else(|| {
+                    invalid(
+                        "WHATSAPP_APP_SECRET",
+                        "is required when WHATSAPP_ACCESS_TOKEN is set (webhook signatures)",
+                    )
+                })?;
+                Some(MetaSettings {
+                    access_token,
+                    phone_number_id,
+                    app_secret,
+                    verify_token: src
+                        .secret("WHATSAPP_VERIFY_TOKEN")
+                        .unwrap_or_else(|| SecretString::from(String::new())),
+                    graph_base: src.url_or("META_GRAPH_BASE", "https://graph.facebook.com")?,
+                    graph_version: src.get("META_GRAPH_VERSION").unwrap_or("v21.0").to_string(),
+                })
+            }
+        };
+
+        let whatsapp_provider = match src.get("HEIMDALL_WHATSAPP_PROVIDER") {
+            None if twilio.is_none() && meta.is_some() => WhatsAppProvider::Meta,
+            None => WhatsAppProvider::Twilio,
+            Some(v) if v.eq_ignore_ascii_case("twilio") => WhatsAppProvider::Twilio,
+            Some(v) if v.eq_ignore_ascii_case("meta") => {
+                if meta.is_none() {
+                    return Err(invalid(
+                        "HEIMDALL_WHATSAPP_PROVIDER",
+                        "is meta but WHATSAPP_ACCESS_TOKEN is not set",
+                    ));
+                }
+                WhatsAppProvider::Meta
+            }
+            Some(v) => {
+                return Err(invalid(
+                    "HEIMDALL_WHATSAPP_PROVIDER",
+                    format!("'{v}' is not twilio or meta"),
+                ))
+            }
+        };
+
+        let mut templates = BTreeMap::new();
+        let mut keys: Vec<&String> = src.values.keys().collect();
+        keys.sort();
+        for key in keys {
+            if let Some(name) = key.strip_prefix("WA_TEMPLATE_") {
+                let value = src.get(key).unwrap_or_default();
+                if value.is_empty() || name.is_empty() {
+                    continue;
+                }
+                let name = template_name_from_setting(name);
+                templates.insert(name, value.to_string());
+            }
+        }
+
+        let sandbox = match src.get("HEIMDALL_SANDBOX").map(|s| s.to_ascii_lowercase()) {
+            None => SandboxMode::Auto,
+            Some(v) if v == "auto" => SandboxMode::Auto,
+            Some(v) if ["on", "true", "1"].contains(&v.as_str()) => SandboxMode::On,
+            Some(v) if ["off", "false", "0"].contains(&v.as_str()) => SandboxMode::Off,
+            Some(v) => {
+                return Err(invalid(
+                    "HEIMDALL_SANDBOX",
+                    format!("'{v}' is not auto, on or off"),
+                ))
+            }
+        };
+
+        let region = src.get("HEIMDALL_DEFAULT_REGION").unwrap_or("US");
+        let default_region: phonenumber::country::Id = region
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| invalid("HEIMDALL_DEFAULT_REGION", format!("'{region}' is not a region code such as US or NO")))?;
+
+        let tier_ladder = parse_ladder(src.get("HEIMDALL_TIER_LADDER").unwrap_or("250,2000,10000,100000,unlimited"))
+            .map_err(|m| invalid("HEIMDALL_TIER_LADDER", m))?;
+        let tier_limit = match src.get("HEIMDALL_TIER_LIMIT") {
+            None => tier_ladder.first().copied().flatten(),
+            Some(v) if v.eq_ignore_ascii_case("unlimited") => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                invalid("HEIMDALL_TIER_LIMIT", format!("'{v}' is not a number or 'unlimited'"))
+            })?),
+        };
+
+        let fallback_codes = match src.get("HEIMDALL_FALLBACK_CODES") {
+            None => vec![63007, 63003, 131026, 63032],
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<i64>().map_err(|_| {
+                        invalid("HEIMDALL_FALLBACK_CODES", format!("'{s}' is not an error code"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        let sms_hours = parse_hours(src.get("HEIMDALL_QUIET_HOURS").unwrap_or("08:00-21:00"))
+            .map_err(|m| invalid("HEIMDALL_QUIET_HOURS", m))?;
+        let tz_name = src.get("HEIMDALL_DEFAULT_TIME_ZONE").unwrap_or("UTC");
+        let default_time_zone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
+            invalid("HEIMDALL_DEFAULT_TIME_ZONE", format!("'{tz_name}' is not an IANA time zone"))
+        })?;
+
+        let rate_per_second: u32 = src.parse("HEIMDALL_RATE_PER_SECOND", 80)?;
+        if rate_per_second == 0 {
+            return Err(invalid("HEIMDALL_RATE_PER_SECOND", "must be at least 1"));
+        }
+        let worker_concurrency: usize = src.parse("HEIMDALL_WORKER_CONCURRENCY", 32)?;
+        if worker_concurrency == 0 {
+            return Err(invalid("HEIMDALL_WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        let sqlite_synchronous_full = match src
+            .get("HEIMDALL_SQLITE_SYNCHRONOUS")
+            .map(|s| s.to_ascii_lowercase())
+        {
+            None => false,
+            Some(v) if v == "normal" => false,
+            Some(v) if v == "full" => true,
+            Some(v) => {
+                return Err(invalid(
+                    "HEIMDALL_SQLITE_SYNCHRONOUS",
+                    format!("'{v}' is not normal or full"),
+                ))
+            }
+        };
+        let log_json = match src.get("HEIMDALL_LOG_FORMAT").map(|s| s.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "text" => false,
+            Some(v) if v == "json" => true,
+            Some(v) => {
+                return Err(invalid("HEIMDALL_LOG_FORMAT", format!("'{v}' is not text or json")))
+            }
+        };
+
+        Ok(Settings {
+            database_url: SecretString::from(database_url),
+            redis_url,
+            bind,
+            public_url,
+            api_key: src
+                .secret("HEIMDALL_API_KEY")
+                .or_else(|| src.secret("NORNS_API_KEY")),
+            twilio,
+            meta,
+            whatsapp_provider,
+            templates,
+            discord_webhook_url: src.secret("DISCORD_WEBHOOK_URL"),
+            sandbox,
+            default_region,
+            site_root: src.get("HEIMDALL_SITE_ROOT").map(PathBuf::from),
+            data_dir: PathBuf::from(src.get("HEIMDALL_DATA_DIR").unwrap_or("data")),
+            log_json,
+            rate_per_second,
+            recipient_pace_seconds: src.parse("HEIMDALL_RECIPIENT_PACE_SECONDS", 6)?,
+            tier_ladder,
+            tier_limit,
+            fallback_codes,
+            sms_hours,
+            default_time_zone,
+            program_name: src.get("HEIMDALL_PROGRAM_NAME").unwrap_or("Heimdall").to_string(),
+            help_text: src.get("HEIMDALL_HELP_TEXT").map(str::to_string),
+            phone_allowlist: src
+                .get("HEIMDALL_PHONE_ALLOWLIST")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            meta_read_receipts: src.bool("HEIMDALL_META_READ_RECEIPTS", false)?,
+            worker_concurrency,
+            sqlite_synchronous_full,
+            max_webhook_bytes: src.parse("HEIMDALL_MAX_WEBHOOK_BYTES", 65536)?,
+            sandbox_step_ms: src.parse("HEIMDALL_STATUS_STEP_MS", 300)?,
+        })
+    }
+
+    /// True when the built-in sandbox stands in for the providers.
+    pub fn sandbox_active(&self) -> bool {
+        match self.sandbox {
+            SandboxMode::On => true,
+            SandboxMode::Off => false,
+            SandboxMode::Auto => self.twilio.is_none() && self.meta.is_none(),
+        }
+    }
+
+    /// The URL providers call us on.
+    pub fn public_base(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}", self.bind)).expect("a socket address makes a URL")
+        })
+    }
+
+    /// The database backend named by the URL.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.expose_secret().starts_with("postgres")
+    }
+
+    /// The HELP reply: the configured text or a compliant default.
+    pub fn help_reply(&self) -> String {
+        self.help_text.clone().unwrap_or_else(|| {
+            format!(
+                "{name}: account alerts and reminders. Reply STOP to unsubscribe, START to resubscribe. \
+                 Msg frequency varies. Msg & data rates may apply. Help: reply HELP or contact your account team.",
+                name = self.program_name
+            )
+        })
+    }
+
+    /// The sender address for a channel, if configured.
+    pub fn sender_for(&self, channel: Channel) -> Option<String> {
+        match channel {
+            Channel::WhatsApp => match self.whatsapp_provider {
+                WhatsAppProvider::Meta => self.meta.as_ref().map(|m| m.phone_number_id.clone()),
+                WhatsAppProvider::Twilio => {
+                    self.twilio.as_ref().and_then(|t| t.whatsapp_number.clone())
+                }
+            },
+            Channel::Sms => self.twilio.as_ref().and_then(|t| t.sms_number.clone()),
+        }
+    }
+}
+
+/// `WA_TEMPLATE_TASK_REMINDER` registers `task_reminder`. The seed's
+/// `WA_TEMPLATE_TASK_COMPLETE` registers `task_complete_confirm`, as the
+/// seed's own template table names it.
+pub fn template_name_from_setting(suffix: &str) -> String {
+    let name = suffix.to_ascii_lowercase();
+    if name == "task_complete" {
+        "task_complete_confirm".to_string()
+    } else {
+        name
+    }
+}
+
+fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if part.eq_ignore_ascii_case("unlimited") {
+            out.push(None);
+        } else {
+            out.push(Some(
+                part.parse()
+                    .map_err(|_| format!("'{part}' is not a number or 'unlimited'"))?,
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err("must list at least one step".into());
+    }
+    let finite: Vec<u64> = out.iter().flatten().copied().collect();
+    if finite.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("steps must increase".into());
+    }
+    if out.iter().position(Option::is_none).is_some_and(|i| i != out.len() - 1) {
+        return Err("'unlimited' can only be the last step".into());
+    }
+    Ok(out)
+}
+
+fn parse_hours(v: &str) -> Result<(chrono::NaiveTime, chrono::NaiveTime), String> {
+    let (a, b) = v
+        .split_once('-')
+        .ok_or_else(|| format!("'{v}' is not of the form HH:MM-HH:MM"))?;
+    let parse = |s: &str| {
+        chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M")
+            .map_err(|_| format!("'{s}' is not a time HH:MM"))
+    };
+    let (start, end) = (parse(a)?, parse(b)?);
+    if start >= end {
+        return Err("the start must be before the end".into());
+    }
+    Ok((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_source(&Source::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(
+            s.database_url.expose_secret(),
+            "sqlite://data/heimdall.db?mode=rwc"
+        );
+        assert!(s.sandbox_active());
+        assert_eq!(s.rate_per_second, 80);
+        assert_eq!(s.tier_limit, Some(250));
+        assert_eq!(s.fallback_codes, vec![63007, 63003, 131026, 63032]);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (pairs, name) in [
+            (vec![("HEIMDALL_BIND", "nowhere")], "HEIMDALL_BIND"),
+            (vec![("HEIMDALL_DATABASE_URL", "mysql://x")], "HEIMDALL_DATABASE_URL"),
+            (vec![("HEIMDALL_REDIS_URL", "http://x")], "HEIMDALL_REDIS_URL"),
+            (vec![("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")], "TWILIO_AUTH_TOKEN"),
+            (vec![("HEIMDALL_TIER_LADDER", "250,100")], "HEIMDALL_TIER_LADDER"),
+            (vec![("HEIMDALL_QUIET_HOURS", "21:00-08:00")], "HEIMDALL_QUIET_HOURS"),
+            (vec![("HEIMDALL_DEFAULT_TIME_ZONE", "Mars/Base")], "HEIMDALL_DEFAULT_TIME_ZONE"),
+            (vec![("HEIMDALL_RATE_PER_SECOND", "fast")], "HEIMDALL_RATE_PER_SECOND"),
+            (vec![("HEIMDALL_PUBLIC_URL", "ftp://x")], "HEIMDALL_PUBLIC_URL"),
+            (vec![("HEIMDALL_FALLBACK_CODES", "63007,abc")], "HEIMDALL_FALLBACK_CODES"),
+        ] {
+            let err = settings(&pairs).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err} should name {name}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = settings(&[
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_AUTH_TOKEN", "supersecret-token-value"),
+            ("HEIMDALL_API_KEY", "bootstrap-key-value"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("supersecret-token-value"));
+        assert!(!printed.contains("bootstrap-key-value"));
+        assert!(!s.sandbox_active());
+    }
+
+    #[test]
+    fn templates_come_from_wa_template_settings() {
+        let s = settings(&[
+            ("WA_TEMPLATE_TASK_REMINDER", "HX1111"),
+            ("WA_TEMPLATE_TASK_COMPLETE", "HX2222"),
+        ])
+        .unwrap();
+        assert_eq!(s.templates.get("task_reminder").unwrap(), "HX1111");
+        assert_eq!(s.templates.get("task_complete_confirm").unwrap(), "HX2222");
+    }
+
+    #[test]
+    fn toml_file_keys_match_env_names_and_env_wins() {
+        let mut src = Source::default();
+        src.merge_toml("HEIMDALL_BIND = \"127.0.0.1:4000\"\nheimdall_rate_per_second = 10\n")
+            .unwrap();
+        let s = Settings::from_source(&src).unwrap();
+        assert_eq!(s.bind.port(), 4000);
+        assert_eq!(s.rate_per_second, 10);
+        src.values.insert("HEIMDALL_BIND".into(), "127.0.0.1:5000".into());
+        assert_eq!(Settings::from_source(&src).unwrap().bind.port(), 5000);
+    }
+
+    #[test]
+    fn norns_api_key_is_read() {
+        let s = settings(&[("NORNS_API_KEY", "k")]).unwrap();
+        assert_eq!(s.api_key.unwrap().expose_secret(), "k");
+    }
+}

@@ -1,0 +1,11 @@
+//! Heimdall's background work: the apalis workers that send messages and
+//! fan out campaigns, and the schedules (reminders, briefings,
+//! housekeeping). One job per file; every job is registered in
+//! [`runner`]; apalis itself is kept behind [`queue`] and [`runner`] so an
+//! upgrade touches those two files.
+
+pub mod queue;
+pub mod runner;
+pub mod send_message;
+
+pub use queue::Queue;

@@ -1,0 +1,37 @@
+//! The one schema of Heimdall: every table, for SQLite and PostgreSQL alike.
+//!
+//! One file per change, each with `up` and `down`. Later changes add columns
+//! to these tables rather than inventing parallel ones. Identifiers are
+//! UUIDv7 strings (sortable by creation, assigned before insert so a message
+//! has a stable id before anything else happens); timestamps are UTC; JSON
+//! payloads are stored as text so both databases read them the same way.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_contacts_and_consent;
+mod m20261122_000002_templates_and_campaigns;
+mod m20261122_000003_messages_and_audit;
+mod m20261122_000004_webhooks_and_inbound;
+mod m20261122_000005_staff_and_access;
+mod m20261122_000006_scheduling;
+mod m20261122_000007_operations;
+mod m20261122_000008_optin;
+mod util;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_contacts_and_consent::Migration),
+            Box::new(m20261122_000002_templates_and_campaigns::Migration),
+            Box::new(m20261122_000003_messages_and_audit::Migration),
+            Box::new(m20261122_000004_webhooks_and_inbound::Migration),
+            Box::new(m20261122_000005_staff_and_access::Migration),
+            Box::new(m20261122_000006_scheduling::Migration),
+            Box::new(m20261122_000007_operations::Migration),
+            Box::new(m20261122_000008_optin::Migration),
+        ]
+    }
+}

@@ -1,0 +1,145 @@
+//! The `heimdall` command line.
+
+use std::io::Read;
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use heimdall_domain::accounts::{self, Role};
+use heimdall_domain::{Settings, SystemClock};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "heimdall",
+    version,
+    about = "Compliance-gated outbound messaging: every WhatsApp and SMS message gated, audited and traceable to a human decision.",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP (console, public pages, webhooks, API) plus workers and schedules; runs pending migrations first.
+    Serve {
+        /// Listen here instead of HEIMDALL_BIND (port 0 picks a free port, printed in the log).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Workers and schedules only, for scaling out.
+    Worker,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API keys for automations.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// A local stand-in for Twilio, Meta's Graph API and a Discord webhook.
+    Sandbox {
+        /// Where the sandbox listens.
+        #[arg(long, default_value = "127.0.0.1:4010")]
+        bind: SocketAddr,
+    },
+    /// Markdown on stdin to WhatsApp text and chunks, as JSON on stdout.
+    Preview,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a staff account; the password is read from stdin (one line).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// viewer, operator, approver or admin.
+        #[arg(long, default_value = "operator")]
+        role: Role,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key and print it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Who asked for it, for the audit trail.
+        #[arg(long, default_value = "cli")]
+        created_by: String,
+    },
+}
+
+fn read_password() -> anyhow::Result<SecretString> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let line = input.lines().next().unwrap_or_default().to_string();
+    Ok(SecretString::from(line))
+}
+
+/// Run a command that needs only the database (no HTTP, no workers).
+async fn with_core<T>(
+    settings: Settings,
+    f: impl AsyncFnOnce(&heimdall_domain::Core) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (core, _queue) =
+        crate::startup::build_core(settings, std::sync::Arc::new(SystemClock)).await?;
+    f(&core).await
+}
+
+pub async fn user_add(
+    settings: Settings,
+    email: String,
+    role: Role,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let password = read_password()?;
+    let user = with_core(settings, async |core| {
+        Ok(accounts::create_user(core, &email, name, role, &password).await?)
+    })
+    .await?;
+    println!("created {} ({}) with id {}", user.email, user.role, user.id);
+    Ok(())
+}
+
+pub async fn api_key_create(
+    settings: Settings,
+    name: String,
+    created_by: String,
+) -> anyhow::Result<()> {
+    let key = with_core(settings, async |core| {
+        Ok(accounts::create_api_key(core, &name, &created_by).await?)
+    })
+    .await?;
+    eprintln!(
+        "created API key '{}' (id {}); it is shown once, store it now:",
+        key.name, key.id
+    );
+    println!("{}", key.key.expose_secret());
+    Ok(())
+}
+
+pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = heimdall_domain::Db::connect(&settings).await?;
+    db.migrate().await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// `heimdall preview`: Markdown on stdin, `{"text", "chunks"}` on stdout.
+pub fn preview() -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let rendered = heimdall_domain::formatting::render_for_whatsapp(&input);
+    println!("{}", serde_json::to_string(&rendered)?);
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The `heimdall` binary as a library: start-up, routes, commands and the
+//! sandbox, so tests can start the real application on port 0.
+
+pub mod cli;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod sandbox;

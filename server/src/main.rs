@@ -1,0 +1,53 @@
+use clap::Parser;
+
+use heimdall_domain::Settings;
+use heimdall_server::cli::{ApiKeyCommand, Cli, Command, UserCommand};
+use heimdall_server::{cli, startup, telemetry};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("heimdall: bad settings: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("heimdall: could not start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { bind } => {
+                let mut settings = settings;
+                if let Some(b) = bind {
+                    settings.bind = b;
+                }
+                let app = startup::Application::build(settings, startup::Options::default()).await?;
+                app.run_until_stopped(None).await
+            }
+            Command::Worker => startup::run_worker_only(settings).await,
+            Command::Migrate => cli::migrate(settings).await,
+            Command::User {
+                command: UserCommand::Add { email, role, name },
+            } => cli::user_add(settings, email, role, name).await,
+            Command::ApiKey {
+                command: ApiKeyCommand::Create { name, created_by },
+            } => cli::api_key_create(settings, name, created_by).await,
+            Command::Sandbox { bind } => heimdall_server::sandbox::run_standalone(settings, bind).await,
+            Command::Preview => cli::preview(),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("heimdall: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

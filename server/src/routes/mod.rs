@@ -1,0 +1,4 @@
+//! HTTP routes. Handlers parse input into domain types, call the domain and
+//! map errors; no business rule lives here.
+
+pub mod health;

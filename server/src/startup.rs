@@ -1,0 +1,266 @@
+//! Building and running the application: database, queue, workers and the
+//! HTTP server, started together and stopped together.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpServer};
+use leptos::config::LeptosOptions;
+use leptos_actix::{generate_route_list, LeptosRoutes};
+use tokio::sync::watch;
+
+use heimdall_domain::{Core, Db, Settings, SharedClock, SystemClock};
+use heimdall_jobs::Queue;
+
+use crate::routes;
+
+/// What to start besides HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Run the workers and schedules in this process.
+    pub workers: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { workers: true }
+    }
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    core: Arc<Core>,
+    queue: Queue,
+    options: Options,
+}
+
+/// Connect to the database (creating and migrating it), Redis and the queue.
+pub async fn build_core(settings: Settings, clock: SharedClock) -> anyhow::Result<(Arc<Core>, Queue)> {
+    let settings = Arc::new(settings);
+    let db = Db::connect(&settings).await?;
+    db.migrate().await?;
+    let redis = heimdall_domain::core::connect_redis(&settings)
+        .await
+        .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;
+    let queue = Queue::open(&db, redis.clone()).await?;
+    let core = Core::new(settings, db, redis, clock, Arc::new(queue.clone()));
+    Ok((core, queue))
+}
+
+impl Application {
+    pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|e| anyhow::anyhow!("HEIMDALL_BIND: could not listen on {}: {e}", settings.bind))?;
+        let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
+        Self::build_with(core, queue, listener, options)
+    }
+
+    pub fn build_with(
+        core: Arc<Core>,
+        queue: Queue,
+        listener: TcpListener,
+        options: Options,
+    ) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        crate::metrics::handle();
+        let site_root = site_root(&core.settings);
+        let leptos_options = LeptosOptions::builder()
+            .output_name("heimdall")
+            .site_root(site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(listener.local_addr()?)
+            .build();
+        let routes = generate_route_list(heimdall_app::App);
+        let data = web::Data::new(core.clone());
+        let max_body = core.settings.max_webhook_bytes;
+        let server = HttpServer::new(move || {
+            let opts = leptos_options.clone();
+            let pkg = site_root.join("pkg");
+            App::new()
+                .wrap(from_fn(log_request))
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .route("/healthz", web::get().to(routes::health::healthz))
+                .route("/readyz", web::get().to(routes::health::readyz))
+                .route("/metrics", web::get().to(routes::health::metrics))
+                .service(actix_files::Files::new("/pkg", pkg))
+                .route("/_sf/{tail:.*}", leptos_actix::handle_server_fns())
+                .leptos_routes(routes.clone(), {
+                    let opts = opts.clone();
+                    move || heimdall_app::shell(opts.clone())
+                })
+                .app_data(web::Data::new(opts))
+        })
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            core,
+            queue,
+            options,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Serve until SIGTERM/SIGINT (or `stop` fires): then stop accepting
+    /// requests, let in-flight requests and jobs finish, and return.
+    pub async fn run_until_stopped(self, stop: Option<watch::Receiver<bool>>) -> anyhow::Result<()> {
+        let handle: ServerHandle = self.server.handle();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let workers = if self.options.workers {
+            let mut rx = shutdown_rx.clone();
+            let core = self.core.clone();
+            let queue = self.queue.clone();
+            Some(tokio::spawn(async move {
+                heimdall_jobs::runner::run(core, queue, async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+            }))
+        } else {
+            None
+        };
+        let server = tokio::spawn(self.server);
+        tracing::info!(port = self.port, "listening on http://127.0.0.1:{}", self.port);
+        wait_for_stop(stop).await;
+        tracing::info!("shutting down: no new requests or jobs; finishing what is in flight");
+        let _ = shutdown_tx.send(true);
+        handle.stop(true).await;
+        let _ = server.await;
+        if let Some(w) = workers {
+            match tokio::time::timeout(Duration::from_secs(40), w).await {
+                Ok(Ok(Ok(()))) => tracing::info!("workers stopped cleanly"),
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "workers stopped with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "workers task failed"),
+                Err(_) => tracing::warn!("workers did not stop within 40 s; unfinished jobs return to the queue"),
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM, SIGINT, or when `stop` turns true.
+pub async fn wait_for_stop(stop: Option<watch::Receiver<bool>>) {
+    let external = async move {
+        match stop {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+            None => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = external => {},
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = external => {},
+    }
+}
+
+/// Where the console's compiled assets are: `HEIMDALL_SITE_ROOT`, else
+/// `site/` beside the binary, else `target/site` of the workspace the
+/// binary was built in (so `heimdall serve` works from any directory).
+pub fn site_root(settings: &Settings) -> PathBuf {
+    if let Some(root) = &settings.site_root {
+        return root.clone();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let beside = dir.join("site");
+            if beside.join("pkg").exists() {
+                return beside;
+            }
+        }
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site");
+    if built.join("pkg").exists() {
+        return built;
+    }
+    PathBuf::from("target/site")
+}
+
+/// One log line per request with its status and latency; the same as a
+/// histogram for /metrics. Query strings are not logged (they may carry
+/// tokens).
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let res = next.call(req).await;
+    let elapsed = start.elapsed();
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    let route = metric_route(&path);
+    metrics::histogram!("http_request_duration_seconds", "route" => route, "status" => status.to_string())
+        .record(elapsed.as_secs_f64());
+    if path.starts_with("/pkg/") {
+        tracing::debug!(%method, %path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+    }
+    res
+}
+
+/// A low-cardinality label for a path.
+fn metric_route(path: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "/webhooks/twilio/inbound",
+        "/webhooks/twilio/status",
+        "/webhooks/meta",
+        "/api/whatsapp/send",
+        "/api/v1/messages",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| path.starts_with(**k))
+        .copied()
+        .unwrap_or(if path.starts_with("/api/") {
+            "/api/other"
+        } else if path.starts_with("/pkg/") {
+            "/pkg"
+        } else {
+            "other"
+        })
+}
+
+/// `heimdall worker`: the workers and schedules without HTTP.
+pub async fn run_worker_only(settings: Settings) -> anyhow::Result<()> {
+    let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
+    tracing::info!("heimdall worker running");
+    heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await
+}
