@@ -26,3 +26,5 @@ pub mod signature;
 pub use crate::core::Core;
 pub mod formatting;
 pub mod accounts;
+pub mod channels;
+pub mod gates;

@@ -30,14 +30,7 @@ impl PhoneNumber {
         if raw.is_empty() {
             return Err(PhoneError::Empty);
         }
-        // Meta sends numbers without the leading '+'.
-        let candidate = if raw.chars().all(|c| c.is_ascii_digit()) && raw.len() > 10 {
-            format!("+{raw}")
-        } else {
-            raw.to_string()
-        };
-        let parsed = phonenumber::parse(Some(default_region), &candidate)
-            .or_else(|_| phonenumber::parse(Some(default_region), raw))
+        let parsed = phonenumber::parse(Some(default_region), raw)
             .map_err(|_| PhoneError::Unparseable(raw.to_string()))?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneError::Invalid(raw.to_string()));
@@ -45,6 +38,12 @@ impl PhoneNumber {
         Ok(PhoneNumber(
             parsed.format().mode(phonenumber::Mode::E164).to_string(),
         ))
+    }
+
+    /// Meta's `wa_id`: the international number as digits, without `+`.
+    pub fn from_wa_id(digits: &str) -> Result<Self, PhoneError> {
+        let digits = digits.trim().trim_start_matches('+');
+        Self::parse_e164(&format!("+{digits}"))
     }
 
     /// Parse something that must already be E.164 (stored values).
@@ -88,7 +87,8 @@ mod tests {
         assert_eq!(PhoneNumber::parse("+47 912 34 567", Id::US).unwrap().as_str(), "+4791234567");
         assert_eq!(PhoneNumber::parse("(415) 555-2671", Id::US).unwrap().as_str(), "+14155552671");
         assert_eq!(PhoneNumber::parse("whatsapp:+14155552671", Id::NO).unwrap().as_str(), "+14155552671");
-        assert_eq!(PhoneNumber::parse("4791234567", Id::US).unwrap().as_str(), "+4791234567");
+        assert_eq!(PhoneNumber::from_wa_id("4791234567").unwrap().as_str(), "+4791234567");
+        assert_eq!(PhoneNumber::from_wa_id("14155552671").unwrap().as_str(), "+14155552671");
         assert_eq!(PhoneNumber::parse("912 34 567", Id::NO).unwrap().as_str(), "+4791234567");
     }
 

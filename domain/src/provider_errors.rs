@@ -45,12 +45,7 @@ pub enum ProviderFailure {
     Network,
 }
 
-/// The channel a send went out on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    WhatsApp,
-    Sms,
-}
+pub use crate::channel::Channel;
 
 use ErrorAction::{Fallback, OptOut, Permanent, Retry, WindowClosed};
 

@@ -17,7 +17,7 @@ impl MigrationTrait for Migration {
                     .table("outbound_messages")
                     .col(id("id"))
                     .col(reference_null("contact_id"))
-                    .col(string_len("to_address", 20))
+                    .col(string_len("to_address", 64))
                     .col(string_len("channel", 16))
                     .col(string_len("kind", 16))
                     .col(reference_null("template_id"))

@@ -62,7 +62,7 @@ impl MigrationTrait for Migration {
                     .col(string_len("channel", 16))
                     .col(string_len("provider", 16))
                     .col(string("provider_message_id"))
-                    .col(string_len("from_address", 20))
+                    .col(string_len("from_address", 64))
                     .col(string_null("to_address"))
                     .col(text_null("body"))
                     .col(text("media").default("[]"))

@@ -17,7 +17,7 @@ impl MigrationTrait for Migration {
                     .table("reminders")
                     .col(id("id"))
                     .col(reference("contact_id"))
-                    .col(string_len("to_address", 20))
+                    .col(string_len("to_address", 64))
                     .col(string("template_name"))
                     .col(text("variables"))
                     .col(ts("send_at"))

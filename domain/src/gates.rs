@@ -1,0 +1,1137 @@
+//! The gate pipeline: a pure function of the message, the facts loaded for
+//! it and the clock. It returns every gate's verdict and one decision.
+//!
+//! It never reads the database, the network or the system clock, so the
+//! same inputs always give the same decision and every rule can be tested
+//! on its own. Loading the facts is [`crate::outbound`]'s job; writing the
+//! decision to the `tool_calls` audit log happens before any provider call.
+
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::phone::PhoneNumber;
+
+/// The stable reason codes, part of the outside contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    InvalidNumber,
+    Suppressed,
+    NoConsent,
+    NotAuthorized,
+    TemplateNotApproved,
+    OutsideWindow,
+    MarketingPaused,
+    QuietHours,
+    TierLimit,
+    RateLimited,
+}
+
+impl Gate {
+    /// In evaluation order: the first gate that blocks names the decision.
+    pub const ORDER: [Gate; 10] = [
+        Gate::InvalidNumber,
+        Gate::Suppressed,
+        Gate::NoConsent,
+        Gate::NotAuthorized,
+        Gate::TemplateNotApproved,
+        Gate::OutsideWindow,
+        Gate::MarketingPaused,
+        Gate::QuietHours,
+        Gate::TierLimit,
+        Gate::RateLimited,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Gate::InvalidNumber => "invalid_number",
+            Gate::Suppressed => "suppressed",
+            Gate::NoConsent => "no_consent",
+            Gate::NotAuthorized => "not_authorized",
+            Gate::TemplateNotApproved => "template_not_approved",
+            Gate::OutsideWindow => "outside_window",
+            Gate::MarketingPaused => "marketing_paused",
+            Gate::QuietHours => "quiet_hours",
+            Gate::TierLimit => "tier_limit",
+            Gate::RateLimited => "rate_limited",
+        }
+    }
+
+    /// Deferring gates hold a message until later; the others refuse it.
+    pub fn defers(self) -> bool {
+        matches!(self, Gate::QuietHours | Gate::TierLimit | Gate::RateLimited)
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// One gate's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Pass { detail: String },
+    /// The gate does not apply to this message (e.g. quiet hours on WhatsApp).
+    NotApplicable { detail: String },
+    Block { detail: String },
+    Defer { until: DateTime<Utc>, detail: String },
+}
+
+impl Verdict {
+    fn pass(d: impl Into<String>) -> Self {
+        Verdict::Pass { detail: d.into() }
+    }
+    fn na(d: impl Into<String>) -> Self {
+        Verdict::NotApplicable { detail: d.into() }
+    }
+    fn block(d: impl Into<String>) -> Self {
+        Verdict::Block { detail: d.into() }
+    }
+    pub fn detail(&self) -> &str {
+        match self {
+            Verdict::Pass { detail }
+            | Verdict::NotApplicable { detail }
+            | Verdict::Block { detail }
+            | Verdict::Defer { detail, .. } => detail,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateVerdict {
+    pub gate: Gate,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// What happens to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Pass,
+    Block { reason: Gate },
+    Defer { reason: Gate, until: DateTime<Utc> },
+}
+
+impl Decision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Pass => "pass",
+            Decision::Block { .. } => "block",
+            Decision::Defer { .. } => "defer",
+        }
+    }
+    pub fn reason(&self) -> Option<Gate> {
+        match self {
+            Decision::Pass => None,
+            Decision::Block { reason } | Decision::Defer { reason, .. } => Some(*reason),
+        }
+    }
+}
+
+/// The pipeline's answer: the decision and every gate's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateDecision {
+    pub decision: Decision,
+    pub verdicts: Vec<GateVerdict>,
+}
+
+impl GateDecision {
+    pub fn verdict(&self, gate: Gate) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.gate == gate).map(|v| &v.verdict)
+    }
+
+    /// A one-line explanation for API errors and the console.
+    pub fn explanation(&self) -> String {
+        match self.decision {
+            Decision::Pass => "all gates passed".into(),
+            Decision::Block { reason } | Decision::Defer { reason, .. } => self
+                .verdict(reason)
+                .map(|v| v.detail().to_string())
+                .unwrap_or_else(|| reason.code().to_string()),
+        }
+    }
+}
+
+/// Why the message is being sent: decides which human authorization stands
+/// behind it and which gates apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A campaign message; authorized by the campaign's approval.
+    Campaign,
+    /// An API or scheduled send; authorized by an approved automation.
+    Automation,
+    /// A staff member's own reply in the inbox.
+    InboxReply,
+    /// The SMS fallback of another message; inherits its authorization.
+    Fallback,
+    /// The fixed reply to a person's own keyword (STOP confirmation, HELP).
+    /// Goes even to a suppressed person: it answers what they just sent.
+    ComplianceReply,
+    /// A double opt-in confirmation request for a consent that is pending.
+    OptInConfirmation,
+}
+
+/// What is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageContent {
+    FreeForm,
+    Template {
+        name: String,
+        /// The variable names the caller supplied.
+        supplied: Vec<String>,
+    },
+}
+
+/// The message as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct MessageFacts {
+    pub channel: Channel,
+    /// The address as given; `recipient` is its parsed form.
+    pub raw_to: String,
+    pub recipient: Option<PhoneNumber>,
+    pub content: MessageContent,
+    pub purpose: Purpose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Active,
+    Pending,
+    Revoked,
+}
+
+/// The latest consent record for the recipient and channel.
+#[derive(Debug, Clone)]
+pub struct ConsentFact {
+    pub status: ConsentStatus,
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuppressionFact {
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TemplateCategory {
+    Utility,
+    Marketing,
+    Authentication,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateFact {
+    pub name: String,
+    /// approved, pending, rejected, paused, disabled, unknown
+    pub approval_status: String,
+    pub category: TemplateCategory,
+    pub variable_names: Vec<String>,
+}
+
+/// The human decision behind the message, as loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// A campaign and who wrote and approved it.
+    Campaign {
+        status: String,
+        author: String,
+        approved_by: Option<String>,
+    },
+    /// An automation (API key) and its approval and templates.
+    Automation {
+        name: String,
+        approved: bool,
+        approved_by: Option<String>,
+        templates: Vec<String>,
+    },
+    /// A staff member replying in the inbox.
+    Staff { user: String, may_reply: bool },
+    /// The system itself, for compliance replies and opt-in confirmations.
+    System,
+    /// Nothing was found.
+    None { why: String },
+}
+
+/// The sender and whether an admin activated it.
+#[derive(Debug, Clone)]
+pub struct SenderFact {
+    pub address: Option<String>,
+    pub active: bool,
+}
+
+/// Messaging tier usage (WhatsApp, business-initiated outside a window).
+#[derive(Debug, Clone)]
+pub struct TierFact {
+    /// Unique people reached in the moving 24 hours.
+    pub used: u64,
+    /// `None` is unlimited.
+    pub limit: Option<u64>,
+    /// This recipient is already among them (sending again costs nothing).
+    pub recipient_counted: bool,
+    /// When the oldest counted person leaves the moving window.
+    pub next_free_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the pipeline needs, loaded by the caller.
+#[derive(Debug, Clone)]
+pub struct LoadedFacts {
+    pub consent: Option<ConsentFact>,
+    pub suppression: Option<SuppressionFact>,
+    /// When the customer-service window for this channel closes, if open or
+    /// last opened.
+    pub window_expires_at: Option<DateTime<Utc>>,
+    pub template: Option<TemplateFact>,
+    pub authorization: Authorization,
+    pub sender: SenderFact,
+    pub time_zone: chrono_tz::Tz,
+    pub tier: TierFact,
+    /// The earliest time the next message may go to this recipient (pace);
+    /// `None` when it may go now.
+    pub recipient_next_at: Option<DateTime<Utc>>,
+}
+
+/// Rules that are settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// When SMS may be sent, local time.
+    pub sms_hours: (NaiveTime, NaiveTime),
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            sms_hours: (
+                NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
+                NaiveTime::from_hms_opt(21, 0, 0).expect("valid"),
+            ),
+        }
+    }
+}
+
+/// Is the customer-service window open at `now`?
+pub fn in_window(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|e| e > now)
+}
+
+/// Evaluate every gate. The decision is the first blocking gate in
+/// [`Gate::ORDER`]; failing that, a defer until the latest time any
+/// deferring gate names; failing that, pass.
+pub fn evaluate(
+    msg: &MessageFacts,
+    facts: &LoadedFacts,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> GateDecision {
+    let window_open = in_window(facts.window_expires_at, now);
+    let verdicts: Vec<GateVerdict> = Gate::ORDER
+        .iter()
+        .map(|&gate| GateVerdict {
+            gate,
+            verdict: match gate {
+                Gate::InvalidNumber => invalid_number(msg),
+                Gate::Suppressed => suppressed(msg, facts),
+                Gate::NoConsent => no_consent(msg, facts, window_open),
+                Gate::NotAuthorized => not_authorized(msg, facts),
+                Gate::TemplateNotApproved => template_not_approved(msg, facts),
+                Gate::OutsideWindow => outside_window(msg, facts, window_open, now),
+                Gate::MarketingPaused => marketing_paused(msg, facts),
+                Gate::QuietHours => quiet_hours(msg, facts, now, policy),
+                Gate::TierLimit => tier_limit(msg, facts, window_open, now),
+                Gate::RateLimited => rate_limited(facts, now),
+            },
+        })
+        .collect();
+    let decision = decide(&verdicts);
+    GateDecision { decision, verdicts }
+}
+
+fn decide(verdicts: &[GateVerdict]) -> Decision {
+    if let Some(v) = verdicts
+        .iter()
+        .find(|v| matches!(v.verdict, Verdict::Block { .. }))
+    {
+        return Decision::Block { reason: v.gate };
+    }
+    verdicts
+        .iter()
+        .filter_map(|v| match v.verdict {
+            Verdict::Defer { until, .. } => Some((v.gate, until)),
+            _ => None,
+        })
+        .max_by_key(|(_, until)| *until)
+        .map(|(reason, until)| Decision::Defer { reason, until })
+        .unwrap_or(Decision::Pass)
+}
+
+fn invalid_number(msg: &MessageFacts) -> Verdict {
+    match &msg.recipient {
+        Some(p) => Verdict::pass(format!("{p} is a valid E.164 number")),
+        None => Verdict::block(format!("'{}' is not a valid E.164 phone number", msg.raw_to)),
+    }
+}
+
+fn suppressed(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+    match (&facts.suppression, &msg.purpose) {
+        (Some(s), Purpose::ComplianceReply) => Verdict::na(format!(
+            "suppressed ({}), but this is the reply to the person's own keyword",
+            s.reason
+        )),
+        (Some(s), _) => Verdict::block(format!(
+            "the contact is suppressed on {} since {} ({})",
+            msg.channel,
+            s.since.format("%Y-%m-%d %H:%M UTC"),
+            s.reason
+        )),
+        (None, _) => Verdict::pass("no suppression"),
+    }
+}
+
+fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Verdict {
+    match msg.purpose {
+        Purpose::ComplianceReply => {
+            return Verdict::na("reply to the person's own keyword needs no opt-in")
+        }
+        Purpose::OptInConfirmation => {
+            return match facts.consent.as_ref().map(|c| c.status) {
+                Some(ConsentStatus::Pending) | Some(ConsentStatus::Active) => {
+                    Verdict::pass("confirmation of a consent the person just gave")
+                }
+                _ => Verdict::block(format!(
+                    "no pending {} opt-in to confirm",
+                    msg.channel
+                )),
+            }
+        }
+        Purpose::InboxReply if window_open && msg.content == MessageContent::FreeForm => {
+            if matches!(
+                facts.consent.as_ref().map(|c| c.status),
+                Some(ConsentStatus::Revoked)
+            ) {
+                return Verdict::block(format!(
+                    "{} consent was revoked; the person must opt in again",
+                    msg.channel
+                ));
+            }
+            return Verdict::pass(
+                "a reply inside the window to a person who wrote first (conversational consent)",
+            );
+        }
+        _ => {}
+    }
+    match &facts.consent {
+        Some(c) if c.status == ConsentStatus::Active => Verdict::pass(format!(
+            "{} opt-in recorded {} via {}",
+            msg.channel,
+            c.captured_at.format("%Y-%m-%d"),
+            c.source
+        )),
+        Some(c) if c.status == ConsentStatus::Pending => Verdict::block(format!(
+            "{} opt-in via {} is waiting for the person's confirmation",
+            msg.channel, c.source
+        )),
+        Some(_) => Verdict::block(format!("{} consent was revoked", msg.channel)),
+        None => Verdict::block(format!("no recorded {} opt-in for this person", msg.channel)),
+    }
+}
+
+fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+    if !facts.sender.active {
+        return Verdict::block(match &facts.sender.address {
+            Some(a) => format!(
+                "the {} sender {a} has not been activated by an admin",
+                msg.channel
+            ),
+            None => format!("no {} sender is configured", msg.channel),
+        });
+    }
+    match (&facts.authorization, &msg.purpose) {
+        (Authorization::System, Purpose::ComplianceReply | Purpose::OptInConfirmation) => {
+            Verdict::pass("system reply required by the consent rules")
+        }
+        (
+            Authorization::Campaign {
+                status,
+                author,
+                approved_by,
+            },
+            Purpose::Campaign | Purpose::Fallback,
+        ) => match approved_by {
+            None => Verdict::block("the campaign has not been approved"),
+            Some(a) if a == author => {
+                Verdict::block("the campaign was approved by its own author")
+            }
+            Some(_) if !matches!(status.as_str(), "approved" | "scheduled" | "sending" | "completed") => {
+                Verdict::block(format!("the campaign is {status}"))
+            }
+            Some(a) => Verdict::pass(format!("campaign approved by {a}")),
+        },
+        (
+            Authorization::Automation {
+                name,
+                approved,
+                approved_by,
+                templates,
+            },
+            Purpose::Automation | Purpose::Fallback,
+        ) => {
+            if !approved {
+                return Verdict::block(format!("the automation '{name}' is not approved"));
+            }
+            match &msg.content {
+                MessageContent::Template { name: t, .. } if !templates.iter().any(|x| x == t) => {
+                    Verdict::block(format!(
+                        "the automation '{name}' is not approved for template '{t}'"
+                    ))
+                }
+                MessageContent::FreeForm if msg.purpose != Purpose::Fallback => Verdict::block(
+                    format!("the automation '{name}' may only send approved templates"),
+                ),
+                _ => Verdict::pass(format!(
+                    "automation '{name}' approved by {}",
+                    approved_by.as_deref().unwrap_or("its configurer")
+                )),
+            }
+        }
+        (Authorization::Staff { user, may_reply }, Purpose::InboxReply | Purpose::Fallback) => {
+            if *may_reply {
+                Verdict::pass(format!("inbox reply by {user}"))
+            } else {
+                Verdict::block(format!("{user} may not reply to contacts"))
+            }
+        }
+        (Authorization::None { why }, _) => Verdict::block(why.clone()),
+        (auth, purpose) => Verdict::block(format!(
+            "{purpose:?} is not authorized by {}",
+            match auth {
+                Authorization::Campaign { .. } => "a campaign",
+                Authorization::Automation { .. } => "an automation",
+                Authorization::Staff { .. } => "a staff member",
+                Authorization::System => "the system",
+                Authorization::None { .. } => "nothing",
+            }
+        )),
+    }
+}
+
+fn template_not_approved(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+    let (name, supplied) = match &msg.content {
+        MessageContent::FreeForm => return Verdict::na("free-form text, no template"),
+        MessageContent::Template { name, supplied } => (name, supplied),
+    };
+    let Some(t) = &facts.template else {
+        return Verdict::block(format!("template '{name}' is not registered"));
+    };
+    if t.approval_status != "approved" {
+        return Verdict::block(format!(
+            "template '{}' is {}, not approved",
+            t.name, t.approval_status
+        ));
+    }
+    let missing: Vec<&str> = t
+        .variable_names
+        .iter()
+        .filter(|n| !supplied.contains(n))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Verdict::block(format!(
+            "template '{}' needs variable(s): {}",
+            t.name,
+            missing.join(", ")
+        ));
+    }
+    let unknown: Vec<&str> = supplied
+        .iter()
+        .filter(|s| !t.variable_names.contains(s))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Verdict::block(format!(
+            "template '{}' has no variable(s): {}",
+            t.name,
+            unknown.join(", ")
+        ));
+    }
+    Verdict::pass(format!("template '{}' is approved", t.name))
+}
+
+fn outside_window(
+    msg: &MessageFacts,
+    facts: &LoadedFacts,
+    window_open: bool,
+    now: DateTime<Utc>,
+) -> Verdict {
+    if msg.channel != Channel::WhatsApp {
+        return Verdict::na("SMS has no customer-service window");
+    }
+    match (&msg.content, window_open) {
+        (MessageContent::Template { .. }, true) => Verdict::pass("template inside the window"),
+        (MessageContent::Template { .. }, false) => {
+            Verdict::pass("approved templates may open a conversation")
+        }
+        (MessageContent::FreeForm, true) => {
+            let left = facts
+                .window_expires_at
+                .map(|e| e - now)
+                .unwrap_or_else(Duration::zero);
+            Verdict::pass(format!(
+                "inside the 24-hour window ({}h{:02}m left)",
+                left.num_hours(),
+                left.num_minutes() % 60
+            ))
+        }
+        (MessageContent::FreeForm, false) if msg.purpose == Purpose::ComplianceReply => {
+            Verdict::pass("reply to the person's own message")
+        }
+        (MessageContent::FreeForm, false) => Verdict::block(match facts.window_expires_at {
+            Some(e) => format!(
+                "the 24-hour window closed at {}; only an approved template may go",
+                e.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => "the person has never written; only an approved template may go".into(),
+        }),
+    }
+}
+
+fn marketing_paused(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+    let is_marketing = matches!(
+        (&msg.content, &facts.template),
+        (MessageContent::Template { .. }, Some(t)) if t.category == TemplateCategory::Marketing
+    );
+    if msg.channel != Channel::WhatsApp || !is_marketing {
+        return Verdict::na("not a WhatsApp marketing template");
+    }
+    match &msg.recipient {
+        Some(p) if p.is_nanp() => Verdict::block(
+            "Meta does not deliver WhatsApp MARKETING templates to +1 numbers; use SMS where consented",
+        ),
+        _ => Verdict::pass("marketing template to a number outside +1"),
+    }
+}
+
+fn quiet_hours(
+    msg: &MessageFacts,
+    facts: &LoadedFacts,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Verdict {
+    if msg.channel != Channel::Sms {
+        return Verdict::na("quiet hours apply to SMS");
+    }
+    if msg.purpose == Purpose::ComplianceReply {
+        return Verdict::na("immediate reply to the person's own keyword");
+    }
+    let tz = facts.time_zone;
+    let local = now.with_timezone(&tz);
+    let (start, end) = policy.sms_hours;
+    let t = local.time();
+    if t >= start && t < end {
+        return Verdict::pass(format!(
+            "{:02}:{:02} in {tz} is within sending hours",
+            t.hour(),
+            t.minute()
+        ));
+    }
+    let day = if t >= end {
+        local.date_naive() + Duration::days(1)
+    } else {
+        local.date_naive()
+    };
+    let until = next_local_time(tz, day, start).unwrap_or(now + Duration::hours(1));
+    Verdict::Defer {
+        until,
+        detail: format!(
+            "{:02}:{:02} in {tz} is outside {}-{}; held until then",
+            t.hour(),
+            t.minute(),
+            start.format("%H:%M"),
+            end.format("%H:%M")
+        ),
+    }
+}
+
+/// The UTC instant of a local wall-clock time, skipping forward over a gap
+/// (a daylight-saving spring-forward) and taking the earlier of two
+/// instants in an overlap.
+pub fn next_local_time(
+    tz: chrono_tz::Tz,
+    day: chrono::NaiveDate,
+    time: NaiveTime,
+) -> Option<DateTime<Utc>> {
+    let mut naive = day.and_time(time);
+    for _ in 0..4 {
+        match tz.from_local_datetime(&naive) {
+            chrono::LocalResult::Single(t) => return Some(t.with_timezone(&Utc)),
+            chrono::LocalResult::Ambiguous(a, _) => return Some(a.with_timezone(&Utc)),
+            chrono::LocalResult::None => naive += Duration::minutes(30),
+        }
+    }
+    None
+}
+
+fn tier_limit(
+    msg: &MessageFacts,
+    facts: &LoadedFacts,
+    window_open: bool,
+    now: DateTime<Utc>,
+) -> Verdict {
+    let business_initiated =
+        msg.channel == Channel::WhatsApp && matches!(msg.content, MessageContent::Template { .. }) && !window_open;
+    if !business_initiated {
+        return Verdict::na("not a business-initiated WhatsApp conversation");
+    }
+    let tier = &facts.tier;
+    match tier.limit {
+        None => Verdict::pass("unlimited messaging tier"),
+        Some(_) if tier.recipient_counted => Verdict::pass(format!(
+            "recipient already counted in the moving 24 hours ({} of {})",
+            tier.used,
+            tier.limit.map(|l| l.to_string()).unwrap_or_default()
+        )),
+        Some(limit) if tier.used < limit => Verdict::pass(format!(
+            "{} of {limit} unique people in the moving 24 hours",
+            tier.used
+        )),
+        Some(limit) => Verdict::Defer {
+            until: tier.next_free_at.unwrap_or(now + Duration::hours(1)),
+            detail: format!(
+                "messaging tier reached: {} of {limit} unique people in the moving 24 hours",
+                tier.used
+            ),
+        },
+    }
+}
+
+fn rate_limited(facts: &LoadedFacts, now: DateTime<Utc>) -> Verdict {
+    match facts.recipient_next_at {
+        Some(at) if at > now => Verdict::Defer {
+            until: at,
+            detail: format!(
+                "one message per person at a time: next at {}",
+                at.format("%H:%M:%S UTC")
+            ),
+        },
+        _ => Verdict::pass("within the sender's and the recipient's pace"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phonenumber::country::Id;
+
+    fn now() -> DateTime<Utc> {
+        // A Tuesday, 15:00 UTC.
+        Utc.with_ymd_and_hms(2026, 11, 17, 15, 0, 0).unwrap()
+    }
+
+    fn msg(channel: Channel, content: MessageContent, purpose: Purpose) -> MessageFacts {
+        MessageFacts {
+            channel,
+            raw_to: "+4791234567".into(),
+            recipient: Some(PhoneNumber::parse("+4791234567", Id::US).unwrap()),
+            content,
+            purpose,
+        }
+    }
+
+    fn template(name: &str) -> MessageContent {
+        MessageContent::Template {
+            name: name.into(),
+            supplied: vec!["task_name".into(), "due_time".into()],
+        }
+    }
+
+    fn facts() -> LoadedFacts {
+        LoadedFacts {
+            consent: Some(ConsentFact {
+                status: ConsentStatus::Active,
+                source: "web_form".into(),
+                captured_at: now() - Duration::days(3),
+            }),
+            suppression: None,
+            window_expires_at: None,
+            template: Some(TemplateFact {
+                name: "task_reminder".into(),
+                approval_status: "approved".into(),
+                category: TemplateCategory::Utility,
+                variable_names: vec!["task_name".into(), "due_time".into()],
+            }),
+            authorization: Authorization::Automation {
+                name: "n8n".into(),
+                approved: true,
+                approved_by: Some("approver@example.com".into()),
+                templates: vec!["task_reminder".into()],
+            },
+            sender: SenderFact {
+                address: Some("+14155550100".into()),
+                active: true,
+            },
+            time_zone: chrono_tz::Europe::Oslo,
+            tier: TierFact {
+                used: 0,
+                limit: Some(250),
+                recipient_counted: false,
+                next_free_at: None,
+            },
+            recipient_next_at: None,
+        }
+    }
+
+    fn run(m: &MessageFacts, f: &LoadedFacts) -> GateDecision {
+        evaluate(m, f, now(), &Policy::default())
+    }
+
+    fn automation_template() -> MessageFacts {
+        msg(Channel::WhatsApp, template("task_reminder"), Purpose::Automation)
+    }
+
+    #[test]
+    fn the_passing_message_passes_with_every_verdict() {
+        let d = run(&automation_template(), &facts());
+        assert_eq!(d.decision, Decision::Pass, "{d:#?}");
+        assert_eq!(d.verdicts.len(), Gate::ORDER.len());
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["decision"]["decision"], "pass");
+        assert_eq!(json["verdicts"][0]["gate"], "invalid_number");
+    }
+
+    #[test]
+    fn invalid_number_blocks() {
+        let mut m = automation_template();
+        m.recipient = None;
+        m.raw_to = "12".into();
+        let d = run(&m, &facts());
+        assert_eq!(d.decision, Decision::Block { reason: Gate::InvalidNumber });
+        assert!(d.explanation().contains("'12'"));
+    }
+
+    #[test]
+    fn no_consent_blocks_and_pending_or_revoked_also_block() {
+        let m = automation_template();
+        let mut f = facts();
+        f.consent = None;
+        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+        for status in [ConsentStatus::Pending, ConsentStatus::Revoked] {
+            f.consent = Some(ConsentFact {
+                status,
+                source: "web_form".into(),
+                captured_at: now(),
+            });
+            assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+        }
+    }
+
+    #[test]
+    fn suppressed_blocks_everything_but_the_keyword_reply() {
+        let mut f = facts();
+        f.suppression = Some(SuppressionFact {
+            reason: "keyword STOP".into(),
+            since: now(),
+        });
+        assert_eq!(
+            run(&automation_template(), &f).decision,
+            Decision::Block { reason: Gate::Suppressed }
+        );
+        let mut reply = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::ComplianceReply);
+        f.authorization = Authorization::System;
+        f.consent = None;
+        reply.content = MessageContent::FreeForm;
+        assert_eq!(run(&reply, &f).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn outside_window_blocks_free_form_and_its_twin_passes_inside() {
+        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
+        let mut f = facts();
+        f.authorization = Authorization::Staff {
+            user: "op@example.com".into(),
+            may_reply: true,
+        };
+        f.window_expires_at = Some(now() - Duration::minutes(1));
+        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::OutsideWindow });
+        f.window_expires_at = Some(now() + Duration::hours(2));
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        // Outside the window a template passes.
+        f.window_expires_at = None;
+        let t = msg(Channel::WhatsApp, template("task_reminder"), Purpose::InboxReply);
+        assert_eq!(run(&t, &f).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn inbox_reply_in_window_needs_no_opt_in_but_revocation_still_blocks() {
+        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
+        let mut f = facts();
+        f.authorization = Authorization::Staff {
+            user: "op@example.com".into(),
+            may_reply: true,
+        };
+        f.window_expires_at = Some(now() + Duration::hours(2));
+        f.consent = None;
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        f.consent = Some(ConsentFact {
+            status: ConsentStatus::Revoked,
+            source: "keyword".into(),
+            captured_at: now(),
+        });
+        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+    }
+
+    #[test]
+    fn template_not_approved_blocks_unknown_unapproved_and_mismatched() {
+        let m = automation_template();
+        let mut f = facts();
+        f.template = None;
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block { reason: Gate::TemplateNotApproved }
+        );
+        for status in ["pending", "rejected", "paused", "disabled"] {
+            let mut f = facts();
+            f.template.as_mut().unwrap().approval_status = status.into();
+            let d = run(&m, &f);
+            assert_eq!(d.decision, Decision::Block { reason: Gate::TemplateNotApproved });
+            assert!(d.explanation().contains(status));
+        }
+        let mut missing = m.clone();
+        missing.content = MessageContent::Template {
+            name: "task_reminder".into(),
+            supplied: vec!["task_name".into()],
+        };
+        let d = run(&missing, &facts());
+        assert_eq!(d.decision, Decision::Block { reason: Gate::TemplateNotApproved });
+        assert!(d.explanation().contains("due_time"));
+        let mut extra = m.clone();
+        extra.content = MessageContent::Template {
+            name: "task_reminder".into(),
+            supplied: vec!["task_name".into(), "due_time".into(), "colour".into()],
+        };
+        assert!(run(&extra, &facts()).explanation().contains("colour"));
+    }
+
+    #[test]
+    fn not_authorized_covers_campaigns_automations_staff_and_senders() {
+        let campaign = msg(Channel::WhatsApp, template("task_reminder"), Purpose::Campaign);
+        let mut f = facts();
+        f.authorization = Authorization::Campaign {
+            status: "approved".into(),
+            author: "a@x.com".into(),
+            approved_by: Some("a@x.com".into()),
+        };
+        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        f.authorization = Authorization::Campaign {
+            status: "approved".into(),
+            author: "a@x.com".into(),
+            approved_by: None,
+        };
+        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        f.authorization = Authorization::Campaign {
+            status: "sending".into(),
+            author: "a@x.com".into(),
+            approved_by: Some("b@x.com".into()),
+        };
+        assert_eq!(run(&campaign, &f).decision, Decision::Pass);
+        f.authorization = Authorization::Campaign {
+            status: "cancelled".into(),
+            author: "a@x.com".into(),
+            approved_by: Some("b@x.com".into()),
+        };
+        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+
+        // Automation not approved, or not for this template.
+        let mut f = facts();
+        f.authorization = Authorization::Automation {
+            name: "n8n".into(),
+            approved: false,
+            approved_by: None,
+            templates: vec!["task_reminder".into()],
+        };
+        assert_eq!(
+            run(&automation_template(), &f).decision,
+            Decision::Block { reason: Gate::NotAuthorized }
+        );
+        f.authorization = Authorization::Automation {
+            name: "n8n".into(),
+            approved: true,
+            approved_by: Some("x".into()),
+            templates: vec!["daily_briefing".into()],
+        };
+        assert_eq!(
+            run(&automation_template(), &f).decision,
+            Decision::Block { reason: Gate::NotAuthorized }
+        );
+
+        // A sender nobody activated.
+        let mut f = facts();
+        f.sender.active = false;
+        let d = run(&automation_template(), &f);
+        assert_eq!(d.decision, Decision::Block { reason: Gate::NotAuthorized });
+        assert!(d.explanation().contains("activated"));
+
+        // Staff without the right to reply.
+        let mut f = facts();
+        f.window_expires_at = Some(now() + Duration::hours(1));
+        f.authorization = Authorization::Staff {
+            user: "viewer@x.com".into(),
+            may_reply: false,
+        };
+        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
+        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+    }
+
+    #[test]
+    fn marketing_to_plus_one_is_paused_on_whatsapp_only() {
+        let mut m = msg(Channel::WhatsApp, template("spring_offer"), Purpose::Automation);
+        m.recipient = Some(PhoneNumber::parse("+14155552671", Id::US).unwrap());
+        let mut f = facts();
+        f.template.as_mut().unwrap().category = TemplateCategory::Marketing;
+        if let Authorization::Automation { templates, .. } = &mut f.authorization {
+            templates.push("spring_offer".into());
+        }
+        f.template.as_mut().unwrap().name = "spring_offer".into();
+        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::MarketingPaused });
+        // Twin: the same template to a Norwegian number passes.
+        let mut m2 = m.clone();
+        m2.recipient = Some(PhoneNumber::parse("+4791234567", Id::US).unwrap());
+        assert_eq!(run(&m2, &f).decision, Decision::Pass);
+        // And by SMS the WhatsApp rule does not apply.
+        let mut m3 = m.clone();
+        m3.channel = Channel::Sms;
+        f.time_zone = chrono_tz::UTC;
+        assert_eq!(run(&m3, &f).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn quiet_hours_defer_sms_until_eight_local() {
+        let m = msg(Channel::Sms, template("task_reminder"), Purpose::Automation);
+        let mut f = facts();
+        // 15:00 UTC is 16:00 in Oslo: fine.
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        // 15:00 UTC is 04:00 next day in Auckland (UTC+13): defer to 08:00 local.
+        f.time_zone = chrono_tz::Pacific::Auckland;
+        match run(&m, &f).decision {
+            Decision::Defer { reason, until } => {
+                assert_eq!(reason, Gate::QuietHours);
+                assert_eq!(until, Utc.with_ymd_and_hms(2026, 11, 17, 19, 0, 0).unwrap());
+            }
+            other => panic!("expected defer, got {other:?}"),
+        }
+        // 15:00 UTC is 10:00 in New York: fine; 22:00 New York defers to next 08:00.
+        f.time_zone = chrono_tz::America::New_York;
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        let late = Utc.with_ymd_and_hms(2026, 11, 18, 3, 0, 0).unwrap();
+        match evaluate(&m, &f, late, &Policy::default()).decision {
+            Decision::Defer { until, .. } => {
+                assert_eq!(until, Utc.with_ymd_and_hms(2026, 11, 18, 13, 0, 0).unwrap())
+            }
+            other => panic!("expected defer, got {other:?}"),
+        }
+        // WhatsApp at the same hour is not subject to quiet hours.
+        let wa = automation_template();
+        assert_eq!(evaluate(&wa, &f, late, &Policy::default()).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn tier_limit_defers_new_people_but_not_counted_ones() {
+        let m = automation_template();
+        let mut f = facts();
+        f.tier = TierFact {
+            used: 250,
+            limit: Some(250),
+            recipient_counted: false,
+            next_free_at: Some(now() + Duration::hours(3)),
+        };
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Defer {
+                reason: Gate::TierLimit,
+                until: now() + Duration::hours(3)
+            }
+        );
+        f.tier.recipient_counted = true;
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        f.tier.recipient_counted = false;
+        f.tier.limit = None;
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+        // Inside the window the conversation is not business-initiated.
+        f.tier.limit = Some(250);
+        f.window_expires_at = Some(now() + Duration::hours(1));
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn rate_limited_defers_until_the_recipient_may_be_messaged() {
+        let m = automation_template();
+        let mut f = facts();
+        f.recipient_next_at = Some(now() + Duration::seconds(4));
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Defer {
+                reason: Gate::RateLimited,
+                until: now() + Duration::seconds(4)
+            }
+        );
+        f.recipient_next_at = Some(now() - Duration::seconds(1));
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
+    }
+
+    #[test]
+    fn a_block_wins_over_a_defer_and_the_first_block_names_the_decision() {
+        let m = msg(Channel::Sms, template("task_reminder"), Purpose::Automation);
+        let mut f = facts();
+        f.time_zone = chrono_tz::Pacific::Auckland;
+        f.consent = None;
+        f.suppression = Some(SuppressionFact {
+            reason: "staff".into(),
+            since: now(),
+        });
+        let d = run(&m, &f);
+        assert_eq!(d.decision, Decision::Block { reason: Gate::Suppressed });
+        assert!(matches!(d.verdict(Gate::NoConsent), Some(Verdict::Block { .. })));
+        assert!(matches!(d.verdict(Gate::QuietHours), Some(Verdict::Defer { .. })));
+    }
+
+    #[test]
+    fn next_local_time_handles_daylight_saving_gaps() {
+        // Europe/Oslo springs forward at 02:00 on 2026-03-29: 02:30 does not exist.
+        let t = next_local_time(
+            chrono_tz::Europe::Oslo,
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(),
+            NaiveTime::from_hms_opt(2, 30, 0).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn reason_codes_are_the_contract() {
+        let codes: Vec<&str> = Gate::ORDER.iter().map(|g| g.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "invalid_number",
+                "suppressed",
+                "no_consent",
+                "not_authorized",
+                "template_not_approved",
+                "outside_window",
+                "marketing_paused",
+                "quiet_hours",
+                "tier_limit",
+                "rate_limited"
+            ]
+        );
+        for g in Gate::ORDER {
+            assert_eq!(serde_json::to_value(g).unwrap(), g.code());
+        }
+    }
+}
