@@ -1,23 +1,52 @@
 //! The one context every part of Heimdall works through: settings, the
 //! database, Redis when configured, the clock, the job queue, the channel
-//! clients, the alerter and the limits. Built once at start-up and shared.
+//! clients, the alert sink and the limits. Built once at start-up and shared.
 
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use crate::alerts::{LogSink, SharedSink};
+use crate::channel::Channel;
+use crate::channels::MessageProvider;
 use crate::clock::SharedClock;
 use crate::db::Db;
+use crate::limits::Limits;
+use crate::provider_errors::ErrorTable;
 use crate::queue::JobQueue;
 use crate::settings::Settings;
 
-#[derive(Debug, Clone)]
+/// The clients messages go out through, per channel.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    pub whatsapp: Option<Arc<dyn MessageProvider>>,
+    pub sms: Option<Arc<dyn MessageProvider>>,
+    /// Twilio's own client, for the Content API and reconciliation.
+    pub twilio: Option<Arc<crate::channels::twilio::TwilioClient>>,
+    /// Meta's client, for read receipts.
+    pub meta: Option<Arc<crate::channels::meta::MetaClient>>,
+}
+
+impl Providers {
+    pub fn for_channel(&self, channel: Channel) -> Option<&Arc<dyn MessageProvider>> {
+        match channel {
+            Channel::WhatsApp => self.whatsapp.as_ref(),
+            Channel::Sms => self.sms.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Core {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub clock: SharedClock,
     pub queue: Arc<dyn JobQueue>,
+    pub providers: Providers,
+    pub alerts: SharedSink,
+    pub limits: Limits,
+    pub errors: ErrorTable,
 }
 
 /// Connect to Redis when the settings name it.
@@ -38,20 +67,42 @@ pub async fn connect_redis(
     }
 }
 
+/// Everything a [`Core`] is made of that is not derived from settings.
+pub struct CoreParts {
+    pub settings: Settings,
+    pub db: Db,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub clock: SharedClock,
+    pub queue: Arc<dyn JobQueue>,
+    pub providers: Providers,
+    pub alerts: Option<SharedSink>,
+}
+
 impl Core {
-    pub fn new(
-        settings: Arc<Settings>,
-        db: Db,
-        redis: Option<redis::aio::ConnectionManager>,
-        clock: SharedClock,
-        queue: Arc<dyn JobQueue>,
-    ) -> Arc<Core> {
+    pub fn new(parts: CoreParts) -> Arc<Core> {
+        let s = &parts.settings;
+        let portfolio = s
+            .sender_for(Channel::WhatsApp)
+            .unwrap_or_else(|| "default".into());
+        let limits = Limits::new(
+            parts.redis.clone(),
+            s.rate_per_second,
+            s.recipient_pace_seconds,
+            s.tier_limit,
+            &portfolio,
+            &s.redis_namespace,
+        );
+        let errors = ErrorTable::new().with_fallback_codes(&s.fallback_codes);
         Arc::new(Core {
-            settings,
-            db,
-            redis,
-            clock,
-            queue,
+            settings: Arc::new(parts.settings),
+            db: parts.db,
+            redis: parts.redis,
+            clock: parts.clock,
+            queue: parts.queue,
+            providers: parts.providers,
+            alerts: parts.alerts.unwrap_or_else(|| Arc::new(LogSink)),
+            limits,
+            errors,
         })
     }
 
@@ -61,8 +112,15 @@ impl Core {
             None => Ok(()),
             Some(conn) => {
                 let mut conn = conn.clone();
-                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
             }
         }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 }

@@ -28,3 +28,13 @@ pub mod formatting;
 pub mod accounts;
 pub mod channels;
 pub mod gates;
+pub mod contacts;
+pub mod limits;
+pub mod message_state;
+pub mod templates;
+pub mod alerts;
+pub mod audit;
+pub mod authz;
+pub mod outbound;
+#[cfg(feature = "testing")]
+pub mod testing;

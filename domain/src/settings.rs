@@ -91,6 +91,9 @@ pub struct Settings {
     pub database_url: SecretString,
     /// `HEIMDALL_REDIS_URL`: when set, the queue, caches and shared limits use Redis.
     pub redis_url: Option<SecretString>,
+    /// `HEIMDALL_REDIS_NAMESPACE`, default `heimdall`: prefix of every Redis key
+    /// (several installations, or tests, can share one Redis).
+    pub redis_namespace: String,
     /// `HEIMDALL_BIND`, default `127.0.0.1:3000`.
     pub bind: SocketAddr,
     /// `HEIMDALL_PUBLIC_URL`: the URL Twilio and Meta see; default `http://{bind}`.
@@ -508,6 +511,7 @@ impl Settings {
         Ok(Settings {
             database_url: SecretString::from(database_url),
             redis_url,
+            redis_namespace: src.get("HEIMDALL_REDIS_NAMESPACE").unwrap_or("heimdall").to_string(),
             bind,
             public_url,
             api_key: src

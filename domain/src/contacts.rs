@@ -1,0 +1,747 @@
+//! Contacts and what the rules need to know about them: consents with their
+//! evidence, suppressions, and customer-service windows.
+//!
+//! A revocation anywhere (keyword, staff, API, provider opt-out code) is
+//! written here, in the database, before the caller answers: no gate
+//! evaluated after that instant can pass.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::channel::Channel;
+use crate::clock::new_id;
+use crate::entities::{consent, contact, service_window, suppression};
+use crate::gates::ConsentStatus;
+use crate::phone::{PhoneError, PhoneNumber};
+use crate::Core;
+
+/// How long a person's message keeps the customer-service window open.
+pub const WINDOW: Duration = Duration::hours(24);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContactError {
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
+    #[error("no contact with id {0}")]
+    NotFound(String),
+    #[error("'{0}' is not an IANA time zone such as Europe/Oslo")]
+    TimeZone(String),
+    #[error("{0}")]
+    Evidence(String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// A contact as the API and console show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Contact {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    pub tags: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub needs_manual_outreach: bool,
+    pub manual_outreach_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<contact::Model> for Contact {
+    fn from(m: contact::Model) -> Self {
+        Contact {
+            tags: serde_json::from_str(&m.tags).unwrap_or_default(),
+            attributes: serde_json::from_str(&m.attributes).unwrap_or_default(),
+            id: m.id,
+            phone: m.phone_e164,
+            name: m.name,
+            time_zone: m.time_zone,
+            locale: m.locale,
+            needs_manual_outreach: m.needs_manual_outreach,
+            manual_outreach_reason: m.manual_outreach_reason,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Fields for creating or updating a contact.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ContactInput {
+    pub phone: String,
+    pub name: Option<String>,
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+fn check_tz(tz: &Option<String>) -> Result<(), ContactError> {
+    if let Some(tz) = tz {
+        tz.parse::<chrono_tz::Tz>()
+            .map_err(|_| ContactError::TimeZone(tz.clone()))?;
+    }
+    Ok(())
+}
+
+fn clean_tags(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub async fn find_by_phone(
+    db: &impl ConnectionTrait,
+    phone: &PhoneNumber,
+) -> Result<Option<contact::Model>, sea_orm::DbErr> {
+    contact::Entity::find()
+        .filter(contact::Column::PhoneE164.eq(phone.as_str()))
+        .one(db)
+        .await
+}
+
+pub async fn get(core: &Core, id: &str) -> Result<Contact, ContactError> {
+    contact::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await?
+        .map(Contact::from)
+        .ok_or_else(|| ContactError::NotFound(id.to_string()))
+}
+
+/// Create a contact, or update the one with the same number (fields given
+/// replace the stored ones; tags are merged).
+pub async fn upsert(core: &Core, input: &ContactInput) -> Result<(Contact, bool), ContactError> {
+    let phone = PhoneNumber::parse(&input.phone, core.settings.default_region)?;
+    check_tz(&input.time_zone)?;
+    let now = core.clock.now();
+    let tags = clean_tags(&input.tags);
+    if let Some(existing) = find_by_phone(&core.db.conn, &phone).await? {
+        let mut merged: Vec<String> = serde_json::from_str(&existing.tags).unwrap_or_default();
+        merged.extend(tags);
+        let merged = clean_tags(&merged);
+        let mut attrs: BTreeMap<String, String> =
+            serde_json::from_str(&existing.attributes).unwrap_or_default();
+        attrs.extend(input.attributes.clone());
+        let mut am: contact::ActiveModel = existing.into();
+        if input.name.is_some() {
+            am.name = Set(input.name.clone());
+        }
+        if input.time_zone.is_some() {
+            am.time_zone = Set(input.time_zone.clone());
+        }
+        if input.locale.is_some() {
+            am.locale = Set(input.locale.clone());
+        }
+        am.tags = Set(serde_json::to_string(&merged).unwrap_or_else(|_| "[]".into()));
+        am.attributes = Set(serde_json::to_string(&attrs).unwrap_or_else(|_| "{}".into()));
+        am.updated_at = Set(now);
+        return Ok((am.update(&core.db.conn).await?.into(), false));
+    }
+    let model = contact::ActiveModel {
+        id: Set(new_id()),
+        phone_e164: Set(phone.to_string()),
+        name: Set(input.name.clone().filter(|n| !n.trim().is_empty())),
+        time_zone: Set(input.time_zone.clone()),
+        locale: Set(input.locale.clone()),
+        tags: Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into())),
+        attributes: Set(serde_json::to_string(&input.attributes).unwrap_or_else(|_| "{}".into())),
+        needs_manual_outreach: Set(false),
+        manual_outreach_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&core.db.conn)
+    .await?;
+    Ok((model.into(), true))
+}
+
+/// Find the contact for an inbound number, creating an unknown contact
+/// (with no consent) the first time someone writes.
+pub async fn find_or_create_by_phone(
+    db: &impl ConnectionTrait,
+    phone: &PhoneNumber,
+    name: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<contact::Model, sea_orm::DbErr> {
+    if let Some(c) = find_by_phone(db, phone).await? {
+        return Ok(c);
+    }
+    let model = contact::ActiveModel {
+        id: Set(new_id()),
+        phone_e164: Set(phone.to_string()),
+        name: Set(name),
+        time_zone: Set(None),
+        locale: Set(None),
+        tags: Set("[]".into()),
+        attributes: Set("{}".into()),
+        needs_manual_outreach: Set(false),
+        manual_outreach_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    match model.insert(db).await {
+        Ok(m) => Ok(m),
+        // Two requests for a new number at once: the other one created it.
+        Err(e) => find_by_phone(db, phone).await?.ok_or(e),
+    }
+}
+
+/// Search by phone fragment or name.
+pub async fn search(core: &Core, query: &str, limit: u64) -> Result<Vec<Contact>, sea_orm::DbErr> {
+    let q = query.trim();
+    let mut select = contact::Entity::find().order_by_desc(contact::Column::CreatedAt);
+    if !q.is_empty() {
+        let digits: String = q.chars().filter(|c| c.is_ascii_digit()).collect();
+        let mut cond = sea_orm::Condition::any().add(contact::Column::Name.contains(q));
+        if !digits.is_empty() {
+            cond = cond.add(contact::Column::PhoneE164.contains(&digits));
+        }
+        select = select.filter(cond);
+    }
+    Ok(select
+        .limit(limit)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(Contact::from)
+        .collect())
+}
+
+pub async fn with_tags(core: &Core, tags: &[String]) -> Result<Vec<Contact>, sea_orm::DbErr> {
+    let wanted = clean_tags(tags);
+    // Tags are a JSON array; filter in Rust so both databases agree.
+    let mut out = Vec::new();
+    for c in contact::Entity::find()
+        .order_by_asc(contact::Column::CreatedAt)
+        .all(&core.db.conn)
+        .await?
+    {
+        let contact = Contact::from(c);
+        if wanted.iter().any(|t| contact.tags.contains(t)) {
+            out.push(contact);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn flag_manual_outreach(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    contact::Entity::update_many()
+        .col_expr(contact::Column::NeedsManualOutreach, Expr::value(true))
+        .col_expr(contact::Column::ManualOutreachReason, Expr::value(reason))
+        .col_expr(contact::Column::UpdatedAt, Expr::value(now))
+        .filter(contact::Column::Id.eq(contact_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Consent
+
+/// Where a consent came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentSource {
+    WebForm,
+    Qr,
+    Keyword,
+    Api,
+    Import,
+    Staff,
+}
+
+impl ConsentSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentSource::WebForm => "web_form",
+            ConsentSource::Qr => "qr",
+            ConsentSource::Keyword => "keyword",
+            ConsentSource::Api => "api",
+            ConsentSource::Import => "import",
+            ConsentSource::Staff => "staff",
+        }
+    }
+}
+
+/// The proof behind a consent. What is required depends on the source: a
+/// web form needs the IP and user agent; a keyword needs the inbound
+/// message id; every source needs the time and the consent text version.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct ConsentEvidence {
+    pub captured_at: Option<DateTime<Utc>>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub page_url: Option<String>,
+    pub form_id: Option<String>,
+    pub qr_code: Option<String>,
+    pub inbound_message_id: Option<String>,
+    pub consent_text_version: Option<String>,
+    /// The text the person saw; its SHA-256 is stored with it.
+    pub consent_text: Option<String>,
+    pub consent_text_hash: Option<String>,
+}
+
+impl ConsentEvidence {
+    /// Check that the evidence proves what the source claims.
+    pub fn validate(&self, source: ConsentSource) -> Result<(), ContactError> {
+        let need = |v: &Option<String>, what: &str| -> Result<(), ContactError> {
+            match v.as_deref().map(str::trim) {
+                Some(s) if !s.is_empty() => Ok(()),
+                _ => Err(ContactError::Evidence(format!(
+                    "evidence.{what} is required for a {} consent",
+                    source.as_str()
+                ))),
+            }
+        };
+        match source {
+            ConsentSource::WebForm | ConsentSource::Qr => {
+                need(&self.ip, "ip")?;
+                need(&self.user_agent, "user_agent")?;
+                need(&self.consent_text_version, "consent_text_version")?;
+            }
+            ConsentSource::Keyword => need(&self.inbound_message_id, "inbound_message_id")?,
+            ConsentSource::Api | ConsentSource::Import | ConsentSource::Staff => {
+                need(&self.consent_text_version, "consent_text_version")?;
+                if self.ip.as_deref().unwrap_or("").trim().is_empty()
+                    && self.inbound_message_id.as_deref().unwrap_or("").trim().is_empty()
+                    && self.page_url.as_deref().unwrap_or("").trim().is_empty()
+                {
+                    return Err(ContactError::Evidence(format!(
+                        "a {} consent needs evidence of how it was given: evidence.ip (with user_agent), evidence.page_url or evidence.inbound_message_id",
+                        source.as_str()
+                    )));
+                }
+                if self.ip.is_some() {
+                    need(&self.user_agent, "user_agent")?;
+                }
+            }
+        }
+        if let Some(at) = self.captured_at {
+            if at > Utc::now() + Duration::minutes(5) {
+                return Err(ContactError::Evidence(
+                    "evidence.captured_at is in the future".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn text_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A consent record as shown (the audit export includes every field).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConsentRecord {
+    pub id: String,
+    pub contact_id: String,
+    pub channel: String,
+    pub status: String,
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub page_url: Option<String>,
+    pub form_id: Option<String>,
+    pub qr_code: Option<String>,
+    pub inbound_message_id: Option<String>,
+    pub consent_text_version: Option<String>,
+    pub consent_text_hash: Option<String>,
+    pub consent_text: Option<String>,
+    pub recorded_by: String,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revocation_source: Option<String>,
+    pub revocation_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<consent::Model> for ConsentRecord {
+    fn from(m: consent::Model) -> Self {
+        ConsentRecord {
+            id: m.id,
+            contact_id: m.contact_id,
+            channel: m.channel,
+            status: m.status,
+            source: m.source,
+            captured_at: m.captured_at,
+            ip: m.ip,
+            user_agent: m.user_agent,
+            page_url: m.page_url,
+            form_id: m.form_id,
+            qr_code: m.qr_code,
+            inbound_message_id: m.inbound_message_id,
+            consent_text_version: m.consent_text_version,
+            consent_text_hash: m.consent_text_hash,
+            consent_text: m.consent_text,
+            recorded_by: m.recorded_by,
+            confirmed_at: m.confirmed_at,
+            revoked_at: m.revoked_at,
+            revocation_source: m.revocation_source,
+            revocation_ref: m.revocation_ref,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Record a consent with its evidence. `pending` for double opt-in.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_consent(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    source: ConsentSource,
+    evidence: &ConsentEvidence,
+    recorded_by: &str,
+    pending: bool,
+    now: DateTime<Utc>,
+) -> Result<ConsentRecord, ContactError> {
+    evidence.validate(source)?;
+    let hash = evidence
+        .consent_text_hash
+        .clone()
+        .or_else(|| evidence.consent_text.as_deref().map(text_hash));
+    let model = consent::ActiveModel {
+        id: Set(new_id()),
+        contact_id: Set(contact_id.to_string()),
+        channel: Set(channel.as_str().to_string()),
+        status: Set(if pending { "pending" } else { "active" }.to_string()),
+        source: Set(source.as_str().to_string()),
+        captured_at: Set(evidence.captured_at.unwrap_or(now)),
+        ip: Set(evidence.ip.clone()),
+        user_agent: Set(evidence.user_agent.clone()),
+        page_url: Set(evidence.page_url.clone()),
+        form_id: Set(evidence.form_id.clone()),
+        qr_code: Set(evidence.qr_code.clone()),
+        inbound_message_id: Set(evidence.inbound_message_id.clone()),
+        consent_text_version: Set(evidence.consent_text_version.clone()),
+        consent_text_hash: Set(hash),
+        consent_text: Set(evidence.consent_text.clone()),
+        recorded_by: Set(recorded_by.to_string()),
+        confirmed_at: Set(None),
+        confirmation_token_hash: Set(None),
+        revoked_at: Set(None),
+        revocation_source: Set(None),
+        revocation_ref: Set(None),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(model.into())
+}
+
+/// The consent that decides: the newest record for the contact and channel.
+pub async fn current_consent(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Option<consent::Model>, sea_orm::DbErr> {
+    consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .order_by_desc(consent::Column::CreatedAt)
+        .order_by_desc(consent::Column::Id)
+        .one(db)
+        .await
+}
+
+pub fn consent_status(m: &consent::Model) -> ConsentStatus {
+    if m.revoked_at.is_some() || m.status == "revoked" {
+        ConsentStatus::Revoked
+    } else if m.status == "pending" {
+        ConsentStatus::Pending
+    } else {
+        ConsentStatus::Active
+    }
+}
+
+pub async fn consent_history(
+    core: &Core,
+    contact_id: &str,
+) -> Result<Vec<ConsentRecord>, sea_orm::DbErr> {
+    Ok(consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .order_by_desc(consent::Column::CreatedAt)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(ConsentRecord::from)
+        .collect())
+}
+
+/// Revoke every live consent of the contact on the channel.
+pub async fn revoke_consent(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    source: &str,
+    reference: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    let res = consent::Entity::update_many()
+        .col_expr(consent::Column::Status, Expr::value("revoked"))
+        .col_expr(consent::Column::RevokedAt, Expr::value(now))
+        .col_expr(consent::Column::RevocationSource, Expr::value(source))
+        .col_expr(consent::Column::RevocationRef, Expr::value(reference.map(str::to_string)))
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .filter(consent::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Confirm a pending consent (double opt-in).
+pub async fn confirm_pending(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    let res = consent::Entity::update_many()
+        .col_expr(consent::Column::Status, Expr::value("active"))
+        .col_expr(consent::Column::ConfirmedAt, Expr::value(now))
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .filter(consent::Column::Status.eq("pending"))
+        .filter(consent::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+// ---------------------------------------------------------------------------
+// Suppression
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Suppression {
+    pub id: String,
+    pub channel: String,
+    pub reason: String,
+    pub source_ref: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub lifted_at: Option<DateTime<Utc>>,
+}
+
+impl From<suppression::Model> for Suppression {
+    fn from(m: suppression::Model) -> Self {
+        Suppression {
+            id: m.id,
+            channel: m.channel,
+            reason: m.reason,
+            source_ref: m.source_ref,
+            created_by: m.created_by,
+            created_at: m.created_at,
+            lifted_at: m.lifted_at,
+        }
+    }
+}
+
+/// Suppress the contact on a channel (`None`: every channel).
+pub async fn suppress(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Option<Channel>,
+    reason: &str,
+    source_ref: Option<&str>,
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    suppression::ActiveModel {
+        id: Set(new_id()),
+        contact_id: Set(contact_id.to_string()),
+        channel: Set(channel.map(|c| c.as_str()).unwrap_or("all").to_string()),
+        reason: Set(reason.to_string()),
+        source_ref: Set(source_ref.map(str::to_string)),
+        created_by: Set(created_by.to_string()),
+        created_at: Set(now),
+        lifted_at: Set(None),
+        lifted_by: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Lift the suppressions of a contact on a channel (an opt-in keyword, or
+/// staff with a new consent).
+pub async fn lift_suppression(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    lifted_by: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    let res = suppression::Entity::update_many()
+        .col_expr(suppression::Column::LiftedAt, Expr::value(now))
+        .col_expr(suppression::Column::LiftedBy, Expr::value(lifted_by))
+        .filter(suppression::Column::ContactId.eq(contact_id))
+        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
+        .filter(suppression::Column::LiftedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+pub async fn active_suppression(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Option<suppression::Model>, sea_orm::DbErr> {
+    suppression::Entity::find()
+        .filter(suppression::Column::ContactId.eq(contact_id))
+        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
+        .filter(suppression::Column::LiftedAt.is_null())
+        .order_by_asc(suppression::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+pub async fn suppressions(core: &Core, contact_id: &str) -> Result<Vec<Suppression>, sea_orm::DbErr> {
+    Ok(suppression::Entity::find()
+        .filter(suppression::Column::ContactId.eq(contact_id))
+        .order_by_desc(suppression::Column::CreatedAt)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(Suppression::from)
+        .collect())
+}
+
+/// Revocation from any origin: revoke consent and suppress, together.
+pub async fn revoke_and_suppress(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    source: &str,
+    reference: Option<&str>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    revoke_consent(db, contact_id, channel, source, reference, now).await?;
+    if active_suppression(db, contact_id, channel).await?.is_none() {
+        suppress(db, contact_id, Some(channel), source, reference, actor, now).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Service windows
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowState {
+    pub in_window: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_inbound: Option<DateTime<Utc>>,
+    /// Seconds left, 0 when closed.
+    pub seconds_remaining: i64,
+}
+
+/// Open or extend the window to 24 hours after `received_at` (never
+/// shortening it when messages arrive out of order).
+pub async fn open_window(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, sea_orm::DbErr> {
+    let expires = received_at + WINDOW;
+    let existing = service_window::Entity::find()
+        .filter(service_window::Column::ContactId.eq(contact_id))
+        .filter(service_window::Column::Channel.eq(channel.as_str()))
+        .one(db)
+        .await?;
+    match existing {
+        Some(w) if w.last_inbound_at >= received_at => Ok(w.window_expires_at),
+        Some(w) => {
+            let mut am: service_window::ActiveModel = w.into();
+            am.last_inbound_at = Set(received_at);
+            am.window_expires_at = Set(expires);
+            am.updated_at = Set(now);
+            am.update(db).await?;
+            Ok(expires)
+        }
+        None => {
+            let model = service_window::ActiveModel {
+                id: Set(new_id()),
+                contact_id: Set(contact_id.to_string()),
+                channel: Set(channel.as_str().to_string()),
+                last_inbound_at: Set(received_at),
+                window_expires_at: Set(expires),
+                updated_at: Set(now),
+            };
+            match model.insert(db).await {
+                Ok(_) => Ok(expires),
+                Err(_) => {
+                    // A concurrent first message: extend what it created.
+                    service_window::Entity::update_many()
+                        .col_expr(service_window::Column::LastInboundAt, Expr::value(received_at))
+                        .col_expr(service_window::Column::WindowExpiresAt, Expr::value(expires))
+                        .col_expr(service_window::Column::UpdatedAt, Expr::value(now))
+                        .filter(service_window::Column::ContactId.eq(contact_id))
+                        .filter(service_window::Column::Channel.eq(channel.as_str()))
+                        .filter(service_window::Column::LastInboundAt.lt(received_at))
+                        .exec(db)
+                        .await?;
+                    Ok(expires)
+                }
+            }
+        }
+    }
+}
+
+pub async fn window(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<WindowState, sea_orm::DbErr> {
+    let w = service_window::Entity::find()
+        .filter(service_window::Column::ContactId.eq(contact_id))
+        .filter(service_window::Column::Channel.eq(channel.as_str()))
+        .one(db)
+        .await?;
+    Ok(match w {
+        None => WindowState {
+            in_window: false,
+            expires_at: None,
+            last_inbound: None,
+            seconds_remaining: 0,
+        },
+        Some(w) => {
+            let open = w.window_expires_at > now;
+            WindowState {
+                in_window: open,
+                expires_at: Some(w.window_expires_at),
+                last_inbound: Some(w.last_inbound_at),
+                seconds_remaining: if open {
+                    (w.window_expires_at - now).num_seconds()
+                } else {
+                    0
+                },
+            }
+        }
+    })
+}

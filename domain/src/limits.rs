@@ -1,0 +1,469 @@
+//! Rate limits and the messaging tier.
+//!
+//! - The sender's rate (80 msg/s per number by default): a GCRA with no
+//!   burst, so no one-second window ever holds more than the rate. In
+//!   process with governor; shared across processes through Redis when
+//!   configured (the same algorithm in a Lua script).
+//! - The per-recipient pace on WhatsApp (about one message per 6 s to one
+//!   person): a reservation, `SET NX PX` in Redis or a map in process.
+//! - The messaging tier: unique people reached with business-initiated
+//!   messages in a moving 24 hours, against the current step of the ladder.
+//!   The `tier_usage` table is the record; Redis (a sorted set) or an
+//!   in-process index answers the count quickly.
+//!
+//! Nothing here sends or refuses a message: the gates decide, with the
+//! facts this module provides.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use crate::clock::new_id;
+use crate::db::Db;
+use crate::entities::tier_usage;
+use crate::gates::TierFact;
+
+/// How long a counted person stays in the tier.
+pub const TIER_WINDOW: Duration = Duration::hours(24);
+
+const GCRA_SCRIPT: &str = r#"
+-- KEYS[1] = key; ARGV[1] = now (ms); ARGV[2] = interval (ms)
+-- Returns 0 when a message may go now, else milliseconds to wait.
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat > now then return tat - now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', interval * 2 + 1000)
+return 0
+"#;
+
+const PACE_SCRIPT: &str = r#"
+-- KEYS[1] = key; ARGV[1] = now (ms, Heimdall's clock); ARGV[2] = pace (ms)
+-- Returns 0 when a message may go now (and reserves the slot), else the
+-- time (ms) the next one may.
+local now = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if nxt > now then return nxt end
+redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', tonumber(ARGV[2]) + 60000)
+return 0
+"#;
+
+const TIER_SCRIPT: &str = r#"
+-- KEYS[1] = zset; ARGV[1] = now (ms); ARGV[2] = window (ms); ARGV[3] = recipient; ARGV[4] = limit (-1 = none)
+-- Returns {allowed (1/0), used, oldest score or -1, newly counted (1/0)}
+local now = tonumber(ARGV[1])
+local from = now - tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', from)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
+local used = redis.call('ZCARD', KEYS[1])
+if score then
+  return {1, used, -1, 0}
+end
+local limit = tonumber(ARGV[4])
+if limit >= 0 and used >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, used, tonumber(oldest[2] or '-1'), 0}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+return {1, used + 1, -1, 1}
+"#;
+
+/// In-process tier index: recipient -> time counted.
+#[derive(Debug, Default)]
+struct LocalTier {
+    by_recipient: HashMap<String, DateTime<Utc>>,
+    by_time: BTreeMap<(DateTime<Utc>, String), ()>,
+}
+
+impl LocalTier {
+    fn expire(&mut self, now: DateTime<Utc>) {
+        let from = now - TIER_WINDOW;
+        while let Some(((t, r), _)) = self.by_time.first_key_value() {
+            if *t > from {
+                break;
+            }
+            let key = (*t, r.clone());
+            self.by_time.remove(&key);
+            if self.by_recipient.get(&key.1) == Some(&key.0) {
+                self.by_recipient.remove(&key.1);
+            }
+        }
+    }
+
+    fn insert(&mut self, recipient: &str, at: DateTime<Utc>) {
+        if let Some(old) = self.by_recipient.insert(recipient.to_string(), at) {
+            self.by_time.remove(&(old, recipient.to_string()));
+        }
+        self.by_time.insert((at, recipient.to_string()), ());
+    }
+
+    fn fact(&self, recipient: &str, limit: Option<u64>) -> TierFact {
+        TierFact {
+            used: self.by_recipient.len() as u64,
+            limit,
+            recipient_counted: self.by_recipient.contains_key(recipient),
+            next_free_at: self.by_time.first_key_value().map(|((t, _), _)| *t + TIER_WINDOW),
+        }
+    }
+}
+
+/// The outcome of trying to count a recipient in the tier.
+#[derive(Debug, Clone)]
+pub enum TierReservation {
+    /// Counted (or already counted): the message may go.
+    Counted { used: u64, newly: bool },
+    /// The tier is full: the fact says until when.
+    Full(TierFact),
+}
+
+pub struct Limits {
+    redis: Option<redis::aio::ConnectionManager>,
+    default_rate: u32,
+    pace: Duration,
+    senders: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
+    pacer: Mutex<HashMap<String, DateTime<Utc>>>,
+    tier: Mutex<LocalTier>,
+    /// Current tier limit; `u64::MAX` is unlimited.
+    tier_limit: AtomicU64,
+    portfolio: String,
+    namespace: String,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("shared", &self.redis.is_some())
+            .field("default_rate", &self.default_rate)
+            .field("pace", &self.pace)
+            .field("tier_limit", &self.tier_limit())
+            .finish()
+    }
+}
+
+impl Limits {
+    pub fn new(
+        redis: Option<redis::aio::ConnectionManager>,
+        default_rate: u32,
+        pace_seconds: u32,
+        tier_limit: Option<u64>,
+        portfolio: &str,
+        namespace: &str,
+    ) -> Limits {
+        Limits {
+            redis,
+            default_rate: default_rate.max(1),
+            pace: Duration::seconds(i64::from(pace_seconds)),
+            senders: Mutex::new(HashMap::new()),
+            pacer: Mutex::new(HashMap::new()),
+            tier: Mutex::new(LocalTier::default()),
+            tier_limit: AtomicU64::new(tier_limit.unwrap_or(u64::MAX)),
+            portfolio: portfolio.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    pub fn tier_limit(&self) -> Option<u64> {
+        match self.tier_limit.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    pub fn set_tier_limit(&self, limit: Option<u64>) {
+        self.tier_limit
+            .store(limit.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn pace(&self) -> Duration {
+        self.pace
+    }
+
+    /// Load the last 24 hours of tier usage from the record (start-up).
+    pub async fn load_tier(&self, db: &Db, now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
+        let rows = tier_usage::Entity::find()
+            .filter(tier_usage::Column::Portfolio.eq(&self.portfolio))
+            .filter(tier_usage::Column::ReachedAt.gt(now - TIER_WINDOW))
+            .order_by_asc(tier_usage::Column::ReachedAt)
+            .all(&db.conn)
+            .await?;
+        let mut tier = self.tier.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rows {
+            tier.insert(&r.recipient, r.reached_at);
+        }
+        Ok(())
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}:{kind}:{}:{rest}", self.namespace, self.portfolio)
+    }
+
+    /// The tier as it stands for this recipient (no reservation).
+    pub async fn tier_fact(&self, recipient: &str, now: DateTime<Utc>) -> TierFact {
+        let limit = self.tier_limit();
+        if let Some(conn) = &self.redis {
+            let mut conn = conn.clone();
+            let key = self.key("tier", "set");
+            let from = (now - TIER_WINDOW).timestamp_millis();
+            let res: Result<(u64, Option<f64>, Vec<(String, f64)>), _> = redis::pipe()
+                .zcount(&key, from + 1, "+inf")
+                .zscore(&key, recipient)
+                .zrangebyscore_limit_withscores(&key, from + 1, "+inf", 0, 1)
+                .query_async(&mut conn)
+                .await;
+            if let Ok((used, score, oldest)) = res {
+                return TierFact {
+                    used,
+                    limit,
+                    recipient_counted: score.is_some_and(|s| s as i64 > from),
+                    next_free_at: oldest
+                        .first()
+                        .and_then(|(_, s)| DateTime::from_timestamp_millis(*s as i64))
+                        .map(|t| t + TIER_WINDOW),
+                };
+            }
+        }
+        let mut tier = self.tier.lock().unwrap_or_else(|e| e.into_inner());
+        tier.expire(now);
+        tier.fact(recipient, limit)
+    }
+
+    /// Count the recipient in the tier if there is room. The record row is
+    /// written for a newly counted person.
+    pub async fn reserve_tier(
+        &self,
+        db: &Db,
+        recipient: &str,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TierReservation, sea_orm::DbErr> {
+        let limit = self.tier_limit();
+        let reservation = match &self.redis {
+            Some(conn) => {
+                let mut conn = conn.clone();
+                let res: Result<(i64, u64, i64, i64), _> = redis::Script::new(TIER_SCRIPT)
+                    .key(self.key("tier", "set"))
+                    .arg(now.timestamp_millis())
+                    .arg(TIER_WINDOW.num_milliseconds())
+                    .arg(recipient)
+                    .arg(limit.map(|l| l as i64).unwrap_or(-1))
+                    .invoke_async(&mut conn)
+                    .await;
+                match res {
+                    Ok((1, used, _, newly)) => TierReservation::Counted {
+                        used,
+                        newly: newly == 1,
+                    },
+                    Ok((_, used, oldest, _)) => TierReservation::Full(TierFact {
+                        used,
+                        limit,
+                        recipient_counted: false,
+                        next_free_at: DateTime::from_timestamp_millis(oldest)
+                            .map(|t| t + TIER_WINDOW),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tier: redis unavailable, counting in process");
+                        self.reserve_tier_local(recipient, limit, now)
+                    }
+                }
+            }
+            None => self.reserve_tier_local(recipient, limit, now),
+        };
+        if let TierReservation::Counted { newly: true, .. } = reservation {
+            {
+                let mut tier = self.tier.lock().unwrap_or_else(|e| e.into_inner());
+                tier.insert(recipient, now);
+            }
+            tier_usage::ActiveModel {
+                id: Set(new_id()),
+                portfolio: Set(self.portfolio.clone()),
+                recipient: Set(recipient.to_string()),
+                message_id: Set(Some(message_id.to_string())),
+                reached_at: Set(now),
+            }
+            .insert(&db.conn)
+            .await?;
+        }
+        Ok(reservation)
+    }
+
+    fn reserve_tier_local(
+        &self,
+        recipient: &str,
+        limit: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> TierReservation {
+        let mut tier = self.tier.lock().unwrap_or_else(|e| e.into_inner());
+        tier.expire(now);
+        let fact = tier.fact(recipient, limit);
+        if fact.recipient_counted {
+            return TierReservation::Counted {
+                used: fact.used,
+                newly: false,
+            };
+        }
+        if let Some(l) = limit {
+            if fact.used >= l {
+                return TierReservation::Full(fact);
+            }
+        }
+        // The caller inserts into the local index with the DB row.
+        TierReservation::Counted {
+            used: fact.used + 1,
+            newly: true,
+        }
+    }
+
+    /// Reserve the next slot to this recipient: `Ok` when a message may go
+    /// now, else when the next one may.
+    pub async fn reserve_pace(
+        &self,
+        recipient: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DateTime<Utc>> {
+        if self.pace <= Duration::zero() {
+            return Ok(());
+        }
+        if let Some(conn) = &self.redis {
+            let mut conn = conn.clone();
+            let res: Result<i64, _> = redis::Script::new(PACE_SCRIPT)
+                .key(self.key("pace", recipient))
+                .arg(now.timestamp_millis())
+                .arg(self.pace.num_milliseconds().max(1))
+                .invoke_async(&mut conn)
+                .await;
+            match res {
+                Ok(0) => return Ok(()),
+                Ok(next) => {
+                    return Err(DateTime::from_timestamp_millis(next).unwrap_or(now + self.pace))
+                }
+                Err(e) => tracing::warn!(error = %e, "pace: redis unavailable, pacing in process"),
+            }
+        }
+        let mut pacer = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
+        if pacer.len() > 100_000 {
+            pacer.retain(|_, at| *at > now);
+        }
+        match pacer.get(recipient) {
+            Some(next) if *next > now => Err(*next),
+            _ => {
+                pacer.insert(recipient.to_string(), now + self.pace);
+                Ok(())
+            }
+        }
+    }
+
+    /// Wait until the sender may send one more message. With `rate`
+    /// (messages per second) set per sender, or the default. Returns how
+    /// long it waited.
+    pub async fn until_sender_ready(&self, sender: &str, rate: Option<u32>) -> StdDuration {
+        let rate = rate.unwrap_or(self.default_rate).max(1);
+        let start = std::time::Instant::now();
+        if let Some(conn) = &self.redis {
+            let mut conn = conn.clone();
+            let key = self.key("rate", sender);
+            // Microsecond resolution would be better at high rates; at the
+            // rates providers allow (<= 1,000/s) milliseconds suffice.
+            let interval_ms = (1000.0 / f64::from(rate)).ceil().max(1.0) as i64;
+            for _ in 0..10_000 {
+                let now_ms = Utc::now().timestamp_millis();
+                let res: Result<i64, _> = redis::Script::new(GCRA_SCRIPT)
+                    .key(&key)
+                    .arg(now_ms)
+                    .arg(interval_ms)
+                    .invoke_async(&mut conn)
+                    .await;
+                match res {
+                    Ok(0) => return start.elapsed(),
+                    Ok(wait) => tokio::time::sleep(StdDuration::from_millis(wait as u64)).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate: redis unavailable, limiting in process");
+                        break;
+                    }
+                }
+            }
+        }
+        let limiter = {
+            let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = senders.entry(sender.to_string()).or_insert_with(|| {
+                (rate, Arc::new(direct_limiter(rate)))
+            });
+            if entry.0 != rate {
+                *entry = (rate, Arc::new(direct_limiter(rate)));
+            }
+            entry.1.clone()
+        };
+        limiter.until_ready().await;
+        start.elapsed()
+    }
+}
+
+fn direct_limiter(rate: u32) -> DefaultDirectRateLimiter {
+    let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    // No burst: messages are spaced evenly, so any one-second window holds
+    // at most `rate` of them.
+    RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 17, 12, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pace_reserves_one_slot_per_recipient() {
+        let l = Limits::new(None, 80, 6, None, "p", "t");
+        assert!(l.reserve_pace("+1", t0()).await.is_ok());
+        assert_eq!(l.reserve_pace("+1", t0()).await, Err(t0() + Duration::seconds(6)));
+        assert!(l.reserve_pace("+2", t0()).await.is_ok());
+        assert!(l.reserve_pace("+1", t0() + Duration::seconds(6)).await.is_ok());
+        let off = Limits::new(None, 80, 0, None, "p", "t");
+        assert!(off.reserve_pace("+1", t0()).await.is_ok());
+        assert!(off.reserve_pace("+1", t0()).await.is_ok());
+    }
+
+    #[test]
+    fn local_tier_counts_unique_people_in_a_moving_day() {
+        let l = Limits::new(None, 80, 6, Some(2), "p", "t");
+        let r = |who: &str, at| l.reserve_tier_local(who, Some(2), at);
+        let insert = |who: &str, at| l.tier.lock().unwrap().insert(who, at);
+        assert!(matches!(r("a", t0()), TierReservation::Counted { newly: true, .. }));
+        insert("a", t0());
+        assert!(matches!(r("a", t0()), TierReservation::Counted { newly: false, .. }));
+        assert!(matches!(r("b", t0() + Duration::hours(1)), TierReservation::Counted { newly: true, .. }));
+        insert("b", t0() + Duration::hours(1));
+        match r("c", t0() + Duration::hours(2)) {
+            TierReservation::Full(f) => {
+                assert_eq!(f.used, 2);
+                assert_eq!(f.next_free_at, Some(t0() + TIER_WINDOW));
+            }
+            other => panic!("{other:?}"),
+        }
+        // After a day, a's slot is free again.
+        assert!(matches!(
+            r("c", t0() + TIER_WINDOW + Duration::seconds(1)),
+            TierReservation::Counted { newly: true, .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn sender_rate_spaces_messages() {
+        let l = Limits::new(None, 50, 0, None, "p", "t");
+        let start = std::time::Instant::now();
+        for _ in 0..11 {
+            l.until_sender_ready("+1", None).await;
+        }
+        // 11 messages at 50/s with no burst need at least 10 intervals of 20 ms.
+        assert!(start.elapsed() >= StdDuration::from_millis(190), "{:?}", start.elapsed());
+    }
+}

@@ -1,0 +1,242 @@
+//! The one place where the life of an outbound message is written down.
+//!
+//! ```text
+//! pending ──gates──> blocked                      (refused; recorded, never sent)
+//!    │      └──────> deferred ──due──> (claimed) sending
+//!    └─────────────> queued ───claim─> sending ──provider──> sent ─> delivered ─> read
+//!                      │                 │                    └──> undelivered / failed
+//!                      └─> cancelled     └──> deferred (retry with backoff) / failed
+//! ```
+//!
+//! Provider statuses only ever move a message forward: a late `delivered`
+//! never overwrites `read`, and a failure never overwrites a delivery.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Written, gates not yet evaluated.
+    Pending,
+    /// Refused by a gate.
+    Blocked,
+    /// Held by a gate (quiet hours, tier, pace) or waiting for a retry.
+    Deferred,
+    /// Passed the gates; waiting for a worker.
+    Queued,
+    /// Claimed by a worker; with a provider sid, accepted by the provider.
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Undelivered,
+    Failed,
+    /// Withdrawn before it was sent (campaign cancelled, reminder cancelled).
+    Cancelled,
+}
+
+impl MessageState {
+    pub const ALL: [MessageState; 11] = [
+        MessageState::Pending,
+        MessageState::Blocked,
+        MessageState::Deferred,
+        MessageState::Queued,
+        MessageState::Sending,
+        MessageState::Sent,
+        MessageState::Delivered,
+        MessageState::Read,
+        MessageState::Undelivered,
+        MessageState::Failed,
+        MessageState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Pending => "pending",
+            MessageState::Blocked => "blocked",
+            MessageState::Deferred => "deferred",
+            MessageState::Queued => "queued",
+            MessageState::Sending => "sending",
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Read => "read",
+            MessageState::Undelivered => "undelivered",
+            MessageState::Failed => "failed",
+            MessageState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageState> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// No further change can come from Heimdall itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            MessageState::Blocked
+                | MessageState::Read
+                | MessageState::Undelivered
+                | MessageState::Failed
+                | MessageState::Cancelled
+        )
+    }
+
+    /// Waiting to be sent (a worker may claim it).
+    pub fn is_waiting(self) -> bool {
+        matches!(self, MessageState::Queued | MessageState::Deferred)
+    }
+
+    /// Progress along the delivery path; failures have none.
+    fn delivery_rank(self) -> Option<u8> {
+        match self {
+            MessageState::Sending => Some(1),
+            MessageState::Sent => Some(2),
+            MessageState::Delivered => Some(3),
+            MessageState::Read => Some(4),
+            _ => None,
+        }
+    }
+
+    /// The state a provider's status report moves the message to, if it
+    /// moves it at all (forward only).
+    pub fn apply_provider_status(self, reported: ProviderStatus) -> Option<MessageState> {
+        let target = reported.state();
+        if target == self {
+            return None;
+        }
+        match (self.delivery_rank(), target.delivery_rank()) {
+            // Forward along the path only.
+            (Some(have), Some(new)) => (new > have).then_some(target),
+            // A failure may end a message that has not been delivered.
+            (Some(have), None) => (have <= 2).then_some(target),
+            // Reports for messages not yet handed over, or already failed,
+            // are recorded in the history but do not change the state, with
+            // one exception: a delivery report after a failure we inferred.
+            (None, Some(_)) => {
+                matches!(self, MessageState::Failed | MessageState::Undelivered)
+                    .then_some(target)
+                    .filter(|t| t.delivery_rank() >= Some(3))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status as Twilio or Meta reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderStatus {
+    Accepted,
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Undelivered,
+    Failed,
+}
+
+impl ProviderStatus {
+    pub fn parse(s: &str) -> Option<ProviderStatus> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "accepted" | "scheduled" => ProviderStatus::Accepted,
+            "queued" => ProviderStatus::Queued,
+            "sending" => ProviderStatus::Sending,
+            "sent" => ProviderStatus::Sent,
+            "delivered" => ProviderStatus::Delivered,
+            "read" => ProviderStatus::Read,
+            "undelivered" => ProviderStatus::Undelivered,
+            "failed" | "canceled" => ProviderStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderStatus::Accepted => "accepted",
+            ProviderStatus::Queued => "queued",
+            ProviderStatus::Sending => "sending",
+            ProviderStatus::Sent => "sent",
+            ProviderStatus::Delivered => "delivered",
+            ProviderStatus::Read => "read",
+            ProviderStatus::Undelivered => "undelivered",
+            ProviderStatus::Failed => "failed",
+        }
+    }
+
+    /// The message state this report stands for.
+    pub fn state(self) -> MessageState {
+        match self {
+            ProviderStatus::Accepted | ProviderStatus::Queued | ProviderStatus::Sending => {
+                MessageState::Sending
+            }
+            ProviderStatus::Sent => MessageState::Sent,
+            ProviderStatus::Delivered => MessageState::Delivered,
+            ProviderStatus::Read => MessageState::Read,
+            ProviderStatus::Undelivered => MessageState::Undelivered,
+            ProviderStatus::Failed => MessageState::Failed,
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, ProviderStatus::Undelivered | ProviderStatus::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MessageState as S;
+    use ProviderStatus as P;
+
+    #[test]
+    fn forward_only() {
+        assert_eq!(S::Sending.apply_provider_status(P::Sent), Some(S::Sent));
+        assert_eq!(S::Sent.apply_provider_status(P::Delivered), Some(S::Delivered));
+        assert_eq!(S::Delivered.apply_provider_status(P::Read), Some(S::Read));
+        // A late delivered never overwrites read; a late sent never overwrites delivered.
+        assert_eq!(S::Read.apply_provider_status(P::Delivered), None);
+        assert_eq!(S::Delivered.apply_provider_status(P::Sent), None);
+        assert_eq!(S::Read.apply_provider_status(P::Sending), None);
+        // Out of order: read before delivered lands on read and stays.
+        assert_eq!(S::Sending.apply_provider_status(P::Read), Some(S::Read));
+    }
+
+    #[test]
+    fn failures_end_undelivered_messages_only() {
+        assert_eq!(S::Sending.apply_provider_status(P::Failed), Some(S::Failed));
+        assert_eq!(S::Sent.apply_provider_status(P::Undelivered), Some(S::Undelivered));
+        assert_eq!(S::Delivered.apply_provider_status(P::Failed), None);
+        assert_eq!(S::Read.apply_provider_status(P::Undelivered), None);
+        // A real delivery report beats a failure we recorded.
+        assert_eq!(S::Failed.apply_provider_status(P::Delivered), Some(S::Delivered));
+        assert_eq!(S::Failed.apply_provider_status(P::Sent), None);
+    }
+
+    #[test]
+    fn reports_for_unsent_or_refused_messages_change_nothing() {
+        for s in [S::Pending, S::Blocked, S::Queued, S::Deferred, S::Cancelled] {
+            for p in [P::Queued, P::Sending, P::Sent, P::Delivered, P::Read, P::Failed] {
+                assert_eq!(s.apply_provider_status(p), None, "{s} {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in S::ALL {
+            assert_eq!(S::parse(s.as_str()), Some(s));
+        }
+        for p in ["queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "accepted"] {
+            assert_eq!(P::parse(p).unwrap().as_str(), p);
+        }
+        assert_eq!(P::parse("bogus"), None);
+    }
+}

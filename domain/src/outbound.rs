@@ -1,0 +1,1291 @@
+//! The send path: accept a message (write it, evaluate the gates, audit,
+//! enqueue), send it from a worker (claim, evaluate again, wait for the
+//! limits, call the provider, record), and move it forward on status
+//! reports, classifying failures with the one error table.
+//!
+//! Every outbound message from every source comes through [`accept`]; no
+//! other code calls a provider to send a message.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+
+};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{Role, StaffUser};
+use crate::alerts::{self, Alert};
+use crate::audit::{self, Stage};
+use crate::authz::{self, ApiPrincipal};
+use crate::channel::Channel;
+use crate::channels::{Content, OutboundRequest};
+use crate::clock::new_id;
+use crate::contacts;
+use crate::entities::{campaign, contact, message_status_event, outbound_message, staff_user};
+use crate::gates::{
+    self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
+    MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
+};
+use crate::limits::TierReservation;
+use crate::message_state::{MessageState, ProviderStatus};
+use crate::phone::PhoneNumber;
+use crate::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
+use crate::templates::{self, Template};
+use crate::Core;
+
+/// Who the message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Contact(String),
+    Phone(String),
+}
+
+/// What to send, as the caller asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestedContent {
+    Template {
+        name: String,
+        variables: BTreeMap<String, String>,
+    },
+    Text {
+        body: String,
+        media_url: Option<String>,
+    },
+}
+
+/// Who stands behind the message.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// The internal API, a reminder or a schedule, under an API key.
+    Automation {
+        principal: ApiPrincipal,
+        /// `api`, `reminder` or `schedule`.
+        source: &'static str,
+        reminder_id: Option<String>,
+    },
+    Campaign {
+        campaign_id: String,
+    },
+    Inbox {
+        staff: StaffUser,
+    },
+    Fallback {
+        of: String,
+    },
+    ComplianceReply,
+    OptInConfirmation,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub recipient: Recipient,
+    pub channel: Channel,
+    pub content: RequestedContent,
+    pub origin: Origin,
+    /// A caller's key: a second request with the same key returns the first
+    /// message instead of sending again.
+    pub idempotency_key: Option<String>,
+}
+
+/// What happened to an accepted message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub message_id: String,
+    pub state: MessageState,
+    pub decision: GateDecision,
+    /// True when an earlier message with the same idempotency key was returned.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no contact with id {0}")]
+    ContactNotFound(String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+const STATUS_PATH: &str = "/webhooks/twilio/status";
+
+fn source_and_ids(origin: &Origin) -> (&'static str, Option<String>, Option<String>, Option<String>, Option<String>, String) {
+    // (source, campaign_id, automation key id, reminder_id, fallback_of, actor)
+    match origin {
+        Origin::Automation {
+            principal,
+            source,
+            reminder_id,
+        } => (
+            source,
+            None,
+            Some(principal.key_id.clone().unwrap_or_else(|| "bootstrap".into())),
+            reminder_id.clone(),
+            None,
+            principal.actor(),
+        ),
+        Origin::Campaign { campaign_id } => (
+            "campaign",
+            Some(campaign_id.clone()),
+            None,
+            None,
+            None,
+            format!("campaign:{campaign_id}"),
+        ),
+        Origin::Inbox { staff } => ("inbox", None, None, None, None, format!("staff:{}", staff.id)),
+        Origin::Fallback { of } => ("fallback", None, None, None, Some(of.clone()), "system:fallback".into()),
+        Origin::ComplianceReply => ("compliance", None, None, None, None, "system:keyword".into()),
+        Origin::OptInConfirmation => ("optin", None, None, None, None, "system:optin".into()),
+    }
+}
+
+/// Accept a message: write it, evaluate the gates, write the audit row and
+/// the resulting state, and enqueue it when it passed (or was deferred).
+pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptError> {
+    if let Some(key) = &req.idempotency_key {
+        if let Some(existing) = outbound_message::Entity::find()
+            .filter(outbound_message::Column::IdempotencyKey.eq(key))
+            .one(&core.db.conn)
+            .await?
+        {
+            return Ok(existing_outcome(core, existing).await?);
+        }
+    }
+    let (kind, template_name, variables, body, media_url) = match &req.content {
+        RequestedContent::Template { name, variables } => {
+            let name = name.trim().to_lowercase();
+            if name.is_empty() {
+                return Err(AcceptError::BadRequest("template_name must not be empty".into()));
+            }
+            ("template", Some(name), variables.clone(), None, None)
+        }
+        RequestedContent::Text { body, media_url } => {
+            if body.trim().is_empty() && media_url.is_none() {
+                return Err(AcceptError::BadRequest("the message text must not be empty".into()));
+            }
+            if crate::formatting::whatsapp_len(body) > 4096 * 4 {
+                return Err(AcceptError::BadRequest("the message text is too long".into()));
+            }
+            ("freeform", None, BTreeMap::new(), Some(body.clone()), media_url.clone())
+        }
+    };
+    let now = core.now();
+    let (contact_id, to_address) = match &req.recipient {
+        Recipient::Contact(id) => {
+            let c = contact::Entity::find_by_id(id.as_str())
+                .one(&core.db.conn)
+                .await?
+                .ok_or_else(|| AcceptError::ContactNotFound(id.clone()))?;
+            (Some(c.id), c.phone_e164)
+        }
+        Recipient::Phone(raw) => match PhoneNumber::parse(raw, core.settings.default_region) {
+            Ok(p) => (
+                contacts::find_by_phone(&core.db.conn, &p).await?.map(|c| c.id),
+                p.to_string(),
+            ),
+            // Recorded as given (bounded), refused by the invalid_number gate.
+            Err(_) => (None, raw.chars().take(64).collect()),
+        },
+    };
+    let template = match &template_name {
+        Some(n) => templates::find_by_name(&core.db.conn, n).await?,
+        None => None,
+    };
+    let (source, campaign_id, automation_id, reminder_id, fallback_of, actor) = source_and_ids(&req.origin);
+    let row = outbound_message::ActiveModel {
+        id: Set(new_id()),
+        contact_id: Set(contact_id),
+        to_address: Set(to_address),
+        channel: Set(req.channel.as_str().into()),
+        kind: Set(kind.into()),
+        template_id: Set(template.as_ref().map(|t| t.id.clone())),
+        template_name: Set(template_name),
+        variables: Set(serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into())),
+        body: Set(body),
+        media_url: Set(media_url),
+        source: Set(source.into()),
+        campaign_id: Set(campaign_id),
+        automation_id: Set(automation_id),
+        reminder_id: Set(reminder_id),
+        actor: Set(actor.clone()),
+        state: Set(MessageState::Pending.as_str().into()),
+        block_reason: Set(None),
+        defer_until: Set(None),
+        provider: Set(None),
+        provider_sid: Set(None),
+        error_code: Set(None),
+        error_message: Set(None),
+        attempts: Set(0),
+        price: Set(None),
+        price_unit: Set(None),
+        fallback_of: Set(fallback_of),
+        in_window: Set(None),
+        idempotency_key: Set(req.idempotency_key.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        queued_at: Set(None),
+        sent_at: Set(None),
+        delivered_at: Set(None),
+        read_at: Set(None),
+        failed_at: Set(None),
+    };
+    let message = match row.insert(&core.db.conn).await {
+        Ok(m) => m,
+        Err(e) => {
+            // A concurrent request with the same idempotency key won.
+            if let Some(key) = &req.idempotency_key {
+                if let Some(existing) = outbound_message::Entity::find()
+                    .filter(outbound_message::Column::IdempotencyKey.eq(key))
+                    .one(&core.db.conn)
+                    .await?
+                {
+                    return Ok(existing_outcome(core, existing).await?);
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
+
+    let (facts, loaded) = load_facts(core, &core.db.conn, &message, template.as_ref(), req.origin_authorization(core).await?).await?;
+    let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    let state = finish_evaluation(core, &message, Stage::Accept, &decision, &actor, now, loaded.window_expires_at).await?;
+    metrics::counter!("heimdall_gate_decisions_total", "stage" => "accept", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
+    Ok(Outcome {
+        message_id: message.id,
+        state,
+        decision,
+        duplicate: false,
+    })
+}
+
+impl SendRequest {
+    /// The authorization known from the request itself (saves a lookup for
+    /// the common cases; the worker rebuilds it from the stored row).
+    async fn origin_authorization(&self, core: &Core) -> Result<Option<Authorization>, sea_orm::DbErr> {
+        Ok(match &self.origin {
+            Origin::Automation { principal, .. } => {
+                Some(authz::automation_authorization(&core.db.conn, principal).await?)
+            }
+            Origin::Inbox { staff } => Some(Authorization::Staff {
+                user: staff.email.clone(),
+                may_reply: staff.active && staff.role.allows(Role::Operator),
+            }),
+            Origin::ComplianceReply | Origin::OptInConfirmation => Some(Authorization::System),
+            Origin::Campaign { .. } | Origin::Fallback { .. } => None,
+        })
+    }
+}
+
+async fn existing_outcome(core: &Core, m: outbound_message::Model) -> Result<Outcome, sea_orm::DbErr> {
+    let decision = latest_decision(&core.db.conn, &m.id).await?.unwrap_or(GateDecision {
+        decision: Decision::Pass,
+        verdicts: vec![],
+    });
+    Ok(Outcome {
+        state: MessageState::parse(&m.state).unwrap_or(MessageState::Pending),
+        message_id: m.id,
+        decision,
+        duplicate: true,
+    })
+}
+
+/// The most recent gate evaluation of a message.
+pub async fn latest_decision(
+    db: &impl ConnectionTrait,
+    message_id: &str,
+) -> Result<Option<GateDecision>, sea_orm::DbErr> {
+    use crate::entities::tool_call;
+    let row = tool_call::Entity::find()
+        .filter(tool_call::Column::MessageId.eq(message_id))
+        .filter(tool_call::Column::Kind.eq("gate_evaluation"))
+        .order_by_desc(tool_call::Column::CreatedAt)
+        .order_by_desc(tool_call::Column::Id)
+        .one(db)
+        .await?;
+    Ok(row.map(|r| decision_from_row(&r)))
+}
+
+pub fn decision_from_row(r: &crate::entities::tool_call::Model) -> GateDecision {
+    let verdicts: Vec<gates::GateVerdict> = serde_json::from_str(&r.verdicts).unwrap_or_default();
+    let reason = r
+        .reason_code
+        .as_deref()
+        .and_then(|c| gates::Gate::ORDER.into_iter().find(|g| g.code() == c));
+    let decision = match (r.decision.as_str(), reason) {
+        ("block", Some(reason)) => Decision::Block { reason },
+        ("defer", Some(reason)) => Decision::Defer {
+            reason,
+            until: verdicts
+                .iter()
+                .find_map(|v| match &v.verdict {
+                    gates::Verdict::Defer { until, .. } if v.gate == reason => Some(*until),
+                    _ => None,
+                })
+                .unwrap_or(r.created_at),
+        },
+        _ => Decision::Pass,
+    };
+    GateDecision { decision, verdicts }
+}
+
+fn policy(core: &Core) -> Policy {
+    Policy {
+        sms_hours: core.settings.sms_hours,
+    }
+}
+
+fn purpose_of(source: &str) -> Purpose {
+    match source {
+        "campaign" => Purpose::Campaign,
+        "inbox" => Purpose::InboxReply,
+        "fallback" => Purpose::Fallback,
+        "compliance" => Purpose::ComplianceReply,
+        "optin" => Purpose::OptInConfirmation,
+        _ => Purpose::Automation,
+    }
+}
+
+/// Rebuild the authorization behind a stored message.
+fn authorization_for<'a>(
+    core: &'a Core,
+    db: &'a impl ConnectionTrait,
+    m: &'a outbound_message::Model,
+) -> futures::future::BoxFuture<'a, Result<Authorization, sea_orm::DbErr>> {
+    Box::pin(async move {
+        Ok(match m.source.as_str() {
+            "campaign" => {
+                let Some(cid) = &m.campaign_id else {
+                    return Ok(Authorization::None {
+                        why: "campaign message without a campaign".into(),
+                    });
+                };
+                match campaign::Entity::find_by_id(cid.as_str()).one(db).await? {
+                    Some(c) => Authorization::Campaign {
+                        status: c.status,
+                        author: c.created_by,
+                        approved_by: c.approved_by,
+                    },
+                    None => Authorization::None {
+                        why: format!("campaign {cid} does not exist"),
+                    },
+                }
+            }
+            "inbox" => {
+                let user_id = m.actor.strip_prefix("staff:").unwrap_or_default();
+                match staff_user::Entity::find_by_id(user_id).one(db).await? {
+                    Some(u) => {
+                        let user = StaffUser::from(u);
+                        Authorization::Staff {
+                            may_reply: user.active && user.role.allows(Role::Operator),
+                            user: user.email,
+                        }
+                    }
+                    None => Authorization::None {
+                        why: "the staff member who wrote the reply no longer exists".into(),
+                    },
+                }
+            }
+            "compliance" | "optin" => Authorization::System,
+            "fallback" => {
+                let Some(of) = &m.fallback_of else {
+                    return Ok(Authorization::None {
+                        why: "fallback without an original message".into(),
+                    });
+                };
+                match outbound_message::Entity::find_by_id(of.as_str()).one(db).await? {
+                    Some(original) if original.source != "fallback" => {
+                        authorization_for(core, db, &original).await?
+                    }
+                    _ => Authorization::None {
+                        why: "the original message of this fallback is missing".into(),
+                    },
+                }
+            }
+            _ => {
+                let principal = match m.automation_id.as_deref() {
+                    Some("bootstrap") | None => ApiPrincipal {
+                        key_id: None,
+                        name: "bootstrap".into(),
+                    },
+                    Some(id) => ApiPrincipal {
+                        key_id: Some(id.to_string()),
+                        name: String::new(),
+                    },
+                };
+                if principal.key_id.is_none() && core.settings.api_key.is_none() {
+                    Authorization::None {
+                        why: "the bootstrap API key is no longer configured".into(),
+                    }
+                } else {
+                    authz::automation_authorization(db, &principal).await?
+                }
+            }
+        })
+    })
+}
+
+/// Load every fact the gates need for a stored message.
+async fn load_facts(
+    core: &Core,
+    db: &impl ConnectionTrait,
+    m: &outbound_message::Model,
+    template: Option<&Template>,
+    authorization: Option<Authorization>,
+) -> Result<(MessageFacts, LoadedFacts), sea_orm::DbErr> {
+    let now = core.now();
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    let recipient = PhoneNumber::parse_e164(&m.to_address).ok();
+    let variables: BTreeMap<String, String> = serde_json::from_str(&m.variables).unwrap_or_default();
+    let content = match &m.template_name {
+        Some(name) if m.kind == "template" => MessageContent::Template {
+            name: name.clone(),
+            supplied: variables.keys().cloned().collect(),
+        },
+        _ => MessageContent::FreeForm,
+    };
+    let purpose = purpose_of(&m.source);
+    let facts = MessageFacts {
+        channel,
+        raw_to: m.to_address.clone(),
+        recipient: recipient.clone(),
+        content: content.clone(),
+        purpose,
+    };
+    let contact = match &m.contact_id {
+        Some(id) => contact::Entity::find_by_id(id.as_str()).one(db).await?,
+        None => None,
+    };
+    let (consent, suppression, window_expires_at) = match &contact {
+        Some(c) => {
+            let consent = contacts::current_consent(db, &c.id, channel).await?.map(|r| ConsentFact {
+                status: contacts::consent_status(&r),
+                source: r.source,
+                captured_at: r.captured_at,
+            });
+            let suppression = contacts::active_suppression(db, &c.id, channel)
+                .await?
+                .map(|s| SuppressionFact {
+                    reason: match &s.source_ref {
+                        Some(r) => format!("{} {r}", s.reason),
+                        None => s.reason,
+                    },
+                    since: s.created_at,
+                });
+            let window = contacts::window(db, &c.id, channel, now).await?;
+            (consent, suppression, window.expires_at)
+        }
+        None => (None, None, None),
+    };
+    let template = match (template, &m.template_name) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(name)) => templates::find_by_name(db, name).await?,
+        _ => None,
+    };
+    let authorization = match authorization {
+        Some(a) => a,
+        None => authorization_for(core, db, m).await?,
+    };
+    let (sender, _) = authz::sender_fact(core, db, channel).await?;
+    let time_zone = contact
+        .as_ref()
+        .and_then(|c| c.time_zone.as_deref())
+        .and_then(|tz| tz.parse().ok())
+        .unwrap_or(core.settings.default_time_zone);
+    let business_initiated = channel == Channel::WhatsApp
+        && matches!(content, MessageContent::Template { .. })
+        && !gates::in_window(window_expires_at, now);
+    let tier = match (&recipient, business_initiated) {
+        (Some(r), true) => core.limits.tier_fact(r.as_str(), now).await,
+        _ => TierFact {
+            used: 0,
+            limit: core.limits.tier_limit(),
+            recipient_counted: false,
+            next_free_at: None,
+        },
+    };
+    Ok((
+        facts,
+        LoadedFacts {
+            consent,
+            suppression,
+            window_expires_at,
+            template: template.map(|t| t.fact()),
+            authorization,
+            sender,
+            time_zone,
+            tier,
+            recipient_next_at: None,
+        },
+    ))
+}
+
+/// Write the evaluation's audit row and the state it leads to, and enqueue.
+#[allow(clippy::too_many_arguments)]
+async fn finish_evaluation(
+    core: &Core,
+    m: &outbound_message::Model,
+    stage: Stage,
+    decision: &GateDecision,
+    actor: &str,
+    now: DateTime<Utc>,
+    window: Option<DateTime<Utc>>,
+) -> Result<MessageState, sea_orm::DbErr> {
+    let (state, reason, until) = match decision.decision {
+        Decision::Pass => (
+            if stage == Stage::Worker { MessageState::Sending } else { MessageState::Queued },
+            None,
+            None,
+        ),
+        Decision::Block { reason } => (MessageState::Blocked, Some(reason.code()), None),
+        Decision::Defer { reason, until } => (MessageState::Deferred, Some(reason.code()), Some(until)),
+    };
+    let txn = core.db.begin_write().await?;
+    audit::record_evaluation(&txn, m, stage, decision, actor, now).await?;
+    let mut update = outbound_message::Entity::update_many()
+        .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
+        .col_expr(outbound_message::Column::BlockReason, Expr::value(reason.map(str::to_string)))
+        .col_expr(outbound_message::Column::DeferUntil, Expr::value(until))
+        .col_expr(outbound_message::Column::InWindow, Expr::value(Some(gates::in_window(window, now))))
+        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+        .filter(outbound_message::Column::Id.eq(&m.id));
+    if state == MessageState::Queued {
+        update = update.col_expr(outbound_message::Column::QueuedAt, Expr::value(Some(now)));
+    }
+    update.exec(&txn).await?;
+    txn.commit().await?;
+    match state {
+        MessageState::Queued => enqueue(core, &m.id, None).await,
+        MessageState::Deferred => enqueue(core, &m.id, until).await,
+        _ => {}
+    }
+    Ok(state)
+}
+
+async fn enqueue(core: &Core, id: &str, at: Option<DateTime<Utc>>) {
+    // The message's state is the record: if the queue is down, housekeeping
+    // re-enqueues waiting messages, so this failure is logged, not raised.
+    if let Err(e) = core.queue.enqueue_send(id.to_string(), at).await {
+        tracing::error!(message_id = %id, error = %e, "could not enqueue; housekeeping will retry");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The worker's side
+
+/// What the worker did with one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    /// Someone else has it or it is no longer waiting.
+    NotClaimed,
+    /// Not due yet; re-enqueued.
+    NotDue,
+    Blocked(gates::Gate),
+    Deferred(gates::Gate),
+    Sent { sid: String },
+    Failed { action: ErrorAction, code: Option<i64> },
+}
+
+/// Send one message: the whole worker path.
+pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    let Some(m) = outbound_message::Entity::find_by_id(message_id)
+        .one(&core.db.conn)
+        .await?
+    else {
+        return Ok(SendResult::NotClaimed);
+    };
+    let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+    if !state.is_waiting() {
+        return Ok(SendResult::NotClaimed);
+    }
+    if let Some(until) = m.defer_until {
+        if until > now + Duration::milliseconds(500) {
+            enqueue(core, &m.id, Some(until)).await;
+            return Ok(SendResult::NotDue);
+        }
+    }
+    // Claim: exactly one worker moves it to `sending`.
+    let claimed = outbound_message::Entity::update_many()
+        .col_expr(outbound_message::Column::State, Expr::value(MessageState::Sending.as_str()))
+        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+        .filter(outbound_message::Column::Id.eq(&m.id))
+        .filter(outbound_message::Column::State.is_in([MessageState::Queued.as_str(), MessageState::Deferred.as_str()]))
+        .filter(outbound_message::Column::ProviderSid.is_null())
+        .exec(&core.db.conn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Ok(SendResult::NotClaimed);
+    }
+    let actor = "worker";
+    let (facts, mut loaded) = load_facts(core, &core.db.conn, &m, None, None).await?;
+    let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    if decision.decision == Decision::Pass {
+        // Reserve the limits only for a message that may otherwise go, and
+        // evaluate again if a reservation was refused, so the audit row
+        // holds the final verdicts.
+        if let Some(recipient) = &facts.recipient {
+            if facts.channel == Channel::WhatsApp {
+                if let Err(next) = core.limits.reserve_pace(recipient.as_str(), now).await {
+                    loaded.recipient_next_at = Some(next);
+                }
+            }
+            if loaded.recipient_next_at.is_none() && loaded.tier.limit.is_some() {
+                let business_initiated = facts.channel == Channel::WhatsApp
+                    && matches!(facts.content, MessageContent::Template { .. })
+                    && !gates::in_window(loaded.window_expires_at, now);
+                if business_initiated {
+                    match core.limits.reserve_tier(&core.db, recipient.as_str(), &m.id, now).await? {
+                        TierReservation::Full(f) => loaded.tier = f,
+                        TierReservation::Counted { used, newly } => {
+                            if newly {
+                                tier_threshold_alert(core, used).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    }
+    let state = finish_evaluation(core, &m, Stage::Worker, &decision, actor, now, loaded.window_expires_at).await?;
+    metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
+    match decision.decision {
+        Decision::Block { reason } => return Ok(SendResult::Blocked(reason)),
+        Decision::Defer { reason, .. } => return Ok(SendResult::Deferred(reason)),
+        Decision::Pass => {}
+    }
+    debug_assert_eq!(state, MessageState::Sending);
+    call_provider(core, &m, &facts).await
+}
+
+async fn tier_threshold_alert(core: &Core, used: u64) {
+    if let Some(limit) = core.limits.tier_limit() {
+        if limit > 0 && used * 5 >= limit * 4 && (used - 1) * 5 < limit * 4 {
+            alerts::raise(
+                core,
+                Alert {
+                    key: "tier:80".into(),
+                    title: "Messaging tier at 80 %".into(),
+                    description: format!(
+                        "{used} of {limit} unique people reached in the moving 24 hours; further business-initiated WhatsApp messages will be deferred at the limit."
+                    ),
+                    error_code: None,
+                    meaning: None,
+                    message_id: None,
+                    campaign_id: None,
+                },
+            )
+            .await;
+        }
+    }
+}
+
+fn status_callback(core: &Core, message_id: &str) -> Option<url::Url> {
+    let mut url = core.settings.public_base();
+    url.set_path(STATUS_PATH);
+    url.query_pairs_mut().append_pair("mid", message_id);
+    Some(url)
+}
+
+async fn call_provider(
+    core: &Core,
+    m: &outbound_message::Model,
+    facts: &MessageFacts,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    let channel = facts.channel;
+    let Some(recipient) = facts.recipient.clone() else {
+        return Ok(SendResult::Blocked(gates::Gate::InvalidNumber));
+    };
+    let (sender, rate) = authz::sender_fact(core, &core.db.conn, channel).await?;
+    let from = sender.address.unwrap_or_default();
+    let content = match build_content(core, m).await? {
+        Ok(c) => c,
+        Err(why) => {
+            // The template changed under the message (variables no longer
+            // match): a permanent failure for this message, recorded.
+            let class = ErrorClass {
+                code: None,
+                http_status: None,
+                meaning: why,
+                action: ErrorAction::Permanent,
+                alert: true,
+            };
+            audit::record_send_attempt(&core.db.conn, m, false, "heimdall", &class.meaning, None, "worker", now).await?;
+            return handle_failure(core, m, class, false).await;
+        }
+    };
+    let Some(provider) = core.providers.for_channel(channel).cloned() else {
+        let class = ErrorClass {
+            code: None,
+            http_status: None,
+            meaning: format!("no provider is configured for {channel}"),
+            action: ErrorAction::Permanent,
+            alert: true,
+        };
+        audit::record_send_attempt(&core.db.conn, m, false, "heimdall", &class.meaning, None, "worker", now).await?;
+        return handle_failure(core, m, class, false).await;
+    };
+    core.limits.until_sender_ready(&from, rate.and_then(|r| u32::try_from(r).ok())).await;
+    let request = OutboundRequest {
+        message_id: m.id.clone(),
+        channel,
+        to: recipient,
+        from,
+        content,
+        status_callback: status_callback(core, &m.id),
+        reply_to: None,
+    };
+    outbound_message::Entity::update_many()
+        .col_expr(outbound_message::Column::Attempts, Expr::col(outbound_message::Column::Attempts).add(1))
+        .filter(outbound_message::Column::Id.eq(&m.id))
+        .exec(&core.db.conn)
+        .await?;
+    let started = std::time::Instant::now();
+    let result = provider.send(&request).await;
+    metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str()).record(started.elapsed().as_secs_f64());
+    let now = core.now();
+    match result {
+        Ok(accepted) => {
+            audit::record_send_attempt(&core.db.conn, m, true, accepted.provider, &accepted.sid, None, "worker", now).await?;
+            let status = ProviderStatus::parse(&accepted.status).unwrap_or(ProviderStatus::Queued);
+            let state = MessageState::Sending.apply_provider_status(status).unwrap_or(MessageState::Sending);
+            outbound_message::Entity::update_many()
+                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(accepted.sid.clone())))
+                .col_expr(outbound_message::Column::Provider, Expr::value(Some(accepted.provider.to_string())))
+                .col_expr(outbound_message::Column::Price, Expr::value(accepted.price.clone()))
+                .col_expr(outbound_message::Column::PriceUnit, Expr::value(accepted.price_unit.clone()))
+                .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
+                .col_expr(outbound_message::Column::ErrorCode, Expr::value(Option::<i32>::None))
+                .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Option::<String>::None))
+                .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+                .filter(outbound_message::Column::Id.eq(&m.id))
+                // A callback may have moved it further already.
+                .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
+                .exec(&core.db.conn)
+                .await?;
+            // Record the sid even if a callback advanced the state first.
+            outbound_message::Entity::update_many()
+                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(accepted.sid.clone())))
+                .filter(outbound_message::Column::Id.eq(&m.id))
+                .filter(outbound_message::Column::ProviderSid.is_null())
+                .exec(&core.db.conn)
+                .await?;
+            metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
+            Ok(SendResult::Sent { sid: accepted.sid })
+        }
+        Err(rejected) => {
+            let code = match &rejected.failure {
+                ProviderFailure::Code { code, .. } => Some(*code),
+                _ => None,
+            };
+            audit::record_send_attempt(&core.db.conn, m, false, provider_name(core, channel), &rejected.message, code, "worker", now).await?;
+            let mut class = core.errors.classify(&rejected.failure, channel);
+            if !rejected.message.is_empty() {
+                class.meaning = format!("{} ({})", class.meaning, rejected.message);
+            }
+            metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "rejected").increment(1);
+            handle_failure(core, m, class, false).await
+        }
+    }
+}
+
+fn provider_name(core: &Core, channel: Channel) -> &'static str {
+    match (channel, core.settings.whatsapp_provider) {
+        (Channel::WhatsApp, crate::settings::WhatsAppProvider::Meta) => "meta",
+        _ => "twilio",
+    }
+}
+
+/// The provider content for a stored message.
+async fn build_content(
+    core: &Core,
+    m: &outbound_message::Model,
+) -> Result<Result<Content, String>, sea_orm::DbErr> {
+    if m.kind != "template" {
+        return Ok(Ok(Content::Text {
+            body: m.body.clone().unwrap_or_default(),
+            media_url: m.media_url.clone(),
+        }));
+    }
+    let Some(name) = &m.template_name else {
+        return Ok(Err("template message without a template name".into()));
+    };
+    let Some(t) = templates::find_by_name(&core.db.conn, name).await? else {
+        return Ok(Err(format!("template '{name}' is no longer registered")));
+    };
+    let values: BTreeMap<String, String> = serde_json::from_str(&m.variables).unwrap_or_default();
+    let positional = match crate::channels::positional_variables(&t.variables, &values) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let Some(provider_id) = t.provider_id.clone() else {
+        return Ok(Err(format!("template '{name}' has no provider id")));
+    };
+    Ok(Ok(Content::Template {
+        name: t.name.clone(),
+        provider_id,
+        language: t.language.clone(),
+        positional,
+    }))
+}
+
+/// Act on a classified failure, synchronous or reported by a callback.
+pub async fn handle_failure(
+    core: &Core,
+    m: &outbound_message::Model,
+    class: ErrorClass,
+    from_callback: bool,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    let code32 = class.code.and_then(|c| i32::try_from(c).ok());
+    let fresh = outbound_message::Entity::find_by_id(m.id.as_str())
+        .one(&core.db.conn)
+        .await?
+        .unwrap_or_else(|| m.clone());
+    let attempts = u32::try_from(fresh.attempts).unwrap_or(u32::MAX);
+    // A callback already set the reported failure state; a synchronous
+    // failure takes the state its action implies.
+    let final_state = from_callback
+        .then(|| MessageState::parse(&fresh.state))
+        .flatten();
+    let set_failed = |state: MessageState| {
+        outbound_message::Entity::update_many()
+            .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
+            .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
+            .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some(class.meaning.clone())))
+            .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
+            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+            .filter(outbound_message::Column::Id.eq(&m.id))
+    };
+    let alert_for = |title: &str| Alert {
+        key: format!("{}:{}", title.to_lowercase().replace(' ', "_"), class.code.map(|c| c.to_string()).unwrap_or_else(|| class.http_status.map(|s| format!("http{s}")).unwrap_or_else(|| "none".into()))),
+        title: title.to_string(),
+        description: format!("Message {} to {} on {channel}: {}", m.id, mask(&m.to_address), class.meaning),
+        error_code: class.code,
+        meaning: Some(class.meaning.clone()),
+        message_id: Some(m.id.clone()),
+        campaign_id: m.campaign_id.clone(),
+    };
+    match class.action {
+        ErrorAction::Retry => {
+            if let Some(delay) = provider_errors::retry_delay(attempts) {
+                let until = now + Duration::from_std(delay).unwrap_or(Duration::seconds(1));
+                outbound_message::Entity::update_many()
+                    .col_expr(outbound_message::Column::State, Expr::value(MessageState::Deferred.as_str()))
+                    .col_expr(outbound_message::Column::DeferUntil, Expr::value(Some(until)))
+                    .col_expr(outbound_message::Column::ProviderSid, Expr::value(Option::<String>::None))
+                    .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
+                    .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some(class.meaning.clone())))
+                    .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+                    .filter(outbound_message::Column::Id.eq(&m.id))
+                    .exec(&core.db.conn)
+                    .await?;
+                enqueue(core, &m.id, Some(until)).await;
+                return Ok(SendResult::Failed { action: ErrorAction::Retry, code: class.code });
+            }
+            set_failed(MessageState::Failed).exec(&core.db.conn).await?;
+            alerts::raise(core, alert_for("Retries exhausted")).await;
+        }
+        ErrorAction::Permanent => {
+            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+            if let Some(cid) = &m.contact_id {
+                contacts::flag_manual_outreach(&core.db.conn, cid, &class.meaning, now).await?;
+            }
+            alerts::raise(core, alert_for("Send failed")).await;
+        }
+        ErrorAction::OptOut => {
+            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+            if let Some(cid) = &m.contact_id {
+                let reference = class.code.map(|c| c.to_string());
+                contacts::revoke_and_suppress(&core.db.conn, cid, channel, "provider", reference.as_deref(), "provider", now).await?;
+            }
+        }
+        ErrorAction::WindowClosed => {
+            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+        }
+        ErrorAction::Fallback => {
+            set_failed(final_state_or(final_state, MessageState::Undelivered)).exec(&core.db.conn).await?;
+            if channel == Channel::WhatsApp {
+                fall_back_to_sms(core, &fresh).await?;
+            }
+        }
+    }
+    Ok(SendResult::Failed { action: class.action, code: class.code })
+}
+
+fn final_state_or(reported: Option<MessageState>, default: MessageState) -> MessageState {
+    match reported {
+        Some(s @ (MessageState::Failed | MessageState::Undelivered)) => s,
+        _ => default,
+    }
+}
+
+/// Mask a phone number for alerts and logs: keep the country code and the
+/// last two digits.
+pub fn mask(phone: &str) -> String {
+    let n = phone.chars().count();
+    if n <= 6 {
+        return "***".into();
+    }
+    phone
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i >= 3 && i < n - 2 { '•' } else { c })
+        .collect()
+}
+
+/// Create the SMS twin of a WhatsApp message that cannot be delivered. It
+/// goes through the gates again for SMS (its own consent, quiet hours), or
+/// is blocked and recorded.
+async fn fall_back_to_sms(core: &Core, original: &outbound_message::Model) -> Result<(), sea_orm::DbErr> {
+    let body = match (&original.kind[..], &original.template_name) {
+        ("template", Some(name)) => match templates::find_by_name(&core.db.conn, name).await? {
+            Some(t) => t.render(&serde_json::from_str(&original.variables).unwrap_or_default()),
+            None => return Ok(()),
+        },
+        _ => original.body.clone().unwrap_or_default(),
+    };
+    let recipient = match &original.contact_id {
+        Some(id) => Recipient::Contact(id.clone()),
+        None => Recipient::Phone(original.to_address.clone()),
+    };
+    let res = accept(
+        core,
+        SendRequest {
+            recipient,
+            channel: Channel::Sms,
+            content: RequestedContent::Text {
+                body,
+                media_url: None,
+            },
+            origin: Origin::Fallback {
+                of: original.id.clone(),
+            },
+            idempotency_key: Some(format!("fallback:{}", original.id)),
+        },
+    )
+    .await;
+    match res {
+        Ok(o) => tracing::info!(message_id = %original.id, fallback_id = %o.message_id, state = %o.state, "SMS fallback created"),
+        Err(AcceptError::Db(e)) => return Err(e),
+        Err(e) => tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created"),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Status reports
+
+/// A delivery status from Twilio's callback or Meta's webhook.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusReport {
+    /// Heimdall's own id, from the callback URL (Twilio).
+    pub message_id: Option<String>,
+    pub provider_sid: Option<String>,
+    pub status: String,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub price: Option<String>,
+    pub price_unit: Option<String>,
+    /// `twilio` or `meta`, for the history.
+    pub source: String,
+}
+
+/// Apply a status report: forward only; failures go to the error table.
+/// Returns the message id it matched, if any.
+pub async fn apply_status(core: &Core, report: StatusReport) -> Result<Option<String>, sea_orm::DbErr> {
+    let Some(status) = ProviderStatus::parse(&report.status) else {
+        return Ok(None);
+    };
+    let mut m = None;
+    if let Some(id) = &report.message_id {
+        m = outbound_message::Entity::find_by_id(id.as_str()).one(&core.db.conn).await?;
+    }
+    if m.is_none() {
+        if let Some(sid) = &report.provider_sid {
+            m = outbound_message::Entity::find()
+                .filter(outbound_message::Column::ProviderSid.eq(sid))
+                .one(&core.db.conn)
+                .await?;
+        }
+    }
+    let Some(mut m) = m else {
+        return Ok(None);
+    };
+    let now = core.now();
+    // The worker may have died before recording the sid: take it from here.
+    if m.provider_sid.is_none() {
+        if let Some(sid) = &report.provider_sid {
+            outbound_message::Entity::update_many()
+                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(sid.clone())))
+                .filter(outbound_message::Column::Id.eq(&m.id))
+                .filter(outbound_message::Column::ProviderSid.is_null())
+                .exec(&core.db.conn)
+                .await?;
+            m.provider_sid = Some(sid.clone());
+        }
+    }
+    message_status_event::ActiveModel {
+        id: Set(new_id()),
+        message_id: Set(m.id.clone()),
+        status: Set(status.as_str().into()),
+        error_code: Set(report.error_code.and_then(|c| i32::try_from(c).ok())),
+        source: Set(report.source.clone()),
+        occurred_at: Set(now),
+    }
+    .insert(&core.db.conn)
+    .await?;
+    // Compare-and-set, retried when another report moved it meanwhile.
+    for _ in 0..5 {
+        let current = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+        let Some(next) = current.apply_provider_status(status) else {
+            return Ok(Some(m.id));
+        };
+        let mut update = outbound_message::Entity::update_many()
+            .col_expr(outbound_message::Column::State, Expr::value(next.as_str()))
+            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+            .filter(outbound_message::Column::Id.eq(&m.id))
+            .filter(outbound_message::Column::State.eq(current.as_str()));
+        update = match next {
+            MessageState::Sent => update.col_expr(outbound_message::Column::SentAt, Expr::value(Some(now))),
+            MessageState::Delivered => update.col_expr(outbound_message::Column::DeliveredAt, Expr::value(Some(now))),
+            MessageState::Read => update.col_expr(outbound_message::Column::ReadAt, Expr::value(Some(now))),
+            _ => update,
+        };
+        if report.price.is_some() {
+            update = update
+                .col_expr(outbound_message::Column::Price, Expr::value(report.price.clone()))
+                .col_expr(outbound_message::Column::PriceUnit, Expr::value(report.price_unit.clone()));
+        }
+        if update.exec(&core.db.conn).await?.rows_affected == 1 {
+            metrics::counter!("heimdall_status_updates_total", "status" => next.as_str()).increment(1);
+            if status.is_failure() {
+                let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+                let failure = match report.error_code {
+                    Some(code) => ProviderFailure::Code { code, http_status: None },
+                    None => ProviderFailure::Code { code: 0, http_status: None },
+                };
+                let mut class = core.errors.classify(&failure, channel);
+                if let Some(msg) = &report.error_message {
+                    class.meaning = format!("{} ({msg})", class.meaning);
+                }
+                m.state = next.as_str().into();
+                handle_failure(core, &m, class, true).await?;
+            }
+            return Ok(Some(m.id));
+        }
+        match outbound_message::Entity::find_by_id(m.id.as_str()).one(&core.db.conn).await? {
+            Some(fresh) => m = fresh,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(m.id))
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/// A message with its verdicts and history, for the API and the console.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub contact_id: Option<String>,
+    pub to: String,
+    pub channel: String,
+    pub kind: String,
+    pub template_name: Option<String>,
+    pub body: Option<String>,
+    pub source: String,
+    pub campaign_id: Option<String>,
+    pub actor: String,
+    pub state: String,
+    pub block_reason: Option<String>,
+    pub defer_until: Option<DateTime<Utc>>,
+    pub provider: Option<String>,
+    pub provider_sid: Option<String>,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub attempts: i32,
+    pub price: Option<String>,
+    pub fallback_of: Option<String>,
+    pub fallback_message_id: Option<String>,
+    pub in_window: Option<bool>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub evaluations: Vec<EvaluationView>,
+    pub status_history: Vec<StatusEventView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationView {
+    pub kind: String,
+    pub stage: String,
+    pub decision: String,
+    pub reason_code: Option<String>,
+    pub result_ok: bool,
+    pub error_code: Option<i32>,
+    pub detail: Option<String>,
+    pub verdicts: serde_json::Value,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEventView {
+    pub status: String,
+    pub error_code: Option<i32>,
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm::DbErr> {
+    use crate::entities::tool_call;
+    let Some(m) = outbound_message::Entity::find_by_id(id).one(&core.db.conn).await? else {
+        return Ok(None);
+    };
+    let evaluations = tool_call::Entity::find()
+        .filter(tool_call::Column::MessageId.eq(id))
+        .order_by_asc(tool_call::Column::CreatedAt)
+        .order_by_asc(tool_call::Column::Id)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(|t| EvaluationView {
+            kind: t.kind,
+            stage: t.stage,
+            decision: t.decision,
+            reason_code: t.reason_code,
+            result_ok: t.result_ok,
+            error_code: t.error_code,
+            detail: t.detail,
+            verdicts: serde_json::from_str(&t.verdicts).unwrap_or(serde_json::Value::Null),
+            actor: t.actor,
+            at: t.created_at,
+        })
+        .collect();
+    let status_history = message_status_event::Entity::find()
+        .filter(message_status_event::Column::MessageId.eq(id))
+        .order_by_asc(message_status_event::Column::OccurredAt)
+        .order_by_asc(message_status_event::Column::Id)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(|e| StatusEventView {
+            status: e.status,
+            error_code: e.error_code,
+            source: e.source,
+            at: e.occurred_at,
+        })
+        .collect();
+    let fallback_message_id = outbound_message::Entity::find()
+        .filter(outbound_message::Column::FallbackOf.eq(id))
+        .one(&core.db.conn)
+        .await?
+        .map(|f| f.id);
+    Ok(Some(MessageView {
+        id: m.id,
+        contact_id: m.contact_id,
+        to: m.to_address,
+        channel: m.channel,
+        kind: m.kind,
+        template_name: m.template_name,
+        body: m.body,
+        source: m.source,
+        campaign_id: m.campaign_id,
+        actor: m.actor,
+        state: m.state,
+        block_reason: m.block_reason,
+        defer_until: m.defer_until,
+        provider: m.provider,
+        provider_sid: m.provider_sid,
+        error_code: m.error_code,
+        error_message: m.error_message,
+        attempts: m.attempts,
+        price: m.price,
+        fallback_of: m.fallback_of,
+        fallback_message_id,
+        in_window: m.in_window,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        evaluations,
+        status_history,
+    }))
+}
+
+/// Re-enqueue messages left waiting (queue lost them, process died) and
+/// resolve messages stuck mid-send. Run by housekeeping.
+pub async fn requeue_waiting(core: &Core, older_than: Duration) -> Result<u64, sea_orm::DbErr> {
+    let now = core.now();
+    let stale = outbound_message::Entity::find()
+        .filter(outbound_message::Column::State.is_in([MessageState::Queued.as_str(), MessageState::Deferred.as_str()]))
+        .filter(outbound_message::Column::UpdatedAt.lt(now - older_than))
+        .all(&core.db.conn)
+        .await?;
+    let mut n = 0;
+    for m in stale {
+        let due = m.defer_until.filter(|u| *u > now);
+        enqueue(core, &m.id, due).await;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Messages claimed by a worker that died before calling the provider (no
+/// sid, no callback) are not re-sent (a provider may have accepted them):
+/// they are failed for a person to check.
+pub async fn resolve_stuck_sending(core: &Core, older_than: Duration) -> Result<u64, sea_orm::DbErr> {
+    let now = core.now();
+    let stuck = outbound_message::Entity::find()
+        .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
+        .filter(outbound_message::Column::ProviderSid.is_null())
+        .filter(outbound_message::Column::UpdatedAt.lt(now - older_than))
+        .all(&core.db.conn)
+        .await?;
+    let mut n = 0;
+    for m in stuck {
+        let res = outbound_message::Entity::update_many()
+            .col_expr(outbound_message::Column::State, Expr::value(MessageState::Failed.as_str()))
+            .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some("the worker stopped during the send; outcome unknown, not re-sent (check the provider's log)".to_string())))
+            .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
+            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+            .filter(outbound_message::Column::Id.eq(&m.id))
+            .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
+            .filter(outbound_message::Column::ProviderSid.is_null())
+            .exec(&core.db.conn)
+            .await?;
+        if res.rows_affected == 1 {
+            n += 1;
+            alerts::raise(
+                core,
+                Alert {
+                    key: "stuck_sending".into(),
+                    title: "Send outcome unknown".into(),
+                    description: format!("Message {} was claimed by a worker that stopped before recording the provider's answer; it was not re-sent.", m.id),
+                    error_code: None,
+                    meaning: None,
+                    message_id: Some(m.id.clone()),
+                    campaign_id: m.campaign_id.clone(),
+                },
+            )
+            .await;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_numbers() {
+        assert_eq!(mask("+4791234567"), "+47••••••67");
+        assert_eq!(mask("+1"), "***");
+    }
+}

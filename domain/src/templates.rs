@@ -1,0 +1,234 @@
+//! Message templates: registered from `WA_TEMPLATE_<NAME>` settings (taken
+//! as approved until a Content API sync says otherwise), from the Content
+//! API, or by staff. The gates read their approval state from here.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde::Serialize;
+
+use crate::clock::new_id;
+use crate::entities::template;
+use crate::gates::{TemplateCategory, TemplateFact};
+use crate::Core;
+
+/// The seed's templates and their variables, in placeholder order. A
+/// template registered from settings takes its variable names from here
+/// until a Content API sync supplies the body.
+pub const KNOWN_TEMPLATES: &[(&str, &[&str], &str)] = &[
+    ("task_reminder", &["task_name", "due_time"], "Reminder: {{1}} is due at {{2}}."),
+    ("daily_briefing", &["date", "task_count", "top_tasks"], "Good morning! {{1}}: you have {{2}} tasks today. Top: {{3}}"),
+    ("calendar_reminder", &["event_name", "time", "location"], "{{1}} at {{2}}, {{3}}"),
+    ("task_complete_confirm", &["task_name"], "Done: {{1}} ✅"),
+    ("weekly_review", &["completed_count", "highlights"], "This week you completed {{1}} tasks. Highlights: {{2}}"),
+];
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Template {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub provider_id: Option<String>,
+    pub category: String,
+    pub language: String,
+    pub body: String,
+    pub variables: Vec<String>,
+    pub approval_status: String,
+    pub rejection_reason: Option<String>,
+    pub source: String,
+    pub synced_at: Option<DateTime<Utc>>,
+}
+
+impl From<template::Model> for Template {
+    fn from(m: template::Model) -> Self {
+        Template {
+            variables: serde_json::from_str(&m.variables).unwrap_or_default(),
+            id: m.id,
+            name: m.name,
+            provider: m.provider,
+            provider_id: m.provider_id,
+            category: m.category,
+            language: m.language,
+            body: m.body,
+            approval_status: m.approval_status,
+            rejection_reason: m.rejection_reason,
+            source: m.source,
+            synced_at: m.synced_at,
+        }
+    }
+}
+
+impl Template {
+    pub fn fact(&self) -> TemplateFact {
+        TemplateFact {
+            name: self.name.clone(),
+            approval_status: self.approval_status.clone(),
+            category: parse_category(&self.category),
+            variable_names: self.variables.clone(),
+        }
+    }
+
+    /// The text with its placeholders filled, for SMS fallback and previews.
+    pub fn render(&self, values: &std::collections::BTreeMap<String, String>) -> String {
+        let mut out = self.body.clone();
+        for (i, name) in self.variables.iter().enumerate() {
+            let value = values.get(name).map(String::as_str).unwrap_or("");
+            out = out.replace(&format!("{{{{{}}}}}", i + 1), value);
+        }
+        out
+    }
+}
+
+pub fn parse_category(s: &str) -> TemplateCategory {
+    match s.to_ascii_uppercase().as_str() {
+        "MARKETING" => TemplateCategory::Marketing,
+        "AUTHENTICATION" => TemplateCategory::Authentication,
+        _ => TemplateCategory::Utility,
+    }
+}
+
+/// What a registration says about one template.
+#[derive(Debug, Clone)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub provider: String,
+    pub provider_id: Option<String>,
+    pub category: String,
+    pub language: String,
+    pub body: String,
+    pub variables: Vec<String>,
+    pub approval_status: String,
+    pub rejection_reason: Option<String>,
+    pub source: String,
+}
+
+pub async fn find_by_name(
+    db: &impl ConnectionTrait,
+    name: &str,
+) -> Result<Option<Template>, sea_orm::DbErr> {
+    Ok(template::Entity::find()
+        .filter(template::Column::Name.eq(name.trim().to_lowercase()))
+        .one(db)
+        .await?
+        .map(Template::from))
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Template>, sea_orm::DbErr> {
+    Ok(template::Entity::find_by_id(id).one(db).await?.map(Template::from))
+}
+
+pub async fn list(core: &Core) -> Result<Vec<Template>, sea_orm::DbErr> {
+    Ok(template::Entity::find()
+        .order_by_asc(template::Column::Name)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(Template::from)
+        .collect())
+}
+
+/// Insert or update by name. A sync (`synced = true`) sets `synced_at`.
+pub async fn upsert(
+    db: &impl ConnectionTrait,
+    spec: TemplateSpec,
+    synced: bool,
+    now: DateTime<Utc>,
+) -> Result<Template, sea_orm::DbErr> {
+    let name = spec.name.trim().to_lowercase();
+    let vars = serde_json::to_string(&spec.variables).unwrap_or_else(|_| "[]".into());
+    let existing = template::Entity::find()
+        .filter(template::Column::Name.eq(&name))
+        .one(db)
+        .await?;
+    let model = match existing {
+        Some(t) => {
+            let mut am: template::ActiveModel = t.into();
+            am.provider = Set(spec.provider);
+            am.provider_id = Set(spec.provider_id);
+            am.category = Set(spec.category);
+            am.language = Set(spec.language);
+            am.body = Set(spec.body);
+            am.variables = Set(vars);
+            am.approval_status = Set(spec.approval_status);
+            am.rejection_reason = Set(spec.rejection_reason);
+            am.source = Set(spec.source);
+            if synced {
+                am.synced_at = Set(Some(now));
+            }
+            am.updated_at = Set(now);
+            am.update(db).await?
+        }
+        None => {
+            template::ActiveModel {
+                id: Set(new_id()),
+                name: Set(name),
+                provider: Set(spec.provider),
+                provider_id: Set(spec.provider_id),
+                category: Set(spec.category),
+                language: Set(spec.language),
+                body: Set(spec.body),
+                variables: Set(vars),
+                approval_status: Set(spec.approval_status),
+                rejection_reason: Set(spec.rejection_reason),
+                source: Set(spec.source),
+                synced_at: Set(synced.then_some(now)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(db)
+            .await?
+        }
+    };
+    Ok(model.into())
+}
+
+/// Register the templates named in settings. Existing rows keep the
+/// approval state a sync gave them; new ones are taken as approved.
+pub async fn register_from_settings(core: &Core) -> Result<Vec<String>, sea_orm::DbErr> {
+    let now = core.clock.now();
+    let provider = match core.settings.whatsapp_provider {
+        crate::settings::WhatsAppProvider::Twilio => "twilio",
+        crate::settings::WhatsAppProvider::Meta => "meta",
+    };
+    let mut names = Vec::new();
+    for (name, provider_id) in &core.settings.templates {
+        let existing = find_by_name(&core.db.conn, name).await?;
+        let (vars, body) = KNOWN_TEMPLATES
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, b)| (v.iter().map(|s| s.to_string()).collect(), b.to_string()))
+            .unwrap_or_default();
+        let spec = match existing {
+            Some(t) if t.provider_id.as_deref() == Some(provider_id.as_str()) => {
+                names.push(name.clone());
+                continue;
+            }
+            Some(t) => TemplateSpec {
+                name: name.clone(),
+                provider: provider.into(),
+                provider_id: Some(provider_id.clone()),
+                category: t.category,
+                language: t.language,
+                body: if t.body.is_empty() { body } else { t.body },
+                variables: if t.variables.is_empty() { vars } else { t.variables },
+                approval_status: "approved".into(),
+                rejection_reason: None,
+                source: "settings".into(),
+            },
+            None => TemplateSpec {
+                name: name.clone(),
+                provider: provider.into(),
+                provider_id: Some(provider_id.clone()),
+                category: "UTILITY".into(),
+                language: "en".into(),
+                body,
+                variables: vars,
+                approval_status: "approved".into(),
+                rejection_reason: None,
+                source: "settings".into(),
+            },
+        };
+        upsert(&core.db.conn, spec, false, now).await?;
+        names.push(name.clone());
+    }
+    Ok(names)
+}

@@ -1,0 +1,266 @@
+//! Test support shared by every crate's tests (feature `testing`): a fresh
+//! database per test (a SQLite file, or a PostgreSQL database cloned from a
+//! migrated template), Redis when the run asks for it, a manual clock, a
+//! recording queue and a scriptable provider.
+//!
+//! `HEIMDALL_TEST_BACKEND=postgres` (with `HEIMDALL_TEST_POSTGRES_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`) and
+//! `HEIMDALL_TEST_REDIS_URL` switch the storage under every test.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeZone, Utc};
+use futures::future::BoxFuture;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::channels::{Accepted, MessageProvider, OutboundRequest, Rejected};
+use crate::clock::ManualClock;
+use crate::core::{CoreParts, Providers};
+use crate::db::Db;
+use crate::queue::RecordingQueue;
+use crate::settings::{Settings, Source};
+use crate::Core;
+
+/// Which storage the tests run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres { admin_url: String },
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("HEIMDALL_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres {
+            admin_url: std::env::var("HEIMDALL_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        },
+        _ => Backend::Sqlite,
+    }
+}
+
+pub fn redis_url() -> Option<String> {
+    std::env::var("HEIMDALL_TEST_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A unique name for this test's database and Redis namespace.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database URL for one test; the database exists and is empty (SQLite)
+/// or migrated (PostgreSQL, cloned from a template migrated once per process).
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match backend() {
+        Backend::Sqlite => format!("sqlite://{}/heimdall.db?mode=rwc", dir.display()),
+        Backend::Postgres { admin_url } => {
+            static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+            let template = TEMPLATE
+                .get_or_init(|| async {
+                    let name = unique("heimdall_tmpl");
+                    let admin = Db::connect_url(&admin_url, false).await.expect("connect to PostgreSQL for tests");
+                    admin
+                        .conn
+                        .execute_raw(Statement::from_string(admin.backend(), format!("CREATE DATABASE {name}")))
+                        .await
+                        .expect("create template database");
+                    let url = replace_db(&admin_url, &name);
+                    let db = Db::connect_url(&url, false).await.expect("connect to template");
+                    db.migrate().await.expect("migrate template");
+                    db.conn.close().await.ok();
+                    name
+                })
+                .await;
+            let name = unique("heimdall_test");
+            let admin = Db::connect_url(&admin_url, false).await.expect("connect to PostgreSQL for tests");
+            // CREATE DATABASE ... TEMPLATE fails while another session uses
+            // the template; retry briefly.
+            let mut last = None;
+            for _ in 0..50 {
+                match admin
+                    .conn
+                    .execute_raw(Statement::from_string(
+                        admin.backend(),
+                        format!("CREATE DATABASE {name} TEMPLATE {template}"),
+                    ))
+                    .await
+                {
+                    Ok(_) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            if let Some(e) = last {
+                panic!("could not create a test database: {e}");
+            }
+            admin.conn.close().await.ok();
+            replace_db(&admin_url, &name)
+        }
+    }
+}
+
+fn replace_db(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).expect("valid PostgreSQL URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+/// A provider that records what it was asked to send and answers from a
+/// script (per recipient), accepting by default.
+#[derive(Debug, Default)]
+pub struct FakeProvider {
+    pub sent: Mutex<Vec<OutboundRequest>>,
+    script: Mutex<HashMap<String, VecDeque<Result<Accepted, Rejected>>>>,
+    counter: AtomicU64,
+}
+
+impl FakeProvider {
+    /// Queue answers for one recipient (E.164), used in order.
+    pub fn script(&self, to: &str, answers: Vec<Result<Accepted, Rejected>>) {
+        self.script
+            .lock()
+            .unwrap()
+            .entry(to.to_string())
+            .or_default()
+            .extend(answers);
+    }
+
+    pub fn sent_to(&self, to: &str) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.to.as_str() == to)
+            .count()
+    }
+
+    pub fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    pub fn accepted(&self) -> Accepted {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Accepted {
+            provider: "twilio",
+            sid: format!("SM{n:032x}"),
+            status: "queued".into(),
+            price: None,
+            price_unit: None,
+        }
+    }
+}
+
+impl MessageProvider for FakeProvider {
+    fn send<'a>(&'a self, request: &'a OutboundRequest) -> BoxFuture<'a, Result<Accepted, Rejected>> {
+        Box::pin(async move {
+            self.sent.lock().unwrap().push(request.clone());
+            let scripted = self
+                .script
+                .lock()
+                .unwrap()
+                .get_mut(request.to.as_str())
+                .and_then(|q| q.pop_front());
+            match scripted {
+                Some(Ok(mut a)) => {
+                    if a.sid.is_empty() {
+                        a.sid = self.accepted().sid;
+                    }
+                    Ok(a)
+                }
+                Some(Err(e)) => Err(e),
+                None => Ok(self.accepted()),
+            }
+        })
+    }
+}
+
+/// One test's world.
+pub struct TestEnv {
+    pub core: Arc<Core>,
+    pub clock: ManualClock,
+    pub provider: Arc<FakeProvider>,
+    pub queue: Arc<RecordingQueue>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// A Tuesday at 12:00 UTC, so SMS quiet hours are not in play unless a
+    /// test moves the clock.
+    pub fn start_time() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 17, 12, 0, 0).unwrap()
+    }
+
+    /// Fresh storage, settings from `pairs` on top of test defaults
+    /// (senders configured, pace and tier as given).
+    pub async fn new(pairs: &[(&str, &str)]) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = fresh_database_url(dir.path()).await;
+        let mut all: Vec<(String, String)> = vec![
+            ("HEIMDALL_DATABASE_URL".into(), url),
+            ("TWILIO_ACCOUNT_SID".into(), "ACsandbox0000000000000000000000000".into()),
+            ("TWILIO_AUTH_TOKEN".into(), "test-token".into()),
+            ("TWILIO_WHATSAPP_NUMBER".into(), "+14155238886".into()),
+            ("TWILIO_SMS_NUMBER".into(), "+14155550100".into()),
+            ("HEIMDALL_PUBLIC_URL".into(), "https://heimdall.example.com".into()),
+            ("HEIMDALL_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+        ];
+        if let Some(r) = redis_url() {
+            all.push(("HEIMDALL_REDIS_URL".into(), r));
+            all.push(("HEIMDALL_REDIS_NAMESPACE".into(), unique("t")));
+        }
+        for (k, v) in pairs {
+            all.retain(|(key, _)| key != k);
+            all.push((k.to_string(), v.to_string()));
+        }
+        let settings = Settings::from_source(&Source::from_pairs(all)).expect("test settings");
+        let db = Db::connect(&settings).await.expect("test database");
+        db.migrate().await.expect("migrations");
+        let redis = crate::core::connect_redis(&settings).await.expect("test redis");
+        let clock = ManualClock::new(Self::start_time());
+        let provider = Arc::new(FakeProvider::default());
+        let queue = Arc::new(RecordingQueue::default());
+        let core = Core::new(CoreParts {
+            settings,
+            db,
+            redis,
+            clock: Arc::new(clock.clone()),
+            queue: queue.clone(),
+            providers: Providers {
+                whatsapp: Some(provider.clone()),
+                sms: Some(provider.clone()),
+                twilio: None,
+                meta: None,
+            },
+            alerts: None,
+        });
+        TestEnv {
+            core,
+            clock,
+            provider,
+            queue,
+            dir,
+        }
+    }
+
+    /// Message ids enqueued so far (drained).
+    pub fn take_enqueued(&self) -> Vec<String> {
+        std::mem::take(&mut *self.queue.sends.lock().unwrap())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+}

@@ -1,0 +1,755 @@
+//! The send path end to end against real storage (SQLite by default;
+//! PostgreSQL and Redis when the run asks for them): every gate that blocks
+//! and its passing twin, revocation while queued, racing workers, status
+//! callbacks out of order, fallback to SMS, retries and alerts, and the
+//! audit trail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::channels::{Accepted, Rejected};
+use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::entities::{alert, outbound_message, tool_call};
+use heimdall_domain::gates::Gate;
+use heimdall_domain::message_state::MessageState;
+use heimdall_domain::outbound::{
+    self, Origin, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
+};
+use heimdall_domain::provider_errors::ProviderFailure;
+use heimdall_domain::testing::TestEnv;
+use heimdall_domain::{templates, Channel, Core};
+
+const PHONE: &str = "+4791234567";
+
+async fn env() -> TestEnv {
+    env_with(&[]).await
+}
+
+async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
+    let mut pairs = vec![
+        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+        ("WA_TEMPLATE_TASK_REMINDER", "HX00000000000000000000000000000001"),
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+    ];
+    pairs.extend_from_slice(extra);
+    let env = TestEnv::new(&pairs).await;
+    authz::register_senders(&env.core, true).await.unwrap();
+    templates::register_from_settings(&env.core).await.unwrap();
+    env
+}
+
+fn evidence() -> ConsentEvidence {
+    ConsentEvidence {
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 test".into()),
+        consent_text_version: Some("v1".into()),
+        consent_text: Some("I agree to receive reminders by WhatsApp.".into()),
+        ..Default::default()
+    }
+}
+
+async fn contact(core: &Core, phone: &str, consent: &[Channel]) -> String {
+    let (c, _) = contacts::upsert(
+        core,
+        &ContactInput {
+            phone: phone.into(),
+            name: Some("Test Person".into()),
+            time_zone: Some("Europe/Oslo".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for ch in consent {
+        contacts::record_consent(
+            &core.db.conn,
+            &c.id,
+            *ch,
+            ConsentSource::Api,
+            &evidence(),
+            "test",
+            false,
+            core.now(),
+        )
+        .await
+        .unwrap();
+    }
+    c.id
+}
+
+fn bootstrap() -> ApiPrincipal {
+    ApiPrincipal {
+        key_id: None,
+        name: "bootstrap".into(),
+    }
+}
+
+fn reminder(to: Recipient, channel: Channel) -> SendRequest {
+    let mut variables = BTreeMap::new();
+    variables.insert("task_name".to_string(), "Call Bob".to_string());
+    variables.insert("due_time".to_string(), "17:00".to_string());
+    SendRequest {
+        recipient: to,
+        channel,
+        content: RequestedContent::Template {
+            name: "task_reminder".into(),
+            variables,
+        },
+        origin: Origin::Automation {
+            principal: bootstrap(),
+            source: "api",
+            reminder_id: None,
+        },
+        idempotency_key: None,
+    }
+}
+
+async fn drain(env: &TestEnv) -> Vec<SendResult> {
+    let mut results = Vec::new();
+    for id in env.take_enqueued() {
+        results.push(outbound::process_send(&env.core, &id).await.unwrap());
+    }
+    results
+}
+
+async fn state(core: &Core, id: &str) -> MessageState {
+    let m = outbound_message::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    MessageState::parse(&m.state).unwrap()
+}
+
+async fn evaluations(core: &Core, id: &str) -> u64 {
+    tool_call::Entity::find()
+        .filter(tool_call::Column::MessageId.eq(id))
+        .filter(tool_call::Column::Kind.eq("gate_evaluation"))
+        .count(&core.db.conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_consented_template_is_accepted_sent_and_audited() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
+    assert_eq!(evaluations(&env.core, &out.message_id).await, 1);
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
+    assert_eq!(state(&env.core, &out.message_id).await, MessageState::Sending);
+    // One evaluation at acceptance, one in the worker, then the attempt.
+    assert_eq!(evaluations(&env.core, &out.message_id).await, 2);
+    let attempts = tool_call::Entity::find()
+        .filter(tool_call::Column::MessageId.eq(&out.message_id))
+        .filter(tool_call::Column::Kind.eq("send_attempt"))
+        .all(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].result_ok);
+    // The provider got the template with positional variables and a callback carrying our id.
+    let sent = env.provider.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    match &sent[0].content {
+        heimdall_domain::channels::Content::Template { provider_id, positional, .. } => {
+            assert_eq!(provider_id, "HX00000000000000000000000000000001");
+            assert_eq!(positional, &vec!["Call Bob".to_string(), "17:00".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let cb = sent[0].status_callback.as_ref().unwrap().to_string();
+    assert!(cb.contains(&out.message_id), "{cb}");
+}
+
+#[tokio::test]
+async fn no_consent_blocks_and_is_recorded() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[]).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.state, MessageState::Blocked);
+    assert_eq!(out.decision.decision.reason(), Some(Gate::NoConsent));
+    assert_eq!(evaluations(&env.core, &out.message_id).await, 1);
+    assert!(env.take_enqueued().is_empty());
+    assert_eq!(env.provider.count(), 0);
+}
+
+#[tokio::test]
+async fn an_unknown_number_or_garbage_is_refused_and_recorded() {
+    let env = env().await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Phone("not a number".into()), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::InvalidNumber));
+    let out = outbound::accept(&env.core, reminder(Recipient::Phone("+14155550111".into()), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::NoConsent));
+    assert_eq!(outbound_message::Entity::find().count(&env.core.db.conn).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn suppression_blocks_and_lifting_it_lets_the_twin_pass() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    contacts::suppress(&env.core.db.conn, &cid, None, "staff", None, "admin@x", env.core.now())
+        .await
+        .unwrap();
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::Suppressed));
+    contacts::lift_suppression(&env.core.db.conn, &cid, Channel::WhatsApp, "admin@x", env.core.now())
+        .await
+        .unwrap();
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.state, MessageState::Queued);
+}
+
+#[tokio::test]
+async fn template_gates_unknown_paused_and_mismatched_variables() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let mut req = reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp);
+    req.content = RequestedContent::Template {
+        name: "nope".into(),
+        variables: BTreeMap::new(),
+    };
+    let out = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::TemplateNotApproved));
+    let mut req = reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp);
+    if let RequestedContent::Template { variables, .. } = &mut req.content {
+        variables.remove("due_time");
+    }
+    let out = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::TemplateNotApproved));
+    assert!(out.decision.explanation().contains("due_time"));
+}
+
+#[tokio::test]
+async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let staff = heimdall_domain::accounts::create_user(
+        &env.core,
+        "op@example.com",
+        None,
+        heimdall_domain::accounts::Role::Operator,
+        &secrecy::SecretString::from("correct horse battery".to_string()),
+    )
+    .await
+    .unwrap();
+    let text = |cid: &str| SendRequest {
+        recipient: Recipient::Contact(cid.to_string()),
+        channel: Channel::WhatsApp,
+        content: RequestedContent::Text {
+            body: "Hello there".into(),
+            media_url: None,
+        },
+        origin: Origin::Inbox { staff: staff.clone() },
+        idempotency_key: None,
+    };
+    let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::OutsideWindow));
+    contacts::open_window(&env.core.db.conn, &cid, Channel::WhatsApp, env.core.now(), env.core.now())
+        .await
+        .unwrap();
+    let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
+    assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
+    // 25 hours later the window is closed again.
+    env.clock.advance(Duration::hours(25));
+    let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::OutsideWindow));
+}
+
+#[tokio::test]
+async fn automations_must_be_approved_by_someone_else_for_the_template() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let key = heimdall_domain::accounts::create_api_key(&env.core, "n8n", "creator@x").await.unwrap();
+    let principal = ApiPrincipal {
+        key_id: Some(key.id.clone()),
+        name: "n8n".into(),
+    };
+    let mut req = reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp);
+    req.origin = Origin::Automation {
+        principal: principal.clone(),
+        source: "api",
+        reminder_id: None,
+    };
+    let out = outbound::accept(&env.core, req.clone()).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::NotAuthorized));
+    let auto = authz::create_automation(&env.core, "n8n", &key.id, &["task_reminder".into()], "creator@x")
+        .await
+        .unwrap();
+    let err = authz::approve_automation(&env.core, &auto.id, "creator@x", heimdall_domain::accounts::Role::Approver)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, authz::AutomationError::SelfApproval));
+    authz::approve_automation(&env.core, &auto.id, "approver@x", heimdall_domain::accounts::Role::Approver)
+        .await
+        .unwrap();
+    let out = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
+}
+
+#[tokio::test]
+async fn an_inactive_sender_is_not_authorized_until_an_admin_activates_it() {
+    let env = TestEnv::new(&[
+        ("HEIMDALL_API_KEY", "k"),
+        ("WA_TEMPLATE_TASK_REMINDER", "HX00000000000000000000000000000001"),
+    ])
+    .await;
+    authz::register_senders(&env.core, false).await.unwrap();
+    templates::register_from_settings(&env.core).await.unwrap();
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::NotAuthorized));
+    assert!(out.decision.explanation().contains("activated"));
+    let senders = authz::list_senders(&env.core).await.unwrap();
+    let wa = senders.iter().find(|s| s.kind == "twilio_whatsapp").unwrap();
+    assert!(authz::set_sender_active(&env.core, &wa.id, true, "op@x", heimdall_domain::accounts::Role::Approver)
+        .await
+        .is_err());
+    authz::set_sender_active(&env.core, &wa.id, true, "admin@x", heimdall_domain::accounts::Role::Admin)
+        .await
+        .unwrap();
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(out.state, MessageState::Queued);
+    let changes = heimdall_domain::entities::infra_config_change::Entity::find()
+        .filter(heimdall_domain::entities::infra_config_change::Column::Actor.eq("admin@x"))
+        .count(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(changes, 1);
+}
+
+#[tokio::test]
+async fn sms_outside_hours_is_deferred_not_dropped_and_sent_later() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::Sms]).await;
+    // 22:30 in Oslo.
+    env.clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 17, 21, 30, 0).unwrap());
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::Sms))
+        .await
+        .unwrap();
+    assert_eq!(out.state, MessageState::Deferred);
+    assert_eq!(out.decision.decision.reason(), Some(Gate::QuietHours));
+    let queued = env.queue.sends.lock().unwrap().clone();
+    assert_eq!(queued.len(), 1);
+    let at = queued[0].1.expect("deferred to a time");
+    assert_eq!(at, chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 18, 7, 0, 0).unwrap());
+    // A worker picking it up early does nothing; at 08:00 it goes.
+    assert_eq!(drain(&env).await, vec![SendResult::NotDue]);
+    env.clock.set(at);
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
+}
+
+#[tokio::test]
+async fn consent_revoked_or_stop_while_queued_blocks_in_the_worker() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let a = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+        .await
+        .unwrap();
+    assert_eq!(a.state, MessageState::Queued);
+    contacts::revoke_and_suppress(&env.core.db.conn, &cid, Channel::WhatsApp, "keyword", Some("SMx"), "inbound", env.core.now())
+        .await
+        .unwrap();
+    let results = drain(&env).await;
+    assert_eq!(results, vec![SendResult::Blocked(Gate::Suppressed)]);
+    assert_eq!(state(&env.core, &a.message_id).await, MessageState::Blocked);
+    assert_eq!(env.provider.count(), 0);
+    assert_eq!(evaluations(&env.core, &a.message_id).await, 2);
+}
+
+#[tokio::test]
+async fn tier_limit_defers_the_new_person_beyond_the_limit() {
+    let env = env_with(&[("HEIMDALL_TIER_LIMIT", "2")]).await;
+    let mut ids = Vec::new();
+    for phone in ["+4791234501", "+4791234502", "+4791234503"] {
+        let cid = contact(&env.core, phone, &[Channel::WhatsApp]).await;
+        ids.push(
+            outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+                .await
+                .unwrap()
+                .message_id,
+        );
+    }
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }));
+    assert!(matches!(results[1], SendResult::Sent { .. }));
+    assert_eq!(results[2], SendResult::Deferred(Gate::TierLimit));
+    assert_eq!(state(&env.core, &ids[2]).await, MessageState::Deferred);
+}
+
+#[tokio::test]
+async fn the_recipient_pace_defers_a_second_message_within_six_seconds() {
+    let env = env_with(&[("HEIMDALL_RECIPIENT_PACE_SECONDS", "6")]).await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    for _ in 0..2 {
+        outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+            .await
+            .unwrap();
+    }
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }));
+    assert_eq!(results[1], SendResult::Deferred(Gate::RateLimited));
+    env.clock.advance(Duration::seconds(6));
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
+}
+
+#[tokio::test]
+async fn marketing_to_plus_one_is_refused_on_whatsapp() {
+    let env = env().await;
+    templates::upsert(
+        &env.core.db.conn,
+        templates::TemplateSpec {
+            name: "spring_offer".into(),
+            provider: "twilio".into(),
+            provider_id: Some("HX00000000000000000000000000000002".into()),
+            category: "MARKETING".into(),
+            language: "en".into(),
+            body: "Hi {{1}}".into(),
+            variables: vec!["name".into()],
+            approval_status: "approved".into(),
+            rejection_reason: None,
+            source: "settings".into(),
+        },
+        false,
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let us = contact(&env.core, "+14155550123", &[Channel::WhatsApp]).await;
+    let mut req = reminder(Recipient::Contact(us), Channel::WhatsApp);
+    let mut vars = BTreeMap::new();
+    vars.insert("name".to_string(), "Ann".to_string());
+    req.content = RequestedContent::Template {
+        name: "spring_offer".into(),
+        variables: vars,
+    };
+    let out = outbound::accept(&env.core, req.clone()).await.unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::MarketingPaused));
+    let no = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    req.recipient = Recipient::Contact(no);
+    let out = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_a_thousand_messages_send_each_exactly_once() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let mut ids = Vec::new();
+    for _ in 0..1000 {
+        ids.push(
+            outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+                .await
+                .unwrap()
+                .message_id,
+        );
+    }
+    let enqueued = env.take_enqueued();
+    assert_eq!(enqueued.len(), 1000);
+    let core = env.core.clone();
+    let run = |ids: Vec<String>, core: Arc<Core>| {
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for id in ids {
+                if let SendResult::Sent { .. } = outbound::process_send(&core, &id).await.unwrap() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    // Both workers get every job (a redelivered queue), in opposite orders.
+    let mut reversed = enqueued.clone();
+    reversed.reverse();
+    let (a, b) = tokio::join!(run(enqueued, core.clone()), run(reversed, core.clone()));
+    assert_eq!(a.unwrap() + b.unwrap(), 1000);
+    assert_eq!(env.provider.count(), 1000);
+    let mut seen = std::collections::HashSet::new();
+    for r in env.provider.sent.lock().unwrap().iter() {
+        assert!(seen.insert(r.message_id.clone()), "sent twice: {}", r.message_id);
+    }
+    // And every accepted message has its audit rows.
+    for id in ids.iter().take(50) {
+        assert_eq!(evaluations(&env.core, id).await, 2);
+    }
+}
+
+async fn sent_message(env: &TestEnv, channel: Channel, phone: &str, consent: &[Channel]) -> (String, String) {
+    let cid = contact(&env.core, phone, consent).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), channel))
+        .await
+        .unwrap();
+    drain(env).await;
+    (out.message_id, cid)
+}
+
+fn status(id: &str, s: &str, code: Option<i64>) -> StatusReport {
+    StatusReport {
+        message_id: Some(id.to_string()),
+        provider_sid: None,
+        status: s.into(),
+        error_code: code,
+        error_message: None,
+        price: None,
+        price_unit: None,
+        source: "twilio".into(),
+    }
+}
+
+#[tokio::test]
+async fn callbacks_move_forward_only_even_out_of_order() {
+    let env = env().await;
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    for s in ["sent", "read", "delivered", "sent", "queued"] {
+        outbound::apply_status(&env.core, status(&id, s, None)).await.unwrap();
+    }
+    assert_eq!(state(&env.core, &id).await, MessageState::Read);
+    let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
+    assert_eq!(view.status_history.len(), 5);
+}
+
+#[tokio::test]
+async fn a_callback_matches_by_our_id_even_when_the_sid_was_never_recorded() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    // Simulate a worker that claimed the message and died after the provider accepted it.
+    outbound_message::Entity::update_many()
+        .col_expr(outbound_message::Column::State, sea_orm::sea_query::Expr::value("sending"))
+        .filter(outbound_message::Column::Id.eq(&out.message_id))
+        .exec(&env.core.db.conn)
+        .await
+        .unwrap();
+    let mut report = status(&out.message_id, "delivered", None);
+    report.provider_sid = Some("SMfromcallback".into());
+    outbound::apply_status(&env.core, report).await.unwrap();
+    let m = outbound_message::Entity::find_by_id(out.message_id.as_str())
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.provider_sid.as_deref(), Some("SMfromcallback"));
+    assert_eq!(m.state, "delivered");
+}
+
+#[tokio::test]
+async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
+    let env = env().await;
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp, Channel::Sms]).await;
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007))).await.unwrap();
+    let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
+    assert_eq!(view.state, "undelivered");
+    let fb = view.fallback_message_id.expect("a fallback message");
+    assert_eq!(state(&env.core, &fb).await, MessageState::Queued);
+    let results = drain(&env).await;
+    assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
+    let sent = env.provider.sent.lock().unwrap().clone();
+    let sms = sent.iter().find(|r| r.channel == Channel::Sms).expect("an SMS went out");
+    match &sms.content {
+        heimdall_domain::channels::Content::Text { body, .. } => {
+            assert_eq!(body, "Reminder: Call Bob is due at 17:00.")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A second failure report does not create a second fallback.
+    outbound::apply_status(&env.core, status(&id, "failed", Some(63007))).await.unwrap();
+    let n = outbound_message::Entity::find()
+        .filter(outbound_message::Column::FallbackOf.eq(&id))
+        .count(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn error_63007_without_sms_consent_records_a_blocked_fallback() {
+    let env = env().await;
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007))).await.unwrap();
+    let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
+    let fb = view.fallback_message_id.expect("the fallback is recorded");
+    let fb_view = outbound::view(&env.core, &fb).await.unwrap().unwrap();
+    assert_eq!(fb_view.state, "blocked");
+    assert_eq!(fb_view.block_reason.as_deref(), Some("no_consent"));
+    assert!(env.take_enqueued().is_empty());
+}
+
+#[tokio::test]
+async fn a_synchronous_63007_falls_back_too() {
+    let env = env().await;
+    env.provider.script(
+        PHONE,
+        vec![Err(Rejected {
+            failure: ProviderFailure::Code {
+                code: 63007,
+                http_status: Some(400),
+            },
+            message: "Twilio could not find a Channel with the specified From address".into(),
+        })],
+    );
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp, Channel::Sms]).await;
+    let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
+    assert_eq!(view.state, "undelivered");
+    assert_eq!(view.error_code, Some(63007));
+    assert!(view.fallback_message_id.is_some());
+}
+
+#[tokio::test]
+async fn retries_back_off_then_fail_with_one_alert() {
+    let env = env().await;
+    let busy = || {
+        Err(Rejected {
+            failure: ProviderFailure::Code {
+                code: 20429,
+                http_status: Some(429),
+            },
+            message: "Too Many Requests".into(),
+        })
+    };
+    env.provider.script(PHONE, vec![busy(), busy(), busy(), busy()]);
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(state(&env.core, &id).await, MessageState::Deferred);
+        let m = outbound_message::Entity::find_by_id(id.as_str()).one(&env.core.db.conn).await.unwrap().unwrap();
+        let wait = m.defer_until.unwrap() - env.core.now();
+        delays.push(wait.num_seconds());
+        env.clock.advance(wait);
+        drain(&env).await;
+    }
+    assert_eq!(delays, vec![1, 2, 4]);
+    assert_eq!(state(&env.core, &id).await, MessageState::Failed);
+    assert_eq!(env.provider.count(), 4);
+    let alerts = alert::Entity::find().all(&env.core.db.conn).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].title.contains("Retries exhausted"));
+}
+
+#[tokio::test]
+async fn opt_out_codes_suppress_the_contact() {
+    let env = env().await;
+    env.provider.script(
+        PHONE,
+        vec![Err(Rejected {
+            failure: ProviderFailure::Code {
+                code: 21610,
+                http_status: Some(400),
+            },
+            message: "Attempt to send to unsubscribed recipient".into(),
+        })],
+    );
+    let (id, cid) = sent_message(&env, Channel::Sms, PHONE, &[Channel::Sms]).await;
+    assert_eq!(state(&env.core, &id).await, MessageState::Failed);
+    assert!(contacts::active_suppression(&env.core.db.conn, &cid, Channel::Sms).await.unwrap().is_some());
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::Sms))
+        .await
+        .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::Suppressed));
+}
+
+#[tokio::test]
+async fn permanent_errors_fail_alert_and_flag_the_contact() {
+    let env = env().await;
+    env.provider.script(
+        PHONE,
+        vec![Err(Rejected {
+            failure: ProviderFailure::Code {
+                code: 63005,
+                http_status: Some(400),
+            },
+            message: "Channel did not accept given content".into(),
+        })],
+    );
+    let (id, cid) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    assert_eq!(state(&env.core, &id).await, MessageState::Failed);
+    let c = contacts::get(&env.core, &cid).await.unwrap();
+    assert!(c.needs_manual_outreach);
+    assert_eq!(alert::Entity::find().count(&env.core.db.conn).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_first_message() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let mut req = reminder(Recipient::Contact(cid), Channel::WhatsApp);
+    req.idempotency_key = Some("abc".into());
+    let a = outbound::accept(&env.core, req.clone()).await.unwrap();
+    let b = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(a.message_id, b.message_id);
+    assert!(b.duplicate);
+    assert_eq!(outbound_message::Entity::find().count(&env.core.db.conn).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_that_died_mid_send_is_not_resent() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
+        .await
+        .unwrap();
+    outbound_message::Entity::update_many()
+        .col_expr(outbound_message::Column::State, sea_orm::sea_query::Expr::value("sending"))
+        .filter(outbound_message::Column::Id.eq(&out.message_id))
+        .exec(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(drain(&env).await, vec![SendResult::NotClaimed]);
+    env.clock.advance(Duration::minutes(30));
+    assert_eq!(outbound::resolve_stuck_sending(&env.core, Duration::minutes(15)).await.unwrap(), 1);
+    assert_eq!(state(&env.core, &out.message_id).await, MessageState::Failed);
+    assert_eq!(env.provider.count(), 0);
+}
+
+#[tokio::test]
+async fn every_accepted_message_has_its_audit_rows() {
+    let env = env().await;
+    let a = contact(&env.core, "+4791234511", &[Channel::WhatsApp]).await;
+    let b = contact(&env.core, "+4791234512", &[]).await;
+    for cid in [&a, &b] {
+        outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
+            .await
+            .unwrap();
+    }
+    drain(&env).await;
+    for m in outbound_message::Entity::find().all(&env.core.db.conn).await.unwrap() {
+        let n = evaluations(&env.core, &m.id).await;
+        assert!(n >= 1, "message {} has no evaluation", m.id);
+        if m.provider_sid.is_some() {
+            // Sent messages were evaluated again in the worker before the call.
+            assert_eq!(n, 2);
+        }
+    }
+    let _ = Accepted {
+        provider: "twilio",
+        sid: String::new(),
+        status: String::new(),
+        price: None,
+        price_unit: None,
+    };
+}
