@@ -152,8 +152,7 @@ pub fn verify_password(password: &SecretString, stored: &str) -> bool {
 pub fn dummy_password_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
-        hash_password(&SecretString::from("not-a-real-password".to_string()))
-            .unwrap_or_default()
+        hash_password(&SecretString::from("not-a-real-password".to_string())).unwrap_or_default()
     })
 }
 

@@ -12,18 +12,7 @@ use crate::clock::new_id;
 use crate::entities::alert;
 use crate::Core;
 
-/// One thing that needs a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Alert {
-    /// Alerts with the same key inside a window are folded into one.
-    pub key: String,
-    pub title: String,
-    pub description: String,
-    pub error_code: Option<i64>,
-    pub meaning: Option<String>,
-    pub message_id: Option<String>,
-    pub campaign_id: Option<String>,
-}
+pub use crate::channels::discord::Alert;
 
 /// Where alerts go besides the database. Must never block or fail.
 pub trait AlertSink: Send + Sync + std::fmt::Debug {
@@ -41,6 +30,12 @@ impl AlertSink for LogSink {
 }
 
 pub type SharedSink = Arc<dyn AlertSink>;
+
+impl AlertSink for crate::channels::discord::Alerter {
+    fn alert(&self, alert: Alert) {
+        crate::channels::discord::Alerter::alert(self, alert)
+    }
+}
 
 /// How long alerts with one key fold into one row.
 const FOLD: Duration = Duration::minutes(10);

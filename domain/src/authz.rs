@@ -195,7 +195,10 @@ pub async fn create_automation(
         return Err(AutomationError::NoKey(api_key_id.to_string()));
     }
     for t in templates {
-        if crate::templates::find_by_name(&core.db.conn, t).await?.is_none() {
+        if crate::templates::find_by_name(&core.db.conn, t)
+            .await?
+            .is_none()
+        {
             return Err(AutomationError::UnknownTemplate(t.clone()));
         }
     }
@@ -325,9 +328,17 @@ pub async fn register_senders(core: &Core, sandbox: bool) -> Result<(), sea_orm:
         .await?;
         record_change(
             &core.db.conn,
-            if sandbox { "system (sandbox mode)" } else { "system (settings)" },
+            if sandbox {
+                "system (sandbox mode)"
+            } else {
+                "system (settings)"
+            },
             &format!("sender:{kind}:{address}"),
-            if sandbox { "registered and activated (sandbox)" } else { "registered (inactive)" },
+            if sandbox {
+                "registered and activated (sandbox)"
+            } else {
+                "registered (inactive)"
+            },
             None,
             Some(serde_json::json!({"kind": kind, "address": address, "active": sandbox})),
             now,

@@ -322,7 +322,12 @@ impl ConsentEvidence {
             ConsentSource::Api | ConsentSource::Import | ConsentSource::Staff => {
                 need(&self.consent_text_version, "consent_text_version")?;
                 if self.ip.as_deref().unwrap_or("").trim().is_empty()
-                    && self.inbound_message_id.as_deref().unwrap_or("").trim().is_empty()
+                    && self
+                        .inbound_message_id
+                        .as_deref()
+                        .unwrap_or("")
+                        .trim()
+                        .is_empty()
                     && self.page_url.as_deref().unwrap_or("").trim().is_empty()
                 {
                     return Err(ContactError::Evidence(format!(
@@ -502,7 +507,10 @@ pub async fn revoke_consent(
         .col_expr(consent::Column::Status, Expr::value("revoked"))
         .col_expr(consent::Column::RevokedAt, Expr::value(now))
         .col_expr(consent::Column::RevocationSource, Expr::value(source))
-        .col_expr(consent::Column::RevocationRef, Expr::value(reference.map(str::to_string)))
+        .col_expr(
+            consent::Column::RevocationRef,
+            Expr::value(reference.map(str::to_string)),
+        )
         .filter(consent::Column::ContactId.eq(contact_id))
         .filter(consent::Column::Channel.eq(channel.as_str()))
         .filter(consent::Column::RevokedAt.is_null())
@@ -618,7 +626,10 @@ pub async fn active_suppression(
         .await
 }
 
-pub async fn suppressions(core: &Core, contact_id: &str) -> Result<Vec<Suppression>, sea_orm::DbErr> {
+pub async fn suppressions(
+    core: &Core,
+    contact_id: &str,
+) -> Result<Vec<Suppression>, sea_orm::DbErr> {
     Ok(suppression::Entity::find()
         .filter(suppression::Column::ContactId.eq(contact_id))
         .order_by_desc(suppression::Column::CreatedAt)
@@ -697,8 +708,14 @@ pub async fn open_window(
                 Err(_) => {
                     // A concurrent first message: extend what it created.
                     service_window::Entity::update_many()
-                        .col_expr(service_window::Column::LastInboundAt, Expr::value(received_at))
-                        .col_expr(service_window::Column::WindowExpiresAt, Expr::value(expires))
+                        .col_expr(
+                            service_window::Column::LastInboundAt,
+                            Expr::value(received_at),
+                        )
+                        .col_expr(
+                            service_window::Column::WindowExpiresAt,
+                            Expr::value(expires),
+                        )
                         .col_expr(service_window::Column::UpdatedAt, Expr::value(now))
                         .filter(service_window::Column::ContactId.eq(contact_id))
                         .filter(service_window::Column::Channel.eq(channel.as_str()))

@@ -7,11 +7,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use heimdall_migrations::MigratorTrait;
 use sea_orm::{
     AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
     SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
-use heimdall_migrations::MigratorTrait;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -52,8 +52,8 @@ impl Db {
 
     pub async fn connect_url(url: &str, sqlite_full_sync: bool) -> Result<Db, DbError> {
         if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)
-                .map_err(|e| DbError::Url(e.to_string()))?;
+            let opts =
+                SqliteConnectOptions::from_str(url).map_err(|e| DbError::Url(e.to_string()))?;
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent() {
                 if !dir.as_os_str().is_empty() && !dir.exists() {

@@ -74,11 +74,20 @@ impl std::fmt::Display for Gate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
-    Pass { detail: String },
+    Pass {
+        detail: String,
+    },
     /// The gate does not apply to this message (e.g. quiet hours on WhatsApp).
-    NotApplicable { detail: String },
-    Block { detail: String },
-    Defer { until: DateTime<Utc>, detail: String },
+    NotApplicable {
+        detail: String,
+    },
+    Block {
+        detail: String,
+    },
+    Defer {
+        until: DateTime<Utc>,
+        detail: String,
+    },
 }
 
 impl Verdict {
@@ -142,7 +151,10 @@ pub struct GateDecision {
 
 impl GateDecision {
     pub fn verdict(&self, gate: Gate) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.gate == gate).map(|v| &v.verdict)
+        self.verdicts
+            .iter()
+            .find(|v| v.gate == gate)
+            .map(|v| &v.verdict)
     }
 
     /// A one-line explanation for API errors and the console.
@@ -375,7 +387,10 @@ fn decide(verdicts: &[GateVerdict]) -> Decision {
 fn invalid_number(msg: &MessageFacts) -> Verdict {
     match &msg.recipient {
         Some(p) => Verdict::pass(format!("{p} is a valid E.164 number")),
-        None => Verdict::block(format!("'{}' is not a valid E.164 phone number", msg.raw_to)),
+        None => Verdict::block(format!(
+            "'{}' is not a valid E.164 phone number",
+            msg.raw_to
+        )),
     }
 }
 
@@ -405,10 +420,7 @@ fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Ver
                 Some(ConsentStatus::Pending) | Some(ConsentStatus::Active) => {
                     Verdict::pass("confirmation of a consent the person just gave")
                 }
-                _ => Verdict::block(format!(
-                    "no pending {} opt-in to confirm",
-                    msg.channel
-                )),
+                _ => Verdict::block(format!("no pending {} opt-in to confirm", msg.channel)),
             }
         }
         Purpose::InboxReply if window_open && msg.content == MessageContent::FreeForm => {
@@ -439,7 +451,10 @@ fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Ver
             msg.channel, c.source
         )),
         Some(_) => Verdict::block(format!("{} consent was revoked", msg.channel)),
-        None => Verdict::block(format!("no recorded {} opt-in for this person", msg.channel)),
+        None => Verdict::block(format!(
+            "no recorded {} opt-in for this person",
+            msg.channel
+        )),
     }
 }
 
@@ -466,10 +481,13 @@ fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
             Purpose::Campaign | Purpose::Fallback,
         ) => match approved_by {
             None => Verdict::block("the campaign has not been approved"),
-            Some(a) if a == author => {
-                Verdict::block("the campaign was approved by its own author")
-            }
-            Some(_) if !matches!(status.as_str(), "approved" | "scheduled" | "sending" | "completed") => {
+            Some(a) if a == author => Verdict::block("the campaign was approved by its own author"),
+            Some(_)
+                if !matches!(
+                    status.as_str(),
+                    "approved" | "scheduled" | "sending" | "completed"
+                ) =>
+            {
                 Verdict::block(format!("the campaign is {status}"))
             }
             Some(a) => Verdict::pass(format!("campaign approved by {a}")),
@@ -684,8 +702,9 @@ fn tier_limit(
     window_open: bool,
     now: DateTime<Utc>,
 ) -> Verdict {
-    let business_initiated =
-        msg.channel == Channel::WhatsApp && matches!(msg.content, MessageContent::Template { .. }) && !window_open;
+    let business_initiated = msg.channel == Channel::WhatsApp
+        && matches!(msg.content, MessageContent::Template { .. })
+        && !window_open;
     if !business_initiated {
         return Verdict::na("not a business-initiated WhatsApp conversation");
     }
@@ -792,7 +811,11 @@ mod tests {
     }
 
     fn automation_template() -> MessageFacts {
-        msg(Channel::WhatsApp, template("task_reminder"), Purpose::Automation)
+        msg(
+            Channel::WhatsApp,
+            template("task_reminder"),
+            Purpose::Automation,
+        )
     }
 
     #[test]
@@ -811,7 +834,12 @@ mod tests {
         m.recipient = None;
         m.raw_to = "12".into();
         let d = run(&m, &facts());
-        assert_eq!(d.decision, Decision::Block { reason: Gate::InvalidNumber });
+        assert_eq!(
+            d.decision,
+            Decision::Block {
+                reason: Gate::InvalidNumber
+            }
+        );
         assert!(d.explanation().contains("'12'"));
     }
 
@@ -820,14 +848,24 @@ mod tests {
         let m = automation_template();
         let mut f = facts();
         f.consent = None;
-        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block {
+                reason: Gate::NoConsent
+            }
+        );
         for status in [ConsentStatus::Pending, ConsentStatus::Revoked] {
             f.consent = Some(ConsentFact {
                 status,
                 source: "web_form".into(),
                 captured_at: now(),
             });
-            assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+            assert_eq!(
+                run(&m, &f).decision,
+                Decision::Block {
+                    reason: Gate::NoConsent
+                }
+            );
         }
     }
 
@@ -840,9 +878,15 @@ mod tests {
         });
         assert_eq!(
             run(&automation_template(), &f).decision,
-            Decision::Block { reason: Gate::Suppressed }
+            Decision::Block {
+                reason: Gate::Suppressed
+            }
         );
-        let mut reply = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::ComplianceReply);
+        let mut reply = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::ComplianceReply,
+        );
         f.authorization = Authorization::System;
         f.consent = None;
         reply.content = MessageContent::FreeForm;
@@ -851,25 +895,42 @@ mod tests {
 
     #[test]
     fn outside_window_blocks_free_form_and_its_twin_passes_inside() {
-        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
+        let m = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::InboxReply,
+        );
         let mut f = facts();
         f.authorization = Authorization::Staff {
             user: "op@example.com".into(),
             may_reply: true,
         };
         f.window_expires_at = Some(now() - Duration::minutes(1));
-        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::OutsideWindow });
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block {
+                reason: Gate::OutsideWindow
+            }
+        );
         f.window_expires_at = Some(now() + Duration::hours(2));
         assert_eq!(run(&m, &f).decision, Decision::Pass);
         // Outside the window a template passes.
         f.window_expires_at = None;
-        let t = msg(Channel::WhatsApp, template("task_reminder"), Purpose::InboxReply);
+        let t = msg(
+            Channel::WhatsApp,
+            template("task_reminder"),
+            Purpose::InboxReply,
+        );
         assert_eq!(run(&t, &f).decision, Decision::Pass);
     }
 
     #[test]
     fn inbox_reply_in_window_needs_no_opt_in_but_revocation_still_blocks() {
-        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
+        let m = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::InboxReply,
+        );
         let mut f = facts();
         f.authorization = Authorization::Staff {
             user: "op@example.com".into(),
@@ -883,7 +944,12 @@ mod tests {
             source: "keyword".into(),
             captured_at: now(),
         });
-        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NoConsent });
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block {
+                reason: Gate::NoConsent
+            }
+        );
     }
 
     #[test]
@@ -893,13 +959,20 @@ mod tests {
         f.template = None;
         assert_eq!(
             run(&m, &f).decision,
-            Decision::Block { reason: Gate::TemplateNotApproved }
+            Decision::Block {
+                reason: Gate::TemplateNotApproved
+            }
         );
         for status in ["pending", "rejected", "paused", "disabled"] {
             let mut f = facts();
             f.template.as_mut().unwrap().approval_status = status.into();
             let d = run(&m, &f);
-            assert_eq!(d.decision, Decision::Block { reason: Gate::TemplateNotApproved });
+            assert_eq!(
+                d.decision,
+                Decision::Block {
+                    reason: Gate::TemplateNotApproved
+                }
+            );
             assert!(d.explanation().contains(status));
         }
         let mut missing = m.clone();
@@ -908,7 +981,12 @@ mod tests {
             supplied: vec!["task_name".into()],
         };
         let d = run(&missing, &facts());
-        assert_eq!(d.decision, Decision::Block { reason: Gate::TemplateNotApproved });
+        assert_eq!(
+            d.decision,
+            Decision::Block {
+                reason: Gate::TemplateNotApproved
+            }
+        );
         assert!(d.explanation().contains("due_time"));
         let mut extra = m.clone();
         extra.content = MessageContent::Template {
@@ -920,20 +998,34 @@ mod tests {
 
     #[test]
     fn not_authorized_covers_campaigns_automations_staff_and_senders() {
-        let campaign = msg(Channel::WhatsApp, template("task_reminder"), Purpose::Campaign);
+        let campaign = msg(
+            Channel::WhatsApp,
+            template("task_reminder"),
+            Purpose::Campaign,
+        );
         let mut f = facts();
         f.authorization = Authorization::Campaign {
             status: "approved".into(),
             author: "a@x.com".into(),
             approved_by: Some("a@x.com".into()),
         };
-        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        assert_eq!(
+            run(&campaign, &f).decision,
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
+        );
         f.authorization = Authorization::Campaign {
             status: "approved".into(),
             author: "a@x.com".into(),
             approved_by: None,
         };
-        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        assert_eq!(
+            run(&campaign, &f).decision,
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
+        );
         f.authorization = Authorization::Campaign {
             status: "sending".into(),
             author: "a@x.com".into(),
@@ -945,7 +1037,12 @@ mod tests {
             author: "a@x.com".into(),
             approved_by: Some("b@x.com".into()),
         };
-        assert_eq!(run(&campaign, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        assert_eq!(
+            run(&campaign, &f).decision,
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
+        );
 
         // Automation not approved, or not for this template.
         let mut f = facts();
@@ -957,7 +1054,9 @@ mod tests {
         };
         assert_eq!(
             run(&automation_template(), &f).decision,
-            Decision::Block { reason: Gate::NotAuthorized }
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
         );
         f.authorization = Authorization::Automation {
             name: "n8n".into(),
@@ -967,14 +1066,21 @@ mod tests {
         };
         assert_eq!(
             run(&automation_template(), &f).decision,
-            Decision::Block { reason: Gate::NotAuthorized }
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
         );
 
         // A sender nobody activated.
         let mut f = facts();
         f.sender.active = false;
         let d = run(&automation_template(), &f);
-        assert_eq!(d.decision, Decision::Block { reason: Gate::NotAuthorized });
+        assert_eq!(
+            d.decision,
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
+        );
         assert!(d.explanation().contains("activated"));
 
         // Staff without the right to reply.
@@ -984,13 +1090,26 @@ mod tests {
             user: "viewer@x.com".into(),
             may_reply: false,
         };
-        let m = msg(Channel::WhatsApp, MessageContent::FreeForm, Purpose::InboxReply);
-        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::NotAuthorized });
+        let m = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::InboxReply,
+        );
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block {
+                reason: Gate::NotAuthorized
+            }
+        );
     }
 
     #[test]
     fn marketing_to_plus_one_is_paused_on_whatsapp_only() {
-        let mut m = msg(Channel::WhatsApp, template("spring_offer"), Purpose::Automation);
+        let mut m = msg(
+            Channel::WhatsApp,
+            template("spring_offer"),
+            Purpose::Automation,
+        );
         m.recipient = Some(PhoneNumber::parse("+14155552671", Id::US).unwrap());
         let mut f = facts();
         f.template.as_mut().unwrap().category = TemplateCategory::Marketing;
@@ -998,7 +1117,12 @@ mod tests {
             templates.push("spring_offer".into());
         }
         f.template.as_mut().unwrap().name = "spring_offer".into();
-        assert_eq!(run(&m, &f).decision, Decision::Block { reason: Gate::MarketingPaused });
+        assert_eq!(
+            run(&m, &f).decision,
+            Decision::Block {
+                reason: Gate::MarketingPaused
+            }
+        );
         // Twin: the same template to a Norwegian number passes.
         let mut m2 = m.clone();
         m2.recipient = Some(PhoneNumber::parse("+4791234567", Id::US).unwrap());
@@ -1037,7 +1161,10 @@ mod tests {
         }
         // WhatsApp at the same hour is not subject to quiet hours.
         let wa = automation_template();
-        assert_eq!(evaluate(&wa, &f, late, &Policy::default()).decision, Decision::Pass);
+        assert_eq!(
+            evaluate(&wa, &f, late, &Policy::default()).decision,
+            Decision::Pass
+        );
     }
 
     #[test]
@@ -1095,9 +1222,20 @@ mod tests {
             since: now(),
         });
         let d = run(&m, &f);
-        assert_eq!(d.decision, Decision::Block { reason: Gate::Suppressed });
-        assert!(matches!(d.verdict(Gate::NoConsent), Some(Verdict::Block { .. })));
-        assert!(matches!(d.verdict(Gate::QuietHours), Some(Verdict::Defer { .. })));
+        assert_eq!(
+            d.decision,
+            Decision::Block {
+                reason: Gate::Suppressed
+            }
+        );
+        assert!(matches!(
+            d.verdict(Gate::NoConsent),
+            Some(Verdict::Block { .. })
+        ));
+        assert!(matches!(
+            d.verdict(Gate::QuietHours),
+            Some(Verdict::Defer { .. })
+        ));
     }
 
     #[test]

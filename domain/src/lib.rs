@@ -24,17 +24,19 @@ pub mod queue;
 pub mod signature;
 
 pub use crate::core::Core;
-pub mod formatting;
 pub mod accounts;
-pub mod channels;
-pub mod gates;
-pub mod contacts;
-pub mod limits;
-pub mod message_state;
-pub mod templates;
 pub mod alerts;
 pub mod audit;
 pub mod authz;
+pub mod channels;
+pub mod contacts;
+pub mod formatting;
+pub mod gates;
+pub mod inbound;
+pub mod limits;
+pub mod message_state;
 pub mod outbound;
+pub mod settings_store;
+pub mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -109,7 +109,10 @@ impl LocalTier {
             used: self.by_recipient.len() as u64,
             limit,
             recipient_counted: self.by_recipient.contains_key(recipient),
-            next_free_at: self.by_time.first_key_value().map(|((t, _), _)| *t + TIER_WINDOW),
+            next_free_at: self
+                .by_time
+                .first_key_value()
+                .map(|((t, _), _)| *t + TIER_WINDOW),
         }
     }
 }
@@ -391,9 +394,9 @@ impl Limits {
         }
         let limiter = {
             let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = senders.entry(sender.to_string()).or_insert_with(|| {
-                (rate, Arc::new(direct_limiter(rate)))
-            });
+            let entry = senders
+                .entry(sender.to_string())
+                .or_insert_with(|| (rate, Arc::new(direct_limiter(rate))));
             if entry.0 != rate {
                 *entry = (rate, Arc::new(direct_limiter(rate)));
             }
@@ -424,9 +427,15 @@ mod tests {
     async fn pace_reserves_one_slot_per_recipient() {
         let l = Limits::new(None, 80, 6, None, "p", "t");
         assert!(l.reserve_pace("+1", t0()).await.is_ok());
-        assert_eq!(l.reserve_pace("+1", t0()).await, Err(t0() + Duration::seconds(6)));
+        assert_eq!(
+            l.reserve_pace("+1", t0()).await,
+            Err(t0() + Duration::seconds(6))
+        );
         assert!(l.reserve_pace("+2", t0()).await.is_ok());
-        assert!(l.reserve_pace("+1", t0() + Duration::seconds(6)).await.is_ok());
+        assert!(l
+            .reserve_pace("+1", t0() + Duration::seconds(6))
+            .await
+            .is_ok());
         let off = Limits::new(None, 80, 0, None, "p", "t");
         assert!(off.reserve_pace("+1", t0()).await.is_ok());
         assert!(off.reserve_pace("+1", t0()).await.is_ok());
@@ -437,10 +446,19 @@ mod tests {
         let l = Limits::new(None, 80, 6, Some(2), "p", "t");
         let r = |who: &str, at| l.reserve_tier_local(who, Some(2), at);
         let insert = |who: &str, at| l.tier.lock().unwrap().insert(who, at);
-        assert!(matches!(r("a", t0()), TierReservation::Counted { newly: true, .. }));
+        assert!(matches!(
+            r("a", t0()),
+            TierReservation::Counted { newly: true, .. }
+        ));
         insert("a", t0());
-        assert!(matches!(r("a", t0()), TierReservation::Counted { newly: false, .. }));
-        assert!(matches!(r("b", t0() + Duration::hours(1)), TierReservation::Counted { newly: true, .. }));
+        assert!(matches!(
+            r("a", t0()),
+            TierReservation::Counted { newly: false, .. }
+        ));
+        assert!(matches!(
+            r("b", t0() + Duration::hours(1)),
+            TierReservation::Counted { newly: true, .. }
+        ));
         insert("b", t0() + Duration::hours(1));
         match r("c", t0() + Duration::hours(2)) {
             TierReservation::Full(f) => {
@@ -464,6 +482,10 @@ mod tests {
             l.until_sender_ready("+1", None).await;
         }
         // 11 messages at 50/s with no burst need at least 10 intervals of 20 ms.
-        assert!(start.elapsed() >= StdDuration::from_millis(190), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= StdDuration::from_millis(190),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -113,11 +113,9 @@ impl MessageState {
             // Reports for messages not yet handed over, or already failed,
             // are recorded in the history but do not change the state, with
             // one exception: a delivery report after a failure we inferred.
-            (None, Some(_)) => {
-                matches!(self, MessageState::Failed | MessageState::Undelivered)
-                    .then_some(target)
-                    .filter(|t| t.delivery_rank() >= Some(3))
-            }
+            (None, Some(_)) => matches!(self, MessageState::Failed | MessageState::Undelivered)
+                .then_some(target)
+                .filter(|t| t.delivery_rank() >= Some(3)),
             (None, None) => None,
         }
     }
@@ -199,7 +197,10 @@ mod tests {
     #[test]
     fn forward_only() {
         assert_eq!(S::Sending.apply_provider_status(P::Sent), Some(S::Sent));
-        assert_eq!(S::Sent.apply_provider_status(P::Delivered), Some(S::Delivered));
+        assert_eq!(
+            S::Sent.apply_provider_status(P::Delivered),
+            Some(S::Delivered)
+        );
         assert_eq!(S::Delivered.apply_provider_status(P::Read), Some(S::Read));
         // A late delivered never overwrites read; a late sent never overwrites delivered.
         assert_eq!(S::Read.apply_provider_status(P::Delivered), None);
@@ -212,18 +213,31 @@ mod tests {
     #[test]
     fn failures_end_undelivered_messages_only() {
         assert_eq!(S::Sending.apply_provider_status(P::Failed), Some(S::Failed));
-        assert_eq!(S::Sent.apply_provider_status(P::Undelivered), Some(S::Undelivered));
+        assert_eq!(
+            S::Sent.apply_provider_status(P::Undelivered),
+            Some(S::Undelivered)
+        );
         assert_eq!(S::Delivered.apply_provider_status(P::Failed), None);
         assert_eq!(S::Read.apply_provider_status(P::Undelivered), None);
         // A real delivery report beats a failure we recorded.
-        assert_eq!(S::Failed.apply_provider_status(P::Delivered), Some(S::Delivered));
+        assert_eq!(
+            S::Failed.apply_provider_status(P::Delivered),
+            Some(S::Delivered)
+        );
         assert_eq!(S::Failed.apply_provider_status(P::Sent), None);
     }
 
     #[test]
     fn reports_for_unsent_or_refused_messages_change_nothing() {
         for s in [S::Pending, S::Blocked, S::Queued, S::Deferred, S::Cancelled] {
-            for p in [P::Queued, P::Sending, P::Sent, P::Delivered, P::Read, P::Failed] {
+            for p in [
+                P::Queued,
+                P::Sending,
+                P::Sent,
+                P::Delivered,
+                P::Read,
+                P::Failed,
+            ] {
                 assert_eq!(s.apply_provider_status(p), None, "{s} {p:?}");
             }
         }
@@ -234,7 +248,16 @@ mod tests {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
         }
-        for p in ["queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "accepted"] {
+        for p in [
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "read",
+            "undelivered",
+            "failed",
+            "accepted",
+        ] {
             assert_eq!(P::parse(p).unwrap().as_str(), p);
         }
         assert_eq!(P::parse("bogus"), None);

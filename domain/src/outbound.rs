@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +111,16 @@ pub enum AcceptError {
 
 const STATUS_PATH: &str = "/webhooks/twilio/status";
 
-fn source_and_ids(origin: &Origin) -> (&'static str, Option<String>, Option<String>, Option<String>, Option<String>, String) {
+fn source_and_ids(
+    origin: &Origin,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+) {
     // (source, campaign_id, automation key id, reminder_id, fallback_of, actor)
     match origin {
         Origin::Automation {
@@ -122,7 +130,12 @@ fn source_and_ids(origin: &Origin) -> (&'static str, Option<String>, Option<Stri
         } => (
             source,
             None,
-            Some(principal.key_id.clone().unwrap_or_else(|| "bootstrap".into())),
+            Some(
+                principal
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| "bootstrap".into()),
+            ),
             reminder_id.clone(),
             None,
             principal.actor(),
@@ -135,9 +148,30 @@ fn source_and_ids(origin: &Origin) -> (&'static str, Option<String>, Option<Stri
             None,
             format!("campaign:{campaign_id}"),
         ),
-        Origin::Inbox { staff } => ("inbox", None, None, None, None, format!("staff:{}", staff.id)),
-        Origin::Fallback { of } => ("fallback", None, None, None, Some(of.clone()), "system:fallback".into()),
-        Origin::ComplianceReply => ("compliance", None, None, None, None, "system:keyword".into()),
+        Origin::Inbox { staff } => (
+            "inbox",
+            None,
+            None,
+            None,
+            None,
+            format!("staff:{}", staff.id),
+        ),
+        Origin::Fallback { of } => (
+            "fallback",
+            None,
+            None,
+            None,
+            Some(of.clone()),
+            "system:fallback".into(),
+        ),
+        Origin::ComplianceReply => (
+            "compliance",
+            None,
+            None,
+            None,
+            None,
+            "system:keyword".into(),
+        ),
         Origin::OptInConfirmation => ("optin", None, None, None, None, "system:optin".into()),
     }
 }
@@ -158,18 +192,30 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         RequestedContent::Template { name, variables } => {
             let name = name.trim().to_lowercase();
             if name.is_empty() {
-                return Err(AcceptError::BadRequest("template_name must not be empty".into()));
+                return Err(AcceptError::BadRequest(
+                    "template_name must not be empty".into(),
+                ));
             }
             ("template", Some(name), variables.clone(), None, None)
         }
         RequestedContent::Text { body, media_url } => {
             if body.trim().is_empty() && media_url.is_none() {
-                return Err(AcceptError::BadRequest("the message text must not be empty".into()));
+                return Err(AcceptError::BadRequest(
+                    "the message text must not be empty".into(),
+                ));
             }
             if crate::formatting::whatsapp_len(body) > 4096 * 4 {
-                return Err(AcceptError::BadRequest("the message text is too long".into()));
+                return Err(AcceptError::BadRequest(
+                    "the message text is too long".into(),
+                ));
             }
-            ("freeform", None, BTreeMap::new(), Some(body.clone()), media_url.clone())
+            (
+                "freeform",
+                None,
+                BTreeMap::new(),
+                Some(body.clone()),
+                media_url.clone(),
+            )
         }
     };
     let now = core.now();
@@ -183,7 +229,9 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         }
         Recipient::Phone(raw) => match PhoneNumber::parse(raw, core.settings.default_region) {
             Ok(p) => (
-                contacts::find_by_phone(&core.db.conn, &p).await?.map(|c| c.id),
+                contacts::find_by_phone(&core.db.conn, &p)
+                    .await?
+                    .map(|c| c.id),
                 p.to_string(),
             ),
             // Recorded as given (bounded), refused by the invalid_number gate.
@@ -194,7 +242,8 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         Some(n) => templates::find_by_name(&core.db.conn, n).await?,
         None => None,
     };
-    let (source, campaign_id, automation_id, reminder_id, fallback_of, actor) = source_and_ids(&req.origin);
+    let (source, campaign_id, automation_id, reminder_id, fallback_of, actor) =
+        source_and_ids(&req.origin);
     let row = outbound_message::ActiveModel {
         id: Set(new_id()),
         contact_id: Set(contact_id),
@@ -250,9 +299,25 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     };
     metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
 
-    let (facts, loaded) = load_facts(core, &core.db.conn, &message, template.as_ref(), req.origin_authorization(core).await?).await?;
+    let (facts, loaded) = load_facts(
+        core,
+        &core.db.conn,
+        &message,
+        template.as_ref(),
+        req.origin_authorization(core).await?,
+    )
+    .await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
-    let state = finish_evaluation(core, &message, Stage::Accept, &decision, &actor, now, loaded.window_expires_at).await?;
+    let state = finish_evaluation(
+        core,
+        &message,
+        Stage::Accept,
+        &decision,
+        &actor,
+        now,
+        loaded.window_expires_at,
+    )
+    .await?;
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "accept", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     Ok(Outcome {
         message_id: message.id,
@@ -265,7 +330,10 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
 impl SendRequest {
     /// The authorization known from the request itself (saves a lookup for
     /// the common cases; the worker rebuilds it from the stored row).
-    async fn origin_authorization(&self, core: &Core) -> Result<Option<Authorization>, sea_orm::DbErr> {
+    async fn origin_authorization(
+        &self,
+        core: &Core,
+    ) -> Result<Option<Authorization>, sea_orm::DbErr> {
         Ok(match &self.origin {
             Origin::Automation { principal, .. } => {
                 Some(authz::automation_authorization(&core.db.conn, principal).await?)
@@ -280,11 +348,16 @@ impl SendRequest {
     }
 }
 
-async fn existing_outcome(core: &Core, m: outbound_message::Model) -> Result<Outcome, sea_orm::DbErr> {
-    let decision = latest_decision(&core.db.conn, &m.id).await?.unwrap_or(GateDecision {
-        decision: Decision::Pass,
-        verdicts: vec![],
-    });
+async fn existing_outcome(
+    core: &Core,
+    m: outbound_message::Model,
+) -> Result<Outcome, sea_orm::DbErr> {
+    let decision = latest_decision(&core.db.conn, &m.id)
+        .await?
+        .unwrap_or(GateDecision {
+            decision: Decision::Pass,
+            verdicts: vec![],
+        });
     Ok(Outcome {
         state: MessageState::parse(&m.state).unwrap_or(MessageState::Pending),
         message_id: m.id,
@@ -396,7 +469,10 @@ fn authorization_for<'a>(
                         why: "fallback without an original message".into(),
                     });
                 };
-                match outbound_message::Entity::find_by_id(of.as_str()).one(db).await? {
+                match outbound_message::Entity::find_by_id(of.as_str())
+                    .one(db)
+                    .await?
+                {
                     Some(original) if original.source != "fallback" => {
                         authorization_for(core, db, &original).await?
                     }
@@ -439,7 +515,8 @@ async fn load_facts(
     let now = core.now();
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
     let recipient = PhoneNumber::parse_e164(&m.to_address).ok();
-    let variables: BTreeMap<String, String> = serde_json::from_str(&m.variables).unwrap_or_default();
+    let variables: BTreeMap<String, String> =
+        serde_json::from_str(&m.variables).unwrap_or_default();
     let content = match &m.template_name {
         Some(name) if m.kind == "template" => MessageContent::Template {
             name: name.clone(),
@@ -461,11 +538,13 @@ async fn load_facts(
     };
     let (consent, suppression, window_expires_at) = match &contact {
         Some(c) => {
-            let consent = contacts::current_consent(db, &c.id, channel).await?.map(|r| ConsentFact {
-                status: contacts::consent_status(&r),
-                source: r.source,
-                captured_at: r.captured_at,
-            });
+            let consent = contacts::current_consent(db, &c.id, channel)
+                .await?
+                .map(|r| ConsentFact {
+                    status: contacts::consent_status(&r),
+                    source: r.source,
+                    captured_at: r.captured_at,
+                });
             let suppression = contacts::active_suppression(db, &c.id, channel)
                 .await?
                 .map(|s| SuppressionFact {
@@ -536,20 +615,32 @@ async fn finish_evaluation(
 ) -> Result<MessageState, sea_orm::DbErr> {
     let (state, reason, until) = match decision.decision {
         Decision::Pass => (
-            if stage == Stage::Worker { MessageState::Sending } else { MessageState::Queued },
+            if stage == Stage::Worker {
+                MessageState::Sending
+            } else {
+                MessageState::Queued
+            },
             None,
             None,
         ),
         Decision::Block { reason } => (MessageState::Blocked, Some(reason.code()), None),
-        Decision::Defer { reason, until } => (MessageState::Deferred, Some(reason.code()), Some(until)),
+        Decision::Defer { reason, until } => {
+            (MessageState::Deferred, Some(reason.code()), Some(until))
+        }
     };
     let txn = core.db.begin_write().await?;
     audit::record_evaluation(&txn, m, stage, decision, actor, now).await?;
     let mut update = outbound_message::Entity::update_many()
         .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
-        .col_expr(outbound_message::Column::BlockReason, Expr::value(reason.map(str::to_string)))
+        .col_expr(
+            outbound_message::Column::BlockReason,
+            Expr::value(reason.map(str::to_string)),
+        )
         .col_expr(outbound_message::Column::DeferUntil, Expr::value(until))
-        .col_expr(outbound_message::Column::InWindow, Expr::value(Some(gates::in_window(window, now))))
+        .col_expr(
+            outbound_message::Column::InWindow,
+            Expr::value(Some(gates::in_window(window, now))),
+        )
         .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
         .filter(outbound_message::Column::Id.eq(&m.id));
     if state == MessageState::Queued {
@@ -585,8 +676,13 @@ pub enum SendResult {
     NotDue,
     Blocked(gates::Gate),
     Deferred(gates::Gate),
-    Sent { sid: String },
-    Failed { action: ErrorAction, code: Option<i64> },
+    Sent {
+        sid: String,
+    },
+    Failed {
+        action: ErrorAction,
+        code: Option<i64>,
+    },
 }
 
 /// Send one message: the whole worker path.
@@ -602,6 +698,12 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     if !state.is_waiting() {
         return Ok(SendResult::NotClaimed);
     }
+    // Webhook events wait in the local spool (the database was away): one
+    // of them may be a STOP, so hold sends until they are replayed.
+    if crate::inbound::spool_pending(core) {
+        enqueue(core, &m.id, Some(now + Duration::seconds(5))).await;
+        return Ok(SendResult::NotDue);
+    }
     if let Some(until) = m.defer_until {
         if until > now + Duration::milliseconds(500) {
             enqueue(core, &m.id, Some(until)).await;
@@ -610,10 +712,16 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     }
     // Claim: exactly one worker moves it to `sending`.
     let claimed = outbound_message::Entity::update_many()
-        .col_expr(outbound_message::Column::State, Expr::value(MessageState::Sending.as_str()))
+        .col_expr(
+            outbound_message::Column::State,
+            Expr::value(MessageState::Sending.as_str()),
+        )
         .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
         .filter(outbound_message::Column::Id.eq(&m.id))
-        .filter(outbound_message::Column::State.is_in([MessageState::Queued.as_str(), MessageState::Deferred.as_str()]))
+        .filter(outbound_message::Column::State.is_in([
+            MessageState::Queued.as_str(),
+            MessageState::Deferred.as_str(),
+        ]))
         .filter(outbound_message::Column::ProviderSid.is_null())
         .exec(&core.db.conn)
         .await?;
@@ -638,7 +746,11 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                     && matches!(facts.content, MessageContent::Template { .. })
                     && !gates::in_window(loaded.window_expires_at, now);
                 if business_initiated {
-                    match core.limits.reserve_tier(&core.db, recipient.as_str(), &m.id, now).await? {
+                    match core
+                        .limits
+                        .reserve_tier(&core.db, recipient.as_str(), &m.id, now)
+                        .await?
+                    {
                         TierReservation::Full(f) => loaded.tier = f,
                         TierReservation::Counted { used, newly } => {
                             if newly {
@@ -651,7 +763,16 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         }
         decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     }
-    let state = finish_evaluation(core, &m, Stage::Worker, &decision, actor, now, loaded.window_expires_at).await?;
+    let state = finish_evaluation(
+        core,
+        &m,
+        Stage::Worker,
+        &decision,
+        actor,
+        now,
+        loaded.window_expires_at,
+    )
+    .await?;
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     match decision.decision {
         Decision::Block { reason } => return Ok(SendResult::Blocked(reason)),
@@ -715,7 +836,17 @@ async fn call_provider(
                 action: ErrorAction::Permanent,
                 alert: true,
             };
-            audit::record_send_attempt(&core.db.conn, m, false, "heimdall", &class.meaning, None, "worker", now).await?;
+            audit::record_send_attempt(
+                &core.db.conn,
+                m,
+                false,
+                "heimdall",
+                &class.meaning,
+                None,
+                "worker",
+                now,
+            )
+            .await?;
             return handle_failure(core, m, class, false).await;
         }
     };
@@ -727,10 +858,22 @@ async fn call_provider(
             action: ErrorAction::Permanent,
             alert: true,
         };
-        audit::record_send_attempt(&core.db.conn, m, false, "heimdall", &class.meaning, None, "worker", now).await?;
+        audit::record_send_attempt(
+            &core.db.conn,
+            m,
+            false,
+            "heimdall",
+            &class.meaning,
+            None,
+            "worker",
+            now,
+        )
+        .await?;
         return handle_failure(core, m, class, false).await;
     };
-    core.limits.until_sender_ready(&from, rate.and_then(|r| u32::try_from(r).ok())).await;
+    core.limits
+        .until_sender_ready(&from, rate.and_then(|r| u32::try_from(r).ok()))
+        .await;
     let request = OutboundRequest {
         message_id: m.id.clone(),
         channel,
@@ -741,27 +884,61 @@ async fn call_provider(
         reply_to: None,
     };
     outbound_message::Entity::update_many()
-        .col_expr(outbound_message::Column::Attempts, Expr::col(outbound_message::Column::Attempts).add(1))
+        .col_expr(
+            outbound_message::Column::Attempts,
+            Expr::col(outbound_message::Column::Attempts).add(1),
+        )
         .filter(outbound_message::Column::Id.eq(&m.id))
         .exec(&core.db.conn)
         .await?;
     let started = std::time::Instant::now();
     let result = provider.send(&request).await;
-    metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str())
+        .record(started.elapsed().as_secs_f64());
     let now = core.now();
     match result {
         Ok(accepted) => {
-            audit::record_send_attempt(&core.db.conn, m, true, accepted.provider, &accepted.sid, None, "worker", now).await?;
+            audit::record_send_attempt(
+                &core.db.conn,
+                m,
+                true,
+                accepted.provider,
+                &accepted.sid,
+                None,
+                "worker",
+                now,
+            )
+            .await?;
             let status = ProviderStatus::parse(&accepted.status).unwrap_or(ProviderStatus::Queued);
-            let state = MessageState::Sending.apply_provider_status(status).unwrap_or(MessageState::Sending);
+            let state = MessageState::Sending
+                .apply_provider_status(status)
+                .unwrap_or(MessageState::Sending);
             outbound_message::Entity::update_many()
-                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(accepted.sid.clone())))
-                .col_expr(outbound_message::Column::Provider, Expr::value(Some(accepted.provider.to_string())))
-                .col_expr(outbound_message::Column::Price, Expr::value(accepted.price.clone()))
-                .col_expr(outbound_message::Column::PriceUnit, Expr::value(accepted.price_unit.clone()))
+                .col_expr(
+                    outbound_message::Column::ProviderSid,
+                    Expr::value(Some(accepted.sid.clone())),
+                )
+                .col_expr(
+                    outbound_message::Column::Provider,
+                    Expr::value(Some(accepted.provider.to_string())),
+                )
+                .col_expr(
+                    outbound_message::Column::Price,
+                    Expr::value(accepted.price.clone()),
+                )
+                .col_expr(
+                    outbound_message::Column::PriceUnit,
+                    Expr::value(accepted.price_unit.clone()),
+                )
                 .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
-                .col_expr(outbound_message::Column::ErrorCode, Expr::value(Option::<i32>::None))
-                .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Option::<String>::None))
+                .col_expr(
+                    outbound_message::Column::ErrorCode,
+                    Expr::value(Option::<i32>::None),
+                )
+                .col_expr(
+                    outbound_message::Column::ErrorMessage,
+                    Expr::value(Option::<String>::None),
+                )
                 .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
                 .filter(outbound_message::Column::Id.eq(&m.id))
                 // A callback may have moved it further already.
@@ -770,7 +947,10 @@ async fn call_provider(
                 .await?;
             // Record the sid even if a callback advanced the state first.
             outbound_message::Entity::update_many()
-                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(accepted.sid.clone())))
+                .col_expr(
+                    outbound_message::Column::ProviderSid,
+                    Expr::value(Some(accepted.sid.clone())),
+                )
                 .filter(outbound_message::Column::Id.eq(&m.id))
                 .filter(outbound_message::Column::ProviderSid.is_null())
                 .exec(&core.db.conn)
@@ -783,7 +963,17 @@ async fn call_provider(
                 ProviderFailure::Code { code, .. } => Some(*code),
                 _ => None,
             };
-            audit::record_send_attempt(&core.db.conn, m, false, provider_name(core, channel), &rejected.message, code, "worker", now).await?;
+            audit::record_send_attempt(
+                &core.db.conn,
+                m,
+                false,
+                provider_name(core, channel),
+                &rejected.message,
+                code,
+                "worker",
+                now,
+            )
+            .await?;
             let mut class = core.errors.classify(&rejected.failure, channel);
             if !rejected.message.is_empty() {
                 class.meaning = format!("{} ({})", class.meaning, rejected.message);
@@ -858,15 +1048,30 @@ pub async fn handle_failure(
         outbound_message::Entity::update_many()
             .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
             .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
-            .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some(class.meaning.clone())))
+            .col_expr(
+                outbound_message::Column::ErrorMessage,
+                Expr::value(Some(class.meaning.clone())),
+            )
             .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
             .filter(outbound_message::Column::Id.eq(&m.id))
     };
     let alert_for = |title: &str| Alert {
-        key: format!("{}:{}", title.to_lowercase().replace(' ', "_"), class.code.map(|c| c.to_string()).unwrap_or_else(|| class.http_status.map(|s| format!("http{s}")).unwrap_or_else(|| "none".into()))),
+        key: format!(
+            "{}:{}",
+            title.to_lowercase().replace(' ', "_"),
+            class.code.map(|c| c.to_string()).unwrap_or_else(|| class
+                .http_status
+                .map(|s| format!("http{s}"))
+                .unwrap_or_else(|| "none".into()))
+        ),
         title: title.to_string(),
-        description: format!("Message {} to {} on {channel}: {}", m.id, mask(&m.to_address), class.meaning),
+        description: format!(
+            "Message {} to {} on {channel}: {}",
+            m.id,
+            mask(&m.to_address),
+            class.meaning
+        ),
         error_code: class.code,
         meaning: Some(class.meaning.clone()),
         message_id: Some(m.id.clone()),
@@ -877,46 +1082,81 @@ pub async fn handle_failure(
             if let Some(delay) = provider_errors::retry_delay(attempts) {
                 let until = now + Duration::from_std(delay).unwrap_or(Duration::seconds(1));
                 outbound_message::Entity::update_many()
-                    .col_expr(outbound_message::Column::State, Expr::value(MessageState::Deferred.as_str()))
-                    .col_expr(outbound_message::Column::DeferUntil, Expr::value(Some(until)))
-                    .col_expr(outbound_message::Column::ProviderSid, Expr::value(Option::<String>::None))
+                    .col_expr(
+                        outbound_message::Column::State,
+                        Expr::value(MessageState::Deferred.as_str()),
+                    )
+                    .col_expr(
+                        outbound_message::Column::DeferUntil,
+                        Expr::value(Some(until)),
+                    )
+                    .col_expr(
+                        outbound_message::Column::ProviderSid,
+                        Expr::value(Option::<String>::None),
+                    )
                     .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
-                    .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some(class.meaning.clone())))
+                    .col_expr(
+                        outbound_message::Column::ErrorMessage,
+                        Expr::value(Some(class.meaning.clone())),
+                    )
                     .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
                     .filter(outbound_message::Column::Id.eq(&m.id))
                     .exec(&core.db.conn)
                     .await?;
                 enqueue(core, &m.id, Some(until)).await;
-                return Ok(SendResult::Failed { action: ErrorAction::Retry, code: class.code });
+                return Ok(SendResult::Failed {
+                    action: ErrorAction::Retry,
+                    code: class.code,
+                });
             }
             set_failed(MessageState::Failed).exec(&core.db.conn).await?;
             alerts::raise(core, alert_for("Retries exhausted")).await;
         }
         ErrorAction::Permanent => {
-            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+            set_failed(final_state_or(final_state, MessageState::Failed))
+                .exec(&core.db.conn)
+                .await?;
             if let Some(cid) = &m.contact_id {
                 contacts::flag_manual_outreach(&core.db.conn, cid, &class.meaning, now).await?;
             }
             alerts::raise(core, alert_for("Send failed")).await;
         }
         ErrorAction::OptOut => {
-            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+            set_failed(final_state_or(final_state, MessageState::Failed))
+                .exec(&core.db.conn)
+                .await?;
             if let Some(cid) = &m.contact_id {
                 let reference = class.code.map(|c| c.to_string());
-                contacts::revoke_and_suppress(&core.db.conn, cid, channel, "provider", reference.as_deref(), "provider", now).await?;
+                contacts::revoke_and_suppress(
+                    &core.db.conn,
+                    cid,
+                    channel,
+                    "provider",
+                    reference.as_deref(),
+                    "provider",
+                    now,
+                )
+                .await?;
             }
         }
         ErrorAction::WindowClosed => {
-            set_failed(final_state_or(final_state, MessageState::Failed)).exec(&core.db.conn).await?;
+            set_failed(final_state_or(final_state, MessageState::Failed))
+                .exec(&core.db.conn)
+                .await?;
         }
         ErrorAction::Fallback => {
-            set_failed(final_state_or(final_state, MessageState::Undelivered)).exec(&core.db.conn).await?;
+            set_failed(final_state_or(final_state, MessageState::Undelivered))
+                .exec(&core.db.conn)
+                .await?;
             if channel == Channel::WhatsApp {
                 fall_back_to_sms(core, &fresh).await?;
             }
         }
     }
-    Ok(SendResult::Failed { action: class.action, code: class.code })
+    Ok(SendResult::Failed {
+        action: class.action,
+        code: class.code,
+    })
 }
 
 fn final_state_or(reported: Option<MessageState>, default: MessageState) -> MessageState {
@@ -943,7 +1183,10 @@ pub fn mask(phone: &str) -> String {
 /// Create the SMS twin of a WhatsApp message that cannot be delivered. It
 /// goes through the gates again for SMS (its own consent, quiet hours), or
 /// is blocked and recorded.
-async fn fall_back_to_sms(core: &Core, original: &outbound_message::Model) -> Result<(), sea_orm::DbErr> {
+async fn fall_back_to_sms(
+    core: &Core,
+    original: &outbound_message::Model,
+) -> Result<(), sea_orm::DbErr> {
     let body = match (&original.kind[..], &original.template_name) {
         ("template", Some(name)) => match templates::find_by_name(&core.db.conn, name).await? {
             Some(t) => t.render(&serde_json::from_str(&original.variables).unwrap_or_default()),
@@ -972,7 +1215,9 @@ async fn fall_back_to_sms(core: &Core, original: &outbound_message::Model) -> Re
     )
     .await;
     match res {
-        Ok(o) => tracing::info!(message_id = %original.id, fallback_id = %o.message_id, state = %o.state, "SMS fallback created"),
+        Ok(o) => {
+            tracing::info!(message_id = %original.id, fallback_id = %o.message_id, state = %o.state, "SMS fallback created")
+        }
         Err(AcceptError::Db(e)) => return Err(e),
         Err(e) => tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created"),
     }
@@ -999,13 +1244,18 @@ pub struct StatusReport {
 
 /// Apply a status report: forward only; failures go to the error table.
 /// Returns the message id it matched, if any.
-pub async fn apply_status(core: &Core, report: StatusReport) -> Result<Option<String>, sea_orm::DbErr> {
+pub async fn apply_status(
+    core: &Core,
+    report: StatusReport,
+) -> Result<Option<String>, sea_orm::DbErr> {
     let Some(status) = ProviderStatus::parse(&report.status) else {
         return Ok(None);
     };
     let mut m = None;
     if let Some(id) = &report.message_id {
-        m = outbound_message::Entity::find_by_id(id.as_str()).one(&core.db.conn).await?;
+        m = outbound_message::Entity::find_by_id(id.as_str())
+            .one(&core.db.conn)
+            .await?;
     }
     if m.is_none() {
         if let Some(sid) = &report.provider_sid {
@@ -1023,7 +1273,10 @@ pub async fn apply_status(core: &Core, report: StatusReport) -> Result<Option<St
     if m.provider_sid.is_none() {
         if let Some(sid) = &report.provider_sid {
             outbound_message::Entity::update_many()
-                .col_expr(outbound_message::Column::ProviderSid, Expr::value(Some(sid.clone())))
+                .col_expr(
+                    outbound_message::Column::ProviderSid,
+                    Expr::value(Some(sid.clone())),
+                )
                 .filter(outbound_message::Column::Id.eq(&m.id))
                 .filter(outbound_message::Column::ProviderSid.is_null())
                 .exec(&core.db.conn)
@@ -1053,23 +1306,43 @@ pub async fn apply_status(core: &Core, report: StatusReport) -> Result<Option<St
             .filter(outbound_message::Column::Id.eq(&m.id))
             .filter(outbound_message::Column::State.eq(current.as_str()));
         update = match next {
-            MessageState::Sent => update.col_expr(outbound_message::Column::SentAt, Expr::value(Some(now))),
-            MessageState::Delivered => update.col_expr(outbound_message::Column::DeliveredAt, Expr::value(Some(now))),
-            MessageState::Read => update.col_expr(outbound_message::Column::ReadAt, Expr::value(Some(now))),
+            MessageState::Sent => {
+                update.col_expr(outbound_message::Column::SentAt, Expr::value(Some(now)))
+            }
+            MessageState::Delivered => update.col_expr(
+                outbound_message::Column::DeliveredAt,
+                Expr::value(Some(now)),
+            ),
+            MessageState::Read => {
+                update.col_expr(outbound_message::Column::ReadAt, Expr::value(Some(now)))
+            }
             _ => update,
         };
         if report.price.is_some() {
             update = update
-                .col_expr(outbound_message::Column::Price, Expr::value(report.price.clone()))
-                .col_expr(outbound_message::Column::PriceUnit, Expr::value(report.price_unit.clone()));
+                .col_expr(
+                    outbound_message::Column::Price,
+                    Expr::value(report.price.clone()),
+                )
+                .col_expr(
+                    outbound_message::Column::PriceUnit,
+                    Expr::value(report.price_unit.clone()),
+                );
         }
         if update.exec(&core.db.conn).await?.rows_affected == 1 {
-            metrics::counter!("heimdall_status_updates_total", "status" => next.as_str()).increment(1);
+            metrics::counter!("heimdall_status_updates_total", "status" => next.as_str())
+                .increment(1);
             if status.is_failure() {
                 let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
                 let failure = match report.error_code {
-                    Some(code) => ProviderFailure::Code { code, http_status: None },
-                    None => ProviderFailure::Code { code: 0, http_status: None },
+                    Some(code) => ProviderFailure::Code {
+                        code,
+                        http_status: None,
+                    },
+                    None => ProviderFailure::Code {
+                        code: 0,
+                        http_status: None,
+                    },
                 };
                 let mut class = core.errors.classify(&failure, channel);
                 if let Some(msg) = &report.error_message {
@@ -1080,7 +1353,10 @@ pub async fn apply_status(core: &Core, report: StatusReport) -> Result<Option<St
             }
             return Ok(Some(m.id));
         }
-        match outbound_message::Entity::find_by_id(m.id.as_str()).one(&core.db.conn).await? {
+        match outbound_message::Entity::find_by_id(m.id.as_str())
+            .one(&core.db.conn)
+            .await?
+        {
             Some(fresh) => m = fresh,
             None => return Ok(None),
         }
@@ -1146,7 +1422,10 @@ pub struct StatusEventView {
 
 pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm::DbErr> {
     use crate::entities::tool_call;
-    let Some(m) = outbound_message::Entity::find_by_id(id).one(&core.db.conn).await? else {
+    let Some(m) = outbound_message::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await?
+    else {
         return Ok(None);
     };
     let evaluations = tool_call::Entity::find()
@@ -1223,7 +1502,10 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
 pub async fn requeue_waiting(core: &Core, older_than: Duration) -> Result<u64, sea_orm::DbErr> {
     let now = core.now();
     let stale = outbound_message::Entity::find()
-        .filter(outbound_message::Column::State.is_in([MessageState::Queued.as_str(), MessageState::Deferred.as_str()]))
+        .filter(outbound_message::Column::State.is_in([
+            MessageState::Queued.as_str(),
+            MessageState::Deferred.as_str(),
+        ]))
         .filter(outbound_message::Column::UpdatedAt.lt(now - older_than))
         .all(&core.db.conn)
         .await?;
@@ -1239,7 +1521,10 @@ pub async fn requeue_waiting(core: &Core, older_than: Duration) -> Result<u64, s
 /// Messages claimed by a worker that died before calling the provider (no
 /// sid, no callback) are not re-sent (a provider may have accepted them):
 /// they are failed for a person to check.
-pub async fn resolve_stuck_sending(core: &Core, older_than: Duration) -> Result<u64, sea_orm::DbErr> {
+pub async fn resolve_stuck_sending(
+    core: &Core,
+    older_than: Duration,
+) -> Result<u64, sea_orm::DbErr> {
     let now = core.now();
     let stuck = outbound_message::Entity::find()
         .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))

@@ -20,7 +20,10 @@ impl PhoneNumber {
     /// Parse a number as a person or provider writes it: with `+` and a
     /// country code, or national format in `default_region`. A `whatsapp:`
     /// prefix (Twilio's addressing) is accepted and dropped.
-    pub fn parse(input: &str, default_region: phonenumber::country::Id) -> Result<Self, PhoneError> {
+    pub fn parse(
+        input: &str,
+        default_region: phonenumber::country::Id,
+    ) -> Result<Self, PhoneError> {
         let raw = input.trim();
         let raw = raw
             .strip_prefix("whatsapp:")
@@ -84,12 +87,36 @@ mod tests {
 
     #[test]
     fn parses_to_e164() {
-        assert_eq!(PhoneNumber::parse("+47 912 34 567", Id::US).unwrap().as_str(), "+4791234567");
-        assert_eq!(PhoneNumber::parse("(415) 555-2671", Id::US).unwrap().as_str(), "+14155552671");
-        assert_eq!(PhoneNumber::parse("whatsapp:+14155552671", Id::NO).unwrap().as_str(), "+14155552671");
-        assert_eq!(PhoneNumber::from_wa_id("4791234567").unwrap().as_str(), "+4791234567");
-        assert_eq!(PhoneNumber::from_wa_id("14155552671").unwrap().as_str(), "+14155552671");
-        assert_eq!(PhoneNumber::parse("912 34 567", Id::NO).unwrap().as_str(), "+4791234567");
+        assert_eq!(
+            PhoneNumber::parse("+47 912 34 567", Id::US)
+                .unwrap()
+                .as_str(),
+            "+4791234567"
+        );
+        assert_eq!(
+            PhoneNumber::parse("(415) 555-2671", Id::US)
+                .unwrap()
+                .as_str(),
+            "+14155552671"
+        );
+        assert_eq!(
+            PhoneNumber::parse("whatsapp:+14155552671", Id::NO)
+                .unwrap()
+                .as_str(),
+            "+14155552671"
+        );
+        assert_eq!(
+            PhoneNumber::from_wa_id("4791234567").unwrap().as_str(),
+            "+4791234567"
+        );
+        assert_eq!(
+            PhoneNumber::from_wa_id("14155552671").unwrap().as_str(),
+            "+14155552671"
+        );
+        assert_eq!(
+            PhoneNumber::parse("912 34 567", Id::NO).unwrap().as_str(),
+            "+4791234567"
+        );
     }
 
     #[test]
@@ -103,7 +130,9 @@ mod tests {
 
     #[test]
     fn nanp() {
-        assert!(PhoneNumber::parse("+14155552671", Id::US).unwrap().is_nanp());
+        assert!(PhoneNumber::parse("+14155552671", Id::US)
+            .unwrap()
+            .is_nanp());
         assert!(!PhoneNumber::parse("+4791234567", Id::US).unwrap().is_nanp());
     }
 }

@@ -201,10 +201,11 @@ impl Source {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        self.merge_toml(&text).map_err(|message| SettingsError::File {
-            path: path.display().to_string(),
-            message,
-        })
+        self.merge_toml(&text)
+            .map_err(|message| SettingsError::File {
+                path: path.display().to_string(),
+                message,
+            })
     }
 
     /// Keys may be written as the variable (`HEIMDALL_BIND`) or lower case.
@@ -267,8 +268,8 @@ impl Source {
         match self.get(name) {
             None => Ok(None),
             Some(v) => {
-                let url = Url::parse(v)
-                    .map_err(|e| invalid(name, format!("'{v}' is not a URL: {e}")))?;
+                let url =
+                    Url::parse(v).map_err(|e| invalid(name, format!("'{v}' is not a URL: {e}")))?;
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(invalid(name, "must be an http or https URL"));
                 }
@@ -315,7 +316,8 @@ impl Settings {
                 ));
             }
         }
-        let bind: SocketAddr = src.parse("HEIMDALL_BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let bind: SocketAddr =
+            src.parse("HEIMDALL_BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let public_url = src.url("HEIMDALL_PUBLIC_URL")?;
 
         let twilio = match (
@@ -441,18 +443,27 @@ impl Settings {
         };
 
         let region = src.get("HEIMDALL_DEFAULT_REGION").unwrap_or("US");
-        let default_region: phonenumber::country::Id = region
-            .to_ascii_uppercase()
-            .parse()
-            .map_err(|_| invalid("HEIMDALL_DEFAULT_REGION", format!("'{region}' is not a region code such as US or NO")))?;
+        let default_region: phonenumber::country::Id =
+            region.to_ascii_uppercase().parse().map_err(|_| {
+                invalid(
+                    "HEIMDALL_DEFAULT_REGION",
+                    format!("'{region}' is not a region code such as US or NO"),
+                )
+            })?;
 
-        let tier_ladder = parse_ladder(src.get("HEIMDALL_TIER_LADDER").unwrap_or("250,2000,10000,100000,unlimited"))
-            .map_err(|m| invalid("HEIMDALL_TIER_LADDER", m))?;
+        let tier_ladder = parse_ladder(
+            src.get("HEIMDALL_TIER_LADDER")
+                .unwrap_or("250,2000,10000,100000,unlimited"),
+        )
+        .map_err(|m| invalid("HEIMDALL_TIER_LADDER", m))?;
         let tier_limit = match src.get("HEIMDALL_TIER_LIMIT") {
             None => tier_ladder.first().copied().flatten(),
             Some(v) if v.eq_ignore_ascii_case("unlimited") => None,
             Some(v) => Some(v.parse().map_err(|_| {
-                invalid("HEIMDALL_TIER_LIMIT", format!("'{v}' is not a number or 'unlimited'"))
+                invalid(
+                    "HEIMDALL_TIER_LIMIT",
+                    format!("'{v}' is not a number or 'unlimited'"),
+                )
             })?),
         };
 
@@ -464,7 +475,10 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(|s| {
                     s.parse::<i64>().map_err(|_| {
-                        invalid("HEIMDALL_FALLBACK_CODES", format!("'{s}' is not an error code"))
+                        invalid(
+                            "HEIMDALL_FALLBACK_CODES",
+                            format!("'{s}' is not an error code"),
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -474,7 +488,10 @@ impl Settings {
             .map_err(|m| invalid("HEIMDALL_QUIET_HOURS", m))?;
         let tz_name = src.get("HEIMDALL_DEFAULT_TIME_ZONE").unwrap_or("UTC");
         let default_time_zone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
-            invalid("HEIMDALL_DEFAULT_TIME_ZONE", format!("'{tz_name}' is not an IANA time zone"))
+            invalid(
+                "HEIMDALL_DEFAULT_TIME_ZONE",
+                format!("'{tz_name}' is not an IANA time zone"),
+            )
         })?;
 
         let rate_per_second: u32 = src.parse("HEIMDALL_RATE_PER_SECOND", 80)?;
@@ -499,19 +516,28 @@ impl Settings {
                 ))
             }
         };
-        let log_json = match src.get("HEIMDALL_LOG_FORMAT").map(|s| s.to_ascii_lowercase()) {
+        let log_json = match src
+            .get("HEIMDALL_LOG_FORMAT")
+            .map(|s| s.to_ascii_lowercase())
+        {
             None => false,
             Some(v) if v == "text" => false,
             Some(v) if v == "json" => true,
             Some(v) => {
-                return Err(invalid("HEIMDALL_LOG_FORMAT", format!("'{v}' is not text or json")))
+                return Err(invalid(
+                    "HEIMDALL_LOG_FORMAT",
+                    format!("'{v}' is not text or json"),
+                ))
             }
         };
 
         Ok(Settings {
             database_url: SecretString::from(database_url),
             redis_url,
-            redis_namespace: src.get("HEIMDALL_REDIS_NAMESPACE").unwrap_or("heimdall").to_string(),
+            redis_namespace: src
+                .get("HEIMDALL_REDIS_NAMESPACE")
+                .unwrap_or("heimdall")
+                .to_string(),
             bind,
             public_url,
             api_key: src
@@ -534,7 +560,10 @@ impl Settings {
             fallback_codes,
             sms_hours,
             default_time_zone,
-            program_name: src.get("HEIMDALL_PROGRAM_NAME").unwrap_or("Heimdall").to_string(),
+            program_name: src
+                .get("HEIMDALL_PROGRAM_NAME")
+                .unwrap_or("Heimdall")
+                .to_string(),
             help_text: src.get("HEIMDALL_HELP_TEXT").map(str::to_string),
             phone_allowlist: src
                 .get("HEIMDALL_PHONE_ALLOWLIST")
@@ -618,10 +647,9 @@ fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
         if part.eq_ignore_ascii_case("unlimited") {
             out.push(None);
         } else {
-            out.push(Some(
-                part.parse()
-                    .map_err(|_| format!("'{part}' is not a number or 'unlimited'"))?,
-            ));
+            out.push(Some(part.parse().map_err(|_| {
+                format!("'{part}' is not a number or 'unlimited'")
+            })?));
         }
     }
     if out.is_empty() {
@@ -631,7 +659,11 @@ fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
     if finite.windows(2).any(|w| w[0] >= w[1]) {
         return Err("steps must increase".into());
     }
-    if out.iter().position(Option::is_none).is_some_and(|i| i != out.len() - 1) {
+    if out
+        .iter()
+        .position(Option::is_none)
+        .is_some_and(|i| i != out.len() - 1)
+    {
         return Err("'unlimited' can only be the last step".into());
     }
     Ok(out)
@@ -678,15 +710,42 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (pairs, name) in [
             (vec![("HEIMDALL_BIND", "nowhere")], "HEIMDALL_BIND"),
-            (vec![("HEIMDALL_DATABASE_URL", "mysql://x")], "HEIMDALL_DATABASE_URL"),
-            (vec![("HEIMDALL_REDIS_URL", "http://x")], "HEIMDALL_REDIS_URL"),
-            (vec![("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")], "TWILIO_AUTH_TOKEN"),
-            (vec![("HEIMDALL_TIER_LADDER", "250,100")], "HEIMDALL_TIER_LADDER"),
-            (vec![("HEIMDALL_QUIET_HOURS", "21:00-08:00")], "HEIMDALL_QUIET_HOURS"),
-            (vec![("HEIMDALL_DEFAULT_TIME_ZONE", "Mars/Base")], "HEIMDALL_DEFAULT_TIME_ZONE"),
-            (vec![("HEIMDALL_RATE_PER_SECOND", "fast")], "HEIMDALL_RATE_PER_SECOND"),
-            (vec![("HEIMDALL_PUBLIC_URL", "ftp://x")], "HEIMDALL_PUBLIC_URL"),
-            (vec![("HEIMDALL_FALLBACK_CODES", "63007,abc")], "HEIMDALL_FALLBACK_CODES"),
+            (
+                vec![("HEIMDALL_DATABASE_URL", "mysql://x")],
+                "HEIMDALL_DATABASE_URL",
+            ),
+            (
+                vec![("HEIMDALL_REDIS_URL", "http://x")],
+                "HEIMDALL_REDIS_URL",
+            ),
+            (
+                vec![("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")],
+                "TWILIO_AUTH_TOKEN",
+            ),
+            (
+                vec![("HEIMDALL_TIER_LADDER", "250,100")],
+                "HEIMDALL_TIER_LADDER",
+            ),
+            (
+                vec![("HEIMDALL_QUIET_HOURS", "21:00-08:00")],
+                "HEIMDALL_QUIET_HOURS",
+            ),
+            (
+                vec![("HEIMDALL_DEFAULT_TIME_ZONE", "Mars/Base")],
+                "HEIMDALL_DEFAULT_TIME_ZONE",
+            ),
+            (
+                vec![("HEIMDALL_RATE_PER_SECOND", "fast")],
+                "HEIMDALL_RATE_PER_SECOND",
+            ),
+            (
+                vec![("HEIMDALL_PUBLIC_URL", "ftp://x")],
+                "HEIMDALL_PUBLIC_URL",
+            ),
+            (
+                vec![("HEIMDALL_FALLBACK_CODES", "63007,abc")],
+                "HEIMDALL_FALLBACK_CODES",
+            ),
         ] {
             let err = settings(&pairs).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err} should name {name}");
@@ -726,7 +785,8 @@ mod tests {
         let s = Settings::from_source(&src).unwrap();
         assert_eq!(s.bind.port(), 4000);
         assert_eq!(s.rate_per_second, 10);
-        src.values.insert("HEIMDALL_BIND".into(), "127.0.0.1:5000".into());
+        src.values
+            .insert("HEIMDALL_BIND".into(), "127.0.0.1:5000".into());
         assert_eq!(Settings::from_source(&src).unwrap().bind.port(), 5000);
     }
 

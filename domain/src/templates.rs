@@ -3,7 +3,9 @@
 //! API, or by staff. The gates read their approval state from here.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::Serialize;
 
 use crate::clock::new_id;
@@ -15,11 +17,27 @@ use crate::Core;
 /// template registered from settings takes its variable names from here
 /// until a Content API sync supplies the body.
 pub const KNOWN_TEMPLATES: &[(&str, &[&str], &str)] = &[
-    ("task_reminder", &["task_name", "due_time"], "Reminder: {{1}} is due at {{2}}."),
-    ("daily_briefing", &["date", "task_count", "top_tasks"], "Good morning! {{1}}: you have {{2}} tasks today. Top: {{3}}"),
-    ("calendar_reminder", &["event_name", "time", "location"], "{{1}} at {{2}}, {{3}}"),
+    (
+        "task_reminder",
+        &["task_name", "due_time"],
+        "Reminder: {{1}} is due at {{2}}.",
+    ),
+    (
+        "daily_briefing",
+        &["date", "task_count", "top_tasks"],
+        "Good morning! {{1}}: you have {{2}} tasks today. Top: {{3}}",
+    ),
+    (
+        "calendar_reminder",
+        &["event_name", "time", "location"],
+        "{{1}} at {{2}}, {{3}}",
+    ),
     ("task_complete_confirm", &["task_name"], "Done: {{1}} ✅"),
-    ("weekly_review", &["completed_count", "highlights"], "This week you completed {{1}} tasks. Highlights: {{2}}"),
+    (
+        "weekly_review",
+        &["completed_count", "highlights"],
+        "This week you completed {{1}} tasks. Highlights: {{2}}",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -113,7 +131,10 @@ pub async fn find_by_name(
 }
 
 pub async fn get(db: &impl ConnectionTrait, id: &str) -> Result<Option<Template>, sea_orm::DbErr> {
-    Ok(template::Entity::find_by_id(id).one(db).await?.map(Template::from))
+    Ok(template::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Template::from))
 }
 
 pub async fn list(core: &Core) -> Result<Vec<Template>, sea_orm::DbErr> {
@@ -209,7 +230,11 @@ pub async fn register_from_settings(core: &Core) -> Result<Vec<String>, sea_orm:
                 category: t.category,
                 language: t.language,
                 body: if t.body.is_empty() { body } else { t.body },
-                variables: if t.variables.is_empty() { vars } else { t.variables },
+                variables: if t.variables.is_empty() {
+                    vars
+                } else {
+                    t.variables
+                },
                 approval_status: "approved".into(),
                 rejection_reason: None,
                 source: "settings".into(),
@@ -231,4 +256,108 @@ pub async fn register_from_settings(core: &Core) -> Result<Vec<String>, sea_orm:
         names.push(name.clone());
     }
     Ok(names)
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub seen: usize,
+    pub updated: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Heimdall's status for Twilio's WhatsApp approval state.
+fn approval_from_twilio(status: &str) -> &'static str {
+    match status {
+        "approved" => "approved",
+        "rejected" => "rejected",
+        "paused" => "paused",
+        "disabled" => "disabled",
+        _ => "pending",
+    }
+}
+
+/// Read every template and its approval state from Twilio's Content API.
+/// A template registered from settings (matched by its ContentSid) keeps
+/// its name and takes the approval state Twilio reports.
+pub async fn sync_from_twilio(core: &Core) -> Result<SyncReport, String> {
+    let client = core
+        .providers
+        .twilio
+        .clone()
+        .ok_or("Twilio is not configured")?;
+    let contents = client.list_content().await.map_err(|e| e.to_string())?;
+    let now = core.now();
+    let mut report = SyncReport {
+        seen: contents.len(),
+        ..Default::default()
+    };
+    for c in contents {
+        let approval = match client.approval_status(&c.sid).await {
+            Ok(a) => a,
+            Err(e) => {
+                report.failed.push(format!("{}: {e}", c.friendly_name));
+                continue;
+            }
+        };
+        let by_sid = template::Entity::find()
+            .filter(template::Column::ProviderId.eq(&c.sid))
+            .one(&core.db.conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(Template::from);
+        let name = by_sid
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| c.friendly_name.trim().to_lowercase());
+        if by_sid.is_none() {
+            // A template registered from settings under this name with
+            // another ContentSid: the configured sid is authoritative.
+            if let Some(existing) = find_by_name(&core.db.conn, &name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                if existing.source == "settings" {
+                    report.failed.push(format!(
+                        "{name}: registered from settings with another ContentSid; left as configured"
+                    ));
+                    continue;
+                }
+            }
+        }
+        let mut positions: Vec<&String> = c.variables.keys().collect();
+        positions.sort_by_key(|k| k.parse::<u32>().unwrap_or(u32::MAX));
+        let known = KNOWN_TEMPLATES.iter().find(|(n, _, _)| *n == name);
+        let variables: Vec<String> = match (&by_sid, known) {
+            (Some(t), _) if t.variables.len() == positions.len() => t.variables.clone(),
+            (_, Some((_, vars, _))) if vars.len() == positions.len() => {
+                vars.iter().map(|v| v.to_string()).collect()
+            }
+            _ => positions.iter().map(|p| p.to_string()).collect(),
+        };
+        let spec = TemplateSpec {
+            name: name.clone(),
+            provider: "twilio".into(),
+            provider_id: Some(c.sid.clone()),
+            category: approval
+                .category
+                .clone()
+                .unwrap_or_else(|| "UTILITY".into())
+                .to_uppercase(),
+            language: c.language.clone(),
+            body: c.body.clone().unwrap_or_default(),
+            variables,
+            approval_status: approval_from_twilio(&approval.status).into(),
+            rejection_reason: approval.rejection_reason.clone(),
+            source: by_sid
+                .as_ref()
+                .map(|t| t.source.clone())
+                .unwrap_or_else(|| "content_api".into()),
+        };
+        upsert(&core.db.conn, spec, true, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        report.updated.push(name);
+    }
+    Ok(report)
 }

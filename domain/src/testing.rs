@@ -67,21 +67,30 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
             let template = TEMPLATE
                 .get_or_init(|| async {
                     let name = unique("heimdall_tmpl");
-                    let admin = Db::connect_url(&admin_url, false).await.expect("connect to PostgreSQL for tests");
+                    let admin = Db::connect_url(&admin_url, false)
+                        .await
+                        .expect("connect to PostgreSQL for tests");
                     admin
                         .conn
-                        .execute_raw(Statement::from_string(admin.backend(), format!("CREATE DATABASE {name}")))
+                        .execute_raw(Statement::from_string(
+                            admin.backend(),
+                            format!("CREATE DATABASE {name}"),
+                        ))
                         .await
                         .expect("create template database");
                     let url = replace_db(&admin_url, &name);
-                    let db = Db::connect_url(&url, false).await.expect("connect to template");
+                    let db = Db::connect_url(&url, false)
+                        .await
+                        .expect("connect to template");
                     db.migrate().await.expect("migrate template");
                     db.conn.close().await.ok();
                     name
                 })
                 .await;
             let name = unique("heimdall_test");
-            let admin = Db::connect_url(&admin_url, false).await.expect("connect to PostgreSQL for tests");
+            let admin = Db::connect_url(&admin_url, false)
+                .await
+                .expect("connect to PostgreSQL for tests");
             // CREATE DATABASE ... TEMPLATE fails while another session uses
             // the template; retry briefly.
             let mut last = None;
@@ -165,7 +174,10 @@ impl FakeProvider {
 }
 
 impl MessageProvider for FakeProvider {
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> BoxFuture<'a, Result<Accepted, Rejected>> {
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> BoxFuture<'a, Result<Accepted, Rejected>> {
         Box::pin(async move {
             self.sent.lock().unwrap().push(request.clone());
             let scripted = self
@@ -211,12 +223,21 @@ impl TestEnv {
         let url = fresh_database_url(dir.path()).await;
         let mut all: Vec<(String, String)> = vec![
             ("HEIMDALL_DATABASE_URL".into(), url),
-            ("TWILIO_ACCOUNT_SID".into(), "ACsandbox0000000000000000000000000".into()),
+            (
+                "TWILIO_ACCOUNT_SID".into(),
+                "ACsandbox0000000000000000000000000".into(),
+            ),
             ("TWILIO_AUTH_TOKEN".into(), "test-token".into()),
             ("TWILIO_WHATSAPP_NUMBER".into(), "+14155238886".into()),
             ("TWILIO_SMS_NUMBER".into(), "+14155550100".into()),
-            ("HEIMDALL_PUBLIC_URL".into(), "https://heimdall.example.com".into()),
-            ("HEIMDALL_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+            (
+                "HEIMDALL_PUBLIC_URL".into(),
+                "https://heimdall.example.com".into(),
+            ),
+            (
+                "HEIMDALL_DATA_DIR".into(),
+                dir.path().join("data").display().to_string(),
+            ),
         ];
         if let Some(r) = redis_url() {
             all.push(("HEIMDALL_REDIS_URL".into(), r));
@@ -229,7 +250,9 @@ impl TestEnv {
         let settings = Settings::from_source(&Source::from_pairs(all)).expect("test settings");
         let db = Db::connect(&settings).await.expect("test database");
         db.migrate().await.expect("migrations");
-        let redis = crate::core::connect_redis(&settings).await.expect("test redis");
+        let redis = crate::core::connect_redis(&settings)
+            .await
+            .expect("test redis");
         let clock = ManualClock::new(Self::start_time());
         let provider = Arc::new(FakeProvider::default());
         let queue = Arc::new(RecordingQueue::default());

@@ -32,7 +32,10 @@ async fn env() -> TestEnv {
 async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
     let mut pairs = vec![
         ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        ("WA_TEMPLATE_TASK_REMINDER", "HX00000000000000000000000000000001"),
+        (
+            "WA_TEMPLATE_TASK_REMINDER",
+            "HX00000000000000000000000000000001",
+        ),
         ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
     ];
     pairs.extend_from_slice(extra);
@@ -138,14 +141,20 @@ async fn evaluations(core: &Core, id: &str) -> u64 {
 async fn a_consented_template_is_accepted_sent_and_audited() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
     assert_eq!(evaluations(&env.core, &out.message_id).await, 1);
     let results = drain(&env).await;
     assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
-    assert_eq!(state(&env.core, &out.message_id).await, MessageState::Sending);
+    assert_eq!(
+        state(&env.core, &out.message_id).await,
+        MessageState::Sending
+    );
     // One evaluation at acceptance, one in the worker, then the attempt.
     assert_eq!(evaluations(&env.core, &out.message_id).await, 2);
     let attempts = tool_call::Entity::find()
@@ -160,9 +169,16 @@ async fn a_consented_template_is_accepted_sent_and_audited() {
     let sent = env.provider.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     match &sent[0].content {
-        heimdall_domain::channels::Content::Template { provider_id, positional, .. } => {
+        heimdall_domain::channels::Content::Template {
+            provider_id,
+            positional,
+            ..
+        } => {
             assert_eq!(provider_id, "HX00000000000000000000000000000001");
-            assert_eq!(positional, &vec!["Call Bob".to_string(), "17:00".to_string()]);
+            assert_eq!(
+                positional,
+                &vec!["Call Bob".to_string(), "17:00".to_string()]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -174,9 +190,12 @@ async fn a_consented_template_is_accepted_sent_and_audited() {
 async fn no_consent_blocks_and_is_recorded() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[]).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.state, MessageState::Blocked);
     assert_eq!(out.decision.decision.reason(), Some(Gate::NoConsent));
     assert_eq!(evaluations(&env.core, &out.message_id).await, 1);
@@ -187,34 +206,66 @@ async fn no_consent_blocks_and_is_recorded() {
 #[tokio::test]
 async fn an_unknown_number_or_garbage_is_refused_and_recorded() {
     let env = env().await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Phone("not a number".into()), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Phone("not a number".into()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::InvalidNumber));
-    let out = outbound::accept(&env.core, reminder(Recipient::Phone("+14155550111".into()), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Phone("+14155550111".into()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::NoConsent));
-    assert_eq!(outbound_message::Entity::find().count(&env.core.db.conn).await.unwrap(), 2);
+    assert_eq!(
+        outbound_message::Entity::find()
+            .count(&env.core.db.conn)
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn suppression_blocks_and_lifting_it_lets_the_twin_pass() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    contacts::suppress(&env.core.db.conn, &cid, None, "staff", None, "admin@x", env.core.now())
-        .await
-        .unwrap();
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-        .await
-        .unwrap();
+    contacts::suppress(
+        &env.core.db.conn,
+        &cid,
+        None,
+        "staff",
+        None,
+        "admin@x",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::Suppressed));
-    contacts::lift_suppression(&env.core.db.conn, &cid, Channel::WhatsApp, "admin@x", env.core.now())
-        .await
-        .unwrap();
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    contacts::lift_suppression(
+        &env.core.db.conn,
+        &cid,
+        Channel::WhatsApp,
+        "admin@x",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.state, MessageState::Queued);
 }
 
@@ -228,13 +279,19 @@ async fn template_gates_unknown_paused_and_mismatched_variables() {
         variables: BTreeMap::new(),
     };
     let out = outbound::accept(&env.core, req).await.unwrap();
-    assert_eq!(out.decision.decision.reason(), Some(Gate::TemplateNotApproved));
+    assert_eq!(
+        out.decision.decision.reason(),
+        Some(Gate::TemplateNotApproved)
+    );
     let mut req = reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp);
     if let RequestedContent::Template { variables, .. } = &mut req.content {
         variables.remove("due_time");
     }
     let out = outbound::accept(&env.core, req).await.unwrap();
-    assert_eq!(out.decision.decision.reason(), Some(Gate::TemplateNotApproved));
+    assert_eq!(
+        out.decision.decision.reason(),
+        Some(Gate::TemplateNotApproved)
+    );
     assert!(out.decision.explanation().contains("due_time"));
 }
 
@@ -258,14 +315,22 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
             body: "Hello there".into(),
             media_url: None,
         },
-        origin: Origin::Inbox { staff: staff.clone() },
+        origin: Origin::Inbox {
+            staff: staff.clone(),
+        },
         idempotency_key: None,
     };
     let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::OutsideWindow));
-    contacts::open_window(&env.core.db.conn, &cid, Channel::WhatsApp, env.core.now(), env.core.now())
-        .await
-        .unwrap();
+    contacts::open_window(
+        &env.core.db.conn,
+        &cid,
+        Channel::WhatsApp,
+        env.core.now(),
+        env.core.now(),
+    )
+    .await
+    .unwrap();
     let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
     assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
     // 25 hours later the window is closed again.
@@ -278,7 +343,9 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
 async fn automations_must_be_approved_by_someone_else_for_the_template() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let key = heimdall_domain::accounts::create_api_key(&env.core, "n8n", "creator@x").await.unwrap();
+    let key = heimdall_domain::accounts::create_api_key(&env.core, "n8n", "creator@x")
+        .await
+        .unwrap();
     let principal = ApiPrincipal {
         key_id: Some(key.id.clone()),
         name: "n8n".into(),
@@ -291,16 +358,32 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
     };
     let out = outbound::accept(&env.core, req.clone()).await.unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::NotAuthorized));
-    let auto = authz::create_automation(&env.core, "n8n", &key.id, &["task_reminder".into()], "creator@x")
-        .await
-        .unwrap();
-    let err = authz::approve_automation(&env.core, &auto.id, "creator@x", heimdall_domain::accounts::Role::Approver)
-        .await
-        .unwrap_err();
+    let auto = authz::create_automation(
+        &env.core,
+        "n8n",
+        &key.id,
+        &["task_reminder".into()],
+        "creator@x",
+    )
+    .await
+    .unwrap();
+    let err = authz::approve_automation(
+        &env.core,
+        &auto.id,
+        "creator@x",
+        heimdall_domain::accounts::Role::Approver,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, authz::AutomationError::SelfApproval));
-    authz::approve_automation(&env.core, &auto.id, "approver@x", heimdall_domain::accounts::Role::Approver)
-        .await
-        .unwrap();
+    authz::approve_automation(
+        &env.core,
+        &auto.id,
+        "approver@x",
+        heimdall_domain::accounts::Role::Approver,
+    )
+    .await
+    .unwrap();
     let out = outbound::accept(&env.core, req).await.unwrap();
     assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
 }
@@ -309,28 +392,52 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
 async fn an_inactive_sender_is_not_authorized_until_an_admin_activates_it() {
     let env = TestEnv::new(&[
         ("HEIMDALL_API_KEY", "k"),
-        ("WA_TEMPLATE_TASK_REMINDER", "HX00000000000000000000000000000001"),
+        (
+            "WA_TEMPLATE_TASK_REMINDER",
+            "HX00000000000000000000000000000001",
+        ),
     ])
     .await;
     authz::register_senders(&env.core, false).await.unwrap();
     templates::register_from_settings(&env.core).await.unwrap();
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::NotAuthorized));
     assert!(out.decision.explanation().contains("activated"));
     let senders = authz::list_senders(&env.core).await.unwrap();
-    let wa = senders.iter().find(|s| s.kind == "twilio_whatsapp").unwrap();
-    assert!(authz::set_sender_active(&env.core, &wa.id, true, "op@x", heimdall_domain::accounts::Role::Approver)
-        .await
-        .is_err());
-    authz::set_sender_active(&env.core, &wa.id, true, "admin@x", heimdall_domain::accounts::Role::Admin)
-        .await
+    let wa = senders
+        .iter()
+        .find(|s| s.kind == "twilio_whatsapp")
         .unwrap();
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    assert!(authz::set_sender_active(
+        &env.core,
+        &wa.id,
+        true,
+        "op@x",
+        heimdall_domain::accounts::Role::Approver
+    )
+    .await
+    .is_err());
+    authz::set_sender_active(
+        &env.core,
+        &wa.id,
+        true,
+        "admin@x",
+        heimdall_domain::accounts::Role::Admin,
+    )
+    .await
+    .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.state, MessageState::Queued);
     let changes = heimdall_domain::entities::infra_config_change::Entity::find()
         .filter(heimdall_domain::entities::infra_config_change::Column::Actor.eq("admin@x"))
@@ -345,7 +452,8 @@ async fn sms_outside_hours_is_deferred_not_dropped_and_sent_later() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::Sms]).await;
     // 22:30 in Oslo.
-    env.clock.set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 17, 21, 30, 0).unwrap());
+    env.clock
+        .set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 17, 21, 30, 0).unwrap());
     let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::Sms))
         .await
         .unwrap();
@@ -354,7 +462,10 @@ async fn sms_outside_hours_is_deferred_not_dropped_and_sent_later() {
     let queued = env.queue.sends.lock().unwrap().clone();
     assert_eq!(queued.len(), 1);
     let at = queued[0].1.expect("deferred to a time");
-    assert_eq!(at, chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 18, 7, 0, 0).unwrap());
+    assert_eq!(
+        at,
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 18, 7, 0, 0).unwrap()
+    );
     // A worker picking it up early does nothing; at 08:00 it goes.
     assert_eq!(drain(&env).await, vec![SendResult::NotDue]);
     env.clock.set(at);
@@ -366,13 +477,24 @@ async fn sms_outside_hours_is_deferred_not_dropped_and_sent_later() {
 async fn consent_revoked_or_stop_while_queued_blocks_in_the_worker() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let a = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let a = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.state, MessageState::Queued);
-    contacts::revoke_and_suppress(&env.core.db.conn, &cid, Channel::WhatsApp, "keyword", Some("SMx"), "inbound", env.core.now())
-        .await
-        .unwrap();
+    contacts::revoke_and_suppress(
+        &env.core.db.conn,
+        &cid,
+        Channel::WhatsApp,
+        "keyword",
+        Some("SMx"),
+        "inbound",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
     let results = drain(&env).await;
     assert_eq!(results, vec![SendResult::Blocked(Gate::Suppressed)]);
     assert_eq!(state(&env.core, &a.message_id).await, MessageState::Blocked);
@@ -387,10 +509,13 @@ async fn tier_limit_defers_the_new_person_beyond_the_limit() {
     for phone in ["+4791234501", "+4791234502", "+4791234503"] {
         let cid = contact(&env.core, phone, &[Channel::WhatsApp]).await;
         ids.push(
-            outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-                .await
-                .unwrap()
-                .message_id,
+            outbound::accept(
+                &env.core,
+                reminder(Recipient::Contact(cid), Channel::WhatsApp),
+            )
+            .await
+            .unwrap()
+            .message_id,
         );
     }
     let results = drain(&env).await;
@@ -405,9 +530,12 @@ async fn the_recipient_pace_defers_a_second_message_within_six_seconds() {
     let env = env_with(&[("HEIMDALL_RECIPIENT_PACE_SECONDS", "6")]).await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
     for _ in 0..2 {
-        outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-            .await
-            .unwrap();
+        outbound::accept(
+            &env.core,
+            reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+        )
+        .await
+        .unwrap();
     }
     let results = drain(&env).await;
     assert!(matches!(results[0], SendResult::Sent { .. }));
@@ -462,10 +590,13 @@ async fn two_workers_racing_on_a_thousand_messages_send_each_exactly_once() {
     let mut ids = Vec::new();
     for _ in 0..1000 {
         ids.push(
-            outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-                .await
-                .unwrap()
-                .message_id,
+            outbound::accept(
+                &env.core,
+                reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+            )
+            .await
+            .unwrap()
+            .message_id,
         );
     }
     let enqueued = env.take_enqueued();
@@ -490,7 +621,11 @@ async fn two_workers_racing_on_a_thousand_messages_send_each_exactly_once() {
     assert_eq!(env.provider.count(), 1000);
     let mut seen = std::collections::HashSet::new();
     for r in env.provider.sent.lock().unwrap().iter() {
-        assert!(seen.insert(r.message_id.clone()), "sent twice: {}", r.message_id);
+        assert!(
+            seen.insert(r.message_id.clone()),
+            "sent twice: {}",
+            r.message_id
+        );
     }
     // And every accepted message has its audit rows.
     for id in ids.iter().take(50) {
@@ -498,11 +633,19 @@ async fn two_workers_racing_on_a_thousand_messages_send_each_exactly_once() {
     }
 }
 
-async fn sent_message(env: &TestEnv, channel: Channel, phone: &str, consent: &[Channel]) -> (String, String) {
+async fn sent_message(
+    env: &TestEnv,
+    channel: Channel,
+    phone: &str,
+    consent: &[Channel],
+) -> (String, String) {
     let cid = contact(&env.core, phone, consent).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), channel))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), channel),
+    )
+    .await
+    .unwrap();
     drain(env).await;
     (out.message_id, cid)
 }
@@ -525,7 +668,9 @@ async fn callbacks_move_forward_only_even_out_of_order() {
     let env = env().await;
     let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
     for s in ["sent", "read", "delivered", "sent", "queued"] {
-        outbound::apply_status(&env.core, status(&id, s, None)).await.unwrap();
+        outbound::apply_status(&env.core, status(&id, s, None))
+            .await
+            .unwrap();
     }
     assert_eq!(state(&env.core, &id).await, MessageState::Read);
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
@@ -536,12 +681,18 @@ async fn callbacks_move_forward_only_even_out_of_order() {
 async fn a_callback_matches_by_our_id_even_when_the_sid_was_never_recorded() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     // Simulate a worker that claimed the message and died after the provider accepted it.
     outbound_message::Entity::update_many()
-        .col_expr(outbound_message::Column::State, sea_orm::sea_query::Expr::value("sending"))
+        .col_expr(
+            outbound_message::Column::State,
+            sea_orm::sea_query::Expr::value("sending"),
+        )
         .filter(outbound_message::Column::Id.eq(&out.message_id))
         .exec(&env.core.db.conn)
         .await
@@ -561,8 +712,16 @@ async fn a_callback_matches_by_our_id_even_when_the_sid_was_never_recorded() {
 #[tokio::test]
 async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
     let env = env().await;
-    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp, Channel::Sms]).await;
-    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007))).await.unwrap();
+    let (id, _) = sent_message(
+        &env,
+        Channel::WhatsApp,
+        PHONE,
+        &[Channel::WhatsApp, Channel::Sms],
+    )
+    .await;
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007)))
+        .await
+        .unwrap();
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
     assert_eq!(view.state, "undelivered");
     let fb = view.fallback_message_id.expect("a fallback message");
@@ -570,7 +729,10 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
     let results = drain(&env).await;
     assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
     let sent = env.provider.sent.lock().unwrap().clone();
-    let sms = sent.iter().find(|r| r.channel == Channel::Sms).expect("an SMS went out");
+    let sms = sent
+        .iter()
+        .find(|r| r.channel == Channel::Sms)
+        .expect("an SMS went out");
     match &sms.content {
         heimdall_domain::channels::Content::Text { body, .. } => {
             assert_eq!(body, "Reminder: Call Bob is due at 17:00.")
@@ -578,7 +740,9 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
         other => panic!("{other:?}"),
     }
     // A second failure report does not create a second fallback.
-    outbound::apply_status(&env.core, status(&id, "failed", Some(63007))).await.unwrap();
+    outbound::apply_status(&env.core, status(&id, "failed", Some(63007)))
+        .await
+        .unwrap();
     let n = outbound_message::Entity::find()
         .filter(outbound_message::Column::FallbackOf.eq(&id))
         .count(&env.core.db.conn)
@@ -591,7 +755,9 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
 async fn error_63007_without_sms_consent_records_a_blocked_fallback() {
     let env = env().await;
     let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
-    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007))).await.unwrap();
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007)))
+        .await
+        .unwrap();
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
     let fb = view.fallback_message_id.expect("the fallback is recorded");
     let fb_view = outbound::view(&env.core, &fb).await.unwrap().unwrap();
@@ -613,7 +779,13 @@ async fn a_synchronous_63007_falls_back_too() {
             message: "Twilio could not find a Channel with the specified From address".into(),
         })],
     );
-    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp, Channel::Sms]).await;
+    let (id, _) = sent_message(
+        &env,
+        Channel::WhatsApp,
+        PHONE,
+        &[Channel::WhatsApp, Channel::Sms],
+    )
+    .await;
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
     assert_eq!(view.state, "undelivered");
     assert_eq!(view.error_code, Some(63007));
@@ -632,12 +804,17 @@ async fn retries_back_off_then_fail_with_one_alert() {
             message: "Too Many Requests".into(),
         })
     };
-    env.provider.script(PHONE, vec![busy(), busy(), busy(), busy()]);
+    env.provider
+        .script(PHONE, vec![busy(), busy(), busy(), busy()]);
     let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
     let mut delays = Vec::new();
     for _ in 0..3 {
         assert_eq!(state(&env.core, &id).await, MessageState::Deferred);
-        let m = outbound_message::Entity::find_by_id(id.as_str()).one(&env.core.db.conn).await.unwrap().unwrap();
+        let m = outbound_message::Entity::find_by_id(id.as_str())
+            .one(&env.core.db.conn)
+            .await
+            .unwrap()
+            .unwrap();
         let wait = m.defer_until.unwrap() - env.core.now();
         delays.push(wait.num_seconds());
         env.clock.advance(wait);
@@ -666,7 +843,12 @@ async fn opt_out_codes_suppress_the_contact() {
     );
     let (id, cid) = sent_message(&env, Channel::Sms, PHONE, &[Channel::Sms]).await;
     assert_eq!(state(&env.core, &id).await, MessageState::Failed);
-    assert!(contacts::active_suppression(&env.core.db.conn, &cid, Channel::Sms).await.unwrap().is_some());
+    assert!(
+        contacts::active_suppression(&env.core.db.conn, &cid, Channel::Sms)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::Sms))
         .await
         .unwrap();
@@ -690,7 +872,13 @@ async fn permanent_errors_fail_alert_and_flag_the_contact() {
     assert_eq!(state(&env.core, &id).await, MessageState::Failed);
     let c = contacts::get(&env.core, &cid).await.unwrap();
     assert!(c.needs_manual_outreach);
-    assert_eq!(alert::Entity::find().count(&env.core.db.conn).await.unwrap(), 1);
+    assert_eq!(
+        alert::Entity::find()
+            .count(&env.core.db.conn)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -703,26 +891,46 @@ async fn idempotency_keys_return_the_first_message() {
     let b = outbound::accept(&env.core, req).await.unwrap();
     assert_eq!(a.message_id, b.message_id);
     assert!(b.duplicate);
-    assert_eq!(outbound_message::Entity::find().count(&env.core.db.conn).await.unwrap(), 1);
+    assert_eq!(
+        outbound_message::Entity::find()
+            .count(&env.core.db.conn)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_worker_that_died_mid_send_is_not_resent() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let out = outbound::accept(&env.core, reminder(Recipient::Contact(cid), Channel::WhatsApp))
-        .await
-        .unwrap();
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
     outbound_message::Entity::update_many()
-        .col_expr(outbound_message::Column::State, sea_orm::sea_query::Expr::value("sending"))
+        .col_expr(
+            outbound_message::Column::State,
+            sea_orm::sea_query::Expr::value("sending"),
+        )
         .filter(outbound_message::Column::Id.eq(&out.message_id))
         .exec(&env.core.db.conn)
         .await
         .unwrap();
     assert_eq!(drain(&env).await, vec![SendResult::NotClaimed]);
     env.clock.advance(Duration::minutes(30));
-    assert_eq!(outbound::resolve_stuck_sending(&env.core, Duration::minutes(15)).await.unwrap(), 1);
-    assert_eq!(state(&env.core, &out.message_id).await, MessageState::Failed);
+    assert_eq!(
+        outbound::resolve_stuck_sending(&env.core, Duration::minutes(15))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        state(&env.core, &out.message_id).await,
+        MessageState::Failed
+    );
     assert_eq!(env.provider.count(), 0);
 }
 
@@ -732,12 +940,19 @@ async fn every_accepted_message_has_its_audit_rows() {
     let a = contact(&env.core, "+4791234511", &[Channel::WhatsApp]).await;
     let b = contact(&env.core, "+4791234512", &[]).await;
     for cid in [&a, &b] {
-        outbound::accept(&env.core, reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp))
-            .await
-            .unwrap();
+        outbound::accept(
+            &env.core,
+            reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+        )
+        .await
+        .unwrap();
     }
     drain(&env).await;
-    for m in outbound_message::Entity::find().all(&env.core.db.conn).await.unwrap() {
+    for m in outbound_message::Entity::find()
+        .all(&env.core.db.conn)
+        .await
+        .unwrap()
+    {
         let n = evaluations(&env.core, &m.id).await;
         assert!(n >= 1, "message {} has no evaluation", m.id);
         if m.provider_sid.is_some() {

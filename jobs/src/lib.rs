@@ -4,6 +4,7 @@
 //! [`runner`]; apalis itself is kept behind [`queue`] and [`runner`] so an
 //! upgrade touches those two files.
 
+pub mod poll;
 pub mod queue;
 pub mod runner;
 pub mod send_message;

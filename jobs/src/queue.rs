@@ -43,9 +43,11 @@ impl Queue {
     pub async fn open(
         db: &Db,
         redis: Option<redis::aio::ConnectionManager>,
+        namespace: &str,
     ) -> Result<Queue, anyhow::Error> {
         if let Some(conn) = redis {
-            let config = apalis_redis::Config::default().queue(send_message::QUEUE);
+            let config = apalis_redis::Config::default()
+                .queue(format!("{namespace}:{}", send_message::QUEUE));
             return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
         }
         if let Some(pool) = db.sqlite_pool() {
@@ -87,7 +89,8 @@ impl JobQueue for Queue {
         not_before: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let mut builder = TaskBuilder::new(SendMessage { message_id }).max_attempts(MAX_ATTEMPTS);
+            let mut builder =
+                TaskBuilder::new(SendMessage { message_id }).max_attempts(MAX_ATTEMPTS);
             if let Some(at) = not_before {
                 let secs = at.timestamp().max(0) as u64;
                 builder = builder.run_at_time(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));

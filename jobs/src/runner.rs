@@ -9,8 +9,13 @@ use futures::Future;
 
 use heimdall_domain::Core;
 
+use crate::poll::Tick;
 use crate::queue::Queue;
 use crate::send_message::{self, SendMessage};
+
+/// How often an idle worker looks for due jobs (deferred jobs become due
+/// without a push, so polling is needed besides wake-on-push).
+const POLL: Duration = Duration::from_millis(50);
 
 async fn send_message_handler(job: SendMessage, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
     send_message::run(job, (*core).clone())
@@ -26,13 +31,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), anyhow::Error> {
     let concurrency = core.settings.worker_concurrency;
+    // Worker names must be unique among live workers (apalis registers
+    // them with heartbeats): one per process and start.
+    let worker_name = format!(
+        "heimdall-send-{}-{}",
+        std::process::id(),
+        heimdall_domain::clock::new_id()
+    );
     let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
     let monitor = match queue {
         Queue::Sqlite(storage) => {
             let core = core.clone();
+            let worker_name = worker_name.clone();
             monitor.register(move |_| {
-                WorkerBuilder::new("heimdall-send")
-                    .backend(storage.clone())
+                WorkerBuilder::new(worker_name.clone())
+                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                     .concurrency(concurrency)
                     .data(core.clone())
                     .build(send_message_handler)
@@ -40,9 +53,10 @@ pub async fn run(
         }
         Queue::Postgres(storage) => {
             let core = core.clone();
+            let worker_name = worker_name.clone();
             monitor.register(move |_| {
-                WorkerBuilder::new("heimdall-send")
-                    .backend(storage.clone())
+                WorkerBuilder::new(worker_name.clone())
+                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                     .concurrency(concurrency)
                     .data(core.clone())
                     .build(send_message_handler)
@@ -50,9 +64,10 @@ pub async fn run(
         }
         Queue::Redis(storage) => {
             let core = core.clone();
+            let worker_name = worker_name.clone();
             monitor.register(move |_| {
-                WorkerBuilder::new("heimdall-send")
-                    .backend(storage.clone())
+                WorkerBuilder::new(worker_name.clone())
+                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                     .concurrency(concurrency)
                     .data(core.clone())
                     .build(send_message_handler)

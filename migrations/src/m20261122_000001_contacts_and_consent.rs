@@ -202,7 +202,9 @@ impl MigrationTrait for Migration {
             Consents::Table.into_iden(),
             Contacts::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

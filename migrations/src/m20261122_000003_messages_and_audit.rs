@@ -129,14 +129,18 @@ impl MigrationTrait for Migration {
             ("idx_tool_calls_contact", &["contact_id", "created_at"][..]),
             ("idx_tool_calls_campaign", &["campaign_id"][..]),
         ] {
-            manager.create_index(index("tool_calls", name, cols)).await?;
+            manager
+                .create_index(index("tool_calls", name, cols))
+                .await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for t in ["tool_calls", "message_status_events", "outbound_messages"] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -100,7 +100,9 @@ impl MigrationTrait for Migration {
             "webhook_audit_log",
             "processed_webhook_events",
         ] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

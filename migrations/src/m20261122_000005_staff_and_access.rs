@@ -95,11 +95,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index(
-                "automations",
-                "idx_automations_key",
-                &["api_key_id"],
-            ))
+            .create_index(index("automations", "idx_automations_key", &["api_key_id"]))
             .await?;
         manager
             .create_table(
@@ -132,7 +128,9 @@ impl MigrationTrait for Migration {
             "staff_sessions",
             "staff_users",
         ] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -128,7 +128,9 @@ impl MigrationTrait for Migration {
             "infra_config_changes",
             "channels",
         ] {
-            manager.drop_table(Table::drop().table(t).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
         }
         Ok(())
     }

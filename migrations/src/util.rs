@@ -30,11 +30,7 @@ pub fn ts_null<T: IntoIden>(col: T) -> ColumnDef {
 }
 
 /// Create an index with a conventional name.
-pub fn index<T: IntoTableRef>(
-    table: T,
-    name: &str,
-    cols: &[&'static str],
-) -> IndexCreateStatement {
+pub fn index<T: IntoTableRef>(table: T, name: &str, cols: &[&'static str]) -> IndexCreateStatement {
     let mut stmt = Index::create();
     stmt.name(name).table(table);
     for c in cols {

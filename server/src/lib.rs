@@ -2,8 +2,9 @@
 //! sandbox, so tests can start the real application on port 0.
 
 pub mod cli;
+pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod sandbox;
 pub mod startup;
 pub mod telemetry;
-pub mod sandbox;

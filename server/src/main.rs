@@ -14,7 +14,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(settings.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("heimdall: could not start the runtime: {e}");
@@ -28,7 +31,8 @@ fn main() -> std::process::ExitCode {
                 if let Some(b) = bind {
                     settings.bind = b;
                 }
-                let app = startup::Application::build(settings, startup::Options::default()).await?;
+                let app =
+                    startup::Application::build(settings, startup::Options::default()).await?;
                 app.run_until_stopped(None).await
             }
             Command::Worker => startup::run_worker_only(settings).await,
@@ -39,7 +43,9 @@ fn main() -> std::process::ExitCode {
             Command::ApiKey {
                 command: ApiKeyCommand::Create { name, created_by },
             } => cli::api_key_create(settings, name, created_by).await,
-            Command::Sandbox { bind } => heimdall_server::sandbox::run_standalone(settings, bind).await,
+            Command::Sandbox { bind } => {
+                heimdall_server::sandbox::run_standalone(settings, bind).await
+            }
             Command::Preview => cli::preview(),
         }
     });

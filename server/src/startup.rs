@@ -14,6 +14,8 @@ use leptos::config::LeptosOptions;
 use leptos_actix::{generate_route_list, LeptosRoutes};
 use tokio::sync::watch;
 
+use heimdall_domain::core::{CoreParts, Providers};
+use heimdall_domain::settings::WhatsAppProvider;
 use heimdall_domain::{Core, Db, Settings, SharedClock, SystemClock};
 use heimdall_jobs::Queue;
 
@@ -39,27 +41,135 @@ pub struct Application {
     core: Arc<Core>,
     queue: Queue,
     options: Options,
+    sandbox: Option<heimdall_sandbox::SandboxHandle>,
 }
 
-/// Connect to the database (creating and migrating it), Redis and the queue.
-pub async fn build_core(settings: Settings, clock: SharedClock) -> anyhow::Result<(Arc<Core>, Queue)> {
-    let settings = Arc::new(settings);
+/// The in-process sandbox stands in for Twilio, Meta and Discord when no
+/// provider credentials are configured: start it and point the settings at it.
+pub async fn start_sandbox(
+    settings: &mut Settings,
+) -> anyhow::Result<heimdall_sandbox::SandboxHandle> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let sandbox = heimdall_sandbox::start(
+        heimdall_sandbox::SandboxConfig::from_settings(settings),
+        listener,
+    )
+    .await?;
+    if settings.twilio.is_none() {
+        settings.twilio = Some(sandbox.twilio_settings());
+    }
+    if settings.meta.is_none() {
+        settings.meta = Some(sandbox.meta_settings());
+    }
+    if settings.discord_webhook_url.is_none() {
+        settings.discord_webhook_url = Some(sandbox.discord_webhook_url());
+    }
+    // The credentials now point at the sandbox; remember that it is one.
+    settings.sandbox = heimdall_domain::settings::SandboxMode::On;
+    tracing::warn!(
+        sandbox = %sandbox.base_url(),
+        "no provider credentials are configured: sending to the built-in sandbox (nothing reaches a real person)"
+    );
+    Ok(sandbox)
+}
+
+/// The provider clients the settings call for.
+pub fn build_providers(settings: &Settings) -> Providers {
+    use heimdall_domain::channels::{meta::MetaClient, twilio::TwilioClient, MessageProvider};
+    let http = heimdall_domain::channels::twilio::default_http_client();
+    let twilio = settings
+        .twilio
+        .as_ref()
+        .map(|t| Arc::new(TwilioClient::new(t, http.clone())));
+    let meta = settings
+        .meta
+        .as_ref()
+        .map(|m| Arc::new(MetaClient::new(m, http.clone())));
+    let whatsapp: Option<Arc<dyn MessageProvider>> = match settings.whatsapp_provider {
+        WhatsAppProvider::Twilio => twilio.clone().map(|t| t as Arc<dyn MessageProvider>),
+        WhatsAppProvider::Meta => meta.clone().map(|m| m as Arc<dyn MessageProvider>),
+    };
+    Providers {
+        whatsapp,
+        sms: twilio.clone().map(|t| t as Arc<dyn MessageProvider>),
+        twilio,
+        meta,
+    }
+}
+
+/// Connect to the database (creating and migrating it), Redis and the
+/// queue; build the clients; register templates and senders.
+pub async fn build_core(
+    settings: Settings,
+    clock: SharedClock,
+) -> anyhow::Result<(Arc<Core>, Queue)> {
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     let redis = heimdall_domain::core::connect_redis(&settings)
         .await
         .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;
-    let queue = Queue::open(&db, redis.clone()).await?;
-    let core = Core::new(settings, db, redis, clock, Arc::new(queue.clone()));
+    let queue = Queue::open(&db, redis.clone(), &settings.redis_namespace).await?;
+    let providers = build_providers(&settings);
+    let alerter = heimdall_domain::channels::discord::Alerter::new(
+        settings.discord_webhook_url.clone(),
+        heimdall_domain::channels::twilio::default_http_client(),
+        Duration::from_secs(60),
+    );
+    let sandbox = settings.sandbox_active();
+    let core = Core::new(CoreParts {
+        settings,
+        db,
+        redis,
+        clock,
+        queue: Arc::new(queue.clone()),
+        providers,
+        alerts: Some(Arc::new(alerter)),
+    });
+    prepare(&core, sandbox).await?;
     Ok((core, queue))
 }
 
+/// Start-up work that needs the core: templates, senders, stored settings.
+async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
+    heimdall_domain::templates::register_from_settings(core).await?;
+    heimdall_domain::authz::register_senders(core, sandbox).await?;
+    heimdall_domain::settings_store::apply(core).await?;
+    core.limits.load_tier(&core.db, core.now()).await?;
+    if core.providers.twilio.is_some() {
+        match heimdall_domain::templates::sync_from_twilio(core).await {
+            Ok(r) => tracing::info!(templates = r.seen, "templates synced from the Content API"),
+            Err(e) => {
+                tracing::warn!(error = %e, "template sync from the Content API failed; will retry in the background")
+            }
+        }
+    }
+    if let Err(e) = heimdall_domain::inbound::replay_spool(core).await {
+        tracing::error!(error = %e, "webhook events in the local spool could not be replayed yet");
+    }
+    Ok(())
+}
+
 impl Application {
-    pub async fn build(settings: Settings, options: Options) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(settings.bind)
-            .map_err(|e| anyhow::anyhow!("HEIMDALL_BIND: could not listen on {}: {e}", settings.bind))?;
+    pub async fn build(mut settings: Settings, options: Options) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.bind).map_err(|e| {
+            anyhow::anyhow!("HEIMDALL_BIND: could not listen on {}: {e}", settings.bind)
+        })?;
+        let local = listener.local_addr()?;
+        if settings.public_url.is_none() {
+            settings.public_url = url::Url::parse(&format!("http://{local}")).ok();
+        }
+        let sandbox = if settings.sandbox_active() {
+            Some(start_sandbox(&mut settings).await?)
+        } else {
+            None
+        };
+        if let Some(sb) = &sandbox {
+            sb.set_heimdall_url(settings.public_base());
+        }
         let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
-        Self::build_with(core, queue, listener, options)
+        let mut app = Self::build_with(core, queue, listener, options)?;
+        app.sandbox = sandbox;
+        Ok(app)
     }
 
     pub fn build_with(
@@ -87,9 +197,15 @@ impl Application {
                 .wrap(from_fn(log_request))
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .app_data(crate::error::json_config())
+                .app_data(crate::error::query_config())
+                .app_data(crate::error::path_config())
                 .route("/healthz", web::get().to(routes::health::healthz))
                 .route("/readyz", web::get().to(routes::health::readyz))
                 .route("/metrics", web::get().to(routes::health::metrics))
+                .configure(routes::webhooks::configure)
+                .configure(routes::api::configure)
+                .route("/api/{tail:.*}", web::route().to(routes::api::not_found))
                 .service(actix_files::Files::new("/pkg", pkg))
                 .route("/_sf/{tail:.*}", leptos_actix::handle_server_fns())
                 .leptos_routes(routes.clone(), {
@@ -108,7 +224,13 @@ impl Application {
             core,
             queue,
             options,
+            sandbox: None,
         })
+    }
+
+    /// The in-process sandbox, when one stands in for the providers.
+    pub fn sandbox(&self) -> Option<&heimdall_sandbox::SandboxHandle> {
+        self.sandbox.as_ref()
     }
 
     pub fn port(&self) -> u16 {
@@ -121,7 +243,10 @@ impl Application {
 
     /// Serve until SIGTERM/SIGINT (or `stop` fires): then stop accepting
     /// requests, let in-flight requests and jobs finish, and return.
-    pub async fn run_until_stopped(self, stop: Option<watch::Receiver<bool>>) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let workers = if self.options.workers {
@@ -138,7 +263,11 @@ impl Application {
             None
         };
         let server = tokio::spawn(self.server);
-        tracing::info!(port = self.port, "listening on http://127.0.0.1:{}", self.port);
+        tracing::info!(
+            port = self.port,
+            "listening on http://127.0.0.1:{}",
+            self.port
+        );
         wait_for_stop(stop).await;
         tracing::info!("shutting down: no new requests or jobs; finishing what is in flight");
         let _ = shutdown_tx.send(true);
@@ -149,8 +278,13 @@ impl Application {
                 Ok(Ok(Ok(()))) => tracing::info!("workers stopped cleanly"),
                 Ok(Ok(Err(e))) => tracing::warn!(error = %e, "workers stopped with an error"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "workers task failed"),
-                Err(_) => tracing::warn!("workers did not stop within 40 s; unfinished jobs return to the queue"),
+                Err(_) => tracing::warn!(
+                    "workers did not stop within 40 s; unfinished jobs return to the queue"
+                ),
             }
+        }
+        if let Some(sb) = self.sandbox {
+            sb.stop().await;
         }
         tracing::info!("stopped");
         Ok(())
@@ -259,7 +393,12 @@ fn metric_route(path: &str) -> &'static str {
 }
 
 /// `heimdall worker`: the workers and schedules without HTTP.
-pub async fn run_worker_only(settings: Settings) -> anyhow::Result<()> {
+pub async fn run_worker_only(mut settings: Settings) -> anyhow::Result<()> {
+    let _sandbox = if settings.sandbox_active() {
+        Some(start_sandbox(&mut settings).await?)
+    } else {
+        None
+    };
     let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
     tracing::info!("heimdall worker running");
     heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await

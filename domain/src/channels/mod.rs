@@ -82,7 +82,10 @@ pub struct Rejected {
 
 /// Something that can send a message.
 pub trait MessageProvider: Send + Sync + std::fmt::Debug {
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> BoxFuture<'a, Result<Accepted, Rejected>>;
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> BoxFuture<'a, Result<Accepted, Rejected>>;
 }
 
 /// Map Heimdall's named variables onto a template's positional placeholders.
@@ -141,7 +144,10 @@ mod tests {
         values.insert("task_name".to_string(), "Call Bob".to_string());
         let p = positional_variables(&names, &values).unwrap();
         assert_eq!(p, vec!["Call Bob", "17:00"]);
-        assert_eq!(content_variables_json(&p), r#"{"1":"Call Bob","2":"17:00"}"#);
+        assert_eq!(
+            content_variables_json(&p),
+            r#"{"1":"Call Bob","2":"17:00"}"#
+        );
     }
 
     #[test]
@@ -150,13 +156,17 @@ mod tests {
         let mut values = BTreeMap::new();
         values.insert("a".to_string(), "1".to_string());
         assert_eq!(
-            positional_variables(&names, &values).unwrap_err().to_string(),
+            positional_variables(&names, &values)
+                .unwrap_err()
+                .to_string(),
             "missing template variable(s): b"
         );
         values.insert("b".to_string(), "2".to_string());
         values.insert("c".to_string(), "3".to_string());
         assert_eq!(
-            positional_variables(&names, &values).unwrap_err().to_string(),
+            positional_variables(&names, &values)
+                .unwrap_err()
+                .to_string(),
             "unknown template variable(s): c"
         );
     }

@@ -1,0 +1,907 @@
+//! Inbound traffic from Twilio and Meta, after the signature was checked:
+//! dedup, the person's message (keywords first), service windows, and
+//! delivery statuses. Also the webhook audit log and the local spool that
+//! keeps events when the database is away.
+//!
+//! A STOP is written to the database (consent revoked, suppression added)
+//! before the webhook answers, so no gate evaluated afterwards can pass.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::clock::new_id;
+use crate::contacts::{self, ConsentEvidence, ConsentSource};
+use crate::entities::{inbound_message, processed_webhook_event, webhook_audit};
+use crate::keywords::{self, KeywordAction};
+use crate::outbound::{self, Origin, Recipient, RequestedContent, SendRequest, StatusReport};
+use crate::phone::PhoneNumber;
+use crate::Core;
+
+/// How long a processed event id is remembered.
+pub const DEDUP_TTL: Duration = Duration::hours(24);
+
+/// An inbound message, whichever provider brought it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboundMessage {
+    pub provider: String,
+    pub provider_message_id: String,
+    pub channel: Channel,
+    pub from: String,
+    pub to: Option<String>,
+    pub body: Option<String>,
+    pub media: Vec<String>,
+    pub button_text: Option<String>,
+    pub button_payload: Option<String>,
+    pub profile_name: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl InboundMessage {
+    /// Twilio's form parameters for an inbound WhatsApp or SMS message.
+    pub fn from_twilio(
+        params: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let sid = params
+            .get("MessageSid")
+            .or_else(|| params.get("SmsMessageSid"))
+            .or_else(|| params.get("SmsSid"))
+            .filter(|s| !s.is_empty())
+            .ok_or("MessageSid is missing")?;
+        let from = params
+            .get("From")
+            .filter(|s| !s.is_empty())
+            .ok_or("From is missing")?;
+        let channel = if from.starts_with("whatsapp:") {
+            Channel::WhatsApp
+        } else {
+            Channel::Sms
+        };
+        let num_media: usize = params
+            .get("NumMedia")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+            .min(10);
+        let media = (0..num_media)
+            .filter_map(|i| params.get(&format!("MediaUrl{i}")).cloned())
+            .collect();
+        Ok(InboundMessage {
+            provider: "twilio".into(),
+            provider_message_id: sid.clone(),
+            channel,
+            from: from.clone(),
+            to: params.get("To").cloned(),
+            body: params.get("Body").cloned(),
+            media,
+            button_text: params.get("ButtonText").cloned().filter(|s| !s.is_empty()),
+            button_payload: params
+                .get("ButtonPayload")
+                .cloned()
+                .filter(|s| !s.is_empty()),
+            profile_name: params.get("ProfileName").cloned().filter(|s| !s.is_empty()),
+            received_at: now,
+        })
+    }
+
+    /// The text that keywords are read from: the body, or a button's text.
+    fn keyword_text(&self) -> Option<&str> {
+        self.body
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())
+            .or(self.button_payload.as_deref())
+            .or(self.button_text.as_deref())
+    }
+}
+
+/// What handling an inbound message did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum InboundOutcome {
+    Duplicate,
+    /// Not on the phone allowlist: recorded in the audit log only.
+    Ignored,
+    Stored {
+        inbound_id: String,
+        contact_id: String,
+        keyword: Option<String>,
+        /// The reply queued (STOP confirmation, HELP), if any.
+        reply_message_id: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Remember an event id for 24 hours; false when it was already seen.
+pub async fn first_time(core: &Core, key: &str, provider: &str) -> Result<bool, sea_orm::DbErr> {
+    if let Some(conn) = &core.redis {
+        let mut conn = conn.clone();
+        let k = format!("{}:dedup:{key}", core.settings.redis_namespace);
+        let res: Result<Option<String>, _> = redis::cmd("SET")
+            .arg(&k)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(DEDUP_TTL.num_seconds())
+            .query_async(&mut conn)
+            .await;
+        match res {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(false),
+            Err(e) => tracing::warn!(error = %e, "dedup: redis unavailable, using the database"),
+        }
+    }
+    let now = core.now();
+    let res = processed_webhook_event::ActiveModel {
+        event_key: Set(key.chars().take(200).collect()),
+        provider: Set(provider.to_string()),
+        created_at: Set(now),
+        expires_at: Set(now + DEDUP_TTL),
+    }
+    .insert(&core.db.conn)
+    .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            // A duplicate key is a repeat; anything else is a real error.
+            let exists = processed_webhook_event::Entity::find_by_id(
+                key.chars().take(200).collect::<String>(),
+            )
+            .one(&core.db.conn)
+            .await?;
+            match exists {
+                Some(row) if row.expires_at > now => Ok(false),
+                Some(_) => {
+                    processed_webhook_event::Entity::update_many()
+                        .col_expr(
+                            processed_webhook_event::Column::ExpiresAt,
+                            sea_orm::sea_query::Expr::value(now + DEDUP_TTL),
+                        )
+                        .filter(
+                            processed_webhook_event::Column::EventKey
+                                .eq(key.chars().take(200).collect::<String>()),
+                        )
+                        .exec(&core.db.conn)
+                        .await?;
+                    Ok(true)
+                }
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// Forget dedup entries older than 24 hours (housekeeping).
+pub async fn purge_dedup(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    Ok(processed_webhook_event::Entity::delete_many()
+        .filter(processed_webhook_event::Column::ExpiresAt.lt(core.now()))
+        .exec(&core.db.conn)
+        .await?
+        .rows_affected)
+}
+
+fn allowed(core: &Core, phone: &PhoneNumber) -> bool {
+    let list = &core.settings.phone_allowlist;
+    list.is_empty()
+        || list.iter().any(|n| {
+            PhoneNumber::parse(n, core.settings.default_region)
+                .map(|p| &p == phone)
+                .unwrap_or(false)
+        })
+}
+
+/// Handle one inbound message: dedup, keywords first, store, open the
+/// window, and queue the reply a keyword calls for.
+pub async fn handle_message(
+    core: &Core,
+    msg: InboundMessage,
+) -> Result<InboundOutcome, InboundError> {
+    let phone = match msg.channel {
+        Channel::WhatsApp => PhoneNumber::parse(&msg.from, core.settings.default_region)
+            .or_else(|_| PhoneNumber::from_wa_id(&msg.from)),
+        Channel::Sms => PhoneNumber::parse(&msg.from, core.settings.default_region),
+    }
+    .map_err(|e| InboundError::Malformed(format!("From: {e}")))?;
+    if !allowed(core, &phone) {
+        return Ok(InboundOutcome::Ignored);
+    }
+    let key = format!("{}:msg:{}", msg.provider, msg.provider_message_id);
+    if !first_time(core, &key, &msg.provider).await? {
+        return Ok(InboundOutcome::Duplicate);
+    }
+    let now = core.now();
+    let matched = msg.keyword_text().and_then(keywords::classify);
+    let txn = core.db.begin_write().await?;
+    let contact =
+        contacts::find_or_create_by_phone(&txn, &phone, msg.profile_name.clone(), now).await?;
+    let inbound_id = new_id();
+    let mut changed = false;
+    if let Some(k) = &matched {
+        match k.action {
+            KeywordAction::OptOut => {
+                let revoked = contacts::revoke_consent(
+                    &txn,
+                    &contact.id,
+                    msg.channel,
+                    "keyword",
+                    Some(&msg.provider_message_id),
+                    now,
+                )
+                .await?;
+                let already = contacts::active_suppression(&txn, &contact.id, msg.channel)
+                    .await?
+                    .is_some();
+                if !already {
+                    contacts::suppress(
+                        &txn,
+                        &contact.id,
+                        Some(msg.channel),
+                        "keyword",
+                        Some(&format!("{} ({})", k.keyword, msg.provider_message_id)),
+                        "inbound",
+                        now,
+                    )
+                    .await?;
+                }
+                changed = revoked > 0 || !already;
+            }
+            KeywordAction::OptIn => {
+                // Double opt-in: YES confirms a pending consent; otherwise the
+                // keyword itself is the evidence of a new opt-in.
+                let confirmed =
+                    contacts::confirm_pending(&txn, &contact.id, msg.channel, now).await?;
+                if confirmed == 0 {
+                    contacts::record_consent(
+                        &txn,
+                        &contact.id,
+                        msg.channel,
+                        ConsentSource::Keyword,
+                        &ConsentEvidence {
+                            captured_at: Some(msg.received_at),
+                            inbound_message_id: Some(msg.provider_message_id.clone()),
+                            consent_text_version: Some(format!("keyword:{}", k.keyword)),
+                            consent_text: msg.body.clone(),
+                            ..Default::default()
+                        },
+                        "inbound",
+                        false,
+                        now,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        contacts::ContactError::Db(d) => InboundError::Db(d),
+                        other => InboundError::Malformed(other.to_string()),
+                    })?;
+                }
+                contacts::lift_suppression(&txn, &contact.id, msg.channel, "inbound keyword", now)
+                    .await?;
+                changed = true;
+            }
+            KeywordAction::Help => changed = true,
+        }
+    }
+    inbound_message::ActiveModel {
+        id: Set(inbound_id.clone()),
+        contact_id: Set(contact.id.clone()),
+        channel: Set(msg.channel.as_str().into()),
+        provider: Set(msg.provider.clone()),
+        provider_message_id: Set(msg.provider_message_id.clone()),
+        from_address: Set(phone.to_string()),
+        to_address: Set(msg.to.clone()),
+        body: Set(msg.body.clone()),
+        media: Set(serde_json::to_string(&msg.media).unwrap_or_else(|_| "[]".into())),
+        button_text: Set(msg.button_text.clone()),
+        button_payload: Set(msg.button_payload.clone()),
+        profile_name: Set(msg.profile_name.clone()),
+        keyword_action: Set(matched
+            .as_ref()
+            .map(|k| format!("{:?}", k.action).to_lowercase())),
+        needs_review: Set(matched.as_ref().is_some_and(|k| !k.exact)),
+        reviewed_at: Set(None),
+        reviewed_by: Set(None),
+        received_at: Set(msg.received_at),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    contacts::open_window(&txn, &contact.id, msg.channel, msg.received_at, now).await?;
+    txn.commit().await?;
+    metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| match k.action { KeywordAction::OptOut => "opt_out", KeywordAction::OptIn => "opt_in", KeywordAction::Help => "help" }).unwrap_or("none")).increment(1);
+
+    let reply = match (&matched, changed) {
+        (Some(k), true) => Some(match k.action {
+            KeywordAction::OptOut => format!(
+                "{}: you are unsubscribed and will receive no more messages on this number. Reply START to resubscribe.",
+                core.settings.program_name
+            ),
+            KeywordAction::OptIn => format!(
+                "{}: you are subscribed. Msg frequency varies. Msg & data rates may apply. Reply HELP for help, STOP to unsubscribe.",
+                core.settings.program_name
+            ),
+            KeywordAction::Help => core.settings.help_reply(),
+        }),
+        _ => None,
+    };
+    let reply_message_id = match reply {
+        Some(body) => {
+            let out = outbound::accept(
+                core,
+                SendRequest {
+                    recipient: Recipient::Contact(contact.id.clone()),
+                    channel: msg.channel,
+                    content: RequestedContent::Text {
+                        body,
+                        media_url: None,
+                    },
+                    origin: Origin::ComplianceReply,
+                    idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),
+                },
+            )
+            .await;
+            match out {
+                Ok(o) => Some(o.message_id),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not queue the keyword reply");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Ok(InboundOutcome::Stored {
+        inbound_id,
+        contact_id: contact.id,
+        keyword: matched.map(|k| k.keyword.to_string()),
+        reply_message_id,
+    })
+}
+
+/// Apply a delivery status once (dedup by sid and status).
+pub async fn handle_status(core: &Core, report: StatusReport) -> Result<bool, sea_orm::DbErr> {
+    let sid = report
+        .provider_sid
+        .clone()
+        .or_else(|| report.message_id.clone())
+        .unwrap_or_default();
+    let key = format!(
+        "{}:status:{sid}:{}",
+        report.source,
+        report.status.to_ascii_lowercase()
+    );
+    if !first_time(core, &key, &report.source).await? {
+        return Ok(false);
+    }
+    outbound::apply_status(core, report).await?;
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------
+// Audit log and the local spool
+
+/// One webhook request as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    pub provider: String,
+    pub path: String,
+    /// accepted, duplicate, bad_signature, malformed, too_large, ignored
+    pub verdict: String,
+    pub headers: BTreeMap<String, String>,
+    /// The body with secret-bearing fields removed.
+    pub body: String,
+    pub event_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Parameters never stored in clear.
+const SECRET_PARAMS: &[&str] = &["hub.verify_token", "access_token", "AuthToken", "Password"];
+
+/// Remove secret-bearing fields from a form-encoded or JSON body.
+pub fn redact_body(body: &str) -> String {
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('{') {
+        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(body) {
+            redact_json(&mut v);
+            return v.to_string();
+        }
+        return body.to_string();
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap_or_default();
+    if pairs.is_empty() {
+        return body.chars().take(4096).collect();
+    }
+    let cleaned: Vec<(String, String)> = pairs
+        .into_iter()
+        .map(|(k, v)| {
+            if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(&k)) {
+                (k, "[redacted]".into())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    serde_urlencoded::to_string(cleaned).unwrap_or_default()
+}
+
+fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                    *val = serde_json::Value::String("[redacted]".into());
+                } else {
+                    redact_json(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+pub async fn record_webhook(
+    db: &impl ConnectionTrait,
+    rec: &WebhookRecord,
+    replayed: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    webhook_audit::ActiveModel {
+        id: Set(new_id()),
+        provider: Set(rec.provider.clone()),
+        path: Set(rec.path.clone()),
+        verdict: Set(rec.verdict.clone()),
+        headers: Set(serde_json::to_string(&rec.headers).unwrap_or_else(|_| "{}".into())),
+        body: Set(rec.body.clone()),
+        event_id: Set(rec.event_id.clone()),
+        replayed: Set(replayed),
+        received_at: Set(rec.received_at),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// An accepted event kept on local disk while the database is away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpooledEvent {
+    pub record: WebhookRecord,
+    pub event: SpooledPayload,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SpooledPayload {
+    Message(InboundMessage),
+    Status(StatusReportData),
+    None,
+}
+
+/// A serialisable copy of a status report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReportData {
+    pub message_id: Option<String>,
+    pub provider_sid: Option<String>,
+    pub status: String,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub price: Option<String>,
+    pub price_unit: Option<String>,
+    pub source: String,
+}
+
+impl From<StatusReportData> for StatusReport {
+    fn from(d: StatusReportData) -> Self {
+        StatusReport {
+            message_id: d.message_id,
+            provider_sid: d.provider_sid,
+            status: d.status,
+            error_code: d.error_code,
+            error_message: d.error_message,
+            price: d.price,
+            price_unit: d.price_unit,
+            source: d.source,
+        }
+    }
+}
+
+impl From<&StatusReport> for StatusReportData {
+    fn from(d: &StatusReport) -> Self {
+        StatusReportData {
+            message_id: d.message_id.clone(),
+            provider_sid: d.provider_sid.clone(),
+            status: d.status.clone(),
+            error_code: d.error_code,
+            error_message: d.error_message.clone(),
+            price: d.price.clone(),
+            price_unit: d.price_unit.clone(),
+            source: d.source.clone(),
+        }
+    }
+}
+
+static SPOOL_PENDING: AtomicBool = AtomicBool::new(false);
+static SPOOL_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn spool_path(core: &Core) -> PathBuf {
+    core.settings.data_dir.join("spool").join("webhooks.jsonl")
+}
+
+/// True while events wait in the spool: a STOP may be among them, so sends
+/// hold back until they are replayed.
+pub fn spool_pending(core: &Core) -> bool {
+    SPOOL_PENDING.load(Ordering::SeqCst)
+        || std::fs::metadata(spool_path(core))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+}
+
+/// Append an event to the local spool and flush it to disk.
+pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
+    let _guard = SPOOL_LOCK.lock().await;
+    let path = spool_path(core);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
+    line.push('\n');
+    f.write_all(line.as_bytes())?;
+    f.sync_all()?;
+    SPOOL_PENDING.store(true, Ordering::SeqCst);
+    metrics::counter!("heimdall_webhooks_spooled_total").increment(1);
+    Ok(())
+}
+
+/// Replay spooled events into the database; returns how many were replayed.
+/// Events stay in the spool until every one of them went in.
+pub async fn replay_spool(core: &Core) -> Result<usize, String> {
+    let _guard = SPOOL_LOCK.lock().await;
+    let path = spool_path(core);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            SPOOL_PENDING.store(false, Ordering::SeqCst);
+            return Ok(0);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let ev: SpooledEvent = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable spool line skipped");
+                continue;
+            }
+        };
+        let now = core.now();
+        record_webhook(&core.db.conn, &ev.record, true, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        match ev.event {
+            SpooledPayload::Message(m) => {
+                handle_message(core, m).await.map_err(|e| e.to_string())?;
+            }
+            SpooledPayload::Status(s) => {
+                handle_status(core, s.into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            SpooledPayload::None => {}
+        }
+        n += 1;
+    }
+    std::fs::write(&path, b"").map_err(|e| e.to_string())?;
+    SPOOL_PENDING.store(false, Ordering::SeqCst);
+    if n > 0 {
+        tracing::info!(events = n, "replayed webhook events from the local spool");
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------------------
+// Meta webhooks
+
+/// What one Meta webhook delivery carries.
+#[derive(Debug, Default)]
+pub struct MetaEvents {
+    pub messages: Vec<InboundMessage>,
+    pub statuses: Vec<StatusReport>,
+    /// A new messaging limit from `business_capability_update`.
+    pub tier_limit: Option<Option<u64>>,
+}
+
+/// Parse Meta's webhook JSON (`whatsapp_business_account` object).
+pub fn parse_meta(body: &serde_json::Value, now: DateTime<Utc>) -> Result<MetaEvents, String> {
+    if body.get("object").and_then(|o| o.as_str()) != Some("whatsapp_business_account") {
+        return Err("object must be whatsapp_business_account".into());
+    }
+    let entries = body
+        .get("entry")
+        .and_then(|e| e.as_array())
+        .ok_or("entry is missing")?;
+    let mut out = MetaEvents::default();
+    for entry in entries {
+        for change in entry
+            .get("changes")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let field = change
+                .get("field")
+                .and_then(|f| f.as_str())
+                .unwrap_or_default();
+            let value = change.get("value").cloned().unwrap_or_default();
+            match field {
+                "messages" => {
+                    let names: BTreeMap<String, String> = value
+                        .get("contacts")
+                        .and_then(|c| c.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| {
+                            Some((
+                                c.get("wa_id")?.as_str()?.to_string(),
+                                c.pointer("/profile/name")?.as_str()?.to_string(),
+                            ))
+                        })
+                        .collect();
+                    let to = value
+                        .pointer("/metadata/display_phone_number")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    for m in value
+                        .get("messages")
+                        .and_then(|m| m.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let id = m
+                            .get("id")
+                            .and_then(|v| v.as_str())
+                            .ok_or("message id missing")?;
+                        let from = m
+                            .get("from")
+                            .and_then(|v| v.as_str())
+                            .ok_or("message from missing")?;
+                        let kind = m.get("type").and_then(|v| v.as_str()).unwrap_or("text");
+                        let received_at = m
+                            .get("timestamp")
+                            .and_then(|t| t.as_str())
+                            .and_then(|t| t.parse::<i64>().ok())
+                            .and_then(|t| DateTime::from_timestamp(t, 0))
+                            .filter(|t| *t <= now + Duration::minutes(5))
+                            .unwrap_or(now);
+                        let (body, button_text, button_payload) = match kind {
+                            "text" => (
+                                m.pointer("/text/body")
+                                    .and_then(|v| v.as_str())
+                                    .map(str::to_string),
+                                None,
+                                None,
+                            ),
+                            "button" => (
+                                None,
+                                m.pointer("/button/text")
+                                    .and_then(|v| v.as_str())
+                                    .map(str::to_string),
+                                m.pointer("/button/payload")
+                                    .and_then(|v| v.as_str())
+                                    .map(str::to_string),
+                            ),
+                            "interactive" => {
+                                let reply = m
+                                    .pointer("/interactive/button_reply")
+                                    .or_else(|| m.pointer("/interactive/list_reply"));
+                                (
+                                    None,
+                                    reply
+                                        .and_then(|r| r.get("title"))
+                                        .and_then(|v| v.as_str())
+                                        .map(str::to_string),
+                                    reply
+                                        .and_then(|r| r.get("id"))
+                                        .and_then(|v| v.as_str())
+                                        .map(str::to_string),
+                                )
+                            }
+                            _ => (
+                                m.pointer(&format!("/{kind}/caption"))
+                                    .and_then(|v| v.as_str())
+                                    .map(str::to_string),
+                                None,
+                                None,
+                            ),
+                        };
+                        let media = ["image", "audio", "video", "document", "sticker"]
+                            .iter()
+                            .filter_map(|k| {
+                                m.pointer(&format!("/{k}/id"))
+                                    .and_then(|v| v.as_str())
+                                    .map(|id| format!("meta-media:{id}"))
+                            })
+                            .collect();
+                        out.messages.push(InboundMessage {
+                            provider: "meta".into(),
+                            provider_message_id: id.to_string(),
+                            channel: Channel::WhatsApp,
+                            from: from.to_string(),
+                            to: to.clone(),
+                            body,
+                            media,
+                            button_text,
+                            button_payload,
+                            profile_name: names.get(from).cloned(),
+                            received_at,
+                        });
+                    }
+                    for s in value
+                        .get("statuses")
+                        .and_then(|s| s.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let id = s
+                            .get("id")
+                            .and_then(|v| v.as_str())
+                            .ok_or("status id missing")?;
+                        let status = s
+                            .get("status")
+                            .and_then(|v| v.as_str())
+                            .ok_or("status missing")?;
+                        let err = s
+                            .get("errors")
+                            .and_then(|e| e.as_array())
+                            .and_then(|e| e.first());
+                        out.statuses.push(StatusReport {
+                            message_id: None,
+                            provider_sid: Some(id.to_string()),
+                            status: status.to_string(),
+                            error_code: err.and_then(|e| e.get("code")).and_then(|c| c.as_i64()),
+                            error_message: err
+                                .and_then(|e| e.get("title").or_else(|| e.get("message")))
+                                .and_then(|t| t.as_str())
+                                .map(str::to_string),
+                            price: None,
+                            price_unit: None,
+                            source: "meta".into(),
+                        });
+                    }
+                }
+                "business_capability_update" | "account_update" | "phone_number_quality_update" => {
+                    if let Some(limit) = parse_meta_limit(&value) {
+                        out.tier_limit = Some(limit);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Meta's messaging limit as a number (`None` = unlimited), from either
+/// `max_daily_conversation_per_phone` (number), `max_daily_conversations_per_business`
+/// or `current_limit` (`TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`).
+pub fn parse_meta_limit(value: &serde_json::Value) -> Option<Option<u64>> {
+    for key in [
+        "max_daily_conversations_per_business",
+        "max_daily_conversation_per_phone",
+        "current_limit",
+        "messaging_limit_tier",
+    ] {
+        match value.get(key) {
+            Some(serde_json::Value::Number(n)) => return n.as_u64().map(Some),
+            Some(serde_json::Value::String(s)) => {
+                let s = s.to_ascii_uppercase();
+                let tier = s.trim_start_matches("TIER_");
+                return match tier {
+                    "UNLIMITED" => Some(None),
+                    _ => {
+                        let (digits, mult) = match tier.strip_suffix('K') {
+                            Some(d) => (d, 1000),
+                            None => (tier, 1),
+                        };
+                        digits.parse::<u64>().ok().map(|n| Some(n * mult))
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Persist a new tier limit (from Meta or an admin) and apply it.
+pub async fn set_tier_limit(
+    core: &Core,
+    limit: Option<u64>,
+    actor: &str,
+) -> Result<(), sea_orm::DbErr> {
+    let before = core.limits.tier_limit();
+    core.limits.set_tier_limit(limit);
+    crate::settings_store::put(core, "tier_limit", &serde_json::json!(limit), actor).await?;
+    crate::authz::record_change(
+        &core.db.conn,
+        actor,
+        "tier_limit",
+        "messaging limit changed",
+        Some(serde_json::json!(before)),
+        Some(serde_json::json!(limit)),
+        core.now(),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets() {
+        assert_eq!(
+            redact_body("hub.mode=subscribe&hub.verify_token=s3cret&hub.challenge=1"),
+            "hub.mode=subscribe&hub.verify_token=%5Bredacted%5D&hub.challenge=1"
+        );
+        let j = redact_body(r#"{"a":{"access_token":"x"},"b":1}"#);
+        assert!(!j.contains("\"x\""));
+    }
+
+    #[test]
+    fn meta_limits() {
+        use serde_json::json;
+        assert_eq!(
+            parse_meta_limit(&json!({"max_daily_conversation_per_phone": 1000})),
+            Some(Some(1000))
+        );
+        assert_eq!(
+            parse_meta_limit(&json!({"max_daily_conversations_per_business": "TIER_2K"})),
+            Some(Some(2000))
+        );
+        assert_eq!(
+            parse_meta_limit(&json!({"current_limit": "TIER_UNLIMITED"})),
+            Some(None)
+        );
+        assert_eq!(
+            parse_meta_limit(&json!({"current_limit": "TIER_250"})),
+            Some(Some(250))
+        );
+        assert_eq!(parse_meta_limit(&json!({})), None);
+    }
+
+    #[test]
+    fn parses_meta_messages_and_statuses() {
+        let now = Utc::now();
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1"},
+                "contacts": [{"profile": {"name": "Kari"}, "wa_id": "4791234567"}],
+                "messages": [{"from": "4791234567", "id": "wamid.A", "timestamp": "1700000000", "type": "text", "text": {"body": "STOP"}}],
+                "statuses": [{"id": "wamid.B", "status": "failed", "timestamp": "1700000001", "recipient_id": "4791234567",
+                              "errors": [{"code": 131026, "title": "Message undeliverable"}]}]
+            }}]}]
+        });
+        let ev = parse_meta(&body, now).unwrap();
+        assert_eq!(ev.messages.len(), 1);
+        assert_eq!(ev.messages[0].body.as_deref(), Some("STOP"));
+        assert_eq!(ev.messages[0].profile_name.as_deref(), Some("Kari"));
+        assert_eq!(ev.statuses[0].error_code, Some(131026));
+        assert!(parse_meta(&serde_json::json!({"object": "page"}), now).is_err());
+    }
+}

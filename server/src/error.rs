@@ -1,0 +1,124 @@
+//! Errors at the HTTP edge: JSON `{"error": {"code", "message"}}` with the
+//! right status. The cause chain goes to the log, never into the response.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large")]
+    TooLarge,
+    /// Refused by a gate: the reason code and why.
+    #[error("{message}")]
+    Refused {
+        code: String,
+        message: String,
+        extra: serde_json::Value,
+    },
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge => "payload_too_large",
+            ApiError::Refused { code, .. } => code,
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = ?e, "internal error");
+        }
+        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        if let ApiError::Refused { extra, .. } = self {
+            if let (Some(obj), Some(more)) = (body.as_object_mut(), extra.as_object()) {
+                for (k, v) in more {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(body)
+    }
+}
+
+/// JSON and query errors from actix's extractors, as our error shape.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(256 * 1024)
+        .error_handler(|err, _req| {
+            let e = match &err {
+                actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                | actix_web::error::JsonPayloadError::Overflow { .. } => ApiError::TooLarge,
+                actix_web::error::JsonPayloadError::ContentType => {
+                    ApiError::bad("Content-Type must be application/json")
+                }
+                other => ApiError::bad(format!("invalid JSON body: {other}")),
+            };
+            actix_web::error::InternalError::from_response(err, e.error_response()).into()
+        })
+}
+
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|err, _req| {
+        let e = ApiError::bad(format!("invalid query: {err}"));
+        actix_web::error::InternalError::from_response(err, e.error_response()).into()
+    })
+}
+
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default().error_handler(|err, _req| {
+        let e = ApiError::bad(format!("invalid path: {err}"));
+        actix_web::error::InternalError::from_response(err, e.error_response()).into()
+    })
+}

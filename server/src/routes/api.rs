@@ -1,0 +1,552 @@
+//! The internal API for automations: `X-API-Key` or `Authorization: Bearer`.
+//! Handlers parse input into domain types, call the domain, map errors. A
+//! message refused by a gate is HTTP 422 with the gate's reason code, and
+//! it is still recorded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures::future::LocalBoxFuture;
+use serde::Deserialize;
+use serde_json::json;
+
+use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::entities::outbound_message;
+use heimdall_domain::gates::Decision;
+use heimdall_domain::message_state::MessageState;
+use heimdall_domain::outbound::{
+    self, AcceptError, Origin, Outcome, Recipient, RequestedContent, SendRequest,
+};
+use heimdall_domain::{templates, Channel, Core, PhoneNumber};
+
+use crate::error::ApiError;
+
+/// An authenticated API caller.
+pub struct ApiAuth(pub ApiPrincipal);
+
+impl FromRequest for ApiAuth {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get("X-API-Key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                req.headers()
+                    .get("Authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::to_string)
+            });
+        let core = req.app_data::<web::Data<Arc<Core>>>().cloned();
+        Box::pin(async move {
+            let (Some(key), Some(core)) = (header, core) else {
+                return Err(ApiError::Unauthorized);
+            };
+            match authz::authenticate_api_key(&core, &key).await? {
+                Some(p) => Ok(ApiAuth(p)),
+                None => Err(ApiError::Unauthorized),
+            }
+        })
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/whatsapp/send", web::post().to(whatsapp_send))
+        .route("/api/whatsapp/templates", web::get().to(whatsapp_templates))
+        .route(
+            "/api/whatsapp/session/{phone}",
+            web::get().to(whatsapp_session),
+        )
+        .route("/api/v1/contacts", web::post().to(create_contact))
+        .route("/api/v1/contacts", web::get().to(find_contacts))
+        .route("/api/v1/contacts/{id}", web::get().to(get_contact))
+        .route(
+            "/api/v1/contacts/{id}/consents",
+            web::post().to(record_consent),
+        )
+        .route(
+            "/api/v1/contacts/{id}/consents",
+            web::get().to(list_consents),
+        )
+        .route(
+            "/api/v1/contacts/{id}/consents/revoke",
+            web::post().to(revoke_consent),
+        )
+        .route("/api/v1/messages", web::post().to(send_message))
+        .route("/api/v1/messages/{id}", web::get().to(get_message))
+        .route("/api/v1/preview", web::post().to(preview));
+}
+
+fn core_err(e: AcceptError) -> ApiError {
+    match e {
+        AcceptError::BadRequest(m) => ApiError::bad(m),
+        AcceptError::ContactNotFound(id) => ApiError::NotFound(format!("no contact with id {id}")),
+        AcceptError::Db(e) => e.into(),
+    }
+}
+
+fn refused(outcome: &Outcome) -> Option<ApiError> {
+    match outcome.decision.decision {
+        Decision::Block { reason } => Some(ApiError::Refused {
+            code: reason.code().to_string(),
+            message: outcome.decision.explanation(),
+            extra: json!({
+                "success": false,
+                "message_id": outcome.message_id,
+                "state": outcome.state,
+                "decision": outcome.decision,
+            }),
+        }),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seed-compatible endpoints
+
+#[derive(Debug, Deserialize)]
+struct WhatsAppSend {
+    user_id: Option<String>,
+    to: Option<String>,
+    template_name: String,
+    #[serde(default)]
+    variables: BTreeMap<String, serde_json::Value>,
+    idempotency_key: Option<String>,
+}
+
+fn stringify(
+    vars: BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    vars.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(ApiError::bad(format!(
+                        "variables.{k} must be a string or number, not {other}"
+                    )))
+                }
+            };
+            Ok((k, s))
+        })
+        .collect()
+}
+
+/// `POST /api/whatsapp/send`: accept, then wait briefly for the provider's
+/// sid so the answer carries it (as the seed's synchronous API did).
+async fn whatsapp_send(
+    core: web::Data<Arc<Core>>,
+    auth: ApiAuth,
+    body: web::Json<WhatsAppSend>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let recipient = match (body.user_id, body.to) {
+        (Some(id), None) => Recipient::Contact(id),
+        (None, Some(to)) => Recipient::Phone(to),
+        (Some(_), Some(_)) => return Err(ApiError::bad("give either user_id or to, not both")),
+        (None, None) => return Err(ApiError::bad("user_id or to is required")),
+    };
+    let outcome = outbound::accept(
+        &core,
+        SendRequest {
+            recipient,
+            channel: Channel::WhatsApp,
+            content: RequestedContent::Template {
+                name: body.template_name,
+                variables: stringify(body.variables)?,
+            },
+            origin: Origin::Automation {
+                principal: auth.0,
+                source: "api",
+                reminder_id: None,
+            },
+            idempotency_key: body.idempotency_key,
+        },
+    )
+    .await
+    .map_err(core_err)?;
+    if let Some(e) = refused(&outcome) {
+        return Err(e);
+    }
+    let (sid, state) = wait_for_sid(&core, &outcome.message_id, Duration::from_secs(10)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "success": true,
+        "message_sid": sid,
+        "message_id": outcome.message_id,
+        "state": state,
+    })))
+}
+
+async fn wait_for_sid(
+    core: &Core,
+    id: &str,
+    max: Duration,
+) -> Result<(Option<String>, String), ApiError> {
+    use sea_orm::EntityTrait;
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        let m = outbound_message::Entity::find_by_id(id)
+            .one(&core.db.conn)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(id.to_string()))?;
+        let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+        let settled = m.provider_sid.is_some()
+            || state.is_final()
+            || (state == MessageState::Deferred
+                && m.defer_until
+                    .is_some_and(|u| u > core.now() + chrono::Duration::seconds(2)));
+        if settled || tokio::time::Instant::now() >= deadline {
+            return Ok((m.provider_sid, m.state));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn whatsapp_templates(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+) -> Result<HttpResponse, ApiError> {
+    let list = templates::list(&core).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "templates": list.iter().map(|t| json!({
+            "name": t.name,
+            "sid": t.provider_id,
+            "provider": t.provider,
+            "status": t.approval_status,
+            "approved": t.approval_status == "approved",
+            "category": t.category,
+            "language": t.language,
+            "variables": t.variables,
+            "body": t.body,
+            "rejection_reason": t.rejection_reason,
+            "synced_at": t.synced_at,
+        })).collect::<Vec<_>>()
+    })))
+}
+
+async fn whatsapp_session(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let phone = PhoneNumber::parse(&path.into_inner(), core.settings.default_region)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let now = core.now();
+    let state = match contacts::find_by_phone(&core.db.conn, &phone).await? {
+        Some(c) => contacts::window(&core.db.conn, &c.id, Channel::WhatsApp, now).await?,
+        None => contacts::WindowState {
+            in_window: false,
+            expires_at: None,
+            last_inbound: None,
+            seconds_remaining: 0,
+        },
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "phone": phone.as_str(),
+        "in_window": state.in_window,
+        "expires_at": state.expires_at,
+        "time_remaining": state.seconds_remaining,
+        "last_inbound": state.last_inbound,
+    })))
+}
+
+// ---------------------------------------------------------------------------
+// /api/v1
+
+async fn create_contact(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    body: web::Json<ContactInput>,
+) -> Result<HttpResponse, ApiError> {
+    match contacts::upsert(&core, &body).await {
+        Ok((c, true)) => Ok(HttpResponse::Created().json(c)),
+        Ok((c, false)) => Ok(HttpResponse::Ok().json(c)),
+        Err(contacts::ContactError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::bad(e.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FindContacts {
+    phone: Option<String>,
+    q: Option<String>,
+}
+
+async fn find_contacts(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    q: web::Query<FindContacts>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(phone) = &q.phone {
+        let p = PhoneNumber::parse(phone, core.settings.default_region)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        return match contacts::find_by_phone(&core.db.conn, &p).await? {
+            Some(c) => Ok(HttpResponse::Ok().json(contacts::Contact::from(c))),
+            None => Err(ApiError::NotFound(format!("no contact with phone {p}"))),
+        };
+    }
+    let list = contacts::search(&core, q.q.as_deref().unwrap_or(""), 100).await?;
+    Ok(HttpResponse::Ok().json(json!({"contacts": list})))
+}
+
+async fn get_contact(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    match contacts::get(&core, &id).await {
+        Ok(c) => {
+            let now = core.now();
+            let mut windows = serde_json::Map::new();
+            let mut suppressed = serde_json::Map::new();
+            for ch in Channel::ALL {
+                windows.insert(
+                    ch.to_string(),
+                    json!(contacts::window(&core.db.conn, &id, ch, now).await?),
+                );
+                suppressed.insert(
+                    ch.to_string(),
+                    json!(contacts::active_suppression(&core.db.conn, &id, ch)
+                        .await?
+                        .is_some()),
+                );
+            }
+            Ok(HttpResponse::Ok().json(json!({
+                "contact": c,
+                "windows": windows,
+                "suppressed": suppressed,
+            })))
+        }
+        Err(contacts::ContactError::NotFound(id)) => {
+            Err(ApiError::NotFound(format!("no contact with id {id}")))
+        }
+        Err(contacts::ContactError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::bad(e.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    channel: Channel,
+    source: ConsentSource,
+    evidence: ConsentEvidence,
+    /// Double opt-in: recorded as pending until the person confirms.
+    #[serde(default)]
+    pending: bool,
+}
+
+async fn record_consent(
+    core: web::Data<Arc<Core>>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+    body: web::Json<ConsentBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    contacts::get(&core, &id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
+    let body = body.into_inner();
+    match contacts::record_consent(
+        &core.db.conn,
+        &id,
+        body.channel,
+        body.source,
+        &body.evidence,
+        &auth.0.actor(),
+        body.pending,
+        core.now(),
+    )
+    .await
+    {
+        Ok(rec) => {
+            // A new opt-in lifts an earlier keyword or provider suppression.
+            if !body.pending {
+                contacts::lift_suppression(
+                    &core.db.conn,
+                    &id,
+                    body.channel,
+                    &auth.0.actor(),
+                    core.now(),
+                )
+                .await?;
+            }
+            Ok(HttpResponse::Created().json(rec))
+        }
+        Err(contacts::ContactError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::BadRequest {
+            code: "invalid_evidence",
+            message: e.to_string(),
+        }),
+    }
+}
+
+async fn list_consents(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    contacts::get(&core, &id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "consents": contacts::consent_history(&core, &id).await?,
+        "suppressions": contacts::suppressions(&core, &id).await?,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    channel: Channel,
+    reason: Option<String>,
+}
+
+async fn revoke_consent(
+    core: web::Data<Arc<Core>>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+    body: web::Json<RevokeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    contacts::get(&core, &id)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
+    contacts::revoke_and_suppress(
+        &core.db.conn,
+        &id,
+        body.channel,
+        "api",
+        body.reason.as_deref(),
+        &auth.0.actor(),
+        core.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": true, "channel": body.channel})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    to: Option<String>,
+    contact_id: Option<String>,
+    #[serde(default = "default_channel")]
+    channel: Channel,
+    template_name: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, serde_json::Value>,
+    text: Option<String>,
+    media_url: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn default_channel() -> Channel {
+    Channel::WhatsApp
+}
+
+async fn send_message(
+    core: web::Data<Arc<Core>>,
+    auth: ApiAuth,
+    body: web::Json<MessageBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let recipient = match (b.contact_id, b.to) {
+        (Some(id), None) => Recipient::Contact(id),
+        (None, Some(to)) => Recipient::Phone(to),
+        (Some(_), Some(_)) => return Err(ApiError::bad("give either contact_id or to, not both")),
+        (None, None) => return Err(ApiError::bad("contact_id or to is required")),
+    };
+    let content = match (b.template_name, b.text) {
+        (Some(name), None) => RequestedContent::Template {
+            name,
+            variables: stringify(b.variables)?,
+        },
+        (None, Some(text)) => RequestedContent::Text {
+            body: text,
+            media_url: b.media_url,
+        },
+        _ => {
+            return Err(ApiError::bad(
+                "give either template_name (with variables) or text",
+            ))
+        }
+    };
+    let outcome = outbound::accept(
+        &core,
+        SendRequest {
+            recipient,
+            channel: b.channel,
+            content,
+            origin: Origin::Automation {
+                principal: auth.0,
+                source: "api",
+                reminder_id: None,
+            },
+            idempotency_key: b.idempotency_key,
+        },
+    )
+    .await
+    .map_err(core_err)?;
+    if let Some(e) = refused(&outcome) {
+        return Err(e);
+    }
+    Ok(HttpResponse::Accepted().json(json!({
+        "message_id": outcome.message_id,
+        "state": outcome.state,
+        "decision": outcome.decision,
+        "duplicate": outcome.duplicate,
+    })))
+}
+
+async fn get_message(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    match outbound::view(&core, &id).await? {
+        Some(v) => Ok(HttpResponse::Ok().json(v)),
+        None => Err(ApiError::NotFound(format!("no message with id {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    markdown: String,
+}
+
+async fn preview(_auth: ApiAuth, body: web::Json<PreviewBody>) -> Result<HttpResponse, ApiError> {
+    if body.markdown.len() > 200_000 {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(
+        HttpResponse::Ok().json(heimdall_domain::formatting::render_for_whatsapp(
+            &body.markdown,
+        )),
+    )
+}
+
+/// Unknown API paths answer in the API's error shape.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,472 @@
+//! Webhooks from Twilio (form-encoded, `X-Twilio-Signature`) and Meta (JSON,
+//! `X-Hub-Signature-256`, GET handshake). A request whose signature fails
+//! gets 403 and changes nothing but the audit log. Every request is
+//! written to `webhook_audit_log`; when the database is away, the event goes
+//! to the local spool and the webhook still answers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::ExposeSecret;
+
+use heimdall_domain::inbound::{
+    self, InboundMessage, InboundOutcome, SpooledEvent, SpooledPayload, WebhookRecord,
+};
+use heimdall_domain::outbound::StatusReport;
+use heimdall_domain::signature;
+use heimdall_domain::Core;
+
+const TWIML_EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/twilio/inbound", web::post().to(twilio_inbound))
+        .route("/whatsapp/webhook", web::post().to(twilio_inbound))
+        .route("/webhooks/twilio/status", web::post().to(twilio_status))
+        .route("/whatsapp/status", web::post().to(twilio_status))
+        .route("/webhooks/meta", web::get().to(meta_verify))
+        .route("/webhooks/meta", web::post().to(meta_events))
+        .route("/webhooks/whatsapp", web::get().to(meta_verify))
+        .route("/webhooks/whatsapp", web::post().to(meta_events));
+}
+
+/// The headers worth keeping (signatures shortened: enough to match a
+/// provider's log, useless to forge with).
+fn kept_headers(req: &HttpRequest) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in [
+        "content-type",
+        "user-agent",
+        "x-twilio-signature",
+        "x-hub-signature-256",
+        "i-twilio-idempotency-token",
+        "x-forwarded-for",
+    ] {
+        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok()) {
+            let v = if name.contains("signature") {
+                format!("{}…", v.chars().take(12).collect::<String>())
+            } else {
+                v.chars().take(300).collect()
+            };
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+fn record(
+    req: &HttpRequest,
+    provider: &str,
+    verdict: &str,
+    body: &[u8],
+    event_id: Option<String>,
+    core: &Core,
+) -> WebhookRecord {
+    WebhookRecord {
+        provider: provider.into(),
+        path: req.path().to_string(),
+        verdict: verdict.into(),
+        headers: kept_headers(req),
+        body: inbound::redact_body(&String::from_utf8_lossy(body)),
+        event_id,
+        received_at: core.now(),
+    }
+}
+
+/// Write the audit row; if the database is away, spool the event instead.
+/// Returns false only when neither worked.
+async fn audit_or_spool(core: &Core, rec: WebhookRecord, payload: SpooledPayload) -> bool {
+    match inbound::record_webhook(&core.db.conn, &rec, false, core.now()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook audit: database unavailable, spooling");
+            spool(core, rec, payload).await
+        }
+    }
+}
+
+async fn spool(core: &Core, record: WebhookRecord, event: SpooledPayload) -> bool {
+    match inbound::spool(core, &SpooledEvent { record, event }).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "could not write the webhook spool");
+            false
+        }
+    }
+}
+
+/// The URL Twilio signed: the public base plus this request's path and query.
+fn public_url(core: &Core, req: &HttpRequest) -> String {
+    let base = core.settings.public_base();
+    let mut url = base.as_str().trim_end_matches('/').to_string();
+    url.push_str(req.path());
+    if !req.query_string().is_empty() {
+        url.push('?');
+        url.push_str(req.query_string());
+    }
+    url
+}
+
+enum TwilioBody {
+    Form(Vec<(String, String)>),
+    Json,
+}
+
+/// Check Twilio's signature: 403 (and an audit row) when it fails.
+async fn verify_twilio(
+    core: &Core,
+    req: &HttpRequest,
+    body: &web::Bytes,
+) -> Result<TwilioBody, HttpResponse> {
+    let Some(twilio) = &core.settings.twilio else {
+        return Err(HttpResponse::NotFound().json(serde_json::json!({"error": {"code": "not_configured", "message": "Twilio is not configured"}})));
+    };
+    let token = twilio.auth_token.expose_secret();
+    let sig = req
+        .headers()
+        .get("X-Twilio-Signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let url = public_url(core, req);
+    let is_json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let (ok, parsed) = if is_json {
+        (
+            signature::verify_twilio_json(token, &url, body, sig),
+            Some(TwilioBody::Json),
+        )
+    } else {
+        match serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) {
+            Ok(params) => (
+                signature::verify_twilio_signature(token, &url, &params, sig),
+                Some(TwilioBody::Form(params)),
+            ),
+            Err(_) => (false, None),
+        }
+    };
+    if !ok {
+        let verdict = if parsed.is_none() && !sig.is_empty() {
+            "malformed"
+        } else {
+            "bad_signature"
+        };
+        metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict)
+            .increment(1);
+        tracing::warn!(path = %req.path(), verdict, "twilio webhook refused");
+        audit_or_spool(
+            core,
+            record(req, "twilio", verdict, body, None, core),
+            SpooledPayload::None,
+        )
+        .await;
+        return Err(if verdict == "malformed" {
+            HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "the body is not form-encoded"}}))
+        } else {
+            HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "bad_signature", "message": "missing or invalid X-Twilio-Signature"}}))
+        });
+    }
+    Ok(parsed.unwrap_or(TwilioBody::Json))
+}
+
+async fn twilio_inbound(
+    core: web::Data<Arc<Core>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let params = match verify_twilio(&core, &req, &body).await {
+        Ok(TwilioBody::Form(p)) => p,
+        Ok(TwilioBody::Json) => {
+            return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "inbound messages are form-encoded"}}))
+        }
+        Err(resp) => return resp,
+    };
+    let map: BTreeMap<String, String> = params.into_iter().collect();
+    let msg = match InboundMessage::from_twilio(&map, core.now()) {
+        Ok(m) => m,
+        Err(why) => {
+            audit_or_spool(
+                &core,
+                record(&req, "twilio", "malformed", &body, None, &core),
+                SpooledPayload::None,
+            )
+            .await;
+            return HttpResponse::BadRequest()
+                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}));
+        }
+    };
+    let event_id = Some(msg.provider_message_id.clone());
+    match inbound::handle_message(&core, msg.clone()).await {
+        Ok(outcome) => {
+            let verdict = match &outcome {
+                InboundOutcome::Duplicate => "duplicate",
+                InboundOutcome::Ignored => "ignored",
+                InboundOutcome::Stored { .. } => "accepted",
+            };
+            metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict).increment(1);
+            audit_or_spool(
+                &core,
+                record(&req, "twilio", verdict, &body, event_id, &core),
+                SpooledPayload::None,
+            )
+            .await;
+            twiml()
+        }
+        Err(inbound::InboundError::Malformed(why)) => {
+            audit_or_spool(
+                &core,
+                record(&req, "twilio", "malformed", &body, event_id, &core),
+                SpooledPayload::None,
+            )
+            .await;
+            HttpResponse::BadRequest()
+                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}))
+        }
+        Err(inbound::InboundError::Db(e)) => {
+            tracing::error!(error = %e, "inbound message: database unavailable, spooling");
+            if spool(
+                &core,
+                record(&req, "twilio", "accepted", &body, event_id, &core),
+                SpooledPayload::Message(msg),
+            )
+            .await
+            {
+                twiml()
+            } else {
+                // Twilio retries on a 5xx: better than losing the event.
+                HttpResponse::ServiceUnavailable().finish()
+            }
+        }
+    }
+}
+
+fn twiml() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(TWIML_EMPTY)
+}
+
+async fn twilio_status(
+    core: web::Data<Arc<Core>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let params = match verify_twilio(&core, &req, &body).await {
+        Ok(TwilioBody::Form(p)) => p,
+        Ok(TwilioBody::Json) => {
+            return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "status callbacks are form-encoded"}}))
+        }
+        Err(resp) => return resp,
+    };
+    let map: BTreeMap<String, String> = params.into_iter().collect();
+    let status = map
+        .get("MessageStatus")
+        .or_else(|| map.get("SmsStatus"))
+        .cloned();
+    let sid = map.get("MessageSid").or_else(|| map.get("SmsSid")).cloned();
+    let (Some(status), Some(sid)) = (status, sid) else {
+        audit_or_spool(
+            &core,
+            record(&req, "twilio", "malformed", &body, None, &core),
+            SpooledPayload::None,
+        )
+        .await;
+        return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "MessageSid and MessageStatus are required"}}));
+    };
+    let mid = req
+        .query_string()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "mid")
+        .map(|(_, v)| v.to_string());
+    let report = StatusReport {
+        message_id: mid,
+        provider_sid: Some(sid.clone()),
+        status,
+        error_code: map.get("ErrorCode").and_then(|c| c.parse().ok()),
+        error_message: map.get("ErrorMessage").cloned(),
+        price: map.get("Price").cloned().filter(|p| !p.is_empty()),
+        price_unit: map.get("PriceUnit").cloned().filter(|p| !p.is_empty()),
+        source: "twilio".into(),
+    };
+    let data = inbound::StatusReportData::from(&report);
+    match inbound::handle_status(&core, report).await {
+        Ok(first) => {
+            let verdict = if first { "accepted" } else { "duplicate" };
+            metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict).increment(1);
+            audit_or_spool(
+                &core,
+                record(&req, "twilio", verdict, &body, Some(sid), &core),
+                SpooledPayload::None,
+            )
+            .await;
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status callback: database unavailable, spooling");
+            if spool(
+                &core,
+                record(&req, "twilio", "accepted", &body, Some(sid), &core),
+                SpooledPayload::Status(data),
+            )
+            .await
+            {
+                HttpResponse::NoContent().finish()
+            } else {
+                HttpResponse::ServiceUnavailable().finish()
+            }
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+async fn meta_verify(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpResponse {
+    let Some(meta) = &core.settings.meta else {
+        return HttpResponse::NotFound().finish();
+    };
+    let q: Handshake = serde_urlencoded::from_str(req.query_string()).unwrap_or(Handshake {
+        mode: None,
+        verify_token: None,
+        challenge: None,
+    });
+    let expected = meta.verify_token.expose_secret();
+    let ok = q.mode.as_deref() == Some("subscribe")
+        && !expected.is_empty()
+        && q.verify_token.as_deref().is_some_and(|t| {
+            use subtle::ConstantTimeEq;
+            t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected.as_bytes()))
+        });
+    let verdict = if ok { "accepted" } else { "bad_signature" };
+    audit_or_spool(
+        &core,
+        record(
+            &req,
+            "meta",
+            verdict,
+            req.query_string().as_bytes(),
+            None,
+            &core,
+        ),
+        SpooledPayload::None,
+    )
+    .await;
+    match (ok, q.challenge) {
+        (true, Some(c)) => HttpResponse::Ok().content_type("text/plain").body(c),
+        (true, None) => HttpResponse::BadRequest().finish(),
+        (false, _) => HttpResponse::Forbidden().finish(),
+    }
+}
+
+async fn meta_events(
+    core: web::Data<Arc<Core>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(meta) = &core.settings.meta else {
+        return HttpResponse::NotFound().finish();
+    };
+    let sig = req
+        .headers()
+        .get("X-Hub-Signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !signature::verify_meta_signature(meta.app_secret.expose_secret(), &body, sig) {
+        metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "bad_signature").increment(1);
+        audit_or_spool(
+            &core,
+            record(&req, "meta", "bad_signature", &body, None, &core),
+            SpooledPayload::None,
+        )
+        .await;
+        return HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "bad_signature", "message": "missing or invalid X-Hub-Signature-256"}}));
+    }
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| inbound::parse_meta(&v, core.now()));
+    let events = match parsed {
+        Ok(e) => e,
+        Err(why) => {
+            audit_or_spool(
+                &core,
+                record(&req, "meta", "malformed", &body, None, &core),
+                SpooledPayload::None,
+            )
+            .await;
+            return HttpResponse::BadRequest()
+                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}));
+        }
+    };
+    if let Some(limit) = events.tier_limit {
+        if let Err(e) =
+            inbound::set_tier_limit(&core, limit, "meta:business_capability_update").await
+        {
+            tracing::error!(error = %e, "could not store the new messaging limit");
+        }
+    }
+    let mut spooled_all = true;
+    for msg in events.messages {
+        let wamid = msg.provider_message_id.clone();
+        match inbound::handle_message(&core, msg.clone()).await {
+            Ok(InboundOutcome::Stored { .. }) => {
+                if core.settings.meta_read_receipts {
+                    if let Some(client) = core.providers.meta.clone() {
+                        tokio::spawn(async move {
+                            if let Err(e) = client.mark_as_read(&wamid).await {
+                                tracing::warn!(error = %e, "could not mark a message read");
+                            }
+                        });
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(inbound::InboundError::Db(e)) => {
+                tracing::error!(error = %e, "meta message: database unavailable, spooling");
+                spooled_all &= spool(
+                    &core,
+                    record(&req, "meta", "accepted", &body, Some(wamid), &core),
+                    SpooledPayload::Message(msg),
+                )
+                .await;
+            }
+            Err(inbound::InboundError::Malformed(why)) => {
+                tracing::warn!(%why, "meta message skipped")
+            }
+        }
+    }
+    for st in events.statuses {
+        let data = inbound::StatusReportData::from(&st);
+        if let Err(e) = inbound::handle_status(&core, st).await {
+            tracing::error!(error = %e, "meta status: database unavailable, spooling");
+            spooled_all &= spool(
+                &core,
+                record(&req, "meta", "accepted", &body, None, &core),
+                SpooledPayload::Status(data),
+            )
+            .await;
+        }
+    }
+    metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "accepted")
+        .increment(1);
+    audit_or_spool(
+        &core,
+        record(&req, "meta", "accepted", &body, None, &core),
+        SpooledPayload::None,
+    )
+    .await;
+    if spooled_all {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::ServiceUnavailable().finish()
+    }
+}
