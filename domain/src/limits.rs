@@ -214,7 +214,9 @@ impl Limits {
             let mut conn = conn.clone();
             let key = self.key("tier", "set");
             let from = (now - TIER_WINDOW).timestamp_millis();
-            let res: Result<(u64, Option<f64>, Vec<(String, f64)>), _> = redis::pipe()
+            // (count in window, this recipient's score, the oldest member)
+            type TierRead = (u64, Option<f64>, Vec<(String, f64)>);
+            let res: Result<TierRead, _> = redis::pipe()
                 .zcount(&key, from + 1, "+inf")
                 .zscore(&key, recipient)
                 .zrangebyscore_limit_withscores(&key, from + 1, "+inf", 0, 1)

@@ -111,68 +111,47 @@ pub enum AcceptError {
 
 const STATUS_PATH: &str = "/webhooks/twilio/status";
 
-fn source_and_ids(
-    origin: &Origin,
-) -> (
-    &'static str,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-) {
-    // (source, campaign_id, automation key id, reminder_id, fallback_of, actor)
+/// What a message's origin puts in its row.
+struct OriginColumns {
+    source: &'static str,
+    campaign_id: Option<String>,
+    /// The API key behind an automation (`bootstrap` for the settings key).
+    automation_id: Option<String>,
+    reminder_id: Option<String>,
+    fallback_of: Option<String>,
+    actor: String,
+}
+
+fn origin_columns(origin: &Origin) -> OriginColumns {
+    let base = |source, actor: String| OriginColumns {
+        source,
+        campaign_id: None,
+        automation_id: None,
+        reminder_id: None,
+        fallback_of: None,
+        actor,
+    };
     match origin {
         Origin::Automation {
             principal,
             source,
             reminder_id,
-        } => (
-            source,
-            None,
-            Some(
-                principal
-                    .key_id
-                    .clone()
-                    .unwrap_or_else(|| "bootstrap".into()),
-            ),
-            reminder_id.clone(),
-            None,
-            principal.actor(),
-        ),
-        Origin::Campaign { campaign_id } => (
-            "campaign",
-            Some(campaign_id.clone()),
-            None,
-            None,
-            None,
-            format!("campaign:{campaign_id}"),
-        ),
-        Origin::Inbox { staff } => (
-            "inbox",
-            None,
-            None,
-            None,
-            None,
-            format!("staff:{}", staff.id),
-        ),
-        Origin::Fallback { of } => (
-            "fallback",
-            None,
-            None,
-            None,
-            Some(of.clone()),
-            "system:fallback".into(),
-        ),
-        Origin::ComplianceReply => (
-            "compliance",
-            None,
-            None,
-            None,
-            None,
-            "system:keyword".into(),
-        ),
-        Origin::OptInConfirmation => ("optin", None, None, None, None, "system:optin".into()),
+        } => OriginColumns {
+            automation_id: Some(principal.key_id.clone().unwrap_or_else(|| "bootstrap".into())),
+            reminder_id: reminder_id.clone(),
+            ..base(source, principal.actor())
+        },
+        Origin::Campaign { campaign_id } => OriginColumns {
+            campaign_id: Some(campaign_id.clone()),
+            ..base("campaign", format!("campaign:{campaign_id}"))
+        },
+        Origin::Inbox { staff } => base("inbox", format!("staff:{}", staff.id)),
+        Origin::Fallback { of } => OriginColumns {
+            fallback_of: Some(of.clone()),
+            ..base("fallback", "system:fallback".into())
+        },
+        Origin::ComplianceReply => base("compliance", "system:keyword".into()),
+        Origin::OptInConfirmation => base("optin", "system:optin".into()),
     }
 }
 
@@ -242,8 +221,14 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         Some(n) => templates::find_by_name(&core.db.conn, n).await?,
         None => None,
     };
-    let (source, campaign_id, automation_id, reminder_id, fallback_of, actor) =
-        source_and_ids(&req.origin);
+    let OriginColumns {
+        source,
+        campaign_id,
+        automation_id,
+        reminder_id,
+        fallback_of,
+        actor,
+    } = origin_columns(&req.origin);
     let row = outbound_message::ActiveModel {
         id: Set(new_id()),
         contact_id: Set(contact_id),
