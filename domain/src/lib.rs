@@ -40,3 +40,9 @@ pub mod settings_store;
 pub mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod campaigns;
+pub mod optin;
+pub mod reminders;
+pub mod reports;
+pub mod schedules;
+pub mod sessions;

@@ -6,7 +6,9 @@
 
 pub mod poll;
 pub mod queue;
+pub mod fan_out_campaign;
 pub mod runner;
+pub mod schedules;
 pub mod send_message;
 
 pub use queue::Queue;

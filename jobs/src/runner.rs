@@ -39,6 +39,7 @@ pub async fn run(
         heimdall_domain::clock::new_id()
     );
     let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let queue_for_hooks = queue.clone();
     let monitor = match queue {
         Queue::Sqlite(storage) => {
             let core = core.clone();
@@ -74,6 +75,8 @@ pub async fn run(
             })
         }
     };
+    let monitor = crate::fan_out_campaign::register(monitor, &core, &queue_for_hooks);
+    let monitor = crate::schedules::register(monitor, &core, &queue_for_hooks);
     monitor
         .run_with_signal(async move {
             shutdown.await;

@@ -205,6 +205,8 @@ impl Application {
                 .route("/metrics", web::get().to(routes::health::metrics))
                 .configure(routes::webhooks::configure)
                 .configure(routes::api::configure)
+                .configure(routes::reminders::configure)
+                .configure(routes::optin::configure)
                 .route("/api/{tail:.*}", web::route().to(routes::api::not_found))
                 .service(actix_files::Files::new("/pkg", pkg))
                 .route("/_sf/{tail:.*}", leptos_actix::handle_server_fns())

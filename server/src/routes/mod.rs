@@ -4,3 +4,5 @@
 pub mod api;
 pub mod health;
 pub mod webhooks;
+pub mod optin;
+pub mod reminders;
