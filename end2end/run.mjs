@@ -28,7 +28,9 @@ const data = mkdtempSync(join(tmpdir(), 'heimdall-e2e-'));
 const apiKey = 'e2e-' + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
 const env = {
   ...process.env,
-  HEIMDALL_DATABASE_URL: `sqlite://${data}/heimdall.db?mode=rwc`,
+  // HEIMDALL_E2E_DATABASE_URL / HEIMDALL_E2E_REDIS_URL run the same tests on
+  // PostgreSQL and Redis (the database must exist and be empty).
+  HEIMDALL_DATABASE_URL: process.env.HEIMDALL_E2E_DATABASE_URL || `sqlite://${data}/heimdall.db?mode=rwc`,
   HEIMDALL_DATA_DIR: join(data, 'data'),
   HEIMDALL_API_KEY: apiKey,
   HEIMDALL_STATUS_STEP_MS: '150',
@@ -37,6 +39,11 @@ const env = {
   RUST_LOG: process.env.RUST_LOG || 'info',
 };
 for (const k of ['HEIMDALL_REDIS_URL', 'TWILIO_ACCOUNT_SID', 'TWILIO_AUTH_TOKEN', 'WHATSAPP_ACCESS_TOKEN', 'HEIMDALL_PUBLIC_URL']) delete env[k];
+if (process.env.HEIMDALL_E2E_REDIS_URL) {
+  env.HEIMDALL_REDIS_URL = process.env.HEIMDALL_E2E_REDIS_URL;
+  env.HEIMDALL_REDIS_NAMESPACE = 'e2e' + process.pid;
+}
+console.log(`browser tests on ${env.HEIMDALL_DATABASE_URL.split(':')[0]}${env.HEIMDALL_REDIS_URL ? ' + redis' : ''}`);
 
 const users = {
   operator: { email: 'operator@example.com', password: 'operator-password-1' },
