@@ -47,6 +47,16 @@ pub struct Core {
     pub alerts: SharedSink,
     pub limits: Limits,
     pub errors: ErrorTable,
+    /// Webhook events waiting in the local spool (see [`crate::inbound`]).
+    pub spool: SpoolState,
+}
+
+/// Whether this process has webhook events in its local spool, and the lock
+/// that serialises writing and replaying it.
+#[derive(Debug, Default)]
+pub struct SpoolState {
+    pub pending: std::sync::atomic::AtomicBool,
+    pub lock: tokio::sync::Mutex<()>,
 }
 
 /// Connect to Redis when the settings name it.
@@ -103,6 +113,7 @@ impl Core {
             alerts: parts.alerts.unwrap_or_else(|| Arc::new(LogSink)),
             limits,
             errors,
+            spool: SpoolState::default(),
         })
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
@@ -123,63 +123,81 @@ pub enum InboundError {
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Remember an event id for 24 hours; false when it was already seen.
-pub async fn first_time(core: &Core, key: &str, provider: &str) -> Result<bool, sea_orm::DbErr> {
-    if let Some(conn) = &core.redis {
-        let mut conn = conn.clone();
-        let k = format!("{}:dedup:{key}", core.settings.redis_namespace);
-        let res: Result<Option<String>, _> = redis::cmd("SET")
-            .arg(&k)
-            .arg(1)
-            .arg("NX")
-            .arg("EX")
-            .arg(DEDUP_TTL.num_seconds())
-            .query_async(&mut conn)
-            .await;
-        match res {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(false),
-            Err(e) => tracing::warn!(error = %e, "dedup: redis unavailable, using the database"),
+fn redis_dedup_key(core: &Core, key: &str) -> String {
+    format!("{}:dedup:{key}", core.settings.redis_namespace)
+}
+
+/// Claim an event id in Redis for 24 hours (when Redis is configured):
+/// false when another delivery already claimed it. A claim must be
+/// released with [`release`] if processing fails, so a retry or the spool
+/// replay is not taken for a duplicate.
+async fn claim_redis(core: &Core, key: &str) -> bool {
+    let Some(conn) = &core.redis else {
+        return true;
+    };
+    let mut conn = conn.clone();
+    let res: Result<Option<String>, _> = redis::cmd("SET")
+        .arg(redis_dedup_key(core, key))
+        .arg(1)
+        .arg("NX")
+        .arg("EX")
+        .arg(DEDUP_TTL.num_seconds())
+        .query_async(&mut conn)
+        .await;
+    match res {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "dedup: redis unavailable, using the database");
+            true
         }
     }
-    let now = core.now();
-    let res = processed_webhook_event::ActiveModel {
-        event_key: Set(key.chars().take(200).collect()),
+}
+
+async fn release_redis(core: &Core, key: &str) {
+    if let Some(conn) = &core.redis {
+        let mut conn = conn.clone();
+        let res: Result<i64, _> = redis::cmd("DEL")
+            .arg(redis_dedup_key(core, key))
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "dedup: could not release a claim in redis");
+        }
+    }
+}
+
+/// Record an event id in the database (the record, and the only dedup
+/// without Redis): false when it is already there and not expired. Run it
+/// in the same transaction as the event's effects, so a failure leaves no
+/// mark behind.
+async fn claim_db(
+    db: &impl ConnectionTrait,
+    key: &str,
+    provider: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    let key: String = key.chars().take(200).collect();
+    processed_webhook_event::Entity::delete_many()
+        .filter(processed_webhook_event::Column::EventKey.eq(&key))
+        .filter(processed_webhook_event::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?;
+    let inserted = processed_webhook_event::Entity::insert(processed_webhook_event::ActiveModel {
+        event_key: Set(key),
         provider: Set(provider.to_string()),
         created_at: Set(now),
         expires_at: Set(now + DEDUP_TTL),
-    }
-    .insert(&core.db.conn)
-    .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) => {
-            // A duplicate key is a repeat; anything else is a real error.
-            let exists = processed_webhook_event::Entity::find_by_id(
-                key.chars().take(200).collect::<String>(),
-            )
-            .one(&core.db.conn)
-            .await?;
-            match exists {
-                Some(row) if row.expires_at > now => Ok(false),
-                Some(_) => {
-                    processed_webhook_event::Entity::update_many()
-                        .col_expr(
-                            processed_webhook_event::Column::ExpiresAt,
-                            sea_orm::sea_query::Expr::value(now + DEDUP_TTL),
-                        )
-                        .filter(
-                            processed_webhook_event::Column::EventKey
-                                .eq(key.chars().take(200).collect::<String>()),
-                        )
-                        .exec(&core.db.conn)
-                        .await?;
-                    Ok(true)
-                }
-                None => Err(e),
-            }
-        }
-    }
+    })
+    .on_conflict(
+        OnConflict::column(processed_webhook_event::Column::EventKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Forget dedup entries older than 24 hours (housekeeping).
@@ -217,12 +235,42 @@ pub async fn handle_message(
         return Ok(InboundOutcome::Ignored);
     }
     let key = format!("{}:msg:{}", msg.provider, msg.provider_message_id);
-    if !first_time(core, &key, &msg.provider).await? {
+    if !claim_redis(core, &key).await {
         return Ok(InboundOutcome::Duplicate);
     }
+    match store_message(core, &msg, &phone, &key).await {
+        Ok(Some(stored)) => Ok(reply_to_keyword(core, &msg, stored).await),
+        Ok(None) => Ok(InboundOutcome::Duplicate),
+        Err(e) => {
+            release_redis(core, &key).await;
+            Err(e)
+        }
+    }
+}
+
+/// What storing an inbound message did, for the reply that follows.
+struct Stored {
+    inbound_id: String,
+    contact_id: String,
+    matched: Option<keywords::KeywordMatch>,
+    changed: bool,
+}
+
+/// Everything an inbound message changes, in one transaction with its
+/// dedup record: `None` when it was a duplicate.
+async fn store_message(
+    core: &Core,
+    msg: &InboundMessage,
+    phone: &PhoneNumber,
+    key: &str,
+) -> Result<Option<Stored>, InboundError> {
     let now = core.now();
     let matched = msg.keyword_text().and_then(keywords::classify);
     let txn = core.db.begin_write().await?;
+    if !claim_db(&txn, key, &msg.provider, now).await? {
+        txn.rollback().await?;
+        return Ok(None);
+    }
     let contact =
         contacts::find_or_create_by_phone(&txn, &phone, msg.profile_name.clone(), now).await?;
     let inbound_id = new_id();
@@ -318,7 +366,22 @@ pub async fn handle_message(
     contacts::open_window(&txn, &contact.id, msg.channel, msg.received_at, now).await?;
     txn.commit().await?;
     metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| match k.action { KeywordAction::OptOut => "opt_out", KeywordAction::OptIn => "opt_in", KeywordAction::Help => "help" }).unwrap_or("none")).increment(1);
+    Ok(Some(Stored {
+        inbound_id,
+        contact_id: contact.id,
+        matched,
+        changed,
+    }))
+}
 
+/// Queue the reply a keyword calls for (after the effects are committed).
+async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> InboundOutcome {
+    let Stored {
+        inbound_id,
+        contact_id,
+        matched,
+        changed,
+    } = stored;
     let reply = match (&matched, changed) {
         (Some(k), true) => Some(match k.action {
             KeywordAction::OptOut => format!(
@@ -338,12 +401,9 @@ pub async fn handle_message(
             let out = outbound::accept(
                 core,
                 SendRequest {
-                    recipient: Recipient::Contact(contact.id.clone()),
+                    recipient: Recipient::Contact(contact_id.clone()),
                     channel: msg.channel,
-                    content: RequestedContent::Text {
-                        body,
-                        media_url: None,
-                    },
+                    content: RequestedContent::Text { body, media_url: None },
                     origin: Origin::ComplianceReply,
                     idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),
                 },
@@ -359,12 +419,12 @@ pub async fn handle_message(
         }
         None => None,
     };
-    Ok(InboundOutcome::Stored {
+    InboundOutcome::Stored {
         inbound_id,
-        contact_id: contact.id,
+        contact_id,
         keyword: matched.map(|k| k.keyword.to_string()),
         reply_message_id,
-    })
+    }
 }
 
 /// Apply a delivery status once (dedup by sid and status).
@@ -379,11 +439,28 @@ pub async fn handle_status(core: &Core, report: StatusReport) -> Result<bool, se
         report.source,
         report.status.to_ascii_lowercase()
     );
-    if !first_time(core, &key, &report.source).await? {
+    if !claim_redis(core, &key).await {
         return Ok(false);
     }
-    outbound::apply_status(core, report).await?;
-    Ok(true)
+    let source = report.source.clone();
+    let res = async {
+        if !claim_db(&core.db.conn, &key, &source, core.now()).await? {
+            return Ok(false);
+        }
+        if let Err(e) = outbound::apply_status(core, report).await {
+            // Release the claim so a redelivery or the spool replay applies it.
+            let _ = processed_webhook_event::Entity::delete_by_id(key.chars().take(200).collect::<String>())
+                .exec(&core.db.conn)
+                .await;
+            return Err(e);
+        }
+        Ok(true)
+    }
+    .await;
+    if res.is_err() {
+        release_redis(core, &key).await;
+    }
+    res
 }
 
 // ---------------------------------------------------------------------------
@@ -529,9 +606,6 @@ impl From<&StatusReport> for StatusReportData {
     }
 }
 
-static SPOOL_PENDING: AtomicBool = AtomicBool::new(false);
-static SPOOL_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 pub fn spool_path(core: &Core) -> PathBuf {
     core.settings.data_dir.join("spool").join("webhooks.jsonl")
 }
@@ -539,7 +613,7 @@ pub fn spool_path(core: &Core) -> PathBuf {
 /// True while events wait in the spool: a STOP may be among them, so sends
 /// hold back until they are replayed.
 pub fn spool_pending(core: &Core) -> bool {
-    SPOOL_PENDING.load(Ordering::SeqCst)
+    core.spool.pending.load(Ordering::SeqCst)
         || std::fs::metadata(spool_path(core))
             .map(|m| m.len() > 0)
             .unwrap_or(false)
@@ -547,7 +621,7 @@ pub fn spool_pending(core: &Core) -> bool {
 
 /// Append an event to the local spool and flush it to disk.
 pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
-    let _guard = SPOOL_LOCK.lock().await;
+    let _guard = core.spool.lock.lock().await;
     let path = spool_path(core);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -560,7 +634,7 @@ pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
     line.push('\n');
     f.write_all(line.as_bytes())?;
     f.sync_all()?;
-    SPOOL_PENDING.store(true, Ordering::SeqCst);
+    core.spool.pending.store(true, Ordering::SeqCst);
     metrics::counter!("heimdall_webhooks_spooled_total").increment(1);
     Ok(())
 }
@@ -568,12 +642,12 @@ pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
 /// Replay spooled events into the database; returns how many were replayed.
 /// Events stay in the spool until every one of them went in.
 pub async fn replay_spool(core: &Core) -> Result<usize, String> {
-    let _guard = SPOOL_LOCK.lock().await;
+    let _guard = core.spool.lock.lock().await;
     let path = spool_path(core);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            SPOOL_PENDING.store(false, Ordering::SeqCst);
+            core.spool.pending.store(false, Ordering::SeqCst);
             return Ok(0);
         }
         Err(e) => return Err(e.to_string()),
@@ -605,7 +679,7 @@ pub async fn replay_spool(core: &Core) -> Result<usize, String> {
         n += 1;
     }
     std::fs::write(&path, b"").map_err(|e| e.to_string())?;
-    SPOOL_PENDING.store(false, Ordering::SeqCst);
+    core.spool.pending.store(false, Ordering::SeqCst);
     if n > 0 {
         tracing::info!(events = n, "replayed webhook events from the local spool");
     }

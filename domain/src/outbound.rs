@@ -587,6 +587,18 @@ async fn load_facts(
     ))
 }
 
+/// The facts the gates would see for `m`, a message that is NOT stored (a
+/// campaign review's dry run), loaded exactly as the send path loads them.
+/// Reads only: no row is written and no limit is reserved.
+pub async fn dry_run_facts(
+    core: &Core,
+    m: &outbound_message::Model,
+    template: Option<&Template>,
+    authorization: Authorization,
+) -> Result<(MessageFacts, LoadedFacts), sea_orm::DbErr> {
+    load_facts(core, &core.db.conn, m, template, Some(authorization)).await
+}
+
 /// Write the evaluation's audit row and the state it leads to, and enqueue.
 #[allow(clippy::too_many_arguments)]
 async fn finish_evaluation(

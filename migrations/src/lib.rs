@@ -16,6 +16,11 @@ mod m20261122_000005_staff_and_access;
 mod m20261122_000006_scheduling;
 mod m20261122_000007_operations;
 mod m20261122_000008_optin;
+mod m20261122_000010_campaign_fan_out_progress;
+mod m20261122_000030_optin_confirmation_template;
+mod m20261122_000040_schedule_principal;
+mod m20261122_000041_schedule_occurrence_claims;
+mod m20261122_000042_tier_usage_daily;
 mod util;
 
 pub struct Migrator;
@@ -32,6 +37,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_scheduling::Migration),
             Box::new(m20261122_000007_operations::Migration),
             Box::new(m20261122_000008_optin::Migration),
+            Box::new(m20261122_000010_campaign_fan_out_progress::Migration),
+            Box::new(m20261122_000030_optin_confirmation_template::Migration),
+            Box::new(m20261122_000040_schedule_principal::Migration),
+            Box::new(m20261122_000041_schedule_occurrence_claims::Migration),
+            Box::new(m20261122_000042_tier_usage_daily::Migration),
         ]
     }
 }

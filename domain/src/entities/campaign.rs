@@ -23,6 +23,10 @@ pub struct Model {
     pub rejection_reason: Option<String>,
     pub fanned_out_at: Option<DateTimeUtc>,
     pub completed_at: Option<DateTimeUtc>,
+    /// Set when the fan-out had accepted a message for every recipient.
+    pub fan_out_finished_at: Option<DateTimeUtc>,
+    /// How many recipients the fan-out found.
+    pub recipients: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

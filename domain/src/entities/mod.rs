@@ -29,5 +29,6 @@ pub mod staff_user;
 pub mod suppression;
 pub mod template;
 pub mod tier_usage;
+pub mod tier_usage_daily;
 pub mod tool_call;
 pub mod webhook_audit;

@@ -15,6 +15,8 @@ pub struct Model {
     pub thank_you: String,
     pub double_opt_in: bool,
     pub active: bool,
+    /// The approved WhatsApp template for double opt-in confirmations.
+    pub whatsapp_confirmation_template: Option<String>,
     pub created_by: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -15,6 +15,10 @@ pub struct Model {
     pub variables: String,
     pub variables_url: Option<String>,
     pub automation_id: Option<String>,
+    /// The API key whose automation sends it; `None` is the bootstrap key.
+    pub api_key_id: Option<String>,
+    /// How late (seconds) an occurrence may still go after downtime.
+    pub tolerance_secs: i64,
     pub active: bool,
     pub last_run_at: Option<DateTimeUtc>,
     pub next_run_at: Option<DateTimeUtc>,

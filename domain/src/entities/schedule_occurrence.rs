@@ -14,6 +14,8 @@ pub struct Model {
     pub message_id: Option<String>,
     pub outcome: Option<String>,
     pub created_at: DateTimeUtc,
+    /// When it was last claimed or settled.
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
