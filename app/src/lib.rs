@@ -3,14 +3,28 @@
 //!
 //! Server functions here are public HTTP endpoints: each one checks the
 //! session and the role first, then calls `heimdall-domain`. No business
-//! rule lives in this crate.
+//! rule lives in this crate, and no page relies on what the browser hides:
+//! the server refuses what a role may not do.
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod layout;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    path, StaticSegment,
+    components::{ParentRoute, Route, Router, Routes},
+    path, SsrMode,
 };
+
+use crate::layout::ConsoleLayout;
+use crate::pages::auth::{LoginPage, SetupPage};
+use crate::pages::templates::TemplatesPage;
 
 /// The HTML document around the app; rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -38,25 +52,15 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="heimdall" href="/pkg/heimdall.css"/>
         <Title text="Heimdall"/>
         <Router>
-            <main>
-                <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=StaticSegment("") view=Home/>
-                    <Route path=path!("/console") view=Home/>
-                </Routes>
-            </main>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/setup/:token") view=SetupPage ssr=SsrMode::Async/>
+                <ParentRoute path=path!("") view=ConsoleLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=TemplatesPage/>
+                    <Route path=path!("/templates") view=TemplatesPage/>
+                </ParentRoute>
+            </Routes>
         </Router>
-    }
-}
-
-#[component]
-fn Home() -> impl IntoView {
-    let (count, set_count) = signal(0);
-    view! {
-        <h1>"Heimdall"</h1>
-        <p>"Compliance-gated outbound messaging."</p>
-        <button id="hydration-probe" on:click=move |_| set_count.update(|c| *c += 1)>
-            "Clicked " {count} " times"
-        </button>
     }
 }
 
@@ -68,7 +72,12 @@ fn NotFound() -> impl IntoView {
             resp.set_status(actix_web::http::StatusCode::NOT_FOUND);
         }
     }
-    view! { <h1>"Not found"</h1> }
+    view! {
+        <main class="content" id="main">
+            <h1>"Not found"</h1>
+            <p><a href="/">"Back to the dashboard"</a></p>
+        </main>
+    }
 }
 
 /// Entry point of the WASM bundle: hydrate the server-rendered page.

@@ -66,3 +66,34 @@ impl Me {
         self.role.allows(role)
     }
 }
+
+/// A failed or undelivered message, with what its error means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureView {
+    pub message_id: String,
+    pub phone_masked: String,
+    pub error_code: Option<i32>,
+    pub meaning: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A label and how many: states, reasons.
+pub type Counts = Vec<(String, usize)>;
+
+/// What a gate reason code means, in a few words, for staff.
+pub fn reason_label(code: &str) -> &'static str {
+    match code {
+        "invalid_number" => "not a valid phone number",
+        "no_consent" => "no recorded opt-in for this channel",
+        "suppressed" => "opted out (STOP), suppressed by staff or by the provider",
+        "outside_window" => "free-form text outside the 24-hour window",
+        "template_not_approved" => "template unknown, not approved, or variables wrong",
+        "not_authorized" => "no human authorization, or the sender is not active",
+        "quiet_hours" => "SMS outside 08:00-21:00 local time (deferred)",
+        "tier_limit" => "messaging tier used up (deferred)",
+        "rate_limited" => "sender or recipient pace (deferred)",
+        "marketing_paused" => "marketing template to a +1 number on WhatsApp",
+        "campaign_paused" => "held while the campaign is paused",
+        _ => "",
+    }
+}

@@ -42,6 +42,7 @@ pub mod templates;
 pub mod testing;
 pub mod campaigns;
 pub mod optin;
+pub mod housekeeping;
 pub mod reminders;
 pub mod reports;
 pub mod schedules;

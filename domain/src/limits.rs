@@ -375,7 +375,8 @@ impl Limits {
             let key = self.key("rate", sender);
             // Microsecond resolution would be better at high rates; at the
             // rates providers allow (<= 1,000/s) milliseconds suffice.
-            let interval_ms = (1000.0 / f64::from(rate)).ceil().max(1.0) as i64;
+            // Rounded up (and 1 % wider, as in process): never faster than the rate.
+            let interval_ms = (1010.0 / f64::from(rate)).ceil().max(1.0) as i64;
             for _ in 0..10_000 {
                 let now_ms = Utc::now().timestamp_millis();
                 let res: Result<i64, _> = redis::Script::new(GCRA_SCRIPT)
@@ -410,10 +411,15 @@ impl Limits {
 }
 
 fn direct_limiter(rate: u32) -> DefaultDirectRateLimiter {
-    let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
     // No burst: messages are spaced evenly, so any one-second window holds
-    // at most `rate` of them.
-    RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN))
+    // at most `rate` of them. The spacing is 1 % wider than 1/rate, so the
+    // scheduling jitter between the permit and the request on the wire
+    // cannot squeeze an extra message into a second.
+    let period = StdDuration::from_nanos((1_010_000_000u64 / u64::from(rate.max(1))).max(1));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 #[cfg(test)]

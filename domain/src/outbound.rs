@@ -868,9 +868,6 @@ async fn call_provider(
         .await?;
         return handle_failure(core, m, class, false).await;
     };
-    core.limits
-        .until_sender_ready(&from, rate.and_then(|r| u32::try_from(r).ok()))
-        .await;
     let request = OutboundRequest {
         message_id: m.id.clone(),
         channel,
@@ -888,6 +885,11 @@ async fn call_provider(
         .filter(outbound_message::Column::Id.eq(&m.id))
         .exec(&core.db.conn)
         .await?;
+    // The rate limit is taken last, right before the call, so nothing
+    // between the permit and the request can bunch requests together.
+    core.limits
+        .until_sender_ready(&request.from, rate.and_then(|r| u32::try_from(r).ok()))
+        .await;
     let started = std::time::Instant::now();
     let result = provider.send(&request).await;
     metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str())

@@ -6,8 +6,11 @@
 
 pub mod poll;
 pub mod queue;
+pub mod deliver_reminders;
 pub mod fan_out_campaign;
+pub mod housekeeping;
 pub mod runner;
+pub mod run_schedules;
 pub mod schedules;
 pub mod send_message;
 

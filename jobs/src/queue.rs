@@ -1,6 +1,8 @@
 //! The apalis storages behind [`heimdall_domain::queue::JobQueue`]:
 //! SQLite or PostgreSQL (the same database as the record) by default,
-//! Redis when `HEIMDALL_REDIS_URL` is set.
+//! Redis when `HEIMDALL_REDIS_URL` is set. Two queues live there: one for
+//! sending messages, one for fanning campaigns out ([`FanOutQueue`], made
+//! from the same pool or connection).
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +16,7 @@ use futures::future::BoxFuture;
 use heimdall_domain::queue::{JobQueue, QueueError};
 use heimdall_domain::Db;
 
+use crate::fan_out_campaign::{self, FanOutCampaign};
 use crate::send_message::{self, SendMessage};
 
 /// Attempts apalis makes for one job when the handler fails for an
@@ -38,7 +41,52 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// The fan-out jobs' storage: the same backend, pool or connection as the
+/// send queue, under its own queue name.
+#[derive(Clone)]
+pub enum FanOutQueue {
+    Sqlite(SqliteStorage<FanOutCampaign>),
+    Postgres(PostgresStorage<FanOutCampaign>),
+    Redis(RedisStorage<FanOutCampaign>),
+}
+
+/// A queue's name in Redis: under the installation's namespace.
+fn redis_queue(namespace: &str, queue: &str) -> String {
+    format!("{namespace}:{queue}")
+}
+
+/// The name of another queue beside `send_name` (made by [`redis_queue`]).
+fn redis_sibling(send_name: &str, queue: &str) -> String {
+    match send_name.strip_suffix(send_message::QUEUE) {
+        Some(prefix) => format!("{prefix}{queue}"),
+        None => format!("{send_name}:{queue}"),
+    }
+}
+
 impl Queue {
+    /// The fan-out queue beside this send queue.
+    pub fn fan_out(&self) -> FanOutQueue {
+        match self {
+            Queue::Sqlite(s) => FanOutQueue::Sqlite(
+                SqliteStorage::new(s.pool())
+                    .with_config(apalis_sqlite::Config::default().queue(fan_out_campaign::QUEUE)),
+            ),
+            Queue::Postgres(s) => FanOutQueue::Postgres(
+                PostgresStorage::new(s.pool()).with_config(
+                    apalis_postgres::Config::default().queue(fan_out_campaign::QUEUE),
+                ),
+            ),
+            Queue::Redis(s) => {
+                let mut s = s.clone();
+                let name = redis_sibling(s.get_config().queue.as_ref(), fan_out_campaign::QUEUE);
+                let conn = s.get_connection().clone();
+                FanOutQueue::Redis(
+                    RedisStorage::new(conn).with_config(apalis_redis::Config::default().queue(name)),
+                )
+            }
+        }
+    }
+
     /// Set up the queue's own tables (or nothing, for Redis) and open it.
     pub async fn open(
         db: &Db,
@@ -46,8 +94,8 @@ impl Queue {
         namespace: &str,
     ) -> Result<Queue, anyhow::Error> {
         if let Some(conn) = redis {
-            let config = apalis_redis::Config::default()
-                .queue(format!("{namespace}:{}", send_message::QUEUE));
+            let config =
+                apalis_redis::Config::default().queue(redis_queue(namespace, send_message::QUEUE));
             return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
         }
         if let Some(pool) = db.sqlite_pool() {
@@ -99,11 +147,93 @@ impl JobQueue for Queue {
         })
     }
 
-    fn enqueue_campaign(&self, _campaign_id: String) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async { Ok(()) })
+    fn enqueue_campaign(&self, campaign_id: String) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let task = TaskBuilder::new(FanOutCampaign { campaign_id })
+                .max_attempts(MAX_ATTEMPTS)
+                .build();
+            let err = |e: String| QueueError(e);
+            match self.fan_out() {
+                FanOutQueue::Sqlite(mut s) => {
+                    s.push_task(task).await.map_err(|e| err(e.to_string()))
+                }
+                FanOutQueue::Postgres(mut s) => {
+                    s.push_task(task).await.map_err(|e| err(e.to_string()))
+                }
+                FanOutQueue::Redis(mut s) => {
+                    s.push_task(task).await.map_err(|e| err(e.to_string()))
+                }
+            }
+        })
     }
 
+    /// Jobs waiting in both queues (due or not yet due); `None` when the
+    /// backend cannot be asked.
     fn depth(&self) -> BoxFuture<'_, Option<u64>> {
-        Box::pin(async { None })
+        Box::pin(async move {
+            match self.waiting_jobs().await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the queue depth");
+                    None
+                }
+            }
+        })
+    }
+}
+
+impl Queue {
+    async fn waiting_jobs(&self) -> Result<u64, String> {
+        let text = |e: apalis_sqlite::Error| e.to_string();
+        match (self, self.fan_out()) {
+            (Queue::Sqlite(send), FanOutQueue::Sqlite(fan)) => Ok(pending(
+                send.fetch_by_queue().await.map_err(text)?,
+            ) + pending(
+                fan.fetch_by_queue().await.map_err(text)?,
+            )),
+            (Queue::Postgres(send), FanOutQueue::Postgres(fan)) => {
+                let text = |e: apalis_postgres::Error| e.to_string();
+                Ok(pending(send.fetch_by_queue().await.map_err(text)?)
+                    + pending(fan.fetch_by_queue().await.map_err(text)?))
+            }
+            (Queue::Redis(send), FanOutQueue::Redis(fan)) => {
+                let mut conn = send.clone().get_connection().clone();
+                let mut pipe = redis::pipe();
+                for config in [send.get_config(), fan.get_config()] {
+                    pipe.llen(config.active_jobs_list())
+                        .zcard(config.scheduled_jobs_set());
+                }
+                pipe.query_async::<Vec<u64>>(&mut conn)
+                    .await
+                    .map(|counts| counts.iter().sum())
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err("the send and fan-out queues are on different backends".into()),
+        }
+    }
+}
+
+/// Jobs waiting to run, from a SQL backend's per-queue statistics.
+fn pending(stats: Vec<Statistic>) -> u64 {
+    stats
+        .iter()
+        .find(|s| s.title == "PENDING_JOBS")
+        .and_then(|s| s.value.parse::<f64>().ok())
+        .map(|v| v.max(0.0) as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_queues_share_the_namespace() {
+        let send = redis_queue("heimdall", send_message::QUEUE);
+        assert_eq!(send, "heimdall:heimdall.send_message");
+        assert_eq!(
+            redis_sibling(&send, fan_out_campaign::QUEUE),
+            "heimdall:heimdall.fan_out_campaign"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! sandbox, so tests can start the real application on port 0.
 
 pub mod cli;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod routes;

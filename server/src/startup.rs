@@ -103,13 +103,22 @@ pub async fn build_core(
     settings: Settings,
     clock: SharedClock,
 ) -> anyhow::Result<(Arc<Core>, Queue)> {
+    let providers = build_providers(&settings);
+    build_core_with(settings, clock, providers).await
+}
+
+/// [`build_core`] with the provider clients given (benchmarks wrap them).
+pub async fn build_core_with(
+    settings: Settings,
+    clock: SharedClock,
+    providers: Providers,
+) -> anyhow::Result<(Arc<Core>, Queue)> {
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     let redis = heimdall_domain::core::connect_redis(&settings)
         .await
         .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;
     let queue = Queue::open(&db, redis.clone(), &settings.redis_namespace).await?;
-    let providers = build_providers(&settings);
     let alerter = heimdall_domain::channels::discord::Alerter::new(
         settings.discord_webhook_url.clone(),
         heimdall_domain::channels::twilio::default_http_client(),
@@ -188,6 +197,10 @@ impl Application {
             .site_addr(listener.local_addr()?)
             .build();
         let routes = generate_route_list(heimdall_app::App);
+        // The console's shared state, given to the page renderer and the
+        // server-function handler alike.
+        let console = heimdall_app::server::ConsoleState::new(core.clone());
+        tokio::spawn(crate::console::announce_first_admin_link(console.clone()));
         let data = web::Data::new(core.clone());
         let max_body = core.settings.max_webhook_bytes;
         let server = HttpServer::new(move || {
@@ -209,11 +222,31 @@ impl Application {
                 .configure(routes::optin::configure)
                 .route("/api/{tail:.*}", web::route().to(routes::api::not_found))
                 .service(actix_files::Files::new("/pkg", pkg))
-                .route("/_sf/{tail:.*}", leptos_actix::handle_server_fns())
-                .leptos_routes(routes.clone(), {
-                    let opts = opts.clone();
-                    move || heimdall_app::shell(opts.clone())
-                })
+                .service(
+                    web::scope("/_sf")
+                        .wrap(from_fn(crate::console::server_fn_errors))
+                        // Console forms (a pasted audience list) may be larger than a webhook.
+                        .app_data(web::PayloadConfig::new(crate::console::MAX_FORM_BYTES))
+                        .route(
+                            "/{tail:.*}",
+                            leptos_actix::handle_server_fns_with_context({
+                                let console = console.clone();
+                                move || leptos::prelude::provide_context(console.clone())
+                            }),
+                        ),
+                )
+                .configure(crate::console::configure)
+                .leptos_routes_with_context(
+                    routes.clone(),
+                    {
+                        let console = console.clone();
+                        move || leptos::prelude::provide_context(console.clone())
+                    },
+                    {
+                        let opts = opts.clone();
+                        move || heimdall_app::shell(opts.clone())
+                    },
+                )
                 .app_data(web::Data::new(opts))
         })
         .disable_signals()

@@ -1,0 +1,61 @@
+//! The actix side of the staff console: the state its server functions
+//! share, the one-time first-admin link announced in the log while no staff
+//! account exists, the status of server-function requests the framework
+//! itself could not read, and the audit log's CSV download.
+//!
+//! The console's rules live in `heimdall-app` (session and role checks) and
+//! `heimdall-domain` (sessions); this module only wires them to HTTP. It
+//! must never log a session token or a password; the first-admin link is
+//! the one secret it logs, on purpose, once, while nobody can sign in.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+use secrecy::ExposeSecret;
+
+use heimdall_app::server::{ConsoleState, ErrorAnswered};
+
+/// The largest console form accepted (a pasted list of phone numbers).
+pub const MAX_FORM_BYTES: usize = 1024 * 1024;
+
+/// While no staff account exists, log a one-time link that creates the
+/// first admin. Runs once at start-up, in the background.
+pub async fn announce_first_admin_link(state: ConsoleState) {
+    match state.first_admin.arm_if_needed(&state.core).await {
+        Ok(Some(token)) => {
+            let base = state.core.settings.public_base();
+            let base = base.as_str().trim_end_matches('/');
+            tracing::warn!(
+                "no staff account exists yet: create the first admin at {base}/setup/{} (this link works once, until the server restarts)",
+                token.expose_secret()
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not check for staff accounts; no first-admin link")
+        }
+    }
+}
+
+/// Server-function requests the framework could not read (missing or
+/// malformed arguments) are the client's fault: 400, not 500. Errors the
+/// console answered itself keep their status.
+pub async fn server_fn_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let answered = res.request().extensions().get::<ErrorAnswered>().is_some();
+    if res.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && !answered
+        && res.headers().contains_key("serverfnerror")
+    {
+        *res.response_mut().status_mut() = StatusCode::BAD_REQUEST;
+    }
+    Ok(res)
+}
+
+/// The console's own actix routes (besides the pages and server functions).
+pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
