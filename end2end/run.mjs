@@ -6,8 +6,13 @@
 //
 // Each test file exports `async function run(ctx)` where ctx is
 //   { browser, newPage(opts), baseURL, sandboxURL, apiKey, users, artifacts,
-//     screenshot(page, name), api(path, init), sandbox(path, init), waitFor(fn, what, ms) }
+//     screenshot(page, name), api(path, init), sandbox(path, init), waitFor(fn, what, ms),
+//     staff(user), signIn(page, user) }
 // and `users` is { operator, approver, admin } each { email, password }.
+// `staff(user)` signs in over HTTP and returns { cookie, csrf, call(fn, params, init) }
+// for calling the console's server functions (`/_sf/<fn>`) directly, as a
+// browser page of Heimdall would (same Origin, session cookie, CSRF token).
+// `signIn(page, user)` signs in through the sign-in page.
 // Env: HEIMDALL_BIN (default ../target/debug/heimdall), CHROMIUM (default /usr/bin/chromium),
 // HEIMDALL_E2E_ONLY (substring filter on file names).
 
@@ -102,8 +107,34 @@ try {
     }
     throw new Error(`timed out waiting for ${what} (last: ${last})`);
   };
+  const form = (params) => new URLSearchParams(params).toString();
+  const staff = async (user) => {
+    const res = await fetch(baseURL + '/_sf/login', {
+      method: 'POST', redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: baseURL },
+      body: form({ email: user.email, password: user.password }),
+    });
+    if (res.status !== 200) throw new Error(`sign-in of ${user.email} failed: ${res.status} ${await res.text()}`);
+    const cookie = (res.headers.get('set-cookie') || '').split(';')[0];
+    const call = (fn, params = {}, init = {}) => fetch(baseURL + '/_sf/' + fn, {
+      method: 'POST', redirect: 'manual', ...init,
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: baseURL, Cookie: cookie, ...(init.headers || {}) },
+      body: form(params),
+    });
+    const me = await (await call('current_staff')).json();
+    return { cookie, csrf: me.csrf, me, call };
+  };
+  const signIn = async (page, user) => {
+    await page.goto('/login');
+    await page.fill('#email', user.email);
+    await page.fill('#password', user.password);
+    await Promise.all([
+      page.waitForURL((u) => !u.pathname.startsWith('/login'), { timeout: 20000 }),
+      page.click('button[type=submit]'),
+    ]);
+  };
   const ctxBase = {
-    browser, baseURL, sandboxURL, apiKey, users, artifacts, api, sandbox, waitFor,
+    browser, baseURL, sandboxURL, apiKey, users, artifacts, api, sandbox, waitFor, staff, signIn,
     newPage: async (opts = {}) => (await browser.newContext({ baseURL, ...opts })).newPage(),
     screenshot: (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }),
   };

@@ -6,6 +6,9 @@
 //! rule lives in this crate, and no page relies on what the browser hides:
 //! the server refuses what a role may not do.
 
+// Deep view types (nested tables of a contact's timeline) need more room.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod components;
 pub mod error;
@@ -24,6 +27,12 @@ use leptos_router::{
 
 use crate::layout::ConsoleLayout;
 use crate::pages::auth::{LoginPage, SetupPage};
+use crate::pages::audit::AuditPage;
+use crate::pages::contacts::{ContactPage, ContactsPage};
+use crate::pages::dashboard::DashboardPage;
+use crate::pages::inbox::InboxPage;
+use crate::pages::settings::{AutomationsPage, SettingsPage};
+use crate::pages::campaigns::{CampaignEditPage, CampaignPage, CampaignsPage};
 use crate::pages::templates::TemplatesPage;
 
 /// The HTML document around the app; rendered on the server only.
@@ -56,8 +65,19 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                 <Route path=path!("/setup/:token") view=SetupPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=ConsoleLayout ssr=SsrMode::Async>
-                    <Route path=path!("") view=TemplatesPage/>
+                    <Route path=path!("") view=DashboardPage/>
                     <Route path=path!("/templates") view=TemplatesPage/>
+                    <Route path=path!("/campaigns") view=CampaignsPage/>
+                    <Route path=path!("/campaigns/new") view=CampaignEditPage/>
+                    <Route path=path!("/campaigns/:id") view=CampaignPage/>
+                    <Route path=path!("/campaigns/:id/edit") view=CampaignEditPage/>
+                    <Route path=path!("/contacts") view=ContactsPage/>
+                    <Route path=path!("/contacts/:id") view=ContactPage/>
+                    <Route path=path!("/inbox") view=InboxPage/>
+                    <Route path=path!("/inbox/:id") view=InboxPage/>
+                    <Route path=path!("/audit") view=AuditPage/>
+                    <Route path=path!("/automations") view=AutomationsPage/>
+                    <Route path=path!("/settings") view=SettingsPage/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -294,6 +294,30 @@ pub async fn list_api_keys(core: &Core) -> Result<Vec<ApiKeyInfo>, sea_orm::DbEr
         .collect())
 }
 
+/// Record a staff action that changed something (who, what, when, from where).
+pub async fn record_staff_action(
+    db: &impl sea_orm::ConnectionTrait,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<serde_json::Value>,
+    ip: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    crate::entities::staff_audit::ActiveModel {
+        id: Set(new_id()),
+        actor: Set(actor.to_string()),
+        action: Set(action.to_string()),
+        target: Set(target.map(str::to_string)),
+        detail: Set(detail.map(|d| d.to_string())),
+        ip: Set(ip.map(str::to_string)),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,28 +353,4 @@ mod tests {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Record a staff action that changed something (who, what, when, from where).
-pub async fn record_staff_action(
-    db: &impl sea_orm::ConnectionTrait,
-    actor: &str,
-    action: &str,
-    target: Option<&str>,
-    detail: Option<serde_json::Value>,
-    ip: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    crate::entities::staff_audit::ActiveModel {
-        id: Set(new_id()),
-        actor: Set(actor.to_string()),
-        action: Set(action.to_string()),
-        target: Set(target.map(str::to_string)),
-        detail: Set(detail.map(|d| d.to_string())),
-        ip: Set(ip.map(str::to_string)),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
 }

@@ -99,6 +99,18 @@ pub async fn automation_authorization(
             })
         }
         Some(key_id) => {
+            // A key revoked after the message was accepted no longer
+            // authorizes it.
+            let live = api_key::Entity::find_by_id(key_id.as_str())
+                .filter(api_key::Column::RevokedAt.is_null())
+                .one(db)
+                .await?
+                .is_some();
+            if !live {
+                return Ok(Authorization::None {
+                    why: "the API key behind this message was revoked or deleted".into(),
+                });
+            }
             let autos = automation::Entity::find()
                 .filter(automation::Column::ApiKeyId.eq(key_id))
                 .all(db)

@@ -4,11 +4,12 @@
 //! once.
 //!
 //! ```text
-//! draft ─submit─> submitted ─approve─> approved ──fan-out──> sending ─all done─> completed
-//!   ^                 │                   └─(future time)─> scheduled ─due─> approved
-//!   └──edit── rejected <─reject─┘
+//! draft ─submit─> submitted ─approve─> approved ─fan-out─> sending ─all settled─> completed
+//!   ^               │    │                  ^
+//!   │               │    └─approve (time ahead)─> scheduled ─time comes─┘
+//!   └─edit─ rejected <─reject─┘
 //! approved / scheduled / sending ─pause─> paused ─resume─> (where it was)
-//! anything not completed ─cancel─> cancelled
+//! anything but completed ─cancel─> cancelled
 //! ```
 //!
 //! Every status change is a compare-and-set on the current status and
@@ -419,8 +420,7 @@ pub fn paused_until() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// How often the fan-out checks that it should go on (pause, cancel) and
-/// shows it is alive.
+/// How often (in recipients) a running fan-out shows it is alive.
 const CHECK_EVERY: usize = 20;
 
 /// After this long without a sign of life, housekeeping enqueues an
@@ -598,7 +598,11 @@ async fn check_template(
     if !extra.is_empty() {
         return Err(invalid(
             "variables",
-            format!("template '{}' has no variable(s): {}", t.name, extra.join(", ")),
+            format!(
+                "template '{}' has no variable(s): {}",
+                t.name,
+                extra.join(", ")
+            ),
         ));
     }
     for (k, v) in variables {
@@ -656,11 +660,7 @@ async fn validate(core: &Core, d: &CampaignDraft) -> Result<Template, CampaignEr
                     .collect();
                 return Err(invalid(
                     "audience.phones",
-                    format!(
-                        "{} number(s) refused: {}",
-                        refused.len(),
-                        list.join("; ")
-                    ),
+                    format!("{} number(s) refused: {}", refused.len(), list.join("; ")),
                 ));
             }
         }
@@ -857,10 +857,7 @@ pub async fn get(core: &Core, id: &str) -> Result<CampaignView, CampaignError> {
 }
 
 /// Campaigns, newest first, optionally of one status.
-pub async fn list(
-    core: &Core,
-    status: Option<CampaignStatus>,
-) -> Result<Vec<CampaignView>, DbErr> {
+pub async fn list(core: &Core, status: Option<CampaignStatus>) -> Result<Vec<CampaignView>, DbErr> {
     let mut q = campaign::Entity::find()
         .order_by_desc(campaign::Column::CreatedAt)
         .order_by_desc(campaign::Column::Id);
@@ -915,7 +912,11 @@ async fn record(
 }
 
 /// An update of one campaign that only applies while its status is `from`.
-fn cas(id: &str, from: CampaignStatus, now: DateTime<Utc>) -> sea_orm::UpdateMany<campaign::Entity> {
+fn cas(
+    id: &str,
+    from: CampaignStatus,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<campaign::Entity> {
     campaign::Entity::update_many()
         .col_expr(campaign::Column::UpdatedAt, Expr::value(now))
         .filter(campaign::Column::Id.eq(id))
@@ -961,8 +962,10 @@ pub async fn create_draft(
         name: Set(draft.name.clone()),
         channel: Set(draft.channel.as_str().into()),
         template_id: Set(template.id.clone()),
-        audience: Set(serde_json::to_string(&stored_audience(core, &draft.audience))
-            .unwrap_or_else(|_| "{}".into())),
+        audience: Set(
+            serde_json::to_string(&stored_audience(core, &draft.audience))
+                .unwrap_or_else(|_| "{}".into()),
+        ),
         variable_mapping: Set(
             serde_json::to_string(&draft.variables).unwrap_or_else(|_| "{}".into())
         ),
@@ -1025,8 +1028,14 @@ pub async fn update_draft(
     let txn = core.db.begin_write().await?;
     let res = cas(&m.id, from, now)
         .col_expr(campaign::Column::Name, Expr::value(draft.name.clone()))
-        .col_expr(campaign::Column::Channel, Expr::value(draft.channel.as_str()))
-        .col_expr(campaign::Column::TemplateId, Expr::value(template.id.clone()))
+        .col_expr(
+            campaign::Column::Channel,
+            Expr::value(draft.channel.as_str()),
+        )
+        .col_expr(
+            campaign::Column::TemplateId,
+            Expr::value(template.id.clone()),
+        )
         .col_expr(
             campaign::Column::Audience,
             Expr::value(
@@ -1038,7 +1047,10 @@ pub async fn update_draft(
             campaign::Column::VariableMapping,
             Expr::value(serde_json::to_string(&draft.variables).unwrap_or_else(|_| "{}".into())),
         )
-        .col_expr(campaign::Column::ScheduledAt, Expr::value(draft.scheduled_at))
+        .col_expr(
+            campaign::Column::ScheduledAt,
+            Expr::value(draft.scheduled_at),
+        )
         .col_expr(
             campaign::Column::SendOnApproval,
             Expr::value(draft.scheduled_at.is_none()),
@@ -1154,7 +1166,10 @@ pub async fn approve(
     let txn = core.db.begin_write().await?;
     let res = cas(&m.id, from, now)
         .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .col_expr(campaign::Column::ApprovedBy, Expr::value(Some(actor.id.clone())))
+        .col_expr(
+            campaign::Column::ApprovedBy,
+            Expr::value(Some(actor.id.clone())),
+        )
         .col_expr(campaign::Column::ApprovedAt, Expr::value(Some(now)))
         .exec(&txn)
         .await?;
@@ -1460,7 +1475,12 @@ async fn recipients(
     audience: &Audience,
 ) -> Result<(Vec<Contact>, Vec<RefusedNumber>), DbErr> {
     match audience {
-        Audience::Tags { tags } => Ok((contacts::with_tags(core, tags).await?, vec![])),
+        Audience::Tags { tags } => {
+            let mut found = contacts::with_tags(core, tags).await?;
+            // Ids are time-ordered: a stable order when creation times tie.
+            found.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok((found, vec![]))
+        }
         Audience::Phones { phones } => {
             let mut by_phone: HashMap<String, contact::Model> = HashMap::new();
             for chunk in phones.chunks(500) {
@@ -1585,8 +1605,7 @@ pub async fn review_by(
         }
         let message = unsent_message(&m, &template, channel, c, &values, now);
         let (facts, loaded) =
-            outbound::dry_run_facts(core, &message, Some(&template), authorization.clone())
-                .await?;
+            outbound::dry_run_facts(core, &message, Some(&template), authorization.clone()).await?;
         let decision = gates::evaluate(&facts, &loaded, now, &policy);
         match decision.decision {
             Decision::Pass => dry.would_pass += 1,
@@ -1714,7 +1733,13 @@ pub fn idempotency_key(campaign_id: &str, contact_id: &str) -> String {
 /// the claim is a compare-and-set to `sending`, a campaign already sending
 /// whose fan-out did not finish is continued, and each recipient's message
 /// has an idempotency key, so no one ever gets two. Stops when the campaign
-/// is paused or cancelled.
+/// is paused or cancelled (checked before every recipient); a resume
+/// enqueues it again to continue.
+///
+/// One edge remains by design: a recipient accepted in the very instant a
+/// pause lands is evaluated against the paused campaign and blocked
+/// (`not_authorized`, recorded, never sent) instead of held, because the
+/// gates read the campaign's status and a blocked message stays final.
 pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignError> {
     let m = load(core, id).await?;
     let now = core.now();
@@ -1767,7 +1792,15 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
     report.recipients = contacts.len();
     report.skipped = unresolved.len();
     for (i, c) in contacts.iter().enumerate() {
-        if i > 0 && i % CHECK_EVERY == 0 && !still_sending(core, &m.id).await? {
+        // Checked before every recipient, so a pause or cancel stops the run
+        // at once; every CHECK_EVERY recipients the check is also the run's
+        // heartbeat.
+        let going_on = if i > 0 && i % CHECK_EVERY == 0 {
+            still_sending(core, &m.id).await?
+        } else {
+            current_status(core, &m.id).await? == Some(CampaignStatus::Sending)
+        };
+        if !going_on {
             report.status = status_of(&load(core, &m.id).await?);
             return Ok(report);
         }
@@ -1829,6 +1862,16 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
     Ok(report)
 }
 
+async fn current_status(core: &Core, id: &str) -> Result<Option<CampaignStatus>, DbErr> {
+    let status: Option<String> = campaign::Entity::find_by_id(id)
+        .select_only()
+        .column(campaign::Column::Status)
+        .into_tuple()
+        .one(&core.db.conn)
+        .await?;
+    Ok(status.as_deref().and_then(CampaignStatus::parse))
+}
+
 /// Heartbeat of a running fan-out: touches the campaign while it is still
 /// sending; false when it was paused or cancelled meanwhile.
 async fn still_sending(core: &Core, id: &str) -> Result<bool, DbErr> {
@@ -1887,9 +1930,7 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
         .await?;
     for m in stale {
         // Touch it, so it is not enqueued again on every tick while the job waits.
-        let res = cas(&m.id, status_of(&m), now)
-            .exec(&core.db.conn)
-            .await?;
+        let res = cas(&m.id, status_of(&m), now).exec(&core.db.conn).await?;
         if res.rows_affected == 1 {
             enqueued.push(m.id);
         }
@@ -1929,10 +1970,7 @@ pub async fn complete_finished(core: &Core) -> Result<usize, DbErr> {
                     .add(outbound_message::Column::State.is_in(UNFINISHED.map(|s| s.as_str())))
                     .add(
                         Condition::all()
-                            .add(
-                                outbound_message::Column::State
-                                    .eq(MessageState::Sending.as_str()),
-                            )
+                            .add(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
                             .add(outbound_message::Column::ProviderSid.is_null()),
                     ),
             )
@@ -2101,17 +2139,19 @@ mod tests {
         let tags = Audience::Tags {
             tags: vec!["vip".into()],
         };
-        assert_eq!(
-            parse_audience(&serde_json::to_string(&tags).unwrap()),
-            tags
-        );
+        assert_eq!(parse_audience(&serde_json::to_string(&tags).unwrap()), tags);
         assert_eq!(
             parse_audience(r#"{"phones": ["+4791234567"]}"#),
             Audience::Phones {
                 phones: vec!["+4791234567".into()]
             }
         );
-        assert_eq!(parse_audience(r#"{"tags": ["a"]}"#), Audience::Tags { tags: vec!["a".into()] });
+        assert_eq!(
+            parse_audience(r#"{"tags": ["a"]}"#),
+            Audience::Tags {
+                tags: vec!["a".into()]
+            }
+        );
         assert_eq!(parse_audience("garbage"), Audience::Tags { tags: vec![] });
     }
 

@@ -272,7 +272,7 @@ async fn store_message(
         return Ok(None);
     }
     let contact =
-        contacts::find_or_create_by_phone(&txn, &phone, msg.profile_name.clone(), now).await?;
+        contacts::find_or_create_by_phone(&txn, phone, msg.profile_name.clone(), now).await?;
     let inbound_id = new_id();
     let mut changed = false;
     if let Some(k) = &matched {

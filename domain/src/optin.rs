@@ -133,7 +133,7 @@ pub struct ChannelText {
 }
 
 /// A new form.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormInput {
     /// The address `/optin/{slug}`: lower-case letters, digits and `-`. It
@@ -164,7 +164,7 @@ pub struct FormInput {
 }
 
 /// Changes to a form; what is `None` stays as it is.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormUpdate {
     pub title: Option<String>,
@@ -181,7 +181,7 @@ pub struct FormUpdate {
 }
 
 /// One version of a consent text.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConsentTextVersion {
     pub id: String,
     pub form_id: String,
@@ -222,7 +222,7 @@ pub fn version_label(channel: Channel, version: i32) -> String {
 }
 
 /// A form as the console and the public page see it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Form {
     pub id: String,
     pub slug: String,
@@ -250,7 +250,7 @@ impl Form {
 }
 
 /// Counts for the console's form list.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FormStats {
     pub form_id: String,
     /// Per channel offered now or ever consented to.
@@ -261,7 +261,7 @@ pub struct FormStats {
     pub last_submission_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChannelCounts {
     pub channel: String,
     pub active: u64,
@@ -269,7 +269,7 @@ pub struct ChannelCounts {
     pub revoked: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct QrStats {
     pub code: String,
     pub source_label: String,
@@ -279,7 +279,7 @@ pub struct QrStats {
 }
 
 /// A form with its counts.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FormSummary {
     pub form: Form,
     pub stats: FormStats,
@@ -436,7 +436,10 @@ async fn check_template(
     errors: &mut FieldErrors,
     name: Option<&str>,
 ) -> Result<Option<String>, sea_orm::DbErr> {
-    let Some(name) = name.map(|n| n.trim().to_lowercase()).filter(|n| !n.is_empty()) else {
+    let Some(name) = name
+        .map(|n| n.trim().to_lowercase())
+        .filter(|n| !n.is_empty())
+    else {
         return Ok(None);
     };
     const FIELD: &str = "whatsapp_confirmation_template";
@@ -597,7 +600,14 @@ pub async fn create_form(core: &Core, input: &FormInput, actor: &str) -> Result<
     let title = clean(&input.title);
     check_text(&mut errors, "title", &title, true, 200, "the title");
     let intro = clean(&input.intro);
-    check_text(&mut errors, "intro", &intro, false, MAX_LONG_TEXT, "the intro");
+    check_text(
+        &mut errors,
+        "intro",
+        &intro,
+        false,
+        MAX_LONG_TEXT,
+        "the intro",
+    );
     let thank_you = clean(&input.thank_you);
     check_text(
         &mut errors,
@@ -711,10 +721,7 @@ pub async fn update_form(
             "the thank-you text",
         );
     }
-    let fields = update
-        .fields
-        .as_ref()
-        .map(|f| check_fields(&mut errors, f));
+    let fields = update.fields.as_ref().map(|f| check_fields(&mut errors, f));
     let channels = update
         .channels
         .as_ref()
@@ -1025,7 +1032,7 @@ pub async fn recent_consents(
 // QR codes
 
 /// A QR code: where it was put up, how often it was scanned.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct QrCode {
     pub id: String,
     pub code: String,
@@ -1071,7 +1078,7 @@ impl QrCode {
 }
 
 /// A new QR code for a form.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QrInput {
     /// Where it is put up: 'open house 12 Elm St', 'flyer March'.
@@ -1778,9 +1785,16 @@ pub async fn submit(
     txn.commit().await?;
 
     for (i, channel, consent_id, token) in to_confirm {
-        let sent =
-            request_confirmation(core, form, &contact.id, &valid.name, channel, &consent_id, &token)
-                .await;
+        let sent = request_confirmation(
+            core,
+            form,
+            &contact.id,
+            &valid.name,
+            channel,
+            &consent_id,
+            &token,
+        )
+        .await;
         receipts[i].confirmation = sent;
     }
     metrics::counter!("heimdall_optin_submissions_total", "result" => "recorded").increment(1);
@@ -1833,11 +1847,7 @@ async fn request_confirmation(
             values.insert("name", name.to_string());
             let variables = declared
                 .iter()
-                .filter_map(|v| {
-                    values
-                        .get(v.as_str())
-                        .map(|val| (v.clone(), val.clone()))
-                })
+                .filter_map(|v| values.get(v.as_str()).map(|val| (v.clone(), val.clone())))
                 .collect();
             RequestedContent::Template {
                 name: template.clone(),
@@ -1967,8 +1977,14 @@ pub async fn confirm(core: &Core, token: &str) -> Result<Option<ConfirmationView
     let now = core.now();
     let txn = core.db.begin_write().await?;
     contacts::confirm_pending(&txn, &c.contact_id, view.channel, now).await?;
-    contacts::lift_suppression(&txn, &c.contact_id, view.channel, "optin:confirmation link", now)
-        .await?;
+    contacts::lift_suppression(
+        &txn,
+        &c.contact_id,
+        view.channel,
+        "optin:confirmation link",
+        now,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(consent_id = %c.id, channel = %view.channel, "opt-in confirmed by link");
     view.status = ConfirmationStatus::Confirmed;
@@ -2020,7 +2036,13 @@ pub async fn set_trusted_proxies(
     actor: &str,
 ) -> Result<(), sea_orm::DbErr> {
     let list: Vec<String> = proxies.iter().map(IpAddr::to_string).collect();
-    settings_store::put(core, TRUSTED_PROXIES_SETTING, &serde_json::json!(list), actor).await?;
+    settings_store::put(
+        core,
+        TRUSTED_PROXIES_SETTING,
+        &serde_json::json!(list),
+        actor,
+    )
+    .await?;
     accounts::record_staff_action(
         &core.db.conn,
         actor,
@@ -2131,7 +2153,7 @@ impl SubmissionLimiter {
 
 /// What an import did. Row numbers are the file's line numbers (the header
 /// is row 1), as a spreadsheet shows them.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImportReport {
     pub imported: usize,
     /// Rows whose consent was already on record (same contact, channel,
@@ -2142,7 +2164,7 @@ pub struct ImportReport {
     pub ignored_columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusedRow {
     pub row: usize,
     pub reason: String,
@@ -2215,10 +2237,7 @@ struct ImportRow {
     evidence: ConsentEvidence,
 }
 
-fn read_row(
-    core: &Core,
-    get: &dyn Fn(&str) -> Option<String>,
-) -> Result<ImportRow, String> {
+fn read_row(core: &Core, get: &dyn Fn(&str) -> Option<String>) -> Result<ImportRow, String> {
     let phone_raw = get("phone").ok_or("phone is empty")?;
     let phone = PhoneNumber::parse(&phone_raw, core.settings.default_region)
         .map_err(|e| format!("phone: {e}"))?;
@@ -2231,7 +2250,8 @@ fn read_row(
         Some(s) => (s, None),
         None => (ConsentSource::Import, Some(truncate(&source_raw, 200))),
     };
-    let captured_raw = get("captured_at").ok_or("captured_at is empty: the time consent was given is required")?;
+    let captured_raw =
+        get("captured_at").ok_or("captured_at is empty: the time consent was given is required")?;
     let captured_at = parse_time(&captured_raw).ok_or_else(|| {
         format!("captured_at '{captured_raw}' is not a time like 2026-03-14T15:09:26Z")
     })?;
@@ -2378,7 +2398,10 @@ pub async fn import_consents(
                 continue;
             }
         };
-        let row = record.position().map(|p| p.line() as usize).unwrap_or(i + 2);
+        let row = record
+            .position()
+            .map(|p| p.line() as usize)
+            .unwrap_or(i + 2);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -2458,7 +2481,9 @@ async fn import_row(
             .is_none()
         {
             txn.rollback().await?;
-            return Ok(RowResult::Refused(format!("form_id {form_id} is not a form")));
+            return Ok(RowResult::Refused(format!(
+                "form_id {form_id} is not a form"
+            )));
         }
     }
     let contact =
@@ -2651,7 +2676,8 @@ pub async fn export_consents_csv(core: &Core, contact_id: &str) -> Result<String
             String::new(),
             ts(Some(c.created_at)),
         ];
-        w.write_record(row.iter().map(|s| csv_safe(s))).map_err(io)?;
+        w.write_record(row.iter().map(|s| csv_safe(s)))
+            .map_err(io)?;
     }
     for s in &e.suppressions {
         let mut row = vec![String::new(); EXPORT_CSV_COLUMNS.len()];
@@ -2661,14 +2687,20 @@ pub async fn export_consents_csv(core: &Core, contact_id: &str) -> Result<String
         row[3] = name.clone();
         row[4] = s.id.clone();
         row[5] = s.channel.clone();
-        row[6] = if s.lifted_at.is_some() { "lifted" } else { "active" }.into();
+        row[6] = if s.lifted_at.is_some() {
+            "lifted"
+        } else {
+            "active"
+        }
+        .into();
         row[24] = s.reason.clone();
         row[25] = s.source_ref.clone().unwrap_or_default();
         row[26] = s.created_by.clone();
         row[27] = ts(s.lifted_at);
         row[28] = s.lifted_by.clone().unwrap_or_default();
         row[29] = ts(Some(s.created_at));
-        w.write_record(row.iter().map(|s| csv_safe(s))).map_err(io)?;
+        w.write_record(row.iter().map(|s| csv_safe(s)))
+            .map_err(io)?;
     }
     let bytes = w
         .into_inner()
@@ -2740,7 +2772,11 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let input = pairs(&[("name", ""), ("phone", "12"), ("text_version_whatsapp", "2")]);
+        let input = pairs(&[
+            ("name", ""),
+            ("phone", "12"),
+            ("text_version_whatsapp", "2"),
+        ]);
         let e = validate_submission(&form(), &input, phonenumber::country::Id::US).unwrap_err();
         assert!(e.contains_key("name"));
         assert!(e.contains_key("phone"));
@@ -2777,7 +2813,11 @@ mod tests {
         assert_eq!(client_ip(peer, Some("203.0.113.9"), &[peer]), client);
         // The left-most entries are whatever the client claimed.
         assert_eq!(
-            client_ip(peer, Some("1.2.3.4, 203.0.113.9, 10.0.0.3"), &[peer, "10.0.0.3".parse().unwrap()]),
+            client_ip(
+                peer,
+                Some("1.2.3.4, 203.0.113.9, 10.0.0.3"),
+                &[peer, "10.0.0.3".parse().unwrap()]
+            ),
             client
         );
         assert_eq!(client_ip(peer, Some("garbage"), &[peer]), peer);
@@ -2795,7 +2835,16 @@ mod tests {
     #[test]
     fn slugs() {
         assert_eq!(parse_slug(" Spring-House ").unwrap(), "spring-house");
-        for bad in ["a", "-a", "a-", "a--b", "a b", "confirm", "ø", &"x".repeat(65)] {
+        for bad in [
+            "a",
+            "-a",
+            "a-",
+            "a--b",
+            "a b",
+            "confirm",
+            "ø",
+            &"x".repeat(65),
+        ] {
             assert!(parse_slug(bad).is_err(), "{bad}");
         }
     }

@@ -1496,27 +1496,6 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
     }))
 }
 
-/// Re-enqueue messages left waiting (queue lost them, process died) and
-/// resolve messages stuck mid-send. Run by housekeeping.
-pub async fn requeue_waiting(core: &Core, older_than: Duration) -> Result<u64, sea_orm::DbErr> {
-    let now = core.now();
-    let stale = outbound_message::Entity::find()
-        .filter(outbound_message::Column::State.is_in([
-            MessageState::Queued.as_str(),
-            MessageState::Deferred.as_str(),
-        ]))
-        .filter(outbound_message::Column::UpdatedAt.lt(now - older_than))
-        .all(&core.db.conn)
-        .await?;
-    let mut n = 0;
-    for m in stale {
-        let due = m.defer_until.filter(|u| *u > now);
-        enqueue(core, &m.id, due).await;
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// Messages claimed by a worker that died before calling the provider (no
 /// sid, no callback) are not re-sent (a provider may have accepted them):
 /// they are failed for a person to check.

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -306,6 +306,10 @@ pub fn parse_send_at(raw: &str, tz: Tz) -> Result<DateTime<Utc>, RequestError> {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(raw, fmt) {
+            // Far-off years are refused later; keep the arithmetic in range.
+            if !(1970..=9999).contains(&n.year()) {
+                break;
+            }
             return Ok(local_instant(tz, n));
         }
     }
@@ -378,7 +382,7 @@ pub async fn check_template(
             approved: true,
             templates,
             ..
-        } if templates.iter().any(|x| *x == name) => Ok(t),
+        } if templates.contains(&name) => Ok(t),
         Authorization::Automation {
             name: automation,
             approved: true,
@@ -931,5 +935,7 @@ mod tests {
         assert_eq!(c.to_rfc3339(), "2026-06-20T05:00:00+00:00");
         assert!(parse_send_at("tomorrow", oslo).is_err());
         assert!(parse_send_at("2026-13-01T07:00", oslo).is_err());
+        assert!(parse_send_at("+262000-01-01T07:00", oslo).is_err());
+        assert!(parse_send_at("-262000-01-01T07:00", oslo).is_err());
     }
 }

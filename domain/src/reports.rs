@@ -2,9 +2,11 @@
 //! (and its CSV export), the inbox with its conversations, and a contact's
 //! timeline.
 //!
-//! Everything here only reads. Phone numbers leave this module masked
-//! (except the contact's own record in a timeline), and the CSV export
-//! neutralises cells a spreadsheet would run as formulas.
+//! Everything here only reads; it must never write or send. Phone numbers
+//! in lists of messages (audit log, CSV, failures) are masked; only the
+//! views of one contact (inbox thread, timeline) carry the contact's own
+//! number, as the contact page does. The CSV export neutralises cells a
+//! spreadsheet would run as formulas.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,11 +97,7 @@ fn to_usize(n: i64) -> usize {
     usize::try_from(n).unwrap_or(0)
 }
 
-pub async fn dashboard(
-    core: &Core,
-    day: NaiveDate,
-    tz: chrono_tz::Tz,
-) -> Result<Dashboard, DbErr> {
+pub async fn dashboard(core: &Core, day: NaiveDate, tz: chrono_tz::Tz) -> Result<Dashboard, DbErr> {
     let db = &core.db.conn;
     let (start, end) = day_bounds(day, tz);
     let that_day = Condition::all()
@@ -302,8 +300,7 @@ async fn audit_rows(
                 .as_ref()
                 .and_then(|id| phones.get(id))
                 .map(|p| outbound::mask(p)),
-            verdicts: serde_json::from_str(&r.verdicts)
-                .unwrap_or(serde_json::Value::Array(vec![])),
+            verdicts: serde_json::from_str(&r.verdicts).unwrap_or(serde_json::Value::Array(vec![])),
             id: r.id,
             at: r.created_at,
             kind: r.kind,
@@ -479,8 +476,8 @@ pub async fn inbox(
             .into_tuple()
             .one(db)
             .await?;
-        let mut unread = inbound_message::Entity::find()
-            .filter(inbound_message::Column::ContactId.eq(&id));
+        let mut unread =
+            inbound_message::Entity::find().filter(inbound_message::Column::ContactId.eq(&id));
         if let Some(at) = last_outbound_at {
             unread = unread.filter(inbound_message::Column::ReceivedAt.gt(at));
         }
@@ -637,7 +634,9 @@ pub async fn conversation(
         });
     }
     items.sort_by_key(|i| i.at());
-    let excess = items.len().saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+    let excess = items
+        .len()
+        .saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
     items.drain(..excess);
     Ok(items)
 }

@@ -50,7 +50,7 @@ use crate::alerts::{self, Alert};
 use crate::authz::ApiPrincipal;
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::entities::{contact, schedule, schedule_occurrence};
+use crate::entities::{api_key, automation, contact, schedule, schedule_occurrence};
 use crate::gates::Gate;
 use crate::outbound::{self, AcceptError, Origin, Recipient, RequestedContent};
 use crate::reminders::{
@@ -107,6 +107,9 @@ impl CronExpr {
         let source = raw.split_whitespace().collect::<Vec<_>>().join(" ");
         if source.is_empty() {
             return Err("the cron expression is empty".into());
+        }
+        if source.len() > 200 {
+            return Err("the cron expression is longer than 200 characters".into());
         }
         let normalized = if source.starts_with('@') {
             source.clone()
@@ -358,6 +361,12 @@ pub fn redact_url(raw: &str) -> String {
 
 fn parse_variables_url(raw: &str) -> Result<String, RequestError> {
     let raw = raw.trim();
+    if raw.len() > 2048 {
+        return Err(RequestError::invalid(
+            "invalid_variables_url",
+            "variables_url is longer than 2048 characters",
+        ));
+    }
     let u = url::Url::parse(raw).map_err(|e| {
         RequestError::invalid(
             "invalid_variables_url",
@@ -371,6 +380,38 @@ fn parse_variables_url(raw: &str) -> Result<String, RequestError> {
         ));
     }
     Ok(u.to_string())
+}
+
+/// The API principal of an automation, for schedules (or reminders) a
+/// staff member creates in the console on that automation's behalf: the
+/// automation's API key and its approval apply, again at every send.
+pub async fn principal_for_automation(
+    core: &Core,
+    automation_id: &str,
+) -> Result<ApiPrincipal, RequestError> {
+    let a = automation::Entity::find_by_id(automation_id)
+        .one(&core.db.conn)
+        .await?
+        .ok_or_else(|| RequestError::NotFound(format!("no automation with id {automation_id}")))?;
+    let key = api_key::Entity::find_by_id(a.api_key_id.as_str())
+        .one(&core.db.conn)
+        .await?
+        .ok_or_else(|| {
+            RequestError::Conflict(format!(
+                "the API key of automation '{}' no longer exists",
+                a.name
+            ))
+        })?;
+    if key.revoked_at.is_some() {
+        return Err(RequestError::Conflict(format!(
+            "the API key of automation '{}' was revoked",
+            a.name
+        )));
+    }
+    Ok(ApiPrincipal {
+        key_id: Some(key.id),
+        name: key.name,
+    })
 }
 
 /// Create a schedule for `principal` (the caller's API key). Nothing is
@@ -1004,7 +1045,7 @@ async fn process(
             // The template gate will say so.
             None => Vec::new(),
         };
-        match fetch_variables(url, &wanted, opts.fetch_timeout).await {
+        match fetch_variables(url, &wanted, &variables, opts.fetch_timeout).await {
             Ok(fetched) => variables.extend(fetched),
             Err(why) => {
                 let detail = format!("variables URL {} failed: {why}", redact_url(url));
@@ -1130,10 +1171,12 @@ fn http_client() -> &'static reqwest::Client {
 
 /// GET the variables URL: a JSON object whose values for the template's
 /// variables (`wanted`) are strings, numbers or booleans. Other keys are
-/// ignored. The error says what went wrong, without the URL.
+/// ignored; a wanted variable that is neither in the answer nor among the
+/// `fixed` ones is an error. The error says what went wrong, without the URL.
 pub async fn fetch_variables(
     url: &str,
     wanted: &[String],
+    fixed: &BTreeMap<String, String>,
     timeout: StdDuration,
 ) -> Result<BTreeMap<String, String>, String> {
     let read = async {
@@ -1196,6 +1239,17 @@ pub async fn fetch_variables(
             ));
         }
         out.insert(name.clone(), s);
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !out.contains_key(*w) && !fixed.contains_key(*w))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the answer has no value for: {}",
+            missing.join(", ")
+        ));
     }
     Ok(out)
 }
@@ -1260,6 +1314,9 @@ mod tests {
             let err = CronExpr::parse_for_schedule(e).unwrap_err();
             assert!(err.contains(why), "{e}: {err}");
         }
+        assert!(CronExpr::parse(&"1,".repeat(150))
+            .unwrap_err()
+            .contains("longer"));
         assert!(CronExpr::parse("@daily").is_ok());
         assert!(CronExpr::parse("0 0 7 * * Mon").is_ok());
         assert!(CronExpr::parse("  0   7 * * *  ").unwrap().as_str() == "0 7 * * *");

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::accounts::{self, AccountError, Role, StaffUser};
-use crate::entities::{api_key, staff_session, staff_user};
+use crate::entities::{api_key, staff_audit, staff_session, staff_user};
 use crate::Core;
 
 /// A session ends after this long without a request.
@@ -556,4 +556,46 @@ pub async fn revoke_api_key(
     )
     .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The staff audit trail, as the console lists it
+
+/// One staff action: who did what to which thing, from where, when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaffAction {
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    pub ip: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The newest staff actions, optionally only those about `target`.
+pub async fn recent_staff_actions(
+    core: &Core,
+    target: Option<&str>,
+    limit: u64,
+) -> Result<Vec<StaffAction>, sea_orm::DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut q = staff_audit::Entity::find()
+        .order_by_desc(staff_audit::Column::CreatedAt)
+        .order_by_desc(staff_audit::Column::Id)
+        .limit(limit.clamp(1, 1_000));
+    if let Some(t) = target {
+        q = q.filter(staff_audit::Column::Target.eq(t));
+    }
+    Ok(q.all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(|m| StaffAction {
+            actor: m.actor,
+            action: m.action,
+            target: m.target,
+            detail: m.detail,
+            ip: m.ip,
+            at: m.created_at,
+        })
+        .collect())
 }

@@ -301,15 +301,27 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
         .unwrap();
     let req = request("203.0.113.7", "/optin/elm-st", core);
     let first = recorded(
-        optin::submit(core, &form, None, &input(PHONE, &[(Channel::WhatsApp, 1)]), &req)
-            .await
-            .unwrap(),
+        optin::submit(
+            core,
+            &form,
+            None,
+            &input(PHONE, &[(Channel::WhatsApp, 1)]),
+            &req,
+        )
+        .await
+        .unwrap(),
     );
     env.clock.advance(Duration::minutes(1));
     let again = recorded(
-        optin::submit(core, &form, None, &input(PHONE, &[(Channel::WhatsApp, 1)]), &req)
-            .await
-            .unwrap(),
+        optin::submit(
+            core,
+            &form,
+            None,
+            &input(PHONE, &[(Channel::WhatsApp, 1)]),
+            &req,
+        )
+        .await
+        .unwrap(),
     );
     assert!(!again.contact_created);
     assert_eq!(again.channels[0].status, ChannelStatus::AlreadySubscribed);
@@ -343,14 +355,26 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
     assert_eq!(form.offer(Channel::WhatsApp).unwrap().version, 2);
 
     // A page still showing version 1 records nothing and asks again.
-    let stale = optin::submit(core, &form, None, &input(PHONE, &[(Channel::WhatsApp, 1)]), &req)
-        .await
-        .unwrap_err();
+    let stale = optin::submit(
+        core,
+        &form,
+        None,
+        &input(PHONE, &[(Channel::WhatsApp, 1)]),
+        &req,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(stale, SubmitError::Invalid(f) if f["channels"].contains("changed")));
     let fresh = recorded(
-        optin::submit(core, &form, None, &input(PHONE, &[(Channel::WhatsApp, 2)]), &req)
-            .await
-            .unwrap(),
+        optin::submit(
+            core,
+            &form,
+            None,
+            &input(PHONE, &[(Channel::WhatsApp, 2)]),
+            &req,
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(fresh.channels[0].status, ChannelStatus::Subscribed);
     let rows = consents(core).await;
@@ -407,6 +431,20 @@ async fn the_rate_limit_counts_per_address() {
     let wait = limiter.check(&env.core, a).await.unwrap_err();
     assert!(wait > StdDuration::ZERO && wait <= StdDuration::from_secs(600));
     assert!(limiter.check(&env.core, b).await.is_ok());
+    // With Redis the count is shared by every process: it lives there.
+    if let Some(conn) = &env.core.redis {
+        let mut conn = conn.clone();
+        let key = format!(
+            "{}:optin:rate:198.51.100.20",
+            env.core.settings.redis_namespace
+        );
+        let n: i64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+    }
     // IPv6 addresses in one /64 share a limit.
     let v6a: IpAddr = "2001:db8:7:7::1".parse().unwrap();
     let v6b: IpAddr = "2001:db8:7:7::2".parse().unwrap();
@@ -464,7 +502,10 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
     // Only the token's hash is stored.
     let token = token_in(&body);
     assert!(token.len() >= 40);
-    assert_eq!(row.confirmation_token_hash, Some(contacts::text_hash(&token)));
+    assert_eq!(
+        row.confirmation_token_hash,
+        Some(contacts::text_hash(&token))
+    );
     assert!(!serde_json::to_string(&row).unwrap().contains(&token));
 
     // Pending: nothing else may be sent yet.
@@ -493,7 +534,10 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
     assert_eq!(consents(core).await.len(), 1);
 
     // Opening the link changes nothing; pressing the button confirms.
-    let view = optin::confirmation_view(core, &token).await.unwrap().unwrap();
+    let view = optin::confirmation_view(core, &token)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(view.status, ConfirmationStatus::Pending);
     assert_eq!(view.form_title.as_deref(), Some("12 Elm St open house"));
     env.clock.advance(Duration::hours(2));
@@ -513,10 +557,12 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
         optin::confirm(core, &token).await.unwrap().unwrap().status,
         ConfirmationStatus::Confirmed
     );
-    assert!(optin::confirm(core, "not-a-real-token-aaaaaaaaaaaaaaaaaaaaaaaa")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        optin::confirm(core, "not-a-real-token-aaaaaaaaaaaaaaaaaaaaaaaa")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let ok = outbound::accept(core, sms).await.unwrap();
     assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
 }
@@ -534,9 +580,14 @@ async fn a_confirmation_link_expires_and_a_new_submission_asks_again() {
             .await
             .unwrap(),
     );
-    let m = message(core, &r.channels[0].confirmation.as_ref().unwrap().message_id).await;
+    let m = message(
+        core,
+        &r.channels[0].confirmation.as_ref().unwrap().message_id,
+    )
+    .await;
     let token = token_in(m.body.as_deref().unwrap());
-    env.clock.advance(optin::CONFIRMATION_TTL + Duration::minutes(1));
+    env.clock
+        .advance(optin::CONFIRMATION_TTL + Duration::minutes(1));
     assert_eq!(
         optin::confirm(core, &token).await.unwrap().unwrap().status,
         ConfirmationStatus::Expired
@@ -552,7 +603,10 @@ async fn a_confirmation_link_expires_and_a_new_submission_asks_again() {
             .await
             .unwrap(),
     );
-    assert_eq!(again.channels[0].status, ChannelStatus::AwaitingConfirmation);
+    assert_eq!(
+        again.channels[0].status,
+        ChannelStatus::AwaitingConfirmation
+    );
     assert!(again.channels[0].confirmation.is_some());
     assert_eq!(consents(core).await.len(), 2);
 }
@@ -711,14 +765,26 @@ async fn an_active_subscriber_is_not_put_on_hold_by_a_double_opt_in_form() {
         .unwrap();
     let req = request("203.0.113.7", "/optin/elm-st", core);
     let r = recorded(
-        optin::submit(core, &single, None, &input(PHONE, &[(Channel::Sms, 1)]), &req)
-            .await
-            .unwrap(),
+        optin::submit(
+            core,
+            &single,
+            None,
+            &input(PHONE, &[(Channel::Sms, 1)]),
+            &req,
+        )
+        .await
+        .unwrap(),
     );
     let again = recorded(
-        optin::submit(core, &double, None, &input(PHONE, &[(Channel::Sms, 1)]), &req)
-            .await
-            .unwrap(),
+        optin::submit(
+            core,
+            &double,
+            None,
+            &input(PHONE, &[(Channel::Sms, 1)]),
+            &req,
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(again.channels[0].status, ChannelStatus::AlreadySubscribed);
     let current = contacts::current_consent(&core.db.conn, &r.contact_id, Channel::Sms)
@@ -746,12 +812,17 @@ async fn a_form_consent_revoked_by_stop_blocks_every_later_send() {
         .await
         .unwrap(),
     );
-    let before = outbound::accept(core, reminder(&r.contact_id)).await.unwrap();
-    assert_eq!(before.state, MessageState::Queued, "{:?}", before.decision);
-
-    inbound::handle_message(core, inbound_msg(Channel::WhatsApp, "SMstop1", "STOP", &env))
+    let before = outbound::accept(core, reminder(&r.contact_id))
         .await
         .unwrap();
+    assert_eq!(before.state, MessageState::Queued, "{:?}", before.decision);
+
+    inbound::handle_message(
+        core,
+        inbound_msg(Channel::WhatsApp, "SMstop1", "STOP", &env),
+    )
+    .await
+    .unwrap();
     let row = consent::Entity::find_by_id(r.channels[0].consent_id.as_str())
         .one(&core.db.conn)
         .await
@@ -760,7 +831,9 @@ async fn a_form_consent_revoked_by_stop_blocks_every_later_send() {
     assert!(row.revoked_at.is_some());
     assert_eq!(row.revocation_source.as_deref(), Some("keyword"));
 
-    let after = outbound::accept(core, reminder(&r.contact_id)).await.unwrap();
+    let after = outbound::accept(core, reminder(&r.contact_id))
+        .await
+        .unwrap();
     assert_eq!(after.state, MessageState::Blocked);
     assert_eq!(after.decision.decision.reason(), Some(Gate::Suppressed));
     assert!(matches!(
@@ -768,7 +841,9 @@ async fn a_form_consent_revoked_by_stop_blocks_every_later_send() {
         Some(heimdall_domain::gates::Verdict::Block { .. })
     ));
     // The message queued before the STOP is refused by the worker too.
-    let worker = outbound::process_send(core, &before.message_id).await.unwrap();
+    let worker = outbound::process_send(core, &before.message_id)
+        .await
+        .unwrap();
     assert_eq!(
         worker,
         outbound::SendResult::Blocked(Gate::Suppressed),
@@ -798,7 +873,10 @@ async fn qr_codes_count_scans_and_consents_remember_the_code() {
         qr.url,
         format!("https://heimdall.example.com/q/{}", qr.code)
     );
-    assert!(optin::record_scan(core, "nosuchcode").await.unwrap().is_none());
+    assert!(optin::record_scan(core, "nosuchcode")
+        .await
+        .unwrap()
+        .is_none());
     for _ in 0..3 {
         let (q, f) = optin::record_scan(core, &qr.code.to_uppercase())
             .await
@@ -833,13 +911,22 @@ async fn qr_codes_count_scans_and_consents_remember_the_code() {
     let stats = optin::form_stats(core, &form.id).await.unwrap();
     assert_eq!(stats.contacts, 1);
     assert_eq!(stats.qr_codes.len(), 1);
-    assert_eq!((stats.qr_codes[0].scans, stats.qr_codes[0].consents), (3, 1));
+    assert_eq!(
+        (stats.qr_codes[0].scans, stats.qr_codes[0].consents),
+        (3, 1)
+    );
     let sms = stats.channels.iter().find(|c| c.channel == "sms").unwrap();
     assert_eq!((sms.active, sms.pending, sms.revoked), (1, 0, 0));
     let list = optin::list_forms(core).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].stats, stats);
-    assert_eq!(optin::recent_consents(core, &form.id, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        optin::recent_consents(core, &form.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -865,8 +952,9 @@ async fn the_qr_images_decode_to_the_landing_url() {
     let img = image::load_from_memory(&png).unwrap().to_luma8();
     assert!(img.width() >= 400);
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut prepared =
-        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| img.get_pixel(x as u32, y as u32).0[0]);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        img.get_pixel(x as u32, y as u32).0[0]
+    });
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1);
     let (_, content) = grids[0].decode().unwrap();
@@ -925,10 +1013,12 @@ async fn the_whatsapp_link_opens_only_the_window_not_consent() {
         .await
         .unwrap();
     assert!(w.in_window);
-    assert!(contacts::current_consent(&core.db.conn, &contact_id, Channel::WhatsApp)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        contacts::current_consent(&core.db.conn, &contact_id, Channel::WhatsApp)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // So a template send (marketing or not) is still refused for no consent.
     let refused = outbound::accept(core, reminder(&contact_id)).await.unwrap();
     assert_eq!(refused.decision.decision.reason(), Some(Gate::NoConsent));
@@ -994,27 +1084,33 @@ async fn a_csv_import_records_good_rows_and_reports_each_refused_one() {
     assert!(reason(11).starts_with("channel"));
 
     let rows = consents(core).await;
-    let imported: Vec<&consent::Model> =
-        rows.iter().filter(|r| r.recorded_by.starts_with("staff:9")).collect();
+    let imported: Vec<&consent::Model> = rows
+        .iter()
+        .filter(|r| r.recorded_by.starts_with("staff:9"))
+        .collect();
     assert_eq!(imported.len(), 2);
     let ada = imported.iter().find(|r| r.source == "import").unwrap();
     assert_eq!(
         ada.recorded_by,
         "staff:9 (CSV import; source: Trade show sign-up sheet)"
     );
+    assert_eq!(ada.captured_at.to_rfc3339(), "2026-03-14T15:09:26+00:00");
     assert_eq!(
-        ada.captured_at.to_rfc3339(),
-        "2026-03-14T15:09:26+00:00"
+        ada.consent_text_hash,
+        Some(contacts::text_hash("I agree to texts."))
     );
-    assert_eq!(ada.consent_text_hash, Some(contacts::text_hash("I agree to texts.")));
     let dee = imported.iter().find(|r| r.source == "web_form").unwrap();
     assert_eq!(dee.ip.as_deref(), Some("203.0.113.9"));
     // The opted-out person got nothing.
-    assert!(contacts::active_suppression(&core.db.conn, &opted_out.id, Channel::Sms)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(rows.iter().all(|r| r.contact_id != opted_out.id || r.revoked_at.is_some()));
+    assert!(
+        contacts::active_suppression(&core.db.conn, &opted_out.id, Channel::Sms)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.contact_id != opted_out.id || r.revoked_at.is_some()));
 
     // A file without the required columns imports nothing.
     let err = optin::import_consents(core, "phone,channel\n+4791234567,sms\n", "staff:9")
@@ -1056,9 +1152,12 @@ async fn the_export_holds_every_consent_and_suppression_and_is_spreadsheet_safe(
         .await
         .unwrap();
 
-    let json: serde_json::Value =
-        serde_json::from_str(&optin::export_consents_json(core, &r.contact_id).await.unwrap())
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &optin::export_consents_json(core, &r.contact_id)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["contact"]["phone"], PHONE);
     let cons = json["consents"].as_array().unwrap();
     assert_eq!(cons.len(), 2);
@@ -1074,7 +1173,9 @@ async fn the_export_holds_every_consent_and_suppression_and_is_spreadsheet_safe(
     assert_eq!(sup.len(), 1);
     assert_eq!(sup[0]["channel"], "sms");
 
-    let csv = optin::export_consents_csv(core, &r.contact_id).await.unwrap();
+    let csv = optin::export_consents_csv(core, &r.contact_id)
+        .await
+        .unwrap();
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(headers, optin::EXPORT_CSV_COLUMNS);
@@ -1092,7 +1193,10 @@ async fn the_export_holds_every_consent_and_suppression_and_is_spreadsheet_safe(
         .find(|r| &r[col("channel")] == "sms" && &r[col("record_type")] == "consent")
         .unwrap();
     assert!(!sms_row[col("revoked_at")].is_empty());
-    assert_eq!(&sms_row[col("consent_text_hash")], contacts::text_hash(SMS_TEXT));
+    assert_eq!(
+        &sms_row[col("consent_text_hash")],
+        contacts::text_hash(SMS_TEXT)
+    );
 
     assert!(matches!(
         optin::export_consents_json(core, "no-such-contact").await,
@@ -1201,7 +1305,11 @@ async fn forwarded_addresses_are_believed_only_from_configured_proxies() {
     let proxy: IpAddr = "10.0.0.5".parse().unwrap();
     assert!(optin::trusted_proxies(core).await.unwrap().is_empty());
     assert_eq!(
-        optin::client_ip(proxy, Some("203.0.113.50"), &optin::trusted_proxies(core).await.unwrap()),
+        optin::client_ip(
+            proxy,
+            Some("203.0.113.50"),
+            &optin::trusted_proxies(core).await.unwrap()
+        ),
         proxy
     );
     optin::set_trusted_proxies(core, &[proxy], "staff:admin")

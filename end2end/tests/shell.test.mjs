@@ -1,4 +1,5 @@
-// The console shell is rendered on the server and hydrated in the browser.
+// The console is rendered on the server and hydrated in the browser; with
+// no session, its front page sends the browser to the sign-in page.
 import assert from 'node:assert/strict';
 
 export async function run({ newPage, screenshot }) {
@@ -7,7 +8,9 @@ export async function run({ newPage, screenshot }) {
   page.on('pageerror', (e) => errors.push(String(e)));
   const res = await page.goto('/');
   assert.equal(res.status(), 200);
-  await page.waitForFunction(() => document.querySelector('body') !== null);
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.equal(new URL(page.url()).searchParams.get('next'), '/');
+  await page.waitForSelector('#email');
   await screenshot(page, 'home');
   assert.deepEqual(errors, [], 'no script errors while hydrating');
 }

@@ -72,16 +72,16 @@ impl Queue {
                     .with_config(apalis_sqlite::Config::default().queue(fan_out_campaign::QUEUE)),
             ),
             Queue::Postgres(s) => FanOutQueue::Postgres(
-                PostgresStorage::new(s.pool()).with_config(
-                    apalis_postgres::Config::default().queue(fan_out_campaign::QUEUE),
-                ),
+                PostgresStorage::new(s.pool())
+                    .with_config(apalis_postgres::Config::default().queue(fan_out_campaign::QUEUE)),
             ),
             Queue::Redis(s) => {
                 let mut s = s.clone();
                 let name = redis_sibling(s.get_config().queue.as_ref(), fan_out_campaign::QUEUE);
                 let conn = s.get_connection().clone();
                 FanOutQueue::Redis(
-                    RedisStorage::new(conn).with_config(apalis_redis::Config::default().queue(name)),
+                    RedisStorage::new(conn)
+                        .with_config(apalis_redis::Config::default().queue(name)),
                 )
             }
         }
@@ -186,11 +186,10 @@ impl Queue {
     async fn waiting_jobs(&self) -> Result<u64, String> {
         let text = |e: apalis_sqlite::Error| e.to_string();
         match (self, self.fan_out()) {
-            (Queue::Sqlite(send), FanOutQueue::Sqlite(fan)) => Ok(pending(
-                send.fetch_by_queue().await.map_err(text)?,
-            ) + pending(
-                fan.fetch_by_queue().await.map_err(text)?,
-            )),
+            (Queue::Sqlite(send), FanOutQueue::Sqlite(fan)) => {
+                Ok(pending(send.fetch_by_queue().await.map_err(text)?)
+                    + pending(fan.fetch_by_queue().await.map_err(text)?))
+            }
             (Queue::Postgres(send), FanOutQueue::Postgres(fan)) => {
                 let text = |e: apalis_postgres::Error| e.to_string();
                 Ok(pending(send.fetch_by_queue().await.map_err(text)?)

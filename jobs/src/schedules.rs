@@ -73,13 +73,15 @@ async fn on_tick(_tick: Tick, job: Data<Job>, core: Data<Arc<Core>>) -> Result<(
 
 /// Register every periodic job at its own cadence.
 pub fn register(monitor: Monitor, core: &Arc<Core>, _queue: &Queue) -> Monitor {
-    let jobs = Job::ALL.into_iter().filter_map(|job| match Cadence::of(job) {
-        Ok(c) => Some((job, c)),
-        Err(e) => {
-            tracing::error!(job = %job, error = %e, "job has no valid cadence; not scheduled");
-            None
-        }
-    });
+    let jobs = Job::ALL
+        .into_iter()
+        .filter_map(|job| match Cadence::of(job) {
+            Ok(c) => Some((job, c)),
+            Err(e) => {
+                tracing::error!(job = %job, error = %e, "job has no valid cadence; not scheduled");
+                None
+            }
+        });
     register_jobs(monitor, core, jobs)
 }
 

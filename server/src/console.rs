@@ -12,10 +12,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 
+use heimdall_app::api::audit::AuditQuery;
 use heimdall_app::server::{ConsoleState, ErrorAnswered};
+use heimdall_domain::sessions;
 
 /// The largest console form accepted (a pasted list of phone numbers).
 pub const MAX_FORM_BYTES: usize = 1024 * 1024;
@@ -58,4 +61,68 @@ pub async fn server_fn_errors(
 }
 
 /// The console's own actix routes (besides the pages and server functions).
-pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
+pub fn routes(state: ConsoleState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state))
+            .route("/audit/export.csv", web::get().to(audit_csv));
+    }
+}
+
+/// The audit log as CSV, with the audit page's filters (any staff member).
+async fn audit_csv(
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+    query: web::Query<AuditQuery>,
+) -> HttpResponse {
+    let token = req
+        .cookie(state.cookie_name())
+        .map(|c| c.value().to_string());
+    let session = match token {
+        Some(t) => match sessions::authenticate(&state.core, &t).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "audit export: session lookup failed");
+                return HttpResponse::InternalServerError().body("internal error");
+            }
+        },
+        None => None,
+    };
+    if session.is_none() {
+        let html = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        return if html {
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, "/login?next=/audit"))
+                .finish()
+        } else {
+            HttpResponse::Unauthorized().body("sign in first")
+        };
+    }
+    let filter = match heimdall_app::api::audit::ssr::filter(&state.core, &query, 10_000) {
+        Ok(f) => f,
+        Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
+    };
+    match heimdall_domain::reports::audit_csv(&state.core, &filter).await {
+        Ok(csv) => {
+            let name = format!(
+                "heimdall-audit-{}.csv",
+                state.core.now().format("%Y%m%d-%H%M")
+            );
+            HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(csv)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit export failed");
+            HttpResponse::InternalServerError().body("internal error")
+        }
+    }
+}

@@ -235,7 +235,7 @@ impl Application {
                             }),
                         ),
                 )
-                .configure(crate::console::configure)
+                .configure(crate::console::routes(console.clone()))
                 .leptos_routes_with_context(
                     routes.clone(),
                     {
@@ -384,7 +384,7 @@ async fn log_request(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().to_string();
-    let path = req.path().to_string();
+    let path = loggable_path(req.path());
     let res = next.call(req).await;
     let elapsed = start.elapsed();
     let status = match &res {
@@ -400,6 +400,17 @@ async fn log_request(
         tracing::info!(%method, %path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
     }
     res
+}
+
+/// The path as logged: one-time tokens in it (opt-in confirmation, first
+/// admin set-up) are cut off.
+fn loggable_path(path: &str) -> String {
+    for prefix in ["/optin/confirm/", "/setup/"] {
+        if path.starts_with(prefix) {
+            return format!("{prefix}[token]");
+        }
+    }
+    path.to_string()
 }
 
 /// A low-cardinality label for a path.

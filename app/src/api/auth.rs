@@ -70,7 +70,7 @@ pub async fn login(
 
 /// Sign out: the session is deleted on the server and the cookie cleared.
 #[server(prefix = "/_sf", endpoint = "logout")]
-pub async fn logout(csrf: String) -> Result<(), AppError> {
+pub async fn logout(#[server(default)] csrf: String) -> Result<(), AppError> {
     use crate::server::*;
     respond(
         async move {

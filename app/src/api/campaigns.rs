@@ -128,9 +128,17 @@ pub struct ProgressView {
     pub failures: Vec<FailureView>,
 }
 
+/// The campaign page's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignPageData {
+    pub info: CampaignInfo,
+    /// Before approval only.
+    pub review: Option<ReviewView>,
+}
+
 /// What the draft form needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CampaignForm {
+pub struct DraftFormData {
     /// Approved templates to choose from.
     pub templates: Vec<TemplateRow>,
     /// The chosen one (from `?template=`, else the draft's).
@@ -366,7 +374,7 @@ mod ssr {
 }
 
 #[cfg(feature = "ssr")]
-pub(crate) use ssr::failure;
+pub(crate) use ssr::{counts, failure};
 
 #[server(prefix = "/_sf", endpoint = "campaigns_list")]
 pub async fn campaigns_list(status: Option<String>) -> Result<Vec<CampaignRow>, AppError> {
@@ -393,8 +401,12 @@ pub async fn campaigns_list(status: Option<String>) -> Result<Vec<CampaignRow>, 
     )
 }
 
-#[server(prefix = "/_sf", endpoint = "campaign_get")]
-pub async fn campaign_get(id: String) -> Result<CampaignInfo, AppError> {
+/// The campaign page: the campaign and, before it is approved, its review
+/// (samples, audience size, the dry run of the gates over the whole
+/// audience, estimated cost). Each review is recorded as done by whoever
+/// asked for it.
+#[server(prefix = "/_sf", endpoint = "campaign_page")]
+pub async fn campaign_page(id: String) -> Result<CampaignPageData, AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(
@@ -404,48 +416,37 @@ pub async fn campaign_get(id: String) -> Result<CampaignInfo, AppError> {
             let v = heimdall_domain::campaigns::get(ctx.core(), &id)
                 .await
                 .map_err(campaign_error)?;
-            info(&ctx, v).await
-        }
-        .await,
-    )
-}
-
-/// The review: samples, audience size, the dry run of the gates over the
-/// whole audience, and the estimated cost. Recorded as reviewed by whoever
-/// asks.
-#[server(prefix = "/_sf", endpoint = "campaign_review")]
-pub async fn campaign_review(id: String) -> Result<ReviewView, AppError> {
-    use self::ssr::*;
-    use crate::server::*;
-    respond(
-        async move {
-            let ctx = require(Role::Viewer).await?;
-            let id = check_id(&id, "campaign")?;
-            let r = heimdall_domain::campaigns::review_by(ctx.core(), Some(ctx.user()), &id, 5)
-                .await
-                .map_err(campaign_error)?;
-            Ok(ReviewView {
-                audience_size: r.audience_size,
-                samples: r
-                    .samples
-                    .into_iter()
-                    .map(|s| SampleView {
-                        phone: s.phone,
-                        name: s.name,
-                        text: s.text,
-                    })
-                    .collect(),
-                would_pass: r.dry_run.would_pass,
-                would_block: counts(r.dry_run.would_block),
-                would_defer: counts(r.dry_run.would_defer),
-                per_message: r.estimated_cost.per_message,
-                currency: r.estimated_cost.currency.to_string(),
-                total: r.estimated_cost.total,
-                billable_messages: r.estimated_cost.billable_messages,
-                sms_segments: r.estimated_cost.sms_segments,
-                missing_fields: counts(r.missing_fields),
-                unresolved: r.unresolved.into_iter().map(|u| (u.number, u.why)).collect(),
-            })
+            let info = info(&ctx, v).await?;
+            let review = if info.before_sending() {
+                let r = heimdall_domain::campaigns::review_by(ctx.core(), Some(ctx.user()), &id, 5)
+                    .await
+                    .map_err(campaign_error)?;
+                Some(ReviewView {
+                    audience_size: r.audience_size,
+                    samples: r
+                        .samples
+                        .into_iter()
+                        .map(|s| SampleView {
+                            phone: s.phone,
+                            name: s.name,
+                            text: s.text,
+                        })
+                        .collect(),
+                    would_pass: r.dry_run.would_pass,
+                    would_block: counts(r.dry_run.would_block),
+                    would_defer: counts(r.dry_run.would_defer),
+                    per_message: r.estimated_cost.per_message,
+                    currency: r.estimated_cost.currency.to_string(),
+                    total: r.estimated_cost.total,
+                    billable_messages: r.estimated_cost.billable_messages,
+                    sms_segments: r.estimated_cost.sms_segments,
+                    missing_fields: counts(r.missing_fields),
+                    unresolved: r.unresolved.into_iter().map(|u| (u.number, u.why)).collect(),
+                })
+            } else {
+                None
+            };
+            Ok(CampaignPageData { info, review })
         }
         .await,
     )
@@ -483,7 +484,7 @@ pub async fn campaign_progress(id: String) -> Result<ProgressView, AppError> {
 pub async fn campaign_form(
     id: Option<String>,
     template: Option<String>,
-) -> Result<CampaignForm, AppError> {
+) -> Result<DraftFormData, AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(
@@ -516,7 +517,7 @@ pub async fn campaign_form(
                 .as_ref()
                 .and_then(|d| d.scheduled_at)
                 .map(|at| at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string());
-            Ok(CampaignForm {
+            Ok(DraftFormData {
                 templates,
                 selected,
                 draft,
@@ -532,7 +533,7 @@ pub async fn campaign_form(
 #[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_sf", endpoint = "campaign_save")]
 pub async fn campaign_save(
-    csrf: String,
+    #[server(default)] csrf: String,
     #[server(default)] id: Option<String>,
     name: String,
     channel: String,
@@ -634,7 +635,7 @@ pub async fn campaign_save(
 
 /// Ask for approval.
 #[server(prefix = "/_sf", endpoint = "campaign_submit")]
-pub async fn campaign_submit(csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_submit(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Submit).await)
@@ -642,7 +643,7 @@ pub async fn campaign_submit(csrf: String, id: String) -> Result<(), AppError> {
 
 /// Approve: an approver who did not write the campaign.
 #[server(prefix = "/_sf", endpoint = "campaign_approve")]
-pub async fn campaign_approve(csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_approve(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Approve).await)
@@ -650,28 +651,28 @@ pub async fn campaign_approve(csrf: String, id: String) -> Result<(), AppError> 
 
 /// Send back to the author with a reason (required).
 #[server(prefix = "/_sf", endpoint = "campaign_reject")]
-pub async fn campaign_reject(csrf: String, id: String, reason: String) -> Result<(), AppError> {
+pub async fn campaign_reject(#[server(default)] csrf: String, id: String, reason: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Reject(reason)).await)
 }
 
 #[server(prefix = "/_sf", endpoint = "campaign_pause")]
-pub async fn campaign_pause(csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_pause(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Pause).await)
 }
 
 #[server(prefix = "/_sf", endpoint = "campaign_resume")]
-pub async fn campaign_resume(csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_resume(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Resume).await)
 }
 
 #[server(prefix = "/_sf", endpoint = "campaign_cancel")]
-pub async fn campaign_cancel(csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_cancel(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Cancel).await)

@@ -3,5 +3,11 @@
 //! CSRF token and origin), then calls `heimdall-domain`, records the staff
 //! action, and maps errors to statuses. No business rule lives here.
 
+pub mod audit;
 pub mod auth;
+pub mod campaigns;
+pub mod contacts;
+pub mod dashboard;
+pub mod inbox;
+pub mod settings;
 pub mod templates;

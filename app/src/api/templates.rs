@@ -84,7 +84,7 @@ pub async fn templates_list() -> Result<TemplatesData, AppError> {
 
 /// Read every template and its approval state from the Content API now.
 #[server(prefix = "/_sf", endpoint = "templates_sync")]
-pub async fn templates_sync(csrf: String) -> Result<SyncOutcome, AppError> {
+pub async fn templates_sync(#[server(default)] csrf: String) -> Result<SyncOutcome, AppError> {
     use crate::server::*;
     respond(
         async move {

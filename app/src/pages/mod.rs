@@ -2,5 +2,11 @@
 //! server functions and work without JavaScript); hydration adds live
 //! updates.
 
+pub mod audit;
 pub mod auth;
+pub mod campaigns;
+pub mod contacts;
+pub mod dashboard;
+pub mod inbox;
+pub mod settings;
 pub mod templates;

@@ -31,8 +31,8 @@ use heimdall_domain::contacts::ContactError;
 use heimdall_domain::message_state::MessageState;
 use heimdall_domain::optin::{
     self, ChannelStatus, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError,
-    FormInput, FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmitError,
-    SubmitOutcome, SubmitReceipt, SubmissionLimiter, HONEYPOT_FIELD,
+    FormInput, FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter,
+    SubmitError, SubmitOutcome, SubmitReceipt, HONEYPOT_FIELD,
 };
 use heimdall_domain::{Channel, Core};
 
@@ -375,8 +375,16 @@ fn render_form(p: &FormPage<'_>) -> String {
         );
         for f in &form.fields {
             let name = format!("field_{}", f.key);
-            let kind = if f.key.contains("email") { "email" } else { "text" };
-            let auto = if f.key.contains("email") { "email" } else { "off" };
+            let kind = if f.key.contains("email") {
+                "email"
+            } else {
+                "text"
+            };
+            let auto = if f.key.contains("email") {
+                "email"
+            } else {
+                "off"
+            };
             let v = p
                 .input
                 .and_then(|i| i.fields.get(&f.key))
@@ -802,14 +810,19 @@ async fn qr_print(core: web::Data<Arc<Core>>, code: web::Path<String>) -> HttpRe
         esc(&format!("/q/{}.png?size=1200", qr.code)),
         esc(&format!("/q/{}.svg", qr.code)),
     );
-    page(StatusCode::OK, &format!("{} — {}", form.title, qr.source_label), &body)
+    page(
+        StatusCode::OK,
+        &format!("{} — {}", form.title, qr.source_label),
+        &body,
+    )
 }
 
-fn confirmation_response(view: &ConfirmationView, token: &str, just_confirmed: bool) -> HttpResponse {
-    let what = view
-        .form_title
-        .clone()
-        .unwrap_or_else(|| "our".to_string());
+fn confirmation_response(
+    view: &ConfirmationView,
+    token: &str,
+    just_confirmed: bool,
+) -> HttpResponse {
+    let what = view.form_title.clone().unwrap_or_else(|| "our".to_string());
     let channel = channel_name(view.channel);
     match view.status {
         ConfirmationStatus::Pending => page(

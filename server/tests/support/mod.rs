@@ -40,7 +40,10 @@ impl TestApp {
             ("HEIMDALL_DATA_DIR".into(), data),
             ("HEIMDALL_BIND".into(), "127.0.0.1:0".into()),
             ("HEIMDALL_API_KEY".into(), API_KEY.into()),
-            ("TWILIO_ACCOUNT_SID".into(), "ACsandbox0000000000000000000000000".into()),
+            (
+                "TWILIO_ACCOUNT_SID".into(),
+                "ACsandbox0000000000000000000000000".into(),
+            ),
             ("TWILIO_AUTH_TOKEN".into(), AUTH_TOKEN.into()),
             ("TWILIO_WHATSAPP_NUMBER".into(), "+14155238886".into()),
             ("TWILIO_SMS_NUMBER".into(), "+14155550100".into()),
@@ -53,14 +56,19 @@ impl TestApp {
         ];
         if let Some(r) = heimdall_domain::testing::redis_url() {
             pairs.push(("HEIMDALL_REDIS_URL".into(), r));
-            pairs.push(("HEIMDALL_REDIS_NAMESPACE".into(), heimdall_domain::testing::unique("app")));
+            pairs.push((
+                "HEIMDALL_REDIS_NAMESPACE".into(),
+                heimdall_domain::testing::unique("app"),
+            ));
         }
         for (k, v) in extra {
             pairs.retain(|(key, _)| key != k);
             pairs.push((k.to_string(), v.to_string()));
         }
         let settings = Settings::from_source(&Source::from_pairs(pairs)).expect("settings");
-        let app = Application::build(settings, Options { workers }).await.expect("build app");
+        let app = Application::build(settings, Options { workers })
+            .await
+            .expect("build app");
         let base = format!("http://127.0.0.1:{}", app.port());
         let core = app.core().clone();
         let (stop, rx) = tokio::sync::watch::channel(false);
@@ -89,7 +97,10 @@ impl TestApp {
     /// POST a form to a Twilio webhook path, signed as Twilio signs it.
     pub async fn twilio_post(&self, path: &str, params: &[(&str, &str)]) -> reqwest::Response {
         let url = self.url(path);
-        let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let sig = heimdall_domain::signature::twilio_signature(AUTH_TOKEN, &url, &owned);
         self.http
             .post(&url)
@@ -125,7 +136,10 @@ pub fn inbound(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)>
     vec![
         ("MessageSid", sid.to_string()),
         ("SmsMessageSid", sid.to_string()),
-        ("AccountSid", "ACsandbox0000000000000000000000000".to_string()),
+        (
+            "AccountSid",
+            "ACsandbox0000000000000000000000000".to_string(),
+        ),
         ("From", format!("whatsapp:{from}")),
         ("To", "whatsapp:+14155238886".to_string()),
         ("Body", body.to_string()),

@@ -1,0 +1,368 @@
+//! Contacts: search, the contact page (consents with evidence, suppressions
+//! with their origin, service windows, the message timeline with gate
+//! verdicts and status history), and manual suppression.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use crate::model::Role;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactRow {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    pub time_zone: Option<String>,
+    pub locale: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub needs_manual_outreach: bool,
+    pub manual_outreach_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentView {
+    pub channel: String,
+    pub status: String,
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub page_url: Option<String>,
+    pub form_id: Option<String>,
+    pub qr_code: Option<String>,
+    pub inbound_message_id: Option<String>,
+    pub consent_text_version: Option<String>,
+    pub consent_text_hash: Option<String>,
+    pub consent_text: Option<String>,
+    pub recorded_by: String,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revocation_source: Option<String>,
+    pub revocation_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuppressionRow {
+    pub channel: String,
+    /// keyword, provider, api, import or staff.
+    pub origin: String,
+    pub source_ref: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub lifted_at: Option<DateTime<Utc>>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowView {
+    pub channel: String,
+    pub in_window: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_inbound: Option<DateTime<Utc>>,
+    pub seconds_remaining: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRow {
+    pub gate: String,
+    /// pass, block, defer or not_applicable.
+    pub verdict: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationRow {
+    pub kind: String,
+    pub stage: String,
+    pub decision: String,
+    pub reason_code: Option<String>,
+    pub error_code: Option<i32>,
+    pub detail: Option<String>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub verdicts: Vec<VerdictRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRow {
+    pub status: String,
+    pub error_code: Option<i32>,
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub channel: String,
+    pub kind: String,
+    pub template_name: Option<String>,
+    pub body: Option<String>,
+    pub source: String,
+    pub campaign_id: Option<String>,
+    pub actor: String,
+    pub state: String,
+    pub block_reason: Option<String>,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub evaluations: Vec<EvaluationRow>,
+    pub status_history: Vec<StatusRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactView {
+    pub contact: ContactRow,
+    pub consents: Vec<ConsentView>,
+    pub suppressions: Vec<SuppressionRow>,
+    pub windows: Vec<WindowView>,
+    pub messages: Vec<MessageRow>,
+}
+
+impl ContactView {
+    /// Is the contact suppressed (on `channel`, or on every channel)?
+    pub fn suppressed_on(&self, channel: &str) -> bool {
+        self.suppressions
+            .iter()
+            .any(|s| s.active && (s.channel == channel || s.channel == "all"))
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub(crate) mod ssr {
+    use super::*;
+    use heimdall_domain::contacts::{Contact, WindowState};
+    use heimdall_domain::outbound::MessageView;
+
+    pub fn contact_row(c: Contact) -> ContactRow {
+        ContactRow {
+            id: c.id,
+            phone: c.phone,
+            name: c.name,
+            tags: c.tags,
+            time_zone: c.time_zone,
+            locale: c.locale,
+            attributes: c.attributes,
+            needs_manual_outreach: c.needs_manual_outreach,
+            manual_outreach_reason: c.manual_outreach_reason,
+            created_at: c.created_at,
+        }
+    }
+
+    pub fn window_view(channel: String, w: WindowState) -> WindowView {
+        WindowView {
+            channel,
+            in_window: w.in_window,
+            expires_at: w.expires_at,
+            last_inbound: w.last_inbound,
+            seconds_remaining: w.seconds_remaining,
+        }
+    }
+
+    /// Every gate's verdict from the stored JSON array.
+    pub fn verdicts(v: &serde_json::Value) -> Vec<VerdictRow> {
+        v.as_array()
+            .map(|arr| {
+                arr.iter()
+                    .map(|x| VerdictRow {
+                        gate: x.get("gate").and_then(|g| g.as_str()).unwrap_or("?").to_string(),
+                        verdict: x
+                            .get("verdict")
+                            .and_then(|g| g.as_str())
+                            .unwrap_or("?")
+                            .to_string(),
+                        detail: x
+                            .get("detail")
+                            .and_then(|g| g.as_str())
+                            .unwrap_or("")
+                            .to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn message_row(m: MessageView) -> MessageRow {
+        MessageRow {
+            evaluations: m
+                .evaluations
+                .into_iter()
+                .map(|e| EvaluationRow {
+                    verdicts: verdicts(&e.verdicts),
+                    kind: e.kind,
+                    stage: e.stage,
+                    decision: e.decision,
+                    reason_code: e.reason_code,
+                    error_code: e.error_code,
+                    detail: e.detail,
+                    actor: e.actor,
+                    at: e.at,
+                })
+                .collect(),
+            status_history: m
+                .status_history
+                .into_iter()
+                .map(|s| StatusRow {
+                    status: s.status,
+                    error_code: s.error_code,
+                    source: s.source,
+                    at: s.at,
+                })
+                .collect(),
+            id: m.id,
+            channel: m.channel,
+            kind: m.kind,
+            template_name: m.template_name,
+            body: m.body,
+            source: m.source,
+            campaign_id: m.campaign_id,
+            actor: m.actor,
+            state: m.state,
+            block_reason: m.block_reason,
+            error_code: m.error_code,
+            error_message: m.error_message,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[server(prefix = "/_sf", endpoint = "contacts_search")]
+pub async fn contacts_search(q: Option<String>) -> Result<Vec<ContactRow>, AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            let q = q.unwrap_or_default();
+            if q.chars().count() > 100 {
+                return Err(AppError::invalid("q", "Search for at most 100 characters."));
+            }
+            Ok(heimdall_domain::contacts::search(ctx.core(), &q, 100)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(ssr::contact_row)
+                .collect())
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/_sf", endpoint = "contact_detail")]
+pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            let id = check_id(&id, "contact")?;
+            if heimdall_domain::contacts::get(ctx.core(), &id).await.is_err() {
+                return Err(AppError::NotFound("No contact with that id.".into()));
+            }
+            let t = heimdall_domain::reports::contact_timeline(ctx.core(), &id)
+                .await
+                .map_err(internal)?;
+            Ok(ContactView {
+                contact: ssr::contact_row(t.contact),
+                consents: t
+                    .consents
+                    .into_iter()
+                    .map(|c| ConsentView {
+                        channel: c.channel,
+                        status: c.status,
+                        source: c.source,
+                        captured_at: c.captured_at,
+                        ip: c.ip,
+                        user_agent: c.user_agent,
+                        page_url: c.page_url,
+                        form_id: c.form_id,
+                        qr_code: c.qr_code,
+                        inbound_message_id: c.inbound_message_id,
+                        consent_text_version: c.consent_text_version,
+                        consent_text_hash: c.consent_text_hash,
+                        consent_text: c.consent_text,
+                        recorded_by: c.recorded_by,
+                        confirmed_at: c.confirmed_at,
+                        revoked_at: c.revoked_at,
+                        revocation_source: c.revocation_source,
+                        revocation_ref: c.revocation_ref,
+                    })
+                    .collect(),
+                suppressions: t
+                    .suppressions
+                    .into_iter()
+                    .map(|s| SuppressionRow {
+                        channel: s.suppression.channel,
+                        origin: s.origin,
+                        source_ref: s.suppression.source_ref,
+                        created_by: s.suppression.created_by,
+                        created_at: s.suppression.created_at,
+                        lifted_at: s.suppression.lifted_at,
+                        active: s.active,
+                    })
+                    .collect(),
+                windows: t
+                    .windows
+                    .into_iter()
+                    .map(|w| ssr::window_view(w.channel.to_string(), w.window))
+                    .collect(),
+                messages: t.messages.into_iter().map(ssr::message_row).collect(),
+            })
+        }
+        .await,
+    )
+}
+
+/// Suppress a contact by hand (one channel or all): nothing more is sent to
+/// them there until a new consent lifts it.
+#[server(prefix = "/_sf", endpoint = "contact_suppress")]
+pub async fn contact_suppress(
+    #[server(default)] csrf: String,
+    id: String,
+    channel: String,
+    note: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let id = check_id(&id, "contact")?;
+            if heimdall_domain::contacts::get(ctx.core(), &id).await.is_err() {
+                return Err(AppError::NotFound("No contact with that id.".into()));
+            }
+            let channel = match channel.as_str() {
+                "all" => None,
+                other => Some(other.parse::<heimdall_domain::Channel>().map_err(|_| {
+                    AppError::invalid("channel", "Choose WhatsApp, SMS or every channel.")
+                })?),
+            };
+            let note = required("note", "A note saying why", &note, 500)?;
+            heimdall_domain::contacts::suppress(
+                &ctx.core().db.conn,
+                &id,
+                channel,
+                "staff",
+                Some(&note),
+                &ctx.actor(),
+                ctx.core().now(),
+            )
+            .await
+            .map_err(internal)?;
+            ctx.audit(
+                "contact_suppressed",
+                Some(&format!("contact:{id}")),
+                Some(serde_json::json!({
+                    "channel": channel.map(|c| c.as_str()).unwrap_or("all"),
+                    "note": note,
+                })),
+            )
+            .await
+        }
+        .await,
+    )
+}

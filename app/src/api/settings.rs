@@ -1,0 +1,663 @@
+//! Settings (admins only): senders (activating one is an explicit, recorded
+//! authorization), API keys (shown once, revocable), staff users, and the
+//! run-time settings (HELP text, fallback codes, tier ladder and limit,
+//! rate limits). Also automations: created by an admin, approved by an
+//! approver who did not create them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::api::templates::TemplateRow;
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use crate::model::Role;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SenderRow {
+    pub id: String,
+    pub kind: String,
+    pub address: String,
+    pub active: bool,
+    pub activated_by: Option<String>,
+    pub activated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCodeRow {
+    pub code: Option<i64>,
+    pub meaning: String,
+    pub action: String,
+}
+
+/// A run-time setting: what is in effect, and what is stored for the next
+/// start (when different).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingValue {
+    pub effective: String,
+    pub stored: Option<String>,
+    /// Applied at once when saved (otherwise at the next start).
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub senders: Vec<SenderRow>,
+    pub api_keys: Vec<ApiKeyRow>,
+    /// A key just created by this session: shown once, then gone.
+    pub new_key: Option<String>,
+    pub users: Vec<UserRow>,
+    pub help_text: SettingValue,
+    pub fallback_codes: SettingValue,
+    pub tier_ladder: SettingValue,
+    pub tier_limit: SettingValue,
+    pub rate_per_second: SettingValue,
+    pub recipient_pace_seconds: SettingValue,
+    pub error_codes: Vec<ErrorCodeRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutomationRow {
+    pub id: String,
+    pub name: String,
+    pub api_key: String,
+    pub templates: Vec<String>,
+    pub status: String,
+    pub created_by: String,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutomationsView {
+    pub automations: Vec<AutomationRow>,
+    /// Unrevoked keys an automation can be bound to (id, name and prefix).
+    pub keys: Vec<ApiKeyRow>,
+    pub templates: Vec<TemplateRow>,
+}
+
+/// Keys in `app_settings` (read at start-up).
+pub const HELP_TEXT: &str = "help_text";
+pub const FALLBACK_CODES: &str = "fallback_codes";
+pub const TIER_LADDER: &str = "tier_ladder";
+pub const RATE_PER_SECOND: &str = "rate_per_second";
+pub const RECIPIENT_PACE_SECONDS: &str = "recipient_pace_seconds";
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::*;
+    use crate::server::*;
+    use heimdall_domain::Core;
+
+    pub fn limit_text(l: Option<u64>) -> String {
+        l.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into())
+    }
+
+    pub async fn stored(core: &Core, key: &str) -> Result<Option<serde_json::Value>, AppError> {
+        heimdall_domain::settings_store::get(core, key)
+            .await
+            .map_err(internal)
+    }
+
+    pub fn value_text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "unlimited".into(),
+            serde_json::Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+
+    pub async fn setting(
+        core: &Core,
+        key: &str,
+        effective: String,
+    ) -> Result<SettingValue, AppError> {
+        let stored = stored(core, key).await?.map(|v| value_text(&v));
+        Ok(SettingValue {
+            stored: stored.filter(|s| *s != effective),
+            effective,
+            live: false,
+        })
+    }
+
+    pub fn key_row(k: heimdall_domain::accounts::ApiKeyInfo) -> ApiKeyRow {
+        ApiKeyRow {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+
+    /// Store a setting for the next start and record who changed it.
+    pub async fn save(ctx: &Ctx, key: &str, value: serde_json::Value) -> Result<(), AppError> {
+        let before = stored(ctx.core(), key).await?;
+        heimdall_domain::settings_store::put(ctx.core(), key, &value, &ctx.actor())
+            .await
+            .map_err(internal)?;
+        heimdall_domain::authz::record_change(
+            &ctx.core().db.conn,
+            &ctx.actor(),
+            key,
+            "setting stored (applies at the next start)",
+            before,
+            Some(value.clone()),
+            ctx.core().now(),
+        )
+        .await
+        .map_err(internal)?;
+        ctx.audit("setting_changed", Some(&format!("setting:{key}")), Some(value))
+            .await
+    }
+
+    pub fn parse_limit(field: &str, s: &str) -> Result<Option<u64>, AppError> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        s.replace([',', '_', ' '], "")
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| AppError::invalid(field, "Enter a whole number above 0, or 'unlimited'."))
+    }
+}
+
+#[server(prefix = "/_sf", endpoint = "settings_data")]
+pub async fn settings_data() -> Result<SettingsView, AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Admin).await?;
+            let core = ctx.core();
+            let s = &core.settings;
+            let senders = heimdall_domain::authz::list_senders(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|x| SenderRow {
+                    id: x.id,
+                    kind: x.kind,
+                    address: x.address,
+                    active: x.active,
+                    activated_by: x.activated_by,
+                    activated_at: x.activated_at,
+                })
+                .collect();
+            let api_keys = heimdall_domain::accounts::list_api_keys(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(key_row)
+                .collect();
+            let users = heimdall_domain::accounts::list_users(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|u| UserRow {
+                    email: u.email,
+                    name: u.name,
+                    role: u.role.to_string(),
+                    active: u.active,
+                })
+                .collect();
+            let new_key = ctx
+                .state
+                .flash
+                .take(&ctx.session.id, core.now())
+                .map(|k| secrecy::ExposeSecret::expose_secret(&k).to_string());
+            let fallback: Vec<String> = s.fallback_codes.iter().map(|c| c.to_string()).collect();
+            let ladder: Vec<String> = s.tier_ladder.iter().map(|l| limit_text(*l)).collect();
+            Ok(SettingsView {
+                senders,
+                api_keys,
+                new_key,
+                users,
+                help_text: setting(core, HELP_TEXT, s.help_reply()).await?,
+                fallback_codes: setting(core, FALLBACK_CODES, fallback.join(",")).await?,
+                tier_ladder: setting(core, TIER_LADDER, ladder.join(",")).await?,
+                tier_limit: SettingValue {
+                    effective: limit_text(core.limits.tier_limit()),
+                    stored: None,
+                    live: true,
+                },
+                rate_per_second: setting(core, RATE_PER_SECOND, s.rate_per_second.to_string()).await?,
+                recipient_pace_seconds: setting(
+                    core,
+                    RECIPIENT_PACE_SECONDS,
+                    s.recipient_pace_seconds.to_string(),
+                )
+                .await?,
+                error_codes: core
+                    .errors
+                    .entries()
+                    .into_iter()
+                    .map(|e| ErrorCodeRow {
+                        code: e.code,
+                        meaning: e.meaning,
+                        action: serde_json::to_value(e.action)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+        }
+        .await,
+    )
+}
+
+/// Activate (with an explicit authorization) or deactivate a sender.
+#[server(prefix = "/_sf", endpoint = "sender_set_active")]
+pub async fn sender_set_active(
+    #[server(default)] csrf: String,
+    id: String,
+    active: String,
+    #[server(default)] authorize: Option<String>,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::authz::SenderError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let id = check_id(&id, "sender")?;
+            let active = match active.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(AppError::invalid("active", "Choose activate or deactivate.")),
+            };
+            if active && authorize.as_deref() != Some("yes") {
+                return Err(AppError::invalid(
+                    "authorize",
+                    "Tick the box to authorize sending from this sender.",
+                ));
+            }
+            let sender = heimdall_domain::authz::set_sender_active(
+                ctx.core(),
+                &id,
+                active,
+                &ctx.actor(),
+                role_to_domain(ctx.me().role),
+            )
+            .await
+            .map_err(|e| match e {
+                SenderError::NotFound(_) => AppError::NotFound("No sender with that id.".into()),
+                SenderError::Forbidden => AppError::Forbidden(e.to_string()),
+                SenderError::Db(e) => internal(e),
+            })?;
+            ctx.audit(
+                if active { "sender_activated" } else { "sender_deactivated" },
+                Some(&format!("sender:{}:{}", sender.kind, sender.address)),
+                None,
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Create an API key; it is shown once, on the settings page.
+#[server(prefix = "/_sf", endpoint = "api_key_create")]
+pub async fn api_key_create(#[server(default)] csrf: String, name: String) -> Result<(), AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let name = required("name", "A name", &name, 100)?;
+            let key = heimdall_domain::accounts::create_api_key(ctx.core(), &name, &ctx.actor())
+                .await
+                .map_err(internal)?;
+            ctx.audit(
+                "api_key_created",
+                Some(&format!("api_key:{}", key.id)),
+                Some(serde_json::json!({ "name": key.name, "prefix": key.prefix })),
+            )
+            .await?;
+            ctx.state.flash.put(&ctx.session.id, key.key, ctx.core().now());
+            Ok(())
+        }
+        .await,
+    )
+}
+
+#[server(prefix = "/_sf", endpoint = "api_key_revoke")]
+pub async fn api_key_revoke(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::sessions::RevokeKeyError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let id = check_id(&id, "API key")?;
+            heimdall_domain::sessions::revoke_api_key(ctx.core(), &id, &ctx.actor(), ctx.ip())
+                .await
+                .map_err(|e| match e {
+                    RevokeKeyError::NotFound(_) => AppError::NotFound("No API key with that id.".into()),
+                    RevokeKeyError::AlreadyRevoked => AppError::Conflict("That key was already revoked.".into()),
+                    RevokeKeyError::Db(e) => internal(e),
+                })
+        }
+        .await,
+    )
+}
+
+/// Create a staff account with a role.
+#[server(prefix = "/_sf", endpoint = "user_create")]
+pub async fn user_create(
+    #[server(default)] csrf: String,
+    email: String,
+    #[server(default)] name: Option<String>,
+    role: String,
+    password: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::accounts::AccountError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let role: heimdall_domain::accounts::Role = role
+                .parse()
+                .map_err(|e: String| AppError::invalid("role", e))?;
+            let password = secrecy::SecretString::from(password);
+            let user = heimdall_domain::accounts::create_user(ctx.core(), &email, optional(name), role, &password)
+                .await
+                .map_err(|e| match e {
+                    AccountError::InvalidEmail(_) | AccountError::Exists(_) => {
+                        AppError::invalid("email", e.to_string())
+                    }
+                    AccountError::WeakPassword => AppError::invalid("password", e.to_string()),
+                    other => internal(other),
+                })?;
+            ctx.audit(
+                "staff_user_created",
+                Some(&format!("staff_user:{}", user.id)),
+                Some(serde_json::json!({ "email": user.email, "role": user.role.as_str() })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// The HELP reply text (applies at the next start).
+#[server(prefix = "/_sf", endpoint = "help_text_save")]
+pub async fn help_text_save(#[server(default)] csrf: String, help_text: String) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let text = required("help_text", "The HELP reply", &help_text, 1000)?;
+            if !text.to_ascii_uppercase().contains("STOP") {
+                return Err(AppError::invalid(
+                    "help_text",
+                    "The HELP reply must tell people how to opt out (mention STOP).",
+                ));
+            }
+            save(&ctx, HELP_TEXT, serde_json::json!(text)).await
+        }
+        .await,
+    )
+}
+
+/// Error codes that fall back to SMS (applies at the next start).
+#[server(prefix = "/_sf", endpoint = "fallback_codes_save")]
+pub async fn fallback_codes_save(#[server(default)] csrf: String, codes: String) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let mut list = Vec::new();
+            for part in codes.split([',', ' ', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+                let n: i64 = part.parse().map_err(|_| {
+                    AppError::invalid("codes", format!("'{part}' is not an error code (digits only)."))
+                })?;
+                list.push(n);
+            }
+            list.sort_unstable();
+            list.dedup();
+            save(&ctx, FALLBACK_CODES, serde_json::json!(list)).await
+        }
+        .await,
+    )
+}
+
+/// The tier ladder (next start) and the current tier limit (at once).
+#[server(prefix = "/_sf", endpoint = "tier_save")]
+pub async fn tier_save(#[server(default)] csrf: String, ladder: String, limit: String) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let steps: Vec<Option<u64>> = ladder
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| parse_limit("ladder", p))
+                .collect::<Result<_, _>>()?;
+            if steps.is_empty() {
+                return Err(AppError::invalid("ladder", "Give at least one step."));
+            }
+            let limit = parse_limit("limit", &limit)?;
+            let current: Vec<String> = ctx.core().settings.tier_ladder.iter().map(|l| limit_text(*l)).collect();
+            let wanted: Vec<String> = steps.iter().map(|l| limit_text(*l)).collect();
+            if wanted != current {
+                save(&ctx, TIER_LADDER, serde_json::json!(wanted)).await?;
+            }
+            if limit != ctx.core().limits.tier_limit() {
+                heimdall_domain::inbound::set_tier_limit(ctx.core(), limit, &ctx.actor())
+                    .await
+                    .map_err(internal)?;
+                ctx.audit(
+                    "tier_limit_changed",
+                    Some("setting:tier_limit"),
+                    Some(serde_json::json!({ "limit": limit })),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// Sender rate and per-recipient pace (apply at the next start).
+#[server(prefix = "/_sf", endpoint = "rates_save")]
+pub async fn rates_save(
+    #[server(default)] csrf: String,
+    rate_per_second: String,
+    recipient_pace_seconds: String,
+) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let rate: u32 = rate_per_second
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r| (1..=1000).contains(r))
+                .ok_or_else(|| AppError::invalid("rate_per_second", "Enter 1 to 1000 messages per second."))?;
+            let pace: u32 = recipient_pace_seconds
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p <= 3600)
+                .ok_or_else(|| AppError::invalid("recipient_pace_seconds", "Enter 0 to 3600 seconds (0 turns it off)."))?;
+            if rate != ctx.core().settings.rate_per_second {
+                save(&ctx, RATE_PER_SECOND, serde_json::json!(rate)).await?;
+            }
+            if pace != ctx.core().settings.recipient_pace_seconds {
+                save(&ctx, RECIPIENT_PACE_SECONDS, serde_json::json!(pace)).await?;
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Automations
+
+#[server(prefix = "/_sf", endpoint = "automations_data")]
+pub async fn automations_data() -> Result<AutomationsView, AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            let core = ctx.core();
+            let keys: Vec<ApiKeyRow> = heimdall_domain::accounts::list_api_keys(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(key_row)
+                .collect();
+            let key_label = |id: &str| {
+                keys.iter()
+                    .find(|k| k.id == id)
+                    .map(|k| format!("{} ({}…)", k.name, k.prefix))
+                    .unwrap_or_else(|| id.to_string())
+            };
+            let automations = heimdall_domain::authz::list_automations(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|a| AutomationRow {
+                    api_key: key_label(&a.api_key_id),
+                    id: a.id,
+                    name: a.name,
+                    templates: a.templates,
+                    status: a.status,
+                    created_by: a.created_by,
+                    approved_by: a.approved_by,
+                    approved_at: a.approved_at,
+                })
+                .collect();
+            let templates = heimdall_domain::templates::list(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|t| t.approval_status == "approved")
+                .map(crate::api::templates::row)
+                .collect();
+            Ok(AutomationsView {
+                automations,
+                keys: keys.into_iter().filter(|k| k.revoked_at.is_none()).collect(),
+                templates,
+            })
+        }
+        .await,
+    )
+}
+
+/// Bind an API key to templates (admin); an approver must then approve it.
+#[server(prefix = "/_sf", endpoint = "automation_create")]
+pub async fn automation_create(
+    #[server(default)] csrf: String,
+    name: String,
+    api_key_id: String,
+    #[server(default)] tpl: BTreeMap<String, String>,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::authz::AutomationError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let name = required("name", "A name", &name, 200)?;
+            let key = check_id(&api_key_id, "API key")
+                .map_err(|_| AppError::invalid("api_key_id", "Choose an API key."))?;
+            let templates: Vec<String> = tpl.into_keys().collect();
+            let a = heimdall_domain::authz::create_automation(ctx.core(), &name, &key, &templates, &ctx.actor())
+                .await
+                .map_err(|e| match e {
+                    AutomationError::NoTemplates | AutomationError::UnknownTemplate(_) => {
+                        AppError::invalid("templates", capital(&e.to_string()))
+                    }
+                    AutomationError::NoKey(_) => AppError::invalid("api_key_id", "Choose an API key."),
+                    AutomationError::Db(e) => internal(e),
+                    other => AppError::Conflict(capital(&other.to_string())),
+                })?;
+            ctx.audit(
+                "automation_created",
+                Some(&format!("automation:{}", a.id)),
+                Some(serde_json::json!({ "name": a.name, "templates": a.templates })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Approve an automation: an approver who did not create it.
+#[server(prefix = "/_sf", endpoint = "automation_approve")]
+pub async fn automation_approve(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::authz::AutomationError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Approver, &csrf).await?;
+            let id = check_id(&id, "automation")?;
+            let a = heimdall_domain::authz::approve_automation(
+                ctx.core(),
+                &id,
+                &ctx.actor(),
+                role_to_domain(ctx.me().role),
+            )
+            .await
+            .map_err(|e| match e {
+                AutomationError::NotFound(_) => AppError::NotFound("No automation with that id.".into()),
+                AutomationError::SelfApproval | AutomationError::Forbidden => {
+                    AppError::Forbidden(capital(&e.to_string()))
+                }
+                AutomationError::Db(e) => internal(e),
+                other => AppError::Conflict(capital(&other.to_string())),
+            })?;
+            ctx.audit(
+                "automation_approved",
+                Some(&format!("automation:{}", a.id)),
+                Some(serde_json::json!({ "name": a.name })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,345 @@
+//! Contact pages: search, and one person's consents (with evidence),
+//! suppressions (with origin), service-window countdowns, and every
+//! message with its gate verdicts and status history.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::contacts::{
+    contact_detail, contacts_search, ConsentView, ContactView, ContactSuppress, MessageRow,
+};
+use crate::components::{
+    both, error_of, error_view, use_me, when, when_opt, Badge, Countdown, Csrf, FieldError,
+    FormError, Loading, PageTitle,
+};
+use crate::model::{reason_label, Me, Role};
+
+#[component]
+pub fn ContactsPage() -> impl IntoView {
+    let query = use_query_map();
+    let q = move || query.read().get("q").unwrap_or_default();
+    let results = Resource::new(q, |q| contacts_search(Some(q)));
+    view! {
+        <PageTitle title="Contacts"/>
+        <form method="get" action="/contacts" class="inline-form search" role="search">
+            <label for="q">"Phone or name"</label>
+            <input id="q" name="q" type="search" value=q placeholder="+47… or Kari"/>
+            <button type="submit">"Search"</button>
+        </form>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                match results.await {
+                    Err(e) => error_view(e),
+                    Ok(list) if list.is_empty() => view! { <p class="empty">"No contacts found."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <div class="table-wrap">
+                            <table class="data" id="contacts">
+                                <thead><tr>
+                                    <th scope="col">"Name"</th><th scope="col">"Phone"</th>
+                                    <th scope="col">"Tags"</th><th scope="col">"Added"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|c| {
+                                        let label = c.name.clone().unwrap_or_else(|| "(no name)".into());
+                                        view! {
+                                            <tr>
+                                                <th scope="row"><a href=format!("/contacts/{}", c.id)>{label}</a></th>
+                                                <td><code>{c.phone}</code></td>
+                                                <td>{c.tags.join(", ")}</td>
+                                                <td>{when(&c.created_at)}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+pub fn ContactPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let me = use_me();
+    let suppress = ServerAction::<ContactSuppress>::new();
+    let detail = Resource::new(move || (id(), suppress.version().get()), |(id, _)| contact_detail(id));
+    view! {
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (me, d) = match both(me.await, detail.await) {
+                    Ok(v) => v,
+                    Err(e) => return error_view(e),
+                };
+                view! { <ContactBody me=me d=d suppress=suppress/> }.into_any()
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ContactBody(me: Me, d: ContactView, suppress: ServerAction<ContactSuppress>) -> impl IntoView {
+    let c = d.contact.clone();
+    let title = c.name.clone().unwrap_or_else(|| c.phone.clone());
+    let err = error_of(suppress);
+    let channels = ["whatsapp", "sms"];
+    let standing = channels
+        .iter()
+        .map(|ch| {
+            let consent = d.consents.iter().find(|x| x.channel == *ch);
+            let consent_text = match consent {
+                Some(x) if x.revoked_at.is_some() => "revoked".to_string(),
+                Some(x) => x.status.clone(),
+                None => "none".to_string(),
+            };
+            let suppression = d
+                .suppressions
+                .iter()
+                .find(|s| s.active && (s.channel == *ch || s.channel == "all"))
+                .cloned();
+            let window = d.windows.iter().find(|w| w.channel == *ch).cloned();
+            view! {
+                <div class="standing card" data-channel=*ch>
+                    <h3>{if *ch == "sms" { "SMS" } else { "WhatsApp" }}</h3>
+                    <dl>
+                        <dt>"Consent"</dt><dd><Badge state=consent_text/></dd>
+                        <dt>"Suppression"</dt>
+                        <dd class="suppression-state">
+                            {match suppression {
+                                Some(s) => view! {
+                                    <Badge state="suppressed"/>
+                                    " " {format!("origin: {}", s.origin)}
+                                    {s.source_ref.map(|r| view! { <div class="muted small">{r}</div> })}
+                                }.into_any(),
+                                None => view! { <span>"not suppressed"</span> }.into_any(),
+                            }}
+                        </dd>
+                        <dt>"Service window"</dt>
+                        <dd>
+                            {match window {
+                                Some(w) if w.in_window => view! {
+                                    <span>"open, closes in " <Countdown seconds=w.seconds_remaining/></span>
+                                }.into_any(),
+                                Some(w) => view! { <span>"closed (last message " {when_opt(&w.last_inbound)} ")"</span> }.into_any(),
+                                None => view! { <span>"no message from them yet"</span> }.into_any(),
+                            }}
+                        </dd>
+                    </dl>
+                </div>
+            }
+        })
+        .collect_view();
+    let can_suppress = me.can(Role::Operator);
+    let suppress_form = can_suppress.then(|| {
+        let csrf = me.csrf.clone();
+        let id = c.id.clone();
+        view! {
+            <section class="card">
+                <h2>"Suppress by hand"</h2>
+                <p class="muted">"Nothing more is sent to this person on the channel until a new consent is recorded."</p>
+                <ActionForm action=suppress>
+                    <FormError error=err fields=&["channel", "note"]/>
+                    <Csrf token=csrf/>
+                    <input type="hidden" name="id" value=id/>
+                    <div class="field">
+                        <label for="channel">"Channel"</label>
+                        <select id="channel" name="channel">
+                            <option value="all">"Every channel"</option>
+                            <option value="whatsapp">"WhatsApp"</option>
+                            <option value="sms">"SMS"</option>
+                        </select>
+                        <FieldError error=err field="channel"/>
+                    </div>
+                    <div class="field">
+                        <label for="note">"Why (kept with the suppression)"</label>
+                        <input id="note" name="note" type="text" required maxlength="500" aria-describedby="note-error"/>
+                        <FieldError error=err field="note"/>
+                    </div>
+                    <button type="submit" class="danger">"Suppress"</button>
+                </ActionForm>
+            </section>
+        }
+    });
+    let attrs = c
+        .attributes
+        .iter()
+        .map(|(k, v)| view! { <li><code>{k.clone()}</code> ": " {v.clone()}</li> })
+        .collect_view();
+    view! {
+        <PageTitle title=title/>
+        <section class="card">
+            <dl class="summary">
+                <dt>"Phone"</dt><dd><code id="contact-phone">{c.phone.clone()}</code></dd>
+                <dt>"Name"</dt><dd>{c.name.clone().unwrap_or_default()}</dd>
+                <dt>"Tags"</dt><dd>{c.tags.join(", ")}</dd>
+                <dt>"Time zone"</dt><dd>{c.time_zone.clone().unwrap_or_else(|| "(default)".into())}</dd>
+                <dt>"Fields"</dt>
+                <dd>{if c.attributes.is_empty() {
+                    view! { <span class="muted">"none"</span> }.into_any()
+                } else {
+                    view! { <ul class="plain">{attrs}</ul> }.into_any()
+                }}</dd>
+                {c.needs_manual_outreach.then(|| view! {
+                    <dt>"Needs a person"</dt>
+                    <dd class="warn-text">{c.manual_outreach_reason.clone().unwrap_or_else(|| "manual outreach".into())}</dd>
+                })}
+            </dl>
+            <p><a href=format!("/inbox/{}", c.id)>"Open the conversation"</a></p>
+        </section>
+        <div class="grid-2" id="standing">{standing}</div>
+        {suppress_form}
+        <section class="card">
+            <h2>"Consent history"</h2>
+            {if d.consents.is_empty() {
+                view! { <p class="muted">"No consent recorded."</p> }.into_any()
+            } else {
+                view! { <ul class="consents">{d.consents.into_iter().map(consent_item).collect_view()}</ul> }.into_any()
+            }}
+        </section>
+        <section class="card">
+            <h2>"Suppressions"</h2>
+            {if d.suppressions.is_empty() {
+                view! { <p class="muted">"Never suppressed."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="data compact" id="suppressions">
+                            <thead><tr>
+                                <th scope="col">"Channel"</th><th scope="col">"Origin"</th><th scope="col">"State"</th>
+                                <th scope="col">"Since"</th><th scope="col">"By"</th><th scope="col">"Reference"</th>
+                            </tr></thead>
+                            <tbody>
+                                {d.suppressions.into_iter().map(|s| view! {
+                                    <tr>
+                                        <td>{s.channel}</td>
+                                        <td>{s.origin}</td>
+                                        <td>{if s.active { view! { <Badge state="suppressed"/> }.into_any() } else {
+                                            view! { <span>{format!("lifted {}", when_opt(&s.lifted_at))}</span> }.into_any()
+                                        }}</td>
+                                        <td>{when(&s.created_at)}</td>
+                                        <td>{s.created_by}</td>
+                                        <td>{s.source_ref.unwrap_or_default()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+        <section class="card">
+            <h2>"Messages"</h2>
+            {if d.messages.is_empty() {
+                view! { <p class="muted">"No messages sent to this person."</p> }.into_any()
+            } else {
+                view! { <ol class="timeline" id="timeline">{d.messages.into_iter().map(message_item).collect_view()}</ol> }.into_any()
+            }}
+        </section>
+    }
+}
+
+fn consent_item(c: ConsentView) -> impl IntoView {
+    let state = if c.revoked_at.is_some() {
+        "revoked".to_string()
+    } else {
+        c.status.clone()
+    };
+    let evidence: Vec<(&'static str, Option<String>)> = vec![
+        ("Captured", Some(when(&c.captured_at))),
+        ("Source", Some(c.source.clone())),
+        ("Consent text version", c.consent_text_version.clone()),
+        ("Text SHA-256", c.consent_text_hash.clone()),
+        ("IP address", c.ip.clone()),
+        ("Browser", c.user_agent.clone()),
+        ("Page", c.page_url.clone()),
+        ("Form", c.form_id.clone()),
+        ("QR code", c.qr_code.clone()),
+        ("Inbound message", c.inbound_message_id.clone()),
+        ("Recorded by", Some(c.recorded_by.clone())),
+        ("Confirmed", c.confirmed_at.as_ref().map(when)),
+        ("Revoked", c.revoked_at.as_ref().map(when)),
+        ("Revoked by", c.revocation_source.clone()),
+        ("Revocation reference", c.revocation_ref.clone()),
+    ];
+    view! {
+        <li class="consent">
+            <div>
+                <strong>{c.channel.clone()}</strong> " " <Badge state=state/> " via " {c.source.clone()}
+                " · " {when(&c.captured_at)}
+            </div>
+            <details>
+                <summary>"Evidence"</summary>
+                <dl class="evidence">
+                    {evidence.into_iter().filter_map(|(k, v)| v.map(|v| view! { <dt>{k}</dt><dd>{v}</dd> })).collect_view()}
+                </dl>
+                {c.consent_text.map(|t| view! { <blockquote class="consent-text">{t}</blockquote> })}
+            </details>
+        </li>
+    }
+}
+
+fn message_item(m: MessageRow) -> impl IntoView {
+    let what = match (&m.template_name, &m.body) {
+        (Some(t), _) => format!("template {t}"),
+        (None, Some(b)) => b.chars().take(120).collect(),
+        _ => m.kind.clone(),
+    };
+    let reason = m.block_reason.clone();
+    let reason_attr = reason.clone().unwrap_or_default();
+    let state_attr = m.state.clone();
+    view! {
+        <li class="message" data-state=state_attr data-reason=reason_attr>
+            <div class="message-head">
+                <time>{when(&m.created_at)}</time>
+                " " <Badge state=m.state.clone()/>
+                {reason.map(|r| view! {
+                    " " <code class="reason">{r.clone()}</code>
+                    <span class="muted small">{format!(" {}", reason_label(&r))}</span>
+                })}
+            </div>
+            <div>{m.channel.clone()} " · " {what} " · from " {m.source.clone()}
+                {m.campaign_id.clone().map(|c| view! { " (" <a href=format!("/campaigns/{c}")>"campaign"</a> ")" })}
+            </div>
+            {m.error_code.map(|code| view! {
+                <div class="warn-text">{format!("Error {code}")} {m.error_message.clone().map(|e| format!(": {e}"))}</div>
+            })}
+            <details>
+                <summary>"Gate verdicts and status history"</summary>
+                {m.evaluations.into_iter().map(|e| view! {
+                    <div class="evaluation">
+                        <p>
+                            <strong>{e.kind.replace('_', " ")}</strong> " at " {e.stage} ": " <Badge state=e.decision.clone()/>
+                            {e.reason_code.map(|r| view! { " " <code>{r}</code> })}
+                            " · " {when(&e.at)} " · " {e.actor}
+                        </p>
+                        {(!e.verdicts.is_empty()).then(|| view! {
+                            <table class="data compact verdicts">
+                                <thead><tr><th scope="col">"Gate"</th><th scope="col">"Verdict"</th><th scope="col">"Why"</th></tr></thead>
+                                <tbody>
+                                    {e.verdicts.into_iter().map(|v| view! {
+                                        <tr class=format!("verdict-{}", v.verdict)>
+                                            <th scope="row"><code>{v.gate}</code></th>
+                                            <td>{v.verdict.replace('_', " ")}</td>
+                                            <td>{v.detail}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        })}
+                    </div>
+                }).collect_view()}
+                {(!m.status_history.is_empty()).then(|| view! {
+                    <ol class="status-history">
+                        {m.status_history.into_iter().map(|s| view! {
+                            <li><time>{when(&s.at)}</time> " " <Badge state=s.status/>
+                                {s.error_code.map(|c| format!(" error {c}"))} " (" {s.source} ")"</li>
+                        }).collect_view()}
+                    </ol>
+                })}
+            </details>
+        </li>
+    }
+}

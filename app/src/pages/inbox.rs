@@ -1,0 +1,269 @@
+//! The inbox: threads newest first, one person's conversation, and the
+//! reply box (free text inside the 24-hour window, an approved template
+//! outside it) with the window's remaining time.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::inbox::{inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxReply};
+use crate::components::{
+    both, error_of, error_view, poll_every, use_me, when, Badge, Countdown, Csrf, FieldError,
+    FormError, Loading, PageTitle,
+};
+use crate::model::{reason_label, Me, Role};
+use crate::pages::templates::AnnotatedBody;
+
+#[component]
+pub fn InboxPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").filter(|s| !s.is_empty());
+    let tick = poll_every(10);
+    let threads = Resource::new(move || tick.get(), |_| inbox_threads());
+    view! {
+        <PageTitle title="Inbox"/>
+        <div class="inbox">
+            <section class="threads card" aria-label="Conversations">
+                <Transition fallback=Loading>
+                    {move || Suspend::new(async move {
+                        let current = id().unwrap_or_default();
+                        match threads.await {
+                            Err(e) => error_view(e),
+                            Ok(list) if list.is_empty() => view! { <p class="empty">"No messages from anyone yet."</p> }.into_any(),
+                            Ok(list) => view! {
+                                <ul class="thread-list" id="threads">
+                                    {list.into_iter().map(|t| {
+                                        let label = t.name.clone().unwrap_or_else(|| t.phone.clone());
+                                        let href = format!("/inbox/{}", t.contact_id);
+                                        let active = t.contact_id == current;
+                                        view! {
+                                            <li class:active=active>
+                                                <a href=href aria-current=active.then_some("page")>
+                                                    <span class="thread-name">{label}</span>
+                                                    {(t.unread > 0).then(|| view! { <span class="badge badge-unread">{t.unread}</span> })}
+                                                    {t.needs_review.then(|| view! { <span class="badge badge-review">"check"</span> })}
+                                                    <span class="thread-text">{t.last_text.unwrap_or_default()}</span>
+                                                    <span class="thread-meta">{when(&t.last_at)} " · " {t.channel}
+                                                        {if t.window.in_window { " · window open" } else { "" }}</span>
+                                                </a>
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                            }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </section>
+            <section class="conversation card" aria-label="Conversation">
+                {move || match id() {
+                    Some(id) => view! { <Conversation id=id/> }.into_any(),
+                    None => view! { <p class="muted">"Choose a conversation."</p> }.into_any(),
+                }}
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn Conversation(id: String) -> impl IntoView {
+    let me = use_me();
+    let reply = ServerAction::<InboxReply>::new();
+    let query = use_query_map();
+    let chosen = move || query.read().get("template").filter(|s| !s.is_empty());
+    let conv = Resource::new(
+        {
+            let id = id.clone();
+            move || (id.clone(), reply.version().get())
+        },
+        |(id, _)| inbox_conversation(id),
+    );
+    // After a reply went, empty the box for the next one.
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(reply.value().get(), Some(Ok(_))) {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+    view! {
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (me, c) = match both(me.await, conv.await) {
+                    Ok(v) => v,
+                    Err(e) => return error_view(e),
+                };
+                let chosen = chosen();
+                view! { <ConversationBody me=me c=c reply=reply chosen=chosen form=form/> }.into_any()
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ConversationBody(
+    me: Me,
+    c: ConversationView,
+    reply: ServerAction<InboxReply>,
+    chosen: Option<String>,
+    form: NodeRef<leptos::html::Form>,
+) -> impl IntoView {
+    let err = error_of(reply);
+    let done = Signal::derive(move || reply.value().get().and_then(|r| r.ok()));
+    let name = c.contact.name.clone().unwrap_or_else(|| c.contact.phone.clone());
+    let window = c.window.clone();
+    let can_reply = me.can(Role::Operator);
+    let selected = chosen.and_then(|n| c.templates.iter().find(|t| t.name == n).cloned());
+    let here = format!("/inbox/{}", c.contact.id);
+    let window_note = if window.in_window {
+        view! {
+            <p class="window open" id="window-state">
+                "The 24-hour window is open: free text may go for another "
+                <Countdown seconds=window.seconds_remaining/> "."
+            </p>
+        }
+        .into_any()
+    } else {
+        view! {
+            <p class="window closed" id="window-state">
+                "The 24-hour window is closed: only an approved template may go until they write again."
+            </p>
+        }
+        .into_any()
+    };
+    let csrf = me.csrf.clone();
+    let reply_box = can_reply.then(|| {
+        let common = view! {
+            <Csrf token=csrf.clone()/>
+            <input type="hidden" name="contact_id" value=c.contact.id.clone()/>
+            <input type="hidden" name="channel" value=c.channel.clone()/>
+            <input type="hidden" name="reply_key" value=c.reply_key.clone()/>
+        };
+        let chooser = view! {
+            <form method="get" action=here.clone() class="inline-form">
+                <label for="template">"Template"</label>
+                <select id="template" name="template">
+                    <option value="">"Choose…"</option>
+                    {c.templates.iter().map(|t| {
+                        let is = selected.as_ref().is_some_and(|s| s.name == t.name);
+                        view! { <option value=t.name.clone() selected=is>{t.name.clone()}</option> }
+                    }).collect_view()}
+                </select>
+                <button type="submit">"Use this template"</button>
+            </form>
+        };
+        let body = if window.in_window && selected.is_none() {
+            view! {
+                <ActionForm action=reply node_ref=form>
+                    {common}
+                    <input type="hidden" name="mode" value="text"/>
+                    <div class="field">
+                        <label for="text">"Reply"</label>
+                        <textarea id="text" name="text" rows="3" required maxlength="4096" aria-describedby="text-error"></textarea>
+                        <FieldError error=err field="text"/>
+                    </div>
+                    <button type="submit" class="primary" disabled=move || reply.pending().get()>"Send reply"</button>
+                </ActionForm>
+                <details>
+                    <summary>"Or send a template"</summary>
+                    {chooser}
+                </details>
+            }
+            .into_any()
+        } else {
+            let form = selected.clone().map(|t| {
+                let vars = t.variables.iter().enumerate().map(|(i, v)| {
+                    let fid = format!("var-{i}");
+                    view! {
+                        <div class="field">
+                            <label for=fid.clone()>{format!("{{{{{}}}}} {v}", i + 1)}</label>
+                            <input id=fid type="text" name=format!("vars[{v}]")/>
+                        </div>
+                    }
+                }).collect_view();
+                view! {
+                    <p class="template-body"><AnnotatedBody body=t.body.clone() variables=t.variables.clone()/></p>
+                    <ActionForm action=reply>
+                        {common}
+                        <input type="hidden" name="mode" value="template"/>
+                        <input type="hidden" name="template_name" value=t.name.clone()/>
+                        {vars}
+                        <FieldError error=err field="template_name"/>
+                        <button type="submit" class="primary" disabled=move || reply.pending().get()>"Send template"</button>
+                    </ActionForm>
+                }
+            });
+            view! { {chooser} {form} }.into_any()
+        };
+        view! {
+            <div class="reply-box" id="reply-box">
+                <FormError error=err fields=&["text", "template_name"]/>
+                {move || done.get().map(|r| view! { <p class="notice ok" role="status">{r.note}</p> })}
+                {body}
+            </div>
+        }
+    });
+    view! {
+        <h2>{name} " " <a class="small" href=format!("/contacts/{}", c.contact.id)>"contact page"</a></h2>
+        <p class="muted"><code>{c.contact.phone.clone()}</code> " · replies go by " {c.channel.clone()}</p>
+        {window_note}
+        <ol class="chat" id="chat">
+            {c.entries.into_iter().map(entry).collect_view()}
+        </ol>
+        {reply_box}
+    }
+}
+
+fn entry(e: ConversationEntry) -> impl IntoView {
+    match e {
+        ConversationEntry::Inbound {
+            text,
+            media,
+            keyword_action,
+            needs_review,
+            at,
+        } => view! {
+            <li class="chat-in">
+                <div class="bubble">
+                    {text.unwrap_or_default()}
+                    {(!media.is_empty()).then(|| view! { <div class="muted small">{format!("{} attachment(s)", media.len())}</div> })}
+                </div>
+                <div class="chat-meta">
+                    <time>{when(&at)}</time>
+                    {keyword_action.map(|k| view! { " · " <Badge state=k/> })}
+                    {needs_review.then(|| view! { " · " <span class="warn-text">"may be an opt-out: check"</span> })}
+                </div>
+            </li>
+        }
+        .into_any(),
+        ConversationEntry::Outbound {
+            text,
+            template_name,
+            state,
+            block_reason,
+            error_code,
+            source,
+            actor,
+            at,
+            statuses,
+        } => {
+            let state_attr = state.clone();
+            view! {
+            <li class="chat-out" data-state=state_attr>
+                <div class="bubble">{text.unwrap_or_else(|| template_name.clone().unwrap_or_default())}</div>
+                <div class="chat-meta">
+                    <time>{when(&at)}</time> " · " <Badge state=state/>
+                    {block_reason.map(|r| view! { " " <code>{r.clone()}</code> <span class="small">{format!(" {}", reason_label(&r))}</span> })}
+                    {error_code.map(|c| format!(" · error {c}"))}
+                    " · " {source} " · " {actor}
+                    {(!statuses.is_empty()).then(|| {
+                        let trail: Vec<String> = statuses.iter().map(|s| s.status.clone()).collect();
+                        view! { <span class="small">{format!(" · {}", trail.join(" → "))}</span> }
+                    })}
+                </div>
+            </li>
+        }
+        .into_any()
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Settings (admins) and automations (everyone reads; admins create,
+//! approvers approve).
+
+use leptos::prelude::*;
+
+use crate::api::settings::{
+    automations_data, settings_data, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
+    AutomationCreate, FallbackCodesSave, HelpTextSave, RatesSave, SenderSetActive, SettingValue,
+    SettingsView, TierSave, UserCreate,
+};
+use crate::components::{
+    both, error_of, error_view, succeeded, use_me, when, when_opt, Badge, Csrf, FieldError,
+    FormError, Loading, PageTitle, Success,
+};
+use crate::model::{Me, Role};
+
+#[derive(Clone, Copy)]
+struct SettingsActions {
+    sender: ServerAction<SenderSetActive>,
+    key_create: ServerAction<ApiKeyCreate>,
+    key_revoke: ServerAction<ApiKeyRevoke>,
+    user: ServerAction<UserCreate>,
+    help: ServerAction<HelpTextSave>,
+    fallback: ServerAction<FallbackCodesSave>,
+    tier: ServerAction<TierSave>,
+    rates: ServerAction<RatesSave>,
+}
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let me = use_me();
+    let a = SettingsActions {
+        sender: ServerAction::new(),
+        key_create: ServerAction::new(),
+        key_revoke: ServerAction::new(),
+        user: ServerAction::new(),
+        help: ServerAction::new(),
+        fallback: ServerAction::new(),
+        tier: ServerAction::new(),
+        rates: ServerAction::new(),
+    };
+    let data = Resource::new(
+        move || {
+            (
+                a.sender.version().get(),
+                a.key_create.version().get(),
+                a.key_revoke.version().get(),
+                a.user.version().get(),
+                a.help.version().get(),
+                a.fallback.version().get(),
+                a.tier.version().get(),
+                a.rates.version().get(),
+            )
+        },
+        |_| settings_data(),
+    );
+    view! {
+        <PageTitle title="Settings"/>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (me, s) = match both(me.await, data.await) {
+                    Ok(v) => v,
+                    Err(e) => return error_view(e),
+                };
+                view! { <SettingsBody me=me s=s a=a/> }.into_any()
+            })}
+        </Transition>
+    }
+}
+
+fn stored_note(v: &SettingValue) -> impl IntoView {
+    v.stored.clone().map(|s| {
+        view! { <p class="notice">"Saved for the next start: " <code>{s}</code> " (restart Heimdall to apply it)."</p> }
+    })
+}
+
+#[component]
+fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
+    let csrf = me.csrf.clone();
+    let sender_err = error_of(a.sender);
+    let key_err = error_of(a.key_create);
+    let revoke_err = error_of(a.key_revoke);
+    let user_err = error_of(a.user);
+    let help_err = error_of(a.help);
+    let fb_err = error_of(a.fallback);
+    let tier_err = error_of(a.tier);
+    let rates_err = error_of(a.rates);
+    let senders = s
+        .senders
+        .clone()
+        .into_iter()
+        .map(|x| {
+            let c = csrf.clone();
+            let form = if x.active {
+                view! {
+                    <ActionForm action=a.sender>
+                        <Csrf token=c/>
+                        <input type="hidden" name="id" value=x.id.clone()/>
+                        <input type="hidden" name="active" value="false"/>
+                        <button type="submit" class="danger">"Deactivate"</button>
+                    </ActionForm>
+                }
+                .into_any()
+            } else {
+                let cb = format!("authorize-{}", x.id);
+                view! {
+                    <ActionForm action=a.sender>
+                        <Csrf token=c/>
+                        <input type="hidden" name="id" value=x.id.clone()/>
+                        <input type="hidden" name="active" value="true"/>
+                        <label class="choice" for=cb.clone()>
+                            <input id=cb.clone() type="checkbox" name="authorize" value="yes" required/>
+                            "I authorize sending from this sender"
+                        </label>
+                        <button type="submit" class="primary">"Activate"</button>
+                    </ActionForm>
+                }
+                .into_any()
+            };
+            view! {
+                <tr>
+                    <th scope="row"><code>{x.address.clone()}</code></th>
+                    <td>{x.kind.clone()}</td>
+                    <td>{if x.active { view! { <Badge state="active"/> }.into_any() } else { view! { <Badge state="inactive"/> }.into_any() }}
+                        {x.activated_by.clone().map(|b| view! { <div class="muted small">{format!("by {b}, {}", when_opt(&x.activated_at))}</div> })}</td>
+                    <td>{form}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let keys = s
+        .api_keys
+        .clone()
+        .into_iter()
+        .map(|k| {
+            let c = csrf.clone();
+            view! {
+                <tr>
+                    <th scope="row">{k.name.clone()}</th>
+                    <td><code>{format!("{}…", k.prefix)}</code></td>
+                    <td>{k.created_by.clone()} <div class="muted small">{when(&k.created_at)}</div></td>
+                    <td>{when_opt(&k.last_used_at)}</td>
+                    <td>{match k.revoked_at {
+                        Some(at) => view! { <span>{format!("revoked {}", when(&at))}</span> }.into_any(),
+                        None => view! {
+                            <ActionForm action=a.key_revoke>
+                                <Csrf token=c/>
+                                <input type="hidden" name="id" value=k.id.clone()/>
+                                <button type="submit" class="danger">"Revoke"</button>
+                            </ActionForm>
+                        }.into_any(),
+                    }}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let users = s
+        .users
+        .iter()
+        .map(|u| view! {
+            <tr>
+                <th scope="row">{u.email.clone()}</th>
+                <td>{u.name.clone().unwrap_or_default()}</td>
+                <td><span class="badge badge-role">{u.role.clone()}</span></td>
+                <td>{if u.active { "active" } else { "deactivated" }}</td>
+            </tr>
+        })
+        .collect_view();
+    let codes = s
+        .error_codes
+        .iter()
+        .filter(|e| e.action == "fallback")
+        .map(|e| view! { <li><code>{e.code.map(|c| c.to_string()).unwrap_or_default()}</code> " " {e.meaning.clone()}</li> })
+        .collect_view();
+    let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6] = std::array::from_fn(|_| csrf.clone());
+    view! {
+        <section class="card" id="senders">
+            <h2>"Channels and senders"</h2>
+            <p class="muted">"Nothing is sent from a sender until an admin activates it. Every change is recorded."</p>
+            <FormError error=sender_err fields=&["authorize"]/>
+            <FieldError error=sender_err field="authorize"/>
+            <div class="table-wrap">
+                <table class="data">
+                    <thead><tr><th scope="col">"Sender"</th><th scope="col">"Kind"</th><th scope="col">"State"</th><th scope="col">"Change"</th></tr></thead>
+                    <tbody>{senders}</tbody>
+                </table>
+            </div>
+        </section>
+        <section class="card" id="api-keys">
+            <h2>"API keys"</h2>
+            {s.new_key.clone().map(|k| view! {
+                <div class="notice ok" role="status">
+                    <p><strong>"Your new API key. It is shown once: store it now."</strong></p>
+                    <p><code class="secret" id="new-api-key">{k}</code></p>
+                </div>
+            })}
+            <FormError error=revoke_err/>
+            <div class="table-wrap">
+                <table class="data">
+                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Key"</th><th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col">""</th></tr></thead>
+                    <tbody>{keys}</tbody>
+                </table>
+            </div>
+            <ActionForm action=a.key_create>
+                <FormError error=key_err fields=&["name"]/>
+                <Csrf token=csrf1/>
+                <div class="field">
+                    <label for="key-name">"New key's name (what uses it)"</label>
+                    <input id="key-name" name="name" type="text" required maxlength="100" aria-describedby="name-error"/>
+                    <FieldError error=key_err field="name"/>
+                </div>
+                <button type="submit" class="primary">"Create API key"</button>
+            </ActionForm>
+        </section>
+        <section class="card" id="users">
+            <h2>"Staff"</h2>
+            <div class="table-wrap">
+                <table class="data">
+                    <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"State"</th></tr></thead>
+                    <tbody>{users}</tbody>
+                </table>
+            </div>
+            <h3>"Add a staff member"</h3>
+            <ActionForm action=a.user>
+                <FormError error=user_err fields=&["email", "role", "password"]/>
+                <Success when=succeeded(a.user) message="Staff member added."/>
+                <Csrf token=csrf2/>
+                <div class="field">
+                    <label for="user-email">"Email"</label>
+                    <input id="user-email" name="email" type="email" required autocomplete="off" aria-describedby="email-error"/>
+                    <FieldError error=user_err field="email"/>
+                </div>
+                <div class="field">
+                    <label for="user-name">"Name (optional)"</label>
+                    <input id="user-name" name="name" type="text" autocomplete="off"/>
+                </div>
+                <div class="field">
+                    <label for="user-role">"Role"</label>
+                    <select id="user-role" name="role" aria-describedby="role-error">
+                        {Role::ALL.iter().map(|r| view! {
+                            <option value=r.as_str() selected=*r == Role::Operator>{format!("{r}: {}", r.describe())}</option>
+                        }).collect_view()}
+                    </select>
+                    <FieldError error=user_err field="role"/>
+                </div>
+                <div class="field">
+                    <label for="user-password">"First password (at least 12 characters; tell them to keep it safe)"</label>
+                    <input id="user-password" name="password" type="password" required minlength="12" autocomplete="new-password" aria-describedby="password-error"/>
+                    <FieldError error=user_err field="password"/>
+                </div>
+                <button type="submit" class="primary">"Add staff member"</button>
+            </ActionForm>
+        </section>
+        <section class="card" id="runtime">
+            <h2>"Messaging settings"</h2>
+            <p class="muted">"The tier limit applies at once. The others are stored and apply when Heimdall next starts."</p>
+            <h3>"HELP reply"</h3>
+            {stored_note(&s.help_text)}
+            <ActionForm action=a.help>
+                <FormError error=help_err fields=&["help_text"]/>
+                <Success when=succeeded(a.help) message="Saved; applies at the next start."/>
+                <Csrf token=csrf3/>
+                <div class="field">
+                    <label for="help_text">"Text sent when someone replies HELP"</label>
+                    <textarea id="help_text" name="help_text" rows="3" required maxlength="1000" aria-describedby="help_text-error">{s.help_text.stored.clone().unwrap_or_else(|| s.help_text.effective.clone())}</textarea>
+                    <FieldError error=help_err field="help_text"/>
+                </div>
+                <button type="submit">"Save HELP reply"</button>
+            </ActionForm>
+            <h3>"Fallback to SMS"</h3>
+            {stored_note(&s.fallback_codes)}
+            <p class="muted small">"WhatsApp errors that re-send the message by SMS (through the gates again, with its own SMS consent). Now:"</p>
+            <ul class="plain small">{codes}</ul>
+            <ActionForm action=a.fallback>
+                <FormError error=fb_err fields=&["codes"]/>
+                <Success when=succeeded(a.fallback) message="Saved; applies at the next start."/>
+                <Csrf token=csrf4/>
+                <div class="field">
+                    <label for="codes">"Error codes (comma separated)"</label>
+                    <input id="codes" name="codes" type="text" value=s.fallback_codes.stored.clone().unwrap_or_else(|| s.fallback_codes.effective.clone()) aria-describedby="codes-error"/>
+                    <FieldError error=fb_err field="codes"/>
+                </div>
+                <button type="submit">"Save fallback codes"</button>
+            </ActionForm>
+            <h3>"Messaging tier"</h3>
+            {stored_note(&s.tier_ladder)}
+            <ActionForm action=a.tier>
+                <FormError error=tier_err fields=&["ladder", "limit"]/>
+                <Success when=succeeded(a.tier) message="Saved. The limit applies now."/>
+                <Csrf token=csrf5/>
+                <div class="field">
+                    <label for="ladder">"Tier ladder (people per 24 hours, comma separated)"</label>
+                    <input id="ladder" name="ladder" type="text" value=s.tier_ladder.stored.clone().unwrap_or_else(|| s.tier_ladder.effective.clone()) aria-describedby="ladder-error"/>
+                    <FieldError error=tier_err field="ladder"/>
+                </div>
+                <div class="field">
+                    <label for="limit">"Current limit (applies at once; a number or 'unlimited')"</label>
+                    <input id="limit" name="limit" type="text" value=s.tier_limit.effective.clone() aria-describedby="limit-error"/>
+                    <FieldError error=tier_err field="limit"/>
+                </div>
+                <button type="submit">"Save tier"</button>
+            </ActionForm>
+            <h3>"Rate limits"</h3>
+            {stored_note(&s.rate_per_second)}
+            {stored_note(&s.recipient_pace_seconds)}
+            <ActionForm action=a.rates>
+                <FormError error=rates_err fields=&["rate_per_second", "recipient_pace_seconds"]/>
+                <Success when=succeeded(a.rates) message="Saved; applies at the next start."/>
+                <Csrf token=csrf6/>
+                <div class="field">
+                    <label for="rate_per_second">"Messages per second per sender"</label>
+                    <input id="rate_per_second" name="rate_per_second" type="number" min="1" max="1000"
+                        value=s.rate_per_second.stored.clone().unwrap_or_else(|| s.rate_per_second.effective.clone()) aria-describedby="rate_per_second-error"/>
+                    <FieldError error=rates_err field="rate_per_second"/>
+                </div>
+                <div class="field">
+                    <label for="recipient_pace_seconds">"Seconds between WhatsApp messages to one person (0: off)"</label>
+                    <input id="recipient_pace_seconds" name="recipient_pace_seconds" type="number" min="0" max="3600"
+                        value=s.recipient_pace_seconds.stored.clone().unwrap_or_else(|| s.recipient_pace_seconds.effective.clone()) aria-describedby="recipient_pace_seconds-error"/>
+                    <FieldError error=rates_err field="recipient_pace_seconds"/>
+                </div>
+                <button type="submit">"Save rate limits"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+pub fn AutomationsPage() -> impl IntoView {
+    let me = use_me();
+    let create = ServerAction::<AutomationCreate>::new();
+    let approve = ServerAction::<AutomationApprove>::new();
+    let data = Resource::new(
+        move || (create.version().get(), approve.version().get()),
+        |_| automations_data(),
+    );
+    view! {
+        <PageTitle title="Automations"/>
+        <p class="muted">
+            "An automation is an API key bound to approved templates. It may send only once an approver "
+            "who did not create it has approved it."
+        </p>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let (me, d) = match both(me.await, data.await) {
+                    Ok(v) => v,
+                    Err(e) => return error_view(e),
+                };
+                let create_err = error_of(create);
+                let approve_err = error_of(approve);
+                let csrf = me.csrf.clone();
+                let rows = d.automations.clone().into_iter().map(|x| {
+                    let may_approve = x.status != "approved" && me.can(Role::Approver) && x.created_by != me.email;
+                    let c = csrf.clone();
+                    view! {
+                        <tr>
+                            <th scope="row">{x.name.clone()}</th>
+                            <td>{x.api_key.clone()}</td>
+                            <td>{x.templates.join(", ")}</td>
+                            <td><Badge state=x.status.clone()/>
+                                {x.approved_by.clone().map(|b| view! { <div class="muted small">{format!("by {b}, {}", when_opt(&x.approved_at))}</div> })}</td>
+                            <td>{x.created_by.clone()}</td>
+                            <td>{may_approve.then(|| view! {
+                                <ActionForm action=approve>
+                                    <Csrf token=c/>
+                                    <input type="hidden" name="id" value=x.id.clone()/>
+                                    <button type="submit" class="primary">"Approve"</button>
+                                </ActionForm>
+                            })}</td>
+                        </tr>
+                    }
+                }).collect_view();
+                let create_form = me.can(Role::Admin).then(|| view! {
+                    <section class="card">
+                        <h2>"New automation"</h2>
+                        <ActionForm action=create>
+                            <FormError error=create_err fields=&["name", "api_key_id", "templates"]/>
+                            <Csrf token=csrf.clone()/>
+                            <div class="field">
+                                <label for="auto-name">"Name"</label>
+                                <input id="auto-name" name="name" type="text" required maxlength="200" aria-describedby="name-error"/>
+                                <FieldError error=create_err field="name"/>
+                            </div>
+                            <div class="field">
+                                <label for="api_key_id">"API key"</label>
+                                <select id="api_key_id" name="api_key_id" required aria-describedby="api_key_id-error">
+                                    <option value="">"Choose…"</option>
+                                    {d.keys.iter().map(|k| view! { <option value=k.id.clone()>{format!("{} ({}…)", k.name, k.prefix)}</option> }).collect_view()}
+                                </select>
+                                <FieldError error=create_err field="api_key_id"/>
+                            </div>
+                            <fieldset class="field">
+                                <legend>"Templates it may send"</legend>
+                                {d.templates.iter().enumerate().map(|(i, t)| {
+                                    let id = format!("tpl-{i}");
+                                    view! {
+                                        <label class="choice" for=id.clone()>
+                                            <input id=id.clone() type="checkbox" name=format!("tpl[{}]", t.name) value="on"/>
+                                            <code>{t.name.clone()}</code>
+                                        </label>
+                                    }
+                                }).collect_view()}
+                                <FieldError error=create_err field="templates"/>
+                            </fieldset>
+                            <button type="submit" class="primary">"Create (needs approval)"</button>
+                        </ActionForm>
+                    </section>
+                });
+                view! {
+                    <FormError error=approve_err/>
+                    {if d.automations.is_empty() {
+                        view! { <p class="empty">"No automations yet."</p> }.into_any()
+                    } else {
+                        view! {
+                            <div class="table-wrap">
+                                <table class="data" id="automations">
+                                    <thead><tr>
+                                        <th scope="col">"Name"</th><th scope="col">"API key"</th><th scope="col">"Templates"</th>
+                                        <th scope="col">"State"</th><th scope="col">"Created by"</th><th scope="col">""</th>
+                                    </tr></thead>
+                                    <tbody>{rows}</tbody>
+                                </table>
+                            </div>
+                        }.into_any()
+                    }}
+                    {create_form}
+                }
+                .into_any()
+            })}
+        </Transition>
+    }
+}
