@@ -46,7 +46,10 @@ pub fn both<A, B>(a: Result<A, AppError>, b: Result<B, AppError>) -> Result<(A, 
 /// The message for one field, shown right below it (and referenced by the
 /// input's `aria-describedby`).
 #[component]
-pub fn FieldError(#[prop(into)] error: Signal<Option<AppError>>, field: &'static str) -> impl IntoView {
+pub fn FieldError(
+    #[prop(into)] error: Signal<Option<AppError>>,
+    field: &'static str,
+) -> impl IntoView {
     move || {
         error.get().and_then(|e| e.for_field(field)).map(|m| {
             view! { <p class="field-error" id=format!("{field}-error") role="alert">{m}</p> }
@@ -97,7 +100,10 @@ pub fn Csrf(token: String) -> impl IntoView {
 
 /// A page's heading and its `<title>`.
 #[component]
-pub fn PageTitle(#[prop(into)] title: String, #[prop(optional)] children: Option<Children>) -> impl IntoView {
+pub fn PageTitle(
+    #[prop(into)] title: String,
+    #[prop(optional)] children: Option<Children>,
+) -> impl IntoView {
     let head = format!("{title} · Heimdall");
     view! {
         <leptos_meta::Title text=head/>
@@ -188,4 +194,39 @@ pub fn poll_every(seconds: u64) -> ReadSignal<u64> {
 /// A page's error in place of its content.
 pub fn error_view(e: AppError) -> AnyView {
     view! { <ErrorNote error=e/> }.into_any()
+}
+
+/// A form to empty once its action succeeded (so the next entry starts
+/// blank, and a password typed into it does not linger). Create it in the
+/// page component, not inside a `Suspend`.
+pub fn reset_on_success<S>(action: ServerAction<S>) -> NodeRef<leptos::html::Form>
+where
+    S: ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(action.value().get(), Some(Ok(_))) {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+    form
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_read_well() {
+        assert_eq!(duration(0), "closed");
+        assert_eq!(duration(-5), "closed");
+        assert_eq!(duration(65), "1 min 05 s");
+        assert_eq!(duration(86_399), "23 h 59 min");
+        assert_eq!(percent(Some(0.5)), "50.0 %");
+        assert_eq!(percent(Some(f64::NAN)), "—");
+        assert_eq!(percent(None), "—");
+    }
 }

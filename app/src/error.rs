@@ -6,9 +6,9 @@
 //! It must never carry a cause chain, a secret or a database message: those
 //! go to the server log and the browser sees [`AppError::Internal`].
 
-use serde::{Deserialize, Serialize};
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppError {

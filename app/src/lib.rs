@@ -26,13 +26,14 @@ use leptos_router::{
 };
 
 use crate::layout::ConsoleLayout;
-use crate::pages::auth::{LoginPage, SetupPage};
 use crate::pages::audit::AuditPage;
+use crate::pages::auth::{LoginPage, SetupPage};
+use crate::pages::campaigns::{CampaignEditPage, CampaignPage, CampaignsPage};
 use crate::pages::contacts::{ContactPage, ContactsPage};
 use crate::pages::dashboard::DashboardPage;
+use crate::pages::forms::{FormEditPage, FormPage, FormsPage};
 use crate::pages::inbox::InboxPage;
 use crate::pages::settings::{AutomationsPage, SettingsPage};
-use crate::pages::campaigns::{CampaignEditPage, CampaignPage, CampaignsPage};
 use crate::pages::templates::TemplatesPage;
 
 /// The HTML document around the app; rendered on the server only.
@@ -78,6 +79,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/audit") view=AuditPage/>
                     <Route path=path!("/automations") view=AutomationsPage/>
                     <Route path=path!("/settings") view=SettingsPage/>
+                    <Route path=path!("/forms") view=FormsPage/>
+                    <Route path=path!("/forms/new") view=FormEditPage/>
+                    <Route path=path!("/forms/:id") view=FormPage/>
+                    <Route path=path!("/forms/:id/edit") view=FormEditPage/>
                 </ParentRoute>
             </Routes>
         </Router>

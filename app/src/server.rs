@@ -71,27 +71,42 @@ impl ConsoleState {
     }
 }
 
-/// A value shown once to the session that caused it (a new API key), kept
-/// in memory for a few minutes at most. It survives the redirect of a form
-/// posted without JavaScript, which a return value would not.
+/// A value shown once to the session that caused it (a new API key, an
+/// import report), kept in memory for a few minutes at most. It survives
+/// the redirect of a form posted without JavaScript, which a return value
+/// would not.
 #[derive(Debug, Default)]
 pub struct Flash {
-    items: Mutex<HashMap<String, (DateTime<Utc>, SecretString)>>,
+    items: Mutex<HashMap<FlashKey, (DateTime<Utc>, SecretString)>>,
 }
+
+/// A session id and what kind of value.
+type FlashKey = (String, &'static str);
 
 impl Flash {
     const TTL: Duration = Duration::minutes(5);
 
-    pub fn put(&self, session_id: &str, value: SecretString, now: DateTime<Utc>) {
+    pub fn put(
+        &self,
+        session_id: &str,
+        kind: &'static str,
+        value: SecretString,
+        now: DateTime<Utc>,
+    ) {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         items.retain(|_, (at, _)| *at > now - Self::TTL);
-        items.insert(session_id.to_string(), (now, value));
+        items.insert((session_id.to_string(), kind), (now, value));
     }
 
-    pub fn take(&self, session_id: &str, now: DateTime<Utc>) -> Option<SecretString> {
+    pub fn take(
+        &self,
+        session_id: &str,
+        kind: &'static str,
+        now: DateTime<Utc>,
+    ) -> Option<SecretString> {
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         items
-            .remove(session_id)
+            .remove(&(session_id.to_string(), kind))
             .filter(|(at, _)| *at > now - Self::TTL)
             .map(|(_, v)| v)
     }
@@ -115,22 +130,14 @@ pub fn state() -> Result<ConsoleState, AppError> {
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
     pub session_token: Option<String>,
+    /// The peer address (a reverse proxy's, behind one; see [`client_ip`]).
     pub ip: Option<String>,
+    pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
     pub origin: Option<String>,
     pub referer: Option<String>,
     /// `scheme://host` as this request reached the server.
     pub own_origin: String,
-    pub path: String,
-    pub query: String,
-    /// A plain browser navigation or form post (not a call from the WASM client).
-    pub accepts_html: bool,
-}
-
-impl RequestFacts {
-    pub fn is_server_fn_call(&self) -> bool {
-        self.path.starts_with("/_sf/")
-    }
 }
 
 pub fn request_facts(cookie_name: &str) -> RequestFacts {
@@ -147,13 +154,11 @@ pub fn request_facts(cookie_name: &str) -> RequestFacts {
     RequestFacts {
         session_token: req.cookie(cookie_name).map(|c| c.value().to_string()),
         ip: req.peer_addr().map(|a| a.ip().to_string()),
+        forwarded_for: header(header::HeaderName::from_static("x-forwarded-for")),
         user_agent: header(header::USER_AGENT),
         origin: header(header::ORIGIN),
         referer: header(header::REFERER),
         own_origin: format!("{}://{}", conn.scheme(), conn.host()),
-        path: req.path().to_string(),
-        query: req.query_string().to_string(),
-        accepts_html: header(header::ACCEPT).is_some_and(|a| a.contains("text/html")),
     }
 }
 
@@ -179,8 +184,10 @@ impl Ctx {
         self.session.actor()
     }
 
-    pub fn ip(&self) -> Option<&str> {
-        self.facts.ip.as_deref()
+    /// The client's address: the peer, or behind a trusted reverse proxy
+    /// the address it forwarded.
+    pub async fn ip(&self) -> Option<String> {
+        client_ip(self.core(), &self.facts).await
     }
 
     pub fn me(&self) -> Me {
@@ -200,18 +207,55 @@ impl Ctx {
         target: Option<&str>,
         detail: Option<serde_json::Value>,
     ) -> Result<(), AppError> {
+        let ip = self.ip().await;
         accounts::record_staff_action(
             &self.core().db.conn,
             &self.actor(),
             action,
             target,
             detail,
-            self.ip(),
+            ip.as_deref(),
             self.core().now(),
         )
         .await
         .map_err(internal)
     }
+}
+
+/// The client's address: the peer, unless the peer is one of the reverse
+/// proxies an admin listed (Settings), in which case the address it
+/// forwarded. Used for sign-in throttling and the audit trail.
+pub async fn client_ip(core: &Core, facts: &RequestFacts) -> Option<String> {
+    let peer: std::net::IpAddr = facts.ip.as_deref()?.parse().ok()?;
+    if facts.forwarded_for.is_none() {
+        return Some(peer.to_string());
+    }
+    let trusted = match heimdall_domain::optin::trusted_proxies(core).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "trusted proxies could not be read; using the peer address");
+            Vec::new()
+        }
+    };
+    Some(
+        heimdall_domain::optin::client_ip(peer, facts.forwarded_for.as_deref(), &trusted)
+            .to_string(),
+    )
+}
+
+/// Who an actor recorded as `staff:<id>` is, by email (other actors as
+/// they are: `campaign:<id>`, `api_key:<name>`, `system:...`).
+pub async fn staff_names(core: &Core) -> Result<HashMap<String, String>, AppError> {
+    Ok(accounts::list_users(core)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|u| (format!("staff:{}", u.id), u.email))
+        .collect())
+}
+
+pub fn actor_label(names: &HashMap<String, String>, actor: String) -> String {
+    names.get(&actor).cloned().unwrap_or(actor)
 }
 
 pub fn role_from_domain(r: DomainRole) -> Role {
@@ -458,10 +502,21 @@ pub fn clear_session_cookie(state: &ConsoleState) {
     }
 }
 
-/// Pages are personal and change with every action: never cache them.
+/// Console pages are personal and change with every action: never cached,
+/// and never shown inside another site's frame (an approve button must not
+/// be clickable through a disguise).
 pub fn no_store() {
     if let Some(res) = use_context::<leptos_actix::ResponseOptions>() {
         res.insert_header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.insert_header(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        res.insert_header(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+        res.insert_header(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
     }
 }
 
@@ -470,7 +525,9 @@ pub fn check_id(id: &str, what: &str) -> Result<String, AppError> {
     let id = id.trim();
     if id.is_empty()
         || id.len() > 64
-        || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(AppError::NotFound(format!("No {what} with that id.")));
     }
@@ -496,4 +553,70 @@ pub fn optional(value: Option<String>) -> Option<String> {
     value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_post_login_destinations() {
+        assert_eq!(safe_next(Some("/campaigns/1")), "/campaigns/1");
+        assert_eq!(
+            safe_next(Some("/audit?reason=suppressed")),
+            "/audit?reason=suppressed"
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("https://evil.example/"),
+            Some("//evil.example"),
+            Some("/\\evil.example"),
+            Some("/login"),
+            Some("/_sf/logout"),
+            Some("javascript:alert(1)"),
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            url_encode("/campaigns?status=draft"),
+            "/campaigns%3Fstatus%3Ddraft"
+        );
+        assert_eq!(url_encode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn flash_values_are_taken_once_and_expire() {
+        let flash = Flash::default();
+        let now = Utc::now();
+        flash.put("s1", "api_key", SecretString::from("k1".to_string()), now);
+        assert!(
+            flash.take("s2", "api_key", now).is_none(),
+            "another session"
+        );
+        assert!(flash.take("s1", "other", now).is_none(), "another kind");
+        assert_eq!(
+            flash
+                .take("s1", "api_key", now)
+                .map(|v| v.expose_secret().to_string()),
+            Some("k1".to_string())
+        );
+        assert!(flash.take("s1", "api_key", now).is_none(), "once");
+        flash.put("s1", "api_key", SecretString::from("k2".to_string()), now);
+        assert!(flash
+            .take("s1", "api_key", now + Duration::minutes(6))
+            .is_none());
+    }
+
+    #[test]
+    fn ids_are_plain_and_bounded() {
+        assert!(check_id("01a20524-f900-70b4-98e6-5b8e2a900e6d", "x").is_ok());
+        for bad in ["", " ", "../etc", "a b", &"a".repeat(65)] {
+            assert!(check_id(bad, "x").is_err(), "{bad}");
+        }
+    }
 }

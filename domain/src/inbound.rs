@@ -403,7 +403,10 @@ async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> 
                 SendRequest {
                     recipient: Recipient::Contact(contact_id.clone()),
                     channel: msg.channel,
-                    content: RequestedContent::Text { body, media_url: None },
+                    content: RequestedContent::Text {
+                        body,
+                        media_url: None,
+                    },
                     origin: Origin::ComplianceReply,
                     idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),
                 },
@@ -449,9 +452,11 @@ pub async fn handle_status(core: &Core, report: StatusReport) -> Result<bool, se
         }
         if let Err(e) = outbound::apply_status(core, report).await {
             // Release the claim so a redelivery or the spool replay applies it.
-            let _ = processed_webhook_event::Entity::delete_by_id(key.chars().take(200).collect::<String>())
-                .exec(&core.db.conn)
-                .await;
+            let _ = processed_webhook_event::Entity::delete_by_id(
+                key.chars().take(200).collect::<String>(),
+            )
+            .exec(&core.db.conn)
+            .await;
             return Err(e);
         }
         Ok(true)

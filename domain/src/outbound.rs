@@ -137,7 +137,12 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
             source,
             reminder_id,
         } => OriginColumns {
-            automation_id: Some(principal.key_id.clone().unwrap_or_else(|| "bootstrap".into())),
+            automation_id: Some(
+                principal
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| "bootstrap".into()),
+            ),
             reminder_id: reminder_id.clone(),
             ..base(source, principal.actor())
         },

@@ -253,7 +253,10 @@ async fn record_account_failure(
     if failures >= MAX_ACCOUNT_FAILURES {
         update = update
             .col_expr(staff_user::Column::FailedLogins, Expr::value(0))
-            .col_expr(staff_user::Column::LockedUntil, Expr::value(now + ACCOUNT_LOCK));
+            .col_expr(
+                staff_user::Column::LockedUntil,
+                Expr::value(now + ACCOUNT_LOCK),
+            );
     } else {
         update = update.col_expr(
             staff_user::Column::FailedLogins,
@@ -318,7 +321,11 @@ pub async fn authenticate(core: &Core, token: &str) -> Result<Option<Session>, s
 }
 
 /// Sign out: the session is deleted, so its cookie is worthless.
-pub async fn logout(core: &Core, session: &Session, ip: Option<&str>) -> Result<(), sea_orm::DbErr> {
+pub async fn logout(
+    core: &Core,
+    session: &Session,
+    ip: Option<&str>,
+) -> Result<(), sea_orm::DbErr> {
     staff_session::Entity::delete_by_id(&session.id)
         .exec(&core.db.conn)
         .await?;
@@ -501,12 +508,12 @@ pub async fn create_first_admin(
         Ok(user)
     }
     .await;
-    match &result {
-        // Bad input: the link stays usable for a corrected attempt.
-        Err(SetupError::Account(
-            AccountError::InvalidEmail(_) | AccountError::WeakPassword | AccountError::Exists(_),
-        )) => link.restore(hash),
-        _ => {}
+    // Bad input: the link stays usable for a corrected attempt.
+    if let Err(SetupError::Account(
+        AccountError::InvalidEmail(_) | AccountError::WeakPassword | AccountError::Exists(_),
+    )) = &result
+    {
+        link.restore(hash);
     }
     result
 }

@@ -60,19 +60,28 @@ async fn signs_in_and_stores_only_a_hash_of_the_token() {
     let token = new.token.expose_secret().to_string();
     assert_eq!(token.len(), 64);
     assert_eq!(new.session.user.role, Role::Operator);
-    let rows = staff_session::Entity::find().all(&env.core.db.conn).await.unwrap();
+    let rows = staff_session::Entity::find()
+        .all(&env.core.db.conn)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].id, token, "the token itself is never stored");
     assert_eq!(rows[0].id, sessions::hash_token(&token));
     assert_eq!(rows[0].ip.as_deref(), Some("10.0.0.1"));
 
-    let found = sessions::authenticate(&env.core, &token).await.unwrap().unwrap();
+    let found = sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.user.email, EMAIL);
     assert!(found.csrf_matches(&new.session.csrf_token));
     assert!(!found.csrf_matches("nope"));
     assert!(!found.csrf_matches(""));
     // Not a token at all, or an unknown one.
-    assert!(sessions::authenticate(&env.core, "garbage").await.unwrap().is_none());
+    assert!(sessions::authenticate(&env.core, "garbage")
+        .await
+        .unwrap()
+        .is_none());
     assert!(sessions::authenticate(&env.core, &"a".repeat(64))
         .await
         .unwrap()
@@ -143,7 +152,8 @@ async fn a_noisy_address_is_refused_but_others_are_not() {
     try_login(&env, &throttle, EMAIL, PASSWORD, "198.51.100.1")
         .await
         .expect("another address is not affected");
-    env.clock.advance(sessions::ADDRESS_WINDOW + Duration::seconds(1));
+    env.clock
+        .advance(sessions::ADDRESS_WINDOW + Duration::seconds(1));
     try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.9")
         .await
         .expect("the address window moves on");
@@ -163,14 +173,20 @@ async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
     for _ in 0..27 {
         env.clock.advance(Duration::hours(6));
         assert!(
-            sessions::authenticate(&env.core, &token).await.unwrap().is_some(),
+            sessions::authenticate(&env.core, &token)
+                .await
+                .unwrap()
+                .is_some(),
             "alive at {}",
             env.core.now()
         );
     }
     // ...but not past seven days from sign-in.
     env.clock.advance(Duration::hours(6));
-    assert!(sessions::authenticate(&env.core, &token).await.unwrap().is_none());
+    assert!(sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .is_none());
 
     // Left alone for longer than the idle timeout: gone.
     let token = try_login(&env, &throttle, EMAIL, PASSWORD, "10.0.0.1")
@@ -180,7 +196,10 @@ async fn sessions_expire_when_idle_and_at_the_absolute_limit() {
         .expose_secret()
         .to_string();
     env.clock.advance(IDLE_TIMEOUT + Duration::seconds(1));
-    assert!(sessions::authenticate(&env.core, &token).await.unwrap().is_none());
+    assert!(sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -194,7 +213,10 @@ async fn signing_out_ends_the_session() {
     sessions::logout(&env.core, &new.session, Some("10.0.0.1"))
         .await
         .unwrap();
-    assert!(sessions::authenticate(&env.core, &token).await.unwrap().is_none());
+    assert!(sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .is_none());
     // Ending every session of a user (deactivation, password change).
     let again = try_login(&env, &throttle, EMAIL, PASSWORD, "10.0.0.1")
         .await
@@ -308,17 +330,21 @@ async fn a_revoked_api_key_authenticates_nothing() {
         .await
         .unwrap();
     let presented = key.key.expose_secret().to_string();
-    assert!(heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
+            .await
+            .unwrap()
+            .is_some()
+    );
     sessions::revoke_api_key(&env.core, &key.id, "admin@example.com", None)
         .await
         .unwrap();
-    assert!(heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         sessions::revoke_api_key(&env.core, &key.id, "admin@example.com", None).await,
         Err(sessions::RevokeKeyError::AlreadyRevoked)

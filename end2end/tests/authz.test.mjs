@@ -118,6 +118,28 @@ export async function run(ctx) {
   assert.equal((await noReason.json()).Invalid.field, 'reason');
   assert.equal(await status(await ap.call('campaign_reject', { csrf: ap.csrf, id, reason: 'Wrong audience' })), 200);
 
+  // --- A scheduled campaign: pause, resume and cancel; nothing is sent.
+  const tomorrow = new Date(Date.now() + 36 * 3600 * 1000).toISOString().slice(0, 16);
+  const later = await op.call('campaign_save', { ...draft, name: 'Authz scheduled', csrf: op.csrf, schedule: 'at', scheduled_at: tomorrow });
+  const laterText = await later.text();
+  assert.equal(later.status, 200, laterText);
+  const laterId = JSON.parse(laterText);
+  assert.equal(await status(await op.call('campaign_submit', { csrf: op.csrf, id: laterId })), 200);
+  assert.equal(await status(await ap.call('campaign_approve', { csrf: ap.csrf, id: laterId })), 200);
+  const statusOf = async () => (await (await op.call('campaign_page', { id: laterId })).json()).info.status;
+  assert.equal(await statusOf(), 'scheduled');
+  assert.equal(await status(await op.call('campaign_pause', { csrf: op.csrf, id: laterId })), 200);
+  assert.equal(await statusOf(), 'paused');
+  assert.equal(await status(await op.call('campaign_pause', { csrf: op.csrf, id: laterId })), 409, 'already paused');
+  assert.equal(await status(await op.call('campaign_resume', { csrf: op.csrf, id: laterId })), 200);
+  assert.equal(await statusOf(), 'scheduled');
+  assert.equal(await status(await op.call('campaign_cancel', { csrf: op.csrf, id: laterId })), 200);
+  assert.equal(await statusOf(), 'cancelled');
+  // A time in the past is refused beside its field.
+  const past = await op.call('campaign_save', { ...draft, csrf: op.csrf, schedule: 'at', scheduled_at: '2020-01-01T10:00' });
+  assert.equal(past.status, 400);
+  assert.equal((await past.json()).Invalid.field, 'scheduled_at');
+
   // --- Sign-in throttling: five wrong passwords lock the account; the
   // right one is then refused with the same answer as a wrong one.
   const locked = { email: 'locked@example.com', password: 'locked-password-1' };

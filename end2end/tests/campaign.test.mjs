@@ -37,9 +37,14 @@ async function consentedContact(api, person, tags) {
   return c;
 }
 
+// Script errors and console errors (a hydration mismatch is reported on
+// the console); a missing favicon is not one.
 function watchErrors(page) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
+  });
   return errors;
 }
 
@@ -81,6 +86,7 @@ export async function run(ctx) {
   await op.selectOption('#var-source-1', 'value');
   await op.fill('#var-value-1', 'Friday 10:00');
   await op.check('input[name=schedule][value=on_approval]');
+  await screenshot(op, 'campaign-draft');
   await Promise.all([
     op.waitForURL(/\/campaigns\/[0-9a-f-]{36}$/),
     op.click('text=Save draft and review'),

@@ -4,13 +4,13 @@
 //! [`runner`]; apalis itself is kept behind [`queue`] and [`runner`] so an
 //! upgrade touches those two files.
 
-pub mod poll;
-pub mod queue;
 pub mod deliver_reminders;
 pub mod fan_out_campaign;
 pub mod housekeeping;
-pub mod runner;
+pub mod poll;
+pub mod queue;
 pub mod run_schedules;
+pub mod runner;
 pub mod schedules;
 pub mod send_message;
 

@@ -10,9 +10,9 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 

@@ -113,8 +113,13 @@ pub async fn build_core_with(
     clock: SharedClock,
     providers: Providers,
 ) -> anyhow::Result<(Arc<Core>, Queue)> {
+    let mut settings = settings;
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
+    let stored = heimdall_domain::settings_store::apply_to_settings(&db, &mut settings).await?;
+    if !stored.is_empty() {
+        tracing::info!(settings = ?stored, "settings saved in the console override the environment");
+    }
     let redis = heimdall_domain::core::connect_redis(&settings)
         .await
         .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;

@@ -14,7 +14,10 @@ use support::{as_refs, inbound, TestApp};
 const PHONE: &str = "+4791234567";
 
 async fn count_inbound(app: &TestApp) -> u64 {
-    inbound_message::Entity::find().count(&app.core.db.conn).await.unwrap()
+    inbound_message::Entity::find()
+        .count(&app.core.db.conn)
+        .await
+        .unwrap()
 }
 
 async fn verdicts(app: &TestApp) -> Vec<String> {
@@ -31,19 +34,40 @@ async fn verdicts(app: &TestApp) -> Vec<String> {
 async fn a_signed_inbound_message_is_stored_and_opens_the_window() {
     let app = TestApp::spawn(&[]).await;
     let params = inbound("SM00000000000000000000000000000001", PHONE, "hello there");
-    let res = app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+        .await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/xml"));
-    assert_eq!(res.text().await.unwrap(), r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/xml"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#
+    );
     assert_eq!(count_inbound(&app).await, 1);
-    let m = inbound_message::Entity::find().one(&app.core.db.conn).await.unwrap().unwrap();
+    let m = inbound_message::Entity::find()
+        .one(&app.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(m.body.as_deref(), Some("hello there"));
     assert_eq!(m.profile_name.as_deref(), Some("Kari"));
     // An unknown person becomes a contact with no consent.
-    let c = contact::Entity::find().one(&app.core.db.conn).await.unwrap().unwrap();
+    let c = contact::Entity::find()
+        .one(&app.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.phone_e164, PHONE);
 
-    let session: serde_json::Value = app.api_get(&format!("/api/whatsapp/session/{PHONE}")).await.json().await.unwrap();
+    let session: serde_json::Value = app
+        .api_get(&format!("/api/whatsapp/session/{PHONE}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session["in_window"], true, "{session}");
     let remaining = session["time_remaining"].as_i64().unwrap();
     assert!(remaining > 86_000 && remaining <= 86_400, "{remaining}");
@@ -57,7 +81,9 @@ async fn a_signed_inbound_message_is_stored_and_opens_the_window() {
 async fn the_seed_path_is_served_too() {
     let app = TestApp::spawn(&[]).await;
     let params = inbound("SM00000000000000000000000000000002", PHONE, "hi");
-    let res = app.twilio_post("/whatsapp/webhook", &as_refs(&params)).await;
+    let res = app
+        .twilio_post("/whatsapp/webhook", &as_refs(&params))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(count_inbound(&app).await, 1);
     app.shutdown().await;
@@ -68,18 +94,41 @@ async fn a_missing_or_wrong_signature_gets_403_and_changes_nothing_but_the_audit
     let app = TestApp::spawn(&[]).await;
     let params = inbound("SM00000000000000000000000000000003", PHONE, "STOP");
     // No signature.
-    let res = app.http.post(app.url("/webhooks/twilio/inbound")).form(&params).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/webhooks/twilio/inbound"))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     // A signature for other parameters (tampered body).
     let url = app.url("/webhooks/twilio/inbound");
     let other: Vec<(String, String)> = vec![("Body".into(), "hello".into())];
     let sig = heimdall_domain::signature::twilio_signature(support::AUTH_TOKEN, &url, &other);
-    let res = app.http.post(&url).header("X-Twilio-Signature", sig).form(&params).send().await.unwrap();
+    let res = app
+        .http
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     // Signed with the wrong token.
-    let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let sig = heimdall_domain::signature::twilio_signature("not-the-token", &url, &owned);
-    let res = app.http.post(&url).header("X-Twilio-Signature", sig).form(&params).send().await.unwrap();
+    let res = app
+        .http
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     // Status callbacks are checked the same way.
     let res = app
@@ -92,8 +141,20 @@ async fn a_missing_or_wrong_signature_gets_403_and_changes_nothing_but_the_audit
     assert_eq!(res.status(), 403);
 
     assert_eq!(count_inbound(&app).await, 0);
-    assert_eq!(contact::Entity::find().count(&app.core.db.conn).await.unwrap(), 0);
-    assert_eq!(suppression::Entity::find().count(&app.core.db.conn).await.unwrap(), 0);
+    assert_eq!(
+        contact::Entity::find()
+            .count(&app.core.db.conn)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        suppression::Entity::find()
+            .count(&app.core.db.conn)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(verdicts(&app).await, vec!["bad_signature"; 4]);
     app.shutdown().await;
 }
@@ -103,12 +164,18 @@ async fn bodies_over_the_limit_get_413_and_malformed_ones_400() {
     let app = TestApp::spawn(&[("HEIMDALL_MAX_WEBHOOK_BYTES", "2048")]).await;
     let big = "x".repeat(5000);
     let params = inbound("SM00000000000000000000000000000004", PHONE, &big);
-    let res = app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+        .await;
     assert_eq!(res.status(), 413);
     // Signed, but without MessageSid or From.
-    let res = app.twilio_post("/webhooks/twilio/inbound", &[("Body", "hi")]).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/inbound", &[("Body", "hi")])
+        .await;
     assert_eq!(res.status(), 400);
-    let res = app.twilio_post("/webhooks/twilio/status", &[("MessageSid", "SMx")]).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/status", &[("MessageSid", "SMx")])
+        .await;
     assert_eq!(res.status(), 400);
     assert_eq!(count_inbound(&app).await, 0);
     app.shutdown().await;
@@ -119,11 +186,19 @@ async fn a_replayed_event_answers_200_and_does_nothing_twice() {
     let app = TestApp::spawn(&[]).await;
     let params = inbound("SM00000000000000000000000000000005", PHONE, "STOP");
     for _ in 0..3 {
-        let res = app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await;
+        let res = app
+            .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await;
         assert_eq!(res.status(), 200);
     }
     assert_eq!(count_inbound(&app).await, 1);
-    assert_eq!(suppression::Entity::find().count(&app.core.db.conn).await.unwrap(), 1);
+    assert_eq!(
+        suppression::Entity::find()
+            .count(&app.core.db.conn)
+            .await
+            .unwrap(),
+        1
+    );
     let v = verdicts(&app).await;
     assert_eq!(v.iter().filter(|x| *x == "duplicate").count(), 2, "{v:?}");
     // One STOP confirmation, not three.
@@ -156,11 +231,24 @@ async fn consented_contact(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn stop_then_a_send_in_the_same_second_is_blocked() {
-    let app = TestApp::spawn(&[("WA_TEMPLATE_TASK_REMINDER", "HX00000000000000000000000000000001")]).await;
-    for sender in heimdall_domain::authz::list_senders(&app.core).await.unwrap() {
-        heimdall_domain::authz::set_sender_active(&app.core, &sender.id, true, "admin@example.com", heimdall_domain::accounts::Role::Admin)
-            .await
-            .unwrap();
+    let app = TestApp::spawn(&[(
+        "WA_TEMPLATE_TASK_REMINDER",
+        "HX00000000000000000000000000000001",
+    )])
+    .await;
+    for sender in heimdall_domain::authz::list_senders(&app.core)
+        .await
+        .unwrap()
+    {
+        heimdall_domain::authz::set_sender_active(
+            &app.core,
+            &sender.id,
+            true,
+            "admin@example.com",
+            heimdall_domain::accounts::Role::Admin,
+        )
+        .await
+        .unwrap();
     }
     let id = consented_contact(&app).await;
     let send = json!({"user_id": id, "template_name": "task_reminder", "variables": {"task_name": "Call Bob", "due_time": "17:00"}});
@@ -173,7 +261,9 @@ async fn stop_then_a_send_in_the_same_second_is_blocked() {
         .await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
     let params = inbound("SM00000000000000000000000000000006", PHONE, "  stop! ");
-    let res = app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+        .await;
     assert_eq!(res.status(), 200);
     // Immediately after the webhook answered.
     let res = app.api_post("/api/whatsapp/send", send).await;
@@ -187,7 +277,11 @@ async fn stop_then_a_send_in_the_same_second_is_blocked() {
 #[tokio::test]
 async fn status_callbacks_are_deduplicated_by_sid_and_status() {
     let app = TestApp::spawn(&[]).await;
-    let params = [("MessageSid", "SMunknown0000000000000000000000001"), ("MessageStatus", "delivered"), ("AccountSid", "ACsandbox0000000000000000000000000")];
+    let params = [
+        ("MessageSid", "SMunknown0000000000000000000000001"),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", "ACsandbox0000000000000000000000000"),
+    ];
     for _ in 0..2 {
         let res = app.twilio_post("/webhooks/twilio/status", &params).await;
         assert_eq!(res.status(), 204);
@@ -202,7 +296,12 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
     let app = TestApp::spawn_with(&[], false).await;
     // Create the contact first (so the replay has something to suppress).
     let params = inbound("SM00000000000000000000000000000007", PHONE, "hello");
-    assert_eq!(app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await.status(), 200);
+    assert_eq!(
+        app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await
+            .status(),
+        200
+    );
 
     // The database goes away.
     if let Some(pool) = app.core.db.sqlite_pool() {
@@ -211,9 +310,14 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
         pool.close().await;
     }
     let stop = inbound("SM00000000000000000000000000000008", PHONE, "STOP");
-    let res = app.twilio_post("/webhooks/twilio/inbound", &as_refs(&stop)).await;
+    let res = app
+        .twilio_post("/webhooks/twilio/inbound", &as_refs(&stop))
+        .await;
     assert_eq!(res.status(), 200, "the webhook still answers");
-    assert!(heimdall_domain::inbound::spool_pending(&app.core), "the event is in the spool");
+    assert!(
+        heimdall_domain::inbound::spool_pending(&app.core),
+        "the event is in the spool"
+    );
 
     // The database returns (a new connection, as after a restart): replay.
     let settings = (*app.core.settings).clone();
@@ -221,19 +325,31 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
     let core2 = heimdall_domain::Core::new(heimdall_domain::core::CoreParts {
         settings,
         db,
-        redis: heimdall_domain::core::connect_redis(&app.core.settings).await.unwrap(),
+        redis: heimdall_domain::core::connect_redis(&app.core.settings)
+            .await
+            .unwrap(),
         clock: std::sync::Arc::new(heimdall_domain::SystemClock),
         queue: std::sync::Arc::new(heimdall_domain::queue::RecordingQueue::default()),
         providers: Default::default(),
         alerts: None,
     });
-    let replayed = heimdall_domain::inbound::replay_spool(&core2).await.unwrap();
-    assert_eq!(replayed, 1);
-    assert!(!heimdall_domain::inbound::spool_pending(&core2));
-    let c = contact::Entity::find().one(&core2.db.conn).await.unwrap().unwrap();
-    let s = heimdall_domain::contacts::active_suppression(&core2.db.conn, &c.id, heimdall_domain::Channel::WhatsApp)
+    let replayed = heimdall_domain::inbound::replay_spool(&core2)
         .await
         .unwrap();
+    assert_eq!(replayed, 1);
+    assert!(!heimdall_domain::inbound::spool_pending(&core2));
+    let c = contact::Entity::find()
+        .one(&core2.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let s = heimdall_domain::contacts::active_suppression(
+        &core2.db.conn,
+        &c.id,
+        heimdall_domain::Channel::WhatsApp,
+    )
+    .await
+    .unwrap();
     assert!(s.is_some(), "the STOP was applied on replay");
     // The audit log has the replayed event.
     let replayed_rows = webhook_audit::Entity::find()
@@ -262,7 +378,10 @@ async fn meta_handshake_and_signed_events() {
     let app = TestApp::spawn(&[]).await;
     let ok = app
         .http
-        .get(app.url(&format!("/webhooks/meta?hub.mode=subscribe&hub.verify_token={}&hub.challenge=12345", support::VERIFY_TOKEN)))
+        .get(app.url(&format!(
+            "/webhooks/meta?hub.mode=subscribe&hub.verify_token={}&hub.challenge=12345",
+            support::VERIFY_TOKEN
+        )))
         .send()
         .await
         .unwrap();
@@ -270,19 +389,30 @@ async fn meta_handshake_and_signed_events() {
     assert_eq!(ok.text().await.unwrap(), "12345");
     let bad = app
         .http
-        .get(app.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"))
+        .get(
+            app.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 403);
 
     let body = meta_body("wamid.AAA", "STOP");
-    let unsigned = app.http.post(app.url("/webhooks/meta")).body(body.clone()).send().await.unwrap();
+    let unsigned = app
+        .http
+        .post(app.url("/webhooks/meta"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unsigned.status(), 403);
     let wrong = app
         .http
         .post(app.url("/webhooks/meta"))
-        .header("X-Hub-Signature-256", heimdall_domain::signature::meta_signature("other-secret", &body))
+        .header(
+            "X-Hub-Signature-256",
+            heimdall_domain::signature::meta_signature("other-secret", &body),
+        )
         .body(body.clone())
         .send()
         .await
@@ -292,7 +422,10 @@ async fn meta_handshake_and_signed_events() {
     let signed = app
         .http
         .post(app.url("/webhooks/meta"))
-        .header("X-Hub-Signature-256", heimdall_domain::signature::meta_signature(support::APP_SECRET, &body))
+        .header(
+            "X-Hub-Signature-256",
+            heimdall_domain::signature::meta_signature(support::APP_SECRET, &body),
+        )
         .header("Content-Type", "application/json")
         .body(body.clone())
         .send()
@@ -300,13 +433,22 @@ async fn meta_handshake_and_signed_events() {
         .unwrap();
     assert_eq!(signed.status(), 200);
     assert_eq!(count_inbound(&app).await, 1);
-    assert_eq!(suppression::Entity::find().count(&app.core.db.conn).await.unwrap(), 1);
+    assert_eq!(
+        suppression::Entity::find()
+            .count(&app.core.db.conn)
+            .await
+            .unwrap(),
+        1
+    );
     // Malformed JSON with a valid signature: 400.
     let junk = b"{not json".to_vec();
     let res = app
         .http
         .post(app.url("/webhooks/meta"))
-        .header("X-Hub-Signature-256", heimdall_domain::signature::meta_signature(support::APP_SECRET, &junk))
+        .header(
+            "X-Hub-Signature-256",
+            heimdall_domain::signature::meta_signature(support::APP_SECRET, &junk),
+        )
         .body(junk)
         .send()
         .await
@@ -317,7 +459,10 @@ async fn meta_handshake_and_signed_events() {
     let res = app
         .http
         .post(app.url("/webhooks/meta"))
-        .header("X-Hub-Signature-256", heimdall_domain::signature::meta_signature(support::APP_SECRET, &cap))
+        .header(
+            "X-Hub-Signature-256",
+            heimdall_domain::signature::meta_signature(support::APP_SECRET, &cap),
+        )
         .body(cap)
         .send()
         .await
@@ -331,11 +476,21 @@ async fn meta_handshake_and_signed_events() {
 async fn the_phone_allowlist_ignores_everyone_else() {
     let app = TestApp::spawn(&[("HEIMDALL_PHONE_ALLOWLIST", "+4791111111, 4792222222")]).await;
     let params = inbound("SM00000000000000000000000000000009", PHONE, "STOP");
-    assert_eq!(app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await.status(), 200);
+    assert_eq!(
+        app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(count_inbound(&app).await, 0);
     assert_eq!(verdicts(&app).await, vec!["ignored"]);
     let params = inbound("SM00000000000000000000000000000010", "+4791111111", "hi");
-    assert_eq!(app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params)).await.status(), 200);
+    assert_eq!(
+        app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(count_inbound(&app).await, 1);
     app.shutdown().await;
 }

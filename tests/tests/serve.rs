@@ -14,13 +14,26 @@ async fn serve_answers_health_readiness_metrics_and_the_shell() {
 
     let health = http.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
 
-    let ready: serde_json::Value = http.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value = http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["database"], "ok");
     let postgres = std::env::var("HEIMDALL_TEST_BACKEND").as_deref() == Ok("postgres");
-    assert_eq!(ready["database_backend"], if postgres { "postgres" } else { "sqlite" });
+    assert_eq!(
+        ready["database_backend"],
+        if postgres { "postgres" } else { "sqlite" }
+    );
     if heimdall_domain::testing::redis_url().is_some() {
         assert_eq!(ready["redis"], "ok");
     } else {
@@ -32,20 +45,44 @@ async fn serve_answers_health_readiness_metrics_and_the_shell() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
-    assert!(html.contains("/pkg/heimdall.js"), "hydration script missing");
+    assert!(
+        html.contains("/pkg/heimdall.js"),
+        "hydration script missing"
+    );
     assert!(html.contains("/pkg/heimdall.css"));
 
     // Requests are measured.
-    let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("http_request_duration_seconds"), "{metrics}");
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("http_request_duration_seconds"),
+        "{metrics}"
+    );
 
     // Unknown API paths answer in the API's error shape.
-    let missing = http.get(server.url("/api/v1/nothing")).send().await.unwrap();
+    let missing = http
+        .get(server.url("/api/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        missing.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 
     // With no provider credentials the in-process sandbox stands in.
-    assert!(server.sandbox.is_some(), "sandbox not started:\n{}", server.log());
+    assert!(
+        server.sandbox.is_some(),
+        "sandbox not started:\n{}",
+        server.log()
+    );
 
     let status = server.terminate();
     assert!(status.success(), "exit status {status}:\n{}", server.log());
@@ -58,7 +95,12 @@ async fn a_fresh_machine_gets_the_embedded_database_file() {
     // No database URL at all: the default sqlite://data/heimdall.db in the working directory.
     let env = vec![("HEIMDALL_BIND".to_string(), "127.0.0.1:0".to_string())];
     let mut server = support::start_with(dir, env);
-    let body: serde_json::Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reqwest::get(server.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["database_backend"], "sqlite");
     assert!(server.dir.path().join("data/heimdall.db").exists());
     assert!(server.terminate().success());
@@ -80,7 +122,12 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> std::process
     }
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     } else {
         drop(child.stdin.take());
     }
@@ -100,7 +147,10 @@ fn bad_settings_stop_start_up_naming_the_setting() {
         let out = run(&["serve"], &[(name, value)], None);
         assert_eq!(out.status.code(), Some(2), "{name}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(name) || (name == "TWILIO_ACCOUNT_SID" && stderr.contains("TWILIO_")), "{name}: {stderr}");
+        assert!(
+            stderr.contains(name) || (name == "TWILIO_ACCOUNT_SID" && stderr.contains("TWILIO_")),
+            "{name}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -129,15 +179,38 @@ fn user_add_and_api_key_create_store_only_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/h.db?mode=rwc", dir.path().display());
     let env = [("HEIMDALL_DATABASE_URL", db.as_str())];
-    let out = run(&["user", "add", "--email", "Ops@Example.com", "--role", "admin"], &env, Some("a long enough password\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "user",
+            "add",
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "admin",
+        ],
+        &env,
+        Some("a long enough password\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ops@example.com"));
     // A short password is refused with a clear message.
-    let out = run(&["user", "add", "--email", "b@example.com"], &env, Some("short\n"));
+    let out = run(
+        &["user", "add", "--email", "b@example.com"],
+        &env,
+        Some("short\n"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"));
     // Duplicate email: refused.
-    let out = run(&["user", "add", "--email", "ops@example.com"], &env, Some("another long password\n"));
+    let out = run(
+        &["user", "add", "--email", "ops@example.com"],
+        &env,
+        Some("another long password\n"),
+    );
     assert!(!out.status.success());
 
     let out = run(&["api-key", "create", "--name", "n8n"], &env, None);
@@ -147,7 +220,10 @@ fn user_add_and_api_key_create_store_only_hashes() {
     let file = std::fs::read(dir.path().join("h.db")).unwrap();
     let haystack = String::from_utf8_lossy(&file);
     assert!(!haystack.contains(&key), "the API key is stored in clear");
-    assert!(!haystack.contains("a long enough password"), "the password is stored in clear");
+    assert!(
+        !haystack.contains("a long enough password"),
+        "the password is stored in clear"
+    );
 }
 
 #[test]
@@ -164,18 +240,43 @@ async fn migrations_go_up_down_and_up_again() {
     use heimdall_migrations::MigratorTrait;
     let dir = tempfile::tempdir().unwrap();
     let url = match heimdall_domain::testing::backend() {
-        heimdall_domain::testing::Backend::Sqlite => format!("sqlite://{}/m.db?mode=rwc", dir.path().display()),
+        heimdall_domain::testing::Backend::Sqlite => {
+            format!("sqlite://{}/m.db?mode=rwc", dir.path().display())
+        }
         // A cloned database is already migrated: down then up again.
-        heimdall_domain::testing::Backend::Postgres { .. } => heimdall_domain::testing::fresh_database_url(dir.path()).await,
+        heimdall_domain::testing::Backend::Postgres { .. } => {
+            heimdall_domain::testing::fresh_database_url(dir.path()).await
+        }
     };
     let db = heimdall_domain::Db::connect_url(&url, false).await.unwrap();
-    heimdall_migrations::Migrator::up(&db.conn, None).await.unwrap();
-    let applied = heimdall_migrations::Migrator::get_applied_migrations(&db.conn).await.unwrap().len();
+    heimdall_migrations::Migrator::up(&db.conn, None)
+        .await
+        .unwrap();
+    let applied = heimdall_migrations::Migrator::get_applied_migrations(&db.conn)
+        .await
+        .unwrap()
+        .len();
     assert_eq!(applied, heimdall_migrations::Migrator::migrations().len());
-    heimdall_migrations::Migrator::down(&db.conn, None).await.unwrap();
-    assert_eq!(heimdall_migrations::Migrator::get_applied_migrations(&db.conn).await.unwrap().len(), 0);
-    heimdall_migrations::Migrator::up(&db.conn, None).await.unwrap();
-    assert_eq!(heimdall_migrations::Migrator::get_applied_migrations(&db.conn).await.unwrap().len(), applied);
+    heimdall_migrations::Migrator::down(&db.conn, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        heimdall_migrations::Migrator::get_applied_migrations(&db.conn)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    heimdall_migrations::Migrator::up(&db.conn, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        heimdall_migrations::Migrator::get_applied_migrations(&db.conn)
+            .await
+            .unwrap()
+            .len(),
+        applied
+    );
     // The schema works after the round trip.
     db.ping().await.unwrap();
 }

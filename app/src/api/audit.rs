@@ -50,7 +50,9 @@ impl AuditQuery {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -105,7 +107,8 @@ pub mod ssr {
         let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| AppError::invalid(field, "Enter a date as YYYY-MM-DD."))?;
         let date = if next {
-            date.succ_opt().ok_or_else(|| AppError::invalid(field, "That date is too far ahead."))?
+            date.succ_opt()
+                .ok_or_else(|| AppError::invalid(field, "That date is too far ahead."))?
         } else {
             date
         };
@@ -121,11 +124,15 @@ pub mod ssr {
         match optional(v) {
             Some(v)
                 if v.len() <= 64
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
             {
                 Ok(Some(v))
             }
-            Some(_) => Err(AppError::invalid(field, "Use an id or code as shown in the log.")),
+            Some(_) => Err(AppError::invalid(
+                field,
+                "Use an id or code as shown in the log.",
+            )),
             None => Ok(None),
         }
     }
@@ -135,7 +142,10 @@ pub mod ssr {
         let decision = plain("decision", q.decision.clone())?;
         if let Some(d) = &decision {
             if !DECISIONS.contains(&d.as_str()) {
-                return Err(AppError::invalid("decision", "Choose pass, block, defer, sent or failed."));
+                return Err(AppError::invalid(
+                    "decision",
+                    "Choose pass, block, defer, sent or failed.",
+                ));
             }
         }
         Ok(AuditFilter {
@@ -158,7 +168,6 @@ pub mod ssr {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_sf", endpoint = "audit_log")]
 pub async fn audit_log(
     contact: Option<String>,
@@ -183,6 +192,7 @@ pub async fn audit_log(
                 to,
             };
             let filter = ssr::filter(core, &query, 200)?;
+            let names = staff_names(core).await?;
             let entries = heimdall_domain::reports::audit_log(core, &filter)
                 .await
                 .map_err(internal)?
@@ -201,7 +211,7 @@ pub async fn audit_log(
                     reason_code: r.reason_code,
                     error_code: r.error_code,
                     detail: r.detail,
-                    actor: r.actor,
+                    actor: actor_label(&names, r.actor),
                 })
                 .collect();
             let staff_actions = heimdall_domain::sessions::recent_staff_actions(core, None, 100)

@@ -26,11 +26,7 @@ pub async fn whoami() -> Result<Option<Me>, AppError> {
 
 /// Sign in with email and password. Every refusal has the same message.
 #[server(prefix = "/_sf", endpoint = "login")]
-pub async fn login(
-    email: String,
-    password: String,
-    next: Option<String>,
-) -> Result<(), AppError> {
+pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
     use crate::server::*;
     use heimdall_domain::sessions::{self, LoginAttempt, LoginError};
     respond(
@@ -45,13 +41,14 @@ pub async fn login(
                 return Err(AppError::invalid("password", "Enter your password."));
             }
             let password = secrecy::SecretString::from(password);
+            let ip = client_ip(&state.core, &facts).await;
             let new = sessions::login(
                 &state.core,
                 &state.throttle,
                 LoginAttempt {
                     email: &email,
                     password: &password,
-                    ip: facts.ip.as_deref(),
+                    ip: ip.as_deref(),
                     user_agent: facts.user_agent.as_deref(),
                 },
             )
@@ -75,7 +72,8 @@ pub async fn logout(#[server(default)] csrf: String) -> Result<(), AppError> {
     respond(
         async move {
             let ctx = mutation(Role::Viewer, &csrf).await?;
-            heimdall_domain::sessions::logout(ctx.core(), &ctx.session, ctx.ip())
+            let ip = ctx.ip().await;
+            heimdall_domain::sessions::logout(ctx.core(), &ctx.session, ip.as_deref())
                 .await
                 .map_err(internal)?;
             clear_session_cookie(&ctx.state);
@@ -121,6 +119,7 @@ pub async fn setup_admin(
                 ));
             }
             let secret = secrecy::SecretString::from(password);
+            let ip = client_ip(&state.core, &facts).await;
             let user = sessions::create_first_admin(
                 &state.core,
                 &state.first_admin,
@@ -128,7 +127,7 @@ pub async fn setup_admin(
                 &email,
                 optional(name),
                 &secret,
-                facts.ip.as_deref(),
+                ip.as_deref(),
             )
             .await
             .map_err(|e| match e {
@@ -148,7 +147,7 @@ pub async fn setup_admin(
                 LoginAttempt {
                     email: &user.email,
                     password: &secret,
-                    ip: facts.ip.as_deref(),
+                    ip: ip.as_deref(),
                     user_agent: facts.user_agent.as_deref(),
                 },
             )

@@ -3,6 +3,9 @@
 //! the rules (never the author's own approval, roles, transitions); these
 //! functions check the session first and say no before the domain would.
 
+// Server-function arguments are the fields of a form.
+#![allow(clippy::too_many_arguments)]
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -11,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::templates::TemplateRow;
 use crate::error::AppError;
-use crate::model::{Counts, FailureView};
 #[cfg(feature = "ssr")]
 use crate::model::Role;
+use crate::model::{Counts, FailureView};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignRow {
@@ -218,9 +221,10 @@ mod ssr {
     }
 
     pub async fn info(ctx: &Ctx, v: CampaignView) -> Result<CampaignInfo, AppError> {
-        let template = heimdall_domain::templates::find_by_name(&ctx.core().db.conn, &v.template_name)
-            .await
-            .map_err(internal)?;
+        let template =
+            heimdall_domain::templates::find_by_name(&ctx.core().db.conn, &v.template_name)
+                .await
+                .map_err(internal)?;
         let (audience_kind, tags, phones) = match &v.audience {
             Audience::Tags { tags } => ("tags", tags.clone(), vec![]),
             Audience::Phones { phones } => ("phones", vec![], phones.clone()),
@@ -314,13 +318,21 @@ mod ssr {
             match cell {
                 Some(c) => phones.push(c.to_string()),
                 None if i == 0 => {} // a header
-                None => bad.push(format!("line {}: no phone number in '{}'", i + 1, truncate(line, 40))),
+                None => bad.push(format!(
+                    "line {}: no phone number in '{}'",
+                    i + 1,
+                    truncate(line, 40)
+                )),
             }
         }
         if !bad.is_empty() {
             return Err(AppError::invalid(
                 "phones",
-                format!("{} line(s) could not be read: {}", bad.len(), bad.join("; ")),
+                format!(
+                    "{} line(s) could not be read: {}",
+                    bad.len(),
+                    bad.join("; ")
+                ),
             ));
         }
         Ok(phones)
@@ -376,6 +388,43 @@ mod ssr {
 #[cfg(feature = "ssr")]
 pub(crate) use ssr::{counts, failure};
 
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::ssr::*;
+    use heimdall_domain::campaigns::CampaignError;
+
+    #[test]
+    fn numbers_from_a_csv() {
+        let csv = "phone,name\n+4791234567,Kari\n\n\"+47 912 34 568\";Ola\n";
+        assert_eq!(
+            phones_from_csv(csv).unwrap(),
+            vec!["+4791234567".to_string(), "+47 912 34 568".to_string()]
+        );
+        assert_eq!(
+            phones_from_csv("+4791234567\n+4791234568").unwrap().len(),
+            2
+        );
+        let err = phones_from_csv("phone\n+4791234567\nKari Nordmann\n").unwrap_err();
+        assert!(err.for_field("phones").is_some());
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn domain_errors_land_beside_their_fields() {
+        let e = campaign_error(CampaignError::Invalid(
+            "audience.phones: 2 number(s) refused".into(),
+        ));
+        assert_eq!(
+            e.for_field("phones").as_deref(),
+            Some("2 number(s) refused")
+        );
+        let e = campaign_error(CampaignError::Invalid("name: must not be blank".into()));
+        assert_eq!(e.for_field("name").as_deref(), Some("Must not be blank"));
+        assert_eq!(campaign_error(CampaignError::SelfApproval).status(), 403);
+        assert_eq!(campaign_error(CampaignError::NotFound).status(), 404);
+    }
+}
+
 #[server(prefix = "/_sf", endpoint = "campaigns_list")]
 pub async fn campaigns_list(status: Option<String>) -> Result<Vec<CampaignRow>, AppError> {
     use self::ssr::*;
@@ -386,8 +435,9 @@ pub async fn campaigns_list(status: Option<String>) -> Result<Vec<CampaignRow>, 
             let status = match status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
                 None => None,
                 Some(s) => Some(
-                    heimdall_domain::campaigns::CampaignStatus::parse(s)
-                        .ok_or_else(|| AppError::invalid("status", format!("Unknown status '{s}'.")))?,
+                    heimdall_domain::campaigns::CampaignStatus::parse(s).ok_or_else(|| {
+                        AppError::invalid("status", format!("Unknown status '{s}'."))
+                    })?,
                 ),
             };
             Ok(heimdall_domain::campaigns::list(ctx.core(), status)
@@ -441,7 +491,11 @@ pub async fn campaign_page(id: String) -> Result<CampaignPageData, AppError> {
                     billable_messages: r.estimated_cost.billable_messages,
                     sms_segments: r.estimated_cost.sms_segments,
                     missing_fields: counts(r.missing_fields),
-                    unresolved: r.unresolved.into_iter().map(|u| (u.number, u.why)).collect(),
+                    unresolved: r
+                        .unresolved
+                        .into_iter()
+                        .map(|u| (u.number, u.why))
+                        .collect(),
                 })
             } else {
                 None
@@ -530,7 +584,6 @@ pub async fn campaign_form(
 }
 
 /// Create or change a draft; on success, go to its review page.
-#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_sf", endpoint = "campaign_save")]
 pub async fn campaign_save(
     #[server(default)] csrf: String,
@@ -557,24 +610,23 @@ pub async fn campaign_save(
             let channel: heimdall_domain::Channel = channel
                 .parse()
                 .map_err(|e: String| AppError::invalid("channel", capitalise(&e)))?;
-            let audience = match audience.as_str() {
-                "tags" => Audience::Tags {
-                    tags: tags
-                        .split([',', ';', '\n'])
-                        .map(|t| t.trim().to_string())
-                        .filter(|t| !t.is_empty())
-                        .collect(),
-                },
-                "phones" => Audience::Phones {
-                    phones: phones_from_csv(&phones)?,
-                },
-                _ => {
-                    return Err(AppError::invalid(
+            let audience =
+                match audience.as_str() {
+                    "tags" => Audience::Tags {
+                        tags: tags
+                            .split([',', ';', '\n'])
+                            .map(|t| t.trim().to_string())
+                            .filter(|t| !t.is_empty())
+                            .collect(),
+                    },
+                    "phones" => Audience::Phones {
+                        phones: phones_from_csv(&phones)?,
+                    },
+                    _ => return Err(AppError::invalid(
                         "audience",
                         "Choose who gets the campaign: contacts with tags, or a list of numbers.",
-                    ))
-                }
-            };
+                    )),
+                };
             let mut variables = BTreeMap::new();
             for (var, source) in &var_source {
                 let value = var_value.get(var).cloned().unwrap_or_default();
@@ -593,13 +645,22 @@ pub async fn campaign_save(
             let scheduled_at = match schedule.as_str() {
                 "on_approval" => None,
                 "at" => {
-                    let naive = chrono::NaiveDateTime::parse_from_str(scheduled_at.trim(), "%Y-%m-%dT%H:%M")
-                        .map_err(|_| {
-                            AppError::invalid("scheduled_at", "Enter a date and time, or choose 'send on approval'.")
-                        })?;
+                    let naive = chrono::NaiveDateTime::parse_from_str(
+                        scheduled_at.trim(),
+                        "%Y-%m-%dT%H:%M",
+                    )
+                    .map_err(|_| {
+                        AppError::invalid(
+                            "scheduled_at",
+                            "Enter a date and time, or choose 'send on approval'.",
+                        )
+                    })?;
                     let tz = core.settings.default_time_zone;
                     let local = tz.from_local_datetime(&naive).earliest().ok_or_else(|| {
-                        AppError::invalid("scheduled_at", "That time does not exist in this time zone (a clock change).")
+                        AppError::invalid(
+                            "scheduled_at",
+                            "That time does not exist in this time zone (a clock change).",
+                        )
                     })?;
                     Some(local.with_timezone(&Utc))
                 }
@@ -651,7 +712,11 @@ pub async fn campaign_approve(#[server(default)] csrf: String, id: String) -> Re
 
 /// Send back to the author with a reason (required).
 #[server(prefix = "/_sf", endpoint = "campaign_reject")]
-pub async fn campaign_reject(#[server(default)] csrf: String, id: String, reason: String) -> Result<(), AppError> {
+pub async fn campaign_reject(
+    #[server(default)] csrf: String,
+    id: String,
+    reason: String,
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(transition(csrf, id, Step::Reject(reason)).await)

@@ -172,7 +172,11 @@ pub(crate) mod ssr {
             .map(|arr| {
                 arr.iter()
                     .map(|x| VerdictRow {
-                        gate: x.get("gate").and_then(|g| g.as_str()).unwrap_or("?").to_string(),
+                        gate: x
+                            .get("gate")
+                            .and_then(|g| g.as_str())
+                            .unwrap_or("?")
+                            .to_string(),
                         verdict: x
                             .get("verdict")
                             .and_then(|g| g.as_str())
@@ -261,7 +265,10 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
         async move {
             let ctx = require(Role::Viewer).await?;
             let id = check_id(&id, "contact")?;
-            if heimdall_domain::contacts::get(ctx.core(), &id).await.is_err() {
+            if heimdall_domain::contacts::get(ctx.core(), &id)
+                .await
+                .is_err()
+            {
                 return Err(AppError::NotFound("No contact with that id.".into()));
             }
             let t = heimdall_domain::reports::contact_timeline(ctx.core(), &id)
@@ -311,7 +318,20 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .into_iter()
                     .map(|w| ssr::window_view(w.channel.to_string(), w.window))
                     .collect(),
-                messages: t.messages.into_iter().map(ssr::message_row).collect(),
+                messages: {
+                    let names = staff_names(ctx.core()).await?;
+                    t.messages
+                        .into_iter()
+                        .map(ssr::message_row)
+                        .map(|mut m| {
+                            m.actor = actor_label(&names, m.actor);
+                            for e in &mut m.evaluations {
+                                e.actor = actor_label(&names, std::mem::take(&mut e.actor));
+                            }
+                            m
+                        })
+                        .collect()
+                },
             })
         }
         .await,
@@ -332,7 +352,10 @@ pub async fn contact_suppress(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
             let id = check_id(&id, "contact")?;
-            if heimdall_domain::contacts::get(ctx.core(), &id).await.is_err() {
+            if heimdall_domain::contacts::get(ctx.core(), &id)
+                .await
+                .is_err()
+            {
                 return Err(AppError::NotFound("No contact with that id.".into()));
             }
             let channel = match channel.as_str() {

@@ -2,6 +2,9 @@
 //! A reply goes through `outbound::accept` like every other message
 //! (`Origin::Inbox`), so a refusal comes back with the gate's reason.
 
+// Server-function arguments are the fields of a form.
+#![allow(clippy::too_many_arguments)]
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -122,11 +125,13 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                     _ => None,
                 })
                 .unwrap_or_else(|| "whatsapp".to_string());
-            let ch: heimdall_domain::Channel =
-                channel.parse().unwrap_or(heimdall_domain::Channel::WhatsApp);
+            let ch: heimdall_domain::Channel = channel
+                .parse()
+                .unwrap_or(heimdall_domain::Channel::WhatsApp);
             let window = heimdall_domain::contacts::window(&core.db.conn, &id, ch, core.now())
                 .await
                 .map_err(internal)?;
+            let names = staff_names(core).await?;
             let entries = items
                 .into_iter()
                 .map(|i| match i {
@@ -163,7 +168,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         block_reason,
                         error_code,
                         source,
-                        actor,
+                        actor: actor_label(&names, actor),
                         at,
                         statuses: status_history
                             .into_iter()
@@ -199,7 +204,6 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
 
 /// Reply to a person: free text inside the 24-hour window, an approved
 /// template outside it. Gated and audited like every message.
-#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_sf", endpoint = "inbox_reply")]
 pub async fn inbox_reply(
     #[server(default)] csrf: String,
@@ -213,7 +217,9 @@ pub async fn inbox_reply(
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
     use heimdall_domain::gates::Decision;
-    use heimdall_domain::outbound::{self, AcceptError, Origin, Recipient, RequestedContent, SendRequest};
+    use heimdall_domain::outbound::{
+        self, AcceptError, Origin, Recipient, RequestedContent, SendRequest,
+    };
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -261,7 +267,9 @@ pub async fn inbox_reply(
             .await
             .map_err(|e| match e {
                 AcceptError::BadRequest(m) => AppError::invalid(field, m),
-                AcceptError::ContactNotFound(_) => AppError::NotFound("No contact with that id.".into()),
+                AcceptError::ContactNotFound(_) => {
+                    AppError::NotFound("No contact with that id.".into())
+                }
                 AcceptError::Db(e) => internal(e),
             })?;
             let decision = outcome.decision.decision;

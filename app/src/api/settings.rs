@@ -74,6 +74,8 @@ pub struct SettingsView {
     pub tier_limit: SettingValue,
     pub rate_per_second: SettingValue,
     pub recipient_pace_seconds: SettingValue,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (comma separated).
+    pub trusted_proxies: String,
     pub error_codes: Vec<ErrorCodeRow>,
 }
 
@@ -111,7 +113,8 @@ mod ssr {
     use heimdall_domain::Core;
 
     pub fn limit_text(l: Option<u64>) -> String {
-        l.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into())
+        l.map(|n| n.to_string())
+            .unwrap_or_else(|| "unlimited".into())
     }
 
     pub async fn stored(core: &Core, key: &str) -> Result<Option<serde_json::Value>, AppError> {
@@ -171,8 +174,12 @@ mod ssr {
         )
         .await
         .map_err(internal)?;
-        ctx.audit("setting_changed", Some(&format!("setting:{key}")), Some(value))
-            .await
+        ctx.audit(
+            "setting_changed",
+            Some(&format!("setting:{key}")),
+            Some(value),
+        )
+        .await
     }
 
     pub fn parse_limit(field: &str, s: &str) -> Result<Option<u64>, AppError> {
@@ -185,7 +192,9 @@ mod ssr {
             .ok()
             .filter(|n| *n > 0)
             .map(Some)
-            .ok_or_else(|| AppError::invalid(field, "Enter a whole number above 0, or 'unlimited'."))
+            .ok_or_else(|| {
+                AppError::invalid(field, "Enter a whole number above 0, or 'unlimited'.")
+            })
     }
 }
 
@@ -231,7 +240,7 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
             let new_key = ctx
                 .state
                 .flash
-                .take(&ctx.session.id, core.now())
+                .take(&ctx.session.id, "api_key", core.now())
                 .map(|k| secrecy::ExposeSecret::expose_secret(&k).to_string());
             let fallback: Vec<String> = s.fallback_codes.iter().map(|c| c.to_string()).collect();
             let ladder: Vec<String> = s.tier_ladder.iter().map(|l| limit_text(*l)).collect();
@@ -248,13 +257,21 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
                     stored: None,
                     live: true,
                 },
-                rate_per_second: setting(core, RATE_PER_SECOND, s.rate_per_second.to_string()).await?,
+                rate_per_second: setting(core, RATE_PER_SECOND, s.rate_per_second.to_string())
+                    .await?,
                 recipient_pace_seconds: setting(
                     core,
                     RECIPIENT_PACE_SECONDS,
                     s.recipient_pace_seconds.to_string(),
                 )
                 .await?,
+                trusted_proxies: heimdall_domain::optin::trusted_proxies(core)
+                    .await
+                    .map_err(internal)?
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 error_codes: core
                     .errors
                     .entries()
@@ -291,7 +308,12 @@ pub async fn sender_set_active(
             let active = match active.as_str() {
                 "true" => true,
                 "false" => false,
-                _ => return Err(AppError::invalid("active", "Choose activate or deactivate.")),
+                _ => {
+                    return Err(AppError::invalid(
+                        "active",
+                        "Choose activate or deactivate.",
+                    ))
+                }
             };
             if active && authorize.as_deref() != Some("yes") {
                 return Err(AppError::invalid(
@@ -313,7 +335,11 @@ pub async fn sender_set_active(
                 SenderError::Db(e) => internal(e),
             })?;
             ctx.audit(
-                if active { "sender_activated" } else { "sender_deactivated" },
+                if active {
+                    "sender_activated"
+                } else {
+                    "sender_deactivated"
+                },
                 Some(&format!("sender:{}:{}", sender.kind, sender.address)),
                 None,
             )
@@ -340,7 +366,9 @@ pub async fn api_key_create(#[server(default)] csrf: String, name: String) -> Re
                 Some(serde_json::json!({ "name": key.name, "prefix": key.prefix })),
             )
             .await?;
-            ctx.state.flash.put(&ctx.session.id, key.key, ctx.core().now());
+            ctx.state
+                .flash
+                .put(&ctx.session.id, "api_key", key.key, ctx.core().now());
             Ok(())
         }
         .await,
@@ -355,11 +383,16 @@ pub async fn api_key_revoke(#[server(default)] csrf: String, id: String) -> Resu
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let id = check_id(&id, "API key")?;
-            heimdall_domain::sessions::revoke_api_key(ctx.core(), &id, &ctx.actor(), ctx.ip())
+            let ip = ctx.ip().await;
+            heimdall_domain::sessions::revoke_api_key(ctx.core(), &id, &ctx.actor(), ip.as_deref())
                 .await
                 .map_err(|e| match e {
-                    RevokeKeyError::NotFound(_) => AppError::NotFound("No API key with that id.".into()),
-                    RevokeKeyError::AlreadyRevoked => AppError::Conflict("That key was already revoked.".into()),
+                    RevokeKeyError::NotFound(_) => {
+                        AppError::NotFound("No API key with that id.".into())
+                    }
+                    RevokeKeyError::AlreadyRevoked => {
+                        AppError::Conflict("That key was already revoked.".into())
+                    }
                     RevokeKeyError::Db(e) => internal(e),
                 })
         }
@@ -385,15 +418,21 @@ pub async fn user_create(
                 .parse()
                 .map_err(|e: String| AppError::invalid("role", e))?;
             let password = secrecy::SecretString::from(password);
-            let user = heimdall_domain::accounts::create_user(ctx.core(), &email, optional(name), role, &password)
-                .await
-                .map_err(|e| match e {
-                    AccountError::InvalidEmail(_) | AccountError::Exists(_) => {
-                        AppError::invalid("email", e.to_string())
-                    }
-                    AccountError::WeakPassword => AppError::invalid("password", e.to_string()),
-                    other => internal(other),
-                })?;
+            let user = heimdall_domain::accounts::create_user(
+                ctx.core(),
+                &email,
+                optional(name),
+                role,
+                &password,
+            )
+            .await
+            .map_err(|e| match e {
+                AccountError::InvalidEmail(_) | AccountError::Exists(_) => {
+                    AppError::invalid("email", e.to_string())
+                }
+                AccountError::WeakPassword => AppError::invalid("password", e.to_string()),
+                other => internal(other),
+            })?;
             ctx.audit(
                 "staff_user_created",
                 Some(&format!("staff_user:{}", user.id)),
@@ -407,7 +446,10 @@ pub async fn user_create(
 
 /// The HELP reply text (applies at the next start).
 #[server(prefix = "/_sf", endpoint = "help_text_save")]
-pub async fn help_text_save(#[server(default)] csrf: String, help_text: String) -> Result<(), AppError> {
+pub async fn help_text_save(
+    #[server(default)] csrf: String,
+    help_text: String,
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(
@@ -428,16 +470,26 @@ pub async fn help_text_save(#[server(default)] csrf: String, help_text: String) 
 
 /// Error codes that fall back to SMS (applies at the next start).
 #[server(prefix = "/_sf", endpoint = "fallback_codes_save")]
-pub async fn fallback_codes_save(#[server(default)] csrf: String, codes: String) -> Result<(), AppError> {
+pub async fn fallback_codes_save(
+    #[server(default)] csrf: String,
+    codes: String,
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let mut list = Vec::new();
-            for part in codes.split([',', ' ', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+            for part in codes
+                .split([',', ' ', '\n'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
                 let n: i64 = part.parse().map_err(|_| {
-                    AppError::invalid("codes", format!("'{part}' is not an error code (digits only)."))
+                    AppError::invalid(
+                        "codes",
+                        format!("'{part}' is not an error code (digits only)."),
+                    )
                 })?;
                 list.push(n);
             }
@@ -451,7 +503,11 @@ pub async fn fallback_codes_save(#[server(default)] csrf: String, codes: String)
 
 /// The tier ladder (next start) and the current tier limit (at once).
 #[server(prefix = "/_sf", endpoint = "tier_save")]
-pub async fn tier_save(#[server(default)] csrf: String, ladder: String, limit: String) -> Result<(), AppError> {
+pub async fn tier_save(
+    #[server(default)] csrf: String,
+    ladder: String,
+    limit: String,
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
     respond(
@@ -467,7 +523,13 @@ pub async fn tier_save(#[server(default)] csrf: String, ladder: String, limit: S
                 return Err(AppError::invalid("ladder", "Give at least one step."));
             }
             let limit = parse_limit("limit", &limit)?;
-            let current: Vec<String> = ctx.core().settings.tier_ladder.iter().map(|l| limit_text(*l)).collect();
+            let current: Vec<String> = ctx
+                .core()
+                .settings
+                .tier_ladder
+                .iter()
+                .map(|l| limit_text(*l))
+                .collect();
             let wanted: Vec<String> = steps.iter().map(|l| limit_text(*l)).collect();
             if wanted != current {
                 save(&ctx, TIER_LADDER, serde_json::json!(wanted)).await?;
@@ -506,13 +568,20 @@ pub async fn rates_save(
                 .parse()
                 .ok()
                 .filter(|r| (1..=1000).contains(r))
-                .ok_or_else(|| AppError::invalid("rate_per_second", "Enter 1 to 1000 messages per second."))?;
+                .ok_or_else(|| {
+                    AppError::invalid("rate_per_second", "Enter 1 to 1000 messages per second.")
+                })?;
             let pace: u32 = recipient_pace_seconds
                 .trim()
                 .parse()
                 .ok()
                 .filter(|p| *p <= 3600)
-                .ok_or_else(|| AppError::invalid("recipient_pace_seconds", "Enter 0 to 3600 seconds (0 turns it off)."))?;
+                .ok_or_else(|| {
+                    AppError::invalid(
+                        "recipient_pace_seconds",
+                        "Enter 0 to 3600 seconds (0 turns it off).",
+                    )
+                })?;
             if rate != ctx.core().settings.rate_per_second {
                 save(&ctx, RATE_PER_SECOND, serde_json::json!(rate)).await?;
             }
@@ -520,6 +589,37 @@ pub async fn rates_save(
                 save(&ctx, RECIPIENT_PACE_SECONDS, serde_json::json!(pace)).await?;
             }
             Ok(())
+        }
+        .await,
+    )
+}
+
+/// The reverse proxies whose `X-Forwarded-For` is believed (applies at
+/// once): opt-in evidence and sign-in throttling then see the visitor's
+/// address instead of the proxy's.
+#[server(prefix = "/_sf", endpoint = "proxies_save")]
+pub async fn proxies_save(
+    #[server(default)] csrf: String,
+    proxies: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let mut list = Vec::new();
+            for part in proxies
+                .split([',', ' ', '\n'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let ip: std::net::IpAddr = part.parse().map_err(|_| {
+                    AppError::invalid("proxies", format!("'{part}' is not an IP address."))
+                })?;
+                list.push(ip);
+            }
+            heimdall_domain::optin::set_trusted_proxies(ctx.core(), &list, &ctx.actor())
+                .await
+                .map_err(internal)
         }
         .await,
     )
@@ -572,7 +672,10 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
                 .collect();
             Ok(AutomationsView {
                 automations,
-                keys: keys.into_iter().filter(|k| k.revoked_at.is_none()).collect(),
+                keys: keys
+                    .into_iter()
+                    .filter(|k| k.revoked_at.is_none())
+                    .collect(),
                 templates,
             })
         }
@@ -597,16 +700,22 @@ pub async fn automation_create(
             let key = check_id(&api_key_id, "API key")
                 .map_err(|_| AppError::invalid("api_key_id", "Choose an API key."))?;
             let templates: Vec<String> = tpl.into_keys().collect();
-            let a = heimdall_domain::authz::create_automation(ctx.core(), &name, &key, &templates, &ctx.actor())
-                .await
-                .map_err(|e| match e {
-                    AutomationError::NoTemplates | AutomationError::UnknownTemplate(_) => {
-                        AppError::invalid("templates", capital(&e.to_string()))
-                    }
-                    AutomationError::NoKey(_) => AppError::invalid("api_key_id", "Choose an API key."),
-                    AutomationError::Db(e) => internal(e),
-                    other => AppError::Conflict(capital(&other.to_string())),
-                })?;
+            let a = heimdall_domain::authz::create_automation(
+                ctx.core(),
+                &name,
+                &key,
+                &templates,
+                &ctx.actor(),
+            )
+            .await
+            .map_err(|e| match e {
+                AutomationError::NoTemplates | AutomationError::UnknownTemplate(_) => {
+                    AppError::invalid("templates", capital(&e.to_string()))
+                }
+                AutomationError::NoKey(_) => AppError::invalid("api_key_id", "Choose an API key."),
+                AutomationError::Db(e) => internal(e),
+                other => AppError::Conflict(capital(&other.to_string())),
+            })?;
             ctx.audit(
                 "automation_created",
                 Some(&format!("automation:{}", a.id)),
@@ -620,7 +729,10 @@ pub async fn automation_create(
 
 /// Approve an automation: an approver who did not create it.
 #[server(prefix = "/_sf", endpoint = "automation_approve")]
-pub async fn automation_approve(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
+pub async fn automation_approve(
+    #[server(default)] csrf: String,
+    id: String,
+) -> Result<(), AppError> {
     use crate::server::*;
     use heimdall_domain::authz::AutomationError;
     respond(
@@ -635,7 +747,9 @@ pub async fn automation_approve(#[server(default)] csrf: String, id: String) -> 
             )
             .await
             .map_err(|e| match e {
-                AutomationError::NotFound(_) => AppError::NotFound("No automation with that id.".into()),
+                AutomationError::NotFound(_) => {
+                    AppError::NotFound("No automation with that id.".into())
+                }
                 AutomationError::SelfApproval | AutomationError::Forbidden => {
                     AppError::Forbidden(capital(&e.to_string()))
                 }

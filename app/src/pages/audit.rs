@@ -37,7 +37,9 @@ pub fn AuditPage() -> impl IntoView {
             to: get("to"),
         }
     };
-    let data = Resource::new(q, |q| audit_log(q.contact, q.campaign, q.decision, q.reason, q.from, q.to));
+    let data = Resource::new(q, |q| {
+        audit_log(q.contact, q.campaign, q.decision, q.reason, q.from, q.to)
+    });
     view! {
         <PageTitle title="Audit log"/>
         <Transition fallback=Loading>
@@ -48,7 +50,7 @@ pub fn AuditPage() -> impl IntoView {
                     let field_error = result.as_ref().err().cloned();
                     let filters = view! { <Filters q=q.clone() error=field_error.clone()/> };
                     match result {
-                        Err(e) if matches!(e, AppError::Invalid { .. }) => filters.into_any(),
+                        Err(AppError::Invalid { .. }) => filters.into_any(),
                         Err(e) => error_view(e),
                         Ok(v) => {
                             let csv = format!("/audit/export.csv?{}", q.to_query_string());

@@ -141,7 +141,11 @@ fn DraftForm(me: Me, data: DraftFormData) -> impl IntoView {
         Some(d) => format!("/campaigns/{}/edit", d.id),
         None => "/campaigns/new".to_string(),
     };
-    let selected_name = data.selected.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+    let selected_name = data
+        .selected
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
     let chooser = view! {
         <section class="card">
             <h2>"1. Template"</h2>
@@ -197,7 +201,10 @@ fn DraftFields(
 ) -> impl IntoView {
     let d = draft.clone();
     let name = d.as_ref().map(|d| d.name.clone()).unwrap_or_default();
-    let channel = d.as_ref().map(|d| d.channel.clone()).unwrap_or_else(|| "whatsapp".into());
+    let channel = d
+        .as_ref()
+        .map(|d| d.channel.clone())
+        .unwrap_or_else(|| "whatsapp".into());
     let kind = d
         .as_ref()
         .map(|d| d.audience_kind.clone())
@@ -326,7 +333,7 @@ fn DraftFields(
 
 /// Read the chosen CSV file into the numbers field.
 #[cfg(feature = "hydrate")]
-fn read_file_into(ev: leptos::ev::Event, target: NodeRef<leptos::html::Textarea>) {
+pub(crate) fn read_file_into(ev: leptos::ev::Event, target: NodeRef<leptos::html::Textarea>) {
     use wasm_bindgen::JsCast;
     let Some(input) = ev
         .target()
@@ -481,7 +488,12 @@ struct PreSendActions {
 
 /// The review and the controls before anything is sent.
 #[component]
-fn PreSend(me: Me, c: CampaignInfo, review: Option<ReviewView>, actions: PreSendActions) -> impl IntoView {
+fn PreSend(
+    me: Me,
+    c: CampaignInfo,
+    review: Option<ReviewView>,
+    actions: PreSendActions,
+) -> impl IntoView {
     let submit_err = error_of(actions.submit);
     let approve_err = error_of(actions.approve);
     let reject_err = error_of(actions.reject);
@@ -676,11 +688,7 @@ fn LiveSection(me: Me, id: String) -> impl IntoView {
         },
         |(id, ..)| campaign_progress(id),
     );
-    let errs = [
-        error_of(pause),
-        error_of(resume),
-        error_of(cancel),
-    ];
+    let errs = [error_of(pause), error_of(resume), error_of(cancel)];
     view! {
         <section class="card" id="progress" aria-live="polite">
             <h2>"Progress"</h2>
@@ -714,9 +722,11 @@ fn ProgressBody(
     cancel: ServerAction<CampaignCancel>,
 ) -> impl IntoView {
     let status = p.status.clone();
-    let can_pause = me.can(Role::Operator) && matches!(status.as_str(), "approved" | "scheduled" | "sending");
+    let can_pause =
+        me.can(Role::Operator) && matches!(status.as_str(), "approved" | "scheduled" | "sending");
     let can_resume = me.can(Role::Operator) && status == "paused";
-    let can_cancel = me.can(Role::Operator) && !matches!(status.as_str(), "completed" | "cancelled");
+    let can_cancel =
+        me.can(Role::Operator) && !matches!(status.as_str(), "completed" | "cancelled");
     let csrf = me.csrf.clone();
     let failures = p.failures.clone();
     view! {

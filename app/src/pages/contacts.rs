@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::contacts::{
-    contact_detail, contacts_search, ConsentView, ContactView, ContactSuppress, MessageRow,
+    contact_detail, contacts_search, ConsentView, ContactSuppress, ContactView, MessageRow,
 };
 use crate::components::{
     both, error_of, error_view, use_me, when, when_opt, Badge, Countdown, Csrf, FieldError,
@@ -66,7 +66,10 @@ pub fn ContactPage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let me = use_me();
     let suppress = ServerAction::<ContactSuppress>::new();
-    let detail = Resource::new(move || (id(), suppress.version().get()), |(id, _)| contact_detail(id));
+    let detail = Resource::new(
+        move || (id(), suppress.version().get()),
+        |(id, _)| contact_detail(id),
+    );
     view! {
         <Transition fallback=Loading>
             {move || Suspend::new(async move {

@@ -5,10 +5,12 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::inbox::{inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxReply};
+use crate::api::inbox::{
+    inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxReply,
+};
 use crate::components::{
-    both, error_of, error_view, poll_every, use_me, when, Badge, Countdown, Csrf, FieldError,
-    FormError, Loading, PageTitle,
+    both, error_of, error_view, poll_every, reset_on_success, use_me, when, Badge, Countdown, Csrf,
+    FieldError, FormError, Loading, PageTitle,
 };
 use crate::model::{reason_label, Me, Role};
 use crate::pages::templates::AnnotatedBody;
@@ -78,14 +80,7 @@ fn Conversation(id: String) -> impl IntoView {
         |(id, _)| inbox_conversation(id),
     );
     // After a reply went, empty the box for the next one.
-    let form = NodeRef::<leptos::html::Form>::new();
-    Effect::new(move |_| {
-        if matches!(reply.value().get(), Some(Ok(_))) {
-            if let Some(f) = form.get_untracked() {
-                f.reset();
-            }
-        }
-    });
+    let form = reset_on_success(reply);
     view! {
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
@@ -110,7 +105,11 @@ fn ConversationBody(
 ) -> impl IntoView {
     let err = error_of(reply);
     let done = Signal::derive(move || reply.value().get().and_then(|r| r.ok()));
-    let name = c.contact.name.clone().unwrap_or_else(|| c.contact.phone.clone());
+    let name = c
+        .contact
+        .name
+        .clone()
+        .unwrap_or_else(|| c.contact.phone.clone());
     let window = c.window.clone();
     let can_reply = me.can(Role::Operator);
     let selected = chosen.and_then(|n| c.templates.iter().find(|t| t.name == n).cloned());

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod contacts;
 pub mod dashboard;
+pub mod forms;
 pub mod inbox;
 pub mod settings;
 pub mod templates;

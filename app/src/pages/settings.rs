@@ -5,12 +5,12 @@ use leptos::prelude::*;
 
 use crate::api::settings::{
     automations_data, settings_data, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
-    AutomationCreate, FallbackCodesSave, HelpTextSave, RatesSave, SenderSetActive, SettingValue,
-    SettingsView, TierSave, UserCreate,
+    AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, RatesSave, SenderSetActive,
+    SettingValue, SettingsView, TierSave, UserCreate,
 };
 use crate::components::{
-    both, error_of, error_view, succeeded, use_me, when, when_opt, Badge, Csrf, FieldError,
-    FormError, Loading, PageTitle, Success,
+    both, error_of, error_view, reset_on_success, succeeded, use_me, when, when_opt, Badge, Csrf,
+    FieldError, FormError, Loading, PageTitle, Success,
 };
 use crate::model::{Me, Role};
 
@@ -24,20 +24,28 @@ struct SettingsActions {
     fallback: ServerAction<FallbackCodesSave>,
     tier: ServerAction<TierSave>,
     rates: ServerAction<RatesSave>,
+    proxies: ServerAction<ProxiesSave>,
+    key_form: NodeRef<leptos::html::Form>,
+    user_form: NodeRef<leptos::html::Form>,
 }
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let me = use_me();
+    let key_create = ServerAction::<ApiKeyCreate>::new();
+    let user = ServerAction::<UserCreate>::new();
     let a = SettingsActions {
         sender: ServerAction::new(),
-        key_create: ServerAction::new(),
+        key_create,
         key_revoke: ServerAction::new(),
-        user: ServerAction::new(),
+        user,
+        key_form: reset_on_success(key_create),
+        user_form: reset_on_success(user),
         help: ServerAction::new(),
         fallback: ServerAction::new(),
         tier: ServerAction::new(),
         rates: ServerAction::new(),
+        proxies: ServerAction::new(),
     };
     let data = Resource::new(
         move || {
@@ -50,6 +58,7 @@ pub fn SettingsPage() -> impl IntoView {
                 a.fallback.version().get(),
                 a.tier.version().get(),
                 a.rates.version().get(),
+                a.proxies.version().get(),
             )
         },
         |_| settings_data(),
@@ -70,7 +79,7 @@ pub fn SettingsPage() -> impl IntoView {
 
 fn stored_note(v: &SettingValue) -> impl IntoView {
     v.stored.clone().map(|s| {
-        view! { <p class="notice">"Saved for the next start: " <code>{s}</code> " (restart Heimdall to apply it)."</p> }
+        view! { <p class="notice">"Saved: " <code>{s}</code> " (it overrides the environment from the next start of Heimdall)."</p> }
     })
 }
 
@@ -85,6 +94,7 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
     let fb_err = error_of(a.fallback);
     let tier_err = error_of(a.tier);
     let rates_err = error_of(a.rates);
+    let proxies_err = error_of(a.proxies);
     let senders = s
         .senders
         .clone()
@@ -157,13 +167,15 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
     let users = s
         .users
         .iter()
-        .map(|u| view! {
-            <tr>
-                <th scope="row">{u.email.clone()}</th>
-                <td>{u.name.clone().unwrap_or_default()}</td>
-                <td><span class="badge badge-role">{u.role.clone()}</span></td>
-                <td>{if u.active { "active" } else { "deactivated" }}</td>
-            </tr>
+        .map(|u| {
+            view! {
+                <tr>
+                    <th scope="row">{u.email.clone()}</th>
+                    <td>{u.name.clone().unwrap_or_default()}</td>
+                    <td><span class="badge badge-role">{u.role.clone()}</span></td>
+                    <td>{if u.active { "active" } else { "deactivated" }}</td>
+                </tr>
+            }
         })
         .collect_view();
     let codes = s
@@ -172,7 +184,7 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         .filter(|e| e.action == "fallback")
         .map(|e| view! { <li><code>{e.code.map(|c| c.to_string()).unwrap_or_default()}</code> " " {e.meaning.clone()}</li> })
         .collect_view();
-    let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6] = std::array::from_fn(|_| csrf.clone());
+    let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6, csrf7] = std::array::from_fn(|_| csrf.clone());
     view! {
         <section class="card" id="senders">
             <h2>"Channels and senders"</h2>
@@ -201,7 +213,7 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                     <tbody>{keys}</tbody>
                 </table>
             </div>
-            <ActionForm action=a.key_create>
+            <ActionForm action=a.key_create node_ref=a.key_form>
                 <FormError error=key_err fields=&["name"]/>
                 <Csrf token=csrf1/>
                 <div class="field">
@@ -221,7 +233,7 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                 </table>
             </div>
             <h3>"Add a staff member"</h3>
-            <ActionForm action=a.user>
+            <ActionForm action=a.user node_ref=a.user_form>
                 <FormError error=user_err fields=&["email", "role", "password"]/>
                 <Success when=succeeded(a.user) message="Staff member added."/>
                 <Csrf token=csrf2/>
@@ -321,6 +333,19 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                 </div>
                 <button type="submit">"Save rate limits"</button>
             </ActionForm>
+            <h3>"Reverse proxies"</h3>
+            <ActionForm action=a.proxies>
+                <FormError error=proxies_err fields=&["proxies"]/>
+                <Success when=succeeded(a.proxies) message="Saved; applies now."/>
+                <Csrf token=csrf7/>
+                <div class="field">
+                    <label for="proxies">"Addresses of the reverse proxies in front of Heimdall (comma separated; applies at once)"</label>
+                    <input id="proxies" name="proxies" type="text" value=s.trusted_proxies.clone() placeholder="none: every request's own address is used" aria-describedby="proxies-error"/>
+                    <p class="muted small">"Their X-Forwarded-For header is then believed for opt-in evidence, sign-in throttling and the audit trail."</p>
+                    <FieldError error=proxies_err field="proxies"/>
+                </div>
+                <button type="submit">"Save proxies"</button>
+            </ActionForm>
         </section>
     }
 }
@@ -330,6 +355,7 @@ pub fn AutomationsPage() -> impl IntoView {
     let me = use_me();
     let create = ServerAction::<AutomationCreate>::new();
     let approve = ServerAction::<AutomationApprove>::new();
+    let create_form_ref = reset_on_success(create);
     let data = Resource::new(
         move || (create.version().get(), approve.version().get()),
         |_| automations_data(),
@@ -373,7 +399,7 @@ pub fn AutomationsPage() -> impl IntoView {
                 let create_form = me.can(Role::Admin).then(|| view! {
                     <section class="card">
                         <h2>"New automation"</h2>
-                        <ActionForm action=create>
+                        <ActionForm action=create node_ref=create_form_ref>
                             <FormError error=create_err fields=&["name", "api_key_id", "templates"]/>
                             <Csrf token=csrf.clone()/>
                             <div class="field">

@@ -4,13 +4,18 @@
 use leptos::prelude::*;
 
 use crate::api::templates::{templates_list, TemplateRow, TemplatesSync};
-use crate::components::{both, error_of, error_view, use_me, when_opt, Badge, Csrf, FormError, Loading, PageTitle};
+use crate::components::{
+    both, error_of, error_view, use_me, when_opt, Badge, Csrf, FormError, Loading, PageTitle,
+};
 use crate::model::Role;
 
 /// A template body as text and placeholders (`{{n}}` with its name).
 pub enum Segment {
     Text(String),
-    Slot { position: usize, name: Option<String> },
+    Slot {
+        position: usize,
+        name: Option<String>,
+    },
 }
 
 pub fn segments(body: &str, variables: &[String]) -> Vec<Segment> {
@@ -126,7 +131,9 @@ fn template_row(t: TemplateRow) -> impl IntoView {
         .variables
         .iter()
         .enumerate()
-        .map(|(i, v)| view! { <li><code>{format!("{{{{{}}}}}", i + 1)}</code> " " {v.clone()}</li> })
+        .map(
+            |(i, v)| view! { <li><code>{format!("{{{{{}}}}}", i + 1)}</code> " " {v.clone()}</li> },
+        )
         .collect_view();
     view! {
         <tr>
@@ -143,5 +150,37 @@ fn template_row(t: TemplateRow) -> impl IntoView {
                 <ul class="vars">{vars}</ul>
             </td>
         </tr>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_get_their_names() {
+        let vars = vec!["task_name".to_string(), "due_time".to_string()];
+        let segs = segments("Reminder: {{1}} is due at {{2}}. {{x}} {{3}}", &vars);
+        let described: Vec<String> = segs
+            .iter()
+            .map(|s| match s {
+                Segment::Text(t) => format!("[{t}]"),
+                Segment::Slot { position, name } => {
+                    format!("{position}={}", name.clone().unwrap_or_default())
+                }
+            })
+            .collect();
+        assert_eq!(
+            described,
+            vec![
+                "[Reminder: ]",
+                "1=task_name",
+                "[ is due at ]",
+                "2=due_time",
+                "[. {{x}}]",
+                "[ ]",
+                "3=",
+            ]
+        );
     }
 }

@@ -28,7 +28,10 @@ use heimdall_domain::settings::{Settings, Source};
 use heimdall_domain::{Channel, Db, SystemClock};
 
 #[derive(Parser)]
-#[command(name = "heimdall-bench", about = "Heimdall's benchmarks (print figures)")]
+#[command(
+    name = "heimdall-bench",
+    about = "Heimdall's benchmarks (print figures)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Bench,
@@ -81,10 +84,14 @@ enum Bench {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
             Bench::Outbound {
@@ -97,9 +104,27 @@ fn main() -> anyhow::Result<()> {
                 database_url,
                 redis_url,
             } => {
-                outbound_bench(messages, contacts, producers, concurrency, None, database_url.clone(), redis_url.clone()).await?;
+                outbound_bench(
+                    messages,
+                    contacts,
+                    producers,
+                    concurrency,
+                    None,
+                    database_url.clone(),
+                    redis_url.clone(),
+                )
+                .await?;
                 if rate_messages > 0 {
-                    outbound_bench(rate_messages, contacts.min(rate_messages), producers, concurrency, Some(rate), database_url, redis_url).await?;
+                    outbound_bench(
+                        rate_messages,
+                        contacts.min(rate_messages),
+                        producers,
+                        concurrency,
+                        Some(rate),
+                        database_url,
+                        redis_url,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -116,7 +141,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// A fresh database URL: a temp SQLite file, or a new database on the server.
-async fn fresh_db(server: Option<&str>, dir: &std::path::Path, tag: &str) -> anyhow::Result<String> {
+async fn fresh_db(
+    server: Option<&str>,
+    dir: &std::path::Path,
+    tag: &str,
+) -> anyhow::Result<String> {
     match server {
         None => Ok(format!("sqlite://{}/bench.db?mode=rwc", dir.display())),
         Some(url) => {
@@ -124,11 +153,17 @@ async fn fresh_db(server: Option<&str>, dir: &std::path::Path, tag: &str) -> any
             let admin = Db::connect_url(url, false).await?;
             admin
                 .conn
-                .execute_raw(Statement::from_string(admin.backend(), format!("DROP DATABASE IF EXISTS {name}")))
+                .execute_raw(Statement::from_string(
+                    admin.backend(),
+                    format!("DROP DATABASE IF EXISTS {name}"),
+                ))
                 .await?;
             admin
                 .conn
-                .execute_raw(Statement::from_string(admin.backend(), format!("CREATE DATABASE {name}")))
+                .execute_raw(Statement::from_string(
+                    admin.backend(),
+                    format!("CREATE DATABASE {name}"),
+                ))
                 .await?;
             let mut u = url::Url::parse(url)?;
             u.set_path(&format!("/{name}"));
@@ -145,9 +180,15 @@ struct Timed {
 }
 
 impl MessageProvider for Timed {
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> BoxFuture<'a, Result<Accepted, Rejected>> {
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> BoxFuture<'a, Result<Accepted, Rejected>> {
         Box::pin(async move {
-            self.calls.lock().unwrap().push((request.message_id.clone(), Instant::now()));
+            self.calls
+                .lock()
+                .unwrap()
+                .push((request.message_id.clone(), Instant::now()));
             self.inner.send(request).await
         })
     }
@@ -164,8 +205,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -185,7 +234,11 @@ async fn outbound_bench(
     let url = fresh_db(database_url.as_deref(), dir.path(), tag).await?;
     let backend = format!(
         "{}{}",
-        if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+        if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         if redis_url.is_some() { " + Redis" } else { "" }
     );
     let sid = heimdall_sandbox::content_sid("task_reminder");
@@ -218,7 +271,8 @@ async fn outbound_bench(
     });
     providers.whatsapp = Some(timed.clone());
     let (core, queue) =
-        heimdall_server::startup::build_core_with(settings, Arc::new(SystemClock), providers).await?;
+        heimdall_server::startup::build_core_with(settings, Arc::new(SystemClock), providers)
+            .await?;
 
     // Contacts with WhatsApp consent.
     let mut ids = Vec::with_capacity(n_contacts);
@@ -253,11 +307,16 @@ async fn outbound_bench(
     let ids = Arc::new(ids);
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let workers = tokio::spawn(heimdall_jobs::runner::run(core.clone(), queue, async move {
-        let _ = stop_rx.wait_for(|v| *v).await;
-    }));
+    let workers = tokio::spawn(heimdall_jobs::runner::run(
+        core.clone(),
+        queue,
+        async move {
+            let _ = stop_rx.wait_for(|v| *v).await;
+        },
+    ));
 
-    let accepted_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(messages)));
+    let accepted_at: Arc<Mutex<HashMap<String, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(messages)));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..producers {
@@ -328,12 +387,30 @@ async fn outbound_bench(
         .collect();
     lat.sort();
     let mut unique = std::collections::HashSet::new();
-    let duplicates = calls.iter().filter(|(id, _)| !unique.insert(id.clone())).count();
-    println!("== outbound on {backend}{}", rate.map(|r| format!(", sender rate {r}/s")).unwrap_or_default());
+    let duplicates = calls
+        .iter()
+        .filter(|(id, _)| !unique.insert(id.clone()))
+        .count();
+    println!(
+        "== outbound on {backend}{}",
+        rate.map(|r| format!(", sender rate {r}/s"))
+            .unwrap_or_default()
+    );
     println!("messages accepted        {expected} (refused: {refused})");
-    println!("provider calls           {} (duplicates: {duplicates})", calls.len());
-    println!("acceptance               {:.0} msg/s ({:.1} s)", expected as f64 / accept_elapsed.as_secs_f64(), accept_elapsed.as_secs_f64());
-    println!("end to end               {:.0} msg/s ({:.1} s, acceptance to last provider call)", calls.len() as f64 / total.as_secs_f64(), total.as_secs_f64());
+    println!(
+        "provider calls           {} (duplicates: {duplicates})",
+        calls.len()
+    );
+    println!(
+        "acceptance               {:.0} msg/s ({:.1} s)",
+        expected as f64 / accept_elapsed.as_secs_f64(),
+        accept_elapsed.as_secs_f64()
+    );
+    println!(
+        "end to end               {:.0} msg/s ({:.1} s, acceptance to last provider call)",
+        calls.len() as f64 / total.as_secs_f64(),
+        total.as_secs_f64()
+    );
     println!(
         "accept -> provider call  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&lat, 0.50).as_secs_f64() * 1000.0,
@@ -352,7 +429,9 @@ async fn outbound_bench(
             }
             best = best.max(i - j + 1);
         }
-        println!("busiest one-second window {best} messages (sender rate {r}/s: must not exceed it)");
+        println!(
+            "busiest one-second window {best} messages (sender rate {r}/s: must not exceed it)"
+        );
     }
     let _ = stop_tx.send(true);
     let _ = workers.await;
@@ -390,7 +469,10 @@ async fn inbound_bench(
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
     if let Some(r) = &redis_url {
-        cmd.env("HEIMDALL_REDIS_URL", r).env("HEIMDALL_REDIS_NAMESPACE", format!("benchin{}", std::process::id()));
+        cmd.env("HEIMDALL_REDIS_URL", r).env(
+            "HEIMDALL_REDIS_NAMESPACE",
+            format!("benchin{}", std::process::id()),
+        );
     }
     let mut child = cmd.spawn()?;
     let stderr = child.stderr.take().expect("stderr");
@@ -398,7 +480,13 @@ async fn inbound_bench(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(i) = line.find("listening on http://") {
-                let _ = tx.send(line[i + 13..].split_whitespace().next().unwrap_or_default().to_string());
+                let _ = tx.send(
+                    line[i + 13..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
     });
@@ -406,10 +494,16 @@ async fn inbound_bench(
     let target = format!("{base}/webhooks/twilio/inbound");
     let backend = format!(
         "{}{}",
-        if database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+        if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         if redis_url.is_some() { " + Redis" } else { "" }
     );
-    let http = reqwest::Client::builder().pool_max_idle_per_host(connections * 2).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections * 2)
+        .build()?;
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make = {
         let target = target.clone();
@@ -418,7 +512,10 @@ async fn inbound_bench(
             let from = format!("whatsapp:+4790{:06}", n % 5000);
             let params: Vec<(String, String)> = vec![
                 ("MessageSid".into(), sid.clone()),
-                ("AccountSid".into(), "ACsandbox0000000000000000000000000".into()),
+                (
+                    "AccountSid".into(),
+                    "ACsandbox0000000000000000000000000".into(),
+                ),
                 ("From".into(), from),
                 ("To".into(), "whatsapp:+14155238886".into()),
                 ("Body".into(), format!("hello {n}")),
@@ -428,7 +525,10 @@ async fn inbound_bench(
             (params, sig)
         }
     };
-    let send = |http: reqwest::Client, target: String, params: Vec<(String, String)>, sig: String| async move {
+    let send = |http: reqwest::Client,
+                target: String,
+                params: Vec<(String, String)>,
+                sig: String| async move {
         let t0 = Instant::now();
         let ok = http
             .post(&target)
@@ -451,7 +551,12 @@ async fn inbound_bench(
         tokio::time::sleep_until(due.into()).await;
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (params, sig) = make(n);
-        handles.push(tokio::spawn(send(http.clone(), target.clone(), params, sig)));
+        handles.push(tokio::spawn(send(
+            http.clone(),
+            target.clone(),
+            params,
+            sig,
+        )));
     }
     let mut lat = Vec::new();
     let mut ok = 0u64;
@@ -463,7 +568,10 @@ async fn inbound_bench(
     let elapsed = start.elapsed();
     lat.sort();
     println!("== inbound on {backend}: fixed rate {rps}/s for {seconds} s");
-    println!("requests                 {total} ({ok} answered 2xx), {:.0} req/s achieved", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "requests                 {total} ({ok} answered 2xx), {:.0} req/s achieved",
+        total as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "latency                  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&lat, 0.5).as_secs_f64() * 1000.0,
@@ -504,7 +612,11 @@ async fn inbound_bench(
     let elapsed = start.elapsed();
     lat.sort();
     println!("== inbound on {backend}: full speed, {connections} connections for {seconds} s");
-    println!("requests                 {} ({ok2} answered 2xx), {:.0} req/s", lat.len(), ok2 as f64 / elapsed.as_secs_f64());
+    println!(
+        "requests                 {} ({ok2} answered 2xx), {:.0} req/s",
+        lat.len(),
+        ok2 as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "latency                  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&lat, 0.5).as_secs_f64() * 1000.0,
@@ -514,8 +626,18 @@ async fn inbound_bench(
 
     // Each answered request stored exactly once.
     let db = Db::connect_url(&url, false).await?;
-    let stored = heimdall_domain::entities::inbound_message::Entity::find().count(&db.conn).await?;
-    println!("stored                   {stored} inbound messages for {} answered requests ({})", phase1 + ok2, if stored == phase1 + ok2 { "each once" } else { "MISMATCH" });
+    let stored = heimdall_domain::entities::inbound_message::Entity::find()
+        .count(&db.conn)
+        .await?;
+    println!(
+        "stored                   {stored} inbound messages for {} answered requests ({})",
+        phase1 + ok2,
+        if stored == phase1 + ok2 {
+            "each once"
+        } else {
+            "MISMATCH"
+        }
+    );
     let _ = child.kill();
     let _ = child.wait();
     Ok(())

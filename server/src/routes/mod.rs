@@ -3,6 +3,6 @@
 
 pub mod api;
 pub mod health;
-pub mod webhooks;
 pub mod optin;
 pub mod reminders;
+pub mod webhooks;

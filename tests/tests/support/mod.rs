@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 pub fn bin() -> PathBuf {
     let path = std::env::var("HEIMDALL_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/heimdall"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/heimdall")
+        });
     assert!(
         path.exists(),
         "the heimdall binary is not built at {} (run `cargo build -p heimdall-server` first, or set HEIMDALL_BIN)",
@@ -42,13 +44,19 @@ pub async fn env_for(dir: &std::path::Path) -> Vec<(String, String)> {
     let url = heimdall_domain::testing::fresh_database_url(dir).await;
     let mut env = vec![
         ("HEIMDALL_DATABASE_URL".to_string(), url),
-        ("HEIMDALL_DATA_DIR".to_string(), dir.join("data").display().to_string()),
+        (
+            "HEIMDALL_DATA_DIR".to_string(),
+            dir.join("data").display().to_string(),
+        ),
         ("HEIMDALL_BIND".to_string(), "127.0.0.1:0".to_string()),
         ("HEIMDALL_STATUS_STEP_MS".to_string(), "100".to_string()),
     ];
     if let Some(r) = heimdall_domain::testing::redis_url() {
         env.push(("HEIMDALL_REDIS_URL".into(), r));
-        env.push(("HEIMDALL_REDIS_NAMESPACE".into(), heimdall_domain::testing::unique("bb")));
+        env.push((
+            "HEIMDALL_REDIS_NAMESPACE".into(),
+            heimdall_domain::testing::unique("bb"),
+        ));
     }
     env
 }
@@ -100,10 +108,23 @@ pub fn start_with(dir: tempfile::TempDir, env: Vec<(String, String)>) -> Server 
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 if let Some(i) = line.find("sandbox=http://") {
-                    sandbox = Some(line[i + 8..].split_whitespace().next().unwrap().trim_end_matches('/').to_string());
+                    sandbox = Some(
+                        line[i + 8..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap()
+                            .trim_end_matches('/')
+                            .to_string(),
+                    );
                 }
                 if let Some(i) = line.find("listening on http://") {
-                    base = Some(line[i + 13..].split_whitespace().next().unwrap().to_string());
+                    base = Some(
+                        line[i + 13..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap()
+                            .to_string(),
+                    );
                     break;
                 }
             }
@@ -115,7 +136,8 @@ pub fn start_with(dir: tempfile::TempDir, env: Vec<(String, String)>) -> Server 
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let base = base.unwrap_or_else(|| panic!("heimdall did not report its port:\n{}", log.lock().unwrap()));
+    let base = base
+        .unwrap_or_else(|| panic!("heimdall did not report its port:\n{}", log.lock().unwrap()));
     Server {
         child,
         base,
@@ -137,7 +159,10 @@ impl Server {
     /// Send SIGTERM and wait (with a deadline) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         let deadline = Instant::now() + Duration::from_secs(45);
         while Instant::now() < deadline {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -145,6 +170,9 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("heimdall did not stop within 45 s after SIGTERM:\n{}", self.log());
+        panic!(
+            "heimdall did not stop within 45 s after SIGTERM:\n{}",
+            self.log()
+        );
     }
 }
