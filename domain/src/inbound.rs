@@ -618,10 +618,9 @@ pub fn spool_path(core: &Core) -> PathBuf {
 /// True while events wait in the spool: a STOP may be among them, so sends
 /// hold back until they are replayed.
 pub fn spool_pending(core: &Core) -> bool {
+    // An atomic read: this is on every send's path. Start-up replays (or,
+    // failing that, flags) a spool left by an earlier run.
     core.spool.pending.load(Ordering::SeqCst)
-        || std::fs::metadata(spool_path(core))
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
 }
 
 /// Append an event to the local spool and flush it to disk.
@@ -650,7 +649,13 @@ pub async fn replay_spool(core: &Core) -> Result<usize, String> {
     let _guard = core.spool.lock.lock().await;
     let path = spool_path(core);
     let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+        Ok(t) => {
+            if !t.trim().is_empty() {
+                // Until every event went in, sends wait.
+                core.spool.pending.store(true, Ordering::SeqCst);
+            }
+            t
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             core.spool.pending.store(false, Ordering::SeqCst);
             return Ok(0);

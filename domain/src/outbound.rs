@@ -203,25 +203,25 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         }
     };
     let now = core.now();
-    let (contact_id, to_address) = match &req.recipient {
+    let (contact, to_address) = match &req.recipient {
         Recipient::Contact(id) => {
             let c = contact::Entity::find_by_id(id.as_str())
                 .one(&core.db.conn)
                 .await?
                 .ok_or_else(|| AcceptError::ContactNotFound(id.clone()))?;
-            (Some(c.id), c.phone_e164)
+            let phone = c.phone_e164.clone();
+            (Some(c), phone)
         }
         Recipient::Phone(raw) => match PhoneNumber::parse(raw, core.settings.default_region) {
             Ok(p) => (
-                contacts::find_by_phone(&core.db.conn, &p)
-                    .await?
-                    .map(|c| c.id),
+                contacts::find_by_phone(&core.db.conn, &p).await?,
                 p.to_string(),
             ),
             // Recorded as given (bounded), refused by the invalid_number gate.
             Err(_) => (None, raw.chars().take(64).collect()),
         },
     };
+    let contact_id = contact.as_ref().map(|c| c.id.clone());
     let template = match &template_name {
         Some(n) => templates::find_by_name(&core.db.conn, n).await?,
         None => None,
@@ -289,12 +289,13 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     };
     metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
 
-    let (facts, loaded) = load_facts(
+    let (facts, loaded, _) = load_facts_with(
         core,
         &core.db.conn,
         &message,
         template.as_ref(),
-        req.origin_authorization(core).await?,
+        req.origin_authorization(core, template.as_ref()).await?,
+        contact,
     )
     .await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
@@ -323,10 +324,11 @@ impl SendRequest {
     async fn origin_authorization(
         &self,
         core: &Core,
+        template: Option<&Template>,
     ) -> Result<Option<Authorization>, sea_orm::DbErr> {
         Ok(match &self.origin {
             Origin::Automation { principal, .. } => {
-                Some(authz::automation_authorization(&core.db.conn, principal).await?)
+                Some(authz::automation_authorization_for(&core.db.conn, principal, template).await?)
             }
             Origin::Inbox { staff } => Some(Authorization::Staff {
                 user: staff.email.clone(),
@@ -417,6 +419,7 @@ fn authorization_for<'a>(
     core: &'a Core,
     db: &'a impl ConnectionTrait,
     m: &'a outbound_message::Model,
+    template: Option<&'a Template>,
 ) -> futures::future::BoxFuture<'a, Result<Authorization, sea_orm::DbErr>> {
     Box::pin(async move {
         Ok(match m.source.as_str() {
@@ -464,7 +467,7 @@ fn authorization_for<'a>(
                     .await?
                 {
                     Some(original) if original.source != "fallback" => {
-                        authorization_for(core, db, &original).await?
+                        authorization_for(core, db, &original, None).await?
                     }
                     _ => Authorization::None {
                         why: "the original message of this fallback is missing".into(),
@@ -487,7 +490,7 @@ fn authorization_for<'a>(
                         why: "the bootstrap API key is no longer configured".into(),
                     }
                 } else {
-                    authz::automation_authorization(db, &principal).await?
+                    authz::automation_authorization_for(db, &principal, template).await?
                 }
             }
         })
@@ -495,6 +498,13 @@ fn authorization_for<'a>(
 }
 
 /// Load every fact the gates need for a stored message.
+/// What loading the facts found besides the facts themselves, so the send
+/// path does not read it twice.
+struct Loaded {
+    template: Option<Template>,
+    sender_rate: Option<i32>,
+}
+
 async fn load_facts(
     core: &Core,
     db: &impl ConnectionTrait,
@@ -502,6 +512,19 @@ async fn load_facts(
     template: Option<&Template>,
     authorization: Option<Authorization>,
 ) -> Result<(MessageFacts, LoadedFacts), sea_orm::DbErr> {
+    load_facts_with(core, db, m, template, authorization, None)
+        .await
+        .map(|(f, l, _)| (f, l))
+}
+
+async fn load_facts_with(
+    core: &Core,
+    db: &impl ConnectionTrait,
+    m: &outbound_message::Model,
+    template: Option<&Template>,
+    authorization: Option<Authorization>,
+    contact: Option<contact::Model>,
+) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
     let now = core.now();
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
     let recipient = PhoneNumber::parse_e164(&m.to_address).ok();
@@ -522,9 +545,10 @@ async fn load_facts(
         content: content.clone(),
         purpose,
     };
-    let contact = match &m.contact_id {
-        Some(id) => contact::Entity::find_by_id(id.as_str()).one(db).await?,
-        None => None,
+    let contact = match (contact, &m.contact_id) {
+        (Some(c), Some(id)) if &c.id == id => Some(c),
+        (_, Some(id)) => contact::Entity::find_by_id(id.as_str()).one(db).await?,
+        (_, None) => None,
     };
     let (consent, suppression, window_expires_at) = match &contact {
         Some(c) => {
@@ -556,9 +580,9 @@ async fn load_facts(
     };
     let authorization = match authorization {
         Some(a) => a,
-        None => authorization_for(core, db, m).await?,
+        None => authorization_for(core, db, m, template.as_ref()).await?,
     };
-    let (sender, _) = authz::sender_fact(core, db, channel).await?;
+    let (sender, sender_rate) = authz::sender_fact(core, db, channel).await?;
     let time_zone = contact
         .as_ref()
         .and_then(|c| c.time_zone.as_deref())
@@ -582,12 +606,16 @@ async fn load_facts(
             consent,
             suppression,
             window_expires_at,
-            template: template.map(|t| t.fact()),
+            template: template.as_ref().map(|t| t.fact()),
             authorization,
             sender,
             time_zone,
             tier,
             recipient_next_at: None,
+        },
+        Loaded {
+            template,
+            sender_rate,
         },
     ))
 }
@@ -648,6 +676,14 @@ async fn finish_evaluation(
     if state == MessageState::Queued {
         update = update.col_expr(outbound_message::Column::QueuedAt, Expr::value(Some(now)));
     }
+    if state == MessageState::Sending {
+        // The worker calls the provider next: count the attempt with this
+        // write, so a crash during the call still shows it.
+        update = update.col_expr(
+            outbound_message::Column::Attempts,
+            Expr::col(outbound_message::Column::Attempts).add(1),
+        );
+    }
     update.exec(&txn).await?;
     txn.commit().await?;
     match state {
@@ -690,48 +726,53 @@ pub enum SendResult {
 /// Send one message: the whole worker path.
 pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, sea_orm::DbErr> {
     let now = core.now();
-    let Some(m) = outbound_message::Entity::find_by_id(message_id)
-        .one(&core.db.conn)
-        .await?
-    else {
-        return Ok(SendResult::NotClaimed);
-    };
-    let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
-    if !state.is_waiting() {
-        return Ok(SendResult::NotClaimed);
-    }
     // Webhook events wait in the local spool (the database was away): one
     // of them may be a STOP, so hold sends until they are replayed.
     if crate::inbound::spool_pending(core) {
-        enqueue(core, &m.id, Some(now + Duration::seconds(5))).await;
+        enqueue(core, message_id, Some(now + Duration::seconds(5))).await;
         return Ok(SendResult::NotDue);
     }
-    if let Some(until) = m.defer_until {
-        if until > now + Duration::milliseconds(500) {
-            enqueue(core, &m.id, Some(until)).await;
-            return Ok(SendResult::NotDue);
-        }
-    }
-    // Claim: exactly one worker moves it to `sending`.
+    // Claim: exactly one worker moves a waiting, due message to `sending`
+    // (one statement, returning the row).
     let claimed = outbound_message::Entity::update_many()
         .col_expr(
             outbound_message::Column::State,
             Expr::value(MessageState::Sending.as_str()),
         )
         .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-        .filter(outbound_message::Column::Id.eq(&m.id))
+        .filter(outbound_message::Column::Id.eq(message_id))
         .filter(outbound_message::Column::State.is_in([
             MessageState::Queued.as_str(),
             MessageState::Deferred.as_str(),
         ]))
         .filter(outbound_message::Column::ProviderSid.is_null())
-        .exec(&core.db.conn)
+        .filter(
+            sea_orm::Condition::any()
+                .add(outbound_message::Column::DeferUntil.is_null())
+                .add(outbound_message::Column::DeferUntil.lte(now + Duration::milliseconds(500))),
+        )
+        .exec_with_returning(&core.db.conn)
         .await?;
-    if claimed.rows_affected != 1 {
-        return Ok(SendResult::NotClaimed);
-    }
+    let Some(m) = claimed.into_iter().next() else {
+        // Not claimed: gone, taken, finished, or not due yet.
+        let Some(m) = outbound_message::Entity::find_by_id(message_id)
+            .one(&core.db.conn)
+            .await?
+        else {
+            return Ok(SendResult::NotClaimed);
+        };
+        let waiting = MessageState::parse(&m.state).is_some_and(MessageState::is_waiting);
+        return Ok(match m.defer_until {
+            Some(until) if waiting && m.provider_sid.is_none() && until > now => {
+                enqueue(core, &m.id, Some(until)).await;
+                SendResult::NotDue
+            }
+            _ => SendResult::NotClaimed,
+        });
+    };
     let actor = "worker";
-    let (facts, mut loaded) = load_facts(core, &core.db.conn, &m, None, None).await?;
+    let (facts, mut loaded, extras) =
+        load_facts_with(core, &core.db.conn, &m, None, None, None).await?;
     let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     if decision.decision == Decision::Pass {
         // Reserve the limits only for a message that may otherwise go, and
@@ -782,7 +823,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         Decision::Pass => {}
     }
     debug_assert_eq!(state, MessageState::Sending);
-    call_provider(core, &m, &facts).await
+    call_provider(core, &m, &facts, &loaded, extras).await
 }
 
 async fn tier_threshold_alert(core: &Core, used: u64) {
@@ -818,15 +859,17 @@ async fn call_provider(
     core: &Core,
     m: &outbound_message::Model,
     facts: &MessageFacts,
+    loaded: &LoadedFacts,
+    extras: Loaded,
 ) -> Result<SendResult, sea_orm::DbErr> {
     let now = core.now();
     let channel = facts.channel;
     let Some(recipient) = facts.recipient.clone() else {
         return Ok(SendResult::Blocked(gates::Gate::InvalidNumber));
     };
-    let (sender, rate) = authz::sender_fact(core, &core.db.conn, channel).await?;
-    let from = sender.address.unwrap_or_default();
-    let content = match build_content(core, m).await? {
+    let rate = extras.sender_rate;
+    let from = loaded.sender.address.clone().unwrap_or_default();
+    let content = match build_content(m, extras.template.as_ref()) {
         Ok(c) => c,
         Err(why) => {
             // The template changed under the message (variables no longer
@@ -882,14 +925,7 @@ async fn call_provider(
         status_callback: status_callback(core, &m.id),
         reply_to: None,
     };
-    outbound_message::Entity::update_many()
-        .col_expr(
-            outbound_message::Column::Attempts,
-            Expr::col(outbound_message::Column::Attempts).add(1),
-        )
-        .filter(outbound_message::Column::Id.eq(&m.id))
-        .exec(&core.db.conn)
-        .await?;
+    // (The attempt was counted when the worker's evaluation passed.)
     // The rate limit is taken last, right before the call, so nothing
     // between the permit and the request can bunch requests together.
     core.limits
@@ -902,8 +938,16 @@ async fn call_provider(
     let now = core.now();
     match result {
         Ok(accepted) => {
+            let status = ProviderStatus::parse(&accepted.status).unwrap_or(ProviderStatus::Queued);
+            let state = MessageState::Sending
+                .apply_provider_status(status)
+                .unwrap_or(MessageState::Sending);
+            // The audit row and the sid together, in one transaction. The
+            // state moves only if no callback moved it further already; the
+            // sid is recorded either way.
+            let txn = core.db.begin_write().await?;
             audit::record_send_attempt(
-                &core.db.conn,
+                &txn,
                 m,
                 true,
                 accepted.provider,
@@ -913,10 +957,8 @@ async fn call_provider(
                 now,
             )
             .await?;
-            let status = ProviderStatus::parse(&accepted.status).unwrap_or(ProviderStatus::Queued);
-            let state = MessageState::Sending
-                .apply_provider_status(status)
-                .unwrap_or(MessageState::Sending);
+            let still_sending =
+                Expr::col(outbound_message::Column::State).eq(MessageState::Sending.as_str());
             outbound_message::Entity::update_many()
                 .col_expr(
                     outbound_message::Column::ProviderSid,
@@ -934,7 +976,13 @@ async fn call_provider(
                     outbound_message::Column::PriceUnit,
                     Expr::value(accepted.price_unit.clone()),
                 )
-                .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
+                .col_expr(
+                    outbound_message::Column::State,
+                    sea_orm::sea_query::CaseStatement::new()
+                        .case(still_sending, Expr::value(state.as_str()))
+                        .finally(Expr::col(outbound_message::Column::State))
+                        .into(),
+                )
                 .col_expr(
                     outbound_message::Column::ErrorCode,
                     Expr::value(Option::<i32>::None),
@@ -945,20 +993,9 @@ async fn call_provider(
                 )
                 .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
                 .filter(outbound_message::Column::Id.eq(&m.id))
-                // A callback may have moved it further already.
-                .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
-                .exec(&core.db.conn)
+                .exec(&txn)
                 .await?;
-            // Record the sid even if a callback advanced the state first.
-            outbound_message::Entity::update_many()
-                .col_expr(
-                    outbound_message::Column::ProviderSid,
-                    Expr::value(Some(accepted.sid.clone())),
-                )
-                .filter(outbound_message::Column::Id.eq(&m.id))
-                .filter(outbound_message::Column::ProviderSid.is_null())
-                .exec(&core.db.conn)
-                .await?;
+            txn.commit().await?;
             metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
             Ok(SendResult::Sent { sid: accepted.sid })
         }
@@ -995,37 +1032,36 @@ fn provider_name(core: &Core, channel: Channel) -> &'static str {
     }
 }
 
-/// The provider content for a stored message.
-async fn build_content(
-    core: &Core,
+/// The provider content for a stored message (`template`: the message's
+/// template as loaded for the gates).
+fn build_content(
     m: &outbound_message::Model,
-) -> Result<Result<Content, String>, sea_orm::DbErr> {
+    template: Option<&Template>,
+) -> Result<Content, String> {
     if m.kind != "template" {
-        return Ok(Ok(Content::Text {
+        return Ok(Content::Text {
             body: m.body.clone().unwrap_or_default(),
             media_url: m.media_url.clone(),
-        }));
+        });
     }
     let Some(name) = &m.template_name else {
-        return Ok(Err("template message without a template name".into()));
+        return Err("template message without a template name".into());
     };
-    let Some(t) = templates::find_by_name(&core.db.conn, name).await? else {
-        return Ok(Err(format!("template '{name}' is no longer registered")));
+    let Some(t) = template else {
+        return Err(format!("template '{name}' is no longer registered"));
     };
     let values: BTreeMap<String, String> = serde_json::from_str(&m.variables).unwrap_or_default();
-    let positional = match crate::channels::positional_variables(&t.variables, &values) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    let positional =
+        crate::channels::positional_variables(&t.variables, &values).map_err(|e| e.to_string())?;
     let Some(provider_id) = t.provider_id.clone() else {
-        return Ok(Err(format!("template '{name}' has no provider id")));
+        return Err(format!("template '{name}' has no provider id"));
     };
-    Ok(Ok(Content::Template {
+    Ok(Content::Template {
         name: t.name.clone(),
         provider_id,
         language: t.language.clone(),
         positional,
-    }))
+    })
 }
 
 /// Act on a classified failure, synchronous or reported by a callback.
