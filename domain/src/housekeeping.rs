@@ -124,7 +124,9 @@ impl Job {
         match self {
             Job::DeliverReminders => "Send reminders that came due (once each, through the gates); record late ones as missed",
             Job::RunSchedules => "Send due occurrences of recurring schedules in each contact's time zone",
-            Job::PurgeDedup => "Forget webhook dedup entries older than 24 hours",
+            Job::PurgeDedup => {
+                "Forget webhook dedup entries and finished queue jobs older than 24 hours"
+            }
             Job::ExpireServiceWindows => "Delete service windows closed more than 30 days ago",
             Job::RollUpTierUsage => "Fold tier usage older than the moving 24 hours into daily counts",
             Job::StartCampaigns => "Start scheduled campaigns whose time has come, re-enqueue stalled fan-outs, complete finished campaigns",
@@ -271,10 +273,15 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
             .await
             .map(|r| r.to_string())
             .map_err(db),
-        Job::PurgeDedup => inbound::purge_dedup(core)
-            .await
-            .map(|n| format!("{n} dedup entries purged"))
-            .map_err(db),
+        Job::PurgeDedup => async {
+            let dedup = inbound::purge_dedup(core).await?;
+            let jobs = purge_finished_queue_jobs(core).await?;
+            Ok::<_, sea_orm::DbErr>(format!(
+                "{dedup} dedup entries and {jobs} finished queue jobs purged"
+            ))
+        }
+        .await
+        .map_err(db),
         Job::ExpireServiceWindows => expire_service_windows(core)
             .await
             .map(|n| format!("{n} closed windows deleted"))
@@ -684,5 +691,35 @@ mod tests {
                 .to_rfc3339(),
             "2026-11-18T03:23:00+00:00"
         );
+    }
+}
+
+/// Delete queue jobs that finished more than a day ago (the messages are
+/// the record; the queue only carried them). Keeps the queue's tables, and
+/// the cost of its statements, from growing without end. Redis expires its
+/// own.
+pub async fn purge_finished_queue_jobs(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    // The queue stamps `done_at` with the database's clock: compare with it.
+    let sql = if core.db.is_sqlite() {
+        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - 86400"
+    } else {
+        "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < now() - interval '1 day'"
+    };
+    match core
+        .db
+        .conn
+        .execute_raw(Statement::from_string(core.db.backend(), sql))
+        .await
+    {
+        Ok(r) => Ok(r.rows_affected()),
+        // With Redis as the queue the database has no queue tables.
+        Err(e)
+            if e.to_string().contains("no such table")
+                || e.to_string().contains("does not exist") =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
     }
 }

@@ -105,6 +105,7 @@ impl Queue {
                 .run(pool)
                 .await
                 .map_err(|e| anyhow::anyhow!("queue migrations: {e}"))?;
+            steer_sqlite_planner(pool).await?;
             let config = apalis_sqlite::Config::default().queue(send_message::QUEUE);
             return Ok(Queue::Sqlite(SqliteStorage::new(pool).with_config(config)));
         }
@@ -235,4 +236,37 @@ mod tests {
             "heimdall:heimdall.fan_out_campaign"
         );
     }
+}
+
+/// apalis-sqlite acknowledges a job with `... FROM json_each(?) WHERE
+/// Jobs.id = j.task_id AND Jobs.lock_by = ?`. Without statistics SQLite
+/// plans it through the `lock_by` index, and every finished job keeps its
+/// worker's id there, so each acknowledgement scans all the jobs that
+/// worker ever ran: the queue slows down as it grows. A statistics row
+/// saying `lock_by` is unselective makes SQLite look jobs up by id. Real
+/// statistics (a later ANALYZE) replace it and lead to the same plan.
+async fn steer_sqlite_planner(pool: &sqlx::SqlitePool) -> Result<(), anyhow::Error> {
+    let has_stats: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat1'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if has_stats.is_none() {
+        // Creates sqlite_stat1 (cheap: nothing to scan but the schema).
+        sqlx::query("ANALYZE sqlite_schema").execute(pool).await?;
+    }
+    let known: Option<(String,)> =
+        sqlx::query_as("SELECT stat FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx = 'LIdx'")
+            .fetch_optional(pool)
+            .await?;
+    if known.is_none() {
+        sqlx::query(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('Jobs', 'LIdx', '1000000 1000000')",
+        )
+        .execute(pool)
+        .await?;
+        // Reload the statistics in every connection of the pool.
+        sqlx::query("ANALYZE sqlite_schema").execute(pool).await?;
+    }
+    Ok(())
 }
