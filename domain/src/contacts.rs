@@ -762,3 +762,104 @@ pub async fn window(
         }
     })
 }
+
+/// What the gates need to know about one contact on one channel, read in
+/// one round trip (the send path reads it twice per message).
+#[derive(Debug, Clone, Default)]
+pub struct GateState {
+    /// The latest consent.
+    pub consent: Option<LatestConsent>,
+    /// The oldest active suppression.
+    pub suppression: Option<ActiveSuppression>,
+    pub window_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LatestConsent {
+    pub status: String,
+    pub source: String,
+    pub captured_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveSuppression {
+    pub reason: String,
+    pub source_ref: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+impl GateState {
+    pub fn consent_status(&self) -> Option<ConsentStatus> {
+        self.consent.as_ref().map(|c| {
+            if c.revoked_at.is_some() || c.status == "revoked" {
+                ConsentStatus::Revoked
+            } else if c.status == "pending" {
+                ConsentStatus::Pending
+            } else {
+                ConsentStatus::Active
+            }
+        })
+    }
+}
+
+/// The latest consent, the active suppression and the service window of a
+/// contact on a channel, in one statement: the same rows as
+/// [`current_consent`], [`active_suppression`] and [`window`].
+pub async fn gate_state(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<GateState, sea_orm::DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let p = |n: usize| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    };
+    let sql = format!(
+        "SELECT 'c' AS k, status AS a, source AS b, captured_at AS t1, revoked_at AS t2 FROM \
+           (SELECT status, source, captured_at, revoked_at FROM consents \
+            WHERE contact_id = {c} AND channel = {ch} ORDER BY created_at DESC, id DESC LIMIT 1) lc \
+         UNION ALL \
+         SELECT 's', reason, source_ref, created_at, NULL FROM \
+           (SELECT reason, source_ref, created_at FROM suppressions \
+            WHERE contact_id = {c} AND channel IN ({ch}, 'all') AND lifted_at IS NULL \
+            ORDER BY created_at ASC LIMIT 1) ls \
+         UNION ALL \
+         SELECT 'w', NULL, NULL, window_expires_at, last_inbound_at FROM service_windows \
+         WHERE contact_id = {c} AND channel = {ch}",
+        c = p(1),
+        ch = p(2),
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [contact_id.into(), channel.as_str().into()],
+        ))
+        .await?;
+    let mut state = GateState::default();
+    for row in rows {
+        let kind: String = row.try_get("", "k")?;
+        match kind.as_str() {
+            "c" => {
+                state.consent = Some(LatestConsent {
+                    status: row.try_get("", "a")?,
+                    source: row.try_get("", "b")?,
+                    captured_at: row.try_get("", "t1")?,
+                    revoked_at: row.try_get("", "t2")?,
+                })
+            }
+            "s" => {
+                state.suppression = Some(ActiveSuppression {
+                    reason: row.try_get("", "a")?,
+                    source_ref: row.try_get("", "b")?,
+                    since: row.try_get("", "t1")?,
+                })
+            }
+            _ => state.window_expires_at = Some(row.try_get("", "t1")?),
+        }
+    }
+    Ok(state)
+}

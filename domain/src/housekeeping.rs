@@ -657,6 +657,36 @@ pub async fn job_runs(core: &Core) -> Result<Vec<JobRunView>, sea_orm::DbErr> {
         .collect())
 }
 
+/// Delete queue jobs that finished more than a day ago (the messages are
+/// the record; the queue only carried them). Keeps the queue's tables, and
+/// the cost of its statements, from growing without end. Redis expires its
+/// own.
+pub async fn purge_finished_queue_jobs(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    // The queue stamps `done_at` with the database's clock: compare with it.
+    let sql = if core.db.is_sqlite() {
+        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - 86400"
+    } else {
+        "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < now() - interval '1 day'"
+    };
+    match core
+        .db
+        .conn
+        .execute_raw(Statement::from_string(core.db.backend(), sql))
+        .await
+    {
+        Ok(r) => Ok(r.rows_affected()),
+        // With Redis as the queue the database has no queue tables.
+        Err(e)
+            if e.to_string().contains("no such table")
+                || e.to_string().contains("does not exist") =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,35 +721,5 @@ mod tests {
                 .to_rfc3339(),
             "2026-11-18T03:23:00+00:00"
         );
-    }
-}
-
-/// Delete queue jobs that finished more than a day ago (the messages are
-/// the record; the queue only carried them). Keeps the queue's tables, and
-/// the cost of its statements, from growing without end. Redis expires its
-/// own.
-pub async fn purge_finished_queue_jobs(core: &Core) -> Result<u64, sea_orm::DbErr> {
-    use sea_orm::{ConnectionTrait, Statement};
-    // The queue stamps `done_at` with the database's clock: compare with it.
-    let sql = if core.db.is_sqlite() {
-        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - 86400"
-    } else {
-        "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < now() - interval '1 day'"
-    };
-    match core
-        .db
-        .conn
-        .execute_raw(Statement::from_string(core.db.backend(), sql))
-        .await
-    {
-        Ok(r) => Ok(r.rows_affected()),
-        // With Redis as the queue the database has no queue tables.
-        Err(e)
-            if e.to_string().contains("no such table")
-                || e.to_string().contains("does not exist") =>
-        {
-            Ok(0)
-        }
-        Err(e) => Err(e),
     }
 }

@@ -234,61 +234,43 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         fallback_of,
         actor,
     } = origin_columns(&req.origin);
-    let row = outbound_message::ActiveModel {
-        id: Set(new_id()),
-        contact_id: Set(contact_id),
-        to_address: Set(to_address),
-        channel: Set(req.channel.as_str().into()),
-        kind: Set(kind.into()),
-        template_id: Set(template.as_ref().map(|t| t.id.clone())),
-        template_name: Set(template_name),
-        variables: Set(serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into())),
-        body: Set(body),
-        media_url: Set(media_url),
-        source: Set(source.into()),
-        campaign_id: Set(campaign_id),
-        automation_id: Set(automation_id),
-        reminder_id: Set(reminder_id),
-        actor: Set(actor.clone()),
-        state: Set(MessageState::Pending.as_str().into()),
-        block_reason: Set(None),
-        defer_until: Set(None),
-        provider: Set(None),
-        provider_sid: Set(None),
-        error_code: Set(None),
-        error_message: Set(None),
-        attempts: Set(0),
-        price: Set(None),
-        price_unit: Set(None),
-        fallback_of: Set(fallback_of),
-        in_window: Set(None),
-        idempotency_key: Set(req.idempotency_key.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        queued_at: Set(None),
-        sent_at: Set(None),
-        delivered_at: Set(None),
-        read_at: Set(None),
-        failed_at: Set(None),
+    let mut message = outbound_message::Model {
+        id: new_id(),
+        contact_id,
+        to_address,
+        channel: req.channel.as_str().into(),
+        kind: kind.into(),
+        template_id: template.as_ref().map(|t| t.id.clone()),
+        template_name,
+        variables: serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into()),
+        body,
+        media_url,
+        source: source.into(),
+        campaign_id,
+        automation_id,
+        reminder_id,
+        actor: actor.clone(),
+        state: MessageState::Pending.as_str().into(),
+        block_reason: None,
+        defer_until: None,
+        provider: None,
+        provider_sid: None,
+        error_code: None,
+        error_message: None,
+        attempts: 0,
+        price: None,
+        price_unit: None,
+        fallback_of,
+        in_window: None,
+        idempotency_key: req.idempotency_key.clone(),
+        created_at: now,
+        updated_at: now,
+        queued_at: None,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        failed_at: None,
     };
-    let message = match row.insert(&core.db.conn).await {
-        Ok(m) => m,
-        Err(e) => {
-            // A concurrent request with the same idempotency key won.
-            if let Some(key) = &req.idempotency_key {
-                if let Some(existing) = outbound_message::Entity::find()
-                    .filter(outbound_message::Column::IdempotencyKey.eq(key))
-                    .one(&core.db.conn)
-                    .await?
-                {
-                    return Ok(existing_outcome(core, existing).await?);
-                }
-            }
-            return Err(e.into());
-        }
-    };
-    metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
-
     let (facts, loaded, _) = load_facts_with(
         core,
         &core.db.conn,
@@ -299,16 +281,43 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     )
     .await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
-    let state = finish_evaluation(
-        core,
-        &message,
-        Stage::Accept,
-        &decision,
-        &actor,
-        now,
-        loaded.window_expires_at,
-    )
-    .await?;
+    let outcome = EvaluationOutcome::of(Stage::Accept, &decision);
+    message.state = outcome.state.as_str().into();
+    message.block_reason = outcome.reason.map(str::to_string);
+    message.defer_until = outcome.until;
+    message.in_window = Some(gates::in_window(loaded.window_expires_at, now));
+    if outcome.state == MessageState::Queued {
+        message.queued_at = Some(now);
+    }
+    // The message, in its evaluated state, and the evaluation's audit row
+    // are written together: there is no accepted message without its row.
+    let written = async {
+        let txn = core.db.begin_write().await?;
+        outbound_message::Entity::insert(
+            outbound_message::ActiveModel::from(message.clone()).reset_all(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        audit::record_evaluation(&txn, &message, Stage::Accept, &decision, &actor, now).await?;
+        txn.commit().await
+    }
+    .await;
+    if let Err(e) = written {
+        // A concurrent request with the same idempotency key won.
+        if let Some(key) = &req.idempotency_key {
+            if let Some(existing) = outbound_message::Entity::find()
+                .filter(outbound_message::Column::IdempotencyKey.eq(key))
+                .one(&core.db.conn)
+                .await?
+            {
+                return Ok(existing_outcome(core, existing).await?);
+            }
+        }
+        return Err(e.into());
+    }
+    metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
+    outcome.enqueue(core, &message.id).await;
+    let state = outcome.state;
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "accept", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     Ok(Outcome {
         message_id: message.id,
@@ -552,24 +561,23 @@ async fn load_facts_with(
     };
     let (consent, suppression, window_expires_at) = match &contact {
         Some(c) => {
-            let consent = contacts::current_consent(db, &c.id, channel)
-                .await?
-                .map(|r| ConsentFact {
-                    status: contacts::consent_status(&r),
-                    source: r.source,
-                    captured_at: r.captured_at,
+            let state = contacts::gate_state(db, &c.id, channel).await?;
+            let consent = state
+                .consent_status()
+                .zip(state.consent)
+                .map(|(status, c)| ConsentFact {
+                    status,
+                    source: c.source,
+                    captured_at: c.captured_at,
                 });
-            let suppression = contacts::active_suppression(db, &c.id, channel)
-                .await?
-                .map(|s| SuppressionFact {
-                    reason: match &s.source_ref {
-                        Some(r) => format!("{} {r}", s.reason),
-                        None => s.reason,
-                    },
-                    since: s.created_at,
-                });
-            let window = contacts::window(db, &c.id, channel, now).await?;
-            (consent, suppression, window.expires_at)
+            let suppression = state.suppression.map(|s| SuppressionFact {
+                reason: match s.source_ref {
+                    Some(r) => format!("{} {r}", s.reason),
+                    None => s.reason,
+                },
+                since: s.since,
+            });
+            (consent, suppression, state.window_expires_at)
         }
         None => (None, None, None),
     };
@@ -643,21 +651,11 @@ async fn finish_evaluation(
     now: DateTime<Utc>,
     window: Option<DateTime<Utc>>,
 ) -> Result<MessageState, sea_orm::DbErr> {
-    let (state, reason, until) = match decision.decision {
-        Decision::Pass => (
-            if stage == Stage::Worker {
-                MessageState::Sending
-            } else {
-                MessageState::Queued
-            },
-            None,
-            None,
-        ),
-        Decision::Block { reason } => (MessageState::Blocked, Some(reason.code()), None),
-        Decision::Defer { reason, until } => {
-            (MessageState::Deferred, Some(reason.code()), Some(until))
-        }
-    };
+    let EvaluationOutcome {
+        state,
+        reason,
+        until,
+    } = EvaluationOutcome::of(stage, decision);
     let txn = core.db.begin_write().await?;
     audit::record_evaluation(&txn, m, stage, decision, actor, now).await?;
     let mut update = outbound_message::Entity::update_many()
@@ -686,12 +684,50 @@ async fn finish_evaluation(
     }
     update.exec(&txn).await?;
     txn.commit().await?;
-    match state {
-        MessageState::Queued => enqueue(core, &m.id, None).await,
-        MessageState::Deferred => enqueue(core, &m.id, until).await,
-        _ => {}
-    }
+    EvaluationOutcome::of(stage, decision)
+        .enqueue(core, &m.id)
+        .await;
     Ok(state)
+}
+
+/// The state an evaluation leads to.
+struct EvaluationOutcome {
+    state: MessageState,
+    reason: Option<&'static str>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl EvaluationOutcome {
+    fn of(stage: Stage, decision: &GateDecision) -> Self {
+        let (state, reason, until) = match decision.decision {
+            Decision::Pass => (
+                if stage == Stage::Worker {
+                    MessageState::Sending
+                } else {
+                    MessageState::Queued
+                },
+                None,
+                None,
+            ),
+            Decision::Block { reason } => (MessageState::Blocked, Some(reason.code()), None),
+            Decision::Defer { reason, until } => {
+                (MessageState::Deferred, Some(reason.code()), Some(until))
+            }
+        };
+        EvaluationOutcome {
+            state,
+            reason,
+            until,
+        }
+    }
+
+    async fn enqueue(&self, core: &Core, id: &str) {
+        match self.state {
+            MessageState::Queued => enqueue(core, id, None).await,
+            MessageState::Deferred => enqueue(core, id, self.until).await,
+            _ => {}
+        }
+    }
 }
 
 async fn enqueue(core: &Core, id: &str, at: Option<DateTime<Utc>>) {

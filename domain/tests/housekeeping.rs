@@ -138,7 +138,7 @@ async fn a_job_run_is_recorded_with_last_run_next_run_and_outcome() {
     assert_eq!(
         r,
         RunResult::Ok {
-            summary: "0 dedup entries purged".into()
+            summary: "0 dedup entries and 0 finished queue jobs purged".into()
         }
     );
     // A second tick (or another process) in the same cadence does not run it.
@@ -158,7 +158,7 @@ async fn a_job_run_is_recorded_with_last_run_next_run_and_outcome() {
     );
     assert_eq!(
         purge.last_outcome.as_deref(),
-        Some("ok: 0 dedup entries purged")
+        Some("ok: 0 dedup entries and 0 finished queue jobs purged")
     );
     assert_eq!(purge.cron, "0 17 * * * *");
 
@@ -235,7 +235,7 @@ async fn dedup_entries_older_than_a_day_are_purged() {
     let summary = housekeeping::execute(&env.core, Job::PurgeDedup)
         .await
         .unwrap();
-    assert_eq!(summary, "1 dedup entries purged");
+    assert_eq!(summary, "1 dedup entries and 0 finished queue jobs purged");
     let left = processed_webhook_event::Entity::find()
         .all(&env.core.db.conn)
         .await

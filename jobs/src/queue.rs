@@ -223,21 +223,6 @@ fn pending(stats: Vec<Statistic>) -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_queues_share_the_namespace() {
-        let send = redis_queue("heimdall", send_message::QUEUE);
-        assert_eq!(send, "heimdall:heimdall.send_message");
-        assert_eq!(
-            redis_sibling(&send, fan_out_campaign::QUEUE),
-            "heimdall:heimdall.fan_out_campaign"
-        );
-    }
-}
-
 /// apalis-sqlite acknowledges a job with `... FROM json_each(?) WHERE
 /// Jobs.id = j.task_id AND Jobs.lock_by = ?`. Without statistics SQLite
 /// plans it through the `lock_by` index, and every finished job keeps its
@@ -269,4 +254,19 @@ async fn steer_sqlite_planner(pool: &sqlx::SqlitePool) -> Result<(), anyhow::Err
         sqlx::query("ANALYZE sqlite_schema").execute(pool).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_queues_share_the_namespace() {
+        let send = redis_queue("heimdall", send_message::QUEUE);
+        assert_eq!(send, "heimdall:heimdall.send_message");
+        assert_eq!(
+            redis_sibling(&send, fan_out_campaign::QUEUE),
+            "heimdall:heimdall.fan_out_campaign"
+        );
+    }
 }

@@ -23,6 +23,23 @@ async fn send_message_handler(job: SendMessage, core: Data<Arc<Core>>) -> Result
         .map_err(|e| -> BoxDynError { e.into() })
 }
 
+/// The monitor every worker runs under: a worker that ends with an error
+/// (its queue or scheduler failed) is started again, never left dead, and
+/// shutdown waits up to 30 s for jobs in flight.
+pub fn monitor() -> Monitor {
+    Monitor::new()
+        .shutdown_timeout(Duration::from_secs(30))
+        .should_restart(|worker, error| {
+            tracing::warn!(
+                worker = worker.name(),
+                restarts = worker.restarts(),
+                error = %error,
+                "worker stopped with an error; restarting it"
+            );
+            !worker.is_shutting_down()
+        })
+}
+
 /// Run the workers until `shutdown` resolves; then stop taking jobs and wait
 /// (up to 30 s) for those in flight.
 pub async fn run(
@@ -38,7 +55,7 @@ pub async fn run(
         std::process::id(),
         heimdall_domain::clock::new_id()
     );
-    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let monitor = monitor();
     let queue_for_hooks = queue.clone();
     let monitor = match queue {
         Queue::Sqlite(storage) => {

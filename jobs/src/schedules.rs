@@ -52,7 +52,35 @@ impl apalis_cron::Schedule<Utc> for Cadence {
     }
 }
 
-async fn on_tick(_tick: Tick, job: Data<Job>, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
+/// Set while a job's run is in progress in this process.
+#[derive(Clone, Default)]
+struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+/// Clears the flag when the run ends, however it ends.
+struct RunGuard(Running);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+async fn on_tick(
+    _tick: Tick,
+    job: Data<Job>,
+    core: Data<Arc<Core>>,
+    running: Data<Running>,
+) -> Result<(), BoxDynError> {
+    // A tick that comes while the previous run is still going is skipped:
+    // runs never overlap, and the next tick is already waiting.
+    let flag: &Running = &running;
+    if flag.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        tracing::debug!(job = %*job, "previous run still in progress; tick skipped");
+        return Ok(());
+    }
+    let _guard = RunGuard(flag.clone());
     let core: Arc<Core> = (*core).clone();
     let result = match *job {
         Job::DeliverReminders => crate::deliver_reminders::run(core).await,
@@ -100,11 +128,18 @@ pub fn register_jobs(
             heimdall_domain::clock::new_id()
         );
         let core = core.clone();
+        let running = Running::default();
         monitor = monitor.register(move |_| {
             WorkerBuilder::new(name.clone())
                 .backend(CronScheduler::new(cadence.clone()))
+                // Two slots, so the scheduler is polled (and the next
+                // tick's timer set) while a run is in progress: apalis-cron
+                // fails a worker whose next tick is already past when it is
+                // polled. The second slot only ever skips (see `on_tick`).
+                .concurrency(2)
                 .data(job)
                 .data(core.clone())
+                .data(running.clone())
                 .build(on_tick)
         });
     }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use apalis::prelude::Monitor;
 use chrono::Duration;
 
 use heimdall_domain::authz::{self, ApiPrincipal};
@@ -121,7 +120,7 @@ async fn the_cron_workers_deliver_reminders_and_run_schedules() {
     // Every second on the wall clock instead of every 15 seconds.
     let every_second = Cadence::new(CronExpr::parse("* * * * * *").unwrap());
     let monitor = register_jobs(
-        Monitor::new(),
+        heimdall_jobs::runner::monitor(),
         &env.core,
         [
             (Job::DeliverReminders, every_second.clone()),
@@ -144,10 +143,14 @@ async fn the_cron_workers_deliver_reminders_and_run_schedules() {
             tokio::time::sleep(StdDuration::from_millis(100)).await;
         }
     };
-    tokio::time::timeout(StdDuration::from_secs(30), monitor.run_with_signal(done))
-        .await
-        .expect("the cron workers ran within 30 s")
-        .unwrap();
+    match tokio::time::timeout(StdDuration::from_secs(30), monitor.run_with_signal(done)).await {
+        Ok(ran) => ran.unwrap(),
+        Err(_) => panic!(
+            "the cron workers did not finish within 30 s; job runs: {:?}; reminder: {:?}",
+            housekeeping::job_runs(&env.core).await,
+            reminders::get(&env.core, &reminder.id).await
+        ),
+    }
 
     let r = reminders::get(&env.core, &reminder.id).await.unwrap();
     assert_eq!(r.state, "sent", "{r:?}");
