@@ -39,9 +39,23 @@ pub async fn record_evaluation(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<String, sea_orm::DbErr> {
-    let id = new_id();
+    let row = evaluation_row(message, stage, decision, actor, now);
+    let id = row.id.clone().take().unwrap_or_default();
+    row.insert(db).await?;
+    Ok(id)
+}
+
+/// The audit row of one gate evaluation, to be written with other
+/// statements (see [`crate::db::Db::write_together`]).
+pub fn evaluation_row(
+    message: &outbound_message::Model,
+    stage: Stage,
+    decision: &GateDecision,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> tool_call::ActiveModel {
     tool_call::ActiveModel {
-        id: Set(id.clone()),
+        id: Set(new_id()),
         message_id: Set(Some(message.id.clone())),
         kind: Set("gate_evaluation".into()),
         stage: Set(stage.as_str().into()),
@@ -57,9 +71,6 @@ pub async fn record_evaluation(
         actor: Set(actor.to_string()),
         created_at: Set(now),
     }
-    .insert(db)
-    .await?;
-    Ok(id)
 }
 
 /// The outcome of one provider call.
@@ -74,6 +85,23 @@ pub async fn record_send_attempt(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sea_orm::DbErr> {
+    send_attempt_row(message, ok, provider, sid_or_error, error_code, actor, now)
+        .insert(db)
+        .await?;
+    Ok(())
+}
+
+/// The audit row of one provider call, to be written with other statements.
+#[allow(clippy::too_many_arguments)]
+pub fn send_attempt_row(
+    message: &outbound_message::Model,
+    ok: bool,
+    provider: &str,
+    sid_or_error: &str,
+    error_code: Option<i64>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> tool_call::ActiveModel {
     tool_call::ActiveModel {
         id: Set(new_id()),
         message_id: Set(Some(message.id.clone())),
@@ -91,7 +119,4 @@ pub async fn record_send_attempt(
         actor: Set(actor.to_string()),
         created_at: Set(now),
     }
-    .insert(db)
-    .await?;
-    Ok(())
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QueryTrait, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,9 @@ use crate::channel::Channel;
 use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
 use crate::contacts;
-use crate::entities::{campaign, contact, message_status_event, outbound_message, staff_user};
+use crate::entities::{
+    campaign, contact, message_status_event, outbound_message, staff_user, tool_call,
+};
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
@@ -291,17 +294,24 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     }
     // The message, in its evaluated state, and the evaluation's audit row
     // are written together: there is no accepted message without its row.
-    let written = async {
-        let txn = core.db.begin_write().await?;
-        outbound_message::Entity::insert(
-            outbound_message::ActiveModel::from(message.clone()).reset_all(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        audit::record_evaluation(&txn, &message, Stage::Accept, &decision, &actor, now).await?;
-        txn.commit().await
-    }
-    .await;
+    let backend = core.db.backend();
+    let written = core
+        .db
+        .write_together(vec![
+            outbound_message::Entity::insert(
+                outbound_message::ActiveModel::from(message.clone()).reset_all(),
+            )
+            .build(backend),
+            tool_call::Entity::insert(audit::evaluation_row(
+                &message,
+                Stage::Accept,
+                &decision,
+                &actor,
+                now,
+            ))
+            .build(backend),
+        ])
+        .await;
     if let Err(e) = written {
         // A concurrent request with the same idempotency key won.
         if let Some(key) = &req.idempotency_key {
@@ -656,8 +666,6 @@ async fn finish_evaluation(
         reason,
         until,
     } = EvaluationOutcome::of(stage, decision);
-    let txn = core.db.begin_write().await?;
-    audit::record_evaluation(&txn, m, stage, decision, actor, now).await?;
     let mut update = outbound_message::Entity::update_many()
         .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
         .col_expr(
@@ -682,8 +690,14 @@ async fn finish_evaluation(
             Expr::col(outbound_message::Column::Attempts).add(1),
         );
     }
-    update.exec(&txn).await?;
-    txn.commit().await?;
+    let backend = core.db.backend();
+    core.db
+        .write_together(vec![
+            tool_call::Entity::insert(audit::evaluation_row(m, stage, decision, actor, now))
+                .build(backend),
+            update.build(backend),
+        ])
+        .await?;
     EvaluationOutcome::of(stage, decision)
         .enqueue(core, &m.id)
         .await;
@@ -981,21 +995,9 @@ async fn call_provider(
             // The audit row and the sid together, in one transaction. The
             // state moves only if no callback moved it further already; the
             // sid is recorded either way.
-            let txn = core.db.begin_write().await?;
-            audit::record_send_attempt(
-                &txn,
-                m,
-                true,
-                accepted.provider,
-                &accepted.sid,
-                None,
-                "worker",
-                now,
-            )
-            .await?;
             let still_sending =
                 Expr::col(outbound_message::Column::State).eq(MessageState::Sending.as_str());
-            outbound_message::Entity::update_many()
+            let recorded = outbound_message::Entity::update_many()
                 .col_expr(
                     outbound_message::Column::ProviderSid,
                     Expr::value(Some(accepted.sid.clone())),
@@ -1028,10 +1030,23 @@ async fn call_provider(
                     Expr::value(Option::<String>::None),
                 )
                 .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-                .filter(outbound_message::Column::Id.eq(&m.id))
-                .exec(&txn)
+                .filter(outbound_message::Column::Id.eq(&m.id));
+            let backend = core.db.backend();
+            core.db
+                .write_together(vec![
+                    tool_call::Entity::insert(audit::send_attempt_row(
+                        m,
+                        true,
+                        accepted.provider,
+                        &accepted.sid,
+                        None,
+                        "worker",
+                        now,
+                    ))
+                    .build(backend),
+                    recorded.build(backend),
+                ])
                 .await?;
-            txn.commit().await?;
             metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
             Ok(SendResult::Sent { sid: accepted.sid })
         }
