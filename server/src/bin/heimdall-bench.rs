@@ -172,6 +172,26 @@ async fn fresh_db(
     }
 }
 
+/// Drop a database made by [`fresh_db`] (SQLite's file goes with its temp dir).
+async fn drop_fresh_db(server: Option<&str>, url: &str) -> anyhow::Result<()> {
+    let Some(server) = server else {
+        return Ok(());
+    };
+    let name = url::Url::parse(url)?
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let admin = Db::connect_url(server, false).await?;
+    admin
+        .conn
+        .execute_raw(Statement::from_string(
+            admin.backend(),
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ))
+        .await?;
+    Ok(())
+}
+
 /// Records when each message reached the provider.
 #[derive(Debug)]
 struct Timed {
@@ -436,7 +456,8 @@ async fn outbound_bench(
     let _ = stop_tx.send(true);
     let _ = workers.await;
     sandbox.stop().await;
-    Ok(())
+    drop(core);
+    drop_fresh_db(database_url.as_deref(), &url).await
 }
 
 async fn inbound_bench(
@@ -640,5 +661,6 @@ async fn inbound_bench(
     );
     let _ = child.kill();
     let _ = child.wait();
-    Ok(())
+    drop(db);
+    drop_fresh_db(database_url.as_deref(), &url).await
 }
