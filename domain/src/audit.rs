@@ -55,19 +55,37 @@ pub fn evaluation_row(
     now: DateTime<Utc>,
 ) -> tool_call::ActiveModel {
     tool_call::ActiveModel {
-        id: Set(new_id()),
-        message_id: Set(Some(message.id.clone())),
-        kind: Set("gate_evaluation".into()),
         stage: Set(stage.as_str().into()),
-        channel: Set(Some(message.channel.clone())),
-        contact_id: Set(message.contact_id.clone()),
-        campaign_id: Set(message.campaign_id.clone()),
         verdicts: Set(serde_json::to_string(&decision.verdicts).unwrap_or_else(|_| "[]".into())),
         decision: Set(decision.decision.as_str().into()),
         reason_code: Set(decision.decision.reason().map(|g| g.code().to_string())),
         result_ok: Set(matches!(decision.decision, crate::gates::Decision::Pass)),
-        error_code: Set(None),
         detail: Set(Some(decision.explanation())),
+        ..row_for(message, "gate_evaluation", actor, now)
+    }
+}
+
+/// The columns every audit row of a message shares.
+fn row_for(
+    message: &outbound_message::Model,
+    kind: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> tool_call::ActiveModel {
+    tool_call::ActiveModel {
+        id: Set(new_id()),
+        message_id: Set(Some(message.id.clone())),
+        kind: Set(kind.into()),
+        stage: Set("worker".into()),
+        channel: Set(Some(message.channel.clone())),
+        contact_id: Set(message.contact_id.clone()),
+        campaign_id: Set(message.campaign_id.clone()),
+        verdicts: Set("[]".into()),
+        decision: Set(String::new()),
+        reason_code: Set(None),
+        result_ok: Set(false),
+        error_code: Set(None),
+        detail: Set(None),
         actor: Set(actor.to_string()),
         created_at: Set(now),
     }
@@ -103,20 +121,10 @@ pub fn send_attempt_row(
     now: DateTime<Utc>,
 ) -> tool_call::ActiveModel {
     tool_call::ActiveModel {
-        id: Set(new_id()),
-        message_id: Set(Some(message.id.clone())),
-        kind: Set("send_attempt".into()),
-        stage: Set("worker".into()),
-        channel: Set(Some(message.channel.clone())),
-        contact_id: Set(message.contact_id.clone()),
-        campaign_id: Set(message.campaign_id.clone()),
-        verdicts: Set("[]".into()),
         decision: Set(if ok { "sent" } else { "failed" }.into()),
-        reason_code: Set(None),
         result_ok: Set(ok),
         error_code: Set(error_code.and_then(|c| i32::try_from(c).ok())),
         detail: Set(Some(format!("{provider}: {sid_or_error}"))),
-        actor: Set(actor.to_string()),
-        created_at: Set(now),
+        ..row_for(message, "send_attempt", actor, now)
     }
 }

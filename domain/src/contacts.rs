@@ -471,9 +471,15 @@ pub async fn current_consent(
 }
 
 pub fn consent_status(m: &consent::Model) -> ConsentStatus {
-    if m.revoked_at.is_some() || m.status == "revoked" {
+    status_of(&m.status, m.revoked_at.is_some())
+}
+
+/// A consent row's status: revoked (by status or a revocation time),
+/// pending, or active.
+fn status_of(status: &str, revoked: bool) -> ConsentStatus {
+    if revoked || status == "revoked" {
         ConsentStatus::Revoked
-    } else if m.status == "pending" {
+    } else if status == "pending" {
         ConsentStatus::Pending
     } else {
         ConsentStatus::Active
@@ -791,15 +797,9 @@ pub struct ActiveSuppression {
 
 impl GateState {
     pub fn consent_status(&self) -> Option<ConsentStatus> {
-        self.consent.as_ref().map(|c| {
-            if c.revoked_at.is_some() || c.status == "revoked" {
-                ConsentStatus::Revoked
-            } else if c.status == "pending" {
-                ConsentStatus::Pending
-            } else {
-                ConsentStatus::Active
-            }
-        })
+        self.consent
+            .as_ref()
+            .map(|c| status_of(&c.status, c.revoked_at.is_some()))
     }
 }
 

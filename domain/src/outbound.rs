@@ -166,14 +166,8 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
 /// Accept a message: write it, evaluate the gates, write the audit row and
 /// the resulting state, and enqueue it when it passed (or was deferred).
 pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptError> {
-    if let Some(key) = &req.idempotency_key {
-        if let Some(existing) = outbound_message::Entity::find()
-            .filter(outbound_message::Column::IdempotencyKey.eq(key))
-            .one(&core.db.conn)
-            .await?
-        {
-            return Ok(existing_outcome(core, existing).await?);
-        }
+    if let Some(existing) = by_idempotency_key(core, req.idempotency_key.as_deref()).await? {
+        return Ok(existing);
     }
     let (kind, template_name, variables, body, media_url) = match &req.content {
         RequestedContent::Template { name, variables } => {
@@ -238,9 +232,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         actor,
     } = origin_columns(&req.origin);
     let mut message = outbound_message::Model {
-        id: new_id(),
         contact_id,
-        to_address,
         channel: req.channel.as_str().into(),
         kind: kind.into(),
         template_id: template.as_ref().map(|t| t.id.clone()),
@@ -253,26 +245,9 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         automation_id,
         reminder_id,
         actor: actor.clone(),
-        state: MessageState::Pending.as_str().into(),
-        block_reason: None,
-        defer_until: None,
-        provider: None,
-        provider_sid: None,
-        error_code: None,
-        error_message: None,
-        attempts: 0,
-        price: None,
-        price_unit: None,
         fallback_of,
-        in_window: None,
         idempotency_key: req.idempotency_key.clone(),
-        created_at: now,
-        updated_at: now,
-        queued_at: None,
-        sent_at: None,
-        delivered_at: None,
-        read_at: None,
-        failed_at: None,
+        ..pending_message(new_id(), to_address, now)
     };
     let (facts, loaded, _) = load_facts_with(
         core,
@@ -314,16 +289,10 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         .await;
     if let Err(e) = written {
         // A concurrent request with the same idempotency key won.
-        if let Some(key) = &req.idempotency_key {
-            if let Some(existing) = outbound_message::Entity::find()
-                .filter(outbound_message::Column::IdempotencyKey.eq(key))
-                .one(&core.db.conn)
-                .await?
-            {
-                return Ok(existing_outcome(core, existing).await?);
-            }
-        }
-        return Err(e.into());
+        return match by_idempotency_key(core, req.idempotency_key.as_deref()).await? {
+            Some(existing) => Ok(existing),
+            None => Err(e.into()),
+        };
     }
     metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
     outcome.enqueue(core, &message.id).await;
@@ -335,6 +304,70 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         decision,
         duplicate: false,
     })
+}
+
+/// A message in state `pending` with nothing recorded yet; callers set
+/// what they know with struct update syntax.
+pub fn pending_message(
+    id: String,
+    to_address: String,
+    now: DateTime<Utc>,
+) -> outbound_message::Model {
+    outbound_message::Model {
+        id,
+        contact_id: None,
+        to_address,
+        channel: Channel::WhatsApp.as_str().into(),
+        kind: "template".into(),
+        template_id: None,
+        template_name: None,
+        variables: "{}".into(),
+        body: None,
+        media_url: None,
+        source: "api".into(),
+        campaign_id: None,
+        automation_id: None,
+        reminder_id: None,
+        actor: String::new(),
+        state: MessageState::Pending.as_str().into(),
+        block_reason: None,
+        defer_until: None,
+        provider: None,
+        provider_sid: None,
+        error_code: None,
+        error_message: None,
+        attempts: 0,
+        price: None,
+        price_unit: None,
+        fallback_of: None,
+        in_window: None,
+        idempotency_key: None,
+        created_at: now,
+        updated_at: now,
+        queued_at: None,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        failed_at: None,
+    }
+}
+
+/// The outcome of the message already accepted under this idempotency key.
+async fn by_idempotency_key(
+    core: &Core,
+    key: Option<&str>,
+) -> Result<Option<Outcome>, AcceptError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    match outbound_message::Entity::find()
+        .filter(outbound_message::Column::IdempotencyKey.eq(key))
+        .one(&core.db.conn)
+        .await?
+    {
+        Some(existing) => Ok(Some(existing_outcome(core, existing).await?)),
+        None => Ok(None),
+    }
 }
 
 impl SendRequest {
@@ -516,7 +549,6 @@ fn authorization_for<'a>(
     })
 }
 
-/// Load every fact the gates need for a stored message.
 /// What loading the facts found besides the facts themselves, so the send
 /// path does not read it twice.
 struct Loaded {
@@ -524,6 +556,7 @@ struct Loaded {
     sender_rate: Option<i32>,
 }
 
+/// Load every fact the gates need for a stored message.
 async fn load_facts(
     core: &Core,
     db: &impl ConnectionTrait,
@@ -661,11 +694,8 @@ async fn finish_evaluation(
     now: DateTime<Utc>,
     window: Option<DateTime<Utc>>,
 ) -> Result<MessageState, sea_orm::DbErr> {
-    let EvaluationOutcome {
-        state,
-        reason,
-        until,
-    } = EvaluationOutcome::of(stage, decision);
+    let outcome = EvaluationOutcome::of(stage, decision);
+    let (state, reason, until) = (outcome.state, outcome.reason, outcome.until);
     let mut update = outbound_message::Entity::update_many()
         .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
         .col_expr(
@@ -698,9 +728,7 @@ async fn finish_evaluation(
             update.build(backend),
         ])
         .await?;
-    EvaluationOutcome::of(stage, decision)
-        .enqueue(core, &m.id)
-        .await;
+    outcome.enqueue(core, &m.id).await;
     Ok(state)
 }
 
@@ -992,7 +1020,7 @@ async fn call_provider(
             let state = MessageState::Sending
                 .apply_provider_status(status)
                 .unwrap_or(MessageState::Sending);
-            // The audit row and the sid together, in one transaction. The
+            // The audit row and the sid written together. The
             // state moves only if no callback moved it further already; the
             // sid is recorded either way.
             let still_sending =

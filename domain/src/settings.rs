@@ -719,7 +719,7 @@ mod tests {
                 "HEIMDALL_REDIS_URL",
             ),
             (
-                vec![("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef")],
+                vec![("TWILIO_ACCOUNT_SID", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")],
                 "TWILIO_AUTH_TOKEN",
             ),
             (
@@ -755,7 +755,7 @@ mod tests {
     #[test]
     fn secrets_are_not_printed() {
         let s = settings(&[
-            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("TWILIO_ACCOUNT_SID", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
             ("TWILIO_AUTH_TOKEN", "supersecret-token-value"),
             ("HEIMDALL_API_KEY", "bootstrap-key-value"),
         ])

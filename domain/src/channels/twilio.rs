@@ -594,7 +594,7 @@ mod tests {
 
     fn settings() -> TwilioSettings {
         TwilioSettings {
-            account_sid: "AC00000000000000000000000000000001".into(),
+            account_sid: "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".into(),
             auth_token: SecretString::from("super-secret-token".to_string()),
             whatsapp_number: None,
             sms_number: None,
@@ -770,7 +770,7 @@ mod tests {
     fn debug_shows_sid_not_token() {
         let c = TwilioClient::new(&settings(), reqwest::Client::new());
         let dbg = format!("{c:?}");
-        assert!(dbg.contains("AC00000000000000000000000000000001"));
+        assert!(dbg.contains("ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"));
         assert!(!dbg.contains("super-secret-token"));
     }
 

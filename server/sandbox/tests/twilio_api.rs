@@ -195,7 +195,7 @@ async fn wrong_credentials_are_20003_without_the_token() {
 async fn another_account_in_the_path_is_404() {
     let sb = sandbox().await;
     let url = format!(
-        "{}2010-04-01/Accounts/AC00000000000000000000000000000002/Messages.json",
+        "{}2010-04-01/Accounts/ACYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY/Messages.json",
         sb.base_url()
     );
     let response = reqwest::Client::new()
