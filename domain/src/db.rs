@@ -8,10 +8,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use heimdall_migrations::MigratorTrait;
+use std::sync::Arc;
+
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
+    RuntimeErr, SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions,
+    TransactionTrait,
 };
+use sea_query_sqlx::SqlxValues;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,7 +26,18 @@ use crate::settings::Settings;
 #[derive(Debug, Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
+    /// SQLite: the group-commit writer behind [`Db::write_together`].
+    writer: Option<tokio::sync::mpsc::Sender<WriteRequest>>,
 }
+
+/// One caller's statements for the SQLite group-commit writer.
+struct WriteRequest {
+    statements: Vec<Statement>,
+    reply: tokio::sync::oneshot::Sender<Result<(), DbErr>>,
+}
+
+/// At most this many callers' writes share one SQLite transaction.
+const MAX_GROUP: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -76,15 +91,22 @@ impl Db {
                 // fast as the file grows past the default 2 MB cache.
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // No checkpoints on the write path: the checkpointer below
+                // does them on its own connection (see `checkpointer`).
+                .pragma("wal_autocheckpoint", "0");
             let pool = SqlitePoolOptions::new()
                 .max_connections(sqlite_pool_size())
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await
                 .map_err(DbError::Connect)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(group_commit(pool.clone(), rx));
+            tokio::spawn(checkpointer(opts, tx.downgrade()));
             Ok(Db {
                 conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                writer: Some(tx),
             })
         } else {
             let pool = PgPoolOptions::new()
@@ -95,6 +117,7 @@ impl Db {
                 .map_err(DbError::Connect)?;
             Ok(Db {
                 conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                writer: None,
             })
         }
     }
@@ -135,24 +158,44 @@ impl Db {
         }
     }
 
-    /// Run write statements atomically. On PostgreSQL they go as ONE
-    /// statement (the first ones as data-modifying `WITH` clauses before
-    /// the last): one round trip and one commit instead of a transaction's
-    /// five. On SQLite (in process, no round trips) a write transaction.
-    /// The statements must not depend on each other's effects (they see
-    /// one snapshot) and must be built for this backend.
+    /// Run write statements atomically, in one round trip. On PostgreSQL
+    /// they go as ONE statement (the first ones as data-modifying `WITH`
+    /// clauses before the last): one commit instead of a transaction's
+    /// five round trips. On SQLite they go as one batch
+    /// (`BEGIN IMMEDIATE; s1; ...; COMMIT`) handed to the connection's
+    /// thread at once, instead of one hand-off per statement.
+    /// The statements must not depend on each other's effects (on
+    /// PostgreSQL they see one snapshot) and must be built for this backend
+    /// (sea-query's anonymous `?` placeholders on SQLite).
     pub async fn write_together(&self, statements: Vec<Statement>) -> Result<(), DbErr> {
-        if self.backend() != DbBackend::Postgres || statements.len() < 2 {
-            let txn = self.begin_write().await?;
-            for s in statements {
-                txn.execute_raw(s).await?;
+        match self.backend() {
+            DbBackend::Postgres if statements.len() >= 2 => self
+                .conn
+                .execute_raw(join_as_ctes(statements))
+                .await
+                .map(|_| ()),
+            DbBackend::Sqlite if !statements.is_empty() => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                let Some(writer) = &self.writer else {
+                    return sqlite_batch(pool, &statements).await;
+                };
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                match writer.send(WriteRequest { statements, reply }).await {
+                    Ok(()) => answer.await.unwrap_or_else(|_| {
+                        Err(DbErr::Custom("the database writer stopped".into()))
+                    }),
+                    // The writer's runtime is gone (a test's): write directly.
+                    Err(e) => sqlite_batch(pool, &e.0.statements).await,
+                }
             }
-            return txn.commit().await;
+            _ => {
+                let txn = self.begin_write().await?;
+                for s in statements {
+                    txn.execute_raw(s).await?;
+                }
+                txn.commit().await
+            }
         }
-        self.conn
-            .execute_raw(join_as_ctes(statements))
-            .await
-            .map(|_| ())
     }
 
     /// Is the database answering?
@@ -203,6 +246,212 @@ fn join_as_ctes(statements: Vec<Statement>) -> Statement {
         }
     }
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+/// Run one SQL text (several statements) on a connection; the first error
+/// stops it.
+async fn run_text(
+    conn: &mut sqlx::SqliteConnection,
+    sql: String,
+    values: sea_orm::Values,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    conn.execute(sqlx::query_with(
+        sqlx::AssertSqlSafe(sql),
+        SqlxValues(values),
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// Roll back whatever is open; if even that fails, the connection is
+/// closed instead of going back to the pool with a transaction open.
+async fn roll_back(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) {
+    use sqlx::Executor;
+    if (&mut **conn).execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
+    }
+}
+
+/// SQLite: one caller's statements in one write transaction, handed to the
+/// connection's thread as one batch (`BEGIN IMMEDIATE; ...; COMMIT`).
+async fn sqlite_batch(pool: &sqlx::SqlitePool, statements: &[Statement]) -> Result<(), DbErr> {
+    let mut conn = pool.acquire().await.map_err(sqlx_err)?;
+    let (body, values) = join_as_batch(statements);
+    match run_text(
+        &mut conn,
+        format!("BEGIN IMMEDIATE;\n{body}COMMIT;"),
+        values,
+    )
+    .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            roll_back(&mut conn).await;
+            Err(sqlx_err(e))
+        }
+    }
+}
+
+/// The SQLite writer: callers' [`Db::write_together`] calls that arrive
+/// while a transaction is being written share the next one (group commit):
+/// one `BEGIN`, each caller's statements as one batch inside its own
+/// savepoint (so one caller's failure, say a unique key, undoes only its
+/// own statements), one `COMMIT`. Each caller hears back only after the
+/// commit. Under load this turns many small transactions, each a hand-off
+/// to the connection's thread per statement and a WAL write of every page
+/// it touched, into few.
+async fn group_commit(pool: sqlx::SqlitePool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
+    use sqlx::Executor;
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        if group.len() == 1 {
+            let r = group.pop().expect("one request");
+            let _ = r.reply.send(sqlite_batch(&pool, &r.statements).await);
+            continue;
+        }
+        let mut conn = match pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = Arc::new(e);
+                for r in group {
+                    let _ = r
+                        .reply
+                        .send(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
+                }
+                continue;
+            }
+        };
+        if (&mut *conn).execute("BEGIN IMMEDIATE").await.is_err() {
+            // Could not start: each caller on its own.
+            drop(conn);
+            for r in group {
+                let _ = r.reply.send(sqlite_batch(&pool, &r.statements).await);
+            }
+            continue;
+        }
+        let mut results: Vec<Result<(), DbErr>> = Vec::with_capacity(group.len());
+        let mut broken: Option<Arc<sqlx::Error>> = None;
+        for r in &group {
+            if let Some(e) = &broken {
+                results.push(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
+                continue;
+            }
+            let (body, values) = join_as_batch(&r.statements);
+            match run_text(&mut conn, format!("SAVEPOINT w;\n{body}RELEASE w;"), values).await {
+                Ok(()) => results.push(Ok(())),
+                Err(e) => {
+                    results.push(Err(sqlx_err(e)));
+                    // Undo this caller's statements only; if that fails the
+                    // whole transaction is lost.
+                    if let Err(e) = (&mut *conn).execute("ROLLBACK TO w; RELEASE w").await {
+                        broken = Some(Arc::new(e));
+                    }
+                }
+            }
+        }
+        let committed = match broken {
+            Some(e) => Err(e),
+            None => (&mut *conn)
+                .execute("COMMIT")
+                .await
+                .map(|_| ())
+                .map_err(Arc::new),
+        };
+        if let Err(e) = committed {
+            roll_back(&mut conn).await;
+            // Nothing of this group was written: every caller hears so.
+            for r in group {
+                let _ = r
+                    .reply
+                    .send(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
+            }
+            continue;
+        }
+        drop(conn);
+        for (r, result) in group.into_iter().zip(results) {
+            let _ = r.reply.send(result);
+        }
+    }
+}
+
+/// WAL frames after which the checkpointer resets the log even if that
+/// briefly holds writers (about 64 MB).
+const WAL_RESTART_FRAMES: i64 = 16_000;
+
+/// SQLite: copy the write-ahead log back into the database file on a
+/// connection of its own, every 250 ms, so that neither the copy nor its
+/// fsync ever happens inside a request's commit (SQLite's automatic
+/// checkpoint would run it in whichever commit crosses the threshold, and
+/// every writer would wait). A passive checkpoint never blocks writers;
+/// if the log still grows past [`WAL_RESTART_FRAMES`] (writes without a
+/// pause), a restart checkpoint resets it. Ends when the database's last
+/// handle is dropped.
+async fn checkpointer(
+    opts: SqliteConnectOptions,
+    alive: tokio::sync::mpsc::WeakSender<WriteRequest>,
+) {
+    use sqlx::ConnectOptions;
+    let mut conn = match opts.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SQLite checkpointer could not connect; the log grows until restart");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.upgrade().is_none() {
+            break;
+        }
+        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await;
+        match passive {
+            Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES => {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                    .execute(&mut conn)
+                    .await
+                {
+                    tracing::warn!(error = %e, "SQLite restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+    }
+}
+
+/// SQLite statements (anonymous `?` placeholders) as one text, with their
+/// values in order.
+fn join_as_batch(statements: &[Statement]) -> (String, sea_orm::Values) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for s in statements {
+        debug_assert!(
+            !s.sql.contains("?1"),
+            "numbered placeholders cannot be batched: {}",
+            s.sql
+        );
+        sql.push_str(s.sql.trim_end().trim_end_matches(';'));
+        sql.push_str(";\n");
+        if let Some(v) = &s.values {
+            values.extend(v.0.iter().cloned());
+        }
+    }
+    (sql, sea_orm::Values(values))
 }
 
 /// `$n` becomes `$(n + offset)`, outside quoted strings and identifiers.

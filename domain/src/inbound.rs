@@ -184,19 +184,14 @@ async fn claim_db(
         .filter(processed_webhook_event::Column::ExpiresAt.lt(now))
         .exec(db)
         .await?;
-    let inserted = processed_webhook_event::Entity::insert(processed_webhook_event::ActiveModel {
-        event_key: Set(key),
-        provider: Set(provider.to_string()),
-        created_at: Set(now),
-        expires_at: Set(now + DEDUP_TTL),
-    })
-    .on_conflict(
-        OnConflict::column(processed_webhook_event::Column::EventKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
+    let inserted = processed_webhook_event::Entity::insert(dedup_entry(&key, provider, now))
+        .on_conflict(
+            OnConflict::column(processed_webhook_event::Column::EventKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
     Ok(inserted == 1)
 }
 
@@ -225,26 +220,200 @@ pub async fn handle_message(
     core: &Core,
     msg: InboundMessage,
 ) -> Result<InboundOutcome, InboundError> {
+    handle_message_audited(core, msg, None)
+        .await
+        .map(|h| h.outcome)
+}
+
+/// What [`handle_message_audited`] did.
+#[derive(Debug)]
+pub struct Handled {
+    pub outcome: InboundOutcome,
+    /// The webhook's audit row was written with the message (verdict
+    /// `accepted`); otherwise the caller writes it.
+    pub audited: bool,
+}
+
+/// Handle an inbound message; when `audit` is given, its audit row (verdict
+/// `accepted`) is written in the same transaction as the message, if the
+/// message is stored on the common path.
+pub async fn handle_message_audited(
+    core: &Core,
+    msg: InboundMessage,
+    audit: Option<&WebhookRecord>,
+) -> Result<Handled, InboundError> {
     let phone = match msg.channel {
         Channel::WhatsApp => PhoneNumber::parse(&msg.from, core.settings.default_region)
             .or_else(|_| PhoneNumber::from_wa_id(&msg.from)),
         Channel::Sms => PhoneNumber::parse(&msg.from, core.settings.default_region),
     }
     .map_err(|e| InboundError::Malformed(format!("From: {e}")))?;
+    let unaudited = |outcome| Handled {
+        outcome,
+        audited: false,
+    };
     if !allowed(core, &phone) {
-        return Ok(InboundOutcome::Ignored);
+        return Ok(unaudited(InboundOutcome::Ignored));
     }
     let key = format!("{}:msg:{}", msg.provider, msg.provider_message_id);
     if !claim_redis(core, &key).await {
-        return Ok(InboundOutcome::Duplicate);
+        return Ok(unaudited(InboundOutcome::Duplicate));
     }
-    match store_message(core, &msg, &phone, &key).await {
-        Ok(Some(stored)) => Ok(reply_to_keyword(core, &msg, stored).await),
-        Ok(None) => Ok(InboundOutcome::Duplicate),
+    let matched = msg.keyword_text().and_then(keywords::classify);
+    if matched.is_none() {
+        match store_plain_message(core, &msg, &phone, &key, audit).await {
+            Ok(Some(outcome)) => {
+                return Ok(Handled {
+                    outcome,
+                    audited: audit.is_some(),
+                })
+            }
+            // A conflict (a redelivery, or a dedup entry to expire first):
+            // the general path below sorts it out.
+            Ok(None) => {}
+            Err(e) => {
+                release_redis(core, &key).await;
+                return Err(e);
+            }
+        }
+    }
+    match store_message(core, &msg, &phone, &key, matched).await {
+        Ok(Some(stored)) => Ok(unaudited(reply_to_keyword(core, &msg, stored).await)),
+        Ok(None) => Ok(unaudited(InboundOutcome::Duplicate)),
         Err(e) => {
             release_redis(core, &key).await;
             Err(e)
         }
+    }
+}
+
+/// The common case, a message with no keyword, in two round trips: the
+/// contact (found, or created on a first message), then the dedup entry,
+/// the message, the service window and the audit row written together (one
+/// statement on PostgreSQL, one batch on SQLite). `None` when a unique key
+/// was taken (a redelivery, or an expired dedup entry still present): the
+/// caller then takes the general path, which handles both.
+async fn store_plain_message(
+    core: &Core,
+    msg: &InboundMessage,
+    phone: &PhoneNumber,
+    key: &str,
+    audit: Option<&WebhookRecord>,
+) -> Result<Option<InboundOutcome>, InboundError> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
+    use sea_orm::QueryTrait;
+    let now = core.now();
+    let contact =
+        contacts::find_or_create_by_phone(&core.db.conn, phone, msg.profile_name.clone(), now)
+            .await?;
+    let backend = core.db.backend();
+    let inbound_id = new_id();
+    let mut statements = vec![
+        processed_webhook_event::Entity::insert(dedup_entry(key, &msg.provider, now))
+            .build(backend),
+        inbound_message::Entity::insert(inbound_row(
+            msg,
+            phone,
+            &contact.id,
+            &inbound_id,
+            None,
+            now,
+        ))
+        .build(backend),
+        {
+            use crate::entities::service_window::{ActiveModel, Column, Entity};
+            let excluded = |c: Column| Expr::col((Alias::new("excluded"), c));
+            Entity::insert(ActiveModel {
+                id: Set(new_id()),
+                contact_id: Set(contact.id.clone()),
+                channel: Set(msg.channel.as_str().to_string()),
+                last_inbound_at: Set(msg.received_at),
+                window_expires_at: Set(msg.received_at + contacts::WINDOW),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([Column::ContactId, Column::Channel])
+                    .update_columns([
+                        Column::LastInboundAt,
+                        Column::WindowExpiresAt,
+                        Column::UpdatedAt,
+                    ])
+                    // Forward only: an older message never shortens it.
+                    .action_and_where(
+                        Expr::col((Entity, Column::LastInboundAt))
+                            .lt(excluded(Column::LastInboundAt)),
+                    )
+                    .to_owned(),
+            )
+            .build(backend)
+        },
+    ];
+    if let Some(rec) = audit {
+        statements.push(webhook_audit::Entity::insert(audit_row(rec, false, now)).build(backend));
+    }
+    match core.db.write_together(statements).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => "none").increment(1);
+    Ok(Some(InboundOutcome::Stored {
+        inbound_id,
+        contact_id: contact.id,
+        keyword: None,
+        reply_message_id: None,
+    }))
+}
+
+/// Did this fail on a unique key?
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+fn dedup_entry(
+    key: &str,
+    provider: &str,
+    now: DateTime<Utc>,
+) -> processed_webhook_event::ActiveModel {
+    processed_webhook_event::ActiveModel {
+        event_key: Set(key.chars().take(200).collect()),
+        provider: Set(provider.to_string()),
+        created_at: Set(now),
+        expires_at: Set(now + DEDUP_TTL),
+    }
+}
+
+/// The inbox row for an inbound message.
+fn inbound_row(
+    msg: &InboundMessage,
+    phone: &PhoneNumber,
+    contact_id: &str,
+    inbound_id: &str,
+    matched: Option<&keywords::KeywordMatch>,
+    now: DateTime<Utc>,
+) -> inbound_message::ActiveModel {
+    inbound_message::ActiveModel {
+        id: Set(inbound_id.to_string()),
+        contact_id: Set(contact_id.to_string()),
+        channel: Set(msg.channel.as_str().into()),
+        provider: Set(msg.provider.clone()),
+        provider_message_id: Set(msg.provider_message_id.clone()),
+        from_address: Set(phone.to_string()),
+        to_address: Set(msg.to.clone()),
+        body: Set(msg.body.clone()),
+        media: Set(serde_json::to_string(&msg.media).unwrap_or_else(|_| "[]".into())),
+        button_text: Set(msg.button_text.clone()),
+        button_payload: Set(msg.button_payload.clone()),
+        profile_name: Set(msg.profile_name.clone()),
+        keyword_action: Set(matched.map(|k| format!("{:?}", k.action).to_lowercase())),
+        needs_review: Set(matched.is_some_and(|k| !k.exact)),
+        reviewed_at: Set(None),
+        reviewed_by: Set(None),
+        received_at: Set(msg.received_at),
+        created_at: Set(now),
     }
 }
 
@@ -263,9 +432,9 @@ async fn store_message(
     msg: &InboundMessage,
     phone: &PhoneNumber,
     key: &str,
+    matched: Option<keywords::KeywordMatch>,
 ) -> Result<Option<Stored>, InboundError> {
     let now = core.now();
-    let matched = msg.keyword_text().and_then(keywords::classify);
     let txn = core.db.begin_write().await?;
     if !claim_db(&txn, key, &msg.provider, now).await? {
         txn.rollback().await?;
@@ -339,30 +508,9 @@ async fn store_message(
             KeywordAction::Help => changed = true,
         }
     }
-    inbound_message::ActiveModel {
-        id: Set(inbound_id.clone()),
-        contact_id: Set(contact.id.clone()),
-        channel: Set(msg.channel.as_str().into()),
-        provider: Set(msg.provider.clone()),
-        provider_message_id: Set(msg.provider_message_id.clone()),
-        from_address: Set(phone.to_string()),
-        to_address: Set(msg.to.clone()),
-        body: Set(msg.body.clone()),
-        media: Set(serde_json::to_string(&msg.media).unwrap_or_else(|_| "[]".into())),
-        button_text: Set(msg.button_text.clone()),
-        button_payload: Set(msg.button_payload.clone()),
-        profile_name: Set(msg.profile_name.clone()),
-        keyword_action: Set(matched
-            .as_ref()
-            .map(|k| format!("{:?}", k.action).to_lowercase())),
-        needs_review: Set(matched.as_ref().is_some_and(|k| !k.exact)),
-        reviewed_at: Set(None),
-        reviewed_by: Set(None),
-        received_at: Set(msg.received_at),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
+    inbound_row(msg, phone, &contact.id, &inbound_id, matched.as_ref(), now)
+        .insert(&txn)
+        .await?;
     contacts::open_window(&txn, &contact.id, msg.channel, msg.received_at, now).await?;
     txn.commit().await?;
     metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| match k.action { KeywordAction::OptOut => "opt_out", KeywordAction::OptIn => "opt_in", KeywordAction::Help => "help" }).unwrap_or("none")).increment(1);
@@ -537,6 +685,16 @@ pub async fn record_webhook(
     replayed: bool,
     now: DateTime<Utc>,
 ) -> Result<(), sea_orm::DbErr> {
+    audit_row(rec, replayed, now).insert(db).await?;
+    Ok(())
+}
+
+/// The audit-log row for a webhook request.
+fn audit_row(
+    rec: &WebhookRecord,
+    replayed: bool,
+    now: DateTime<Utc>,
+) -> webhook_audit::ActiveModel {
     webhook_audit::ActiveModel {
         id: Set(new_id()),
         provider: Set(rec.provider.clone()),
@@ -549,9 +707,6 @@ pub async fn record_webhook(
         received_at: Set(rec.received_at),
         created_at: Set(now),
     }
-    .insert(db)
-    .await?;
-    Ok(())
 }
 
 /// An accepted event kept on local disk while the database is away.

@@ -211,6 +211,30 @@ async fn a_replayed_event_answers_200_and_does_nothing_twice() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_replayed_plain_message_is_stored_and_audited_once_per_request() {
+    let app = TestApp::spawn(&[]).await;
+    let params = inbound("SM00000000000000000000000000000006", PHONE, "hello there");
+    for _ in 0..3 {
+        let res = app
+            .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(count_inbound(&app).await, 1);
+    let v = verdicts(&app).await;
+    assert_eq!(v.len(), 3, "one audit row per request: {v:?}");
+    assert_eq!(v.iter().filter(|x| *x == "accepted").count(), 1, "{v:?}");
+    assert_eq!(v.iter().filter(|x| *x == "duplicate").count(), 2, "{v:?}");
+    // The message opened the service window.
+    let res = app
+        .api_get(&format!("/api/whatsapp/session/{PHONE}"))
+        .await;
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["in_window"], true, "{body}");
+    app.shutdown().await;
+}
+
 async fn consented_contact(app: &TestApp) -> String {
     let c: serde_json::Value = app
         .api_post("/api/v1/contacts", json!({"phone": PHONE, "name": "Kari"}))

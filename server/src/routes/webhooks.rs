@@ -198,20 +198,24 @@ async fn twilio_inbound(
         }
     };
     let event_id = Some(msg.provider_message_id.clone());
-    match inbound::handle_message(&core, msg.clone()).await {
-        Ok(outcome) => {
-            let verdict = match &outcome {
+    // On the common path the audit row goes in with the message (one write).
+    let accepted = record(&req, "twilio", "accepted", &body, event_id.clone(), &core);
+    match inbound::handle_message_audited(&core, msg.clone(), Some(&accepted)).await {
+        Ok(handled) => {
+            let verdict = match &handled.outcome {
                 InboundOutcome::Duplicate => "duplicate",
                 InboundOutcome::Ignored => "ignored",
                 InboundOutcome::Stored { .. } => "accepted",
             };
             metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict).increment(1);
-            audit_or_spool(
-                &core,
-                record(&req, "twilio", verdict, &body, event_id, &core),
-                SpooledPayload::None,
-            )
-            .await;
+            if !handled.audited {
+                audit_or_spool(
+                    &core,
+                    record(&req, "twilio", verdict, &body, event_id, &core),
+                    SpooledPayload::None,
+                )
+                .await;
+            }
             twiml()
         }
         Err(inbound::InboundError::Malformed(why)) => {
