@@ -181,17 +181,23 @@ async fn bodies_over_the_limit_get_413_and_malformed_ones_400() {
     app.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_replayed_event_answers_200_and_does_nothing_twice() {
-    let app = TestApp::spawn(&[]).await;
-    let params = inbound("SM00000000000000000000000000000005", PHONE, "STOP");
+/// The same inbound event delivered three times (Twilio's retries): each
+/// answered 200, one message stored.
+async fn deliver_three_times(app: &TestApp, sid: &str, body: &str) {
+    let params = inbound(sid, PHONE, body);
     for _ in 0..3 {
         let res = app
             .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
             .await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(count_inbound(&app).await, 1);
+    assert_eq!(count_inbound(app).await, 1);
+}
+
+#[tokio::test]
+async fn a_replayed_event_answers_200_and_does_nothing_twice() {
+    let app = TestApp::spawn(&[]).await;
+    deliver_three_times(&app, "SM00000000000000000000000000000005", "STOP").await;
     assert_eq!(
         suppression::Entity::find()
             .count(&app.core.db.conn)
@@ -214,22 +220,13 @@ async fn a_replayed_event_answers_200_and_does_nothing_twice() {
 #[tokio::test]
 async fn a_replayed_plain_message_is_stored_and_audited_once_per_request() {
     let app = TestApp::spawn(&[]).await;
-    let params = inbound("SM00000000000000000000000000000006", PHONE, "hello there");
-    for _ in 0..3 {
-        let res = app
-            .twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
-            .await;
-        assert_eq!(res.status(), 200);
-    }
-    assert_eq!(count_inbound(&app).await, 1);
+    deliver_three_times(&app, "SM00000000000000000000000000000006", "hello there").await;
     let v = verdicts(&app).await;
     assert_eq!(v.len(), 3, "one audit row per request: {v:?}");
     assert_eq!(v.iter().filter(|x| *x == "accepted").count(), 1, "{v:?}");
     assert_eq!(v.iter().filter(|x| *x == "duplicate").count(), 2, "{v:?}");
     // The message opened the service window.
-    let res = app
-        .api_get(&format!("/api/whatsapp/session/{PHONE}"))
-        .await;
+    let res = app.api_get(&format!("/api/whatsapp/session/{PHONE}")).await;
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["in_window"], true, "{body}");
     app.shutdown().await;
