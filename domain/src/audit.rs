@@ -91,25 +91,8 @@ fn row_for(
     }
 }
 
-/// The outcome of one provider call.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_send_attempt(
-    db: &impl ConnectionTrait,
-    message: &outbound_message::Model,
-    ok: bool,
-    provider: &str,
-    sid_or_error: &str,
-    error_code: Option<i64>,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    send_attempt_row(message, ok, provider, sid_or_error, error_code, actor, now)
-        .insert(db)
-        .await?;
-    Ok(())
-}
-
-/// The audit row of one provider call, to be written with other statements.
+/// The audit row of one provider call (the outcome, sid or error), to be
+/// inserted alone or written with other statements.
 #[allow(clippy::too_many_arguments)]
 pub fn send_attempt_row(
     message: &outbound_message::Model,

@@ -683,56 +683,45 @@ pub async fn open_window(
     channel: Channel,
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, sea_orm::DbErr> {
-    let expires = received_at + WINDOW;
-    let existing = service_window::Entity::find()
-        .filter(service_window::Column::ContactId.eq(contact_id))
-        .filter(service_window::Column::Channel.eq(channel.as_str()))
-        .one(db)
-        .await?;
-    match existing {
-        Some(w) if w.last_inbound_at >= received_at => Ok(w.window_expires_at),
-        Some(w) => {
-            let mut am: service_window::ActiveModel = w.into();
-            am.last_inbound_at = Set(received_at);
-            am.window_expires_at = Set(expires);
-            am.updated_at = Set(now);
-            am.update(db).await?;
-            Ok(expires)
-        }
-        None => {
-            let model = service_window::ActiveModel {
-                id: Set(new_id()),
-                contact_id: Set(contact_id.to_string()),
-                channel: Set(channel.as_str().to_string()),
-                last_inbound_at: Set(received_at),
-                window_expires_at: Set(expires),
-                updated_at: Set(now),
-            };
-            match model.insert(db).await {
-                Ok(_) => Ok(expires),
-                Err(_) => {
-                    // A concurrent first message: extend what it created.
-                    service_window::Entity::update_many()
-                        .col_expr(
-                            service_window::Column::LastInboundAt,
-                            Expr::value(received_at),
-                        )
-                        .col_expr(
-                            service_window::Column::WindowExpiresAt,
-                            Expr::value(expires),
-                        )
-                        .col_expr(service_window::Column::UpdatedAt, Expr::value(now))
-                        .filter(service_window::Column::ContactId.eq(contact_id))
-                        .filter(service_window::Column::Channel.eq(channel.as_str()))
-                        .filter(service_window::Column::LastInboundAt.lt(received_at))
-                        .exec(db)
-                        .await?;
-                    Ok(expires)
-                }
-            }
-        }
-    }
+) -> Result<(), sea_orm::DbErr> {
+    window_upsert(contact_id, channel, received_at, now)
+        .exec_without_returning(db)
+        .await
+        .map(|_| ())
+}
+
+/// [`open_window`] as one statement, to be written with others: insert the
+/// window, or move an existing one forward (a concurrent or out-of-order
+/// message never shortens it).
+pub fn window_upsert(
+    contact_id: &str,
+    channel: Channel,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> sea_orm::Insert<service_window::ActiveModel> {
+    use sea_orm::sea_query::{Alias, ExprTrait, OnConflict};
+    use service_window::Column;
+    service_window::Entity::insert(service_window::ActiveModel {
+        id: Set(new_id()),
+        contact_id: Set(contact_id.to_string()),
+        channel: Set(channel.as_str().to_string()),
+        last_inbound_at: Set(received_at),
+        window_expires_at: Set(received_at + WINDOW),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::ContactId, Column::Channel])
+            .update_columns([
+                Column::LastInboundAt,
+                Column::WindowExpiresAt,
+                Column::UpdatedAt,
+            ])
+            .action_and_where(
+                Expr::col((service_window::Entity, Column::LastInboundAt))
+                    .lt(Expr::col((Alias::new("excluded"), Column::LastInboundAt))),
+            )
+            .to_owned(),
+    )
 }
 
 pub async fn window(

@@ -5,10 +5,10 @@
 //! default is one file and one set of connections.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use heimdall_migrations::MigratorTrait;
-use std::sync::Arc;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -161,9 +161,9 @@ impl Db {
     /// Run write statements atomically, in one round trip. On PostgreSQL
     /// they go as ONE statement (the first ones as data-modifying `WITH`
     /// clauses before the last): one commit instead of a transaction's
-    /// five round trips. On SQLite they go as one batch
-    /// (`BEGIN IMMEDIATE; s1; ...; COMMIT`) handed to the connection's
-    /// thread at once, instead of one hand-off per statement.
+    /// five round trips. On SQLite they go to the group-commit writer
+    /// ([`group_commit`]) as one batch, handed to the connection's thread
+    /// at once instead of one hand-off per statement.
     /// The statements must not depend on each other's effects (on
     /// PostgreSQL they see one snapshot) and must be built for this backend
     /// (sea-query's anonymous `?` placeholders on SQLite).
@@ -249,7 +249,12 @@ fn join_as_ctes(statements: Vec<Statement>) -> Statement {
 }
 
 fn sqlx_err(e: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+    shared_err(&Arc::new(e))
+}
+
+/// One driver error told to several callers.
+fn shared_err(e: &Arc<sqlx::Error>) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e.clone()))
 }
 
 /// Run one SQL text (several statements) on a connection; the first error
@@ -306,7 +311,6 @@ async fn sqlite_batch(pool: &sqlx::SqlitePool, statements: &[Statement]) -> Resu
 /// to the connection's thread per statement and a WAL write of every page
 /// it touched, into few.
 async fn group_commit(pool: sqlx::SqlitePool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
-    use sqlx::Executor;
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -320,69 +324,53 @@ async fn group_commit(pool: sqlx::SqlitePool, mut rx: tokio::sync::mpsc::Receive
             let _ = r.reply.send(sqlite_batch(&pool, &r.statements).await);
             continue;
         }
-        let mut conn = match pool.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                let e = Arc::new(e);
-                for r in group {
-                    let _ = r
-                        .reply
-                        .send(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
-                }
-                continue;
-            }
-        };
-        if (&mut *conn).execute("BEGIN IMMEDIATE").await.is_err() {
-            // Could not start: each caller on its own.
-            drop(conn);
-            for r in group {
-                let _ = r.reply.send(sqlite_batch(&pool, &r.statements).await);
-            }
-            continue;
-        }
-        let mut results: Vec<Result<(), DbErr>> = Vec::with_capacity(group.len());
-        let mut broken: Option<Arc<sqlx::Error>> = None;
-        for r in &group {
-            if let Some(e) = &broken {
-                results.push(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
-                continue;
-            }
-            let (body, values) = join_as_batch(&r.statements);
-            match run_text(&mut conn, format!("SAVEPOINT w;\n{body}RELEASE w;"), values).await {
-                Ok(()) => results.push(Ok(())),
-                Err(e) => {
-                    results.push(Err(sqlx_err(e)));
-                    // Undo this caller's statements only; if that fails the
-                    // whole transaction is lost.
-                    if let Err(e) = (&mut *conn).execute("ROLLBACK TO w; RELEASE w").await {
-                        broken = Some(Arc::new(e));
-                    }
-                }
-            }
-        }
-        let committed = match broken {
-            Some(e) => Err(e),
-            None => (&mut *conn)
-                .execute("COMMIT")
-                .await
-                .map(|_| ())
-                .map_err(Arc::new),
-        };
-        if let Err(e) = committed {
-            roll_back(&mut conn).await;
-            // Nothing of this group was written: every caller hears so.
-            for r in group {
-                let _ = r
-                    .reply
-                    .send(Err(DbErr::Exec(RuntimeErr::SqlxError(e.clone()))));
-            }
-            continue;
-        }
-        drop(conn);
+        let results = write_group(&pool, &group).await;
         for (r, result) in group.into_iter().zip(results) {
             let _ = r.reply.send(result);
         }
     }
+}
+
+/// Several callers' statements in one transaction, each caller's inside its
+/// own savepoint; one result per caller, all errors if nothing committed.
+async fn write_group(pool: &sqlx::SqlitePool, group: &[WriteRequest]) -> Vec<Result<(), DbErr>> {
+    use sqlx::Executor;
+    let fail_all = |e: Arc<sqlx::Error>| group.iter().map(|_| Err(shared_err(&e))).collect();
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return fail_all(Arc::new(e)),
+    };
+    if (&mut *conn).execute("BEGIN IMMEDIATE").await.is_err() {
+        // Could not start: each caller on its own.
+        drop(conn);
+        let mut results = Vec::with_capacity(group.len());
+        for r in group {
+            results.push(sqlite_batch(pool, &r.statements).await);
+        }
+        return results;
+    }
+    let mut results = Vec::with_capacity(group.len());
+    for r in group {
+        let (body, values) = join_as_batch(&r.statements);
+        match run_text(&mut conn, format!("SAVEPOINT w;\n{body}RELEASE w;"), values).await {
+            Ok(()) => results.push(Ok(())),
+            Err(e) => {
+                results.push(Err(sqlx_err(e)));
+                // Undo this caller's statements only; if that fails the
+                // whole transaction is lost.
+                if let Err(e) = (&mut *conn).execute("ROLLBACK TO w; RELEASE w").await {
+                    roll_back(&mut conn).await;
+                    return fail_all(Arc::new(e));
+                }
+            }
+        }
+    }
+    if let Err(e) = (&mut *conn).execute("COMMIT").await {
+        // Nothing of this group was written: every caller hears so.
+        roll_back(&mut conn).await;
+        return fail_all(Arc::new(e));
+    }
+    results
 }
 
 /// WAL frames after which the checkpointer resets the log even if that

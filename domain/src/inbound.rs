@@ -300,7 +300,6 @@ async fn store_plain_message(
     key: &str,
     audit: Option<&WebhookRecord>,
 ) -> Result<Option<InboundOutcome>, InboundError> {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
     use sea_orm::QueryTrait;
     let now = core.now();
     let contact =
@@ -320,33 +319,7 @@ async fn store_plain_message(
             now,
         ))
         .build(backend),
-        {
-            use crate::entities::service_window::{ActiveModel, Column, Entity};
-            let excluded = |c: Column| Expr::col((Alias::new("excluded"), c));
-            Entity::insert(ActiveModel {
-                id: Set(new_id()),
-                contact_id: Set(contact.id.clone()),
-                channel: Set(msg.channel.as_str().to_string()),
-                last_inbound_at: Set(msg.received_at),
-                window_expires_at: Set(msg.received_at + contacts::WINDOW),
-                updated_at: Set(now),
-            })
-            .on_conflict(
-                OnConflict::columns([Column::ContactId, Column::Channel])
-                    .update_columns([
-                        Column::LastInboundAt,
-                        Column::WindowExpiresAt,
-                        Column::UpdatedAt,
-                    ])
-                    // Forward only: an older message never shortens it.
-                    .action_and_where(
-                        Expr::col((Entity, Column::LastInboundAt))
-                            .lt(excluded(Column::LastInboundAt)),
-                    )
-                    .to_owned(),
-            )
-            .build(backend)
-        },
+        contacts::window_upsert(&contact.id, msg.channel, msg.received_at, now).build(backend),
     ];
     if let Some(rec) = audit {
         statements.push(webhook_audit::Entity::insert(audit_row(rec, false, now)).build(backend));

@@ -933,6 +933,28 @@ fn status_callback(core: &Core, message_id: &str) -> Option<url::Url> {
     Some(url)
 }
 
+/// A message that cannot be handed to a provider at all (its content no
+/// longer builds, no provider for its channel): a permanent failure with an
+/// alert, recorded as a send attempt by Heimdall itself.
+async fn fail_before_call(
+    core: &Core,
+    m: &outbound_message::Model,
+    why: String,
+    now: DateTime<Utc>,
+) -> Result<SendResult, sea_orm::DbErr> {
+    audit::send_attempt_row(m, false, "heimdall", &why, None, "worker", now)
+        .insert(&core.db.conn)
+        .await?;
+    let class = ErrorClass {
+        code: None,
+        http_status: None,
+        meaning: why,
+        action: ErrorAction::Permanent,
+        alert: true,
+    };
+    handle_failure(core, m, class, false).await
+}
+
 async fn call_provider(
     core: &Core,
     m: &outbound_message::Model,
@@ -952,47 +974,12 @@ async fn call_provider(
         Err(why) => {
             // The template changed under the message (variables no longer
             // match): a permanent failure for this message, recorded.
-            let class = ErrorClass {
-                code: None,
-                http_status: None,
-                meaning: why,
-                action: ErrorAction::Permanent,
-                alert: true,
-            };
-            audit::record_send_attempt(
-                &core.db.conn,
-                m,
-                false,
-                "heimdall",
-                &class.meaning,
-                None,
-                "worker",
-                now,
-            )
-            .await?;
-            return handle_failure(core, m, class, false).await;
+            return fail_before_call(core, m, why, now).await;
         }
     };
     let Some(provider) = core.providers.for_channel(channel).cloned() else {
-        let class = ErrorClass {
-            code: None,
-            http_status: None,
-            meaning: format!("no provider is configured for {channel}"),
-            action: ErrorAction::Permanent,
-            alert: true,
-        };
-        audit::record_send_attempt(
-            &core.db.conn,
-            m,
-            false,
-            "heimdall",
-            &class.meaning,
-            None,
-            "worker",
-            now,
-        )
-        .await?;
-        return handle_failure(core, m, class, false).await;
+        let why = format!("no provider is configured for {channel}");
+        return fail_before_call(core, m, why, now).await;
     };
     let request = OutboundRequest {
         message_id: m.id.clone(),
@@ -1083,8 +1070,7 @@ async fn call_provider(
                 ProviderFailure::Code { code, .. } => Some(*code),
                 _ => None,
             };
-            audit::record_send_attempt(
-                &core.db.conn,
+            audit::send_attempt_row(
                 m,
                 false,
                 provider_name(core, channel),
@@ -1093,6 +1079,7 @@ async fn call_provider(
                 "worker",
                 now,
             )
+            .insert(&core.db.conn)
             .await?;
             let mut class = core.errors.classify(&rejected.failure, channel);
             if !rejected.message.is_empty() {

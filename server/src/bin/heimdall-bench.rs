@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
-use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 
 use heimdall_domain::authz::ApiPrincipal;
 use heimdall_domain::channels::{Accepted, MessageProvider, OutboundRequest, Rejected};
@@ -153,17 +153,11 @@ async fn fresh_db(
             let admin = Db::connect_url(url, false).await?;
             admin
                 .conn
-                .execute_raw(Statement::from_string(
-                    admin.backend(),
-                    format!("DROP DATABASE IF EXISTS {name}"),
-                ))
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
                 .await?;
             admin
                 .conn
-                .execute_raw(Statement::from_string(
-                    admin.backend(),
-                    format!("CREATE DATABASE {name}"),
-                ))
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await?;
             let mut u = url::Url::parse(url)?;
             u.set_path(&format!("/{name}"));
@@ -184,10 +178,7 @@ async fn drop_fresh_db(server: Option<&str>, url: &str) -> anyhow::Result<()> {
     let admin = Db::connect_url(server, false).await?;
     admin
         .conn
-        .execute_raw(Statement::from_string(
-            admin.backend(),
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        ))
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
     Ok(())
 }
