@@ -460,31 +460,35 @@ pub async fn list_senders(core: &Core) -> Result<Vec<Sender>, sea_orm::DbErr> {
         .collect())
 }
 
-/// The sender a message on this channel goes from, and whether it may.
-pub async fn sender_fact(
-    core: &Core,
-    db: &impl ConnectionTrait,
-    channel: Channel,
-) -> Result<(SenderFact, Option<i32>), sea_orm::DbErr> {
-    let Some(address) = core.settings.sender_for(channel) else {
-        return Ok((
+/// The `channels` row (kind, address) a message on this channel goes
+/// from: `None` when no sender is configured for the channel.
+pub fn sender_key(core: &Core, channel: Channel) -> Option<(&'static str, String)> {
+    core.settings
+        .sender_for(channel)
+        .map(|address| (sender_kind(core, channel), address))
+}
+
+/// The sender fact, and the sender's own rate, from the sender's key and
+/// its `channels` row (read with the message's other facts): a sender may
+/// send only when its row is active.
+pub fn sender_fact(
+    key: Option<&(&'static str, String)>,
+    row: Option<&channel_config::Model>,
+) -> (SenderFact, Option<i32>) {
+    match key {
+        None => (
             SenderFact {
                 address: None,
                 active: false,
             },
             None,
-        ));
-    };
-    let row = channel_config::Entity::find()
-        .filter(channel_config::Column::Kind.eq(sender_kind(core, channel)))
-        .filter(channel_config::Column::Address.eq(&address))
-        .one(db)
-        .await?;
-    Ok((
-        SenderFact {
-            address: Some(address),
-            active: row.as_ref().is_some_and(|r| r.active),
-        },
-        row.and_then(|r| r.rate_per_sec),
-    ))
+        ),
+        Some((_, address)) => (
+            SenderFact {
+                address: Some(address.clone()),
+                active: row.is_some_and(|r| r.active),
+            },
+            row.and_then(|r| r.rate_per_sec),
+        ),
+    }
 }

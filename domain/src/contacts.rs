@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::entities::{consent, contact, service_window, suppression};
+use crate::entities::{channel_config, consent, contact, service_window, suppression, template};
 use crate::gates::ConsentStatus;
 use crate::phone::{PhoneError, PhoneNumber};
 use crate::Core;
@@ -758,8 +758,7 @@ pub async fn window(
     })
 }
 
-/// What the gates need to know about one contact on one channel, read in
-/// one round trip (the send path reads it twice per message).
+/// What the gates need to know about one contact on one channel.
 #[derive(Debug, Clone, Default)]
 pub struct GateState {
     /// The latest consent.
@@ -792,63 +791,133 @@ impl GateState {
     }
 }
 
-/// The latest consent, the active suppression and the service window of a
-/// contact on a channel, in one statement: the same rows as
-/// [`current_consent`], [`active_suppression`] and [`window`].
-pub async fn gate_state(
+/// Which contact [`fact_rows`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum ContactKey<'a> {
+    Id(&'a str),
+    Phone(&'a str),
+    /// No contact (an unparseable number): only the other rows are read.
+    Nobody,
+}
+
+/// Everything the gates read from the database for one message, read in
+/// ONE statement (the send path reads it twice per message, at acceptance
+/// and in the worker): the contact, its latest consent, oldest active
+/// suppression and service window on the channel, the template by name and
+/// the sender's `channels` row.
+#[derive(Debug, Clone, Default)]
+pub struct FactRows {
+    pub contact: Option<contact::Model>,
+    pub gate: GateState,
+    pub template: Option<template::Model>,
+    pub sender: Option<channel_config::Model>,
+}
+
+/// `k.col AS pre_col, ...` for every column of an entity.
+fn prefixed_columns<E: sea_orm::EntityTrait>(table: &str, pre: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!("{table}.{col} AS {pre}{col}", col = c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A model read under a prefix by a `LEFT JOIN`: `None` when nothing
+/// joined (its id is NULL), an error if a joined row does not decode.
+fn joined<M: sea_orm::FromQueryResult>(
+    row: &sea_orm::QueryResult,
+    pre: &str,
+) -> Result<Option<M>, sea_orm::DbErr> {
+    let id: Option<String> = row.try_get(pre, "id")?;
+    id.map(|_| M::from_query_result(row, pre)).transpose()
+}
+
+/// Read [`FactRows`] in one statement. `template` is a template name,
+/// `sender` a `channels` (kind, address).
+pub async fn fact_rows(
     db: &impl ConnectionTrait,
-    contact_id: &str,
+    key: ContactKey<'_>,
     channel: Channel,
-) -> Result<GateState, sea_orm::DbErr> {
+    template: Option<&str>,
+    sender: Option<(&str, &str)>,
+) -> Result<FactRows, sea_orm::DbErr> {
     use sea_orm::{DbBackend, Statement};
     let backend = db.get_database_backend();
     let p = |n: usize| match backend {
         DbBackend::Postgres => format!("${n}"),
         _ => format!("?{n}"),
     };
+    let (contact_where, contact_value) = match key {
+        ContactKey::Id(id) => (format!("id = {}", p(1)), id),
+        ContactKey::Phone(phone) => (format!("phone_e164 = {}", p(1)), phone),
+        ContactKey::Nobody => (format!("FALSE AND id = {}", p(1)), ""),
+    };
     let sql = format!(
-        "SELECT 'c' AS k, status AS a, source AS b, captured_at AS t1, revoked_at AS t2 FROM \
-           (SELECT status, source, captured_at, revoked_at FROM consents \
-            WHERE contact_id = {c} AND channel = {ch} ORDER BY created_at DESC, id DESC LIMIT 1) lc \
-         UNION ALL \
-         SELECT 's', reason, source_ref, created_at, NULL FROM \
-           (SELECT reason, source_ref, created_at FROM suppressions \
-            WHERE contact_id = {c} AND channel IN ({ch}, 'all') AND lifted_at IS NULL \
-            ORDER BY created_at ASC LIMIT 1) ls \
-         UNION ALL \
-         SELECT 'w', NULL, NULL, window_expires_at, last_inbound_at FROM service_windows \
-         WHERE contact_id = {c} AND channel = {ch}",
-        c = p(1),
+        "WITH k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
+         SELECT {c}, \
+           lc.status AS lc_status, lc.source AS lc_source, \
+           lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
+           ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
+           w.window_expires_at AS w_expires_at, {t}, {s} \
+         FROM (SELECT 1 AS one) one \
+         LEFT JOIN k ON TRUE \
+         LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
+           WHERE contact_id = (SELECT id FROM k) AND channel = {ch} \
+           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
+         LEFT JOIN (SELECT reason, source_ref, created_at FROM suppressions \
+           WHERE contact_id = (SELECT id FROM k) AND channel IN ({ch}, 'all') \
+           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
+         LEFT JOIN service_windows w \
+           ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
+         LEFT JOIN templates t ON t.name = {tn} \
+         LEFT JOIN channels s ON s.kind = {sk} AND s.address = {sa}",
+        c = prefixed_columns::<contact::Entity>("k", "c_"),
+        t = prefixed_columns::<template::Entity>("t", "t_"),
+        s = prefixed_columns::<channel_config::Entity>("s", "s_"),
         ch = p(2),
+        tn = p(3),
+        sk = p(4),
+        sa = p(5),
     );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [contact_id.into(), channel.as_str().into()],
+            [
+                contact_value.into(),
+                channel.as_str().into(),
+                template.map(|t| t.trim().to_lowercase()).into(),
+                sender.map(|s| s.0.to_string()).into(),
+                sender.map(|s| s.1.to_string()).into(),
+            ],
         ))
-        .await?;
-    let mut state = GateState::default();
-    for row in rows {
-        let kind: String = row.try_get("", "k")?;
-        match kind.as_str() {
-            "c" => {
-                state.consent = Some(LatestConsent {
-                    status: row.try_get("", "a")?,
-                    source: row.try_get("", "b")?,
-                    captured_at: row.try_get("", "t1")?,
-                    revoked_at: row.try_get("", "t2")?,
-                })
-            }
-            "s" => {
-                state.suppression = Some(ActiveSuppression {
-                    reason: row.try_get("", "a")?,
-                    source_ref: row.try_get("", "b")?,
-                    since: row.try_get("", "t1")?,
-                })
-            }
-            _ => state.window_expires_at = Some(row.try_get("", "t1")?),
-        }
-    }
-    Ok(state)
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the facts row".into()))?;
+    let consent = match row.try_get::<Option<String>>("", "lc_status")? {
+        Some(status) => Some(LatestConsent {
+            status,
+            source: row.try_get("", "lc_source")?,
+            captured_at: row.try_get("", "lc_captured_at")?,
+            revoked_at: row.try_get("", "lc_revoked_at")?,
+        }),
+        None => None,
+    };
+    let suppression = match row.try_get::<Option<String>>("", "ls_reason")? {
+        Some(reason) => Some(ActiveSuppression {
+            reason,
+            source_ref: row.try_get("", "ls_source_ref")?,
+            since: row.try_get("", "ls_since")?,
+        }),
+        None => None,
+    };
+    Ok(FactRows {
+        contact: joined(&row, "c_")?,
+        gate: GateState {
+            consent,
+            suppression,
+            window_expires_at: row.try_get("", "w_expires_at")?,
+        },
+        template: joined(&row, "t_")?,
+        sender: joined(&row, "s_")?,
+    })
 }

@@ -109,10 +109,22 @@ impl Db {
                 writer: Some(tx),
             })
         } else {
+            // Generic plans for prepared statements: every statement here is
+            // prepared once per connection and run with different keys, and
+            // PostgreSQL otherwise re-plans some of them on every run (the
+            // send path's facts query, six tables, cost more to plan than
+            // to run). Set here so a URL's own `options` can still override.
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| DbError::Url(e.to_string()))?;
+            let opts = if url.contains("plan_cache_mode") {
+                opts
+            } else {
+                opts.options([("plan_cache_mode", "force_generic_plan")])
+            };
             let pool = PgPoolOptions::new()
                 .max_connections(20)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
+                .connect_with(opts)
                 .await
                 .map_err(DbError::Connect)?;
             Ok(Db {

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
@@ -33,16 +33,22 @@ use crate::gates::TierFact;
 pub const TIER_WINDOW: Duration = Duration::hours(24);
 
 const GCRA_SCRIPT: &str = r#"
--- KEYS[1] = key; ARGV[1] = now (ms); ARGV[2] = interval (ms)
--- Returns 0 when a message may go now, else milliseconds to wait.
+-- KEYS[1] = key; ARGV[1] = now (us); ARGV[2] = interval (us)
+-- Returns 0 when a message may go now, else microseconds to wait.
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 if tat > now then return tat - now end
-redis.call('SET', KEYS[1], tat + interval, 'PX', interval * 2 + 1000)
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(interval * 2 / 1000) + 1000)
 return 0
 "#;
+
+/// The scripts, each hashed once (invoking sends EVALSHA, loading the
+/// script only when Redis does not have it yet).
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GCRA_SCRIPT));
+static PACE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PACE_SCRIPT));
+static TIER: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TIER_SCRIPT));
 
 const PACE_SCRIPT: &str = r#"
 -- KEYS[1] = key; ARGV[1] = now (ms, Heimdall's clock); ARGV[2] = pace (ms)
@@ -252,7 +258,7 @@ impl Limits {
         let reservation = match &self.redis {
             Some(conn) => {
                 let mut conn = conn.clone();
-                let res: Result<(i64, u64, i64, i64), _> = redis::Script::new(TIER_SCRIPT)
+                let res: Result<(i64, u64, i64, i64), _> = TIER
                     .key(self.key("tier", "set"))
                     .arg(now.timestamp_millis())
                     .arg(TIER_WINDOW.num_milliseconds())
@@ -337,7 +343,7 @@ impl Limits {
         }
         if let Some(conn) = &self.redis {
             let mut conn = conn.clone();
-            let res: Result<i64, _> = redis::Script::new(PACE_SCRIPT)
+            let res: Result<i64, _> = PACE
                 .key(self.key("pace", recipient))
                 .arg(now.timestamp_millis())
                 .arg(self.pace.num_milliseconds().max(1))
@@ -373,21 +379,21 @@ impl Limits {
         if let Some(conn) = &self.redis {
             let mut conn = conn.clone();
             let key = self.key("rate", sender);
-            // Microsecond resolution would be better at high rates; at the
-            // rates providers allow (<= 1,000/s) milliseconds suffice.
-            // Rounded up (and 1 % wider, as in process): never faster than the rate.
-            let interval_ms = (1010.0 / f64::from(rate)).ceil().max(1.0) as i64;
+            // In microseconds, so that rates up to and past 1,000/s keep
+            // their spacing. Rounded up (and 1 % wider, as in process):
+            // never faster than the rate.
+            let interval_us = (1_010_000.0 / f64::from(rate)).ceil().max(1.0) as i64;
             for _ in 0..10_000 {
-                let now_ms = Utc::now().timestamp_millis();
-                let res: Result<i64, _> = redis::Script::new(GCRA_SCRIPT)
+                let now_us = Utc::now().timestamp_micros();
+                let res: Result<i64, _> = GCRA
                     .key(&key)
-                    .arg(now_ms)
-                    .arg(interval_ms)
+                    .arg(now_us)
+                    .arg(interval_us)
                     .invoke_async(&mut conn)
                     .await;
                 match res {
                     Ok(0) => return start.elapsed(),
-                    Ok(wait) => tokio::time::sleep(StdDuration::from_millis(wait as u64)).await,
+                    Ok(wait) => tokio::time::sleep(StdDuration::from_micros(wait as u64)).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "rate: redis unavailable, limiting in process");
                         break;

@@ -23,9 +23,9 @@ use crate::authz::{self, ApiPrincipal};
 use crate::channel::Channel;
 use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
-use crate::contacts;
+use crate::contacts::{self, ContactKey, FactRows};
 use crate::entities::{
-    campaign, contact, message_status_event, outbound_message, staff_user, tool_call,
+    campaign, message_status_event, outbound_message, staff_user, tool_call,
 };
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
@@ -200,29 +200,29 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         }
     };
     let now = core.now();
-    let (contact, to_address) = match &req.recipient {
-        Recipient::Contact(id) => {
-            let c = contact::Entity::find_by_id(id.as_str())
-                .one(&core.db.conn)
-                .await?
-                .ok_or_else(|| AcceptError::ContactNotFound(id.clone()))?;
-            let phone = c.phone_e164.clone();
-            (Some(c), phone)
-        }
-        Recipient::Phone(raw) => match PhoneNumber::parse(raw, core.settings.default_region) {
-            Ok(p) => (
-                contacts::find_by_phone(&core.db.conn, &p).await?,
-                p.to_string(),
-            ),
-            // Recorded as given (bounded), refused by the invalid_number gate.
-            Err(_) => (None, raw.chars().take(64).collect()),
-        },
+    // Every row the gates read, in one statement keyed by the recipient.
+    let parsed = match &req.recipient {
+        Recipient::Contact(_) => None,
+        Recipient::Phone(raw) => Some(PhoneNumber::parse(raw, core.settings.default_region)),
     };
-    let contact_id = contact.as_ref().map(|c| c.id.clone());
-    let template = match &template_name {
-        Some(n) => templates::find_by_name(&core.db.conn, n).await?,
-        None => None,
+    let key = match (&req.recipient, &parsed) {
+        (Recipient::Contact(id), _) => ContactKey::Id(id),
+        (_, Some(Ok(p))) => ContactKey::Phone(p.as_str()),
+        _ => ContactKey::Nobody,
     };
+    let rows = read_fact_rows(core, &core.db.conn, key, req.channel, template_name.as_deref()).await?;
+    let to_address = match (&req.recipient, parsed) {
+        (Recipient::Contact(id), _) => rows
+            .contact
+            .as_ref()
+            .map(|c| c.phone_e164.clone())
+            .ok_or_else(|| AcceptError::ContactNotFound(id.clone()))?,
+        (_, Some(Ok(p))) => p.to_string(),
+        // Recorded as given (bounded), refused by the invalid_number gate.
+        (Recipient::Phone(raw), _) => raw.chars().take(64).collect(),
+    };
+    let contact_id = rows.contact.as_ref().map(|c| c.id.clone());
+    let template = rows.template.clone().map(Template::from);
     let OriginColumns {
         source,
         campaign_id,
@@ -249,13 +249,14 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         idempotency_key: req.idempotency_key.clone(),
         ..pending_message(new_id(), to_address, now)
     };
-    let (facts, loaded, _) = load_facts_with(
+    let authorization = req.origin_authorization(core, template.as_ref()).await?;
+    let (facts, loaded, _) = facts_from_rows(
         core,
         &core.db.conn,
         &message,
-        template.as_ref(),
-        req.origin_authorization(core, template.as_ref()).await?,
-        contact,
+        rows,
+        template,
+        authorization,
     )
     .await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
@@ -556,6 +557,27 @@ struct Loaded {
     sender_rate: Option<i32>,
 }
 
+/// The rows the gates read for a message to `key` on `channel`, in one
+/// statement (see [`contacts::fact_rows`]).
+async fn read_fact_rows(
+    core: &Core,
+    db: &impl ConnectionTrait,
+    key: ContactKey<'_>,
+    channel: Channel,
+    template_name: Option<&str>,
+) -> Result<FactRows, sea_orm::DbErr> {
+    let sender = authz::sender_key(core, channel);
+    let rows = contacts::fact_rows(
+        db,
+        key,
+        channel,
+        template_name,
+        sender.as_ref().map(|(k, a)| (*k, a.as_str())),
+    )
+    .await?;
+    Ok(rows)
+}
+
 /// Load every fact the gates need for a stored message.
 async fn load_facts(
     core: &Core,
@@ -563,19 +585,26 @@ async fn load_facts(
     m: &outbound_message::Model,
     template: Option<&Template>,
     authorization: Option<Authorization>,
-) -> Result<(MessageFacts, LoadedFacts), sea_orm::DbErr> {
-    load_facts_with(core, db, m, template, authorization, None)
-        .await
-        .map(|(f, l, _)| (f, l))
+) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    let key = m.contact_id.as_deref().map_or(ContactKey::Nobody, ContactKey::Id);
+    let mut rows = read_fact_rows(core, db, key, channel, m.template_name.as_deref()).await?;
+    let template = match template {
+        Some(t) => Some(t.clone()),
+        None => rows.template.take().map(Template::from),
+    };
+    facts_from_rows(core, db, m, rows, template, authorization).await
 }
 
-async fn load_facts_with(
+/// The gates' facts for a message from the rows read for it and its
+/// template.
+async fn facts_from_rows(
     core: &Core,
     db: &impl ConnectionTrait,
     m: &outbound_message::Model,
-    template: Option<&Template>,
+    rows: FactRows,
+    template: Option<Template>,
     authorization: Option<Authorization>,
-    contact: Option<contact::Model>,
 ) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
     let now = core.now();
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
@@ -597,14 +626,14 @@ async fn load_facts_with(
         content: content.clone(),
         purpose,
     };
-    let contact = match (contact, &m.contact_id) {
-        (Some(c), Some(id)) if &c.id == id => Some(c),
-        (_, Some(id)) => contact::Entity::find_by_id(id.as_str()).one(db).await?,
-        (_, None) => None,
-    };
+    let FactRows {
+        contact,
+        gate: state,
+        sender: sender_row,
+        ..
+    } = rows;
     let (consent, suppression, window_expires_at) = match &contact {
-        Some(c) => {
-            let state = contacts::gate_state(db, &c.id, channel).await?;
+        Some(_) => {
             let consent = state
                 .consent_status()
                 .zip(state.consent)
@@ -624,16 +653,14 @@ async fn load_facts_with(
         }
         None => (None, None, None),
     };
-    let template = match (template, &m.template_name) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(name)) => templates::find_by_name(db, name).await?,
-        _ => None,
-    };
     let authorization = match authorization {
         Some(a) => a,
         None => authorization_for(core, db, m, template.as_ref()).await?,
     };
-    let (sender, sender_rate) = authz::sender_fact(core, db, channel).await?;
+    let (sender, sender_rate) = authz::sender_fact(
+        authz::sender_key(core, channel).as_ref(),
+        sender_row.as_ref(),
+    );
     let time_zone = contact
         .as_ref()
         .and_then(|c| c.time_zone.as_deref())
@@ -680,7 +707,9 @@ pub async fn dry_run_facts(
     template: Option<&Template>,
     authorization: Authorization,
 ) -> Result<(MessageFacts, LoadedFacts), sea_orm::DbErr> {
-    load_facts(core, &core.db.conn, m, template, Some(authorization)).await
+    load_facts(core, &core.db.conn, m, template, Some(authorization))
+        .await
+        .map(|(f, l, _)| (f, l))
 }
 
 /// Write the evaluation's audit row and the state it leads to, and enqueue.
@@ -850,7 +879,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     };
     let actor = "worker";
     let (facts, mut loaded, extras) =
-        load_facts_with(core, &core.db.conn, &m, None, None, None).await?;
+        load_facts(core, &core.db.conn, &m, None, None).await?;
     let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     if decision.decision == Decision::Pass {
         // Reserve the limits only for a message that may otherwise go, and
