@@ -832,33 +832,41 @@ fn joined<M: sea_orm::FromQueryResult>(
     id.map(|_| M::from_query_result(row, pre)).transpose()
 }
 
-/// Read [`FactRows`] in one statement. `template` is a template name,
-/// `sender` a `channels` (kind, address).
-pub async fn fact_rows(
-    db: &impl ConnectionTrait,
-    key: ContactKey<'_>,
-    channel: Channel,
-    template: Option<&str>,
-    sender: Option<(&str, &str)>,
-) -> Result<FactRows, sea_orm::DbErr> {
-    use sea_orm::{DbBackend, Statement};
-    let backend = db.get_database_backend();
-    let p = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    };
-    let (contact_where, contact_value) = match key {
-        ContactKey::Id(id) => (format!("id = {}", p(1)), id),
-        ContactKey::Phone(phone) => (format!("phone_e164 = {}", p(1)), phone),
-        ContactKey::Nobody => (format!("FALSE AND id = {}", p(1)), ""),
-    };
-    let sql = format!(
-        "WITH k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
+/// Where the facts statement finds what it reads: SQL expressions for the
+/// contact's condition, the channel and the template name, and the
+/// senders' (kind, address) pairs; `ctes` go before the statement's own.
+struct FactSources<'a> {
+    ctes: &'a str,
+    contact_where: &'a str,
+    channel: &'a str,
+    template: &'a str,
+    senders: &'a [(String, String)],
+    /// Extra columns and joins (the claimed message).
+    extra_columns: &'a str,
+    extra_joins: &'a str,
+}
+
+/// The facts statement: one row, every source joined to a one-row base.
+fn facts_sql(src: &FactSources<'_>) -> String {
+    let mut senders_cols = String::new();
+    let mut senders_joins = String::new();
+    for (i, (kind, address)) in src.senders.iter().enumerate() {
+        senders_cols.push_str(", ");
+        senders_cols.push_str(&prefixed_columns::<channel_config::Entity>(
+            &format!("s{i}"),
+            &format!("s{i}_"),
+        ));
+        senders_joins.push_str(&format!(
+            " LEFT JOIN channels s{i} ON s{i}.kind = {kind} AND s{i}.address = {address}"
+        ));
+    }
+    format!(
+        "WITH {ctes}k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
          SELECT {c}, \
            lc.status AS lc_status, lc.source AS lc_source, \
            lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
            ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
-           w.window_expires_at AS w_expires_at, {t}, {s} \
+           w.window_expires_at AS w_expires_at, {t}{senders_cols}{extra_columns} \
          FROM (SELECT 1 AS one) one \
          LEFT JOIN k ON TRUE \
          LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
@@ -869,30 +877,20 @@ pub async fn fact_rows(
            AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
          LEFT JOIN service_windows w \
            ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
-         LEFT JOIN templates t ON t.name = {tn} \
-         LEFT JOIN channels s ON s.kind = {sk} AND s.address = {sa}",
+         LEFT JOIN templates t ON t.name = {tn}{senders_joins}{extra_joins}",
+        ctes = src.ctes,
+        contact_where = src.contact_where,
         c = prefixed_columns::<contact::Entity>("k", "c_"),
         t = prefixed_columns::<template::Entity>("t", "t_"),
-        s = prefixed_columns::<channel_config::Entity>("s", "s_"),
-        ch = p(2),
-        tn = p(3),
-        sk = p(4),
-        sa = p(5),
-    );
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                contact_value.into(),
-                channel.as_str().into(),
-                template.map(|t| t.trim().to_lowercase()).into(),
-                sender.map(|s| s.0.to_string()).into(),
-                sender.map(|s| s.1.to_string()).into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the facts row".into()))?;
+        ch = src.channel,
+        tn = src.template,
+        extra_columns = src.extra_columns,
+        extra_joins = src.extra_joins,
+    )
+}
+
+/// The facts row decoded; `sender` picks which sender's row is the one.
+fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, sea_orm::DbErr> {
     let consent = match row.try_get::<Option<String>>("", "lc_status")? {
         Some(status) => Some(LatestConsent {
             status,
@@ -911,13 +909,132 @@ pub async fn fact_rows(
         None => None,
     };
     Ok(FactRows {
-        contact: joined(&row, "c_")?,
+        contact: joined(row, "c_")?,
         gate: GateState {
             consent,
             suppression,
             window_expires_at: row.try_get("", "w_expires_at")?,
         },
-        template: joined(&row, "t_")?,
-        sender: joined(&row, "s_")?,
+        template: joined(row, "t_")?,
+        sender: joined(row, &format!("s{sender}_"))?,
     })
+}
+
+/// `$n` on PostgreSQL, `?n` on SQLite.
+fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+/// Read [`FactRows`] in one statement. `template` is a template name,
+/// `sender` a `channels` (kind, address).
+pub async fn fact_rows(
+    db: &impl ConnectionTrait,
+    key: ContactKey<'_>,
+    channel: Channel,
+    template: Option<&str>,
+    sender: Option<(&str, &str)>,
+) -> Result<FactRows, sea_orm::DbErr> {
+    use sea_orm::Statement;
+    let backend = db.get_database_backend();
+    let p = |n| placeholder(backend, n);
+    let (contact_where, contact_value) = match key {
+        ContactKey::Id(id) => (format!("id = {}", p(1)), id),
+        ContactKey::Phone(phone) => (format!("phone_e164 = {}", p(1)), phone),
+        ContactKey::Nobody => (format!("FALSE AND id = {}", p(1)), ""),
+    };
+    let sql = facts_sql(&FactSources {
+        ctes: "",
+        contact_where: &contact_where,
+        channel: &p(2),
+        template: &p(3),
+        senders: &[(p(4), p(5))],
+        extra_columns: "",
+        extra_joins: "",
+    });
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                contact_value.into(),
+                channel.as_str().into(),
+                template.map(|t| t.trim().to_lowercase()).into(),
+                sender.map(|s| s.0.to_string()).into(),
+                sender.map(|s| s.1.to_string()).into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the facts row".into()))?;
+    decode_facts(&row, 0)
+}
+
+/// PostgreSQL only: run `claim` (an `UPDATE outbound_messages ...
+/// RETURNING *` claiming one message) and read the claimed message's
+/// [`FactRows`] in the same statement, one round trip instead of two.
+/// `senders` holds each channel's sender (kind, address), if any. `None`
+/// when nothing was claimed.
+pub async fn claim_with_fact_rows(
+    db: &impl ConnectionTrait,
+    claim: sea_orm::Statement,
+    senders: &[(Channel, Option<(&str, String)>)],
+) -> Result<Option<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+    use crate::entities::outbound_message;
+    use sea_orm::{DbBackend, Statement};
+    let mut values = claim.values.map(|v| v.0).unwrap_or_default();
+    let claim_sql = claim.sql;
+    let mut next = || {
+        values.push(sea_orm::Value::String(None));
+        values.len()
+    };
+    // Each sender's kind and address as parameters after the claim's own.
+    let mut pairs = Vec::new();
+    let mut bound = Vec::new();
+    for (_, sender) in senders {
+        let (k, a) = (next(), next());
+        pairs.push((format!("${k}"), format!("${a}")));
+        bound.push((k, a, sender.clone()));
+    }
+    for (k, a, sender) in bound {
+        if let Some((kind, address)) = sender {
+            values[k - 1] = kind.into();
+            values[a - 1] = address.into();
+        }
+    }
+    let ctes = format!("m AS ({claim_sql}), ");
+    let m_columns = format!(
+        ", {}",
+        prefixed_columns::<outbound_message::Entity>("m", "m_")
+    );
+    let sql = facts_sql(&FactSources {
+        ctes: &ctes,
+        contact_where: "id = (SELECT contact_id FROM m)",
+        channel: "(SELECT channel FROM m)",
+        template: "lower(trim((SELECT template_name FROM m)))",
+        senders: &pairs,
+        extra_columns: &m_columns,
+        extra_joins: " LEFT JOIN m ON TRUE",
+    });
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the facts row".into()))?;
+    let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
+        return Ok(None);
+    };
+    let sender = senders
+        .iter()
+        .position(|(c, _)| c.as_str() == m.channel)
+        .unwrap_or(0);
+    let mut facts = decode_facts(&row, sender)?;
+    if m.template_name.is_none() {
+        facts.template = None;
+    }
+    Ok(Some((m, facts)))
 }

@@ -24,9 +24,7 @@ use crate::channel::Channel;
 use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
 use crate::contacts::{self, ContactKey, FactRows};
-use crate::entities::{
-    campaign, message_status_event, outbound_message, staff_user, tool_call,
-};
+use crate::entities::{campaign, message_status_event, outbound_message, staff_user, tool_call};
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
@@ -210,7 +208,14 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         (_, Some(Ok(p))) => ContactKey::Phone(p.as_str()),
         _ => ContactKey::Nobody,
     };
-    let rows = read_fact_rows(core, &core.db.conn, key, req.channel, template_name.as_deref()).await?;
+    let rows = read_fact_rows(
+        core,
+        &core.db.conn,
+        key,
+        req.channel,
+        template_name.as_deref(),
+    )
+    .await?;
     let to_address = match (&req.recipient, parsed) {
         (Recipient::Contact(id), _) => rows
             .contact
@@ -250,15 +255,8 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         ..pending_message(new_id(), to_address, now)
     };
     let authorization = req.origin_authorization(core, template.as_ref()).await?;
-    let (facts, loaded, _) = facts_from_rows(
-        core,
-        &core.db.conn,
-        &message,
-        rows,
-        template,
-        authorization,
-    )
-    .await?;
+    let (facts, loaded, _) =
+        facts_from_rows(core, &core.db.conn, &message, rows, template, authorization).await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     let outcome = EvaluationOutcome::of(Stage::Accept, &decision);
     message.state = outcome.state.as_str().into();
@@ -587,7 +585,10 @@ async fn load_facts(
     authorization: Option<Authorization>,
 ) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
-    let key = m.contact_id.as_deref().map_or(ContactKey::Nobody, ContactKey::Id);
+    let key = m
+        .contact_id
+        .as_deref()
+        .map_or(ContactKey::Nobody, ContactKey::Id);
     let mut rows = read_fact_rows(core, db, key, channel, m.template_name.as_deref()).await?;
     let template = match template {
         Some(t) => Some(t.clone()),
@@ -841,7 +842,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     }
     // Claim: exactly one worker moves a waiting, due message to `sending`
     // (one statement, returning the row).
-    let claimed = outbound_message::Entity::update_many()
+    let claim = outbound_message::Entity::update_many()
         .col_expr(
             outbound_message::Column::State,
             Expr::value(MessageState::Sending.as_str()),
@@ -857,10 +858,9 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
             sea_orm::Condition::any()
                 .add(outbound_message::Column::DeferUntil.is_null())
                 .add(outbound_message::Column::DeferUntil.lte(now + Duration::milliseconds(500))),
-        )
-        .exec_with_returning(&core.db.conn)
-        .await?;
-    let Some(m) = claimed.into_iter().next() else {
+        );
+    let claimed = claim_and_read(core, claim).await?;
+    let Some((m, rows)) = claimed else {
         // Not claimed: gone, taken, finished, or not due yet.
         let Some(m) = outbound_message::Entity::find_by_id(message_id)
             .one(&core.db.conn)
@@ -878,8 +878,10 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         });
     };
     let actor = "worker";
+    let mut rows = rows;
+    let template = rows.template.take().map(Template::from);
     let (facts, mut loaded, extras) =
-        load_facts(core, &core.db.conn, &m, None, None).await?;
+        facts_from_rows(core, &core.db.conn, &m, rows, template, None).await?;
     let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     if decision.decision == Decision::Pass {
         // Reserve the limits only for a message that may otherwise go, and
@@ -931,6 +933,48 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     }
     debug_assert_eq!(state, MessageState::Sending);
     call_provider(core, &m, &facts, &loaded, extras).await
+}
+
+/// Claim a message (`claim` moves a waiting, due message to `sending`) and
+/// read the rows its gates need. On PostgreSQL both in one statement; on
+/// SQLite the claim, then the read. `None` when nothing was claimed.
+async fn claim_and_read(
+    core: &Core,
+    claim: sea_orm::UpdateMany<outbound_message::Entity>,
+) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+    if core.db.is_sqlite() {
+        let Some(m) = claim
+            .exec_with_returning(&core.db.conn)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+        let key = m
+            .contact_id
+            .as_deref()
+            .map_or(ContactKey::Nobody, ContactKey::Id);
+        let rows = read_fact_rows(
+            core,
+            &core.db.conn,
+            key,
+            channel,
+            m.template_name.as_deref(),
+        )
+        .await?;
+        return Ok(Some((m, rows)));
+    }
+    let mut query = claim.into_query();
+    query.returning_all();
+    let senders = [Channel::WhatsApp, Channel::Sms].map(|c| (c, authz::sender_key(core, c)));
+    contacts::claim_with_fact_rows(
+        &core.db.conn,
+        sea_orm::DbBackend::Postgres.build(&query),
+        &senders,
+    )
+    .await
 }
 
 async fn tier_threshold_alert(core: &Core, used: u64) {

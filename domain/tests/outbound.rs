@@ -968,3 +968,96 @@ async fn every_accepted_message_has_its_audit_rows() {
         price_unit: None,
     };
 }
+
+#[tokio::test]
+async fn the_facts_statement_reads_every_row_the_gates_need() {
+    use heimdall_domain::contacts::ContactKey;
+    let env = env().await;
+    let core = &env.core;
+    let id = contact(core, PHONE, &[Channel::WhatsApp]).await;
+    let now = core.now();
+    contacts::suppress(
+        &core.db.conn,
+        &id,
+        None,
+        "staff",
+        Some("ticket 7"),
+        "test",
+        now,
+    )
+    .await
+    .unwrap();
+    contacts::open_window(&core.db.conn, &id, Channel::WhatsApp, now, now)
+        .await
+        .unwrap();
+    let (kind, address) = authz::sender_key(core, Channel::WhatsApp).expect("a sender");
+
+    let by_id = contacts::fact_rows(
+        &core.db.conn,
+        ContactKey::Id(&id),
+        Channel::WhatsApp,
+        Some(" Task_Reminder "),
+        Some((kind, &address)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        by_id.contact.as_ref().map(|c| c.id.as_str()),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        by_id.contact.as_ref().and_then(|c| c.time_zone.as_deref()),
+        Some("Europe/Oslo")
+    );
+    let consent = by_id.gate.consent.as_ref().expect("the consent");
+    assert_eq!(consent.status, "active");
+    assert!(consent.revoked_at.is_none());
+    let suppression = by_id.gate.suppression.as_ref().expect("the suppression");
+    assert_eq!(suppression.reason, "staff");
+    assert_eq!(suppression.source_ref.as_deref(), Some("ticket 7"));
+    let expires = by_id.gate.window_expires_at.expect("the window");
+    assert!(expires > now + Duration::hours(23));
+    assert_eq!(
+        by_id.template.as_ref().map(|t| t.name.as_str()),
+        Some("task_reminder")
+    );
+    let sender = by_id.sender.as_ref().expect("the sender row");
+    assert_eq!(
+        (sender.kind.as_str(), sender.address.as_str()),
+        (kind, address.as_str())
+    );
+
+    // The same contact by number; on SMS: no consent, no window, but the
+    // suppression for every channel still applies.
+    let by_phone = contacts::fact_rows(
+        &core.db.conn,
+        ContactKey::Phone(PHONE),
+        Channel::Sms,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_phone.contact.map(|c| c.id), Some(id.clone()));
+    assert!(by_phone.gate.consent.is_none());
+    assert!(by_phone.gate.window_expires_at.is_none());
+    assert!(by_phone.gate.suppression.is_some());
+    assert!(by_phone.template.is_none() && by_phone.sender.is_none());
+
+    // Nobody, or a number nobody has: no contact rows, the rest still read.
+    for key in [ContactKey::Nobody, ContactKey::Phone("+4790000000")] {
+        let rows = contacts::fact_rows(
+            &core.db.conn,
+            key,
+            Channel::WhatsApp,
+            Some("task_reminder"),
+            Some((kind, &address)),
+        )
+        .await
+        .unwrap();
+        assert!(rows.contact.is_none(), "{key:?}");
+        assert!(rows.gate.consent.is_none() && rows.gate.suppression.is_none());
+        assert!(rows.gate.window_expires_at.is_none());
+        assert!(rows.template.is_some() && rows.sender.is_some(), "{key:?}");
+    }
+}

@@ -94,12 +94,11 @@ impl Queue {
         namespace: &str,
     ) -> Result<Queue, anyhow::Error> {
         if let Some(conn) = redis {
-            let config =
-                apalis_redis::Config::default()
-                    .queue(redis_queue(namespace, send_message::QUEUE))
-                    // Nothing subscribes to apalis' pub/sub events; publishing
-                    // one per push, fetch and ack only costs Redis time.
-                    .emit_events(false);
+            let config = apalis_redis::Config::default()
+                .queue(redis_queue(namespace, send_message::QUEUE))
+                // Nothing subscribes to apalis' pub/sub events; publishing
+                // one per push, fetch and ack only costs Redis time.
+                .emit_events(false);
             return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
         }
         if let Some(pool) = db.sqlite_pool() {
