@@ -200,6 +200,47 @@ pub async fn find_or_create_by_phone(
     }
 }
 
+/// Contact ids by E.164 number, remembered in process so that a message
+/// from a known number needs no lookup. Exact, never stale: contacts are
+/// never deleted and a contact's number never changes (it is set when the
+/// contact is created, and is its identity), so a number that once had an
+/// id always has that id. Bounded: the least recently used go first.
+#[derive(Debug)]
+pub struct ContactIds(std::sync::Mutex<lru::LruCache<String, String>>);
+
+/// How many numbers [`ContactIds`] remembers (about 10 MB).
+const CONTACT_IDS: usize = 100_000;
+
+impl Default for ContactIds {
+    fn default() -> Self {
+        let cap = std::num::NonZeroUsize::new(CONTACT_IDS).expect("a positive capacity");
+        ContactIds(std::sync::Mutex::new(lru::LruCache::new(cap)))
+    }
+}
+
+impl ContactIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of the contact with this number, finding or creating it in
+    /// the database only the first time this process sees the number.
+    pub async fn find_or_create(
+        &self,
+        db: &impl ConnectionTrait,
+        phone: &PhoneNumber,
+        name: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<String, sea_orm::DbErr> {
+        if let Some(id) = self.lock().get(phone.as_str()) {
+            return Ok(id.clone());
+        }
+        let contact = find_or_create_by_phone(db, phone, name, now).await?;
+        self.lock().put(phone.to_string(), contact.id.clone());
+        Ok(contact.id)
+    }
+}
+
 /// Search by phone fragment or name.
 pub async fn search(core: &Core, query: &str, limit: u64) -> Result<Vec<Contact>, sea_orm::DbErr> {
     let q = query.trim();

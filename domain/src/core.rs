@@ -49,6 +49,8 @@ pub struct Core {
     pub errors: ErrorTable,
     /// Webhook events waiting in the local spool (see [`crate::inbound`]).
     pub spool: SpoolState,
+    /// Contact ids by number, for inbound messages.
+    pub contact_ids: crate::contacts::ContactIds,
 }
 
 /// Whether this process has webhook events in its local spool, and the lock
@@ -114,6 +116,7 @@ impl Core {
             limits,
             errors,
             spool: SpoolState::default(),
+            contact_ids: crate::contacts::ContactIds::default(),
         })
     }
 

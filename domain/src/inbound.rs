@@ -302,9 +302,10 @@ async fn store_plain_message(
 ) -> Result<Option<InboundOutcome>, InboundError> {
     use sea_orm::QueryTrait;
     let now = core.now();
-    let contact =
-        contacts::find_or_create_by_phone(&core.db.conn, phone, msg.profile_name.clone(), now)
-            .await?;
+    let contact_id = core
+        .contact_ids
+        .find_or_create(&core.db.conn, phone, msg.profile_name.clone(), now)
+        .await?;
     let backend = core.db.backend();
     let inbound_id = new_id();
     let mut statements = vec![
@@ -313,13 +314,13 @@ async fn store_plain_message(
         inbound_message::Entity::insert(inbound_row(
             msg,
             phone,
-            &contact.id,
+            &contact_id,
             &inbound_id,
             None,
             now,
         ))
         .build(backend),
-        contacts::window_upsert(&contact.id, msg.channel, msg.received_at, now).build(backend),
+        contacts::window_upsert(&contact_id, msg.channel, msg.received_at, now).build(backend),
     ];
     if let Some(rec) = audit {
         statements.push(webhook_audit::Entity::insert(audit_row(rec, false, now)).build(backend));
@@ -332,7 +333,7 @@ async fn store_plain_message(
     metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => "none").increment(1);
     Ok(Some(InboundOutcome::Stored {
         inbound_id,
-        contact_id: contact.id,
+        contact_id,
         keyword: None,
         reply_message_id: None,
     }))

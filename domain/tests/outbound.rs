@@ -1061,3 +1061,45 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         assert!(rows.template.is_some() && rows.sender.is_some(), "{key:?}");
     }
 }
+
+#[tokio::test]
+async fn a_numbers_contact_id_is_looked_up_once_per_process() {
+    use heimdall_domain::contacts::ContactIds;
+    use heimdall_domain::entities::contact;
+    use heimdall_domain::PhoneNumber;
+    let first = env().await;
+    let other = env().await;
+    let phone = PhoneNumber::parse_e164(PHONE).unwrap();
+    let ids = ContactIds::default();
+    let now = first.core.now();
+    let created = ids
+        .find_or_create(&first.core.db.conn, &phone, Some("Ann".into()), now)
+        .await
+        .unwrap();
+    let stored = contact::Entity::find_by_id(created.as_str())
+        .one(&first.core.db.conn)
+        .await
+        .unwrap()
+        .expect("created in the database");
+    assert_eq!(stored.phone_e164, PHONE);
+    // Asked again (here even against another database), the remembered id
+    // answers: no lookup, nothing created there.
+    let again = ids
+        .find_or_create(&other.core.db.conn, &phone, None, now)
+        .await
+        .unwrap();
+    assert_eq!(again, created);
+    assert_eq!(
+        contact::Entity::find()
+            .count(&other.core.db.conn)
+            .await
+            .unwrap(),
+        0
+    );
+    // A fresh process (a new cache) finds the same contact, not a new one.
+    let found = ContactIds::default()
+        .find_or_create(&first.core.db.conn, &phone, None, now)
+        .await
+        .unwrap();
+    assert_eq!(found, created);
+}
