@@ -716,6 +716,78 @@ pub struct WindowState {
     pub seconds_remaining: i64,
 }
 
+/// The service window cached in Redis (when configured), written after
+/// the database (the record) has it: a hash of the last inbound time and
+/// the expiry (ms), moved forward only, expiring with the window.
+const WINDOW_CACHE_SCRIPT: &str = r#"
+-- KEYS[1] = key; ARGV[1] = last inbound (ms); ARGV[2] = expires (ms)
+local cur = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+if tonumber(ARGV[1]) > cur then
+  redis.call('HSET', KEYS[1], 'last', ARGV[1], 'expires', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+static WINDOW_CACHE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(WINDOW_CACHE_SCRIPT));
+
+fn window_key(core: &Core, phone: &str, channel: Channel) -> String {
+    format!(
+        "{}:window:{}:{phone}",
+        core.settings.redis_namespace,
+        channel.as_str()
+    )
+}
+
+/// Cache a window opened by a message received at `received_at` (after
+/// the database has it). A failure is logged: the database still answers.
+pub async fn cache_window(core: &Core, phone: &str, channel: Channel, received_at: DateTime<Utc>) {
+    let Some(conn) = &core.redis else {
+        return;
+    };
+    let mut conn = conn.clone();
+    let res: Result<i64, _> = WINDOW_CACHE
+        .key(window_key(core, phone, channel))
+        .arg(received_at.timestamp_millis())
+        .arg((received_at + WINDOW).timestamp_millis())
+        .invoke_async(&mut conn)
+        .await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "window cache: redis unavailable");
+    }
+}
+
+/// The window of a number as cached in Redis: `None` when Redis is not
+/// configured, not answering, or has no open window for it (then the
+/// database answers).
+pub async fn cached_window(
+    core: &Core,
+    phone: &str,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Option<WindowState> {
+    let mut conn = core.redis.clone()?;
+    let res: Result<(Option<i64>, Option<i64>), _> = redis::cmd("HMGET")
+        .arg(window_key(core, phone, channel))
+        .arg("last")
+        .arg("expires")
+        .query_async(&mut conn)
+        .await;
+    let (last, expires) = match res {
+        Ok((Some(l), Some(e))) => (l, e),
+        _ => return None,
+    };
+    let last = DateTime::from_timestamp_millis(last)?;
+    let expires = DateTime::from_timestamp_millis(expires)?;
+    (expires > now).then(|| WindowState {
+        in_window: true,
+        expires_at: Some(expires),
+        last_inbound: Some(last),
+        seconds_remaining: (expires - now).num_seconds(),
+    })
+}
+
 /// Open or extend the window to 24 hours after `received_at` (never
 /// shortening it when messages arrive out of order).
 pub async fn open_window(

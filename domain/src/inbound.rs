@@ -330,6 +330,7 @@ async fn store_plain_message(
         Err(e) if is_unique_violation(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
+    contacts::cache_window(core, phone.as_str(), msg.channel, msg.received_at).await;
     metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => "none").increment(1);
     Ok(Some(InboundOutcome::Stored {
         inbound_id,
@@ -487,6 +488,7 @@ async fn store_message(
         .await?;
     contacts::open_window(&txn, &contact.id, msg.channel, msg.received_at, now).await?;
     txn.commit().await?;
+    contacts::cache_window(core, phone.as_str(), msg.channel, msg.received_at).await;
     metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| match k.action { KeywordAction::OptOut => "opt_out", KeywordAction::OptIn => "opt_in", KeywordAction::Help => "help" }).unwrap_or("none")).increment(1);
     Ok(Some(Stored {
         inbound_id,

@@ -1103,3 +1103,48 @@ async fn a_numbers_contact_id_is_looked_up_once_per_process() {
         .unwrap();
     assert_eq!(found, created);
 }
+
+#[tokio::test]
+async fn the_window_cache_moves_forward_only_and_matches_the_record() {
+    let env = env().await;
+    let core = &env.core;
+    let id = contact(core, PHONE, &[]).await;
+    // Real time: Redis expires the cache by its own clock.
+    let now = chrono::Utc::now();
+    let earlier = now - Duration::hours(2);
+    contacts::open_window(&core.db.conn, &id, Channel::WhatsApp, now, now)
+        .await
+        .unwrap();
+    contacts::cache_window(core, PHONE, Channel::WhatsApp, now).await;
+    // A message that arrives late, out of order, moves nothing back.
+    contacts::cache_window(core, PHONE, Channel::WhatsApp, earlier).await;
+    let cached = contacts::cached_window(core, PHONE, Channel::WhatsApp, now).await;
+    let record = contacts::window(&core.db.conn, &id, Channel::WhatsApp, now)
+        .await
+        .unwrap();
+    match &core.redis {
+        None => assert!(cached.is_none(), "no Redis, no cache"),
+        Some(_) => {
+            let cached = cached.expect("the cached window");
+            assert!(cached.in_window);
+            assert_eq!(
+                cached.expires_at.map(|t| t.timestamp_millis()),
+                record.expires_at.map(|t| t.timestamp_millis())
+            );
+            assert_eq!(
+                cached.last_inbound.map(|t| t.timestamp_millis()),
+                Some(now.timestamp_millis())
+            );
+            // Not cached for SMS, nor once the window has passed.
+            assert!(contacts::cached_window(core, PHONE, Channel::Sms, now)
+                .await
+                .is_none());
+            let later = now + Duration::hours(25);
+            assert!(
+                contacts::cached_window(core, PHONE, Channel::WhatsApp, later)
+                    .await
+                    .is_none()
+            );
+        }
+    }
+}

@@ -245,13 +245,18 @@ async fn whatsapp_session(
     let phone = PhoneNumber::parse(&path.into_inner(), core.settings.default_region)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let now = core.now();
-    let state = match contacts::find_by_phone(&core.db.conn, &phone).await? {
-        Some(c) => contacts::window(&core.db.conn, &c.id, Channel::WhatsApp, now).await?,
-        None => contacts::WindowState {
-            in_window: false,
-            expires_at: None,
-            last_inbound: None,
-            seconds_remaining: 0,
+    // An open window cached in Redis answers without the database; a
+    // closed or unknown one is read from the database (the record).
+    let state = match contacts::cached_window(&core, phone.as_str(), Channel::WhatsApp, now).await {
+        Some(w) => w,
+        None => match contacts::find_by_phone(&core.db.conn, &phone).await? {
+            Some(c) => contacts::window(&core.db.conn, &c.id, Channel::WhatsApp, now).await?,
+            None => contacts::WindowState {
+                in_window: false,
+                expires_at: None,
+                last_inbound: None,
+                seconds_remaining: 0,
+            },
         },
     };
     Ok(HttpResponse::Ok().json(json!({
