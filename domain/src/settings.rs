@@ -719,7 +719,7 @@ mod tests {
                 "HEIMDALL_REDIS_URL",
             ),
             (
-                vec![("TWILIO_ACCOUNT_SID", "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9")],
+                vec![("TWILIO_ACCOUNT_SID", "ACtestaccount000000000000000000001")],
                 "TWILIO_AUTH_TOKEN",
             ),
             (
@@ -755,7 +755,7 @@ mod tests {
     #[test]
     fn secrets_are_not_printed() {
         let s = settings(&[
-            ("TWILIO_ACCOUNT_SID", "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            ("TWILIO_ACCOUNT_SID", "ACtestaccount000000000000000000001"),
             ("TWILIO_AUTH_TOKEN", "supersecret-token-value"),
             ("HEIMDALL_API_KEY", "bootstrap-key-value"),
         ])

@@ -594,7 +594,7 @@ mod tests {
 
     fn settings() -> TwilioSettings {
         TwilioSettings {
-            account_sid: "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
+            account_sid: "ACtestaccount000000000000000000001".into(),
             auth_token: SecretString::from("super-secret-token".to_string()),
             whatsapp_number: None,
             sms_number: None,
@@ -770,7 +770,7 @@ mod tests {
     fn debug_shows_sid_not_token() {
         let c = TwilioClient::new(&settings(), reqwest::Client::new());
         let dbg = format!("{c:?}");
-        assert!(dbg.contains("AC0a1b2c3d4e5f60718293a4b5c6d7e8f9"));
+        assert!(dbg.contains("ACtestaccount000000000000000000001"));
         assert!(!dbg.contains("super-secret-token"));
     }
 

@@ -396,7 +396,7 @@ mod tests {
         );
 
         let set = heimdall_domain::Settings::from_source(&Source::from_pairs([
-            ("TWILIO_ACCOUNT_SID", "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            ("TWILIO_ACCOUNT_SID", "ACtestaccount000000000000000000001"),
             ("TWILIO_AUTH_TOKEN", "configured-token"),
             ("TWILIO_WHATSAPP_NUMBER", "whatsapp:+14155550100"),
             ("WHATSAPP_ACCESS_TOKEN", "configured-meta-token"),
@@ -407,7 +407,7 @@ mod tests {
         ]))
         .expect("valid settings");
         let c = SandboxConfig::from_settings(&set);
-        assert_eq!(c.account_sid, "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9");
+        assert_eq!(c.account_sid, "ACtestaccount000000000000000000001");
         assert_eq!(c.auth_token.expose_secret(), "configured-token");
         assert_eq!(c.meta_access_token.expose_secret(), "configured-meta-token");
         assert_eq!(c.meta_app_secret.expose_secret(), "configured-secret");

@@ -195,7 +195,7 @@ async fn wrong_credentials_are_20003_without_the_token() {
 async fn another_account_in_the_path_is_404() {
     let sb = sandbox().await;
     let url = format!(
-        "{}2010-04-01/Accounts/AC9f8e7d6c5b4a30291807f6e5d4c3b2a1/Messages.json",
+        "{}2010-04-01/Accounts/ACtestaccount000000000000000000002/Messages.json",
         sb.base_url()
     );
     let response = reqwest::Client::new()
