@@ -707,13 +707,32 @@ pub async fn revoke_and_suppress(
 // ---------------------------------------------------------------------------
 // Service windows
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A contact's service window on a channel; the default is no window.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct WindowState {
     pub in_window: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_inbound: Option<DateTime<Utc>>,
     /// Seconds left, 0 when closed.
     pub seconds_remaining: i64,
+}
+
+impl WindowState {
+    /// The window opened by a message at `last_inbound`, expiring at
+    /// `expires`, as seen at `now`.
+    fn at(last_inbound: DateTime<Utc>, expires: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        let open = expires > now;
+        WindowState {
+            in_window: open,
+            expires_at: Some(expires),
+            last_inbound: Some(last_inbound),
+            seconds_remaining: if open {
+                (expires - now).num_seconds()
+            } else {
+                0
+            },
+        }
+    }
 }
 
 /// The service window cached in Redis (when configured), written after
@@ -780,12 +799,7 @@ pub async fn cached_window(
     };
     let last = DateTime::from_timestamp_millis(last)?;
     let expires = DateTime::from_timestamp_millis(expires)?;
-    (expires > now).then(|| WindowState {
-        in_window: true,
-        expires_at: Some(expires),
-        last_inbound: Some(last),
-        seconds_remaining: (expires - now).num_seconds(),
-    })
+    (expires > now).then(|| WindowState::at(last, expires, now))
 }
 
 /// Open or extend the window to 24 hours after `received_at` (never
@@ -848,27 +862,9 @@ pub async fn window(
         .filter(service_window::Column::Channel.eq(channel.as_str()))
         .one(db)
         .await?;
-    Ok(match w {
-        None => WindowState {
-            in_window: false,
-            expires_at: None,
-            last_inbound: None,
-            seconds_remaining: 0,
-        },
-        Some(w) => {
-            let open = w.window_expires_at > now;
-            WindowState {
-                in_window: open,
-                expires_at: Some(w.window_expires_at),
-                last_inbound: Some(w.last_inbound_at),
-                seconds_remaining: if open {
-                    (w.window_expires_at - now).num_seconds()
-                } else {
-                    0
-                },
-            }
-        }
-    })
+    Ok(w.map_or_else(WindowState::default, |w| {
+        WindowState::at(w.last_inbound_at, w.window_expires_at, now)
+    }))
 }
 
 /// What the gates need to know about one contact on one channel.
@@ -1098,23 +1094,19 @@ pub async fn claim_with_fact_rows(
     use sea_orm::{DbBackend, Statement};
     let mut values = claim.values.map(|v| v.0).unwrap_or_default();
     let claim_sql = claim.sql;
-    let mut next = || {
-        values.push(sea_orm::Value::String(None));
-        values.len()
-    };
     // Each sender's kind and address as parameters after the claim's own.
     let mut pairs = Vec::new();
-    let mut bound = Vec::new();
     for (_, sender) in senders {
-        let (k, a) = (next(), next());
-        pairs.push((format!("${k}"), format!("${a}")));
-        bound.push((k, a, sender.clone()));
-    }
-    for (k, a, sender) in bound {
-        if let Some((kind, address)) = sender {
-            values[k - 1] = kind.into();
-            values[a - 1] = address.into();
-        }
+        let (kind, address) = match sender {
+            Some((k, a)) => (Some(k.to_string()), Some(a.clone())),
+            None => (None, None),
+        };
+        values.push(kind.into());
+        values.push(address.into());
+        pairs.push((
+            format!("${}", values.len() - 1),
+            format!("${}", values.len()),
+        ));
     }
     let ctes = format!("m AS ({claim_sql}), ");
     let m_columns = format!(

@@ -2079,6 +2079,9 @@ if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) 
 return {n, ttl}
 "#;
 
+static RATE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(RATE_SCRIPT));
+
 /// Submissions per address: `max` in `period`. In process (governor, keyed
 /// by address); with Redis configured, shared by every process (a counter
 /// per address under the Redis namespace), falling back to the in-process
@@ -2124,7 +2127,7 @@ impl SubmissionLimiter {
         if let Some(conn) = &core.redis {
             let mut conn = conn.clone();
             let redis_key = format!("{}:optin:rate:{key}", core.settings.redis_namespace);
-            let res: Result<(i64, i64), _> = redis::Script::new(RATE_SCRIPT)
+            let res: Result<(i64, i64), _> = RATE
                 .key(&redis_key)
                 .arg(self.period.as_secs().max(1))
                 .invoke_async(&mut conn)

@@ -565,15 +565,28 @@ async fn read_fact_rows(
     template_name: Option<&str>,
 ) -> Result<FactRows, sea_orm::DbErr> {
     let sender = authz::sender_key(core, channel);
-    let rows = contacts::fact_rows(
+    contacts::fact_rows(
         db,
         key,
         channel,
         template_name,
         sender.as_ref().map(|(k, a)| (*k, a.as_str())),
     )
-    .await?;
-    Ok(rows)
+    .await
+}
+
+/// [`read_fact_rows`] for a stored message.
+async fn read_fact_rows_for(
+    core: &Core,
+    db: &impl ConnectionTrait,
+    m: &outbound_message::Model,
+) -> Result<FactRows, sea_orm::DbErr> {
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    let key = m
+        .contact_id
+        .as_deref()
+        .map_or(ContactKey::Nobody, ContactKey::Id);
+    read_fact_rows(core, db, key, channel, m.template_name.as_deref()).await
 }
 
 /// Load every fact the gates need for a stored message.
@@ -584,12 +597,7 @@ async fn load_facts(
     template: Option<&Template>,
     authorization: Option<Authorization>,
 ) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
-    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
-    let key = m
-        .contact_id
-        .as_deref()
-        .map_or(ContactKey::Nobody, ContactKey::Id);
-    let mut rows = read_fact_rows(core, db, key, channel, m.template_name.as_deref()).await?;
+    let mut rows = read_fact_rows_for(core, db, m).await?;
     let template = match template {
         Some(t) => Some(t.clone()),
         None => rows.template.take().map(Template::from),
@@ -633,27 +641,24 @@ async fn facts_from_rows(
         sender: sender_row,
         ..
     } = rows;
-    let (consent, suppression, window_expires_at) = match &contact {
-        Some(_) => {
-            let consent = state
-                .consent_status()
-                .zip(state.consent)
-                .map(|(status, c)| ConsentFact {
-                    status,
-                    source: c.source,
-                    captured_at: c.captured_at,
-                });
-            let suppression = state.suppression.map(|s| SuppressionFact {
-                reason: match s.source_ref {
-                    Some(r) => format!("{} {r}", s.reason),
-                    None => s.reason,
-                },
-                since: s.since,
-            });
-            (consent, suppression, state.window_expires_at)
-        }
-        None => (None, None, None),
-    };
+    // (With no contact the statement found no consent, suppression or
+    // window either.)
+    let consent = state
+        .consent_status()
+        .zip(state.consent)
+        .map(|(status, c)| ConsentFact {
+            status,
+            source: c.source,
+            captured_at: c.captured_at,
+        });
+    let suppression = state.suppression.map(|s| SuppressionFact {
+        reason: match s.source_ref {
+            Some(r) => format!("{} {r}", s.reason),
+            None => s.reason,
+        },
+        since: s.since,
+    });
+    let window_expires_at = state.window_expires_at;
     let authorization = match authorization {
         Some(a) => a,
         None => authorization_for(core, db, m, template.as_ref()).await?,
@@ -860,7 +865,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                 .add(outbound_message::Column::DeferUntil.lte(now + Duration::milliseconds(500))),
         );
     let claimed = claim_and_read(core, claim).await?;
-    let Some((m, rows)) = claimed else {
+    let Some((m, mut rows)) = claimed else {
         // Not claimed: gone, taken, finished, or not due yet.
         let Some(m) = outbound_message::Entity::find_by_id(message_id)
             .one(&core.db.conn)
@@ -878,7 +883,6 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         });
     };
     let actor = "worker";
-    let mut rows = rows;
     let template = rows.template.take().map(Template::from);
     let (facts, mut loaded, extras) =
         facts_from_rows(core, &core.db.conn, &m, rows, template, None).await?;
@@ -951,19 +955,7 @@ async fn claim_and_read(
         else {
             return Ok(None);
         };
-        let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
-        let key = m
-            .contact_id
-            .as_deref()
-            .map_or(ContactKey::Nobody, ContactKey::Id);
-        let rows = read_fact_rows(
-            core,
-            &core.db.conn,
-            key,
-            channel,
-            m.template_name.as_deref(),
-        )
-        .await?;
+        let rows = read_fact_rows_for(core, &core.db.conn, &m).await?;
         return Ok(Some((m, rows)));
     }
     let mut query = claim.into_query();

@@ -251,12 +251,7 @@ async fn whatsapp_session(
         Some(w) => w,
         None => match contacts::find_by_phone(&core.db.conn, &phone).await? {
             Some(c) => contacts::window(&core.db.conn, &c.id, Channel::WhatsApp, now).await?,
-            None => contacts::WindowState {
-                in_window: false,
-                expires_at: None,
-                last_inbound: None,
-                seconds_remaining: 0,
-            },
+            None => contacts::WindowState::default(),
         },
     };
     Ok(HttpResponse::Ok().json(json!({
