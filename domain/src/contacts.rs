@@ -943,16 +943,12 @@ fn joined<M: sea_orm::FromQueryResult>(
 
 /// Where the facts statement finds what it reads: SQL expressions for the
 /// contact's condition, the channel and the template name, and the
-/// senders' (kind, address) pairs; `ctes` go before the statement's own.
+/// senders' (kind, address) pairs.
 struct FactSources<'a> {
-    ctes: &'a str,
     contact_where: &'a str,
     channel: &'a str,
     template: &'a str,
     senders: &'a [(String, String)],
-    /// Extra columns and joins (the claimed message).
-    extra_columns: &'a str,
-    extra_joins: &'a str,
 }
 
 /// The facts statement: one row, every source joined to a one-row base.
@@ -970,12 +966,12 @@ fn facts_sql(src: &FactSources<'_>) -> String {
         ));
     }
     format!(
-        "WITH {ctes}k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
+        "WITH k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
          SELECT {c}, \
            lc.status AS lc_status, lc.source AS lc_source, \
            lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
            ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
-           w.window_expires_at AS w_expires_at, {t}{senders_cols}{extra_columns} \
+           w.window_expires_at AS w_expires_at, {t}{senders_cols} \
          FROM (SELECT 1 AS one) one \
          LEFT JOIN k ON TRUE \
          LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
@@ -986,15 +982,12 @@ fn facts_sql(src: &FactSources<'_>) -> String {
            AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
          LEFT JOIN service_windows w \
            ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
-         LEFT JOIN templates t ON t.name = {tn}{senders_joins}{extra_joins}",
-        ctes = src.ctes,
+         LEFT JOIN templates t ON t.name = {tn}{senders_joins}",
         contact_where = src.contact_where,
         c = prefixed_columns::<contact::Entity>("k", "c_"),
         t = prefixed_columns::<template::Entity>("t", "t_"),
         ch = src.channel,
         tn = src.template,
-        extra_columns = src.extra_columns,
-        extra_joins = src.extra_joins,
     )
 }
 
@@ -1055,13 +1048,10 @@ pub async fn fact_rows(
         ContactKey::Nobody => (format!("FALSE AND id = {}", p(1)), ""),
     };
     let sql = facts_sql(&FactSources {
-        ctes: "",
         contact_where: &contact_where,
         channel: &p(2),
         template: &p(3),
         senders: &[(p(4), p(5))],
-        extra_columns: "",
-        extra_joins: "",
     });
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -1080,66 +1070,95 @@ pub async fn fact_rows(
     decode_facts(&row, 0)
 }
 
-/// PostgreSQL only: run `claim` (an `UPDATE outbound_messages ...
-/// RETURNING *` claiming one message) and read the claimed message's
-/// [`FactRows`] in the same statement, one round trip instead of two.
-/// `senders` holds each channel's sender (kind, address), if any. `None`
-/// when nothing was claimed.
-pub async fn claim_with_fact_rows(
-    db: &impl ConnectionTrait,
-    claim: sea_orm::Statement,
+/// PostgreSQL only: claim every message of `ids` that is waiting
+/// (`queued` or `deferred`), has no provider sid yet and is due by
+/// `due_by` (one `UPDATE` moving them to `sending` at `now`: the
+/// compare-and-set that lets exactly one worker have a message), and read
+/// each claimed message's [`FactRows`] in the same statement. The messages
+/// not returned were not claimed (gone, taken, finished or not yet due).
+/// Every source is a `LATERAL` lookup by key per claimed message, so the
+/// plan is index lookups whatever the tables' sizes were when it was made.
+pub async fn claim_many_with_fact_rows(
+    pool: &sqlx::PgPool,
+    ids: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+    due_by: chrono::DateTime<chrono::Utc>,
     senders: &[(Channel, Option<(&str, String)>)],
-) -> Result<Option<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+) -> Result<Vec<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
     use crate::entities::outbound_message;
-    use sea_orm::{DbBackend, Statement};
-    let mut values = claim.values.map(|v| v.0).unwrap_or_default();
-    let claim_sql = claim.sql;
-    // Each sender's kind and address as parameters after the claim's own.
-    let mut pairs = Vec::new();
+    use crate::message_state::MessageState;
+    let mut senders_cols = String::new();
+    let mut senders_joins = String::new();
+    for i in 0..senders.len() {
+        senders_cols.push_str(", ");
+        senders_cols.push_str(&prefixed_columns::<channel_config::Entity>(
+            &format!("s{i}"),
+            &format!("s{i}_"),
+        ));
+        senders_joins.push_str(&format!(
+            " LEFT JOIN channels s{i} ON s{i}.kind = ${k} AND s{i}.address = ${a}",
+            k = 4 + 2 * i,
+            a = 5 + 2 * i
+        ));
+    }
+    let sql = format!(
+        "WITH m AS (UPDATE outbound_messages SET state = '{sending}', updated_at = $1 \
+           WHERE id = ANY($2) AND state IN ('{queued}', '{deferred}') \
+           AND provider_sid IS NULL AND (defer_until IS NULL OR defer_until <= $3) \
+           RETURNING *) \
+         SELECT {c}, \
+           lc.status AS lc_status, lc.source AS lc_source, \
+           lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
+           ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
+           w.window_expires_at AS w_expires_at, {t}{senders_cols}, {mc} \
+         FROM m \
+         LEFT JOIN LATERAL (SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1) k ON TRUE \
+         LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
+           WHERE contact_id = k.id AND channel = m.channel \
+           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
+         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at FROM suppressions \
+           WHERE contact_id = k.id AND channel IN (m.channel, 'all') \
+           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
+         LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
+           WHERE contact_id = k.id AND channel = m.channel LIMIT 1) w ON TRUE \
+         LEFT JOIN LATERAL (SELECT * FROM templates \
+           WHERE name = lower(trim(m.template_name)) LIMIT 1) t ON TRUE{senders_joins}",
+        sending = MessageState::Sending.as_str(),
+        queued = MessageState::Queued.as_str(),
+        deferred = MessageState::Deferred.as_str(),
+        c = prefixed_columns::<contact::Entity>("k", "c_"),
+        t = prefixed_columns::<template::Entity>("t", "t_"),
+        mc = prefixed_columns::<outbound_message::Entity>("m", "m_"),
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(ids)
+        .bind(due_by);
     for (_, sender) in senders {
         let (kind, address) = match sender {
             Some((k, a)) => (Some(k.to_string()), Some(a.clone())),
             None => (None, None),
         };
-        values.push(kind.into());
-        values.push(address.into());
-        pairs.push((
-            format!("${}", values.len() - 1),
-            format!("${}", values.len()),
-        ));
+        query = query.bind(kind).bind(address);
     }
-    let ctes = format!("m AS ({claim_sql}), ");
-    let m_columns = format!(
-        ", {}",
-        prefixed_columns::<outbound_message::Entity>("m", "m_")
-    );
-    let sql = facts_sql(&FactSources {
-        ctes: &ctes,
-        contact_where: "id = (SELECT contact_id FROM m)",
-        channel: "(SELECT channel FROM m)",
-        template: "lower(trim((SELECT template_name FROM m)))",
-        senders: &pairs,
-        extra_columns: &m_columns,
-        extra_joins: " LEFT JOIN m ON TRUE",
-    });
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the facts row".into()))?;
-    let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
-        return Ok(None);
-    };
-    let sender = senders
-        .iter()
-        .position(|(c, _)| c.as_str() == m.channel)
-        .unwrap_or(0);
-    let mut facts = decode_facts(&row, sender)?;
-    if m.template_name.is_none() {
-        facts.template = None;
+    let rows = query.fetch_all(pool).await.map_err(|e| {
+        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+    })?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row = sea_orm::QueryResult::from(row);
+        let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
+            continue;
+        };
+        let sender = senders
+            .iter()
+            .position(|(c, _)| c.as_str() == m.channel)
+            .unwrap_or(0);
+        let mut facts = decode_facts(&row, sender)?;
+        if m.template_name.is_none() {
+            facts.template = None;
+        }
+        claimed.push((m, facts));
     }
-    Ok(Some((m, facts)))
+    Ok(claimed)
 }

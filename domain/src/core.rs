@@ -51,6 +51,8 @@ pub struct Core {
     pub spool: SpoolState,
     /// Contact ids by number, for inbound messages.
     pub contact_ids: crate::contacts::ContactIds,
+    /// The send workers' claims, merged on PostgreSQL.
+    pub claims: crate::outbound::Claims,
 }
 
 /// Whether this process has webhook events in its local spool, and the lock
@@ -117,6 +119,7 @@ impl Core {
             errors,
             spool: SpoolState::default(),
             contact_ids: crate::contacts::ContactIds::default(),
+            claims: crate::outbound::Claims::default(),
         })
     }
 

@@ -11,33 +11,40 @@ use std::time::Duration;
 use heimdall_migrations::MigratorTrait;
 
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    RuntimeErr, SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions,
-    TransactionTrait,
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr,
+    SqlxPostgresConnector, SqlxSqliteConnector, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_query_sqlx::SqlxValues;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::message_writes::{RowWrite, PG_ROWS_SQL};
 use crate::settings::Settings;
 
 /// The database, whichever backend it is.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
-    /// SQLite: the group-commit writer behind [`Db::write_together`].
+    /// The group-commit writer behind [`Db::write_together`] (SQLite:
+    /// [`group_commit`], PostgreSQL: [`pg_group_commit`]).
     writer: Option<tokio::sync::mpsc::Sender<WriteRequest>>,
 }
 
-/// One caller's statements for the SQLite group-commit writer.
+/// One caller's statements (or, PostgreSQL only, rows) for the
+/// group-commit writer.
 struct WriteRequest {
     statements: Vec<Statement>,
+    rows: Option<RowWrite>,
     reply: tokio::sync::oneshot::Sender<Result<(), DbErr>>,
 }
 
-/// At most this many callers' writes share one SQLite transaction.
+/// At most this many callers' writes share one transaction.
 const MAX_GROUP: usize = 64;
+
+/// PostgreSQL: group transactions in flight at once (each on its own
+/// connection of the pool).
+const PG_GROUPS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -121,15 +128,32 @@ impl Db {
             } else {
                 opts.options([("plan_cache_mode", "force_generic_plan")])
             };
+            // The group-commit writer's own connections. Its statements
+            // write rows found by primary key; the merged statement joins
+            // the callers' rows to their messages, and a plan made while a
+            // table is empty (a fresh install) would otherwise scan the
+            // whole table on every write for as long as the connection
+            // lives. Index lookups, always, on these connections.
+            let write_opts = opts.clone().options([
+                ("enable_seqscan", "off"),
+                ("enable_hashjoin", "off"),
+                ("enable_mergejoin", "off"),
+            ]);
             let pool = PgPoolOptions::new()
                 .max_connections(20)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await
                 .map_err(DbError::Connect)?;
+            let write_pool = PgPoolOptions::new()
+                .max_connections(PG_GROUPS_IN_FLIGHT as u32 * 2)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy_with(write_opts);
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(pg_group_commit(write_pool, rx));
             Ok(Db {
                 conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
-                writer: None,
+                writer: Some(tx),
             })
         }
     }
@@ -170,43 +194,72 @@ impl Db {
         }
     }
 
-    /// Run write statements atomically, in one round trip. On PostgreSQL
-    /// they go as ONE statement (the first ones as data-modifying `WITH`
-    /// clauses before the last): one commit instead of a transaction's
-    /// five round trips. On SQLite they go to the group-commit writer
-    /// ([`group_commit`]) as one batch, handed to the connection's thread
-    /// at once instead of one hand-off per statement.
-    /// The statements must not depend on each other's effects (on
-    /// PostgreSQL they see one snapshot) and must be built for this backend
-    /// (sea-query's anonymous `?` placeholders on SQLite).
+    /// Run write statements atomically, in one round trip, through the
+    /// group-commit writer: callers' writes that arrive while others are
+    /// being written share the next transaction (one commit, one round
+    /// trip for all of them), and a caller hears back only after the
+    /// commit. SQLite: [`group_commit`]; PostgreSQL: [`pg_group_commit`].
+    /// The statements must not depend on each other's effects (a lone
+    /// caller's PostgreSQL statements run as one statement, seeing one
+    /// snapshot) and must be built for this backend (sea-query's anonymous
+    /// `?` placeholders on SQLite, `$n` on PostgreSQL).
     pub async fn write_together(&self, statements: Vec<Statement>) -> Result<(), DbErr> {
-        match self.backend() {
-            DbBackend::Postgres if statements.len() >= 2 => self
-                .conn
-                .execute_raw(join_as_ctes(statements))
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let Some(writer) = &self.writer else {
+            return self.write_alone(statements).await;
+        };
+        self.send_to_writer(writer, statements, None).await
+    }
+
+    /// Write the send path's rows atomically (see [`crate::message_writes`]):
+    /// on PostgreSQL merged with other callers' rows into one statement, on
+    /// SQLite as statements through [`Db::write_together`].
+    pub async fn write_rows(&self, rows: RowWrite) -> Result<(), DbErr> {
+        match &self.writer {
+            Some(writer) if !self.is_sqlite() => {
+                self.send_to_writer(writer, Vec::new(), Some(rows)).await
+            }
+            _ => self.write_together(rows.statements(self.backend())).await,
+        }
+    }
+
+    async fn send_to_writer(
+        &self,
+        writer: &tokio::sync::mpsc::Sender<WriteRequest>,
+        statements: Vec<Statement>,
+        rows: Option<RowWrite>,
+    ) -> Result<(), DbErr> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = WriteRequest {
+            statements,
+            rows,
+            reply,
+        };
+        match writer.send(request).await {
+            Ok(()) => answer
                 .await
-                .map(|_| ()),
-            DbBackend::Sqlite if !statements.is_empty() => {
-                let pool = self.conn.get_sqlite_connection_pool();
-                let Some(writer) = &self.writer else {
-                    return sqlite_batch(pool, &statements).await;
-                };
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                match writer.send(WriteRequest { statements, reply }).await {
-                    Ok(()) => answer.await.unwrap_or_else(|_| {
-                        Err(DbErr::Custom("the database writer stopped".into()))
-                    }),
-                    // The writer's runtime is gone (a test's): write directly.
-                    Err(e) => sqlite_batch(pool, &e.0.statements).await,
+                .unwrap_or_else(|_| Err(DbErr::Custom("the database writer stopped".into()))),
+            // The writer's runtime is gone (a test's): write directly.
+            Err(e) => {
+                let r = e.0;
+                let mut statements = r.statements;
+                if let Some(rows) = r.rows {
+                    statements.extend(rows.statements(self.backend()));
                 }
+                self.write_alone(statements).await
             }
-            _ => {
-                let txn = self.begin_write().await?;
-                for s in statements {
-                    txn.execute_raw(s).await?;
-                }
-                txn.commit().await
+        }
+    }
+
+    /// One caller's statements in one transaction, without the writer.
+    async fn write_alone(&self, statements: Vec<Statement>) -> Result<(), DbErr> {
+        match self.backend() {
+            DbBackend::Sqlite => {
+                sqlite_batch(self.conn.get_sqlite_connection_pool(), &statements).await
             }
+            _ => pg_write_alone(self.conn.get_postgres_connection_pool(), statements).await,
         }
     }
 
@@ -383,6 +436,183 @@ async fn write_group(pool: &sqlx::SqlitePool, group: &[WriteRequest]) -> Vec<Res
         return fail_all(Arc::new(e));
     }
     results
+}
+
+/// PostgreSQL: one caller's statements as ONE statement (the first ones as
+/// data-modifying `WITH` clauses before the last; one statement is simply
+/// run): prepared, one round trip, one commit.
+async fn pg_write_alone(pool: &sqlx::PgPool, statements: Vec<Statement>) -> Result<(), DbErr> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let statement = if statements.len() == 1 {
+        statements.into_iter().next().expect("one statement")
+    } else {
+        join_as_ctes(statements)
+    };
+    let values = statement.values.unwrap_or(sea_orm::Values(Vec::new()));
+    sqlx::query_with(
+        sqlx::AssertSqlSafe(statement.sql),
+        sea_query_sqlx::SqlxValues(values),
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .map_err(sqlx_err)
+}
+
+/// The PostgreSQL writer. Callers that arrive while
+/// [`PG_GROUPS_IN_FLIGHT`] groups are being written share the next group,
+/// written as one transaction in one round trip:
+/// - the send path's rows ([`Db::write_rows`]) of every caller in the
+///   group as ONE prepared statement ([`PG_ROWS_SQL`]);
+/// - other callers' statements: a caller alone as one prepared statement
+///   ([`pg_write_alone`]); several, with their values inlined by
+///   sea-query's PostgreSQL quoting, as one simple-protocol text, which
+///   PostgreSQL runs as one implicit transaction, statement after
+///   statement. (Several callers' statements as one `WITH` statement would
+///   not do: two updates of one row in one statement silently keep only
+///   one.)
+///
+/// If a group fails on a database error, nothing of it was written, and
+/// each of its callers is written alone, so one caller's failure (a unique
+/// key, say) fails only that caller.
+async fn pg_group_commit(pool: sqlx::PgPool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PG_GROUPS_IN_FLIGHT));
+    // A request that touches a message already in the group waits for the
+    // next one (one statement must not write one row twice).
+    let mut held: Option<WriteRequest> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let first = match held.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
+        if let Some(rows) = &first.rows {
+            ids.extend(rows.message_ids().map(str::to_string));
+        }
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            let Ok(r) = rx.try_recv() else {
+                break;
+            };
+            if let Some(rows) = &r.rows {
+                if rows.message_ids().any(|id| ids.contains(id)) {
+                    held = Some(r);
+                    break;
+                }
+                ids.extend(rows.message_ids().map(str::to_string));
+            }
+            group.push(r);
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pg_write_group(&pool, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Write one group and answer each of its callers.
+async fn pg_write_group(pool: &sqlx::PgPool, group: Vec<WriteRequest>) {
+    let (rows, statements): (Vec<_>, Vec<_>) = group.into_iter().partition(|r| r.rows.is_some());
+    futures::join!(
+        pg_write_rows(pool, rows),
+        pg_write_statements(pool, statements)
+    );
+}
+
+/// Every caller's rows in one statement.
+async fn pg_write_rows(pool: &sqlx::PgPool, group: Vec<WriteRequest>) {
+    if group.is_empty() {
+        return;
+    }
+    let mut all = RowWrite::default();
+    for r in &group {
+        if let Some(rows) = &r.rows {
+            all.extend(rows.clone());
+        }
+    }
+    let result = match all.json_arrays() {
+        Ok([messages, tool_calls, evaluations, sends]) => sqlx::query(PG_ROWS_SQL)
+            .bind(messages)
+            .bind(tool_calls)
+            .bind(evaluations)
+            .bind(sends)
+            .bind(
+                all.evaluations
+                    .iter()
+                    .map(|e| e.id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(all.sends.iter().map(|s| s.id.clone()).collect::<Vec<_>>())
+            .execute(pool)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
+    };
+    answer_group(pool, group, result).await;
+}
+
+/// Other callers' statements: alone as one statement, several as one text.
+async fn pg_write_statements(pool: &sqlx::PgPool, mut group: Vec<WriteRequest>) {
+    if group.len() <= 1 {
+        if let Some(r) = group.pop() {
+            let _ = r.reply.send(pg_write_alone(pool, r.statements).await);
+        }
+        return;
+    }
+    let mut text = String::new();
+    for s in group.iter().flat_map(|r| &r.statements) {
+        text.push_str(s.to_string().trim_end().trim_end_matches(';'));
+        text.push_str(";\n");
+    }
+    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(text))
+        .execute(pool)
+        .await
+        .map(|_| ());
+    answer_group(pool, group, result).await;
+}
+
+/// Tell a group's callers how their merged write went. When the server
+/// refused it (nothing was written: the transaction rolled back), or the
+/// rows could not even be encoded, each caller is written alone. When the
+/// connection failed, whether the group committed is unknown, so nothing is
+/// written again and each caller hears the error.
+async fn answer_group(
+    pool: &sqlx::PgPool,
+    group: Vec<WriteRequest>,
+    result: Result<(), sqlx::Error>,
+) {
+    match result {
+        Ok(()) => {
+            for r in group {
+                let _ = r.reply.send(Ok(()));
+            }
+        }
+        Err(sqlx::Error::Database(_)) | Err(sqlx::Error::Encode(_)) => {
+            let alone = group.into_iter().map(|r| async move {
+                let mut statements = r.statements;
+                if let Some(rows) = r.rows {
+                    statements.extend(rows.statements(DbBackend::Postgres));
+                }
+                let _ = r.reply.send(pg_write_alone(pool, statements).await);
+            });
+            futures::future::join_all(alone).await;
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for r in group {
+                let _ = r.reply.send(Err(shared_err(&e)));
+            }
+        }
+    }
 }
 
 /// WAL frames after which the checkpointer resets the log even if that

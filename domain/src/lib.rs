@@ -37,6 +37,7 @@ pub mod housekeeping;
 pub mod inbound;
 pub mod limits;
 pub mod message_state;
+pub mod message_writes;
 pub mod optin;
 pub mod outbound;
 pub mod reminders;

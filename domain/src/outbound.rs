@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,13 +23,14 @@ use crate::channel::Channel;
 use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
 use crate::contacts::{self, ContactKey, FactRows};
-use crate::entities::{campaign, message_status_event, outbound_message, staff_user, tool_call};
+use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
 };
 use crate::limits::TierReservation;
 use crate::message_state::{MessageState, ProviderStatus};
+use crate::message_writes::{self, EvaluationUpdate, RowWrite, SentUpdate};
 use crate::phone::PhoneNumber;
 use crate::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
 use crate::templates::{self, Template};
@@ -268,23 +268,20 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     }
     // The message, in its evaluated state, and the evaluation's audit row
     // are written together: there is no accepted message without its row.
-    let backend = core.db.backend();
+    let evaluation = message_writes::tool_call_row(audit::evaluation_row(
+        &message,
+        Stage::Accept,
+        &decision,
+        &actor,
+        now,
+    ))?;
     let written = core
         .db
-        .write_together(vec![
-            outbound_message::Entity::insert(
-                outbound_message::ActiveModel::from(message.clone()).reset_all(),
-            )
-            .build(backend),
-            tool_call::Entity::insert(audit::evaluation_row(
-                &message,
-                Stage::Accept,
-                &decision,
-                &actor,
-                now,
-            ))
-            .build(backend),
-        ])
+        .write_rows(RowWrite {
+            messages: vec![message.clone()],
+            tool_calls: vec![evaluation],
+            ..Default::default()
+        })
         .await;
     if let Err(e) = written {
         // A concurrent request with the same idempotency key won.
@@ -731,37 +728,26 @@ async fn finish_evaluation(
 ) -> Result<MessageState, sea_orm::DbErr> {
     let outcome = EvaluationOutcome::of(stage, decision);
     let (state, reason, until) = (outcome.state, outcome.reason, outcome.until);
-    let mut update = outbound_message::Entity::update_many()
-        .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
-        .col_expr(
-            outbound_message::Column::BlockReason,
-            Expr::value(reason.map(str::to_string)),
-        )
-        .col_expr(outbound_message::Column::DeferUntil, Expr::value(until))
-        .col_expr(
-            outbound_message::Column::InWindow,
-            Expr::value(Some(gates::in_window(window, now))),
-        )
-        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-        .filter(outbound_message::Column::Id.eq(&m.id));
-    if state == MessageState::Queued {
-        update = update.col_expr(outbound_message::Column::QueuedAt, Expr::value(Some(now)));
-    }
-    if state == MessageState::Sending {
+    let update = EvaluationUpdate {
+        id: m.id.clone(),
+        state: state.as_str().into(),
+        block_reason: reason.map(str::to_string),
+        defer_until: until,
+        in_window: gates::in_window(window, now),
+        updated_at: now,
+        queued_at: (state == MessageState::Queued).then_some(now),
         // The worker calls the provider next: count the attempt with this
         // write, so a crash during the call still shows it.
-        update = update.col_expr(
-            outbound_message::Column::Attempts,
-            Expr::col(outbound_message::Column::Attempts).add(1),
-        );
-    }
-    let backend = core.db.backend();
+        attempts_inc: i32::from(state == MessageState::Sending),
+    };
     core.db
-        .write_together(vec![
-            tool_call::Entity::insert(audit::evaluation_row(m, stage, decision, actor, now))
-                .build(backend),
-            update.build(backend),
-        ])
+        .write_rows(RowWrite {
+            tool_calls: vec![message_writes::tool_call_row(audit::evaluation_row(
+                m, stage, decision, actor, now,
+            ))?],
+            evaluations: vec![update],
+            ..Default::default()
+        })
         .await?;
     outcome.enqueue(core, &m.id).await;
     Ok(state)
@@ -846,25 +832,8 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         return Ok(SendResult::NotDue);
     }
     // Claim: exactly one worker moves a waiting, due message to `sending`
-    // (one statement, returning the row).
-    let claim = outbound_message::Entity::update_many()
-        .col_expr(
-            outbound_message::Column::State,
-            Expr::value(MessageState::Sending.as_str()),
-        )
-        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-        .filter(outbound_message::Column::Id.eq(message_id))
-        .filter(outbound_message::Column::State.is_in([
-            MessageState::Queued.as_str(),
-            MessageState::Deferred.as_str(),
-        ]))
-        .filter(outbound_message::Column::ProviderSid.is_null())
-        .filter(
-            sea_orm::Condition::any()
-                .add(outbound_message::Column::DeferUntil.is_null())
-                .add(outbound_message::Column::DeferUntil.lte(now + Duration::milliseconds(500))),
-        );
-    let claimed = claim_and_read(core, claim).await?;
+    // (one statement, returning the row and the facts).
+    let claimed = claim_and_read(core, message_id, now).await?;
     let Some((m, mut rows)) = claimed else {
         // Not claimed: gone, taken, finished, or not due yet.
         let Some(m) = outbound_message::Entity::find_by_id(message_id)
@@ -939,34 +908,176 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     call_provider(core, &m, &facts, &loaded, extras).await
 }
 
-/// Claim a message (`claim` moves a waiting, due message to `sending`) and
-/// read the rows its gates need. On PostgreSQL both in one statement; on
-/// SQLite the claim, then the read. `None` when nothing was claimed.
+/// How late a deferred message may be claimed early.
+const CLAIM_SLACK_MS: i64 = 500;
+
+/// Claim a message (move it from waiting and due to `sending`, a
+/// compare-and-set only one worker can win) and read the rows its gates
+/// need. On PostgreSQL through [`Claims`] (claim and read in one
+/// statement, shared with other workers' claims); on SQLite the claim,
+/// then the read. `None` when nothing was claimed.
 async fn claim_and_read(
     core: &Core,
-    claim: sea_orm::UpdateMany<outbound_message::Entity>,
+    message_id: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
-    if core.db.is_sqlite() {
-        let Some(m) = claim
-            .exec_with_returning(&core.db.conn)
-            .await?
-            .into_iter()
-            .next()
-        else {
-            return Ok(None);
-        };
-        let rows = read_fact_rows_for(core, &core.db.conn, &m).await?;
-        return Ok(Some((m, rows)));
+    let due_by = now + Duration::milliseconds(CLAIM_SLACK_MS);
+    if let Some(pool) = core.db.postgres_pool() {
+        return core.claims.claim(core, pool, message_id, now, due_by).await;
     }
-    let mut query = claim.into_query();
-    query.returning_all();
-    let senders = [Channel::WhatsApp, Channel::Sms].map(|c| (c, authz::sender_key(core, c)));
-    contacts::claim_with_fact_rows(
-        &core.db.conn,
-        sea_orm::DbBackend::Postgres.build(&query),
-        &senders,
-    )
-    .await
+    let claim = outbound_message::Entity::update_many()
+        .col_expr(
+            outbound_message::Column::State,
+            Expr::value(MessageState::Sending.as_str()),
+        )
+        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+        .filter(outbound_message::Column::Id.eq(message_id))
+        .filter(outbound_message::Column::State.is_in([
+            MessageState::Queued.as_str(),
+            MessageState::Deferred.as_str(),
+        ]))
+        .filter(outbound_message::Column::ProviderSid.is_null())
+        .filter(
+            sea_orm::Condition::any()
+                .add(outbound_message::Column::DeferUntil.is_null())
+                .add(outbound_message::Column::DeferUntil.lte(due_by)),
+        );
+    let Some(m) = claim
+        .exec_with_returning(&core.db.conn)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let rows = read_fact_rows_for(core, &core.db.conn, &m).await?;
+    Ok(Some((m, rows)))
+}
+
+/// What one claim gets back.
+type Claimed = Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr>;
+
+/// One worker's claim, waiting for the next claim statement.
+struct ClaimRequest {
+    id: String,
+    now: DateTime<Utc>,
+    due_by: DateTime<Utc>,
+    senders: Vec<(Channel, Option<(&'static str, String)>)>,
+    reply: tokio::sync::oneshot::Sender<Claimed>,
+}
+
+/// At most this many claims share one statement.
+const MAX_CLAIMS: usize = 64;
+/// Claim statements in flight at once.
+const CLAIMS_IN_FLIGHT: usize = 4;
+
+/// PostgreSQL: the workers' claims, merged. A claim made while
+/// [`CLAIMS_IN_FLIGHT`] statements are running waits for the next one,
+/// which claims every waiting id and reads their facts at once
+/// ([`contacts::claim_many_with_fact_rows`]); each worker hears whether
+/// its message was claimed. The compare-and-set is the same as for one
+/// message: a message asked for twice (a redelivered job) is claimed once
+/// and returned to one of the two. Started on first use.
+#[derive(Debug, Default)]
+pub struct Claims {
+    tx: std::sync::OnceLock<tokio::sync::mpsc::Sender<ClaimRequest>>,
+}
+
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Claims {
+    async fn claim(
+        &self,
+        core: &Core,
+        pool: &sqlx::PgPool,
+        id: &str,
+        now: DateTime<Utc>,
+        due_by: DateTime<Utc>,
+    ) -> Claimed {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(claim_batches(pool.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = ClaimRequest {
+            id: id.to_string(),
+            now,
+            due_by,
+            senders: [Channel::WhatsApp, Channel::Sms]
+                .map(|c| (c, authz::sender_key(core, c)))
+                .to_vec(),
+            reply,
+        };
+        match tx.send(request).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(sea_orm::DbErr::Custom("the claim batcher stopped".into()))
+            }),
+            // The batcher's runtime is gone (a test's): claim directly.
+            Err(e) => {
+                let r = e.0;
+                let claimed =
+                    contacts::claim_many_with_fact_rows(pool, &[r.id], now, due_by, &r.senders)
+                        .await?;
+                Ok(claimed.into_iter().next())
+            }
+        }
+    }
+}
+
+async fn claim_batches(pool: sqlx::PgPool, mut rx: tokio::sync::mpsc::Receiver<ClaimRequest>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_CLAIMS {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            claim_batch(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One claim statement for a batch; each worker hears its own answer.
+async fn claim_batch(pool: &sqlx::PgPool, batch: Vec<ClaimRequest>) {
+    let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
+    let now = batch.iter().map(|r| r.now).max().expect("a claim");
+    let due_by = batch.iter().map(|r| r.due_by).max().expect("a claim");
+    let result =
+        contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, &batch[0].senders).await;
+    match result {
+        Ok(rows) => {
+            let mut by_id: std::collections::HashMap<String, _> = rows
+                .into_iter()
+                .map(|(m, f)| (m.id.clone(), (m, f)))
+                .collect();
+            for r in batch {
+                let _ = r.reply.send(Ok(by_id.remove(&r.id)));
+            }
+        }
+        Err(e) => {
+            for r in batch {
+                let _ = r.reply.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 async fn tier_threshold_alert(core: &Core, used: u64) {
@@ -1075,57 +1186,29 @@ async fn call_provider(
             // The audit row and the sid written together. The
             // state moves only if no callback moved it further already; the
             // sid is recorded either way.
-            let still_sending =
-                Expr::col(outbound_message::Column::State).eq(MessageState::Sending.as_str());
-            let recorded = outbound_message::Entity::update_many()
-                .col_expr(
-                    outbound_message::Column::ProviderSid,
-                    Expr::value(Some(accepted.sid.clone())),
-                )
-                .col_expr(
-                    outbound_message::Column::Provider,
-                    Expr::value(Some(accepted.provider.to_string())),
-                )
-                .col_expr(
-                    outbound_message::Column::Price,
-                    Expr::value(accepted.price.clone()),
-                )
-                .col_expr(
-                    outbound_message::Column::PriceUnit,
-                    Expr::value(accepted.price_unit.clone()),
-                )
-                .col_expr(
-                    outbound_message::Column::State,
-                    sea_orm::sea_query::CaseStatement::new()
-                        .case(still_sending, Expr::value(state.as_str()))
-                        .finally(Expr::col(outbound_message::Column::State))
-                        .into(),
-                )
-                .col_expr(
-                    outbound_message::Column::ErrorCode,
-                    Expr::value(Option::<i32>::None),
-                )
-                .col_expr(
-                    outbound_message::Column::ErrorMessage,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-                .filter(outbound_message::Column::Id.eq(&m.id));
-            let backend = core.db.backend();
+            let attempt = message_writes::tool_call_row(audit::send_attempt_row(
+                m,
+                true,
+                accepted.provider,
+                &accepted.sid,
+                None,
+                "worker",
+                now,
+            ))?;
             core.db
-                .write_together(vec![
-                    tool_call::Entity::insert(audit::send_attempt_row(
-                        m,
-                        true,
-                        accepted.provider,
-                        &accepted.sid,
-                        None,
-                        "worker",
-                        now,
-                    ))
-                    .build(backend),
-                    recorded.build(backend),
-                ])
+                .write_rows(RowWrite {
+                    tool_calls: vec![attempt],
+                    sends: vec![SentUpdate {
+                        id: m.id.clone(),
+                        provider_sid: accepted.sid.clone(),
+                        provider: accepted.provider.to_string(),
+                        price: accepted.price.clone(),
+                        price_unit: accepted.price_unit.clone(),
+                        state: state.as_str().into(),
+                        updated_at: now,
+                    }],
+                    ..Default::default()
+                })
                 .await?;
             metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
             Ok(SendResult::Sent { sid: accepted.sid })
