@@ -415,6 +415,19 @@ async fn store_message(
         txn.rollback().await?;
         return Ok(None);
     }
+    // Already in the inbox: a redelivery after its dedup entry expired
+    // (24 h). A duplicate: the renewed dedup entry is kept, nothing else
+    // changes (no keyword acts twice).
+    let stored_before = inbound_message::Entity::find()
+        .filter(inbound_message::Column::Provider.eq(&msg.provider))
+        .filter(inbound_message::Column::ProviderMessageId.eq(&msg.provider_message_id))
+        .one(&txn)
+        .await?
+        .is_some();
+    if stored_before {
+        txn.commit().await?;
+        return Ok(None);
+    }
     let contact =
         contacts::find_or_create_by_phone(&txn, phone, msg.profile_name.clone(), now).await?;
     let inbound_id = new_id();
