@@ -952,26 +952,39 @@ struct FactSources<'a> {
 }
 
 /// The facts statement: one row, every source joined to a one-row base.
-fn facts_sql(src: &FactSources<'_>) -> String {
-    let mut senders_cols = String::new();
-    let mut senders_joins = String::new();
-    for (i, (kind, address)) in src.senders.iter().enumerate() {
-        senders_cols.push_str(", ");
-        senders_cols.push_str(&prefixed_columns::<channel_config::Entity>(
+/// The columns every facts statement selects (contact `k`, latest consent
+/// `lc`, suppression `ls`, window `w`, template `t`, senders `s0`...), and
+/// the joins of the senders' rows; `senders` are (kind, address) SQL
+/// expressions. [`decode_facts`] reads them back.
+fn fact_columns(senders: &[(String, String)]) -> (String, String) {
+    let mut columns = format!(
+        "{c}, \
+         lc.status AS lc_status, lc.source AS lc_source, \
+         lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
+         ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
+         w.window_expires_at AS w_expires_at, {t}",
+        c = prefixed_columns::<contact::Entity>("k", "c_"),
+        t = prefixed_columns::<template::Entity>("t", "t_"),
+    );
+    let mut joins = String::new();
+    for (i, (kind, address)) in senders.iter().enumerate() {
+        columns.push_str(", ");
+        columns.push_str(&prefixed_columns::<channel_config::Entity>(
             &format!("s{i}"),
             &format!("s{i}_"),
         ));
-        senders_joins.push_str(&format!(
+        joins.push_str(&format!(
             " LEFT JOIN channels s{i} ON s{i}.kind = {kind} AND s{i}.address = {address}"
         ));
     }
+    (columns, joins)
+}
+
+fn facts_sql(src: &FactSources<'_>) -> String {
+    let (columns, senders_joins) = fact_columns(src.senders);
     format!(
         "WITH k AS (SELECT * FROM contacts WHERE {contact_where} LIMIT 1) \
-         SELECT {c}, \
-           lc.status AS lc_status, lc.source AS lc_source, \
-           lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
-           ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
-           w.window_expires_at AS w_expires_at, {t}{senders_cols} \
+         SELECT {columns} \
          FROM (SELECT 1 AS one) one \
          LEFT JOIN k ON TRUE \
          LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
@@ -984,8 +997,6 @@ fn facts_sql(src: &FactSources<'_>) -> String {
            ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
          LEFT JOIN templates t ON t.name = {tn}{senders_joins}",
         contact_where = src.contact_where,
-        c = prefixed_columns::<contact::Entity>("k", "c_"),
-        t = prefixed_columns::<template::Entity>("t", "t_"),
         ch = src.channel,
         tn = src.template,
     )
@@ -1087,30 +1098,17 @@ pub async fn claim_many_with_fact_rows(
 ) -> Result<Vec<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
     use crate::entities::outbound_message;
     use crate::message_state::MessageState;
-    let mut senders_cols = String::new();
-    let mut senders_joins = String::new();
-    for i in 0..senders.len() {
-        senders_cols.push_str(", ");
-        senders_cols.push_str(&prefixed_columns::<channel_config::Entity>(
-            &format!("s{i}"),
-            &format!("s{i}_"),
-        ));
-        senders_joins.push_str(&format!(
-            " LEFT JOIN channels s{i} ON s{i}.kind = ${k} AND s{i}.address = ${a}",
-            k = 4 + 2 * i,
-            a = 5 + 2 * i
-        ));
-    }
+    // Each sender's kind and address: $4 and $5, $6 and $7, ...
+    let pairs: Vec<(String, String)> = (0..senders.len())
+        .map(|i| (format!("${}", 4 + 2 * i), format!("${}", 5 + 2 * i)))
+        .collect();
+    let (columns, senders_joins) = fact_columns(&pairs);
     let sql = format!(
         "WITH m AS (UPDATE outbound_messages SET state = '{sending}', updated_at = $1 \
            WHERE id = ANY($2) AND state IN ('{queued}', '{deferred}') \
            AND provider_sid IS NULL AND (defer_until IS NULL OR defer_until <= $3) \
            RETURNING *) \
-         SELECT {c}, \
-           lc.status AS lc_status, lc.source AS lc_source, \
-           lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
-           ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
-           w.window_expires_at AS w_expires_at, {t}{senders_cols}, {mc} \
+         SELECT {columns}, {mc} \
          FROM m \
          LEFT JOIN LATERAL (SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1) k ON TRUE \
          LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
@@ -1126,8 +1124,6 @@ pub async fn claim_many_with_fact_rows(
         sending = MessageState::Sending.as_str(),
         queued = MessageState::Queued.as_str(),
         deferred = MessageState::Deferred.as_str(),
-        c = prefixed_columns::<contact::Entity>("k", "c_"),
-        t = prefixed_columns::<template::Entity>("t", "t_"),
         mc = prefixed_columns::<outbound_message::Entity>("m", "m_"),
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -36,7 +36,31 @@ pub struct Db {
 struct WriteRequest {
     statements: Vec<Statement>,
     rows: Option<RowWrite>,
-    reply: tokio::sync::oneshot::Sender<Result<(), DbErr>>,
+    reply: Reply,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), DbErr>>;
+
+impl WriteRequest {
+    /// The caller's write as plain statements (its rows too), and where
+    /// to answer.
+    fn into_parts(self, backend: DbBackend) -> (Vec<Statement>, Reply) {
+        let mut statements = self.statements;
+        if let Some(rows) = self.rows {
+            statements.extend(rows.statements(backend));
+        }
+        (statements, self.reply)
+    }
+
+    fn shares_a_message_with(&self, group: &[WriteRequest]) -> bool {
+        let Some(rows) = &self.rows else {
+            return false;
+        };
+        group.iter().filter_map(|r| r.rows.as_ref()).any(|other| {
+            rows.message_ids()
+                .any(|id| other.message_ids().any(|o| o == id))
+        })
+    }
 }
 
 /// At most this many callers' writes share one transaction.
@@ -242,14 +266,7 @@ impl Db {
                 .await
                 .unwrap_or_else(|_| Err(DbErr::Custom("the database writer stopped".into()))),
             // The writer's runtime is gone (a test's): write directly.
-            Err(e) => {
-                let r = e.0;
-                let mut statements = r.statements;
-                if let Some(rows) = r.rows {
-                    statements.extend(rows.statements(self.backend()));
-                }
-                self.write_alone(statements).await
-            }
+            Err(e) => self.write_alone(e.0.into_parts(self.backend()).0).await,
         }
     }
 
@@ -477,11 +494,42 @@ async fn pg_write_alone(pool: &sqlx::PgPool, statements: Vec<Statement>) -> Resu
 /// If a group fails on a database error, nothing of it was written, and
 /// each of its callers is written alone, so one caller's failure (a unique
 /// key, say) fails only that caller.
-async fn pg_group_commit(pool: sqlx::PgPool, mut rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(PG_GROUPS_IN_FLIGHT));
+async fn pg_group_commit(pool: sqlx::PgPool, rx: tokio::sync::mpsc::Receiver<WriteRequest>) {
     // A request that touches a message already in the group waits for the
     // next one (one statement must not write one row twice).
-    let mut held: Option<WriteRequest> = None;
+    in_batches(
+        rx,
+        PG_GROUPS_IN_FLIGHT,
+        MAX_GROUP,
+        |group, r| !r.shares_a_message_with(group),
+        move |group| {
+            let pool = pool.clone();
+            async move { pg_write_group(&pool, group).await }
+        },
+    )
+    .await;
+}
+
+/// The loop behind the merged writers and claims: take the first request
+/// and whatever else is already waiting (up to `max`, while `fits` says the
+/// next one may join; the first that may not starts the next batch), run
+/// the batch on its own task, at most `in_flight` batches at once. Under
+/// light load each request runs alone at once; under load the requests
+/// that queue while batches are running share the next one. Ends when
+/// every sender is gone.
+pub(crate) async fn in_batches<R, F, Fut>(
+    mut rx: tokio::sync::mpsc::Receiver<R>,
+    in_flight: usize,
+    max: usize,
+    fits: impl Fn(&[R], &R) -> bool,
+    run: F,
+) where
+    R: Send + 'static,
+    F: Fn(Vec<R>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut held: Option<R> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
@@ -493,27 +541,20 @@ async fn pg_group_commit(pool: sqlx::PgPool, mut rx: tokio::sync::mpsc::Receiver
                 None => break,
             },
         };
-        let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
-        if let Some(rows) = &first.rows {
-            ids.extend(rows.message_ids().map(str::to_string));
-        }
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        let mut batch = vec![first];
+        while batch.len() < max {
             let Ok(r) = rx.try_recv() else {
                 break;
             };
-            if let Some(rows) = &r.rows {
-                if rows.message_ids().any(|id| ids.contains(id)) {
-                    held = Some(r);
-                    break;
-                }
-                ids.extend(rows.message_ids().map(str::to_string));
+            if !fits(&batch, &r) {
+                held = Some(r);
+                break;
             }
-            group.push(r);
+            batch.push(r);
         }
-        let pool = pool.clone();
+        let work = run(batch);
         tokio::spawn(async move {
-            pg_write_group(&pool, group).await;
+            work.await;
             drop(slot);
         });
     }
@@ -533,28 +574,20 @@ async fn pg_write_rows(pool: &sqlx::PgPool, group: Vec<WriteRequest>) {
     if group.is_empty() {
         return;
     }
-    let mut all = RowWrite::default();
-    for r in &group {
-        if let Some(rows) = &r.rows {
-            all.extend(rows.clone());
+    let writes: Vec<&RowWrite> = group.iter().filter_map(|r| r.rows.as_ref()).collect();
+    let result = match RowWrite::merged_json(&writes) {
+        Ok(([messages, tool_calls, evaluations, sends], [evaluated, sent])) => {
+            sqlx::query(PG_ROWS_SQL)
+                .bind(messages)
+                .bind(tool_calls)
+                .bind(evaluations)
+                .bind(sends)
+                .bind(evaluated)
+                .bind(sent)
+                .execute(pool)
+                .await
+                .map(|_| ())
         }
-    }
-    let result = match all.json_arrays() {
-        Ok([messages, tool_calls, evaluations, sends]) => sqlx::query(PG_ROWS_SQL)
-            .bind(messages)
-            .bind(tool_calls)
-            .bind(evaluations)
-            .bind(sends)
-            .bind(
-                all.evaluations
-                    .iter()
-                    .map(|e| e.id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(all.sends.iter().map(|s| s.id.clone()).collect::<Vec<_>>())
-            .execute(pool)
-            .await
-            .map(|_| ()),
         Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
     };
     answer_group(pool, group, result).await;
@@ -598,11 +631,8 @@ async fn answer_group(
         }
         Err(sqlx::Error::Database(_)) | Err(sqlx::Error::Encode(_)) => {
             let alone = group.into_iter().map(|r| async move {
-                let mut statements = r.statements;
-                if let Some(rows) = r.rows {
-                    statements.extend(rows.statements(DbBackend::Postgres));
-                }
-                let _ = r.reply.send(pg_write_alone(pool, statements).await);
+                let (statements, reply) = r.into_parts(DbBackend::Postgres);
+                let _ = reply.send(pg_write_alone(pool, statements).await);
             });
             futures::future::join_all(alone).await;
         }

@@ -20,9 +20,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait, TryIntoModel,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait};
 use serde::Serialize;
 
 use crate::entities::{outbound_message, tool_call};
@@ -103,22 +101,36 @@ impl RowWrite {
             .chain(self.sends.iter().map(|s| s.id.as_str()))
     }
 
-    /// Add another caller's rows.
-    pub(crate) fn extend(&mut self, other: RowWrite) {
-        self.messages.extend(other.messages);
-        self.tool_calls.extend(other.tool_calls);
-        self.evaluations.extend(other.evaluations);
-        self.sends.extend(other.sends);
-    }
-
-    /// The JSON arrays bound to [`PG_ROWS_SQL`], as text.
-    pub(crate) fn json_arrays(&self) -> Result<[String; 4], serde_json::Error> {
-        Ok([
-            serde_json::to_string(&self.messages)?,
-            serde_json::to_string(&self.tool_calls)?,
-            serde_json::to_string(&self.evaluations)?,
-            serde_json::to_string(&self.sends)?,
-        ])
+    /// The JSON arrays bound to [`PG_ROWS_SQL`] (as text) for several
+    /// callers' rows together, and the ids of their evaluations and sends.
+    pub(crate) fn merged_json<'a>(
+        writes: &[&'a RowWrite],
+    ) -> Result<([String; 4], [Vec<&'a str>; 2]), serde_json::Error> {
+        fn all<'a, T: Serialize + 'a>(
+            writes: &[&'a RowWrite],
+            rows: impl Fn(&'a RowWrite) -> &'a Vec<T>,
+        ) -> Result<String, serde_json::Error> {
+            serde_json::to_string(&writes.iter().flat_map(|w| rows(w)).collect::<Vec<_>>())
+        }
+        let ids = [
+            writes
+                .iter()
+                .flat_map(|w| w.evaluations.iter().map(|e| e.id.as_str()))
+                .collect(),
+            writes
+                .iter()
+                .flat_map(|w| w.sends.iter().map(|s| s.id.as_str()))
+                .collect(),
+        ];
+        Ok((
+            [
+                all(writes, |w| &w.messages)?,
+                all(writes, |w| &w.tool_calls)?,
+                all(writes, |w| &w.evaluations)?,
+                all(writes, |w| &w.sends)?,
+            ],
+            ids,
+        ))
     }
 
     /// The same write as plain statements for `backend` (SQLite's writer,
@@ -193,9 +205,4 @@ fn sent_statement(s: &SentUpdate) -> sea_orm::UpdateMany<outbound_message::Entit
         .col_expr(Column::ErrorMessage, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(s.updated_at))
         .filter(Column::Id.eq(&s.id))
-}
-
-/// A tool_calls row built as an active model, as a row.
-pub fn tool_call_row(row: tool_call::ActiveModel) -> Result<tool_call::Model, sea_orm::DbErr> {
-    row.try_into_model()
 }

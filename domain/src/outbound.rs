@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TryIntoModel,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,7 @@ use crate::gates::{
 };
 use crate::limits::TierReservation;
 use crate::message_state::{MessageState, ProviderStatus};
-use crate::message_writes::{self, EvaluationUpdate, RowWrite, SentUpdate};
+use crate::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
 use crate::phone::PhoneNumber;
 use crate::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
 use crate::templates::{self, Template};
@@ -268,13 +269,8 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     }
     // The message, in its evaluated state, and the evaluation's audit row
     // are written together: there is no accepted message without its row.
-    let evaluation = message_writes::tool_call_row(audit::evaluation_row(
-        &message,
-        Stage::Accept,
-        &decision,
-        &actor,
-        now,
-    ))?;
+    let evaluation =
+        audit::evaluation_row(&message, Stage::Accept, &decision, &actor, now).try_into_model()?;
     let written = core
         .db
         .write_rows(RowWrite {
@@ -742,9 +738,9 @@ async fn finish_evaluation(
     };
     core.db
         .write_rows(RowWrite {
-            tool_calls: vec![message_writes::tool_call_row(audit::evaluation_row(
-                m, stage, decision, actor, now,
-            ))?],
+            tool_calls: vec![
+                audit::evaluation_row(m, stage, decision, actor, now).try_into_model()?
+            ],
             evaluations: vec![update],
             ..Default::default()
         })
@@ -962,8 +958,17 @@ struct ClaimRequest {
     id: String,
     now: DateTime<Utc>,
     due_by: DateTime<Utc>,
-    senders: Vec<(Channel, Option<(&'static str, String)>)>,
     reply: tokio::sync::oneshot::Sender<Claimed>,
+}
+
+/// Each channel's sender (kind, address): the same for every claim of one
+/// [`Core`] (they come from its settings).
+type Senders = Vec<(Channel, Option<(&'static str, String)>)>;
+
+fn senders(core: &Core) -> Senders {
+    [Channel::WhatsApp, Channel::Sms]
+        .map(|c| (c, authz::sender_key(core, c)))
+        .to_vec()
 }
 
 /// At most this many claims share one statement.
@@ -983,14 +988,6 @@ pub struct Claims {
     tx: std::sync::OnceLock<tokio::sync::mpsc::Sender<ClaimRequest>>,
 }
 
-impl std::fmt::Debug for ClaimRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClaimRequest")
-            .field("id", &self.id)
-            .finish()
-    }
-}
-
 impl Claims {
     async fn claim(
         &self,
@@ -1002,7 +999,7 @@ impl Claims {
     ) -> Claimed {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(claim_batches(pool.clone(), rx));
+            tokio::spawn(claim_batches(pool.clone(), senders(core), rx));
             tx
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -1010,9 +1007,6 @@ impl Claims {
             id: id.to_string(),
             now,
             due_by,
-            senders: [Channel::WhatsApp, Channel::Sms]
-                .map(|c| (c, authz::sender_key(core, c)))
-                .to_vec(),
             reply,
         };
         match tx.send(request).await {
@@ -1023,7 +1017,7 @@ impl Claims {
             Err(e) => {
                 let r = e.0;
                 let claimed =
-                    contacts::claim_many_with_fact_rows(pool, &[r.id], now, due_by, &r.senders)
+                    contacts::claim_many_with_fact_rows(pool, &[r.id], now, due_by, &senders(core))
                         .await?;
                 Ok(claimed.into_iter().next())
             }
@@ -1031,37 +1025,31 @@ impl Claims {
     }
 }
 
-async fn claim_batches(pool: sqlx::PgPool, mut rx: tokio::sync::mpsc::Receiver<ClaimRequest>) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CLAIMS_IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let Some(first) = rx.recv().await else {
-            break;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_CLAIMS {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            claim_batch(&pool, batch).await;
-            drop(slot);
-        });
-    }
+async fn claim_batches(
+    pool: sqlx::PgPool,
+    senders: Senders,
+    rx: tokio::sync::mpsc::Receiver<ClaimRequest>,
+) {
+    let senders = std::sync::Arc::new(senders);
+    crate::db::in_batches(
+        rx,
+        CLAIMS_IN_FLIGHT,
+        MAX_CLAIMS,
+        |_, _| true,
+        move |batch| {
+            let (pool, senders) = (pool.clone(), senders.clone());
+            async move { claim_batch(&pool, &senders, batch).await }
+        },
+    )
+    .await;
 }
 
 /// One claim statement for a batch; each worker hears its own answer.
-async fn claim_batch(pool: &sqlx::PgPool, batch: Vec<ClaimRequest>) {
+async fn claim_batch(pool: &sqlx::PgPool, senders: &Senders, batch: Vec<ClaimRequest>) {
     let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
     let now = batch.iter().map(|r| r.now).max().expect("a claim");
     let due_by = batch.iter().map(|r| r.due_by).max().expect("a claim");
-    let result =
-        contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, &batch[0].senders).await;
+    let result = contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, senders).await;
     match result {
         Ok(rows) => {
             let mut by_id: std::collections::HashMap<String, _> = rows
@@ -1186,7 +1174,7 @@ async fn call_provider(
             // The audit row and the sid written together. The
             // state moves only if no callback moved it further already; the
             // sid is recorded either way.
-            let attempt = message_writes::tool_call_row(audit::send_attempt_row(
+            let attempt = audit::send_attempt_row(
                 m,
                 true,
                 accepted.provider,
@@ -1194,7 +1182,8 @@ async fn call_provider(
                 None,
                 "worker",
                 now,
-            ))?;
+            )
+            .try_into_model()?;
             core.db
                 .write_rows(RowWrite {
                     tool_calls: vec![attempt],
