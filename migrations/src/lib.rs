@@ -21,6 +21,7 @@ mod m20261122_000030_optin_confirmation_template;
 mod m20261122_000040_schedule_principal;
 mod m20261122_000041_schedule_occurrence_claims;
 mod m20261122_000042_tier_usage_daily;
+mod m20261123_000050_partial_indexes;
 mod util;
 
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000040_schedule_principal::Migration),
             Box::new(m20261122_000041_schedule_occurrence_claims::Migration),
             Box::new(m20261122_000042_tier_usage_daily::Migration),
+            Box::new(m20261123_000050_partial_indexes::Migration),
         ]
     }
 }
