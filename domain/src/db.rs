@@ -64,29 +64,31 @@ impl WriteRequest {
 }
 
 /// A PostgreSQL server on this machine (a loopback address or a Unix
-/// socket) is reached without TLS unless the URL asks for it: nothing
-/// leaves the machine, and encrypting every round trip costs a third of
-/// the send path's throughput (measured with `heimdall-bench outbound`).
-/// A URL that names an `sslmode` (or `ssl-mode`) is always taken as it
-/// says; any other host keeps sqlx's default (`prefer`).
+/// socket) is reached without TLS unless TLS was asked for: nothing leaves
+/// the machine, and encrypting every round trip costs a third of the send
+/// path's throughput (measured with `heimdall-bench outbound`). An
+/// `sslmode` (or `ssl-mode`) in the URL, or `PGSSLMODE` in the environment
+/// (`env_sslmode`), is always taken as it says; any other host keeps
+/// sqlx's default (`prefer`).
 fn without_tls_on_loopback(
     url: &str,
     opts: sqlx::postgres::PgConnectOptions,
+    env_sslmode: bool,
 ) -> sqlx::postgres::PgConnectOptions {
-    let says_ssl = url::Url::parse(url).is_ok_and(|u| {
+    let url_sslmode = url::Url::parse(url).is_ok_and(|u| {
         u.query_pairs()
             .any(|(k, _)| k.eq_ignore_ascii_case("sslmode") || k.eq_ignore_ascii_case("ssl-mode"))
     });
-    let host = opts.get_host();
-    let loopback = host == "localhost"
-        || host.starts_with('/')
-        || opts.get_socket().is_some()
-        || host
+    // (sqlx keeps a socket path, given as the host or `?host=`, apart.)
+    let loopback = opts.get_socket().is_some()
+        || opts.get_host() == "localhost"
+        || opts
+            .get_host()
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if loopback && !says_ssl {
+    if loopback && !url_sslmode && !env_sslmode {
         opts.ssl_mode(sqlx::postgres::PgSslMode::Disable)
     } else {
         opts
@@ -182,7 +184,7 @@ impl Db {
             } else {
                 opts.options([("plan_cache_mode", "force_generic_plan")])
             };
-            let opts = without_tls_on_loopback(url, opts);
+            let opts = without_tls_on_loopback(url, opts, std::env::var_os("PGSSLMODE").is_some());
             // The group-commit writer's own connections. Its statements
             // write rows found by primary key; the merged statement joins
             // the callers' rows to their messages, and a plan made while a
@@ -782,42 +784,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_server_on_this_machine_is_reached_without_tls_unless_the_url_asks() {
-        use sqlx::postgres::PgSslMode;
-        let mode = |url: &str| {
+    fn a_server_on_this_machine_is_reached_without_tls_unless_tls_is_asked_for() {
+        use sqlx::postgres::PgSslMode::{self, *};
+        let mode = |url: &str, env_sslmode: bool| {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url).unwrap();
-            without_tls_on_loopback(url, opts).get_ssl_mode()
+            without_tls_on_loopback(url, opts, env_sslmode).get_ssl_mode()
         };
-        for url in [
-            "postgres://u@127.0.0.1:5432/db",
-            "postgres://u@localhost/db",
-            "postgres://u@[::1]:5432/db",
-            "postgres://u@127.0.0.2/db",
-            "postgres://u@localhost/db?host=/var/run/postgresql",
-        ] {
-            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+        // None: as sqlx reads the URL (and PGSSLMODE), untouched.
+        let cases: [(&str, bool, Option<PgSslMode>); 11] = [
+            ("postgres://u@127.0.0.1:5432/db", false, Some(Disable)),
+            ("postgres://u@localhost/db", false, Some(Disable)),
+            ("postgres://u@[::1]:5432/db", false, Some(Disable)),
+            ("postgres://u@127.0.0.2/db", false, Some(Disable)),
+            (
+                "postgres://u@localhost/db?host=/var/run/postgresql",
+                false,
+                Some(Disable),
+            ),
+            // Another host keeps sqlx's default; an explicit mode is honoured.
+            ("postgres://u@db.internal/db", false, None),
+            ("postgres://u@10.0.0.5/db", false, None),
+            (
+                "postgres://u@127.0.0.1/db?sslmode=require",
+                false,
+                Some(Require),
+            ),
+            (
+                "postgres://u@localhost/db?sslmode=prefer",
+                false,
+                Some(Prefer),
+            ),
+            (
+                "postgres://u@db.internal/db?sslmode=verify-full",
+                false,
+                Some(VerifyFull),
+            ),
+            // PGSSLMODE set: sqlx's reading of it stands.
+            ("postgres://u@127.0.0.1/db", true, None),
+        ];
+        for (url, env_sslmode, expected) in cases {
+            let untouched = sqlx::postgres::PgConnectOptions::from_str(url)
+                .unwrap()
+                .get_ssl_mode();
+            let expected = expected.unwrap_or(untouched);
+            let got = mode(url, env_sslmode);
+            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{url}");
         }
-        // Another host keeps sqlx's default; an explicit mode is honoured.
-        assert!(matches!(
-            mode("postgres://u@db.internal/db"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@10.0.0.5/db"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@127.0.0.1/db?sslmode=require"),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            mode("postgres://u@localhost/db?sslmode=prefer"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@db.internal/db?sslmode=verify-full"),
-            PgSslMode::VerifyFull
-        ));
+        // Without PGSSLMODE, sqlx's own default is `prefer` (so the
+        // untouched cases above do keep TLS when offered).
+        if std::env::var_os("PGSSLMODE").is_none() {
+            assert!(matches!(mode("postgres://u@db.internal/db", false), Prefer));
+        }
     }
 
     #[test]

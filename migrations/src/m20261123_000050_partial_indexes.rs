@@ -13,52 +13,42 @@ use crate::util::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// (table, index, column, unique): each indexes one column that is NULL on
+/// (table, index, columns, unique): each index's first column is NULL on
 /// most rows (a message outside a campaign, without an idempotency key, not
-/// yet handed to a provider; an audit row outside a campaign).
-const SPARSE: [(&str, &str, &str, bool); 4] = [
+/// yet handed to a provider; an audit row outside a campaign), and the
+/// partial index covers the rows where it is not.
+const SPARSE: [(&str, &str, &[&str], bool); 4] = [
     (
         "outbound_messages",
         "uq_outbound_provider_sid",
-        "provider_sid",
+        &["provider_sid"],
         true,
     ),
     (
         "outbound_messages",
         "uq_outbound_idempotency",
-        "idempotency_key",
+        &["idempotency_key"],
         true,
     ),
     (
         "outbound_messages",
         "idx_outbound_campaign",
-        "campaign_id",
+        &["campaign_id", "state"],
         false,
     ),
     (
         "tool_calls",
         "idx_tool_calls_campaign",
-        "campaign_id",
+        &["campaign_id"],
         false,
     ),
 ];
 
-/// The columns of each index (the campaign index on messages also holds
-/// the state, for per-campaign counts).
-fn columns(name: &str, column: &'static str) -> Vec<&'static str> {
-    if name == "idx_outbound_campaign" {
-        vec![column, "state"]
-    } else {
-        vec![column]
-    }
-}
-
-fn create(table: &str, name: &str, column: &'static str, is_unique: bool) -> IndexCreateStatement {
-    let cols = columns(name, column);
+fn create(table: &str, name: &str, cols: &[&'static str], is_unique: bool) -> IndexCreateStatement {
     if is_unique {
-        unique(table.to_string(), name, &cols)
+        unique(table.to_string(), name, cols)
     } else {
-        index(table.to_string(), name, &cols)
+        index(table.to_string(), name, cols)
     }
 }
 
@@ -71,20 +61,20 @@ async fn drop(manager: &SchemaManager<'_>, table: &str, name: &str) -> Result<()
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (table, name, column, is_unique) in SPARSE {
+        for (table, name, cols, is_unique) in SPARSE {
             drop(manager, table, name).await?;
-            let mut stmt = create(table, name, column, is_unique);
-            stmt.and_where(Expr::col(Alias::new(column)).is_not_null());
+            let mut stmt = create(table, name, cols, is_unique);
+            stmt.and_where(Expr::col(Alias::new(cols[0])).is_not_null());
             manager.create_index(stmt).await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (table, name, column, is_unique) in SPARSE {
+        for (table, name, cols, is_unique) in SPARSE {
             drop(manager, table, name).await?;
             manager
-                .create_index(create(table, name, column, is_unique))
+                .create_index(create(table, name, cols, is_unique))
                 .await?;
         }
         Ok(())
