@@ -1081,6 +1081,149 @@ pub async fn fact_rows(
     decode_facts(&row, 0)
 }
 
+/// The `LATERAL` lookups of the merged facts statements: the contact `k`
+/// (`contact` is a subquery giving at most one contacts row), its latest
+/// consent `lc`, oldest active suppression `ls` and window `w` on
+/// `channel`, and the template `t` named `template` (SQL expressions of
+/// the row being read for). Each is an index lookup by key per row.
+fn lateral_fact_joins(contact: &str, channel: &str, template: &str) -> String {
+    format!(
+        "LEFT JOIN LATERAL ({contact}) k ON TRUE \
+         LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
+           WHERE contact_id = k.id AND channel = {channel} \
+           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
+         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at FROM suppressions \
+           WHERE contact_id = k.id AND channel IN ({channel}, 'all') \
+           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
+         LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
+           WHERE contact_id = k.id AND channel = {channel} LIMIT 1) w ON TRUE \
+         LEFT JOIN LATERAL (SELECT * FROM templates \
+           WHERE name = {template} LIMIT 1) t ON TRUE"
+    )
+}
+
+/// The senders' (kind, address) as bound parameters from `$first` on,
+/// the joins' SQL expressions for [`fact_columns`].
+fn sender_params(
+    senders: &[(Channel, Option<(&str, String)>)],
+    first: usize,
+) -> Vec<(String, String)> {
+    (0..senders.len())
+        .map(|i| {
+            (
+                format!("${}", first + 2 * i),
+                format!("${}", first + 1 + 2 * i),
+            )
+        })
+        .collect()
+}
+
+/// Bind the senders' (kind, address) pairs in [`sender_params`]' order.
+fn bind_senders<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    senders: &[(Channel, Option<(&str, String)>)],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for (_, sender) in senders {
+        let (kind, address) = match sender {
+            Some((k, a)) => (Some(k.to_string()), Some(a.clone())),
+            None => (None, None),
+        };
+        query = query.bind(kind).bind(address);
+    }
+    query
+}
+
+/// Which sender's row of the facts statement is `channel`'s.
+fn sender_index(senders: &[(Channel, Option<(&str, String)>)], channel: &str) -> usize {
+    senders
+        .iter()
+        .position(|(c, _)| c.as_str() == channel)
+        .unwrap_or(0)
+}
+
+fn pg_err(e: sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
+/// One message's facts to read with [`fact_rows_many`]: the contact by id,
+/// else by phone (neither: no contact), the channel and template name.
+#[derive(Debug, Clone)]
+pub struct FactRead {
+    pub contact_id: Option<String>,
+    pub phone: Option<String>,
+    pub channel: Channel,
+    pub template: Option<String>,
+}
+
+impl FactRead {
+    pub fn new(key: ContactKey<'_>, channel: Channel, template: Option<&str>) -> FactRead {
+        let (contact_id, phone) = match key {
+            ContactKey::Id(id) => (Some(id.to_string()), None),
+            ContactKey::Phone(p) => (None, Some(p.to_string())),
+            ContactKey::Nobody => (None, None),
+        };
+        FactRead {
+            contact_id,
+            phone,
+            channel,
+            template: template.map(|t| t.trim().to_lowercase()),
+        }
+    }
+}
+
+/// PostgreSQL only: [`fact_rows`] for many messages in ONE statement, the
+/// answers in the order of `reads` (the acceptance reads of concurrent
+/// callers, merged). The reads travel as arrays, unnested with their
+/// ordinal; every source is a `LATERAL` lookup by key
+/// ([`lateral_fact_joins`]), as in [`claim_many_with_fact_rows`].
+pub async fn fact_rows_many(
+    pool: &sqlx::PgPool,
+    reads: &[FactRead],
+    senders: &[(Channel, Option<(&str, String)>)],
+) -> Result<Vec<FactRows>, sea_orm::DbErr> {
+    let (columns, senders_joins) = fact_columns(&sender_params(senders, 5));
+    let sql = format!(
+        "SELECT {columns}, r.ord AS r_ord \
+         FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[]) \
+           WITH ORDINALITY AS r(cid, phone, channel, tname, ord) \
+         {joins}{senders_joins} \
+         ORDER BY r.ord",
+        joins = lateral_fact_joins(
+            "(SELECT * FROM contacts WHERE id = r.cid LIMIT 1) \
+             UNION ALL (SELECT * FROM contacts WHERE phone_e164 = r.phone LIMIT 1) LIMIT 1",
+            "r.channel",
+            "r.tname",
+        ),
+    );
+    let column = |f: fn(&FactRead) -> Option<String>| reads.iter().map(f).collect::<Vec<_>>();
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(column(|r| r.contact_id.clone()))
+        .bind(column(|r| r.phone.clone()))
+        .bind(column(|r| Some(r.channel.as_str().to_string())))
+        .bind(column(|r| r.template.clone()));
+    let rows = bind_senders(query, senders)
+        .fetch_all(pool)
+        .await
+        .map_err(pg_err)?;
+    if rows.len() != reads.len() {
+        return Err(sea_orm::DbErr::Custom(format!(
+            "the facts statement returned {} rows for {} reads",
+            rows.len(),
+            reads.len()
+        )));
+    }
+    reads
+        .iter()
+        .zip(rows)
+        .map(|(read, row)| {
+            decode_facts(
+                &sea_orm::QueryResult::from(row),
+                sender_index(senders, read.channel.as_str()),
+            )
+        })
+        .collect()
+}
+
 /// PostgreSQL only: claim every message of `ids` that is waiting
 /// (`queued` or `deferred`), has no provider sid yet and is due by
 /// `due_by` (one `UPDATE` moving them to `sending` at `now`: the
@@ -1099,10 +1242,7 @@ pub async fn claim_many_with_fact_rows(
     use crate::entities::outbound_message;
     use crate::message_state::MessageState;
     // Each sender's kind and address: $4 and $5, $6 and $7, ...
-    let pairs: Vec<(String, String)> = (0..senders.len())
-        .map(|i| (format!("${}", 4 + 2 * i), format!("${}", 5 + 2 * i)))
-        .collect();
-    let (columns, senders_joins) = fact_columns(&pairs);
+    let (columns, senders_joins) = fact_columns(&sender_params(senders, 4));
     let sql = format!(
         "WITH m AS (UPDATE outbound_messages SET state = '{sending}', updated_at = $1 \
            WHERE id = ANY($2) AND state IN ('{queued}', '{deferred}') \
@@ -1110,47 +1250,32 @@ pub async fn claim_many_with_fact_rows(
            RETURNING *) \
          SELECT {columns}, {mc} \
          FROM m \
-         LEFT JOIN LATERAL (SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1) k ON TRUE \
-         LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
-           WHERE contact_id = k.id AND channel = m.channel \
-           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
-         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at FROM suppressions \
-           WHERE contact_id = k.id AND channel IN (m.channel, 'all') \
-           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
-         LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
-           WHERE contact_id = k.id AND channel = m.channel LIMIT 1) w ON TRUE \
-         LEFT JOIN LATERAL (SELECT * FROM templates \
-           WHERE name = lower(trim(m.template_name)) LIMIT 1) t ON TRUE{senders_joins}",
+         {joins}{senders_joins}",
+        joins = lateral_fact_joins(
+            "SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1",
+            "m.channel",
+            "lower(trim(m.template_name))",
+        ),
         sending = MessageState::Sending.as_str(),
         queued = MessageState::Queued.as_str(),
         deferred = MessageState::Deferred.as_str(),
         mc = prefixed_columns::<outbound_message::Entity>("m", "m_"),
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(ids)
         .bind(due_by);
-    for (_, sender) in senders {
-        let (kind, address) = match sender {
-            Some((k, a)) => (Some(k.to_string()), Some(a.clone())),
-            None => (None, None),
-        };
-        query = query.bind(kind).bind(address);
-    }
-    let rows = query.fetch_all(pool).await.map_err(|e| {
-        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
-    })?;
+    let rows = bind_senders(query, senders)
+        .fetch_all(pool)
+        .await
+        .map_err(pg_err)?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         let row = sea_orm::QueryResult::from(row);
         let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
             continue;
         };
-        let sender = senders
-            .iter()
-            .position(|(c, _)| c.as_str() == m.channel)
-            .unwrap_or(0);
-        let mut facts = decode_facts(&row, sender)?;
+        let mut facts = decode_facts(&row, sender_index(senders, &m.channel))?;
         if m.template_name.is_none() {
             facts.template = None;
         }

@@ -53,6 +53,8 @@ pub struct Core {
     pub contact_ids: crate::contacts::ContactIds,
     /// The send workers' claims, merged on PostgreSQL.
     pub claims: crate::outbound::Claims,
+    /// The acceptance reads, merged on PostgreSQL.
+    pub fact_reads: crate::outbound::FactReads,
 }
 
 /// Whether this process has webhook events in its local spool, and the lock
@@ -120,6 +122,7 @@ impl Core {
             spool: SpoolState::default(),
             contact_ids: crate::contacts::ContactIds::default(),
             claims: crate::outbound::Claims::default(),
+            fact_reads: crate::outbound::FactReads::default(),
         })
     }
 

@@ -209,14 +209,22 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         (_, Some(Ok(p))) => ContactKey::Phone(p.as_str()),
         _ => ContactKey::Nobody,
     };
-    let rows = read_fact_rows(
-        core,
-        &core.db.conn,
-        key,
-        req.channel,
-        template_name.as_deref(),
-    )
-    .await?;
+    let rows = match core.db.postgres_pool() {
+        Some(pool) => {
+            let read = contacts::FactRead::new(key, req.channel, template_name.as_deref());
+            core.fact_reads.read(core, pool, read).await?
+        }
+        None => {
+            read_fact_rows(
+                core,
+                &core.db.conn,
+                key,
+                req.channel,
+                template_name.as_deref(),
+            )
+            .await?
+        }
+    };
     let to_address = match (&req.recipient, parsed) {
         (Recipient::Contact(id), _) => rows
             .contact
@@ -950,19 +958,11 @@ async fn claim_and_read(
     Ok(Some((m, rows)))
 }
 
-/// What one claim gets back.
-type Claimed = Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr>;
+/// One worker's claim: the message id, the time and how late it may be due.
+type ClaimRequest = (String, DateTime<Utc>, DateTime<Utc>);
 
-/// One worker's claim, waiting for the next claim statement.
-struct ClaimRequest {
-    id: String,
-    now: DateTime<Utc>,
-    due_by: DateTime<Utc>,
-    reply: tokio::sync::oneshot::Sender<Claimed>,
-}
-
-/// Each channel's sender (kind, address): the same for every claim of one
-/// [`Core`] (they come from its settings).
+/// Each channel's sender (kind, address): the same for every claim and
+/// read of one [`Core`] (they come from its settings).
 type Senders = Vec<(Channel, Option<(&'static str, String)>)>;
 
 fn senders(core: &Core) -> Senders {
@@ -971,22 +971,21 @@ fn senders(core: &Core) -> Senders {
         .to_vec()
 }
 
-/// At most this many claims share one statement.
-const MAX_CLAIMS: usize = 64;
-/// Claim statements in flight at once.
-const CLAIMS_IN_FLIGHT: usize = 4;
+/// At most this many claims or reads share one statement.
+const MAX_BATCH: usize = 64;
+/// Statements of one kind (claims, reads) in flight at once (one, for the
+/// reason and the figures at `db::PG_GROUPS_IN_FLIGHT`).
+const BATCHES_IN_FLIGHT: usize = 1;
 
 /// PostgreSQL: the workers' claims, merged. A claim made while
-/// [`CLAIMS_IN_FLIGHT`] statements are running waits for the next one,
+/// [`BATCHES_IN_FLIGHT`] statements are running waits for the next one,
 /// which claims every waiting id and reads their facts at once
 /// ([`contacts::claim_many_with_fact_rows`]); each worker hears whether
 /// its message was claimed. The compare-and-set is the same as for one
 /// message: a message asked for twice (a redelivered job) is claimed once
-/// and returned to one of the two. Started on first use.
+/// and returned to one of the two.
 #[derive(Debug, Default)]
-pub struct Claims {
-    tx: std::sync::OnceLock<tokio::sync::mpsc::Sender<ClaimRequest>>,
-}
+pub struct Claims(crate::db::Batcher<ClaimRequest, Option<(outbound_message::Model, FactRows)>>);
 
 impl Claims {
     async fn claim(
@@ -996,75 +995,73 @@ impl Claims {
         id: &str,
         now: DateTime<Utc>,
         due_by: DateTime<Utc>,
-    ) -> Claimed {
-        let tx = self.tx.get_or_init(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(claim_batches(pool.clone(), senders(core), rx));
-            tx
-        });
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = ClaimRequest {
-            id: id.to_string(),
-            now,
-            due_by,
-            reply,
-        };
-        match tx.send(request).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| {
-                Err(sea_orm::DbErr::Custom("the claim batcher stopped".into()))
-            }),
-            // The batcher's runtime is gone (a test's): claim directly.
-            Err(e) => {
-                let r = e.0;
-                let claimed =
-                    contacts::claim_many_with_fact_rows(pool, &[r.id], now, due_by, &senders(core))
-                        .await?;
-                Ok(claimed.into_iter().next())
+    ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+        let start = || {
+            let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
+            move |batch: Vec<ClaimRequest>| {
+                let (pool, senders) = (pool.clone(), senders.clone());
+                async move { claim_batch(&pool, &senders, batch).await }
             }
-        }
+        };
+        self.0
+            .call(
+                (id.to_string(), now, due_by),
+                BATCHES_IN_FLIGHT,
+                MAX_BATCH,
+                start,
+            )
+            .await
     }
 }
 
-async fn claim_batches(
-    pool: sqlx::PgPool,
-    senders: Senders,
-    rx: tokio::sync::mpsc::Receiver<ClaimRequest>,
-) {
-    let senders = std::sync::Arc::new(senders);
-    crate::db::in_batches(
-        rx,
-        CLAIMS_IN_FLIGHT,
-        MAX_CLAIMS,
-        |_, _| true,
-        move |batch| {
-            let (pool, senders) = (pool.clone(), senders.clone());
-            async move { claim_batch(&pool, &senders, batch).await }
-        },
-    )
-    .await;
-}
-
-/// One claim statement for a batch; each worker hears its own answer.
-async fn claim_batch(pool: &sqlx::PgPool, senders: &Senders, batch: Vec<ClaimRequest>) {
-    let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-    let now = batch.iter().map(|r| r.now).max().expect("a claim");
-    let due_by = batch.iter().map(|r| r.due_by).max().expect("a claim");
-    let result = contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, senders).await;
-    match result {
+/// One claim statement for a batch: each claim's answer, in order.
+async fn claim_batch(
+    pool: &sqlx::PgPool,
+    senders: &Senders,
+    batch: Vec<ClaimRequest>,
+) -> Vec<Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr>> {
+    let ids: Vec<String> = batch.iter().map(|r| r.0.clone()).collect();
+    let now = batch.iter().map(|r| r.1).max().expect("a claim");
+    let due_by = batch.iter().map(|r| r.2).max().expect("a claim");
+    match contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, senders).await {
         Ok(rows) => {
             let mut by_id: std::collections::HashMap<String, _> = rows
                 .into_iter()
                 .map(|(m, f)| (m.id.clone(), (m, f)))
                 .collect();
-            for r in batch {
-                let _ = r.reply.send(Ok(by_id.remove(&r.id)));
-            }
+            ids.iter().map(|id| Ok(by_id.remove(id))).collect()
         }
-        Err(e) => {
-            for r in batch {
-                let _ = r.reply.send(Err(e.clone()));
+        Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// PostgreSQL: the acceptance reads of concurrent callers, merged into
+/// one statement per batch ([`contacts::fact_rows_many`]), like
+/// [`Claims`]. Each caller gets exactly what [`contacts::fact_rows`]
+/// would have read for it.
+#[derive(Debug, Default)]
+pub struct FactReads(crate::db::Batcher<contacts::FactRead, FactRows>);
+
+impl FactReads {
+    async fn read(
+        &self,
+        core: &Core,
+        pool: &sqlx::PgPool,
+        read: contacts::FactRead,
+    ) -> Result<FactRows, sea_orm::DbErr> {
+        let start = || {
+            let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
+            move |batch: Vec<contacts::FactRead>| {
+                let (pool, senders) = (pool.clone(), senders.clone());
+                async move {
+                    match contacts::fact_rows_many(&pool, &batch, &senders).await {
+                        Ok(rows) => rows.into_iter().map(Ok).collect(),
+                        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+                    }
+                }
             }
-        }
+        };
+        self.0.call(read, BATCHES_IN_FLIGHT, MAX_BATCH, start).await
     }
 }
 

@@ -1060,6 +1060,63 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         assert!(rows.gate.window_expires_at.is_none());
         assert!(rows.template.is_some() && rows.sender.is_some(), "{key:?}");
     }
+
+    // PostgreSQL: every read above, and an unknown id, merged into one
+    // statement, reads exactly what each read alone reads, in order.
+    if let Some(pool) = core.db.postgres_pool() {
+        let senders: Vec<(Channel, Option<(&str, String)>)> = [Channel::WhatsApp, Channel::Sms]
+            .map(|c| (c, authz::sender_key(core, c)))
+            .to_vec();
+        let cases = [
+            (
+                ContactKey::Id(&id),
+                Channel::WhatsApp,
+                Some(" Task_Reminder "),
+            ),
+            (ContactKey::Phone(PHONE), Channel::Sms, None),
+            (ContactKey::Nobody, Channel::WhatsApp, Some("task_reminder")),
+            (
+                ContactKey::Phone("+4790000000"),
+                Channel::WhatsApp,
+                Some("task_reminder"),
+            ),
+            (
+                ContactKey::Id("no-such-contact"),
+                Channel::Sms,
+                Some("no_such_template"),
+            ),
+            (ContactKey::Id(&id), Channel::Sms, Some("task_reminder")),
+        ];
+        let reads: Vec<contacts::FactRead> = cases
+            .iter()
+            .map(|(key, channel, template)| contacts::FactRead::new(*key, *channel, *template))
+            .collect();
+        let merged = contacts::fact_rows_many(pool, &reads, &senders)
+            .await
+            .unwrap();
+        assert_eq!(merged.len(), cases.len());
+        for ((key, channel, template), rows) in cases.iter().zip(&merged) {
+            let sender = senders
+                .iter()
+                .find(|(c, _)| c == channel)
+                .and_then(|(_, s)| s.as_ref().map(|(k, a)| (*k, a.as_str())));
+            let alone = contacts::fact_rows(&core.db.conn, *key, *channel, *template, sender)
+                .await
+                .unwrap();
+            assert_eq!(
+                format!("{rows:?}"),
+                format!("{alone:?}"),
+                "{key:?} on {channel}"
+            );
+        }
+        assert!(merged[0].contact.is_some() && merged[0].gate.consent.is_some());
+        assert!(merged[4].contact.is_none() && merged[4].template.is_none());
+        // No reads: no rows, not an error.
+        assert!(contacts::fact_rows_many(pool, &[], &senders)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }
 
 #[tokio::test]

@@ -183,11 +183,14 @@ async fn drop_fresh_db(server: Option<&str>, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records when each message reached the provider.
+/// Records when each message reached the provider, and the calls that
+/// failed (with why: the error table retries timeouts, network failures,
+/// 429 and 5xx, so a message may be called again after a failed call).
 #[derive(Debug)]
 struct Timed {
     inner: Arc<dyn MessageProvider>,
     calls: Mutex<Vec<(String, Instant)>>,
+    failed: Mutex<Vec<(String, String)>>,
 }
 
 impl MessageProvider for Timed {
@@ -200,7 +203,14 @@ impl MessageProvider for Timed {
                 .lock()
                 .unwrap()
                 .push((request.message_id.clone(), Instant::now()));
-            self.inner.send(request).await
+            let result = self.inner.send(request).await;
+            if let Err(e) = &result {
+                self.failed
+                    .lock()
+                    .unwrap()
+                    .push((request.message_id.clone(), e.message.clone()));
+            }
+            result
         })
     }
 }
@@ -279,6 +289,7 @@ async fn outbound_bench(
     let timed = Arc::new(Timed {
         inner: providers.whatsapp.clone().expect("whatsapp provider"),
         calls: Mutex::new(Vec::with_capacity(messages)),
+        failed: Mutex::new(Vec::new()),
     });
     providers.whatsapp = Some(timed.clone());
     let (core, queue) =
@@ -383,7 +394,9 @@ async fn outbound_bench(
     // Wait (with a deadline) until every accepted message reached the provider.
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let n = timed.calls.lock().unwrap().len();
+        // (A failed call is called again: it does not count as reached.)
+        let failed = timed.failed.lock().unwrap().len();
+        let n = timed.calls.lock().unwrap().len().saturating_sub(failed);
         if n >= expected || Instant::now() > deadline {
             break;
         }
@@ -397,11 +410,22 @@ async fn outbound_bench(
         .filter_map(|(id, at)| accepted.get(id).map(|t0| at.saturating_duration_since(*t0)))
         .collect();
     lat.sort();
+    // A second call for a message is a retry when an earlier call of it
+    // failed, else a duplicate (a message sent twice: must be 0).
+    let failed = timed.failed.lock().unwrap().clone();
+    let failed_ids: std::collections::HashSet<&str> =
+        failed.iter().map(|(id, _)| id.as_str()).collect();
     let mut unique = std::collections::HashSet::new();
-    let duplicates = calls
-        .iter()
-        .filter(|(id, _)| !unique.insert(id.clone()))
-        .count();
+    let (mut duplicates, mut retries) = (0, 0);
+    for (id, _) in &calls {
+        if !unique.insert(id.clone()) {
+            if failed_ids.contains(id.as_str()) {
+                retries += 1;
+            } else {
+                duplicates += 1;
+            }
+        }
+    }
     println!(
         "== outbound on {backend}{}",
         rate.map(|r| format!(", sender rate {r}/s"))
@@ -409,9 +433,19 @@ async fn outbound_bench(
     );
     println!("messages accepted        {expected} (refused: {refused})");
     println!(
-        "provider calls           {} (duplicates: {duplicates})",
+        "provider calls           {} (duplicates: {duplicates}, retries after a failed call: {retries})",
         calls.len()
     );
+    if !failed.is_empty() {
+        let mut why: Vec<&str> = failed.iter().map(|(_, m)| m.as_str()).collect();
+        why.sort();
+        why.dedup();
+        println!(
+            "failed provider calls    {} ({})",
+            failed.len(),
+            why.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        );
+    }
     println!(
         "acceptance               {:.0} msg/s ({:.1} s)",
         expected as f64 / accept_elapsed.as_secs_f64(),
