@@ -1183,7 +1183,7 @@ pub async fn fact_rows_many(
 ) -> Result<Vec<FactRows>, sea_orm::DbErr> {
     let (columns, senders_joins) = fact_columns(&sender_params(senders, 5));
     let sql = format!(
-        "SELECT {columns}, r.ord AS r_ord \
+        "SELECT {columns} \
          FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[]) \
            WITH ORDINALITY AS r(cid, phone, channel, tname, ord) \
          {joins}{senders_joins} \

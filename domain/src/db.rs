@@ -598,12 +598,17 @@ pub(crate) async fn in_batches<R, F, Fut>(
     }
 }
 
+fn no_answer() -> DbErr {
+    DbErr::Custom("the batch gave no answer".into())
+}
+
 /// What a [`Batcher`] request waits for.
 type Answer<A> = tokio::sync::oneshot::Sender<Result<A, DbErr>>;
 
 /// Requests of one kind (claims, reads) merged into shared statements by
 /// [`in_batches`]: each caller sends its request and waits for its own
-/// answer. The batch function returns one answer per request, in order.
+/// answer. The batch function returns one answer per request, in order,
+/// or an error that every request of the batch hears.
 /// Started on first use, on the caller's runtime.
 pub(crate) struct Batcher<Q, A> {
     tx: std::sync::OnceLock<tokio::sync::mpsc::Sender<(Q, Answer<A>)>>,
@@ -640,7 +645,7 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
     ) -> Result<A, DbErr>
     where
         F: Fn(Vec<Q>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Vec<Result<A, DbErr>>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<Vec<A>, DbErr>> + Send + 'static,
     {
         let mut start = Some(start);
         let tx = self.tx.get_or_init(|| {
@@ -655,12 +660,12 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
                     let (requests, answers): (Vec<Q>, Vec<Answer<A>>) = batch.into_iter().unzip();
                     let work = run(requests);
                     async move {
-                        let mut results = work.await.into_iter();
+                        let mut results = work.await.map(Vec::into_iter);
                         for answer in answers {
-                            let result = results.next().unwrap_or_else(|| {
-                                Err(DbErr::Custom("the batch gave no answer".into()))
+                            let _ = answer.send(match &mut results {
+                                Ok(results) => results.next().ok_or_else(no_answer),
+                                Err(e) => Err(e.clone()),
                             });
-                            let _ = answer.send(result);
                         }
                     }
                 },
@@ -680,10 +685,10 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
                     }
                 };
                 run(vec![e.0 .0])
-                    .await
+                    .await?
                     .into_iter()
                     .next()
-                    .unwrap_or_else(|| Err(DbErr::Custom("the batch gave no answer".into())))
+                    .ok_or_else(no_answer)
             }
         }
     }

@@ -209,22 +209,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         (_, Some(Ok(p))) => ContactKey::Phone(p.as_str()),
         _ => ContactKey::Nobody,
     };
-    let rows = match core.db.postgres_pool() {
-        Some(pool) => {
-            let read = contacts::FactRead::new(key, req.channel, template_name.as_deref());
-            core.fact_reads.read(core, pool, read).await?
-        }
-        None => {
-            read_fact_rows(
-                core,
-                &core.db.conn,
-                key,
-                req.channel,
-                template_name.as_deref(),
-            )
-            .await?
-        }
-    };
+    let rows = read_fact_rows(core, key, req.channel, template_name.as_deref()).await?;
     let to_address = match (&req.recipient, parsed) {
         (Recipient::Contact(id), _) => rows
             .contact
@@ -557,17 +542,21 @@ struct Loaded {
 }
 
 /// The rows the gates read for a message to `key` on `channel`, in one
-/// statement (see [`contacts::fact_rows`]).
+/// statement: on PostgreSQL merged with concurrent callers' reads
+/// ([`FactReads`]), on SQLite alone ([`contacts::fact_rows`]).
 async fn read_fact_rows(
     core: &Core,
-    db: &impl ConnectionTrait,
     key: ContactKey<'_>,
     channel: Channel,
     template_name: Option<&str>,
 ) -> Result<FactRows, sea_orm::DbErr> {
+    if let Some(pool) = core.db.postgres_pool() {
+        let read = contacts::FactRead::new(key, channel, template_name);
+        return core.fact_reads.read(core, pool, read).await;
+    }
     let sender = authz::sender_key(core, channel);
     contacts::fact_rows(
-        db,
+        &core.db.conn,
         key,
         channel,
         template_name,
@@ -579,7 +568,6 @@ async fn read_fact_rows(
 /// [`read_fact_rows`] for a stored message.
 async fn read_fact_rows_for(
     core: &Core,
-    db: &impl ConnectionTrait,
     m: &outbound_message::Model,
 ) -> Result<FactRows, sea_orm::DbErr> {
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
@@ -587,7 +575,7 @@ async fn read_fact_rows_for(
         .contact_id
         .as_deref()
         .map_or(ContactKey::Nobody, ContactKey::Id);
-    read_fact_rows(core, db, key, channel, m.template_name.as_deref()).await
+    read_fact_rows(core, key, channel, m.template_name.as_deref()).await
 }
 
 /// Load every fact the gates need for a stored message.
@@ -598,7 +586,7 @@ async fn load_facts(
     template: Option<&Template>,
     authorization: Option<Authorization>,
 ) -> Result<(MessageFacts, LoadedFacts, Loaded), sea_orm::DbErr> {
-    let mut rows = read_fact_rows_for(core, db, m).await?;
+    let mut rows = read_fact_rows_for(core, m).await?;
     let template = match template {
         Some(t) => Some(t.clone()),
         None => rows.template.take().map(Template::from),
@@ -954,7 +942,7 @@ async fn claim_and_read(
     else {
         return Ok(None);
     };
-    let rows = read_fact_rows_for(core, &core.db.conn, &m).await?;
+    let rows = read_fact_rows_for(core, &m).await?;
     Ok(Some((m, rows)))
 }
 
@@ -996,43 +984,50 @@ impl Claims {
         now: DateTime<Utc>,
         due_by: DateTime<Utc>,
     ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
-        let start = || {
-            let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
-            move |batch: Vec<ClaimRequest>| {
-                let (pool, senders) = (pool.clone(), senders.clone());
-                async move { claim_batch(&pool, &senders, batch).await }
-            }
-        };
-        self.0
-            .call(
-                (id.to_string(), now, due_by),
-                BATCHES_IN_FLIGHT,
-                MAX_BATCH,
-                start,
-            )
-            .await
+        let request = (id.to_string(), now, due_by);
+        batched(&self.0, core, pool, request, claim_batch).await
     }
+}
+
+/// Send `request` to `batcher`, whose batches run `run` with the pool and
+/// the core's senders (computed once, when the batcher starts).
+async fn batched<Q, A, F, Fut>(
+    batcher: &crate::db::Batcher<Q, A>,
+    core: &Core,
+    pool: &sqlx::PgPool,
+    request: Q,
+    run: F,
+) -> Result<A, sea_orm::DbErr>
+where
+    Q: Send + 'static,
+    A: Send + 'static,
+    F: Fn(sqlx::PgPool, std::sync::Arc<Senders>, Vec<Q>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<A>, sea_orm::DbErr>> + Send + 'static,
+{
+    let start = || {
+        let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
+        move |batch| run(pool.clone(), senders.clone(), batch)
+    };
+    batcher
+        .call(request, BATCHES_IN_FLIGHT, MAX_BATCH, start)
+        .await
 }
 
 /// One claim statement for a batch: each claim's answer, in order.
 async fn claim_batch(
-    pool: &sqlx::PgPool,
-    senders: &Senders,
+    pool: sqlx::PgPool,
+    senders: std::sync::Arc<Senders>,
     batch: Vec<ClaimRequest>,
-) -> Vec<Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr>> {
+) -> Result<Vec<Option<(outbound_message::Model, FactRows)>>, sea_orm::DbErr> {
     let ids: Vec<String> = batch.iter().map(|r| r.0.clone()).collect();
     let now = batch.iter().map(|r| r.1).max().expect("a claim");
     let due_by = batch.iter().map(|r| r.2).max().expect("a claim");
-    match contacts::claim_many_with_fact_rows(pool, &ids, now, due_by, senders).await {
-        Ok(rows) => {
-            let mut by_id: std::collections::HashMap<String, _> = rows
-                .into_iter()
-                .map(|(m, f)| (m.id.clone(), (m, f)))
-                .collect();
-            ids.iter().map(|id| Ok(by_id.remove(id))).collect()
-        }
-        Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
-    }
+    let claimed = contacts::claim_many_with_fact_rows(&pool, &ids, now, due_by, &senders).await?;
+    let mut by_id: std::collections::HashMap<String, _> = claimed
+        .into_iter()
+        .map(|(m, f)| (m.id.clone(), (m, f)))
+        .collect();
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
 }
 
 /// PostgreSQL: the acceptance reads of concurrent callers, merged into
@@ -1049,19 +1044,16 @@ impl FactReads {
         pool: &sqlx::PgPool,
         read: contacts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
-        let start = || {
-            let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
-            move |batch: Vec<contacts::FactRead>| {
-                let (pool, senders) = (pool.clone(), senders.clone());
-                async move {
-                    match contacts::fact_rows_many(&pool, &batch, &senders).await {
-                        Ok(rows) => rows.into_iter().map(Ok).collect(),
-                        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-                    }
-                }
-            }
-        };
-        self.0.call(read, BATCHES_IN_FLIGHT, MAX_BATCH, start).await
+        batched(
+            &self.0,
+            core,
+            pool,
+            read,
+            |pool, senders, batch| async move {
+                contacts::fact_rows_many(&pool, &batch, &senders).await
+            },
+        )
+        .await
     }
 }
 

@@ -191,6 +191,8 @@ struct Timed {
     inner: Arc<dyn MessageProvider>,
     calls: Mutex<Vec<(String, Instant)>>,
     failed: Mutex<Vec<(String, String)>>,
+    /// The messages called at least once.
+    reached: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MessageProvider for Timed {
@@ -203,6 +205,10 @@ impl MessageProvider for Timed {
                 .lock()
                 .unwrap()
                 .push((request.message_id.clone(), Instant::now()));
+            self.reached
+                .lock()
+                .unwrap()
+                .insert(request.message_id.clone());
             let result = self.inner.send(request).await;
             if let Err(e) = &result {
                 self.failed
@@ -290,6 +296,7 @@ async fn outbound_bench(
         inner: providers.whatsapp.clone().expect("whatsapp provider"),
         calls: Mutex::new(Vec::with_capacity(messages)),
         failed: Mutex::new(Vec::new()),
+        reached: Mutex::new(std::collections::HashSet::with_capacity(messages)),
     });
     providers.whatsapp = Some(timed.clone());
     let (core, queue) =
@@ -394,9 +401,7 @@ async fn outbound_bench(
     // Wait (with a deadline) until every accepted message reached the provider.
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        // (A failed call is called again: it does not count as reached.)
-        let failed = timed.failed.lock().unwrap().len();
-        let n = timed.calls.lock().unwrap().len().saturating_sub(failed);
+        let n = timed.reached.lock().unwrap().len();
         if n >= expected || Instant::now() > deadline {
             break;
         }
@@ -410,21 +415,21 @@ async fn outbound_bench(
         .filter_map(|(id, at)| accepted.get(id).map(|t0| at.saturating_duration_since(*t0)))
         .collect();
     lat.sort();
-    // A second call for a message is a retry when an earlier call of it
-    // failed, else a duplicate (a message sent twice: must be 0).
+    // Of a message's calls after its first, as many as it had failed calls
+    // are retries; any more are duplicates (a message sent twice: must be 0).
     let failed = timed.failed.lock().unwrap().clone();
-    let failed_ids: std::collections::HashSet<&str> =
-        failed.iter().map(|(id, _)| id.as_str()).collect();
-    let mut unique = std::collections::HashSet::new();
-    let (mut duplicates, mut retries) = (0, 0);
+    let mut per_message: HashMap<&str, (usize, usize)> = HashMap::new();
     for (id, _) in &calls {
-        if !unique.insert(id.clone()) {
-            if failed_ids.contains(id.as_str()) {
-                retries += 1;
-            } else {
-                duplicates += 1;
-            }
-        }
+        per_message.entry(id.as_str()).or_default().0 += 1;
+    }
+    for (id, _) in &failed {
+        per_message.entry(id.as_str()).or_default().1 += 1;
+    }
+    let (mut duplicates, mut retries) = (0, 0);
+    for (n_calls, n_failed) in per_message.values() {
+        let again = n_calls.saturating_sub(1);
+        retries += again.min(*n_failed);
+        duplicates += again - again.min(*n_failed);
     }
     println!(
         "== outbound on {backend}{}",
