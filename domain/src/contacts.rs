@@ -1175,7 +1175,7 @@ impl FactRead {
 /// answers in the order of `reads` (the acceptance reads of concurrent
 /// callers, merged). The reads travel as arrays, unnested with their
 /// ordinal; every source is a `LATERAL` lookup by key
-/// ([`lateral_fact_joins`]), as in [`claim_many_with_fact_rows`].
+/// ([`lateral_fact_joins`]), as in [`messages_with_fact_rows`].
 pub async fn fact_rows_many(
     pool: &sqlx::PgPool,
     reads: &[FactRead],
@@ -1224,52 +1224,40 @@ pub async fn fact_rows_many(
         .collect()
 }
 
-/// PostgreSQL only: claim every message of `ids` that is waiting
-/// (`queued` or `deferred`), has no provider sid yet and is due by
-/// `due_by` (one `UPDATE` moving them to `sending` at `now`: the
-/// compare-and-set that lets exactly one worker have a message), and read
-/// each claimed message's [`FactRows`] in the same statement. The messages
-/// not returned were not claimed (gone, taken, finished or not yet due).
-/// Every source is a `LATERAL` lookup by key per claimed message, so the
-/// plan is index lookups whatever the tables' sizes were when it was made.
-pub async fn claim_many_with_fact_rows(
+/// PostgreSQL only: read every message of `ids` that exists, and each
+/// one's [`FactRows`], in one statement (the workers' reads, merged: the
+/// worker claims a message with its evaluation's write,
+/// [`crate::db::Db::write_claiming`]). The message, and every source, is
+/// a `LATERAL` lookup by key per id, so the plan is index lookups whatever
+/// the tables' sizes were when it was made (`id = ANY($1)` over the table
+/// is planned as a scan while the table is small, and the connection keeps
+/// that generic plan as the table grows).
+pub async fn messages_with_fact_rows(
     pool: &sqlx::PgPool,
     ids: &[String],
-    now: chrono::DateTime<chrono::Utc>,
-    due_by: chrono::DateTime<chrono::Utc>,
     senders: &[(Channel, Option<(&str, String)>)],
 ) -> Result<Vec<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
     use crate::entities::outbound_message;
-    use crate::message_state::MessageState;
-    // Each sender's kind and address: $4 and $5, $6 and $7, ...
-    let (columns, senders_joins) = fact_columns(&sender_params(senders, 4));
+    // Each sender's kind and address: $2 and $3, $4 and $5, ...
+    let (columns, senders_joins) = fact_columns(&sender_params(senders, 2));
     let sql = format!(
-        "WITH m AS (UPDATE outbound_messages SET state = '{sending}', updated_at = $1 \
-           WHERE id = ANY($2) AND state IN ('{queued}', '{deferred}') \
-           AND provider_sid IS NULL AND (defer_until IS NULL OR defer_until <= $3) \
-           RETURNING *) \
-         SELECT {columns}, {mc} \
-         FROM m \
+        "SELECT {columns}, {mc} \
+         FROM unnest($1::varchar[]) AS r(id) \
+         JOIN LATERAL (SELECT * FROM outbound_messages WHERE id = r.id LIMIT 1) m ON TRUE \
          {joins}{senders_joins}",
         joins = lateral_fact_joins(
             "SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1",
             "m.channel",
             "lower(trim(m.template_name))",
         ),
-        sending = MessageState::Sending.as_str(),
-        queued = MessageState::Queued.as_str(),
-        deferred = MessageState::Deferred.as_str(),
         mc = prefixed_columns::<outbound_message::Entity>("m", "m_"),
     );
-    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(ids)
-        .bind(due_by);
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ids);
     let rows = bind_senders(query, senders)
         .fetch_all(pool)
         .await
         .map_err(pg_err)?;
-    let mut claimed = Vec::with_capacity(rows.len());
+    let mut read = Vec::with_capacity(rows.len());
     for row in rows {
         let row = sea_orm::QueryResult::from(row);
         let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
@@ -1279,7 +1267,7 @@ pub async fn claim_many_with_fact_rows(
         if m.template_name.is_none() {
             facts.template = None;
         }
-        claimed.push((m, facts));
+        read.push((m, facts));
     }
-    Ok(claimed)
+    Ok(read)
 }

@@ -51,8 +51,9 @@ pub struct Core {
     pub spool: SpoolState,
     /// Contact ids by number, for inbound messages.
     pub contact_ids: crate::contacts::ContactIds,
-    /// The send workers' claims, merged on PostgreSQL.
-    pub claims: crate::outbound::Claims,
+    /// The send workers' reads of their messages, merged on PostgreSQL
+    /// (they claim a message with their evaluation's write).
+    pub message_reads: crate::outbound::MessageReads,
     /// The acceptance reads, merged on PostgreSQL.
     pub fact_reads: crate::outbound::FactReads,
 }
@@ -121,7 +122,7 @@ impl Core {
             errors,
             spool: SpoolState::default(),
             contact_ids: crate::contacts::ContactIds::default(),
-            claims: crate::outbound::Claims::default(),
+            message_reads: crate::outbound::MessageReads::default(),
             fact_reads: crate::outbound::FactReads::default(),
         })
     }

@@ -39,19 +39,14 @@ struct WriteRequest {
     reply: Reply,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<(), DbErr>>;
+/// The ids of a write's claiming evaluations that were written
+/// ([`crate::message_writes::EvaluationUpdate::claim_due_by`]); empty for
+/// any other write.
+type Claimed = Vec<String>;
+
+type Reply = tokio::sync::oneshot::Sender<Result<Claimed, DbErr>>;
 
 impl WriteRequest {
-    /// The caller's write as plain statements (its rows too), and where
-    /// to answer.
-    fn into_parts(self, backend: DbBackend) -> (Vec<Statement>, Reply) {
-        let mut statements = self.statements;
-        if let Some(rows) = self.rows {
-            statements.extend(rows.statements(backend));
-        }
-        (statements, self.reply)
-    }
-
     fn shares_a_message_with(&self, group: &[WriteRequest]) -> bool {
         let Some(rows) = &self.rows else {
             return false;
@@ -272,18 +267,42 @@ impl Db {
         let Some(writer) = &self.writer else {
             return self.write_alone(statements).await;
         };
-        self.send_to_writer(writer, statements, None).await
+        self.send_to_writer(writer, statements, None)
+            .await
+            .map(drop)
     }
 
     /// Write the send path's rows atomically (see [`crate::message_writes`]):
     /// on PostgreSQL merged with other callers' rows into one statement, on
     /// SQLite as statements through [`Db::write_together`].
     pub async fn write_rows(&self, rows: RowWrite) -> Result<(), DbErr> {
-        match &self.writer {
-            Some(writer) if !self.is_sqlite() => {
-                self.send_to_writer(writer, Vec::new(), Some(rows)).await
-            }
-            _ => self.write_together(rows.statements(self.backend())).await,
+        self.rows(rows).await.map(drop)
+    }
+
+    /// [`Db::write_rows`] for a worker's evaluation that is also its claim
+    /// (one evaluation with
+    /// [`claim_due_by`](crate::message_writes::EvaluationUpdate::claim_due_by)):
+    /// `true` when the message was still waiting and the write was made,
+    /// `false` when it was not (another worker has it, or it is finished
+    /// or not yet due) and nothing of the message was written. PostgreSQL
+    /// only: on SQLite the worker claims first, then evaluates.
+    pub async fn write_claiming(&self, rows: RowWrite) -> Result<bool, DbErr> {
+        if self.is_sqlite() || rows.claiming_ids().count() != 1 {
+            return Err(DbErr::Custom(
+                "a claiming write holds one claiming evaluation, on PostgreSQL".into(),
+            ));
+        }
+        Ok(!self.rows(rows).await?.is_empty())
+    }
+
+    async fn rows(&self, rows: RowWrite) -> Result<Claimed, DbErr> {
+        match (&self.writer, self.postgres_pool()) {
+            (Some(writer), Some(_)) => self.send_to_writer(writer, Vec::new(), Some(rows)).await,
+            (None, Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
+            (_, None) => self
+                .write_together(rows.statements(self.backend()))
+                .await
+                .map(|()| Claimed::new()),
         }
     }
 
@@ -292,7 +311,7 @@ impl Db {
         writer: &tokio::sync::mpsc::Sender<WriteRequest>,
         statements: Vec<Statement>,
         rows: Option<RowWrite>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<Claimed, DbErr> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = WriteRequest {
             statements,
@@ -304,7 +323,19 @@ impl Db {
                 .await
                 .unwrap_or_else(|_| Err(DbErr::Custom("the database writer stopped".into()))),
             // The writer's runtime is gone (a test's): write directly.
-            Err(e) => self.write_alone(e.0.into_parts(self.backend()).0).await,
+            Err(e) => {
+                let WriteRequest {
+                    statements, rows, ..
+                } = e.0;
+                match (rows, self.postgres_pool()) {
+                    (Some(rows), Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
+                    (rows, _) => {
+                        let mut statements = statements;
+                        statements.extend(rows.iter().flat_map(|r| r.statements(self.backend())));
+                        self.write_alone(statements).await.map(|()| Claimed::new())
+                    }
+                }
+            }
         }
     }
 
@@ -441,12 +472,16 @@ async fn group_commit(pool: sqlx::SqlitePool, mut rx: tokio::sync::mpsc::Receive
         }
         if group.len() == 1 {
             let r = group.pop().expect("one request");
-            let _ = r.reply.send(sqlite_batch(&pool, &r.statements).await);
+            let _ = r.reply.send(
+                sqlite_batch(&pool, &r.statements)
+                    .await
+                    .map(|()| Claimed::new()),
+            );
             continue;
         }
         let results = write_group(&pool, &group).await;
         for (r, result) in group.into_iter().zip(results) {
-            let _ = r.reply.send(result);
+            let _ = r.reply.send(result.map(|()| Claimed::new()));
         }
     }
 }
@@ -709,29 +744,44 @@ async fn pg_write_rows(pool: &sqlx::PgPool, group: Vec<WriteRequest>) {
         return;
     }
     let writes: Vec<&RowWrite> = group.iter().filter_map(|r| r.rows.as_ref()).collect();
-    let result = match RowWrite::merged_json(&writes) {
-        Ok(([messages, tool_calls, evaluations, sends], [evaluated, sent])) => {
-            sqlx::query(PG_ROWS_SQL)
-                .bind(messages)
-                .bind(tool_calls)
-                .bind(evaluations)
-                .bind(sends)
-                .bind(evaluated)
-                .bind(sent)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        }
-        Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
-    };
+    let result = pg_rows(pool, &writes).await.map(|claimed| {
+        let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
+        // Each caller's share of the claims.
+        writes
+            .iter()
+            .map(|w| {
+                w.claiming_ids()
+                    .filter(|id| claimed.contains(*id))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    });
     answer_group(pool, group, result).await;
+}
+
+/// Rows of one or more callers as ONE prepared statement ([`PG_ROWS_SQL`]):
+/// the ids of the claiming evaluations that were written.
+async fn pg_rows(pool: &sqlx::PgPool, writes: &[&RowWrite]) -> Result<Claimed, sqlx::Error> {
+    let ([messages, tool_calls, evaluations, sends], [evaluated, sent, claiming]) =
+        RowWrite::merged_json(writes).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar(PG_ROWS_SQL)
+        .bind(messages)
+        .bind(tool_calls)
+        .bind(evaluations)
+        .bind(sends)
+        .bind(evaluated)
+        .bind(sent)
+        .bind(claiming)
+        .fetch_all(pool)
+        .await
 }
 
 /// Other callers' statements: alone as one statement, several as one text.
 async fn pg_write_statements(pool: &sqlx::PgPool, mut group: Vec<WriteRequest>) {
     if group.len() <= 1 {
         if let Some(r) = group.pop() {
-            let _ = r.reply.send(pg_write_alone(pool, r.statements).await);
+            pg_answer_alone(pool, r).await;
         }
         return;
     }
@@ -743,7 +793,7 @@ async fn pg_write_statements(pool: &sqlx::PgPool, mut group: Vec<WriteRequest>) 
     let result = sqlx::raw_sql(sqlx::AssertSqlSafe(text))
         .execute(pool)
         .await
-        .map(|_| ());
+        .map(|_| vec![Claimed::new(); group.len()]);
     answer_group(pool, group, result).await;
 }
 
@@ -755,20 +805,16 @@ async fn pg_write_statements(pool: &sqlx::PgPool, mut group: Vec<WriteRequest>) 
 async fn answer_group(
     pool: &sqlx::PgPool,
     group: Vec<WriteRequest>,
-    result: Result<(), sqlx::Error>,
+    result: Result<Vec<Claimed>, sqlx::Error>,
 ) {
     match result {
-        Ok(()) => {
-            for r in group {
-                let _ = r.reply.send(Ok(()));
+        Ok(answers) => {
+            for (r, claimed) in group.into_iter().zip(answers) {
+                let _ = r.reply.send(Ok(claimed));
             }
         }
         Err(sqlx::Error::Database(_)) | Err(sqlx::Error::Encode(_)) => {
-            let alone = group.into_iter().map(|r| async move {
-                let (statements, reply) = r.into_parts(DbBackend::Postgres);
-                let _ = reply.send(pg_write_alone(pool, statements).await);
-            });
-            futures::future::join_all(alone).await;
+            futures::future::join_all(group.into_iter().map(|r| pg_answer_alone(pool, r))).await;
         }
         Err(e) => {
             let e = Arc::new(e);
@@ -777,6 +823,22 @@ async fn answer_group(
             }
         }
     }
+}
+
+/// Write one caller's rows or statements alone, and answer it.
+async fn pg_answer_alone(pool: &sqlx::PgPool, r: WriteRequest) {
+    let WriteRequest {
+        statements,
+        rows,
+        reply,
+    } = r;
+    let written = match rows {
+        Some(rows) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
+        None => pg_write_alone(pool, statements)
+            .await
+            .map(|()| Claimed::new()),
+    };
+    let _ = reply.send(written);
 }
 
 /// WAL frames after which the checkpointer resets the log even if that

@@ -49,6 +49,13 @@ pub struct EvaluationUpdate {
     /// 1 when the worker calls the provider next: the attempt is counted
     /// with this write, so a crash during the call still shows it.
     pub attempts_inc: i32,
+    /// Set when this evaluation is also the worker's claim (PostgreSQL,
+    /// [`crate::db::Db::write_claiming`]): the update applies only if the
+    /// message is still waiting (`queued` or `deferred`), has no provider
+    /// sid and is due by this time (the compare-and-set that lets exactly
+    /// one worker have a message), and the write's audit rows of this
+    /// message are inserted only if it did.
+    pub claim_due_by: Option<DateTime<Utc>>,
 }
 
 /// A provider's acceptance on the message row. The state moves only if
@@ -68,28 +75,40 @@ pub struct SentUpdate {
 /// PostgreSQL: every kind of row of any number of callers, one statement.
 /// `$1`..`$4` are JSON arrays (possibly empty) as text; `$5` and `$6` the
 /// ids of `$3` and `$4` (so the messages are found by their key without
-/// parsing the JSON twice).
+/// parsing the JSON twice); `$7` the ids of the claiming evaluations
+/// ([`EvaluationUpdate::claim_due_by`]). A claiming evaluation updates its
+/// message only while it is waiting, without a sid and due (the states as
+/// [`MessageState::is_waiting`] names them), and the audit rows of its
+/// message are inserted only if it did. Returns the ids of the claiming
+/// evaluations that were written.
 pub(crate) const PG_ROWS_SQL: &str = "WITH \
- im AS (INSERT INTO outbound_messages \
-   SELECT * FROM json_populate_recordset(NULL::outbound_messages, $1::json)), \
- it AS (INSERT INTO tool_calls \
-   SELECT * FROM json_populate_recordset(NULL::tool_calls, $2::json)), \
  ue AS (UPDATE outbound_messages o SET state = v.state, block_reason = v.block_reason, \
    defer_until = v.defer_until, in_window = v.in_window, updated_at = v.updated_at, \
    queued_at = COALESCE(v.queued_at, o.queued_at), attempts = o.attempts + v.attempts_inc \
    FROM json_to_recordset($3::json) AS v(id varchar, state varchar, block_reason varchar, \
      defer_until timestamptz, in_window boolean, updated_at timestamptz, \
-     queued_at timestamptz, attempts_inc integer) \
+     queued_at timestamptz, attempts_inc integer, claim_due_by timestamptz) \
    WHERE o.id = v.id \
-     AND o.id = ANY($5::varchar[])) \
- UPDATE outbound_messages o SET provider_sid = v.provider_sid, provider = v.provider, \
+     AND o.id = ANY($5::varchar[]) \
+     AND (v.claim_due_by IS NULL \
+       OR (o.state IN ('queued', 'deferred') AND o.provider_sid IS NULL \
+         AND (o.defer_until IS NULL OR o.defer_until <= v.claim_due_by))) \
+   RETURNING o.id), \
+ im AS (INSERT INTO outbound_messages \
+   SELECT * FROM json_populate_recordset(NULL::outbound_messages, $1::json)), \
+ it AS (INSERT INTO tool_calls \
+   SELECT t.* FROM json_populate_recordset(NULL::tool_calls, $2::json) AS t \
+   WHERE t.message_id IS NULL OR NOT (t.message_id = ANY($7::varchar[])) \
+     OR t.message_id IN (SELECT id FROM ue)), \
+ us AS (UPDATE outbound_messages o SET provider_sid = v.provider_sid, provider = v.provider, \
    price = v.price, price_unit = v.price_unit, \
    state = CASE WHEN o.state = 'sending' THEN v.state ELSE o.state END, \
    error_code = NULL, error_message = NULL, updated_at = v.updated_at \
  FROM json_to_recordset($4::json) AS v(id varchar, provider_sid varchar, provider varchar, \
    price varchar, price_unit varchar, state varchar, updated_at timestamptz) \
  WHERE o.id = v.id \
-   AND o.id = ANY($6::varchar[])";
+   AND o.id = ANY($6::varchar[])) \
+ SELECT id FROM ue WHERE id = ANY($7::varchar[])";
 
 impl RowWrite {
     /// Every message id this write touches.
@@ -101,11 +120,20 @@ impl RowWrite {
             .chain(self.sends.iter().map(|s| s.id.as_str()))
     }
 
+    /// The ids of this write's claiming evaluations.
+    pub fn claiming_ids(&self) -> impl Iterator<Item = &str> {
+        self.evaluations
+            .iter()
+            .filter(|e| e.claim_due_by.is_some())
+            .map(|e| e.id.as_str())
+    }
+
     /// The JSON arrays bound to [`PG_ROWS_SQL`] (as text) for several
-    /// callers' rows together, and the ids of their evaluations and sends.
+    /// callers' rows together, and the ids of their evaluations, sends and
+    /// claiming evaluations.
     pub(crate) fn merged_json<'a>(
         writes: &[&'a RowWrite],
-    ) -> Result<([String; 4], [Vec<&'a str>; 2]), serde_json::Error> {
+    ) -> Result<([String; 4], [Vec<&'a str>; 3]), serde_json::Error> {
         fn all<'a, T: Serialize + 'a>(
             writes: &[&'a RowWrite],
             rows: impl Fn(&'a RowWrite) -> &'a Vec<T>,
@@ -121,6 +149,7 @@ impl RowWrite {
                 .iter()
                 .flat_map(|w| w.sends.iter().map(|s| s.id.as_str()))
                 .collect(),
+            writes.iter().flat_map(|w| w.claiming_ids()).collect(),
         ];
         Ok((
             [
@@ -133,9 +162,9 @@ impl RowWrite {
         ))
     }
 
-    /// The same write as plain statements for `backend` (SQLite's writer,
-    /// and PostgreSQL when a merged statement failed and each caller is
-    /// written alone).
+    /// The same write as plain statements for `backend` (SQLite's
+    /// writer). Not for a claiming evaluation, whose audit rows depend on
+    /// the claim: [`crate::db::Db::write_claiming`] is PostgreSQL's only.
     pub fn statements(&self, backend: DbBackend) -> Vec<sea_orm::Statement> {
         let mut out = Vec::new();
         for m in &self.messages {

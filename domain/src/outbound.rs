@@ -708,6 +708,9 @@ pub async fn dry_run_facts(
 }
 
 /// Write the evaluation's audit row and the state it leads to, and enqueue.
+/// With `claim_due_by` the write is also the claim
+/// ([`crate::db::Db::write_claiming`]): `None` when the message was no
+/// longer waiting (another worker has it), and nothing was written.
 #[allow(clippy::too_many_arguments)]
 async fn finish_evaluation(
     core: &Core,
@@ -717,7 +720,8 @@ async fn finish_evaluation(
     actor: &str,
     now: DateTime<Utc>,
     window: Option<DateTime<Utc>>,
-) -> Result<MessageState, sea_orm::DbErr> {
+    claim_due_by: Option<DateTime<Utc>>,
+) -> Result<Option<MessageState>, sea_orm::DbErr> {
     let outcome = EvaluationOutcome::of(stage, decision);
     let (state, reason, until) = (outcome.state, outcome.reason, outcome.until);
     let update = EvaluationUpdate {
@@ -731,18 +735,22 @@ async fn finish_evaluation(
         // The worker calls the provider next: count the attempt with this
         // write, so a crash during the call still shows it.
         attempts_inc: i32::from(state == MessageState::Sending),
+        claim_due_by,
     };
-    core.db
-        .write_rows(RowWrite {
-            tool_calls: vec![
-                audit::evaluation_row(m, stage, decision, actor, now).try_into_model()?
-            ],
-            evaluations: vec![update],
-            ..Default::default()
-        })
-        .await?;
+    let rows = RowWrite {
+        tool_calls: vec![audit::evaluation_row(m, stage, decision, actor, now).try_into_model()?],
+        evaluations: vec![update],
+        ..Default::default()
+    };
+    if claim_due_by.is_some() {
+        if !core.db.write_claiming(rows).await? {
+            return Ok(None);
+        }
+    } else {
+        core.db.write_rows(rows).await?;
+    }
     outcome.enqueue(core, &m.id).await;
-    Ok(state)
+    Ok(Some(state))
 }
 
 /// The state an evaluation leads to.
@@ -823,25 +831,34 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         enqueue(core, message_id, Some(now + Duration::seconds(5))).await;
         return Ok(SendResult::NotDue);
     }
-    // Claim: exactly one worker moves a waiting, due message to `sending`
-    // (one statement, returning the row and the facts).
-    let claimed = claim_and_read(core, message_id, now).await?;
-    let Some((m, mut rows)) = claimed else {
-        // Not claimed: gone, taken, finished, or not due yet.
-        let Some(m) = outbound_message::Entity::find_by_id(message_id)
-            .one(&core.db.conn)
-            .await?
-        else {
-            return Ok(SendResult::NotClaimed);
-        };
-        let waiting = MessageState::parse(&m.state).is_some_and(MessageState::is_waiting);
-        return Ok(match m.defer_until {
-            Some(until) if waiting && m.provider_sid.is_none() && until > now => {
-                enqueue(core, &m.id, Some(until)).await;
-                SendResult::NotDue
+    // Exactly one worker takes a waiting, due message: a compare-and-set
+    // on its state. PostgreSQL: read the message and its facts (one
+    // statement shared with other workers' reads), and claim with the
+    // evaluation's write. SQLite: claim, then read.
+    let due_by = now + Duration::milliseconds(CLAIM_SLACK_MS);
+    let (m, mut rows, claim_due_by) = match core.db.postgres_pool() {
+        Some(pool) => match core.message_reads.read(core, pool, message_id).await? {
+            Some((m, rows)) if claimable(&m, due_by) => (m, rows, Some(due_by)),
+            Some((m, _)) => return Ok(not_claimed(core, &m, now).await),
+            None => return Ok(SendResult::NotClaimed),
+        },
+        None => match claim_on_sqlite(core, message_id, now, due_by).await? {
+            Some(m) => {
+                let rows = read_fact_rows_for(core, &m).await?;
+                (m, rows, None)
             }
-            _ => SendResult::NotClaimed,
-        });
+            None => {
+                return Ok(
+                    match outbound_message::Entity::find_by_id(message_id)
+                        .one(&core.db.conn)
+                        .await?
+                    {
+                        Some(m) => not_claimed(core, &m, now).await,
+                        None => SendResult::NotClaimed,
+                    },
+                )
+            }
+        },
     };
     let actor = "worker";
     let template = rows.template.take().map(Template::from);
@@ -880,7 +897,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         }
         decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     }
-    let state = finish_evaluation(
+    let Some(state) = finish_evaluation(
         core,
         &m,
         Stage::Worker,
@@ -888,8 +905,13 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         actor,
         now,
         loaded.window_expires_at,
+        claim_due_by,
     )
-    .await?;
+    .await?
+    else {
+        // Another worker claimed it between the read and the write.
+        return Ok(SendResult::NotClaimed);
+    };
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     match decision.decision {
         Decision::Block { reason } => return Ok(SendResult::Blocked(reason)),
@@ -903,20 +925,36 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
 /// How late a deferred message may be claimed early.
 const CLAIM_SLACK_MS: i64 = 500;
 
-/// Claim a message (move it from waiting and due to `sending`, a
-/// compare-and-set only one worker can win) and read the rows its gates
-/// need. On PostgreSQL through [`Claims`] (claim and read in one
-/// statement, shared with other workers' claims); on SQLite the claim,
-/// then the read. `None` when nothing was claimed.
-async fn claim_and_read(
+/// May a worker claim `m` now: waiting, not yet handed to a provider, and
+/// due by `due_by`? (The claim's compare-and-set asks the same.)
+fn claimable(m: &outbound_message::Model, due_by: DateTime<Utc>) -> bool {
+    MessageState::parse(&m.state).is_some_and(MessageState::is_waiting)
+        && m.provider_sid.is_none()
+        && m.defer_until.is_none_or(|until| until <= due_by)
+}
+
+/// A message the worker did not claim: re-enqueued for its time if it is
+/// still waiting but not yet due; otherwise gone, taken or finished.
+async fn not_claimed(core: &Core, m: &outbound_message::Model, now: DateTime<Utc>) -> SendResult {
+    let waiting = MessageState::parse(&m.state).is_some_and(MessageState::is_waiting);
+    match m.defer_until {
+        Some(until) if waiting && m.provider_sid.is_none() && until > now => {
+            enqueue(core, &m.id, Some(until)).await;
+            SendResult::NotDue
+        }
+        _ => SendResult::NotClaimed,
+    }
+}
+
+/// SQLite: claim a message (move it from waiting and due to `sending`, a
+/// compare-and-set only one worker can win). `None` when nothing was
+/// claimed.
+async fn claim_on_sqlite(
     core: &Core,
     message_id: &str,
     now: DateTime<Utc>,
-) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
-    let due_by = now + Duration::milliseconds(CLAIM_SLACK_MS);
-    if let Some(pool) = core.db.postgres_pool() {
-        return core.claims.claim(core, pool, message_id, now, due_by).await;
-    }
+    due_by: DateTime<Utc>,
+) -> Result<Option<outbound_message::Model>, sea_orm::DbErr> {
     let claim = outbound_message::Entity::update_many()
         .col_expr(
             outbound_message::Column::State,
@@ -934,20 +972,12 @@ async fn claim_and_read(
                 .add(outbound_message::Column::DeferUntil.is_null())
                 .add(outbound_message::Column::DeferUntil.lte(due_by)),
         );
-    let Some(m) = claim
+    Ok(claim
         .exec_with_returning(&core.db.conn)
         .await?
         .into_iter()
-        .next()
-    else {
-        return Ok(None);
-    };
-    let rows = read_fact_rows_for(core, &m).await?;
-    Ok(Some((m, rows)))
+        .next())
 }
-
-/// One worker's claim: the message id, the time and how late it may be due.
-type ClaimRequest = (String, DateTime<Utc>, DateTime<Utc>);
 
 /// Each channel's sender (kind, address): the same for every claim and
 /// read of one [`Core`] (they come from its settings).
@@ -965,27 +995,38 @@ const MAX_BATCH: usize = 64;
 /// reason and the figures at `db::PG_GROUPS_IN_FLIGHT`).
 const BATCHES_IN_FLIGHT: usize = 1;
 
-/// PostgreSQL: the workers' claims, merged. A claim made while
-/// [`BATCHES_IN_FLIGHT`] statements are running waits for the next one,
-/// which claims every waiting id and reads their facts at once
-/// ([`contacts::claim_many_with_fact_rows`]); each worker hears whether
-/// its message was claimed. The compare-and-set is the same as for one
-/// message: a message asked for twice (a redelivered job) is claimed once
-/// and returned to one of the two.
+/// PostgreSQL: the workers' reads of their messages, merged like
+/// [`FactReads`]: a read made while [`BATCHES_IN_FLIGHT`] statements are
+/// running waits for the next one, which reads every waiting id's message
+/// and facts at once ([`contacts::messages_with_fact_rows`]). `None` for a
+/// message that does not exist.
 #[derive(Debug, Default)]
-pub struct Claims(crate::db::Batcher<ClaimRequest, Option<(outbound_message::Model, FactRows)>>);
+pub struct MessageReads(crate::db::Batcher<String, Option<(outbound_message::Model, FactRows)>>);
 
-impl Claims {
-    async fn claim(
+impl MessageReads {
+    async fn read(
         &self,
         core: &Core,
         pool: &sqlx::PgPool,
         id: &str,
-        now: DateTime<Utc>,
-        due_by: DateTime<Utc>,
     ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
-        let request = (id.to_string(), now, due_by);
-        batched(&self.0, core, pool, request, claim_batch).await
+        batched(
+            &self.0,
+            core,
+            pool,
+            id.to_string(),
+            |pool, senders, ids| async move {
+                let read = contacts::messages_with_fact_rows(&pool, &ids, &senders).await?;
+                let by_id: std::collections::HashMap<&str, _> =
+                    read.iter().map(|(m, f)| (m.id.as_str(), (m, f))).collect();
+                // A redelivered job's id may be asked for twice: both hear.
+                Ok(ids
+                    .iter()
+                    .map(|id| by_id.get(id.as_str()).map(|&(m, f)| (m.clone(), f.clone())))
+                    .collect())
+            },
+        )
+        .await
     }
 }
 
@@ -1013,26 +1054,9 @@ where
         .await
 }
 
-/// One claim statement for a batch: each claim's answer, in order.
-async fn claim_batch(
-    pool: sqlx::PgPool,
-    senders: std::sync::Arc<Senders>,
-    batch: Vec<ClaimRequest>,
-) -> Result<Vec<Option<(outbound_message::Model, FactRows)>>, sea_orm::DbErr> {
-    let ids: Vec<String> = batch.iter().map(|r| r.0.clone()).collect();
-    let now = batch.iter().map(|r| r.1).max().expect("a claim");
-    let due_by = batch.iter().map(|r| r.2).max().expect("a claim");
-    let claimed = contacts::claim_many_with_fact_rows(&pool, &ids, now, due_by, &senders).await?;
-    let mut by_id: std::collections::HashMap<String, _> = claimed
-        .into_iter()
-        .map(|(m, f)| (m.id.clone(), (m, f)))
-        .collect();
-    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
-}
-
 /// PostgreSQL: the acceptance reads of concurrent callers, merged into
 /// one statement per batch ([`contacts::fact_rows_many`]), like
-/// [`Claims`]. Each caller gets exactly what [`contacts::fact_rows`]
+/// [`MessageReads`]. Each caller gets exactly what [`contacts::fact_rows`]
 /// would have read for it.
 #[derive(Debug, Default)]
 pub struct FactReads(crate::db::Batcher<contacts::FactRead, FactRows>);

@@ -152,6 +152,7 @@ async fn two_writes_of_one_message_at_once_are_both_kept() {
                 updated_at: now,
                 queued_at: None,
                 attempts_inc: 1,
+                claim_due_by: None,
             }],
             ..Default::default()
         };
@@ -227,4 +228,131 @@ async fn the_providers_acceptance_moves_the_state_only_while_sending() {
         (m.state.as_str(), m.provider_sid.as_deref()),
         ("read", Some("SM-read"))
     );
+}
+
+/// A worker's evaluation that is also its claim, as two workers with the
+/// same job (a redelivery) write it at once.
+fn claiming(id: &str, due_by: chrono::DateTime<Utc>) -> RowWrite {
+    RowWrite {
+        tool_calls: vec![audit_row(id)],
+        evaluations: vec![EvaluationUpdate {
+            id: id.into(),
+            state: "sending".into(),
+            block_reason: None,
+            defer_until: None,
+            in_window: false,
+            updated_at: Utc::now(),
+            queued_at: None,
+            attempts_inc: 1,
+            claim_due_by: Some(due_by),
+        }],
+        ..Default::default()
+    }
+}
+
+async fn audit_rows_of(db: &Db, id: &str) -> usize {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    tool_call::Entity::find()
+        .filter(tool_call::Column::MessageId.eq(id))
+        .all(&db.conn)
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_db(dir.path()).await;
+    let now = Utc::now();
+    let deferred = |id: &str, until| outbound_message::Model {
+        defer_until: Some(until),
+        ..message(id, "deferred")
+    };
+    db.write_rows(RowWrite {
+        messages: vec![
+            message("queued", "queued"),
+            deferred("due", now - chrono::Duration::seconds(1)),
+            deferred("later", now + chrono::Duration::hours(1)),
+            message("sending", "sending"),
+            outbound_message::Model {
+                provider_sid: Some("SM-handed-over".into()),
+                ..message("handed", "queued")
+            },
+            message("plain", "queued"),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("messages");
+    if db.is_sqlite() {
+        // SQLite claims first, then evaluates: a claiming write is refused
+        // and changes nothing.
+        assert!(db.write_claiming(claiming("queued", now)).await.is_err());
+        assert_eq!(stored(&db, "queued").await.unwrap().state, "queued");
+        assert_eq!(audit_rows_of(&db, "queued").await, 0);
+        return;
+    }
+    // Two claims per message at once, with another caller's plain audit
+    // row in the same burst.
+    let ids = ["queued", "due", "later", "sending", "handed"];
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        for id in ids {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                (id, db.write_claiming(claiming(id, now)).await)
+            }));
+        }
+    }
+    let plain = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write_rows(RowWrite {
+                tool_calls: vec![audit_row("plain")],
+                ..Default::default()
+            })
+            .await
+        })
+    };
+    let mut won = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, result) = t.await.unwrap();
+        *won.entry(id).or_insert(0) += usize::from(result.expect("claiming write"));
+    }
+    plain.await.unwrap().expect("plain write");
+    for id in ["queued", "due"] {
+        assert_eq!(won[id], 1, "{id}: exactly one of the two claims won");
+        let m = stored(&db, id).await.unwrap();
+        assert_eq!((m.state.as_str(), m.attempts), ("sending", 1), "{id}");
+        assert_eq!(
+            audit_rows_of(&db, id).await,
+            1,
+            "{id}: the winner's audit row only"
+        );
+    }
+    for (id, state) in [
+        ("later", "deferred"),
+        ("sending", "sending"),
+        ("handed", "queued"),
+    ] {
+        assert_eq!(won[id], 0, "{id}: not waiting and due, never claimed");
+        let m = stored(&db, id).await.unwrap();
+        assert_eq!(
+            (m.state.as_str(), m.attempts),
+            (state, 0),
+            "{id}: unchanged"
+        );
+        assert_eq!(audit_rows_of(&db, id).await, 0, "{id}: no audit row");
+    }
+    assert_eq!(
+        audit_rows_of(&db, "plain").await,
+        1,
+        "the plain write is kept"
+    );
+    // A claiming write must hold exactly one claiming evaluation.
+    let mut two = claiming("plain", now);
+    two.evaluations.extend(claiming("due", now).evaluations);
+    assert!(db.write_claiming(two).await.is_err());
+    assert_eq!(stored(&db, "plain").await.unwrap().state, "queued");
 }

@@ -30,8 +30,16 @@ const MAX_CONTENT_PAGES: usize = 1000;
 
 /// The HTTP client Heimdall uses for provider calls: rustls, a 5 s connect
 /// timeout, a 15 s overall timeout and a `heimdall/<version>` user agent.
+///
+/// Idle pooled connections are dropped after [`POOL_IDLE`], before a
+/// server's keep-alive closes them (5 s is common, actix-web's default
+/// among them): a request sent on a connection the server is closing at
+/// that moment fails as a network error and is retried, and a send retried
+/// after a network failure is the one place a message could reach a
+/// provider twice (neither Twilio nor Meta takes an idempotency key).
 pub fn default_http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .pool_idle_timeout(POOL_IDLE)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15))
         .user_agent(concat!("heimdall/", env!("CARGO_PKG_VERSION")))
@@ -41,6 +49,9 @@ pub fn default_http_client() -> reqwest::Client {
             reqwest::Client::new()
         })
 }
+
+/// How long an idle provider connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// A Twilio REST client for one account.
 #[derive(Clone)]
