@@ -1,5 +1,12 @@
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the send path allocates and
+/// frees many small buffers per message on every worker thread, where
+/// glibc's malloc cost about 8 % of the machine's CPU under load
+/// (`heimdall-bench outbound`, perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use heimdall_domain::Settings;
 use heimdall_server::cli::{ApiKeyCommand, Cli, Command, UserCommand};
 use heimdall_server::{cli, startup, telemetry};

@@ -16,6 +16,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The allocator `heimdall` runs with (see its `main.rs`), so the figures
+/// are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
