@@ -287,15 +287,22 @@ impl Db {
     /// or not yet due) and nothing of the message was written. PostgreSQL
     /// only: on SQLite the worker claims first, then evaluates.
     pub async fn write_claiming(&self, rows: RowWrite) -> Result<bool, DbErr> {
-        if self.is_sqlite() || rows.claiming_ids().count() != 1 {
+        if rows.claiming_ids().count() != 1 {
             return Err(DbErr::Custom(
-                "a claiming write holds one claiming evaluation, on PostgreSQL".into(),
+                "a claiming write holds one claiming evaluation".into(),
             ));
         }
         Ok(!self.rows(rows).await?.is_empty())
     }
 
     async fn rows(&self, rows: RowWrite) -> Result<Claimed, DbErr> {
+        if self.is_sqlite() && rows.claiming_ids().next().is_some() {
+            // Plain statements cannot make the audit rows depend on the
+            // claim.
+            return Err(DbErr::Custom(
+                "a claiming evaluation is written on PostgreSQL only".into(),
+            ));
+        }
         match (&self.writer, self.postgres_pool()) {
             (Some(writer), Some(_)) => self.send_to_writer(writer, Vec::new(), Some(rows)).await,
             (None, Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),

@@ -111,13 +111,21 @@ pub(crate) const PG_ROWS_SQL: &str = "WITH \
  SELECT id FROM ue WHERE id = ANY($7::varchar[])";
 
 impl RowWrite {
-    /// Every message id this write touches.
+    /// Every message id this write touches (its audit rows' messages too:
+    /// a claiming evaluation decides whether its message's audit rows of
+    /// the same statement are inserted, so another caller's audit row of
+    /// that message must not share the statement).
     pub fn message_ids(&self) -> impl Iterator<Item = &str> {
         self.messages
             .iter()
             .map(|m| m.id.as_str())
             .chain(self.evaluations.iter().map(|e| e.id.as_str()))
             .chain(self.sends.iter().map(|s| s.id.as_str()))
+            .chain(
+                self.tool_calls
+                    .iter()
+                    .filter_map(|t| t.message_id.as_deref()),
+            )
     }
 
     /// The ids of this write's claiming evaluations.

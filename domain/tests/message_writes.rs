@@ -289,12 +289,14 @@ async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits(
         // SQLite claims first, then evaluates: a claiming write is refused
         // and changes nothing.
         assert!(db.write_claiming(claiming("queued", now)).await.is_err());
+        assert!(db.write_rows(claiming("queued", now)).await.is_err());
         assert_eq!(stored(&db, "queued").await.unwrap().state, "queued");
         assert_eq!(audit_rows_of(&db, "queued").await, 0);
         return;
     }
     // Two claims per message at once, with another caller's plain audit
-    // row in the same burst.
+    // rows in the same burst (one of them of a message whose claims lose:
+    // it must be kept, so it may not share a statement with them).
     let ids = ["queued", "due", "later", "sending", "handed"];
     let mut tasks = Vec::new();
     for _ in 0..2 {
@@ -309,7 +311,7 @@ async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits(
         let db = db.clone();
         tokio::spawn(async move {
             db.write_rows(RowWrite {
-                tool_calls: vec![audit_row("plain")],
+                tool_calls: vec![audit_row("plain"), audit_row("later")],
                 ..Default::default()
             })
             .await
@@ -343,7 +345,12 @@ async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits(
             (state, 0),
             "{id}: unchanged"
         );
-        assert_eq!(audit_rows_of(&db, id).await, 0, "{id}: no audit row");
+        let plain = usize::from(id == "later");
+        assert_eq!(
+            audit_rows_of(&db, id).await,
+            plain,
+            "{id}: no claim's audit row"
+        );
     }
     assert_eq!(
         audit_rows_of(&db, "plain").await,
