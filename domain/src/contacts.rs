@@ -1141,10 +1141,6 @@ fn sender_index(senders: &[(Channel, Option<(&str, String)>)], channel: &str) ->
         .unwrap_or(0)
 }
 
-fn pg_err(e: sqlx::Error) -> sea_orm::DbErr {
-    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
-}
-
 /// One message's facts to read with [`fact_rows_many`]: the contact by id,
 /// else by phone (neither: no contact), the channel and template name.
 #[derive(Debug, Clone)]
@@ -1204,14 +1200,8 @@ pub async fn fact_rows_many(
     let rows = bind_senders(query, senders)
         .fetch_all(pool)
         .await
-        .map_err(pg_err)?;
-    if rows.len() != reads.len() {
-        return Err(sea_orm::DbErr::Custom(format!(
-            "the facts statement returned {} rows for {} reads",
-            rows.len(),
-            reads.len()
-        )));
-    }
+        .map_err(crate::db::sqlx_err)?;
+    one_row_per_read(rows.len(), reads.len())?;
     reads
         .iter()
         .zip(rows)
@@ -1224,27 +1214,29 @@ pub async fn fact_rows_many(
         .collect()
 }
 
-/// PostgreSQL only: read every message of `ids` that exists, and each
-/// one's [`FactRows`], in one statement (the workers' reads, merged: the
-/// worker claims a message with its evaluation's write,
-/// [`crate::db::Db::write_claiming`]). The message, and every source, is
-/// a `LATERAL` lookup by key per id, so the plan is index lookups whatever
-/// the tables' sizes were when it was made (`id = ANY($1)` over the table
-/// is planned as a scan while the table is small, and the connection keeps
-/// that generic plan as the table grows).
+/// PostgreSQL only: read each message of `ids` and its [`FactRows`] in
+/// one statement, the answers in the order of `ids` (`None` for an id
+/// with no message; the workers' reads, merged: the worker claims a
+/// message with its evaluation's write, [`crate::db::Db::write_claiming`]).
+/// The message, and every source, is a `LATERAL` lookup by key per id, so
+/// the plan is index lookups whatever the tables' sizes were when it was
+/// made (`id = ANY($1)` over the table is planned as a scan while the
+/// table is small, and the connection keeps that generic plan as the
+/// table grows).
 pub async fn messages_with_fact_rows(
     pool: &sqlx::PgPool,
     ids: &[String],
     senders: &[(Channel, Option<(&str, String)>)],
-) -> Result<Vec<(crate::entities::outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+) -> Result<Vec<Option<(crate::entities::outbound_message::Model, FactRows)>>, sea_orm::DbErr> {
     use crate::entities::outbound_message;
     // Each sender's kind and address: $2 and $3, $4 and $5, ...
     let (columns, senders_joins) = fact_columns(&sender_params(senders, 2));
     let sql = format!(
         "SELECT {columns}, {mc} \
-         FROM unnest($1::varchar[]) AS r(id) \
-         JOIN LATERAL (SELECT * FROM outbound_messages WHERE id = r.id LIMIT 1) m ON TRUE \
-         {joins}{senders_joins}",
+         FROM unnest($1::varchar[]) WITH ORDINALITY AS r(id, ord) \
+         LEFT JOIN LATERAL (SELECT * FROM outbound_messages WHERE id = r.id LIMIT 1) m ON TRUE \
+         {joins}{senders_joins} \
+         ORDER BY r.ord",
         joins = lateral_fact_joins(
             "SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1",
             "m.channel",
@@ -1256,18 +1248,30 @@ pub async fn messages_with_fact_rows(
     let rows = bind_senders(query, senders)
         .fetch_all(pool)
         .await
-        .map_err(pg_err)?;
-    let mut read = Vec::with_capacity(rows.len());
-    for row in rows {
-        let row = sea_orm::QueryResult::from(row);
-        let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
-            continue;
-        };
-        let mut facts = decode_facts(&row, sender_index(senders, &m.channel))?;
-        if m.template_name.is_none() {
-            facts.template = None;
-        }
-        read.push((m, facts));
+        .map_err(crate::db::sqlx_err)?;
+    one_row_per_read(rows.len(), ids.len())?;
+    rows.into_iter()
+        .map(|row| {
+            let row = sea_orm::QueryResult::from(row);
+            let Some(m) = joined::<outbound_message::Model>(&row, "m_")? else {
+                return Ok(None);
+            };
+            let mut facts = decode_facts(&row, sender_index(senders, &m.channel))?;
+            if m.template_name.is_none() {
+                facts.template = None;
+            }
+            Ok(Some((m, facts)))
+        })
+        .collect()
+}
+
+/// A merged read must give one row per read, or no caller may trust its
+/// answer (they are matched by position).
+fn one_row_per_read(rows: usize, reads: usize) -> Result<(), sea_orm::DbErr> {
+    if rows == reads {
+        return Ok(());
     }
-    Ok(read)
+    Err(sea_orm::DbErr::Custom(format!(
+        "the facts statement returned {rows} rows for {reads} reads"
+    )))
 }

@@ -303,13 +303,28 @@ impl Db {
                 "a claiming evaluation is written on PostgreSQL only".into(),
             ));
         }
-        match (&self.writer, self.postgres_pool()) {
-            (Some(writer), Some(_)) => self.send_to_writer(writer, Vec::new(), Some(rows)).await,
-            (None, Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
-            (_, None) => self
-                .write_together(rows.statements(self.backend()))
-                .await
-                .map(|()| Claimed::new()),
+        match &self.writer {
+            Some(writer) if !self.is_sqlite() => {
+                self.send_to_writer(writer, Vec::new(), Some(rows)).await
+            }
+            _ => self.write_now(Vec::new(), Some(rows)).await,
+        }
+    }
+
+    /// One caller's write without the writer: rows on PostgreSQL as the
+    /// merged statement (a claiming evaluation keeps its condition),
+    /// anything else as plain statements in one transaction.
+    async fn write_now(
+        &self,
+        mut statements: Vec<Statement>,
+        rows: Option<RowWrite>,
+    ) -> Result<Claimed, DbErr> {
+        match (rows, self.postgres_pool()) {
+            (Some(rows), Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
+            (rows, _) => {
+                statements.extend(rows.iter().flat_map(|r| r.statements(self.backend())));
+                self.write_alone(statements).await.map(|()| Claimed::new())
+            }
         }
     }
 
@@ -330,19 +345,7 @@ impl Db {
                 .await
                 .unwrap_or_else(|_| Err(DbErr::Custom("the database writer stopped".into()))),
             // The writer's runtime is gone (a test's): write directly.
-            Err(e) => {
-                let WriteRequest {
-                    statements, rows, ..
-                } = e.0;
-                match (rows, self.postgres_pool()) {
-                    (Some(rows), Some(pool)) => pg_rows(pool, &[&rows]).await.map_err(sqlx_err),
-                    (rows, _) => {
-                        let mut statements = statements;
-                        statements.extend(rows.iter().flat_map(|r| r.statements(self.backend())));
-                        self.write_alone(statements).await.map(|()| Claimed::new())
-                    }
-                }
-            }
+            Err(e) => self.write_now(e.0.statements, e.0.rows).await,
         }
     }
 
@@ -406,7 +409,7 @@ fn join_as_ctes(statements: Vec<Statement>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-fn sqlx_err(e: sqlx::Error) -> DbErr {
+pub(crate) fn sqlx_err(e: sqlx::Error) -> DbErr {
     shared_err(&Arc::new(e))
 }
 
@@ -590,7 +593,7 @@ async fn pg_group_commit(pool: sqlx::PgPool, rx: tokio::sync::mpsc::Receiver<Wri
     .await;
 }
 
-/// The loop behind the merged writers and claims: take the first request
+/// The loop behind the merged writers and reads: take the first request
 /// and whatever else is already waiting (up to `max`, while `fits` says the
 /// next one may join; the first that may not starts the next batch), run
 /// the batch on its own task, at most `in_flight` batches at once. Under
@@ -647,7 +650,7 @@ fn no_answer() -> DbErr {
 /// What a [`Batcher`] request waits for.
 type Answer<A> = tokio::sync::oneshot::Sender<Result<A, DbErr>>;
 
-/// Requests of one kind (claims, reads) merged into shared statements by
+/// Requests of one kind (workers' reads, acceptance reads) merged into shared statements by
 /// [`in_batches`]: each caller sends its request and waits for its own
 /// answer. The batch function returns one answer per request, in order,
 /// or an error that every request of the batch hears.

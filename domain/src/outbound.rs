@@ -936,9 +936,8 @@ fn claimable(m: &outbound_message::Model, due_by: DateTime<Utc>) -> bool {
 /// A message the worker did not claim: re-enqueued for its time if it is
 /// still waiting but not yet due; otherwise gone, taken or finished.
 async fn not_claimed(core: &Core, m: &outbound_message::Model, now: DateTime<Utc>) -> SendResult {
-    let waiting = MessageState::parse(&m.state).is_some_and(MessageState::is_waiting);
     match m.defer_until {
-        Some(until) if waiting && m.provider_sid.is_none() && until > now => {
+        Some(until) if until > now && claimable(m, until) => {
             enqueue(core, &m.id, Some(until)).await;
             SendResult::NotDue
         }
@@ -979,7 +978,7 @@ async fn claim_on_sqlite(
         .next())
 }
 
-/// Each channel's sender (kind, address): the same for every claim and
+/// Each channel's sender (kind, address): the same for every merged
 /// read of one [`Core`] (they come from its settings).
 type Senders = Vec<(Channel, Option<(&'static str, String)>)>;
 
@@ -989,10 +988,11 @@ fn senders(core: &Core) -> Senders {
         .to_vec()
 }
 
-/// At most this many claims or reads share one statement.
+/// At most this many reads share one statement.
 const MAX_BATCH: usize = 64;
-/// Statements of one kind (claims, reads) in flight at once (one, for the
-/// reason and the figures at `db::PG_GROUPS_IN_FLIGHT`).
+/// Statements of one kind (workers' reads, acceptance reads) in flight
+/// at once (one, for the reason and the figures at
+/// `db::PG_GROUPS_IN_FLIGHT`).
 const BATCHES_IN_FLIGHT: usize = 1;
 
 /// PostgreSQL: the workers' reads of their messages, merged like
@@ -1016,14 +1016,7 @@ impl MessageReads {
             pool,
             id.to_string(),
             |pool, senders, ids| async move {
-                let read = contacts::messages_with_fact_rows(&pool, &ids, &senders).await?;
-                let by_id: std::collections::HashMap<&str, _> =
-                    read.iter().map(|(m, f)| (m.id.as_str(), (m, f))).collect();
-                // A redelivered job's id may be asked for twice: both hear.
-                Ok(ids
-                    .iter()
-                    .map(|id| by_id.get(id.as_str()).map(|&(m, f)| (m.clone(), f.clone())))
-                    .collect())
+                contacts::messages_with_fact_rows(&pool, &ids, &senders).await
             },
         )
         .await

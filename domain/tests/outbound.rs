@@ -1116,6 +1116,37 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
             .await
             .unwrap()
             .is_empty());
+
+        // The workers' merged read: each id's message and facts in the
+        // order asked (an id asked twice answered twice), None for an id
+        // with no message, the facts those of the message's own read.
+        let mid = outbound::accept(
+            core,
+            reminder(Recipient::Contact(id.clone()), Channel::WhatsApp),
+        )
+        .await
+        .unwrap()
+        .message_id;
+        let ids = ["no-such-message".to_string(), mid.clone(), mid.clone()];
+        let read = contacts::messages_with_fact_rows(pool, &ids, &senders)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3);
+        assert!(read[0].is_none());
+        let alone = contacts::fact_rows(
+            &core.db.conn,
+            ContactKey::Id(&id),
+            Channel::WhatsApp,
+            Some("task_reminder"),
+            Some((kind, address.as_str())),
+        )
+        .await
+        .unwrap();
+        for answer in &read[1..] {
+            let (m, rows) = answer.as_ref().expect("the message");
+            assert_eq!(m.id, mid);
+            assert_eq!(format!("{rows:?}"), format!("{alone:?}"));
+        }
     }
 }
 
