@@ -309,6 +309,9 @@ pub struct Sender {
     pub activated_by: Option<String>,
     pub activated_at: Option<DateTime<Utc>>,
     pub rate_per_sec: Option<i32>,
+    /// Paused after a fault of ours, and why (see [`crate::senders`]).
+    pub paused_at: Option<DateTime<Utc>>,
+    pub paused_reason: Option<String>,
 }
 
 impl From<channel_config::Model> for Sender {
@@ -321,6 +324,8 @@ impl From<channel_config::Model> for Sender {
             activated_by: m.activated_by,
             activated_at: m.activated_at,
             rate_per_sec: m.rate_per_sec,
+            paused_at: m.paused_at,
+            paused_reason: m.paused_reason,
         }
     }
 }
@@ -355,6 +360,8 @@ pub async fn register_senders(core: &Core, sandbox: bool) -> Result<(), sea_orm:
             tier_limit: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            paused_at: Set(None),
+            paused_reason: Set(None),
         }
         .insert(&core.db.conn)
         .await?;
@@ -429,24 +436,41 @@ pub async fn set_sender_active(
         .await?
         .ok_or_else(|| SenderError::NotFound(id.to_string()))?;
     let now = core.clock.now();
-    let before = serde_json::json!({"active": m.active, "activated_by": m.activated_by});
+    let before = serde_json::json!({
+        "active": m.active,
+        "activated_by": m.activated_by,
+        "paused_reason": m.paused_reason,
+    });
     let target = format!("sender:{}:{}", m.kind, m.address);
+    // Activating a paused sender is the admin saying it is fixed.
+    let was_paused = m.paused_at.filter(|_| active);
     let mut am: channel_config::ActiveModel = m.into();
     am.active = Set(active);
     am.activated_by = Set(active.then(|| actor.to_string()));
     am.activated_at = Set(active.then_some(now));
+    if was_paused.is_some() {
+        am.paused_at = Set(None);
+        am.paused_reason = Set(None);
+    }
     am.updated_at = Set(now);
     let updated = am.update(&core.db.conn).await?;
     record_change(
         &core.db.conn,
         actor,
         &target,
-        if active { "activated" } else { "deactivated" },
+        match (active, was_paused.is_some()) {
+            (true, true) => "re-activated after a pause",
+            (true, false) => "activated",
+            (false, _) => "deactivated",
+        },
         Some(before),
         Some(serde_json::json!({"active": active, "activated_by": actor})),
         now,
     )
     .await?;
+    if let Some(paused_at) = was_paused {
+        crate::senders::release(core, &updated, paused_at).await?;
+    }
     Ok(updated.into())
 }
 
@@ -480,6 +504,7 @@ pub fn sender_fact(
             SenderFact {
                 address: None,
                 active: false,
+                paused: None,
             },
             None,
         ),
@@ -487,6 +512,9 @@ pub fn sender_fact(
             SenderFact {
                 address: Some(address.clone()),
                 active: row.is_some_and(|r| r.active),
+                paused: row
+                    .filter(|r| r.paused_at.is_some())
+                    .map(|r| r.paused_reason.clone().unwrap_or_else(|| "paused".into())),
             },
             row.and_then(|r| r.rate_per_sec),
         ),

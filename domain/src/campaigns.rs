@@ -20,7 +20,13 @@
 //! [`outbound::accept`] (gates and audit) with an idempotency key per
 //! recipient, which is what makes a repeated or resumed fan-out harmless.
 //! It must never let a campaign's author approve it, whatever a client
-//! claims.
+//! claims: whoever created the campaign or later changed its content,
+//! audience or schedule is one of its `authors`, and the approver must be
+//! none of them. An approval binds to what the approver reviewed: a hash
+//! of the template (provider id, body, language, category, variables), the
+//! variable mapping, the audience (the tag query with its count, or the
+//! list of numbers) and the schedule ([`ContentSnapshot`]). A campaign whose
+//! content no longer matches at fan-out goes back to review, with an alert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,11 +39,12 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{self, Role, StaffUser};
+use crate::alerts;
 use crate::channel::Channel;
 use crate::clock::new_id;
 use crate::contacts::{self, Contact};
 use crate::entities::{campaign, campaign_approval, contact, outbound_message, staff_user};
-use crate::gates::{self, Authorization, ConsentStatus, Decision, Policy, TemplateCategory};
+use crate::gates::{self, Authorization, ConsentStatus, Decision, TemplateCategory};
 use crate::message_state::MessageState;
 use crate::outbound::{self, AcceptError, Origin, Recipient, RequestedContent, SendRequest};
 use crate::phone::PhoneNumber;
@@ -172,6 +179,8 @@ pub struct CampaignView {
     pub status: CampaignStatus,
     /// The author's staff user id.
     pub created_by: String,
+    /// Everyone who wrote or changed it (staff user ids): none may approve.
+    pub authors: Vec<String>,
     pub created_by_email: Option<String>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub approved_by: Option<String>,
@@ -198,8 +207,11 @@ pub enum CampaignError {
     /// The actor's role does not allow this.
     #[error("{0}")]
     Forbidden(String),
-    #[error("a campaign must be approved or rejected by someone other than its author")]
+    #[error("a campaign must be approved or rejected by someone other than its authors (whoever wrote or changed it)")]
     SelfApproval,
+    /// The campaign changed since the approver's review: nothing was approved.
+    #[error("the campaign changed since you reviewed it ({0}); review it again")]
+    Changed(String),
     #[error("cannot {action} a campaign that is {from}")]
     InvalidTransition {
         from: CampaignStatus,
@@ -233,6 +245,65 @@ pub struct Review {
     pub missing_fields: BTreeMap<String, usize>,
     /// Numbers of a `Phones` audience that no longer match a contact.
     pub unresolved: Vec<RefusedNumber>,
+    /// What an approval of this review binds to ([`ContentSnapshot::hash`]).
+    pub content_hash: String,
+}
+
+/// What an approval binds to: everything that decides who gets what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentSnapshot {
+    pub channel: Channel,
+    pub template_name: String,
+    /// [`Template::digest`]: provider id, body, language, category, variables.
+    pub template_digest: String,
+    pub variables: BTreeMap<String, VariableSource>,
+    pub audience: Audience,
+    /// How many contacts the audience resolved to.
+    pub audience_count: usize,
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl ContentSnapshot {
+    /// SHA-256 of the snapshot's canonical JSON (maps are sorted).
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_string(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json.as_bytes()))
+    }
+
+    /// What differs from `other`, in words, for the history and alerts.
+    pub fn differences(&self, other: &ContentSnapshot) -> String {
+        let mut out = Vec::new();
+        if self.channel != other.channel {
+            out.push("the channel".to_string());
+        }
+        if self.template_name != other.template_name {
+            out.push("the template".to_string());
+        } else if self.template_digest != other.template_digest {
+            out.push(
+                "the template's content (provider id, body, language or category)".to_string(),
+            );
+        }
+        if self.variables != other.variables {
+            out.push("the variable mapping".to_string());
+        }
+        if self.audience != other.audience {
+            out.push("the audience".to_string());
+        } else if self.audience_count != other.audience_count {
+            out.push(format!(
+                "the audience's size ({} approved, {} now)",
+                other.audience_count, self.audience_count
+            ));
+        }
+        if self.scheduled_at != other.scheduled_at {
+            out.push("the schedule".to_string());
+        }
+        if out.is_empty() {
+            "nothing visible".into()
+        } else {
+            out.join(", ")
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -525,22 +596,24 @@ pub async fn check_phone_audience(
             refused.push(refuse("not a contact".into()));
             continue;
         };
-        let consent = contacts::current_consent(&core.db.conn, &c.id, channel)
+        // An opt-out first: it is the stronger fact (and it revoked the
+        // consent too).
+        let suppressed = contacts::active_suppression(&core.db.conn, &c.id, channel)
             .await?
-            .map(|m| contacts::consent_status(&m));
-        let why = match consent {
-            None => Some(format!("no consent for {channel}")),
-            Some(ConsentStatus::Pending) => {
-                Some(format!("{channel} consent is waiting for confirmation"))
-            }
-            Some(ConsentStatus::Revoked) => Some(format!("{channel} consent was revoked")),
-            Some(ConsentStatus::Active) => None,
-        };
-        let why = match why {
+            .map(|s| format!("suppressed on {channel} ({})", s.reason));
+        let why = match suppressed {
             Some(w) => Some(w),
-            None => contacts::active_suppression(&core.db.conn, &c.id, channel)
+            None => match contacts::current_consent(&core.db.conn, &c.id, channel)
                 .await?
-                .map(|s| format!("suppressed on {channel} ({})", s.reason)),
+                .map(|m| contacts::consent_status(&m))
+            {
+                None => Some(format!("no consent for {channel}")),
+                Some(ConsentStatus::Pending) => {
+                    Some(format!("{channel} consent is waiting for confirmation"))
+                }
+                Some(ConsentStatus::Revoked) => Some(format!("{channel} consent was revoked")),
+                Some(ConsentStatus::Active) => None,
+            },
         };
         match why {
             Some(why) => refused.push(refuse(why)),
@@ -738,6 +811,45 @@ fn draft_of(m: &campaign::Model, template_name: String) -> CampaignDraft {
     }
 }
 
+/// Everyone who wrote or changed the campaign (its creator at least).
+pub fn authors_of(m: &campaign::Model) -> Vec<String> {
+    let mut authors: Vec<String> = serde_json::from_str(&m.authors).unwrap_or_default();
+    if !authors.contains(&m.created_by) {
+        authors.insert(0, m.created_by.clone());
+    }
+    authors
+}
+
+/// The human decision behind a campaign's messages, for the gates.
+pub fn authorization_of(m: &campaign::Model) -> Authorization {
+    let approved: Option<ContentSnapshot> = m
+        .approved_snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    Authorization::Campaign {
+        status: m.status.clone(),
+        authors: authors_of(m),
+        approved_by: m.approved_by.clone(),
+        approved_template: approved.map(|a| a.template_digest),
+    }
+}
+
+/// What the campaign would send now: the snapshot an approval binds to.
+pub async fn content_snapshot(core: &Core, m: &campaign::Model) -> Result<ContentSnapshot, DbErr> {
+    let template = template_of(core, m).await?;
+    let audience = parse_audience(&m.audience);
+    let (contacts, _) = recipients(core, &audience).await?;
+    Ok(ContentSnapshot {
+        channel: m.channel.parse().unwrap_or(Channel::WhatsApp),
+        template_name: template.name.clone(),
+        template_digest: template.digest(),
+        variables: parse_variables(&m.variable_mapping),
+        audience,
+        audience_count: contacts.len(),
+        scheduled_at: m.scheduled_at,
+    })
+}
+
 async fn load(core: &Core, id: &str) -> Result<campaign::Model, CampaignError> {
     campaign::Entity::find_by_id(id.trim())
         .one(&core.db.conn)
@@ -820,6 +932,7 @@ async fn views(core: &Core, models: Vec<campaign::Model>) -> Result<Vec<Campaign
                 })
                 .collect();
             CampaignView {
+                authors: authors_of(&m),
                 status: status_of(&m),
                 channel: m.channel.parse().unwrap_or(Channel::WhatsApp),
                 audience: parse_audience(&m.audience),
@@ -983,6 +1096,9 @@ pub async fn create_draft(
         recipients: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        authors: Set(serde_json::json!([actor.id]).to_string()),
+        approved_hash: Set(None),
+        approved_snapshot: Set(None),
     }
     .insert(&txn)
     .await?;
@@ -1025,8 +1141,17 @@ pub async fn update_draft(
     let draft = normalise(draft);
     let template = validate(core, &draft).await?;
     let now = core.now();
+    // Whoever changes it is one of its authors from now on.
+    let mut authors = authors_of(&m);
+    if !authors.contains(&actor.id) {
+        authors.push(actor.id.clone());
+    }
     let txn = core.db.begin_write().await?;
     let res = cas(&m.id, from, now)
+        .col_expr(
+            campaign::Column::Authors,
+            Expr::value(serde_json::json!(authors).to_string()),
+        )
         .col_expr(campaign::Column::Name, Expr::value(draft.name.clone()))
         .col_expr(
             campaign::Column::Channel,
@@ -1137,16 +1262,19 @@ pub async fn submit(
     get(core, &m.id).await
 }
 
-/// Approve (approver or above, never the author). The campaign is then
+/// Approve (approver or above, never one of its authors) what the approver
+/// reviewed: `reviewed` is the review's [`Review::content_hash`]; if the
+/// campaign changed since, nothing is approved. The campaign is then
 /// scheduled, or its fan-out is enqueued at once.
 pub async fn approve(
     core: &Core,
     actor: &StaffUser,
     id: &str,
+    reviewed: &str,
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Approver, "approve campaigns")?;
     let m = load(core, id).await?;
-    if m.created_by == actor.id {
+    if authors_of(&m).contains(&actor.id) {
         return Err(CampaignError::SelfApproval);
     }
     let from = status_of(&m);
@@ -1158,6 +1286,13 @@ pub async fn approve(
     }
     let template = template_of(core, &m).await?;
     check_template(core, &template.name, &parse_variables(&m.variable_mapping)).await?;
+    let snapshot = content_snapshot(core, &m).await?;
+    let hash = snapshot.hash();
+    if reviewed.trim() != hash {
+        return Err(CampaignError::Changed(
+            "its template, mapping, audience or schedule is not what the review showed".into(),
+        ));
+    }
     let now = core.now();
     let to = match m.scheduled_at {
         Some(at) if at > now => CampaignStatus::Scheduled,
@@ -1171,6 +1306,16 @@ pub async fn approve(
             Expr::value(Some(actor.id.clone())),
         )
         .col_expr(campaign::Column::ApprovedAt, Expr::value(Some(now)))
+        .col_expr(
+            campaign::Column::ApprovedHash,
+            Expr::value(Some(hash.clone())),
+        )
+        .col_expr(
+            campaign::Column::ApprovedSnapshot,
+            Expr::value(Some(serde_json::to_string(&snapshot).unwrap_or_default())),
+        )
+        // The authors who were current when it was reviewed.
+        .filter(campaign::Column::Authors.eq(m.authors.clone()))
         .exec(&txn)
         .await?;
     if res.rows_affected != 1 {
@@ -1184,7 +1329,12 @@ pub async fn approve(
         "approved",
         None,
         Some("campaign approved"),
-        Some(serde_json::json!({"status": to.as_str(), "scheduled_at": m.scheduled_at})),
+        Some(serde_json::json!({
+            "status": to.as_str(),
+            "scheduled_at": m.scheduled_at,
+            "content_hash": hash,
+            "audience_count": snapshot.audience_count,
+        })),
         now,
     )
     .await?;
@@ -1204,7 +1354,7 @@ pub async fn reject(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Approver, "reject campaigns")?;
     let m = load(core, id).await?;
-    if m.created_by == actor.id {
+    if authors_of(&m).contains(&actor.id) {
         return Err(CampaignError::SelfApproval);
     }
     let reason = reason.trim();
@@ -1566,21 +1716,27 @@ pub async fn review_by(
     let template = template_of(core, &m).await?;
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
     let mapping = parse_variables(&m.variable_mapping);
-    let (contacts, unresolved) = recipients(core, &parse_audience(&m.audience)).await?;
+    let audience = parse_audience(&m.audience);
+    let (contacts, unresolved) = recipients(core, &audience).await?;
+    // What an approval of this review binds to (as [`content_snapshot`]).
+    let content_hash = ContentSnapshot {
+        channel,
+        template_name: template.name.clone(),
+        template_digest: template.digest(),
+        variables: mapping.clone(),
+        audience,
+        audience_count: contacts.len(),
+        scheduled_at: m.scheduled_at,
+    }
+    .hash();
     let now = core.now();
-    let policy = Policy {
-        sms_hours: core.settings.sms_hours,
-    };
-    // As it would be once approved by someone other than the author.
+    let policy = outbound::policy(core);
+    // As it would be once approved by someone other than its authors.
     let authorization = Authorization::Campaign {
         status: CampaignStatus::Approved.as_str().into(),
-        author: m.created_by.clone(),
-        approved_by: Some(
-            m.approved_by
-                .clone()
-                .filter(|a| *a != m.created_by)
-                .unwrap_or_else(|| "review:another approver".into()),
-        ),
+        authors: authors_of(&m),
+        approved_by: Some("review:another approver".into()),
+        approved_template: None,
     };
     let category = templates::parse_category(&template.category);
     let price = price_for(channel, category);
@@ -1649,6 +1805,7 @@ pub async fn review_by(
         },
         missing_fields,
         unresolved,
+        content_hash,
     };
     accounts::record_staff_action(
         &core.db.conn,
@@ -1722,6 +1879,32 @@ pub fn idempotency_key(campaign_id: &str, contact_id: &str) -> String {
 pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignError> {
     let m = load(core, id).await?;
     let now = core.now();
+    let status = status_of(&m);
+    let due = match status {
+        CampaignStatus::Approved | CampaignStatus::Sending => true,
+        CampaignStatus::Scheduled => m.scheduled_at.is_none_or(|at| at <= now),
+        _ => false,
+    };
+    if due && m.fan_out_finished_at.is_none() {
+        // The approval binds to what the approver reviewed: if that is
+        // not what would go out now, nothing goes out.
+        let current = content_snapshot(core, &m).await?;
+        if m.approved_hash.as_deref() != Some(current.hash().as_str()) {
+            return_to_review(core, &m, status, &current).await?;
+            let after = load(core, &m.id).await?;
+            return Ok(FanOutReport {
+                campaign_id: m.id.clone(),
+                claimed: false,
+                status: status_of(&after),
+                recipients: 0,
+                created: 0,
+                existing: 0,
+                skipped: 0,
+                finished: false,
+                by_state: BTreeMap::new(),
+            });
+        }
+    }
     let txn = core.db.begin_write().await?;
     let claimed = campaign::Entity::update_many()
         .col_expr(
@@ -1839,6 +2022,88 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
         "campaign fanned out"
     );
     Ok(report)
+}
+
+/// A campaign whose content no longer matches its approval goes back to
+/// review (`submitted`, the approval cleared), with a history row saying
+/// what changed and an alert. Messages already accepted stay as they are
+/// (their worker re-checks the template against the approval); once
+/// approved again, the fan-out continues where it stopped.
+async fn return_to_review(
+    core: &Core,
+    m: &campaign::Model,
+    from: CampaignStatus,
+    current: &ContentSnapshot,
+) -> Result<(), CampaignError> {
+    let approved: Option<ContentSnapshot> = m
+        .approved_snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    let what = match &approved {
+        Some(a) => current.differences(a),
+        None => "it was approved before approvals were bound to content".into(),
+    };
+    let now = core.now();
+    let txn = core.db.begin_write().await?;
+    let res = cas(&m.id, from, now)
+        .col_expr(
+            campaign::Column::Status,
+            Expr::value(CampaignStatus::Submitted.as_str()),
+        )
+        .col_expr(
+            campaign::Column::ApprovedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            campaign::Column::ApprovedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            campaign::Column::ApprovedHash,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            campaign::Column::ApprovedSnapshot,
+            Expr::value(Option::<String>::None),
+        )
+        .exec(&txn)
+        .await?;
+    if res.rows_affected != 1 {
+        // Paused or cancelled meanwhile: nothing to send anyway.
+        txn.rollback().await?;
+        return Ok(());
+    }
+    let reason = format!("changed since it was approved: {what}");
+    record(
+        &txn,
+        &m.id,
+        None,
+        "returned",
+        Some(&reason),
+        None,
+        None,
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(campaign_id = %m.id, %what, "campaign returned to review: its content changed since approval");
+    alerts::raise(
+        core,
+        alerts::Alert {
+            key: format!("campaign_returned:{}", m.id),
+            title: "Campaign returned to review".into(),
+            description: format!(
+                "Campaign '{}' was not sent: {reason}. An approver must review and approve it again.",
+                m.name
+            ),
+            error_code: None,
+            meaning: None,
+            message_id: None,
+            campaign_id: Some(m.id.clone()),
+        },
+    )
+    .await;
+    Ok(())
 }
 
 async fn current_status(core: &Core, id: &str) -> Result<Option<CampaignStatus>, DbErr> {
@@ -2049,7 +2314,9 @@ pub(crate) async fn failures(
             error_code: m.error_code,
             meaning: m.error_message.clone().or_else(|| {
                 m.error_code.map(|c| {
-                    core.errors
+                    core.live
+                        .get()
+                        .errors
                         .classify(
                             &crate::provider_errors::ProviderFailure::Code {
                                 code: i64::from(c),

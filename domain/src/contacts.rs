@@ -14,14 +14,21 @@ use sea_orm::{
     QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::entities::{channel_config, consent, contact, service_window, suppression, template};
+use crate::consent::status_of;
+use crate::entities::{channel_config, contact, service_window, template};
 use crate::gates::ConsentStatus;
 use crate::phone::{PhoneError, PhoneNumber};
 use crate::Core;
+
+// The ledger's read side and types, where callers have always found them.
+// Every change of a consent or suppression goes through [`crate::consent`].
+pub use crate::consent::{
+    active_suppression, consent_history, consent_status, current_consent, suppressions, text_hash,
+    ConsentEvidence, ConsentRecord, ConsentSource, Suppression,
+};
 
 /// How long a person's message keeps the customer-service window open.
 pub const WINDOW: Duration = Duration::hours(24);
@@ -296,415 +303,6 @@ pub async fn flag_manual_outreach(
 }
 
 // ---------------------------------------------------------------------------
-// Consent
-
-/// Where a consent came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentSource {
-    WebForm,
-    Qr,
-    Keyword,
-    Api,
-    Import,
-    Staff,
-}
-
-impl ConsentSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentSource::WebForm => "web_form",
-            ConsentSource::Qr => "qr",
-            ConsentSource::Keyword => "keyword",
-            ConsentSource::Api => "api",
-            ConsentSource::Import => "import",
-            ConsentSource::Staff => "staff",
-        }
-    }
-}
-
-/// The proof behind a consent. What is required depends on the source: a
-/// web form needs the IP and user agent; a keyword needs the inbound
-/// message id; every source needs the time and the consent text version.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-pub struct ConsentEvidence {
-    pub captured_at: Option<DateTime<Utc>>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub page_url: Option<String>,
-    pub form_id: Option<String>,
-    pub qr_code: Option<String>,
-    pub inbound_message_id: Option<String>,
-    pub consent_text_version: Option<String>,
-    /// The text the person saw; its SHA-256 is stored with it.
-    pub consent_text: Option<String>,
-    pub consent_text_hash: Option<String>,
-}
-
-impl ConsentEvidence {
-    /// Check that the evidence proves what the source claims.
-    pub fn validate(&self, source: ConsentSource) -> Result<(), ContactError> {
-        let need = |v: &Option<String>, what: &str| -> Result<(), ContactError> {
-            match v.as_deref().map(str::trim) {
-                Some(s) if !s.is_empty() => Ok(()),
-                _ => Err(ContactError::Evidence(format!(
-                    "evidence.{what} is required for a {} consent",
-                    source.as_str()
-                ))),
-            }
-        };
-        match source {
-            ConsentSource::WebForm | ConsentSource::Qr => {
-                need(&self.ip, "ip")?;
-                need(&self.user_agent, "user_agent")?;
-                need(&self.consent_text_version, "consent_text_version")?;
-            }
-            ConsentSource::Keyword => need(&self.inbound_message_id, "inbound_message_id")?,
-            ConsentSource::Api | ConsentSource::Import | ConsentSource::Staff => {
-                need(&self.consent_text_version, "consent_text_version")?;
-                if self.ip.as_deref().unwrap_or("").trim().is_empty()
-                    && self
-                        .inbound_message_id
-                        .as_deref()
-                        .unwrap_or("")
-                        .trim()
-                        .is_empty()
-                    && self.page_url.as_deref().unwrap_or("").trim().is_empty()
-                {
-                    return Err(ContactError::Evidence(format!(
-                        "a {} consent needs evidence of how it was given: evidence.ip (with user_agent), evidence.page_url or evidence.inbound_message_id",
-                        source.as_str()
-                    )));
-                }
-                if self.ip.is_some() {
-                    need(&self.user_agent, "user_agent")?;
-                }
-            }
-        }
-        if let Some(at) = self.captured_at {
-            if at > Utc::now() + Duration::minutes(5) {
-                return Err(ContactError::Evidence(
-                    "evidence.captured_at is in the future".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-pub fn text_hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-/// A consent record as shown (the audit export includes every field).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ConsentRecord {
-    pub id: String,
-    pub contact_id: String,
-    pub channel: String,
-    pub status: String,
-    pub source: String,
-    pub captured_at: DateTime<Utc>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub page_url: Option<String>,
-    pub form_id: Option<String>,
-    pub qr_code: Option<String>,
-    pub inbound_message_id: Option<String>,
-    pub consent_text_version: Option<String>,
-    pub consent_text_hash: Option<String>,
-    pub consent_text: Option<String>,
-    pub recorded_by: String,
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub revocation_source: Option<String>,
-    pub revocation_ref: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<consent::Model> for ConsentRecord {
-    fn from(m: consent::Model) -> Self {
-        ConsentRecord {
-            id: m.id,
-            contact_id: m.contact_id,
-            channel: m.channel,
-            status: m.status,
-            source: m.source,
-            captured_at: m.captured_at,
-            ip: m.ip,
-            user_agent: m.user_agent,
-            page_url: m.page_url,
-            form_id: m.form_id,
-            qr_code: m.qr_code,
-            inbound_message_id: m.inbound_message_id,
-            consent_text_version: m.consent_text_version,
-            consent_text_hash: m.consent_text_hash,
-            consent_text: m.consent_text,
-            recorded_by: m.recorded_by,
-            confirmed_at: m.confirmed_at,
-            revoked_at: m.revoked_at,
-            revocation_source: m.revocation_source,
-            revocation_ref: m.revocation_ref,
-            created_at: m.created_at,
-        }
-    }
-}
-
-/// Record a consent with its evidence. `pending` for double opt-in.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_consent(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-    source: ConsentSource,
-    evidence: &ConsentEvidence,
-    recorded_by: &str,
-    pending: bool,
-    now: DateTime<Utc>,
-) -> Result<ConsentRecord, ContactError> {
-    evidence.validate(source)?;
-    let hash = evidence
-        .consent_text_hash
-        .clone()
-        .or_else(|| evidence.consent_text.as_deref().map(text_hash));
-    let model = consent::ActiveModel {
-        id: Set(new_id()),
-        contact_id: Set(contact_id.to_string()),
-        channel: Set(channel.as_str().to_string()),
-        status: Set(if pending { "pending" } else { "active" }.to_string()),
-        source: Set(source.as_str().to_string()),
-        captured_at: Set(evidence.captured_at.unwrap_or(now)),
-        ip: Set(evidence.ip.clone()),
-        user_agent: Set(evidence.user_agent.clone()),
-        page_url: Set(evidence.page_url.clone()),
-        form_id: Set(evidence.form_id.clone()),
-        qr_code: Set(evidence.qr_code.clone()),
-        inbound_message_id: Set(evidence.inbound_message_id.clone()),
-        consent_text_version: Set(evidence.consent_text_version.clone()),
-        consent_text_hash: Set(hash),
-        consent_text: Set(evidence.consent_text.clone()),
-        recorded_by: Set(recorded_by.to_string()),
-        confirmed_at: Set(None),
-        confirmation_token_hash: Set(None),
-        revoked_at: Set(None),
-        revocation_source: Set(None),
-        revocation_ref: Set(None),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(model.into())
-}
-
-/// The consent that decides: the newest record for the contact and channel.
-pub async fn current_consent(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-) -> Result<Option<consent::Model>, sea_orm::DbErr> {
-    consent::Entity::find()
-        .filter(consent::Column::ContactId.eq(contact_id))
-        .filter(consent::Column::Channel.eq(channel.as_str()))
-        .order_by_desc(consent::Column::CreatedAt)
-        .order_by_desc(consent::Column::Id)
-        .one(db)
-        .await
-}
-
-pub fn consent_status(m: &consent::Model) -> ConsentStatus {
-    status_of(&m.status, m.revoked_at.is_some())
-}
-
-/// A consent row's status: revoked (by status or a revocation time),
-/// pending, or active.
-fn status_of(status: &str, revoked: bool) -> ConsentStatus {
-    if revoked || status == "revoked" {
-        ConsentStatus::Revoked
-    } else if status == "pending" {
-        ConsentStatus::Pending
-    } else {
-        ConsentStatus::Active
-    }
-}
-
-pub async fn consent_history(
-    core: &Core,
-    contact_id: &str,
-) -> Result<Vec<ConsentRecord>, sea_orm::DbErr> {
-    Ok(consent::Entity::find()
-        .filter(consent::Column::ContactId.eq(contact_id))
-        .order_by_desc(consent::Column::CreatedAt)
-        .all(&core.db.conn)
-        .await?
-        .into_iter()
-        .map(ConsentRecord::from)
-        .collect())
-}
-
-/// Revoke every live consent of the contact on the channel.
-pub async fn revoke_consent(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-    source: &str,
-    reference: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<u64, sea_orm::DbErr> {
-    let res = consent::Entity::update_many()
-        .col_expr(consent::Column::Status, Expr::value("revoked"))
-        .col_expr(consent::Column::RevokedAt, Expr::value(now))
-        .col_expr(consent::Column::RevocationSource, Expr::value(source))
-        .col_expr(
-            consent::Column::RevocationRef,
-            Expr::value(reference.map(str::to_string)),
-        )
-        .filter(consent::Column::ContactId.eq(contact_id))
-        .filter(consent::Column::Channel.eq(channel.as_str()))
-        .filter(consent::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
-}
-
-/// Confirm a pending consent (double opt-in).
-pub async fn confirm_pending(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-    now: DateTime<Utc>,
-) -> Result<u64, sea_orm::DbErr> {
-    let res = consent::Entity::update_many()
-        .col_expr(consent::Column::Status, Expr::value("active"))
-        .col_expr(consent::Column::ConfirmedAt, Expr::value(now))
-        .filter(consent::Column::ContactId.eq(contact_id))
-        .filter(consent::Column::Channel.eq(channel.as_str()))
-        .filter(consent::Column::Status.eq("pending"))
-        .filter(consent::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
-}
-
-// ---------------------------------------------------------------------------
-// Suppression
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Suppression {
-    pub id: String,
-    pub channel: String,
-    pub reason: String,
-    pub source_ref: Option<String>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-    pub lifted_at: Option<DateTime<Utc>>,
-}
-
-impl From<suppression::Model> for Suppression {
-    fn from(m: suppression::Model) -> Self {
-        Suppression {
-            id: m.id,
-            channel: m.channel,
-            reason: m.reason,
-            source_ref: m.source_ref,
-            created_by: m.created_by,
-            created_at: m.created_at,
-            lifted_at: m.lifted_at,
-        }
-    }
-}
-
-/// Suppress the contact on a channel (`None`: every channel).
-pub async fn suppress(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Option<Channel>,
-    reason: &str,
-    source_ref: Option<&str>,
-    created_by: &str,
-    now: DateTime<Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    suppression::ActiveModel {
-        id: Set(new_id()),
-        contact_id: Set(contact_id.to_string()),
-        channel: Set(channel.map(|c| c.as_str()).unwrap_or("all").to_string()),
-        reason: Set(reason.to_string()),
-        source_ref: Set(source_ref.map(str::to_string)),
-        created_by: Set(created_by.to_string()),
-        created_at: Set(now),
-        lifted_at: Set(None),
-        lifted_by: Set(None),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
-}
-
-/// Lift the suppressions of a contact on a channel (an opt-in keyword, or
-/// staff with a new consent).
-pub async fn lift_suppression(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-    lifted_by: &str,
-    now: DateTime<Utc>,
-) -> Result<u64, sea_orm::DbErr> {
-    let res = suppression::Entity::update_many()
-        .col_expr(suppression::Column::LiftedAt, Expr::value(now))
-        .col_expr(suppression::Column::LiftedBy, Expr::value(lifted_by))
-        .filter(suppression::Column::ContactId.eq(contact_id))
-        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
-        .filter(suppression::Column::LiftedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
-}
-
-pub async fn active_suppression(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-) -> Result<Option<suppression::Model>, sea_orm::DbErr> {
-    suppression::Entity::find()
-        .filter(suppression::Column::ContactId.eq(contact_id))
-        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
-        .filter(suppression::Column::LiftedAt.is_null())
-        .order_by_asc(suppression::Column::CreatedAt)
-        .one(db)
-        .await
-}
-
-pub async fn suppressions(
-    core: &Core,
-    contact_id: &str,
-) -> Result<Vec<Suppression>, sea_orm::DbErr> {
-    Ok(suppression::Entity::find()
-        .filter(suppression::Column::ContactId.eq(contact_id))
-        .order_by_desc(suppression::Column::CreatedAt)
-        .all(&core.db.conn)
-        .await?
-        .into_iter()
-        .map(Suppression::from)
-        .collect())
-}
-
-/// Revocation from any origin: revoke consent and suppress, together.
-pub async fn revoke_and_suppress(
-    db: &impl ConnectionTrait,
-    contact_id: &str,
-    channel: Channel,
-    source: &str,
-    reference: Option<&str>,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    revoke_consent(db, contact_id, channel, source, reference, now).await?;
-    if active_suppression(db, contact_id, channel).await?.is_none() {
-        suppress(db, contact_id, Some(channel), source, reference, actor, now).await?;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
 // Service windows
 
 /// A contact's service window on a channel; the default is no window.
@@ -890,7 +488,13 @@ pub struct ActiveSuppression {
     pub reason: String,
     pub source_ref: Option<String>,
     pub since: DateTime<Utc>,
+    /// It stops marketing templates only (Meta's 131050).
+    pub marketing_only: bool,
 }
+
+/// The suppression the gates read: one that stops everything first, then
+/// the oldest.
+const SUPPRESSION_ORDER: &str = "(scope <> 'all') ASC, created_at ASC";
 
 impl GateState {
     pub fn consent_status(&self) -> Option<ConsentStatus> {
@@ -962,6 +566,7 @@ fn fact_columns(senders: &[(String, String)]) -> (String, String) {
          lc.status AS lc_status, lc.source AS lc_source, \
          lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
          ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
+         ls.scope AS ls_scope, \
          w.window_expires_at AS w_expires_at, {t}",
         c = prefixed_columns::<contact::Entity>("k", "c_"),
         t = prefixed_columns::<template::Entity>("t", "t_"),
@@ -990,9 +595,9 @@ fn facts_sql(src: &FactSources<'_>) -> String {
          LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
            WHERE contact_id = (SELECT id FROM k) AND channel = {ch} \
            ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
-         LEFT JOIN (SELECT reason, source_ref, created_at FROM suppressions \
+         LEFT JOIN (SELECT reason, source_ref, created_at, scope FROM suppressions \
            WHERE contact_id = (SELECT id FROM k) AND channel IN ({ch}, 'all') \
-           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
+           AND lifted_at IS NULL ORDER BY {SUPPRESSION_ORDER} LIMIT 1) ls ON TRUE \
          LEFT JOIN service_windows w \
            ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
          LEFT JOIN templates t ON t.name = {tn}{senders_joins}",
@@ -1018,6 +623,7 @@ fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, s
             reason,
             source_ref: row.try_get("", "ls_source_ref")?,
             since: row.try_get("", "ls_since")?,
+            marketing_only: row.try_get::<String>("", "ls_scope")? == "marketing",
         }),
         None => None,
     };
@@ -1092,9 +698,9 @@ fn lateral_fact_joins(contact: &str, channel: &str, template: &str) -> String {
          LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
            WHERE contact_id = k.id AND channel = {channel} \
            ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
-         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at FROM suppressions \
+         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at, scope FROM suppressions \
            WHERE contact_id = k.id AND channel IN ({channel}, 'all') \
-           AND lifted_at IS NULL ORDER BY created_at ASC LIMIT 1) ls ON TRUE \
+           AND lifted_at IS NULL ORDER BY {SUPPRESSION_ORDER} LIMIT 1) ls ON TRUE \
          LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
            WHERE contact_id = k.id AND channel = {channel} LIMIT 1) w ON TRUE \
          LEFT JOIN LATERAL (SELECT * FROM templates \

@@ -12,7 +12,6 @@ use crate::channels::MessageProvider;
 use crate::clock::SharedClock;
 use crate::db::Db;
 use crate::limits::Limits;
-use crate::provider_errors::ErrorTable;
 use crate::queue::JobQueue;
 use crate::settings::Settings;
 
@@ -46,7 +45,8 @@ pub struct Core {
     pub providers: Providers,
     pub alerts: SharedSink,
     pub limits: Limits,
-    pub errors: ErrorTable,
+    /// The runtime settings in force in every process ([`crate::runtime`]).
+    pub live: crate::runtime::Live,
     /// Webhook events waiting in the local spool (see [`crate::inbound`]).
     pub spool: SpoolState,
     /// Contact ids by number, for inbound messages.
@@ -58,12 +58,29 @@ pub struct Core {
     pub fact_reads: crate::outbound::FactReads,
 }
 
-/// Whether this process has webhook events in its local spool, and the lock
-/// that serialises writing and replaying it.
-#[derive(Debug, Default)]
+/// Whether this process has webhook events in its local spool, whether any
+/// other process has (shared through Redis), and the lock that serialises
+/// writing and replaying this process's spool.
+#[derive(Debug)]
 pub struct SpoolState {
     pub pending: std::sync::atomic::AtomicBool,
+    /// Another process announced events in its spool (a STOP may be among
+    /// them), as last read from Redis.
+    pub elsewhere: std::sync::atomic::AtomicBool,
+    /// This process's name in the shared announcement.
+    pub instance: String,
     pub lock: tokio::sync::Mutex<()>,
+}
+
+impl Default for SpoolState {
+    fn default() -> Self {
+        SpoolState {
+            pending: Default::default(),
+            elsewhere: Default::default(),
+            instance: crate::clock::new_id(),
+            lock: Default::default(),
+        }
+    }
 }
 
 /// Connect to Redis when the settings name it.
@@ -109,7 +126,7 @@ impl Core {
             &portfolio,
             &s.redis_namespace,
         );
-        let errors = ErrorTable::new().with_fallback_codes(&s.fallback_codes);
+        let live = crate::runtime::Live::new(s);
         Arc::new(Core {
             settings: Arc::new(parts.settings),
             db: parts.db,
@@ -119,7 +136,7 @@ impl Core {
             providers: parts.providers,
             alerts: parts.alerts.unwrap_or_else(|| Arc::new(LogSink)),
             limits,
-            errors,
+            live,
             spool: SpoolState::default(),
             contact_ids: crate::contacts::ContactIds::default(),
             message_reads: crate::outbound::MessageReads::default(),

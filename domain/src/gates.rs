@@ -17,12 +17,14 @@ use crate::phone::PhoneNumber;
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     InvalidNumber,
+    NotAllowlisted,
     Suppressed,
     NoConsent,
     NotAuthorized,
     TemplateNotApproved,
     OutsideWindow,
     MarketingPaused,
+    SenderPaused,
     QuietHours,
     TierLimit,
     RateLimited,
@@ -30,14 +32,16 @@ pub enum Gate {
 
 impl Gate {
     /// In evaluation order: the first gate that blocks names the decision.
-    pub const ORDER: [Gate; 10] = [
+    pub const ORDER: [Gate; 12] = [
         Gate::InvalidNumber,
+        Gate::NotAllowlisted,
         Gate::Suppressed,
         Gate::NoConsent,
         Gate::OutsideWindow,
         Gate::TemplateNotApproved,
         Gate::NotAuthorized,
         Gate::MarketingPaused,
+        Gate::SenderPaused,
         Gate::QuietHours,
         Gate::TierLimit,
         Gate::RateLimited,
@@ -46,12 +50,14 @@ impl Gate {
     pub fn code(self) -> &'static str {
         match self {
             Gate::InvalidNumber => "invalid_number",
+            Gate::NotAllowlisted => "not_allowlisted",
             Gate::Suppressed => "suppressed",
             Gate::NoConsent => "no_consent",
             Gate::NotAuthorized => "not_authorized",
             Gate::TemplateNotApproved => "template_not_approved",
             Gate::OutsideWindow => "outside_window",
             Gate::MarketingPaused => "marketing_paused",
+            Gate::SenderPaused => "sender_paused",
             Gate::QuietHours => "quiet_hours",
             Gate::TierLimit => "tier_limit",
             Gate::RateLimited => "rate_limited",
@@ -60,7 +66,10 @@ impl Gate {
 
     /// Deferring gates hold a message until later; the others refuse it.
     pub fn defers(self) -> bool {
-        matches!(self, Gate::QuietHours | Gate::TierLimit | Gate::RateLimited)
+        matches!(
+            self,
+            Gate::SenderPaused | Gate::QuietHours | Gate::TierLimit | Gate::RateLimited
+        )
     }
 }
 
@@ -230,6 +239,9 @@ pub struct ConsentFact {
 pub struct SuppressionFact {
     pub reason: String,
     pub since: DateTime<Utc>,
+    /// Only marketing templates are stopped (Meta's 131050: the person
+    /// stopped marketing messages, not the conversation).
+    pub marketing_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +259,9 @@ pub struct TemplateFact {
     pub approval_status: String,
     pub category: TemplateCategory,
     pub variable_names: Vec<String>,
+    /// What the template sends (provider id, body, language, category,
+    /// variables), hashed: a campaign's approval binds to it.
+    pub digest: String,
 }
 
 /// The human decision behind the message, as loaded.
@@ -255,8 +270,11 @@ pub enum Authorization {
     /// A campaign and who wrote and approved it.
     Campaign {
         status: String,
-        author: String,
+        /// Everyone who wrote or changed the content, audience or schedule.
+        authors: Vec<String>,
         approved_by: Option<String>,
+        /// The template digest the approver approved ([`TemplateFact::digest`]).
+        approved_template: Option<String>,
     },
     /// An automation (API key) and its approval and templates.
     Automation {
@@ -278,6 +296,9 @@ pub enum Authorization {
 pub struct SenderFact {
     pub address: Option<String>,
     pub active: bool,
+    /// Paused after a fault of ours (63007, 131048), with the reason: its
+    /// messages wait until an admin re-activates it.
+    pub paused: Option<String>,
 }
 
 /// Messaging tier usage (WhatsApp, business-initiated outside a window).
@@ -304,11 +325,54 @@ pub struct LoadedFacts {
     pub template: Option<TemplateFact>,
     pub authorization: Authorization,
     pub sender: SenderFact,
-    pub time_zone: chrono_tz::Tz,
+    /// The recipient's local time zone(s), for quiet hours.
+    pub time_zone: LocalZones,
     pub tier: TierFact,
     /// The earliest time the next message may go to this recipient (pace);
     /// `None` when it may go now.
     pub recipient_next_at: Option<DateTime<Utc>>,
+}
+
+/// Where a recipient's local time comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalZones {
+    /// The contact's own time zone.
+    Contact(chrono_tz::Tz),
+    /// Inferred from the number: every zone its prefix may be in (a number
+    /// that spans zones takes the most restrictive hours).
+    Inferred {
+        zones: &'static [chrono_tz::Tz],
+        prefix: &'static str,
+    },
+    /// The setting `HEIMDALL_DEFAULT_TIME_ZONE` (nothing better known).
+    Default(chrono_tz::Tz),
+}
+
+impl LocalZones {
+    pub fn zones(&self) -> &[chrono_tz::Tz] {
+        match self {
+            LocalZones::Contact(tz) | LocalZones::Default(tz) => std::slice::from_ref(tz),
+            LocalZones::Inferred { zones, .. } => zones,
+        }
+    }
+
+    /// The one zone to use where one is needed (schedules): the contact's,
+    /// or the first inferred.
+    pub fn primary(&self) -> chrono_tz::Tz {
+        self.zones().first().copied().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// How the gates' details name it.
+    pub fn describe(&self) -> String {
+        match self {
+            LocalZones::Contact(tz) => tz.to_string(),
+            LocalZones::Default(tz) => format!("{tz} (default)"),
+            LocalZones::Inferred { zones, prefix } => {
+                let names: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+                format!("{} (inferred from +{prefix})", names.join(", "))
+            }
+        }
+    }
 }
 
 /// Rules that are settings.
@@ -316,6 +380,8 @@ pub struct LoadedFacts {
 pub struct Policy {
     /// When SMS may be sent, local time.
     pub sms_hours: (NaiveTime, NaiveTime),
+    /// When set, the only numbers anything may be sent to.
+    pub allowlist: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl Default for Policy {
@@ -325,6 +391,7 @@ impl Default for Policy {
                 NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
                 NaiveTime::from_hms_opt(21, 0, 0).expect("valid"),
             ),
+            allowlist: None,
         }
     }
 }
@@ -350,12 +417,14 @@ pub fn evaluate(
             gate,
             verdict: match gate {
                 Gate::InvalidNumber => invalid_number(msg),
+                Gate::NotAllowlisted => not_allowlisted(msg, policy),
                 Gate::Suppressed => suppressed(msg, facts),
                 Gate::NoConsent => no_consent(msg, facts, window_open),
                 Gate::NotAuthorized => not_authorized(msg, facts),
                 Gate::TemplateNotApproved => template_not_approved(msg, facts),
                 Gate::OutsideWindow => outside_window(msg, facts, window_open, now),
                 Gate::MarketingPaused => marketing_paused(msg, facts),
+                Gate::SenderPaused => sender_paused(msg, facts),
                 Gate::QuietHours => quiet_hours(msg, facts, now, policy),
                 Gate::TierLimit => tier_limit(msg, facts, window_open, now),
                 Gate::RateLimited => rate_limited(facts, now),
@@ -394,8 +463,33 @@ fn invalid_number(msg: &MessageFacts) -> Verdict {
     }
 }
 
+fn not_allowlisted(msg: &MessageFacts, policy: &Policy) -> Verdict {
+    let (Some(list), Some(to)) = (&policy.allowlist, &msg.recipient) else {
+        return Verdict::na("no phone allowlist is set");
+    };
+    if list.contains(to.as_str()) {
+        Verdict::pass(format!("{to} is on the phone allowlist"))
+    } else {
+        Verdict::block(format!(
+            "{to} is not on the phone allowlist; only listed numbers receive anything"
+        ))
+    }
+}
+
+/// Is the message a WhatsApp or SMS marketing template?
+fn is_marketing(msg: &MessageFacts, facts: &LoadedFacts) -> bool {
+    matches!(
+        (&msg.content, &facts.template),
+        (MessageContent::Template { .. }, Some(t)) if t.category == TemplateCategory::Marketing
+    )
+}
+
 fn suppressed(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
     match (&facts.suppression, &msg.purpose) {
+        (Some(s), _) if s.marketing_only && !is_marketing(msg, facts) => Verdict::pass(format!(
+            "the person stopped marketing messages ({}), and this is not marketing",
+            s.reason
+        )),
         (Some(s), Purpose::ComplianceReply) => Verdict::na(format!(
             "suppressed ({}), but this is the reply to the person's own keyword",
             s.reason
@@ -475,13 +569,25 @@ fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
         (
             Authorization::Campaign {
                 status,
-                author,
+                authors,
                 approved_by,
+                approved_template,
             },
             Purpose::Campaign | Purpose::Fallback,
         ) => match approved_by {
             None => Verdict::block("the campaign has not been approved"),
-            Some(a) if a == author => Verdict::block("the campaign was approved by its own author"),
+            Some(a) if authors.contains(a) => {
+                Verdict::block("the campaign was approved by one of its authors")
+            }
+            Some(_)
+                if msg.purpose == Purpose::Campaign
+                    && approved_template.is_some()
+                    && facts.template.as_ref().map(|t| &t.digest) != approved_template.as_ref() =>
+            {
+                Verdict::block(
+                    "the template changed since the campaign was approved (provider id, body, language, category or variables); it must be approved again",
+                )
+            }
             Some(_)
                 if !matches!(
                     status.as_str(),
@@ -621,19 +727,39 @@ fn outside_window(
 }
 
 fn marketing_paused(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
-    let is_marketing = matches!(
-        (&msg.content, &facts.template),
-        (MessageContent::Template { .. }, Some(t)) if t.category == TemplateCategory::Marketing
-    );
-    if msg.channel != Channel::WhatsApp || !is_marketing {
+    if msg.channel != Channel::WhatsApp || !is_marketing(msg, facts) {
         return Verdict::na("not a WhatsApp marketing template");
     }
     match &msg.recipient {
-        Some(p) if p.is_nanp() => Verdict::block(
-            "Meta does not deliver WhatsApp MARKETING templates to +1 numbers; use SMS where consented",
+        Some(p) if p.is_us() => Verdict::block(
+            "Meta does not deliver WhatsApp MARKETING templates to US numbers; use SMS where consented",
         ),
-        _ => Verdict::pass("marketing template to a number outside +1"),
+        _ => Verdict::pass("marketing template to a number outside the US"),
     }
+}
+
+/// A sender paused after a fault of ours holds its messages (nothing is
+/// dropped) until an admin fixes and re-activates it.
+fn sender_paused(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+    match &facts.sender.paused {
+        None => Verdict::pass("the sender is not paused"),
+        Some(why) => Verdict::Defer {
+            until: sender_paused_until(),
+            detail: format!(
+                "the {} sender {} is paused ({why}); held until an admin re-activates it",
+                msg.channel,
+                facts.sender.address.as_deref().unwrap_or("?")
+            ),
+        },
+    }
+}
+
+/// A held message's `defer_until` while its sender is paused: far enough
+/// that nothing sends it before the sender is re-activated.
+pub fn sender_paused_until() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2999, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn quiet_hours(
@@ -648,31 +774,30 @@ fn quiet_hours(
     if msg.purpose == Purpose::ComplianceReply {
         return Verdict::na("immediate reply to the person's own keyword");
     }
-    let tz = facts.time_zone;
-    let local = now.with_timezone(&tz);
+    let zones = facts.time_zone.zones();
     let (start, end) = policy.sms_hours;
-    let t = local.time();
-    if t >= start && t < end {
-        return Verdict::pass(format!(
-            "{:02}:{:02} in {tz} is within sending hours",
-            t.hour(),
-            t.minute()
-        ));
+    // Local times in every zone the person may be in.
+    let clocks = zones
+        .iter()
+        .map(|tz| {
+            let t = now.with_timezone(tz).time();
+            format!("{:02}:{:02}", t.hour(), t.minute())
+        })
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let place = facts.time_zone.describe();
+    if crate::time_zones::within_hours_everywhere(zones, now, start, end) {
+        return Verdict::pass(format!("{clocks} in {place} is within sending hours"));
     }
-    let day = if t >= end {
-        local.date_naive() + Duration::days(1)
-    } else {
-        local.date_naive()
-    };
-    let until = next_local_time(tz, day, start).unwrap_or(now + Duration::hours(1));
+    let until = crate::time_zones::next_within_hours_everywhere(zones, now, start, end)
+        .unwrap_or(now + Duration::hours(1));
     Verdict::Defer {
         until,
         detail: format!(
-            "{:02}:{:02} in {tz} is outside {}-{}; held until then",
-            t.hour(),
-            t.minute(),
+            "{clocks} in {place} is outside {}-{}; held until {}",
             start.format("%H:%M"),
-            end.format("%H:%M")
+            end.format("%H:%M"),
+            until.format("%Y-%m-%d %H:%M UTC")
         ),
     }
 }
@@ -784,6 +909,7 @@ mod tests {
                 approval_status: "approved".into(),
                 category: TemplateCategory::Utility,
                 variable_names: vec!["task_name".into(), "due_time".into()],
+                digest: "d1".into(),
             }),
             authorization: Authorization::Automation {
                 name: "n8n".into(),
@@ -794,8 +920,9 @@ mod tests {
             sender: SenderFact {
                 address: Some("+14155550100".into()),
                 active: true,
+                paused: None,
             },
-            time_zone: chrono_tz::Europe::Oslo,
+            time_zone: LocalZones::Contact(chrono_tz::Europe::Oslo),
             tier: TierFact {
                 used: 0,
                 limit: Some(250),
@@ -875,6 +1002,7 @@ mod tests {
         f.suppression = Some(SuppressionFact {
             reason: "keyword STOP".into(),
             since: now(),
+            marketing_only: false,
         });
         assert_eq!(
             run(&automation_template(), &f).decision,
@@ -1006,8 +1134,9 @@ mod tests {
         let mut f = facts();
         f.authorization = Authorization::Campaign {
             status: "approved".into(),
-            author: "a@x.com".into(),
+            authors: vec!["a@x.com".into()],
             approved_by: Some("a@x.com".into()),
+            approved_template: None,
         };
         assert_eq!(
             run(&campaign, &f).decision,
@@ -1017,8 +1146,9 @@ mod tests {
         );
         f.authorization = Authorization::Campaign {
             status: "approved".into(),
-            author: "a@x.com".into(),
+            authors: vec!["a@x.com".into()],
             approved_by: None,
+            approved_template: None,
         };
         assert_eq!(
             run(&campaign, &f).decision,
@@ -1028,14 +1158,16 @@ mod tests {
         );
         f.authorization = Authorization::Campaign {
             status: "sending".into(),
-            author: "a@x.com".into(),
+            authors: vec!["a@x.com".into()],
             approved_by: Some("b@x.com".into()),
+            approved_template: None,
         };
         assert_eq!(run(&campaign, &f).decision, Decision::Pass);
         f.authorization = Authorization::Campaign {
             status: "cancelled".into(),
-            author: "a@x.com".into(),
+            authors: vec!["a@x.com".into()],
             approved_by: Some("b@x.com".into()),
+            approved_template: None,
         };
         assert_eq!(
             run(&campaign, &f).decision,
@@ -1127,10 +1259,14 @@ mod tests {
         let mut m2 = m.clone();
         m2.recipient = Some(PhoneNumber::parse("+4791234567", Id::US).unwrap());
         assert_eq!(run(&m2, &f).decision, Decision::Pass);
+        // Canada is +1 but not part of Meta's US pause.
+        let mut ca = m.clone();
+        ca.recipient = Some(PhoneNumber::parse("+14165550123", Id::US).unwrap());
+        assert_eq!(run(&ca, &f).decision, Decision::Pass);
         // And by SMS the WhatsApp rule does not apply.
         let mut m3 = m.clone();
         m3.channel = Channel::Sms;
-        f.time_zone = chrono_tz::UTC;
+        f.time_zone = LocalZones::Contact(chrono_tz::UTC);
         assert_eq!(run(&m3, &f).decision, Decision::Pass);
     }
 
@@ -1141,7 +1277,7 @@ mod tests {
         // 15:00 UTC is 16:00 in Oslo: fine.
         assert_eq!(run(&m, &f).decision, Decision::Pass);
         // 15:00 UTC is 04:00 next day in Auckland (UTC+13): defer to 08:00 local.
-        f.time_zone = chrono_tz::Pacific::Auckland;
+        f.time_zone = LocalZones::Contact(chrono_tz::Pacific::Auckland);
         match run(&m, &f).decision {
             Decision::Defer { reason, until } => {
                 assert_eq!(reason, Gate::QuietHours);
@@ -1150,7 +1286,7 @@ mod tests {
             other => panic!("expected defer, got {other:?}"),
         }
         // 15:00 UTC is 10:00 in New York: fine; 22:00 New York defers to next 08:00.
-        f.time_zone = chrono_tz::America::New_York;
+        f.time_zone = LocalZones::Contact(chrono_tz::America::New_York);
         assert_eq!(run(&m, &f).decision, Decision::Pass);
         let late = Utc.with_ymd_and_hms(2026, 11, 18, 3, 0, 0).unwrap();
         match evaluate(&m, &f, late, &Policy::default()).decision {
@@ -1215,11 +1351,12 @@ mod tests {
     fn a_block_wins_over_a_defer_and_the_first_block_names_the_decision() {
         let m = msg(Channel::Sms, template("task_reminder"), Purpose::Automation);
         let mut f = facts();
-        f.time_zone = chrono_tz::Pacific::Auckland;
+        f.time_zone = LocalZones::Contact(chrono_tz::Pacific::Auckland);
         f.consent = None;
         f.suppression = Some(SuppressionFact {
             reason: "staff".into(),
             since: now(),
+            marketing_only: false,
         });
         let d = run(&m, &f);
         assert_eq!(
@@ -1257,12 +1394,14 @@ mod tests {
             codes,
             [
                 "invalid_number",
+                "not_allowlisted",
                 "suppressed",
                 "no_consent",
                 "outside_window",
                 "template_not_approved",
                 "not_authorized",
                 "marketing_paused",
+                "sender_paused",
                 "quiet_hours",
                 "tier_limit",
                 "rate_limited"
@@ -1271,5 +1410,143 @@ mod tests {
         for g in Gate::ORDER {
             assert_eq!(serde_json::to_value(g).unwrap(), g.code());
         }
+    }
+
+    #[test]
+    fn the_allowlist_refuses_every_other_number_with_its_own_code() {
+        let m = automation_template();
+        let f = facts();
+        let mut policy = Policy::default();
+        policy.allowlist = Some(std::sync::Arc::new(
+            ["+4700000000".to_string()].into_iter().collect(),
+        ));
+        let d = evaluate(&m, &f, now(), &policy);
+        assert_eq!(
+            d.decision,
+            Decision::Block {
+                reason: Gate::NotAllowlisted
+            }
+        );
+        // Even the reply to a keyword does not go outside the list.
+        let reply = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::ComplianceReply,
+        );
+        assert_eq!(
+            evaluate(&reply, &f, now(), &policy).decision.reason(),
+            Some(Gate::NotAllowlisted)
+        );
+        // The listed number passes.
+        policy.allowlist = Some(std::sync::Arc::new(
+            ["+4791234567".to_string()].into_iter().collect(),
+        ));
+        assert_eq!(evaluate(&m, &f, now(), &policy).decision, Decision::Pass);
+        // No list: the gate does not apply.
+        assert!(matches!(
+            run(&m, &f).verdict(Gate::NotAllowlisted),
+            Some(Verdict::NotApplicable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_marketing_only_suppression_stops_marketing_and_nothing_else() {
+        let mut f = facts();
+        f.suppression = Some(SuppressionFact {
+            reason: "provider 131050".into(),
+            since: now(),
+            marketing_only: true,
+        });
+        // A utility template still goes.
+        assert_eq!(run(&automation_template(), &f).decision, Decision::Pass);
+        // A marketing one does not.
+        f.template.as_mut().unwrap().category = TemplateCategory::Marketing;
+        assert_eq!(
+            run(&automation_template(), &f).decision.reason(),
+            Some(Gate::Suppressed)
+        );
+    }
+
+    #[test]
+    fn no_author_may_approve_and_approval_binds_to_the_template() {
+        let campaign = msg(
+            Channel::WhatsApp,
+            template("task_reminder"),
+            Purpose::Campaign,
+        );
+        let mut f = facts();
+        // A second author (who edited the draft) approved it: refused.
+        f.authorization = Authorization::Campaign {
+            status: "approved".into(),
+            authors: vec!["a".into(), "b".into()],
+            approved_by: Some("b".into()),
+            approved_template: Some("d1".into()),
+        };
+        assert_eq!(
+            run(&campaign, &f).decision.reason(),
+            Some(Gate::NotAuthorized)
+        );
+        // Someone else approved the template as it is now: passes.
+        f.authorization = Authorization::Campaign {
+            status: "approved".into(),
+            authors: vec!["a".into(), "b".into()],
+            approved_by: Some("c".into()),
+            approved_template: Some("d1".into()),
+        };
+        assert_eq!(run(&campaign, &f).decision, Decision::Pass);
+        // The template changed since: refused.
+        f.template.as_mut().unwrap().digest = "d2".into();
+        let d = run(&campaign, &f);
+        assert_eq!(d.decision.reason(), Some(Gate::NotAuthorized));
+        assert!(
+            d.explanation().contains("template changed"),
+            "{}",
+            d.explanation()
+        );
+    }
+
+    #[test]
+    fn a_paused_sender_holds_messages_instead_of_refusing_them() {
+        let mut f = facts();
+        f.sender.paused = Some("error 63007".into());
+        let d = run(&automation_template(), &f);
+        match d.decision {
+            Decision::Defer { reason, until } => {
+                assert_eq!(reason, Gate::SenderPaused);
+                assert_eq!(until, sender_paused_until());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Gate::SenderPaused.defers());
+    }
+
+    #[test]
+    fn quiet_hours_name_the_zone_and_take_every_inferred_zone() {
+        let m = msg(Channel::Sms, template("task_reminder"), Purpose::Automation);
+        let mut f = facts();
+        static ZONES: [chrono_tz::Tz; 2] = [
+            chrono_tz::America::New_York,
+            chrono_tz::America::Los_Angeles,
+        ];
+        f.time_zone = LocalZones::Inferred {
+            zones: &ZONES,
+            prefix: "1",
+        };
+        // 15:00 UTC: 10:00 in New York, 07:00 in Los Angeles: held.
+        let d = run(&m, &f);
+        match d.decision {
+            Decision::Defer { reason, until } => {
+                assert_eq!(reason, Gate::QuietHours);
+                // Until 08:00 in Los Angeles (16:00 UTC in November).
+                assert_eq!(until, Utc.with_ymd_and_hms(2026, 11, 17, 16, 0, 0).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        let detail = d.explanation();
+        assert!(detail.contains("America/Los_Angeles"), "{detail}");
+        assert!(detail.contains("inferred from +1"), "{detail}");
+        // One zone only (New York): it may go.
+        f.time_zone = LocalZones::Contact(chrono_tz::America::New_York);
+        assert_eq!(run(&m, &f).decision, Decision::Pass);
     }
 }

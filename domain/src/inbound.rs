@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::contacts::{self, ConsentEvidence, ConsentSource};
+use crate::consent::{self, FromNumber, NumberOptIn, OptOutSource, Scope};
+use crate::contacts;
 use crate::entities::{inbound_message, processed_webhook_event, webhook_audit};
 use crate::keywords::{self, KeywordAction};
 use crate::outbound::{self, Origin, Recipient, RequestedContent, SendRequest, StatusReport};
@@ -90,13 +91,28 @@ impl InboundMessage {
         })
     }
 
-    /// The text that keywords are read from: the body, or a button's text.
-    fn keyword_text(&self) -> Option<&str> {
-        self.body
-            .as_deref()
-            .filter(|b| !b.trim().is_empty())
-            .or(self.button_payload.as_deref())
-            .or(self.button_text.as_deref())
+    /// The keyword this message carries, if any. A button reply (it has a
+    /// payload) is matched by its payload for opt-in and help: a "Yes"
+    /// button answering an unrelated question must not become a consent.
+    /// An opt-out is honoured from the payload, the button's text or the
+    /// body alike: a STOP is never lost.
+    pub fn keyword(&self) -> Option<keywords::KeywordMatch> {
+        fn text(t: &Option<String>) -> Option<&str> {
+            t.as_deref().filter(|b| !b.trim().is_empty())
+        }
+        if let Some(payload) = text(&self.button_payload) {
+            if let Some(k) = keywords::classify(payload) {
+                return Some(k);
+            }
+            return [text(&self.body), text(&self.button_text)]
+                .into_iter()
+                .flatten()
+                .filter_map(keywords::classify)
+                .find(|k| k.action == KeywordAction::OptOut);
+        }
+        text(&self.body)
+            .or(text(&self.button_text))
+            .and_then(keywords::classify)
     }
 }
 
@@ -204,16 +220,6 @@ pub async fn purge_dedup(core: &Core) -> Result<u64, sea_orm::DbErr> {
         .rows_affected)
 }
 
-fn allowed(core: &Core, phone: &PhoneNumber) -> bool {
-    let list = &core.settings.phone_allowlist;
-    list.is_empty()
-        || list.iter().any(|n| {
-            PhoneNumber::parse(n, core.settings.default_region)
-                .map(|p| &p == phone)
-                .unwrap_or(false)
-        })
-}
-
 /// Handle one inbound message: dedup, keywords first, store, open the
 /// window, and queue the reply a keyword calls for.
 pub async fn handle_message(
@@ -252,14 +258,20 @@ pub async fn handle_message_audited(
         outcome,
         audited: false,
     };
-    if !allowed(core, &phone) {
+    let matched = msg.keyword();
+    // Outside the phone allowlist a message is only logged, but an opt-out
+    // is honoured from every number (nothing is sent to them anyway: the
+    // `not_allowlisted` gate refuses it).
+    let opt_out = matched
+        .as_ref()
+        .is_some_and(|k| k.action == KeywordAction::OptOut);
+    if !opt_out && !core.live.get().allows(phone.as_str()) {
         return Ok(unaudited(InboundOutcome::Ignored));
     }
     let key = format!("{}:msg:{}", msg.provider, msg.provider_message_id);
     if !claim_redis(core, &key).await {
         return Ok(unaudited(InboundOutcome::Duplicate));
     }
-    let matched = msg.keyword_text().and_then(keywords::classify);
     if matched.is_none() {
         match store_plain_message(core, &msg, &phone, &key, audit).await {
             Ok(Some(outcome)) => {
@@ -435,63 +447,30 @@ async fn store_message(
     if let Some(k) = &matched {
         match k.action {
             KeywordAction::OptOut => {
-                let revoked = contacts::revoke_consent(
+                changed = consent::opt_out(
                     &txn,
                     &contact.id,
-                    msg.channel,
-                    "keyword",
-                    Some(&msg.provider_message_id),
+                    Some(msg.channel),
+                    Scope::All,
+                    OptOutSource::Keyword,
+                    Some(&format!("{} ({})", k.keyword, msg.provider_message_id)),
+                    "inbound",
                     now,
                 )
                 .await?;
-                let already = contacts::active_suppression(&txn, &contact.id, msg.channel)
-                    .await?
-                    .is_some();
-                if !already {
-                    contacts::suppress(
-                        &txn,
-                        &contact.id,
-                        Some(msg.channel),
-                        "keyword",
-                        Some(&format!("{} ({})", k.keyword, msg.provider_message_id)),
-                        "inbound",
-                        now,
-                    )
-                    .await?;
-                }
-                changed = revoked > 0 || !already;
             }
             KeywordAction::OptIn => {
-                // Double opt-in: YES confirms a pending consent; otherwise the
-                // keyword itself is the evidence of a new opt-in.
-                let confirmed =
-                    contacts::confirm_pending(&txn, &contact.id, msg.channel, now).await?;
-                if confirmed == 0 {
-                    contacts::record_consent(
-                        &txn,
-                        &contact.id,
-                        msg.channel,
-                        ConsentSource::Keyword,
-                        &ConsentEvidence {
-                            captured_at: Some(msg.received_at),
-                            inbound_message_id: Some(msg.provider_message_id.clone()),
-                            consent_text_version: Some(format!("keyword:{}", k.keyword)),
-                            consent_text: msg.body.clone(),
-                            ..Default::default()
-                        },
-                        "inbound",
-                        false,
-                        now,
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        contacts::ContactError::Db(d) => InboundError::Db(d),
-                        other => InboundError::Malformed(other.to_string()),
-                    })?;
-                }
-                contacts::lift_suppression(&txn, &contact.id, msg.channel, "inbound keyword", now)
-                    .await?;
-                changed = true;
+                // Proof from the number: it confirms what is pending and
+                // lifts an opt-out; a YES to nothing changes nothing.
+                let from = FromNumber {
+                    provider_message_id: &msg.provider_message_id,
+                    received_at: msg.received_at,
+                    keyword: k.keyword,
+                    body: msg.body.as_deref(),
+                };
+                changed = consent::opt_in_from_number(&txn, &contact.id, msg.channel, &from, now)
+                    .await?
+                    != NumberOptIn::NothingToConfirm;
             }
             KeywordAction::Help => changed = true,
         }
@@ -529,7 +508,7 @@ async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> 
                 "{}: you are subscribed. Msg frequency varies. Msg & data rates may apply. Reply HELP for help, STOP to unsubscribe.",
                 core.settings.program_name
             ),
-            KeywordAction::Help => core.settings.help_reply(),
+            KeywordAction::Help => core.live.get().help_reply(&core.settings.program_name),
         }),
         _ => None,
     };
@@ -759,17 +738,58 @@ pub fn spool_path(core: &Core) -> PathBuf {
     core.settings.data_dir.join("spool").join("webhooks.jsonl")
 }
 
-/// True while events wait in the spool: a STOP may be among them, so sends
-/// hold back until they are replayed.
+/// True while events wait in a spool, this process's or (through Redis)
+/// any other's: a STOP may be among them, so sends hold back until they
+/// are replayed.
 pub fn spool_pending(core: &Core) -> bool {
-    // An atomic read: this is on every send's path. Start-up replays (or,
-    // failing that, flags) a spool left by an earlier run.
-    core.spool.pending.load(Ordering::SeqCst)
+    // Atomic reads: this is on every send's path. Start-up replays (or,
+    // failing that, flags) a spool left by an earlier run; the runtime
+    // refresher reads the other processes' announcements every second.
+    core.spool.pending.load(Ordering::SeqCst) || core.spool.elsewhere.load(Ordering::SeqCst)
+}
+
+/// How long a process's announcement of a pending spool lasts unless it
+/// renews it (every second while events wait): a process that died with
+/// events in its spool stops holding the others' sends after this, and
+/// replays its spool when it starts again.
+const SPOOL_LEASE_MS: i64 = 15_000;
+
+fn spool_key(core: &Core) -> String {
+    format!("{}:spool:pending", core.settings.redis_namespace)
+}
+
+/// Announce (or withdraw) this process's pending spool in Redis and read
+/// whether any other process has one. Without Redis there is nothing to
+/// share: each process holds its own sends. When Redis does not answer,
+/// the last reading stands (a hold is never released on a failed read).
+pub async fn share_spool_state(core: &Core) {
+    let Some(conn) = &core.redis else {
+        return;
+    };
+    let mut conn = conn.clone();
+    let key = spool_key(core);
+    let me = &core.spool.instance;
+    let now_ms = Utc::now().timestamp_millis();
+    let mut pipe = redis::pipe();
+    if core.spool.pending.load(Ordering::SeqCst) {
+        pipe.zadd(&key, me, now_ms + SPOOL_LEASE_MS).ignore();
+    } else {
+        pipe.zrem(&key, me).ignore();
+    }
+    pipe.zrangebyscore(&key, now_ms, "+inf");
+    let res: Result<(Vec<String>,), _> = pipe.query_async(&mut conn).await;
+    match res {
+        Ok((holders,)) => {
+            let others = holders.iter().any(|h| h != me);
+            core.spool.elsewhere.store(others, Ordering::SeqCst);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not share the spool state through Redis"),
+    }
 }
 
 /// Append an event to the local spool and flush it to disk.
 pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
-    let _guard = core.spool.lock.lock().await;
+    let guard = core.spool.lock.lock().await;
     let path = spool_path(core);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -783,6 +803,10 @@ pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
     f.write_all(line.as_bytes())?;
     f.sync_all()?;
     core.spool.pending.store(true, Ordering::SeqCst);
+    drop(guard);
+    // Tell the other processes at once (Redis may answer while the
+    // database does not).
+    share_spool_state(core).await;
     metrics::counter!("heimdall_webhooks_spooled_total").increment(1);
     Ok(())
 }
@@ -790,7 +814,7 @@ pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
 /// Replay spooled events into the database; returns how many were replayed.
 /// Events stay in the spool until every one of them went in.
 pub async fn replay_spool(core: &Core) -> Result<usize, String> {
-    let _guard = core.spool.lock.lock().await;
+    let guard = core.spool.lock.lock().await;
     let path = spool_path(core);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => {
@@ -834,6 +858,8 @@ pub async fn replay_spool(core: &Core) -> Result<usize, String> {
     }
     std::fs::write(&path, b"").map_err(|e| e.to_string())?;
     core.spool.pending.store(false, Ordering::SeqCst);
+    drop(guard);
+    share_spool_state(core).await;
     if n > 0 {
         tracing::info!(events = n, "replayed webhook events from the local spool");
     }
@@ -1054,15 +1080,21 @@ pub fn parse_meta_limit(value: &serde_json::Value) -> Option<Option<u64>> {
     None
 }
 
-/// Persist a new tier limit (from Meta or an admin) and apply it.
+/// Persist a new tier limit (from Meta or an admin) and apply it, in this
+/// process at once and in every other within seconds ([`crate::runtime`]).
 pub async fn set_tier_limit(
     core: &Core,
     limit: Option<u64>,
     actor: &str,
 ) -> Result<(), sea_orm::DbErr> {
     let before = core.limits.tier_limit();
-    core.limits.set_tier_limit(limit);
-    crate::settings_store::put(core, "tier_limit", &serde_json::json!(limit), actor).await?;
+    crate::settings_store::put(
+        core,
+        crate::runtime::keys::TIER_LIMIT,
+        &serde_json::json!(limit),
+        actor,
+    )
+    .await?;
     crate::authz::record_change(
         &core.db.conn,
         actor,
@@ -1072,7 +1104,9 @@ pub async fn set_tier_limit(
         Some(serde_json::json!(limit)),
         core.now(),
     )
-    .await
+    .await?;
+    crate::runtime::refresh(core).await?;
+    Ok(())
 }
 
 #[cfg(test)]

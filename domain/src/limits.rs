@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -134,8 +134,10 @@ pub enum TierReservation {
 
 pub struct Limits {
     redis: Option<redis::aio::ConnectionManager>,
-    default_rate: u32,
-    pace: Duration,
+    /// Messages per second per sender, unless the sender has its own.
+    default_rate: AtomicU32,
+    /// The per-recipient pace, in milliseconds.
+    pace_ms: AtomicI64,
     senders: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
     pacer: Mutex<HashMap<String, DateTime<Utc>>>,
     tier: Mutex<LocalTier>,
@@ -149,8 +151,8 @@ impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
             .field("shared", &self.redis.is_some())
-            .field("default_rate", &self.default_rate)
-            .field("pace", &self.pace)
+            .field("default_rate", &self.default_rate())
+            .field("pace", &self.pace())
             .field("tier_limit", &self.tier_limit())
             .finish()
     }
@@ -167,8 +169,8 @@ impl Limits {
     ) -> Limits {
         Limits {
             redis,
-            default_rate: default_rate.max(1),
-            pace: Duration::seconds(i64::from(pace_seconds)),
+            default_rate: AtomicU32::new(default_rate.max(1)),
+            pace_ms: AtomicI64::new(i64::from(pace_seconds) * 1000),
             senders: Mutex::new(HashMap::new()),
             pacer: Mutex::new(HashMap::new()),
             tier: Mutex::new(LocalTier::default()),
@@ -191,7 +193,20 @@ impl Limits {
     }
 
     pub fn pace(&self) -> Duration {
-        self.pace
+        Duration::milliseconds(self.pace_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_pace_seconds(&self, seconds: u32) {
+        self.pace_ms
+            .store(i64::from(seconds) * 1000, Ordering::Relaxed);
+    }
+
+    pub fn default_rate(&self) -> u32 {
+        self.default_rate.load(Ordering::Relaxed)
+    }
+
+    pub fn set_default_rate(&self, rate: u32) {
+        self.default_rate.store(rate.max(1), Ordering::Relaxed);
     }
 
     /// Load the last 24 hours of tier usage from the record (start-up).
@@ -338,7 +353,8 @@ impl Limits {
         recipient: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DateTime<Utc>> {
-        if self.pace <= Duration::zero() {
+        let pace = self.pace();
+        if pace <= Duration::zero() {
             return Ok(());
         }
         if let Some(conn) = &self.redis {
@@ -346,14 +362,12 @@ impl Limits {
             let res: Result<i64, _> = PACE
                 .key(self.key("pace", recipient))
                 .arg(now.timestamp_millis())
-                .arg(self.pace.num_milliseconds().max(1))
+                .arg(pace.num_milliseconds().max(1))
                 .invoke_async(&mut conn)
                 .await;
             match res {
                 Ok(0) => return Ok(()),
-                Ok(next) => {
-                    return Err(DateTime::from_timestamp_millis(next).unwrap_or(now + self.pace))
-                }
+                Ok(next) => return Err(DateTime::from_timestamp_millis(next).unwrap_or(now + pace)),
                 Err(e) => tracing::warn!(error = %e, "pace: redis unavailable, pacing in process"),
             }
         }
@@ -364,7 +378,7 @@ impl Limits {
         match pacer.get(recipient) {
             Some(next) if *next > now => Err(*next),
             _ => {
-                pacer.insert(recipient.to_string(), now + self.pace);
+                pacer.insert(recipient.to_string(), now + pace);
                 Ok(())
             }
         }
@@ -374,7 +388,7 @@ impl Limits {
     /// (messages per second) set per sender, or the default. Returns how
     /// long it waited.
     pub async fn until_sender_ready(&self, sender: &str, rate: Option<u32>) -> StdDuration {
-        let rate = rate.unwrap_or(self.default_rate).max(1);
+        let rate = rate.unwrap_or_else(|| self.default_rate()).max(1);
         let start = std::time::Instant::now();
         if let Some(conn) = &self.redis {
             let mut conn = conn.clone();

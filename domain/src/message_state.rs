@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Provider statuses only ever move a message forward: a late `delivered`
-//! never overwrites `read`, and a failure never overwrites a delivery.
+//! never overwrites `read`, a failure never overwrites a delivery, and a
+//! terminal failure is never overwritten by anything.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,13 +111,12 @@ impl MessageState {
             (Some(have), Some(new)) => (new > have).then_some(target),
             // A failure may end a message that has not been delivered.
             (Some(have), None) => (have <= 2).then_some(target),
-            // Reports for messages not yet handed over, or already failed,
-            // are recorded in the history but do not change the state, with
-            // one exception: a delivery report after a failure we inferred.
-            (None, Some(_)) => matches!(self, MessageState::Failed | MessageState::Undelivered)
-                .then_some(target)
-                .filter(|t| t.delivery_rank() >= Some(3)),
-            (None, None) => None,
+            // Reports for messages not yet handed over, or already ended,
+            // are recorded in the history but never change the state: a
+            // terminal failure stays one (its SMS fallback may have gone
+            // already, and a late "delivered" must not make it look as if
+            // the person got the message twice, or that no fallback went).
+            (None, _) => None,
         }
     }
 }
@@ -219,12 +219,12 @@ mod tests {
         );
         assert_eq!(S::Delivered.apply_provider_status(P::Failed), None);
         assert_eq!(S::Read.apply_provider_status(P::Undelivered), None);
-        // A real delivery report beats a failure we recorded.
-        assert_eq!(
-            S::Failed.apply_provider_status(P::Delivered),
-            Some(S::Delivered)
-        );
-        assert_eq!(S::Failed.apply_provider_status(P::Sent), None);
+        // Forward only: a terminal failure is never overwritten, not even
+        // by a later delivery report (its fallback may have gone).
+        for late in [P::Sent, P::Delivered, P::Read] {
+            assert_eq!(S::Failed.apply_provider_status(late), None, "{late:?}");
+            assert_eq!(S::Undelivered.apply_provider_status(late), None, "{late:?}");
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts;
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::consent::OptInOutcome;
 use crate::contacts::{self, ConsentEvidence, ConsentSource, ContactError};
 use crate::entities::{consent, consent_text, contact, optin_form, qr_code, suppression};
 use crate::message_state::MessageState;
@@ -1532,6 +1533,11 @@ pub enum ChannelStatus {
     /// The same pending consent exists and its link still works: nothing
     /// new was recorded and no second confirmation sent.
     AlreadyAwaitingConfirmation,
+    /// The number opted out earlier. A form cannot undo that (anyone can
+    /// type anyone's number): the submission is kept as a pending consent,
+    /// nothing is sent, and the person resubscribes by sending START from
+    /// that number.
+    NeedsProofFromNumber,
 }
 
 /// The confirmation request sent for a pending consent.
@@ -1653,24 +1659,27 @@ pub async fn submit(
     let existing = contacts::find_by_phone(&txn, &valid.phone).await?;
     let contact_created = existing.is_none();
     let contact = match existing {
+        // An anonymous submission never changes an existing contact: the
+        // name and fields typed here are only the visitor's word.
         Some(c) => c,
         None => {
-            contacts::find_or_create_by_phone(&txn, &valid.phone, Some(valid.name.clone()), now)
-                .await?
+            let c = contacts::find_or_create_by_phone(
+                &txn,
+                &valid.phone,
+                Some(valid.name.clone()),
+                now,
+            )
+            .await?;
+            if valid.fields.is_empty() {
+                c
+            } else {
+                let mut am: contact::ActiveModel = c.into();
+                am.attributes =
+                    Set(serde_json::to_string(&valid.fields).unwrap_or_else(|_| "{}".into()));
+                am.update(&txn).await?
+            }
         }
     };
-    // The person typed their name and fields: keep them on the contact.
-    let mut attrs: BTreeMap<String, String> =
-        serde_json::from_str(&contact.attributes).unwrap_or_default();
-    let attrs_before = attrs.clone();
-    attrs.extend(valid.fields.clone());
-    if contact.name.as_deref() != Some(valid.name.as_str()) || attrs != attrs_before {
-        let mut am: contact::ActiveModel = contact.clone().into();
-        am.name = Set(Some(valid.name.clone()));
-        am.attributes = Set(serde_json::to_string(&attrs).unwrap_or_else(|_| "{}".into()));
-        am.updated_at = Set(now);
-        am.update(&txn).await?;
-    }
 
     let mut receipts = Vec::new();
     let mut to_confirm = Vec::new();
@@ -1685,42 +1694,42 @@ pub async fn submit(
             .order_by_desc(consent::Column::CreatedAt)
             .all(&txn)
             .await?;
-        if let Some(c) = same.iter().find(|c| c.status == "active") {
-            receipts.push(ChannelReceipt {
-                channel,
-                status: ChannelStatus::AlreadySubscribed,
-                consent_id: c.id.clone(),
-                consent_text_version: text.label.clone(),
-                confirmation: None,
-            });
-            continue;
-        }
-        if let Some(c) = same
-            .iter()
-            .find(|c| c.status == "pending" && c.created_at + CONFIRMATION_TTL > now)
+        let receipt = |status, consent_id: &str| ChannelReceipt {
+            channel,
+            status,
+            consent_id: consent_id.to_string(),
+            consent_text_version: text.label.clone(),
+            confirmation: None,
+        };
+        if crate::consent::opted_out(&txn, &contact.id, channel)
+            .await?
+            .is_some()
         {
-            receipts.push(ChannelReceipt {
-                channel,
-                status: ChannelStatus::AlreadyAwaitingConfirmation,
-                consent_id: c.id.clone(),
-                consent_text_version: text.label.clone(),
-                confirmation: None,
-            });
-            continue;
-        }
-        if form.double_opt_in {
-            // A pending record would become the newest and so the deciding
-            // one: it must not put an active subscriber on hold.
-            if let Some(cur) = contacts::current_consent(&txn, &contact.id, channel).await? {
-                if cur.status == "active" && cur.revoked_at.is_none() {
-                    receipts.push(ChannelReceipt {
-                        channel,
-                        status: ChannelStatus::AlreadySubscribed,
-                        consent_id: cur.id,
-                        consent_text_version: text.label.clone(),
-                        confirmation: None,
-                    });
-                    continue;
+            // The same claim again adds nothing.
+            if let Some(c) = same.iter().find(|c| c.status == "pending") {
+                receipts.push(receipt(ChannelStatus::NeedsProofFromNumber, &c.id));
+                continue;
+            }
+        } else {
+            if let Some(c) = same.iter().find(|c| c.status == "active") {
+                receipts.push(receipt(ChannelStatus::AlreadySubscribed, &c.id));
+                continue;
+            }
+            if let Some(c) = same
+                .iter()
+                .find(|c| c.status == "pending" && c.created_at + CONFIRMATION_TTL > now)
+            {
+                receipts.push(receipt(ChannelStatus::AlreadyAwaitingConfirmation, &c.id));
+                continue;
+            }
+            if form.double_opt_in {
+                // A pending record would become the newest and so the deciding
+                // one: it must not put an active subscriber on hold.
+                if let Some(cur) = contacts::current_consent(&txn, &contact.id, channel).await? {
+                    if cur.status == "active" && cur.revoked_at.is_none() {
+                        receipts.push(receipt(ChannelStatus::AlreadySubscribed, &cur.id));
+                        continue;
+                    }
                 }
             }
         }
@@ -1736,7 +1745,7 @@ pub async fn submit(
             consent_text: Some(text.text.clone()),
             consent_text_hash: Some(text.hash.clone()),
         };
-        let record = contacts::record_consent(
+        let outcome = crate::consent::record_opt_in(
             &txn,
             &contact.id,
             channel,
@@ -1752,34 +1761,26 @@ pub async fn submit(
             // The evidence is built here from a validated request.
             other => SubmitError::Invalid(one_error("form", other.to_string())),
         })?;
-        if form.double_opt_in {
-            let token = new_token();
-            consent::Entity::update_many()
-                .col_expr(
-                    consent::Column::ConfirmationTokenHash,
-                    Expr::value(Some(token_hash(&token))),
-                )
-                .filter(consent::Column::Id.eq(&record.id))
-                .exec(&txn)
-                .await?;
-            to_confirm.push((receipts.len(), channel, record.id.clone(), token));
-            receipts.push(ChannelReceipt {
-                channel,
-                status: ChannelStatus::AwaitingConfirmation,
-                consent_id: record.id,
-                consent_text_version: text.label.clone(),
-                confirmation: None,
-            });
-        } else {
-            // A fresh, explicit opt-in lifts an earlier opt-out on this channel.
-            contacts::lift_suppression(&txn, &contact.id, channel, &recorded_by, now).await?;
-            receipts.push(ChannelReceipt {
-                channel,
-                status: ChannelStatus::Subscribed,
-                consent_id: record.id,
-                consent_text_version: text.label.clone(),
-                confirmation: None,
-            });
+        match outcome {
+            OptInOutcome::NeedsProofFromNumber { consent: rec, .. } => {
+                receipts.push(receipt(ChannelStatus::NeedsProofFromNumber, &rec.id));
+            }
+            OptInOutcome::Pending { consent: rec } => {
+                let token = new_token();
+                consent::Entity::update_many()
+                    .col_expr(
+                        consent::Column::ConfirmationTokenHash,
+                        Expr::value(Some(token_hash(&token))),
+                    )
+                    .filter(consent::Column::Id.eq(&rec.id))
+                    .exec(&txn)
+                    .await?;
+                to_confirm.push((receipts.len(), channel, rec.id.clone(), token));
+                receipts.push(receipt(ChannelStatus::AwaitingConfirmation, &rec.id));
+            }
+            OptInOutcome::Active { consent: rec } => {
+                receipts.push(receipt(ChannelStatus::Subscribed, &rec.id));
+            }
         }
     }
     txn.commit().await?;
@@ -1976,18 +1977,21 @@ pub async fn confirm(core: &Core, token: &str) -> Result<Option<ConfirmationView
     }
     let now = core.now();
     let txn = core.db.begin_write().await?;
-    contacts::confirm_pending(&txn, &c.contact_id, view.channel, now).await?;
-    contacts::lift_suppression(
-        &txn,
-        &c.contact_id,
-        view.channel,
-        "optin:confirmation link",
-        now,
-    )
-    .await?;
+    let done = crate::consent::confirm_by_link(&txn, &c.id, now).await?;
     txn.commit().await?;
-    tracing::info!(consent_id = %c.id, channel = %view.channel, "opt-in confirmed by link");
-    view.status = ConfirmationStatus::Confirmed;
+    match done {
+        crate::consent::LinkConfirmation::Confirmed => {
+            tracing::info!(consent_id = %c.id, channel = %view.channel, "opt-in confirmed by link");
+            view.status = ConfirmationStatus::Confirmed;
+        }
+        // A link is not the number: it cannot undo an opt-out.
+        crate::consent::LinkConfirmation::OptedOut(_) => view.status = ConfirmationStatus::Revoked,
+        crate::consent::LinkConfirmation::NotPending => {
+            if let Some((_, v)) = find_by_token(core, token).await? {
+                view = v;
+            }
+        }
+    }
     Ok(Some(view))
 }
 
@@ -2491,14 +2495,14 @@ async fn import_row(
     }
     let contact =
         contacts::find_or_create_by_phone(&txn, &row.phone, row.name.clone(), now).await?;
-    if let Some(s) = contacts::active_suppression(&txn, &contact.id, row.channel).await? {
+    if let Some(o) = crate::consent::opted_out(&txn, &contact.id, row.channel).await? {
         txn.rollback().await?;
         return Ok(RowResult::Refused(format!(
-            "{} opted out on {} ({}, {}); an import cannot override an opt-out",
+            "{} opted out on {} ({}, {}); an import cannot override an opt-out: only the person, from their own number (START), can",
             row.phone,
             row.channel,
-            s.reason,
-            s.created_at.format("%Y-%m-%d")
+            o.reason,
+            o.since.format("%Y-%m-%d")
         )));
     }
     let dup = consent::Entity::find()
@@ -2523,7 +2527,7 @@ async fn import_row(
         Some(d) => format!("{actor} (CSV import; source: {d})"),
         None => format!("{actor} (CSV import)"),
     };
-    let res = contacts::record_consent(
+    let res = crate::consent::record_opt_in(
         &txn,
         &contact.id,
         row.channel,

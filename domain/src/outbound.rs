@@ -78,6 +78,13 @@ pub enum Origin {
     },
     ComplianceReply,
     OptInConfirmation,
+    /// The same message again, after its sender was paused by a fault of
+    /// ours and an admin re-activated it: the original's origin columns,
+    /// so the same human decision stands behind it (and the gates judge
+    /// it afresh: a STOP since then blocks it).
+    Resend {
+        original: Box<outbound_message::Model>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +166,32 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
         },
         Origin::ComplianceReply => base("compliance", "system:keyword".into()),
         Origin::OptInConfirmation => base("optin", "system:optin".into()),
+        Origin::Resend { original } => OriginColumns {
+            source: known_source(&original.source),
+            campaign_id: original.campaign_id.clone(),
+            automation_id: original.automation_id.clone(),
+            reminder_id: original.reminder_id.clone(),
+            fallback_of: original.fallback_of.clone(),
+            actor: original.actor.clone(),
+        },
     }
+}
+
+/// A stored message's source as one of the names [`origin_columns`] writes.
+fn known_source(s: &str) -> &'static str {
+    [
+        "campaign",
+        "inbox",
+        "fallback",
+        "compliance",
+        "optin",
+        "reminder",
+        "schedule",
+        "api",
+    ]
+    .into_iter()
+    .find(|k| *k == s)
+    .unwrap_or("api")
 }
 
 /// Accept a message: write it, evaluate the gates, write the audit row and
@@ -372,7 +404,7 @@ impl SendRequest {
                 may_reply: staff.active && staff.role.allows(Role::Operator),
             }),
             Origin::ComplianceReply | Origin::OptInConfirmation => Some(Authorization::System),
-            Origin::Campaign { .. } | Origin::Fallback { .. } => None,
+            Origin::Campaign { .. } | Origin::Fallback { .. } | Origin::Resend { .. } => None,
         })
     }
 }
@@ -434,10 +466,9 @@ pub fn decision_from_row(r: &crate::entities::tool_call::Model) -> GateDecision 
     GateDecision { decision, verdicts }
 }
 
-fn policy(core: &Core) -> Policy {
-    Policy {
-        sms_hours: core.settings.sms_hours,
-    }
+/// The gates' rules as every process sees them now.
+pub fn policy(core: &Core) -> Policy {
+    core.live.get().policy()
 }
 
 fn purpose_of(source: &str) -> Purpose {
@@ -467,11 +498,7 @@ fn authorization_for<'a>(
                     });
                 };
                 match campaign::Entity::find_by_id(cid.as_str()).one(db).await? {
-                    Some(c) => Authorization::Campaign {
-                        status: c.status,
-                        author: c.created_by,
-                        approved_by: c.approved_by,
-                    },
+                    Some(c) => crate::campaigns::authorization_of(&c),
                     None => Authorization::None {
                         why: format!("campaign {cid} does not exist"),
                     },
@@ -646,6 +673,7 @@ async fn facts_from_rows(
             None => s.reason,
         },
         since: s.since,
+        marketing_only: s.marketing_only,
     });
     let window_expires_at = state.window_expires_at;
     let authorization = match authorization {
@@ -656,11 +684,11 @@ async fn facts_from_rows(
         authz::sender_key(core, channel).as_ref(),
         sender_row.as_ref(),
     );
-    let time_zone = contact
-        .as_ref()
-        .and_then(|c| c.time_zone.as_deref())
-        .and_then(|tz| tz.parse().ok())
-        .unwrap_or(core.settings.default_time_zone);
+    let time_zone = local_zones(
+        core,
+        contact.as_ref().and_then(|c| c.time_zone.as_deref()),
+        recipient.as_ref(),
+    );
     let business_initiated = channel == Channel::WhatsApp
         && matches!(content, MessageContent::Template { .. })
         && !gates::in_window(window_expires_at, now);
@@ -691,6 +719,25 @@ async fn facts_from_rows(
             sender_rate,
         },
     ))
+}
+
+/// A recipient's local time zone(s): the contact's own, else inferred from
+/// the number, else the default setting.
+pub fn local_zones(
+    core: &Core,
+    stored: Option<&str>,
+    number: Option<&PhoneNumber>,
+) -> gates::LocalZones {
+    if let Some(tz) = stored.and_then(|tz| tz.parse().ok()) {
+        return gates::LocalZones::Contact(tz);
+    }
+    match number.and_then(|n| crate::time_zones::infer(n.as_str())) {
+        Some(z) => gates::LocalZones::Inferred {
+            zones: z.zones(),
+            prefix: z.prefix(),
+        },
+        None => gates::LocalZones::Default(core.settings.default_time_zone),
+    }
 }
 
 /// The facts the gates would see for `m`, a message that is NOT stored (a
@@ -1224,7 +1271,7 @@ async fn call_provider(
             )
             .insert(&core.db.conn)
             .await?;
-            let mut class = core.errors.classify(&rejected.failure, channel);
+            let mut class = core.live.get().errors.classify(&rejected.failure, channel);
             if !rejected.message.is_empty() {
                 class.meaning = format!("{} ({})", class.meaning, rejected.message);
             }
@@ -1370,23 +1417,35 @@ pub async fn handle_failure(
             }
             alerts::raise(core, alert_for("Send failed")).await;
         }
-        ErrorAction::OptOut => {
+        ErrorAction::OptOut | ErrorAction::StopMarketing => {
             set_failed(final_state_or(final_state, MessageState::Failed))
                 .exec(&core.db.conn)
                 .await?;
             if let Some(cid) = &m.contact_id {
                 let reference = class.code.map(|c| c.to_string());
-                contacts::revoke_and_suppress(
+                let scope = if class.action == ErrorAction::StopMarketing {
+                    crate::consent::Scope::Marketing
+                } else {
+                    crate::consent::Scope::All
+                };
+                crate::consent::opt_out(
                     &core.db.conn,
                     cid,
-                    channel,
-                    "provider",
+                    Some(channel),
+                    scope,
+                    crate::consent::OptOutSource::Provider,
                     reference.as_deref(),
                     "provider",
                     now,
                 )
                 .await?;
             }
+        }
+        ErrorAction::PauseSender => {
+            set_failed(final_state_or(final_state, MessageState::Failed))
+                .exec(&core.db.conn)
+                .await?;
+            crate::senders::pause(core, channel, &class).await?;
         }
         ErrorAction::WindowClosed => {
             set_failed(final_state_or(final_state, MessageState::Failed))
@@ -1399,6 +1458,10 @@ pub async fn handle_failure(
                 .await?;
             if channel == Channel::WhatsApp {
                 fall_back_to_sms(core, &fresh).await?;
+                // Every fallback is told (throttled by code: a burst is
+                // one alert with a count), so a fault of ours that turns
+                // WhatsApp into SMS cannot go unnoticed.
+                alerts::raise(core, alert_for("Fell back to SMS")).await;
             }
         }
     }
@@ -1593,7 +1656,7 @@ pub async fn apply_status(
                         http_status: None,
                     },
                 };
-                let mut class = core.errors.classify(&failure, channel);
+                let mut class = core.live.get().errors.classify(&failure, channel);
                 if let Some(msg) = &report.error_message {
                     class.meaning = format!("{} ({msg})", class.meaning);
                 }

@@ -61,10 +61,23 @@ impl PhoneNumber {
         &self.0
     }
 
-    /// North American numbers (+1): Meta has not delivered WhatsApp
-    /// MARKETING templates to them since April 2025.
+    /// North American numbers (+1: the US, Canada and the Caribbean).
     pub fn is_nanp(&self) -> bool {
         self.0.starts_with("+1")
+    }
+
+    /// The number's region (country) as libphonenumber assigns it from the
+    /// number itself (for +1, by area code: Canada, Puerto Rico and the
+    /// Caribbean are regions of their own).
+    pub fn region(&self) -> Option<phonenumber::country::Id> {
+        phonenumber::parse(None, &self.0).ok()?.country().id()
+    }
+
+    /// A US number: Meta has not delivered WhatsApp MARKETING templates to
+    /// them since April 2025 (Canada and the other +1 regions are not part
+    /// of that pause).
+    pub fn is_us(&self) -> bool {
+        self.region() == Some(phonenumber::country::Id::US)
     }
 }
 
@@ -126,6 +139,21 @@ mod tests {
         assert!(PhoneNumber::parse("+1 555", Id::US).is_err());
         assert!(PhoneNumber::parse("+999 1234567", Id::US).is_err());
         assert!(PhoneNumber::parse_e164("4155552671").is_err());
+    }
+
+    #[test]
+    fn regions_tell_the_us_from_canada() {
+        let p = |n: &str| PhoneNumber::parse(n, Id::US).unwrap();
+        assert!(p("+12125550100").is_us());
+        assert!(p("+14155552671").is_us());
+        // Toronto and Vancouver are +1 but not the US.
+        assert!(!p("+14165550123").is_us());
+        assert_eq!(p("+14165550123").region(), Some(Id::CA));
+        assert!(!p("+16045550123").is_us());
+        // Puerto Rico has its own region.
+        assert_eq!(p("+17875550123").region(), Some(Id::PR));
+        assert!(!p("+4791234567").is_us());
+        assert_eq!(p("+4791234567").region(), Some(Id::NO));
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub enum ErrorAction {
     WindowClosed,
     /// This channel cannot reach the recipient: try the other channel (SMS).
     Fallback,
+    /// A fault of ours, not of the recipient: the sender itself cannot send
+    /// (63007: the From is not a WhatsApp sender; 131048: Meta's spam rate
+    /// limit; a locked or unregistered account). Pause the sender, alert,
+    /// and keep its messages until an admin fixes and re-activates it.
+    PauseSender,
+    /// The person stopped marketing messages (Meta's 131050): suppress
+    /// marketing templates only; other messages still go.
+    StopMarketing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +55,7 @@ pub enum ProviderFailure {
 
 pub use crate::channel::Channel;
 
-use ErrorAction::{Fallback, OptOut, Permanent, Retry, WindowClosed};
+use ErrorAction::{Fallback, OptOut, PauseSender, Permanent, Retry, StopMarketing, WindowClosed};
 
 /// The table: (code, meaning, action). Twilio codes are 5 digits; Meta's
 /// Cloud API codes are 1-3 or 6 digits (plus 80007). Rows for the default
@@ -63,6 +71,7 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
     (20003, "Twilio: authentication failed (check account SID and auth token)", Permanent),
     (20429, "Twilio: too many requests", Retry),
     (20500, "Twilio: internal server error", Retry),
+    (21655, "Twilio: the ContentSid is invalid (no such Content template)", Permanent),
     // Twilio SMS addressing and delivery.
     (21211, "Twilio: invalid 'To' phone number", Permanent),
     (21610, "Twilio: attempt to send to unsubscribed recipient (replied STOP to SMS)", OptOut),
@@ -79,8 +88,9 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
     (
         63007,
         "Twilio: no Channel found with the specified From address (the From is not a WhatsApp sender)",
-        Permanent,
+        PauseSender,
     ),
+    (63013, "Twilio: the message violates a WhatsApp channel policy", Permanent),
     (63014, "Twilio: message blocked by the user (the user has blocked the business)", OptOut),
     (
         63016,
@@ -88,11 +98,29 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
         WindowClosed,
     ),
     (63018, "Twilio: rate limit exceeded for the WhatsApp channel", Retry),
+    (63019, "Twilio: media failed to download", Permanent),
+    (
+        63020,
+        "Twilio: the business has not accepted Twilio's request in its Meta Business Manager",
+        PauseSender,
+    ),
+    (63021, "Twilio: the channel rejected the content as invalid", Permanent),
+    (63024, "Twilio: invalid message recipient", Permanent),
+    (63027, "Twilio: the template does not exist for this language and locale", Permanent),
+    (63028, "Twilio: the number of template parameters does not match", Permanent),
     (
         63032,
         "Twilio: cannot send to this user because of a WhatsApp limitation; use another channel",
         Permanent,
     ),
+    (
+        63049,
+        "Twilio: Meta chose not to deliver this marketing message (per-user marketing limits)",
+        Permanent,
+    ),
+    (63051, "Twilio: the WhatsApp Business Account is locked", PauseSender),
+    // Meta policy enforcement: the business is blocked from sending.
+    (368, "Meta: temporarily blocked for policy violations", PauseSender),
     // Meta WABA throttling.
     (80007, "Meta: WhatsApp Business Account rate limit reached", Retry),
     // Meta WhatsApp Cloud API.
@@ -102,9 +130,16 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
         "Meta: not delivered because the user's number is part of an experiment",
         Permanent,
     ),
+    (
+        130497,
+        "Meta: the business may not message users in this country",
+        Permanent,
+    ),
     (131000, "Meta: something went wrong (generic error)", Permanent),
     (131008, "Meta: required parameter is missing", Permanent),
     (131009, "Meta: parameter value is not valid", Permanent),
+    (131016, "Meta: service temporarily unavailable", Retry),
+    (131021, "Meta: the recipient cannot be the sender", Permanent),
     (
         131026,
         "Meta: message undeliverable (recipient not on WhatsApp or cannot receive it)",
@@ -120,7 +155,30 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
         "Meta: chose not to deliver (per-user marketing limit, healthy ecosystem engagement)",
         Permanent,
     ),
-    (131050, "Meta: user stopped marketing messages", OptOut),
+    (131031, "Meta: the business account is locked", PauseSender),
+    (
+        131042,
+        "Meta: business eligibility payment issue (check the payment method)",
+        PauseSender,
+    ),
+    (
+        131045,
+        "Meta: the phone number's certificate is wrong (registration)",
+        PauseSender,
+    ),
+    (
+        131048,
+        "Meta: spam rate limit hit (too many of the sender's messages were blocked or flagged)",
+        PauseSender,
+    ),
+    (
+        131050,
+        "Meta: the user stopped marketing messages (other messages still go)",
+        StopMarketing,
+    ),
+    (131051, "Meta: unsupported message type", Permanent),
+    (131052, "Meta: the media could not be downloaded", Permanent),
+    (131053, "Meta: the media could not be uploaded", Permanent),
     (
         131056,
         "Meta: pair rate limit hit (too many messages to the same recipient)",
@@ -130,11 +188,14 @@ const DEFAULT_ROWS: &[(i64, &str, ErrorAction)] = &[
     (132001, "Meta: template does not exist (name or language)", Permanent),
     (132015, "Meta: template is paused (low quality)", Permanent),
     (132016, "Meta: template is disabled", Permanent),
+    (133010, "Meta: the phone number is not registered", PauseSender),
 ];
 
 /// Codes that mean "this channel cannot reach the recipient: try SMS".
 /// A default only: operators change it with [`ErrorTable::with_fallback_codes`].
-pub const DEFAULT_FALLBACK_CODES: &[i64] = &[63007, 63003, 131026, 63032];
+/// 63007 is not among them: it means our From is not a WhatsApp sender, a
+/// fault of ours that would silently turn every WhatsApp send into SMS.
+pub const DEFAULT_FALLBACK_CODES: &[i64] = &[63003, 131026, 63032];
 
 /// Backoff for retryable failures: 1 s, 2 s, 4 s, then give up.
 pub const RETRY_BACKOFF_SECS: &[u64] = &[1, 2, 4];
@@ -152,7 +213,7 @@ pub fn retry_delay(attempt: u32) -> Option<Duration> {
 /// Alerting follows the action: only failures nobody will fix by themselves
 /// need a person. Retries alert only when exhausted, which the caller decides.
 fn alert_for(action: ErrorAction) -> bool {
-    action == Permanent
+    matches!(action, Permanent | PauseSender)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,17 +408,28 @@ mod tests {
                 Retry,
                 false,
             ),
+            (&[131016], Retry, false),
             (
                 &[
                     21211, 21612, 21614, 30003, 30005, 30006, 30007, 63001, 63005, 131049, 131000,
-                    100, 131008, 131009, 132000, 132001, 132015, 132016, 130472, 190, 20003,
+                    100, 131008, 131009, 132000, 132001, 132015, 132016, 130472, 190, 20003, 21655,
+                    63013, 63019, 63021, 63024, 63027, 63028, 63049, 130497, 131021, 131051,
+                    131052, 131053,
                 ],
                 Permanent,
                 true,
             ),
-            (&[21610, 63014, 131050], OptOut, false),
+            (&[21610, 63014], OptOut, false),
+            (&[131050], StopMarketing, false),
             (&[63016, 131047], WindowClosed, false),
-            (&[63007, 63003, 131026, 63032], Fallback, false),
+            (&[63003, 131026, 63032], Fallback, false),
+            (
+                &[
+                    63007, 63020, 63051, 368, 131031, 131042, 131045, 131048, 133010,
+                ],
+                PauseSender,
+                true,
+            ),
         ];
         let table = ErrorTable::new();
         for (codes, action, alert) in expected {
@@ -379,11 +451,16 @@ mod tests {
     #[test]
     fn opt_out_holds_on_either_channel() {
         let table = ErrorTable::new();
-        for c in [21610, 63014, 131050] {
+        for c in [21610, 63014] {
             for channel in [Channel::WhatsApp, Channel::Sms] {
                 assert_eq!(code(&table, c, channel).action, OptOut, "{c} {channel:?}");
             }
         }
+        // 131050 stops marketing only.
+        assert_eq!(
+            code(&table, 131050, Channel::WhatsApp).action,
+            StopMarketing
+        );
         assert!(code(&table, 21610, Channel::WhatsApp)
             .meaning
             .contains("SMS"));
@@ -482,8 +559,11 @@ mod tests {
 
         let none = ErrorTable::new().with_fallback_codes(&[]);
         let c = code(&none, 63007, Channel::WhatsApp);
-        assert_eq!((c.action, c.alert), (Permanent, true));
+        assert_eq!((c.action, c.alert), (PauseSender, true));
         assert!(c.meaning.contains("not a WhatsApp sender"));
+        // By default 63007 pauses the sender: it never turns WhatsApp into SMS.
+        let c = code(&ErrorTable::new(), 63007, Channel::WhatsApp);
+        assert_eq!((c.action, c.alert), (PauseSender, true));
 
         // A code the operator adds becomes Fallback, even one we do not know.
         let more = ErrorTable::new().with_fallback_codes(&[63007, 30003, 777]);
@@ -539,7 +619,7 @@ mod tests {
             .filter(|e| e.action == Fallback)
             .filter_map(|e| e.code)
             .collect();
-        assert_eq!(fallback, vec![63003, 63007, 63032, 131026]);
+        assert_eq!(fallback, vec![63003, 63032, 131026]);
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub struct Settings {
     pub tier_ladder: Vec<Option<u64>>,
     /// `HEIMDALL_TIER_LIMIT`, default the first step of the ladder.
     pub tier_limit: Option<u64>,
-    /// `HEIMDALL_FALLBACK_CODES`, default `63007,63003,131026,63032`.
+    /// `HEIMDALL_FALLBACK_CODES`, default `63003,131026,63032`.
     pub fallback_codes: Vec<i64>,
     /// `HEIMDALL_QUIET_HOURS`, default `08:00-21:00`: when SMS may be sent,
     /// in the recipient's time zone.
@@ -142,7 +142,8 @@ pub struct Settings {
     pub program_name: String,
     /// `HEIMDALL_HELP_TEXT`: the HELP reply; a compliant default is built from the program name.
     pub help_text: Option<String>,
-    /// `HEIMDALL_PHONE_ALLOWLIST`: comma-separated numbers; empty means everyone.
+    /// `HEIMDALL_PHONE_ALLOWLIST`: comma-separated numbers (stored as E.164);
+    /// empty means everyone.
     pub phone_allowlist: Vec<String>,
     /// `HEIMDALL_META_READ_RECEIPTS`, default false: mark processed inbound Meta messages read.
     pub meta_read_receipts: bool,
@@ -468,7 +469,7 @@ impl Settings {
         };
 
         let fallback_codes = match src.get("HEIMDALL_FALLBACK_CODES") {
-            None => vec![63007, 63003, 131026, 63032],
+            None => crate::provider_errors::DEFAULT_FALLBACK_CODES.to_vec(),
             Some(v) => v
                 .split(',')
                 .map(str::trim)
@@ -565,16 +566,11 @@ impl Settings {
                 .unwrap_or("Heimdall")
                 .to_string(),
             help_text: src.get("HEIMDALL_HELP_TEXT").map(str::to_string),
-            phone_allowlist: src
-                .get("HEIMDALL_PHONE_ALLOWLIST")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            phone_allowlist: parse_allowlist(
+                src.get("HEIMDALL_PHONE_ALLOWLIST").unwrap_or(""),
+                default_region,
+            )
+            .map_err(|m| invalid("HEIMDALL_PHONE_ALLOWLIST", m))?,
             meta_read_receipts: src.bool("HEIMDALL_META_READ_RECEIPTS", false)?,
             worker_concurrency,
             sqlite_synchronous_full,
@@ -641,7 +637,7 @@ pub fn template_name_from_setting(suffix: &str) -> String {
     }
 }
 
-fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
+pub(crate) fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if part.eq_ignore_ascii_case("unlimited") {
@@ -669,7 +665,28 @@ fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
     Ok(out)
 }
 
-fn parse_hours(v: &str) -> Result<(chrono::NaiveTime, chrono::NaiveTime), String> {
+/// The phone allowlist: numbers separated by commas, spaces or lines, each
+/// parsed (and so written) as E.164; empty means everyone.
+pub(crate) fn parse_allowlist(
+    v: &str,
+    region: phonenumber::country::Id,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for part in v
+        .split([',', ' ', '\n', ';'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let p =
+            crate::phone::PhoneNumber::parse(part, region).map_err(|e| format!("'{part}': {e}"))?;
+        out.push(p.to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+pub(crate) fn parse_hours(v: &str) -> Result<(chrono::NaiveTime, chrono::NaiveTime), String> {
     let (a, b) = v
         .split_once('-')
         .ok_or_else(|| format!("'{v}' is not of the form HH:MM-HH:MM"))?;
@@ -703,7 +720,7 @@ mod tests {
         assert!(s.sandbox_active());
         assert_eq!(s.rate_per_second, 80);
         assert_eq!(s.tier_limit, Some(250));
-        assert_eq!(s.fallback_codes, vec![63007, 63003, 131026, 63032]);
+        assert_eq!(s.fallback_codes, vec![63003, 131026, 63032]);
     }
 
     #[test]

@@ -82,7 +82,23 @@ impl Template {
             approval_status: self.approval_status.clone(),
             category: parse_category(&self.category),
             variable_names: self.variables.clone(),
+            digest: self.digest(),
         }
+    }
+
+    /// What this template sends, hashed (SHA-256 over its provider id,
+    /// body, language, category and variable names): two templates with the
+    /// same digest send the same thing. A campaign's approval binds to it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!({
+            "provider_id": self.provider_id,
+            "body": self.body,
+            "language": self.language,
+            "category": self.category.to_ascii_uppercase(),
+            "variables": self.variables,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 
     /// The text with its placeholders filled, for SMS fallback and previews.

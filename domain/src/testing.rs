@@ -279,6 +279,24 @@ impl TestEnv {
         }
     }
 
+    /// Another process's world on this one's storage: the same database and
+    /// Redis namespace, its own core (its own caches, limits, runtime
+    /// settings and spool), clock, queue and provider. For the rules that
+    /// must hold across processes (`serve` plus `heimdall worker`).
+    pub async fn sibling(&self, pairs: &[(&str, &str)]) -> TestEnv {
+        use secrecy::ExposeSecret;
+        let url = self.core.settings.database_url.expose_secret().to_string();
+        let ns = self.core.settings.redis_namespace.clone();
+        let mut all: Vec<(&str, &str)> = vec![
+            ("HEIMDALL_DATABASE_URL", url.as_str()),
+            ("HEIMDALL_REDIS_NAMESPACE", ns.as_str()),
+        ];
+        all.extend_from_slice(pairs);
+        let env = TestEnv::new(&all).await;
+        env.clock.set(self.core.now());
+        env
+    }
+
     /// Message ids enqueued so far (drained).
     pub fn take_enqueued(&self) -> Vec<String> {
         std::mem::take(&mut *self.queue.sends.lock().unwrap())

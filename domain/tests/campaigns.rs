@@ -136,7 +136,7 @@ async fn contact(
     .await
     .unwrap();
     for ch in consent {
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             *ch,
@@ -205,10 +205,20 @@ async fn approved(env: &TestEnv, p: &People, d: CampaignDraft) -> String {
     campaigns::submit(&env.core, &p.author, &c.id)
         .await
         .unwrap();
-    let c = campaigns::approve(&env.core, &p.approver, &c.id)
-        .await
-        .unwrap();
+    let c = campaigns::approve(
+        &env.core,
+        &p.approver,
+        &c.id,
+        &reviewed(&env.core, &c.id).await,
+    )
+    .await
+    .unwrap();
     c.id
+}
+
+/// What an approver's review of the campaign shows: the hash they approve.
+async fn reviewed(core: &Core, id: &str) -> String {
+    campaigns::review(core, id, 0).await.unwrap().content_hash
 }
 
 async fn messages_of(core: &Core, campaign_id: &str) -> Vec<outbound_message::Model> {
@@ -283,9 +293,14 @@ async fn the_full_life_cycle_from_draft_to_completed() {
     assert!(c.submitted_at.is_some());
     assert!(env.queue.campaigns.lock().unwrap().is_empty());
 
-    let c = campaigns::approve(&env.core, &p.approver, &c.id)
-        .await
-        .unwrap();
+    let c = campaigns::approve(
+        &env.core,
+        &p.approver,
+        &c.id,
+        &reviewed(&env.core, &c.id).await,
+    )
+    .await
+    .unwrap();
     assert_eq!(c.status, CampaignStatus::Approved);
     assert_eq!(c.approved_by.as_deref(), Some(p.approver.id.as_str()));
     assert_eq!(c.approved_by_email.as_deref(), Some("approver@example.com"));
@@ -373,7 +388,13 @@ async fn the_author_cannot_approve_or_reject_their_own_campaign() {
         .await
         .unwrap();
     assert!(matches!(
-        campaigns::approve(&env.core, &p.approver, &c.id).await,
+        campaigns::approve(
+            &env.core,
+            &p.approver,
+            &c.id,
+            &reviewed(&env.core, &c.id).await
+        )
+        .await,
         Err(CampaignError::SelfApproval)
     ));
     assert!(matches!(
@@ -385,9 +406,14 @@ async fn the_author_cannot_approve_or_reject_their_own_campaign() {
     assert!(c.approved_by.is_none());
     assert!(env.queue.campaigns.lock().unwrap().is_empty());
     // Someone else may.
-    let c = campaigns::approve(&env.core, &p.admin, &c.id)
-        .await
-        .unwrap();
+    let c = campaigns::approve(
+        &env.core,
+        &p.admin,
+        &c.id,
+        &reviewed(&env.core, &c.id).await,
+    )
+    .await
+    .unwrap();
     assert_eq!(c.status, CampaignStatus::Approved);
 }
 
@@ -411,7 +437,7 @@ async fn viewers_and_operators_cannot_approve() {
         .await
         .unwrap();
     for who in [&p.viewer, &p.operator] {
-        match campaigns::approve(&env.core, who, &c.id).await {
+        match campaigns::approve(&env.core, who, &c.id, &reviewed(&env.core, &c.id).await).await {
             Err(CampaignError::Forbidden(m)) => assert!(m.contains("approver"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -424,7 +450,7 @@ async fn viewers_and_operators_cannot_approve() {
     let mut gone = p.approver.clone();
     gone.active = false;
     assert!(matches!(
-        campaigns::approve(&env.core, &gone, &c.id).await,
+        campaigns::approve(&env.core, &gone, &c.id, &reviewed(&env.core, &c.id).await).await,
         Err(CampaignError::Forbidden(_))
     ));
     assert_eq!(
@@ -491,7 +517,13 @@ async fn a_rejection_needs_a_reason_and_sends_the_draft_back() {
     );
     // A rejected campaign cannot be approved; the author edits it back to a draft.
     assert!(matches!(
-        campaigns::approve(&env.core, &p.approver, &c.id).await,
+        campaigns::approve(
+            &env.core,
+            &p.approver,
+            &c.id,
+            &reviewed(&env.core, &c.id).await
+        )
+        .await,
         Err(CampaignError::InvalidTransition {
             from: CampaignStatus::Rejected,
             ..
@@ -622,11 +654,12 @@ async fn csv_numbers_without_consent_are_refused_one_by_one() {
         &[Channel::WhatsApp],
     )
     .await;
-    contacts::suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &suppressed,
         None,
-        "staff request",
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
         None,
         "admin@example.com",
         env.core.now(),
@@ -727,11 +760,12 @@ async fn the_review_dry_run_counts_what_the_gates_would_do_and_writes_no_evaluat
         &[Channel::WhatsApp],
     )
     .await;
-    contacts::suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &s,
         Some(Channel::WhatsApp),
-        "keyword",
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
         Some("STOP"),
         "inbound",
         env.core.now(),
@@ -951,9 +985,10 @@ async fn two_approvers_at_once_only_one_wins() {
     campaigns::submit(&env.core, &p.author, &c.id)
         .await
         .unwrap();
+    let hash = reviewed(&env.core, &c.id).await;
     let (a, b) = tokio::join!(
-        campaigns::approve(&env.core, &p.approver, &c.id),
-        campaigns::approve(&env.core, &p.admin, &c.id)
+        campaigns::approve(&env.core, &p.approver, &c.id, &hash),
+        campaigns::approve(&env.core, &p.admin, &c.id, &hash)
     );
     let wins = [a.is_ok(), b.is_ok()].iter().filter(|w| **w).count();
     assert_eq!(wins, 1, "{a:?} {b:?}");
@@ -1272,4 +1307,193 @@ async fn start_due_starts_only_scheduled_campaigns_whose_time_has_come() {
     env.clock.advance(Duration::hours(2));
     assert_eq!(campaigns::start_due(&env.core).await.unwrap(), 1);
     assert_eq!(env.queue.campaigns.lock().unwrap().last(), Some(&b));
+}
+
+/// The template as the Content API might sync it after a review: same
+/// name, different body.
+async fn change_template_body(core: &Core, body: &str) {
+    let t = templates::find_by_name(&core.db.conn, "task_reminder")
+        .await
+        .unwrap()
+        .unwrap();
+    templates::upsert(
+        &core.db.conn,
+        TemplateSpec {
+            name: t.name.clone(),
+            provider: t.provider.clone(),
+            provider_id: t.provider_id.clone(),
+            category: t.category.clone(),
+            language: t.language.clone(),
+            body: body.into(),
+            variables: t.variables.clone(),
+            approval_status: t.approval_status.clone(),
+            rejection_reason: None,
+            source: t.source.clone(),
+        },
+        true,
+        core.now(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Finding 4: whoever changes a campaign is one of its authors; no author
+/// approves, not even an admin who only edited someone else's draft.
+#[tokio::test]
+async fn an_admin_who_edited_the_draft_is_an_author_and_cannot_approve_it() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 2, "vip", 0).await;
+    let c = campaigns::create_draft(&env.core, &p.author, draft("Spring", "vip"))
+        .await
+        .unwrap();
+    campaigns::update_draft(&env.core, &p.admin, &c.id, draft("Spring (edited)", "vip"))
+        .await
+        .unwrap();
+    campaigns::submit(&env.core, &p.admin, &c.id).await.unwrap();
+    let v = campaigns::get(&env.core, &c.id).await.unwrap();
+    assert_eq!(v.authors, vec![p.author.id.clone(), p.admin.id.clone()]);
+    let hash = reviewed(&env.core, &c.id).await;
+    for who in [&p.admin, &p.author] {
+        assert!(matches!(
+            campaigns::approve(&env.core, who, &c.id, &hash).await,
+            Err(CampaignError::SelfApproval) | Err(CampaignError::Forbidden(_))
+        ));
+    }
+    assert!(matches!(
+        campaigns::reject(&env.core, &p.admin, &c.id, "no").await,
+        Err(CampaignError::SelfApproval)
+    ));
+    let v = campaigns::approve(&env.core, &p.approver, &c.id, &hash)
+        .await
+        .unwrap();
+    assert_eq!(v.status, CampaignStatus::Approved);
+    assert_eq!(v.approved_by.as_deref(), Some(p.approver.id.as_str()));
+}
+
+/// Finding 4: an approval binds to what the approver reviewed. If the
+/// audience or the template changed since the review, nothing is approved.
+#[tokio::test]
+async fn an_approval_of_a_stale_review_approves_nothing() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 2, "vip", 0).await;
+    let c = campaigns::create_draft(&env.core, &p.author, draft("Spring", "vip"))
+        .await
+        .unwrap();
+    campaigns::submit(&env.core, &p.author, &c.id)
+        .await
+        .unwrap();
+    let seen = reviewed(&env.core, &c.id).await;
+    // A third person is tagged while the approver reads the review.
+    crowd(&env.core, 1, "vip", 100).await;
+    assert!(matches!(
+        campaigns::approve(&env.core, &p.approver, &c.id, &seen).await,
+        Err(CampaignError::Changed(_))
+    ));
+    let seen = reviewed(&env.core, &c.id).await;
+    change_template_body(&env.core, "Changed: {{1}} at {{2}}.").await;
+    assert!(matches!(
+        campaigns::approve(&env.core, &p.approver, &c.id, &seen).await,
+        Err(CampaignError::Changed(_))
+    ));
+    assert!(matches!(
+        campaigns::approve(&env.core, &p.approver, &c.id, "").await,
+        Err(CampaignError::Changed(_))
+    ));
+    let v = campaigns::get(&env.core, &c.id).await.unwrap();
+    assert_eq!(v.status, CampaignStatus::Submitted);
+    assert!(v.approved_by.is_none());
+    // What the approver sees now can be approved.
+    let seen = reviewed(&env.core, &c.id).await;
+    campaigns::approve(&env.core, &p.approver, &c.id, &seen)
+        .await
+        .unwrap();
+}
+
+/// Finding 4: a campaign whose content differs from its approval when it
+/// fans out is not sent: it goes back to review, with an alert; approved
+/// again, it goes out.
+#[tokio::test]
+async fn content_that_changed_after_approval_goes_back_to_review_with_an_alert() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 2, "vip", 0).await;
+    let soon = env.core.now() + Duration::hours(1);
+    let d = CampaignDraft {
+        scheduled_at: Some(soon),
+        ..draft("Later", "vip")
+    };
+    let c = campaigns::create_draft(&env.core, &p.author, d)
+        .await
+        .unwrap();
+    campaigns::submit(&env.core, &p.author, &c.id)
+        .await
+        .unwrap();
+    let seen = reviewed(&env.core, &c.id).await;
+    let v = campaigns::approve(&env.core, &p.approver, &c.id, &seen)
+        .await
+        .unwrap();
+    assert_eq!(v.status, CampaignStatus::Scheduled);
+    // The template changes before the time comes.
+    change_template_body(&env.core, "New wording: {{1}} at {{2}}.").await;
+    env.clock.set(soon + Duration::seconds(1));
+    let report = campaigns::fan_out(&env.core, &c.id).await.unwrap();
+    assert_eq!(report.status, CampaignStatus::Submitted);
+    assert_eq!(report.created, 0);
+    assert!(messages_of(&env.core, &c.id).await.is_empty());
+    let v = campaigns::get(&env.core, &c.id).await.unwrap();
+    assert!(v.approved_by.is_none());
+    let returned = v
+        .history
+        .iter()
+        .find(|h| h.decision == "returned")
+        .expect("the history says why");
+    assert!(
+        returned
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("template's content"),
+        "{returned:?}"
+    );
+    let alerts = heimdall_domain::entities::alert::Entity::find()
+        .all(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.title == "Campaign returned to review"),
+        "{alerts:?}"
+    );
+    // Approved again as it is now, it goes out.
+    let seen = reviewed(&env.core, &c.id).await;
+    campaigns::approve(&env.core, &p.approver, &c.id, &seen)
+        .await
+        .unwrap();
+    let report = campaigns::fan_out(&env.core, &c.id).await.unwrap();
+    assert_eq!(report.created, 2, "{report:?}");
+}
+
+/// Finding 4: messages already queued when the template changes are not
+/// sent with content nobody approved.
+#[tokio::test]
+async fn a_queued_campaign_message_whose_template_changed_is_not_sent() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 1, "vip", 0).await;
+    let id = approved(&env, &p, draft("Now", "vip")).await;
+    campaigns::fan_out(&env.core, &id).await.unwrap();
+    let messages = messages_of(&env.core, &id).await;
+    assert_eq!(messages.len(), 1);
+    change_template_body(&env.core, "Something else: {{1}} {{2}}").await;
+    let res = outbound::process_send(&env.core, &messages[0].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        res,
+        SendResult::Blocked(heimdall_domain::gates::Gate::NotAuthorized)
+    );
+    assert_eq!(env.provider.count(), 0);
 }

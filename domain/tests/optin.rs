@@ -1038,11 +1038,12 @@ async fn a_csv_import_records_good_rows_and_reports_each_refused_one() {
     )
     .await
     .unwrap();
-    contacts::revoke_and_suppress(
+    heimdall_domain::consent::opt_out(
         &core.db.conn,
         &opted_out.id,
-        Channel::Sms,
-        "keyword",
+        Some(Channel::Sms),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
         Some("SM1"),
         "inbound",
         core.now(),

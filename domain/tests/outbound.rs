@@ -68,7 +68,7 @@ async fn contact(core: &Core, phone: &str, consent: &[Channel]) -> String {
     .await
     .unwrap();
     for ch in consent {
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             *ch,
@@ -230,14 +230,15 @@ async fn an_unknown_number_or_garbage_is_refused_and_recorded() {
 }
 
 #[tokio::test]
-async fn suppression_blocks_and_lifting_it_lets_the_twin_pass() {
+async fn suppression_blocks_and_only_the_persons_own_start_lifts_it() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    contacts::suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &cid,
         None,
-        "staff",
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
         None,
         "admin@x",
         env.core.now(),
@@ -251,15 +252,22 @@ async fn suppression_blocks_and_lifting_it_lets_the_twin_pass() {
     .await
     .unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::Suppressed));
-    contacts::lift_suppression(
+    // The person writes START from their own number: that is the proof.
+    let lifted = heimdall_domain::consent::opt_in_from_number(
         &env.core.db.conn,
         &cid,
         Channel::WhatsApp,
-        "admin@x",
+        &heimdall_domain::consent::FromNumber {
+            provider_message_id: "SMstart",
+            received_at: env.core.now(),
+            keyword: "START",
+            body: Some("START"),
+        },
         env.core.now(),
     )
     .await
     .unwrap();
+    assert_eq!(lifted, heimdall_domain::consent::NumberOptIn::Resubscribed);
     let out = outbound::accept(
         &env.core,
         reminder(Recipient::Contact(cid), Channel::WhatsApp),
@@ -484,11 +492,12 @@ async fn consent_revoked_or_stop_while_queued_blocks_in_the_worker() {
     .await
     .unwrap();
     assert_eq!(a.state, MessageState::Queued);
-    contacts::revoke_and_suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &cid,
-        Channel::WhatsApp,
-        "keyword",
+        Some(Channel::WhatsApp),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
         Some("SMx"),
         "inbound",
         env.core.now(),
@@ -710,7 +719,7 @@ async fn a_callback_matches_by_our_id_even_when_the_sid_was_never_recorded() {
 }
 
 #[tokio::test]
-async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
+async fn error_63003_falls_back_to_sms_when_sms_consent_exists() {
     let env = env().await;
     let (id, _) = sent_message(
         &env,
@@ -719,12 +728,20 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
         &[Channel::WhatsApp, Channel::Sms],
     )
     .await;
-    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007)))
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63003)))
         .await
         .unwrap();
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
     assert_eq!(view.state, "undelivered");
     let fb = view.fallback_message_id.expect("a fallback message");
+    // Every fallback is told to a person (throttled by code).
+    let alerts = alert::Entity::find().all(&env.core.db.conn).await.unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.title.contains("Fell back to SMS") && a.error_code == Some(63003)),
+        "{alerts:?}"
+    );
     assert_eq!(state(&env.core, &fb).await, MessageState::Queued);
     let results = drain(&env).await;
     assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
@@ -740,7 +757,7 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
         other => panic!("{other:?}"),
     }
     // A second failure report does not create a second fallback.
-    outbound::apply_status(&env.core, status(&id, "failed", Some(63007)))
+    outbound::apply_status(&env.core, status(&id, "failed", Some(63003)))
         .await
         .unwrap();
     let n = outbound_message::Entity::find()
@@ -752,10 +769,10 @@ async fn error_63007_falls_back_to_sms_when_sms_consent_exists() {
 }
 
 #[tokio::test]
-async fn error_63007_without_sms_consent_records_a_blocked_fallback() {
+async fn error_63003_without_sms_consent_records_a_blocked_fallback() {
     let env = env().await;
     let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
-    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63007)))
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63003)))
         .await
         .unwrap();
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
@@ -766,20 +783,24 @@ async fn error_63007_without_sms_consent_records_a_blocked_fallback() {
     assert!(env.take_enqueued().is_empty());
 }
 
+fn error_63007() -> Result<Accepted, Rejected> {
+    Err(Rejected {
+        failure: ProviderFailure::Code {
+            code: 63007,
+            http_status: Some(400),
+        },
+        message: "Twilio could not find a Channel with the specified From address".into(),
+    })
+}
+
 #[tokio::test]
-async fn a_synchronous_63007_falls_back_too() {
+async fn error_63007_pauses_the_sender_instead_of_turning_whatsapp_into_sms() {
     let env = env().await;
-    env.provider.script(
-        PHONE,
-        vec![Err(Rejected {
-            failure: ProviderFailure::Code {
-                code: 63007,
-                http_status: Some(400),
-            },
-            message: "Twilio could not find a Channel with the specified From address".into(),
-        })],
-    );
-    let (id, _) = sent_message(
+    // A message already with the provider, whose 63007 arrives later.
+    let (earlier, _) =
+        sent_message(&env, Channel::WhatsApp, "+4791234500", &[Channel::WhatsApp]).await;
+    env.provider.script(PHONE, vec![error_63007()]);
+    let (id, cid) = sent_message(
         &env,
         Channel::WhatsApp,
         PHONE,
@@ -787,9 +808,180 @@ async fn a_synchronous_63007_falls_back_too() {
     )
     .await;
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
-    assert_eq!(view.state, "undelivered");
+    assert_eq!(view.state, "failed");
     assert_eq!(view.error_code, Some(63007));
-    assert!(view.fallback_message_id.is_some());
+    // No SMS went and none was created: a fault of ours is not a fallback.
+    assert!(view.fallback_message_id.is_none());
+    assert!(env
+        .provider
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.channel == Channel::WhatsApp));
+    // The sender is paused, with one alert.
+    let senders = authz::list_senders(&env.core).await.unwrap();
+    let wa = senders
+        .iter()
+        .find(|s| s.kind == "twilio_whatsapp")
+        .expect("the WhatsApp sender");
+    assert!(wa.paused_at.is_some());
+    assert!(wa.paused_reason.as_deref().unwrap().contains("63007"));
+    // The next message waits (held, not refused, not sent).
+    let next = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.state, MessageState::Deferred);
+    assert_eq!(next.decision.decision.reason(), Some(Gate::SenderPaused));
+    drain(&env).await;
+    assert_eq!(env.provider.count(), 2, "nothing more went out");
+    // The earlier message's 63007 comes by callback: no second alert.
+    outbound::apply_status(&env.core, status(&earlier, "failed", Some(63007)))
+        .await
+        .unwrap();
+    let alerts = alert::Entity::find().all(&env.core.db.conn).await.unwrap();
+    let paused: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.title == "Sender paused")
+        .collect();
+    assert_eq!(paused.len(), 1, "{alerts:?}");
+    assert_eq!(paused[0].count, 1);
+    // An admin fixes the sender and re-activates it: the held message goes,
+    // the failed one is sent again (as a new message, through the gates).
+    let admin = heimdall_domain::accounts::Role::Admin;
+    authz::set_sender_active(&env.core, &wa.id, true, "admin@example.com", admin)
+        .await
+        .unwrap();
+    let wa = authz::list_senders(&env.core)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.kind == "twilio_whatsapp")
+        .unwrap();
+    assert!(wa.paused_at.is_none());
+    // (The held message's own job, due in 2999, finds it gone: NotClaimed.)
+    let results = drain(&env).await;
+    let sent = results
+        .iter()
+        .filter(|r| matches!(r, SendResult::Sent { .. }))
+        .count();
+    assert_eq!(sent, 3, "{results:?}");
+    let resend = outbound_message::Entity::find()
+        .filter(outbound_message::Column::IdempotencyKey.eq(format!("resend:{id}")))
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .expect("the failed message is sent again");
+    assert_eq!(resend.source, "api");
+    assert_eq!(resend.template_name.as_deref(), Some("task_reminder"));
+    assert_eq!(
+        state(&env.core, &next.message_id).await,
+        MessageState::Sending
+    );
+    // Re-activating again resends nothing twice.
+    authz::set_sender_active(&env.core, &wa.id, true, "admin@example.com", admin)
+        .await
+        .unwrap();
+    drain(&env).await;
+    assert_eq!(env.provider.count(), 5);
+}
+
+#[tokio::test]
+async fn a_message_held_by_a_paused_sender_is_not_resent_to_someone_who_said_stop_meanwhile() {
+    let env = env().await;
+    env.provider.script(PHONE, vec![error_63007()]);
+    let (id, cid) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    assert_eq!(state(&env.core, &id).await, MessageState::Failed);
+    heimdall_domain::consent::opt_out(
+        &env.core.db.conn,
+        &cid,
+        Some(Channel::WhatsApp),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
+        Some("STOP (SMx)"),
+        "inbound",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let wa = authz::list_senders(&env.core)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.kind == "twilio_whatsapp")
+        .unwrap();
+    authz::set_sender_active(
+        &env.core,
+        &wa.id,
+        true,
+        "admin@example.com",
+        heimdall_domain::accounts::Role::Admin,
+    )
+    .await
+    .unwrap();
+    let resend = outbound_message::Entity::find()
+        .filter(outbound_message::Column::IdempotencyKey.eq(format!("resend:{id}")))
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .expect("the resend is recorded");
+    assert_eq!(resend.state, "blocked");
+    assert_eq!(resend.block_reason.as_deref(), Some("suppressed"));
+    assert_eq!(env.provider.count(), 1);
+}
+
+#[tokio::test]
+async fn error_131050_stops_marketing_only() {
+    let env = env().await;
+    let (id, cid) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    outbound::apply_status(&env.core, status(&id, "failed", Some(131050)))
+        .await
+        .unwrap();
+    let sups = contacts::suppressions(&env.core, &cid).await.unwrap();
+    assert_eq!(sups.len(), 1);
+    assert_eq!(sups[0].scope, "marketing");
+    // A utility reminder still goes; the consent stands.
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.state, MessageState::Queued, "{:?}", out.decision);
+}
+
+#[tokio::test]
+async fn a_terminal_failure_is_never_overwritten_by_a_late_delivery() {
+    let env = env().await;
+    let (id, _) = sent_message(
+        &env,
+        Channel::WhatsApp,
+        PHONE,
+        &[Channel::WhatsApp, Channel::Sms],
+    )
+    .await;
+    outbound::apply_status(&env.core, status(&id, "undelivered", Some(63003)))
+        .await
+        .unwrap();
+    let fb = outbound::view(&env.core, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .fallback_message_id
+        .expect("the SMS fallback");
+    for late in ["delivered", "read"] {
+        outbound::apply_status(&env.core, status(&id, late, None))
+            .await
+            .unwrap();
+    }
+    let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
+    assert_eq!(view.state, "undelivered");
+    // The late reports are in the history all the same.
+    assert!(view.status_history.len() >= 3, "{:?}", view.status_history);
+    assert_eq!(state(&env.core, &fb).await, MessageState::Queued);
 }
 
 #[tokio::test]
@@ -976,11 +1168,12 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
     let core = &env.core;
     let id = contact(core, PHONE, &[Channel::WhatsApp]).await;
     let now = core.now();
-    contacts::suppress(
+    heimdall_domain::consent::opt_out(
         &core.db.conn,
         &id,
         None,
-        "staff",
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
         Some("ticket 7"),
         "test",
         now,
@@ -1009,9 +1202,10 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         by_id.contact.as_ref().and_then(|c| c.time_zone.as_deref()),
         Some("Europe/Oslo")
     );
+    // The staff suppression revoked the consent with it.
     let consent = by_id.gate.consent.as_ref().expect("the consent");
-    assert_eq!(consent.status, "active");
-    assert!(consent.revoked_at.is_none());
+    assert_eq!(consent.status, "revoked");
+    assert!(consent.revoked_at.is_some());
     let suppression = by_id.gate.suppression.as_ref().expect("the suppression");
     assert_eq!(suppression.reason, "staff");
     assert_eq!(suppression.source_ref.as_deref(), Some("ticket 7"));

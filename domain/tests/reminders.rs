@@ -69,7 +69,7 @@ async fn contact(core: &Core, phone: &str, consent: bool) -> String {
     .await
     .unwrap();
     if consent {
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,
@@ -391,11 +391,12 @@ async fn revoked_consent_blocks_the_reminder_when_it_comes_due() {
     let r = reminders::create(&env.core, &bootstrap(), new_reminder(&cid, send_at))
         .await
         .unwrap();
-    contacts::revoke_and_suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &cid,
-        Channel::WhatsApp,
-        "keyword",
+        Some(Channel::WhatsApp),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
         Some("STOP"),
         "system",
         env.core.now() + Duration::hours(1),

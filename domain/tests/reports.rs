@@ -53,7 +53,7 @@ async fn contact(core: &Core, phone: &str, consent: &[Channel]) -> String {
     .await
     .unwrap();
     for ch in consent {
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             *ch,
@@ -336,7 +336,10 @@ async fn the_audit_log_filters_and_masks() {
         assert!(!phone.contains("91000001"), "{phone}");
     }
     let evaluation = all.iter().find(|r| r.kind == "gate_evaluation").unwrap();
-    assert_eq!(evaluation.verdicts.as_array().unwrap().len(), 10);
+    assert_eq!(
+        evaluation.verdicts.as_array().unwrap().len(),
+        heimdall_domain::gates::Gate::ORDER.len()
+    );
     assert_eq!(evaluation.actor, "api_key:bootstrap");
 
     let of_a = reports::audit_log(
@@ -454,7 +457,7 @@ async fn the_audit_csv_has_a_header_one_row_per_call_and_no_live_formulas() {
         "{}",
         &bad[col("phone")]
     );
-    assert!(bad[col("verdicts")].starts_with("invalid_number:block;suppressed:"));
+    assert!(bad[col("verdicts")].starts_with("invalid_number:block;not_allowlisted:"));
     // No cell anywhere starts with a formula character.
     for row in &rows {
         for cell in row.iter() {
@@ -466,7 +469,10 @@ async fn the_audit_csv_has_a_header_one_row_per_call_and_no_live_formulas() {
     }
     // A passing evaluation lists every gate.
     let pass = rows.iter().find(|r| &r[col("decision")] == "pass").unwrap();
-    assert_eq!(pass[col("verdicts")].split(';').count(), 10);
+    assert_eq!(
+        pass[col("verdicts")].split(';').count(),
+        heimdall_domain::gates::Gate::ORDER.len()
+    );
     assert!(pass[col("phone")].starts_with("'+47"));
 }
 
@@ -550,11 +556,12 @@ async fn a_contact_timeline_has_consents_suppressions_windows_and_messages() {
     inbound_from(&env, A, Channel::Sms, "STOP").await;
     env.clock.advance(Duration::minutes(1));
     inbound_from(&env, A, Channel::WhatsApp, "Hi").await;
-    contacts::suppress(
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &a,
         Some(Channel::WhatsApp),
-        "asked on the phone",
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
         None,
         "op@example.com",
         env.core.now(),

@@ -62,7 +62,7 @@ async fn contact(core: &Core, phone: &str) -> String {
     )
     .await
     .unwrap();
-    contacts::record_consent(
+    heimdall_domain::consent::record_opt_in(
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
@@ -284,13 +284,16 @@ async fn a_revoked_consent_blocks_the_recurring_briefing() {
     env.clock.set(first + Duration::seconds(5));
     assert_eq!(schedules::run_due(&env.core).await.unwrap().sent, 1);
 
-    // The person revokes consent (without a STOP keyword: staff recorded it).
-    contacts::revoke_consent(
+    // The person revokes consent (without a STOP keyword: staff recorded
+    // it, which suppresses them too).
+    heimdall_domain::consent::opt_out(
         &env.core.db.conn,
         &cid,
-        Channel::WhatsApp,
-        "staff",
+        Some(Channel::WhatsApp),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
         None,
+        "staff",
         env.core.now(),
     )
     .await
@@ -302,13 +305,13 @@ async fn a_revoked_consent_blocks_the_recurring_briefing() {
     let occ = occurrences(&env.core, &s.id).await;
     assert_eq!(occ.len(), 2);
     assert_eq!(occ[1].state, "blocked");
-    assert!(occ[1].outcome.as_deref().unwrap().starts_with("no_consent"));
+    assert!(occ[1].outcome.as_deref().unwrap().starts_with("suppressed"));
     let s = schedules::get(&env.core, &s.id).await.unwrap();
     assert!(
         s.last_outcome
             .as_deref()
             .unwrap()
-            .starts_with("blocked: no_consent"),
+            .starts_with("blocked: suppressed"),
         "{:?}",
         s.last_outcome
     );
@@ -317,7 +320,7 @@ async fn a_revoked_consent_blocks_the_recurring_briefing() {
     let msgs = schedule_messages(&env.core).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[1].state, "blocked");
-    assert_eq!(msgs[1].block_reason.as_deref(), Some("no_consent"));
+    assert_eq!(msgs[1].block_reason.as_deref(), Some("suppressed"));
     assert_eq!(env.take_enqueued().len(), 1, "only the first went on");
 }
 

@@ -92,7 +92,7 @@ async fn crowd(core: &Core, n: usize) {
         )
         .await
         .unwrap();
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,
@@ -174,7 +174,13 @@ async fn an_approved_campaign_is_fanned_out_and_sent_once_even_if_enqueued_again
     }));
     // Approval enqueues the fan-out; two more jobs for the same campaign
     // (a retry, a second housekeeper) must change nothing.
-    campaigns::approve(&core, &approver, &c.id).await.unwrap();
+    let reviewed = campaigns::review(&core, &c.id, 0)
+        .await
+        .unwrap()
+        .content_hash;
+    campaigns::approve(&core, &approver, &c.id, &reviewed)
+        .await
+        .unwrap();
     core.queue.enqueue_campaign(c.id.clone()).await.unwrap();
     core.queue.enqueue_campaign(c.id.clone()).await.unwrap();
 

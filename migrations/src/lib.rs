@@ -22,6 +22,7 @@ mod m20261122_000040_schedule_principal;
 mod m20261122_000041_schedule_occurrence_claims;
 mod m20261122_000042_tier_usage_daily;
 mod m20261123_000050_partial_indexes;
+mod m20261202_000060_consent_ledger;
 mod util;
 
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000041_schedule_occurrence_claims::Migration),
             Box::new(m20261122_000042_tier_usage_daily::Migration),
             Box::new(m20261123_000050_partial_indexes::Migration),
+            Box::new(m20261202_000060_consent_ledger::Migration),
         ]
     }
 }

@@ -113,13 +113,8 @@ pub async fn build_core_with(
     clock: SharedClock,
     providers: Providers,
 ) -> anyhow::Result<(Arc<Core>, Queue)> {
-    let mut settings = settings;
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
-    let stored = heimdall_domain::settings_store::apply_to_settings(&db, &mut settings).await?;
-    if !stored.is_empty() {
-        tracing::info!(settings = ?stored, "settings saved in the console override the environment");
-    }
     let redis = heimdall_domain::core::connect_redis(&settings)
         .await
         .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;
@@ -147,7 +142,10 @@ pub async fn build_core_with(
 async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
     heimdall_domain::templates::register_from_settings(core).await?;
     heimdall_domain::authz::register_senders(core, sandbox).await?;
-    heimdall_domain::settings_store::apply(core).await?;
+    // Settings stored in the console override the environment's.
+    if heimdall_domain::runtime::refresh(core).await? {
+        tracing::info!("settings saved in the console override the environment");
+    }
     core.limits.load_tier(&core.db, core.now()).await?;
     if core.providers.twilio.is_some() {
         match heimdall_domain::templates::sync_from_twilio(core).await {
@@ -302,6 +300,9 @@ impl Application {
         } else {
             None
         };
+        // Every process keeps its runtime settings current (a change in the
+        // console, a STOP waiting in another process's spool).
+        let refresher = tokio::spawn(heimdall_domain::runtime::run_refresher(self.core.clone()));
         let server = tokio::spawn(self.server);
         tracing::info!(
             port = self.port,
@@ -323,6 +324,7 @@ impl Application {
                 ),
             }
         }
+        refresher.abort();
         if let Some(sb) = self.sandbox {
             sb.stop().await;
         }
@@ -452,5 +454,8 @@ pub async fn run_worker_only(mut settings: Settings) -> anyhow::Result<()> {
     };
     let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
     tracing::info!("heimdall worker running");
-    heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await
+    let refresher = tokio::spawn(heimdall_domain::runtime::run_refresher(core.clone()));
+    let res = heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await;
+    refresher.abort();
+    res
 }

@@ -41,7 +41,7 @@ async fn contact(core: &Core) -> String {
     )
     .await
     .unwrap();
-    contacts::record_consent(
+    heimdall_domain::consent::record_opt_in(
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,

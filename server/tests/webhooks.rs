@@ -494,8 +494,10 @@ async fn meta_handshake_and_signed_events() {
 }
 
 #[tokio::test]
-async fn the_phone_allowlist_ignores_everyone_else() {
-    let app = TestApp::spawn(&[("HEIMDALL_PHONE_ALLOWLIST", "+4791111111, 4792222222")]).await;
+async fn a_stop_from_outside_the_phone_allowlist_is_honoured_and_nothing_else_is() {
+    let app = TestApp::spawn(&[("HEIMDALL_PHONE_ALLOWLIST", "+4791111111, +4792222222")]).await;
+    // A STOP from a number outside the list is honoured: suppressed before
+    // the webhook answers (the allowlist must never drop an opt-out).
     let params = inbound("SM00000000000000000000000000000009", PHONE, "STOP");
     assert_eq!(
         app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
@@ -503,9 +505,30 @@ async fn the_phone_allowlist_ignores_everyone_else() {
             .status(),
         200
     );
-    assert_eq!(count_inbound(&app).await, 0);
-    assert_eq!(verdicts(&app).await, vec!["ignored"]);
-    let params = inbound("SM00000000000000000000000000000010", "+4791111111", "hi");
+    let c = contact::Entity::find()
+        .filter(contact::Column::PhoneE164.eq(PHONE))
+        .one(&app.core.db.conn)
+        .await
+        .unwrap()
+        .expect("the contact");
+    let active = suppression::Entity::find()
+        .filter(suppression::Column::ContactId.eq(&c.id))
+        .filter(suppression::Column::LiftedAt.is_null())
+        .count(&app.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(active, 1);
+    assert_eq!(count_inbound(&app).await, 1);
+    // The STOP confirmation itself goes nowhere outside the list.
+    let reply = heimdall_domain::entities::outbound_message::Entity::find()
+        .one(&app.core.db.conn)
+        .await
+        .unwrap()
+        .expect("the keyword reply is recorded");
+    assert_eq!(reply.state, "blocked");
+    assert_eq!(reply.block_reason.as_deref(), Some("not_allowlisted"));
+    // Anything else from outside the list is only logged.
+    let params = inbound("SM00000000000000000000000000000011", "+4793333333", "hi");
     assert_eq!(
         app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
             .await
@@ -513,5 +536,15 @@ async fn the_phone_allowlist_ignores_everyone_else() {
         200
     );
     assert_eq!(count_inbound(&app).await, 1);
+    // A listed number is handled as usual.
+    let params = inbound("SM00000000000000000000000000000010", "+4791111111", "hi");
+    assert_eq!(
+        app.twilio_post("/webhooks/twilio/inbound", &as_refs(&params))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(count_inbound(&app).await, 2);
+    assert!(verdicts(&app).await.contains(&"ignored".to_string()));
     app.shutdown().await;
 }

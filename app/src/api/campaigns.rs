@@ -117,6 +117,8 @@ pub struct ReviewView {
     pub missing_fields: Counts,
     /// Numbers of a list that no longer match a usable contact, and why.
     pub unresolved: Vec<(String, String)>,
+    /// What approving this review binds to: sent back with the approval.
+    pub content_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,8 +168,10 @@ mod ssr {
             CampaignError::NotFound => AppError::NotFound("No such campaign.".into()),
             CampaignError::Forbidden(m) => AppError::Forbidden(capitalise(&m)),
             CampaignError::SelfApproval => AppError::Forbidden(
-                "You wrote this campaign: another approver must approve or reject it.".into(),
+                "You wrote or changed this campaign: another approver must approve or reject it."
+                    .into(),
             ),
+            e @ CampaignError::Changed(_) => AppError::Conflict(capitalise(&e.to_string())),
             e @ CampaignError::InvalidTransition { .. } => {
                 AppError::Conflict(capitalise(&e.to_string()))
             }
@@ -230,7 +234,7 @@ mod ssr {
             Audience::Phones { phones } => ("phones", vec![], phones.clone()),
         };
         Ok(CampaignInfo {
-            is_author: v.created_by == ctx.user().id,
+            is_author: v.authors.contains(&ctx.user().id),
             template_body: template.as_ref().map(|t| t.body.clone()),
             template_variables: template.map(|t| t.variables).unwrap_or_default(),
             audience_kind: audience_kind.into(),
@@ -349,7 +353,8 @@ mod ssr {
     /// A change of a campaign's status by a staff member.
     pub enum Step {
         Submit,
-        Approve,
+        /// With the content hash of the review the approver saw.
+        Approve(String),
         Reject(String),
         Pause,
         Resume,
@@ -358,7 +363,7 @@ mod ssr {
 
     pub async fn transition(csrf: String, id: String, step: Step) -> Result<(), AppError> {
         let role = match step {
-            Step::Approve | Step::Reject(_) => Role::Approver,
+            Step::Approve(_) | Step::Reject(_) => Role::Approver,
             _ => Role::Operator,
         };
         let ctx = mutation(role, &csrf).await?;
@@ -366,7 +371,7 @@ mod ssr {
         let (core, user) = (ctx.core(), ctx.user());
         match &step {
             Step::Submit => campaigns::submit(core, user, &id).await,
-            Step::Approve => campaigns::approve(core, user, &id).await,
+            Step::Approve(reviewed) => campaigns::approve(core, user, &id, reviewed).await,
             Step::Reject(reason) => {
                 if reason.trim().is_empty() {
                     return Err(AppError::invalid(
@@ -496,6 +501,7 @@ pub async fn campaign_page(id: String) -> Result<CampaignPageData, AppError> {
                         .into_iter()
                         .map(|u| (u.number, u.why))
                         .collect(),
+                    content_hash: r.content_hash,
                 })
             } else {
                 None
@@ -702,12 +708,17 @@ pub async fn campaign_submit(#[server(default)] csrf: String, id: String) -> Res
     respond(transition(csrf, id, Step::Submit).await)
 }
 
-/// Approve: an approver who did not write the campaign.
+/// Approve what the review showed (`content_hash`): an approver who did
+/// not write or change the campaign.
 #[server(prefix = "/_sf", endpoint = "campaign_approve")]
-pub async fn campaign_approve(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
+pub async fn campaign_approve(
+    #[server(default)] csrf: String,
+    id: String,
+    #[server(default)] content_hash: String,
+) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    respond(transition(csrf, id, Step::Approve).await)
+    respond(transition(csrf, id, Step::Approve(content_hash)).await)
 }
 
 /// Send back to the author with a reason (required).

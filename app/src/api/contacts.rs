@@ -338,8 +338,9 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
     )
 }
 
-/// Suppress a contact by hand (one channel or all): nothing more is sent to
-/// them there until a new consent lifts it.
+/// Suppress a contact by hand (one channel or all): their consents there
+/// are revoked and nothing more is sent until the person themselves sends
+/// START from their number.
 #[server(prefix = "/_sf", endpoint = "contact_suppress")]
 pub async fn contact_suppress(
     #[server(default)] csrf: String,
@@ -365,11 +366,12 @@ pub async fn contact_suppress(
                 })?),
             };
             let note = required("note", "A note saying why", &note, 500)?;
-            heimdall_domain::contacts::suppress(
+            heimdall_domain::consent::opt_out(
                 &ctx.core().db.conn,
                 &id,
                 channel,
-                "staff",
+                heimdall_domain::consent::Scope::All,
+                heimdall_domain::consent::OptOutSource::Staff,
                 Some(&note),
                 &ctx.actor(),
                 ctx.core().now(),

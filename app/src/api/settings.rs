@@ -23,6 +23,10 @@ pub struct SenderRow {
     pub active: bool,
     pub activated_by: Option<String>,
     pub activated_at: Option<DateTime<Utc>>,
+    /// Paused after a fault of ours (63007, 131048, ...), and why: its
+    /// messages wait until an admin re-activates it.
+    pub paused_reason: Option<String>,
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,14 +55,13 @@ pub struct ErrorCodeRow {
     pub action: String,
 }
 
-/// A run-time setting: what is in effect, and what is stored for the next
-/// start (when different).
+/// A run-time setting: what is in effect in every process, and where that
+/// value comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettingValue {
     pub effective: String,
-    pub stored: Option<String>,
-    /// Applied at once when saved (otherwise at the next start).
-    pub live: bool,
+    /// "environment", or who set it in the console and when.
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,10 @@ pub struct SettingsView {
     pub tier_limit: SettingValue,
     pub rate_per_second: SettingValue,
     pub recipient_pace_seconds: SettingValue,
+    /// `HH:MM-HH:MM`, the recipient's local time.
+    pub quiet_hours: SettingValue,
+    /// E.164 numbers, comma separated; empty is everyone.
+    pub phone_allowlist: SettingValue,
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma separated).
     pub trusted_proxies: String,
     pub error_codes: Vec<ErrorCodeRow>,
@@ -99,13 +106,6 @@ pub struct AutomationsView {
     pub templates: Vec<TemplateRow>,
 }
 
-/// Keys in `app_settings` (read at start-up).
-pub const HELP_TEXT: &str = "help_text";
-pub const FALLBACK_CODES: &str = "fallback_codes";
-pub const TIER_LADDER: &str = "tier_ladder";
-pub const RATE_PER_SECOND: &str = "rate_per_second";
-pub const RECIPIENT_PACE_SECONDS: &str = "recipient_pace_seconds";
-
 #[cfg(feature = "ssr")]
 mod ssr {
     use super::*;
@@ -117,32 +117,18 @@ mod ssr {
             .unwrap_or_else(|| "unlimited".into())
     }
 
-    pub async fn stored(core: &Core, key: &str) -> Result<Option<serde_json::Value>, AppError> {
-        heimdall_domain::settings_store::get(core, key)
-            .await
-            .map_err(internal)
-    }
-
-    pub fn value_text(v: &serde_json::Value) -> String {
-        match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => "unlimited".into(),
-            serde_json::Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join(","),
-            other => other.to_string(),
-        }
-    }
-
-    pub async fn setting(
-        core: &Core,
-        key: &str,
-        effective: String,
-    ) -> Result<SettingValue, AppError> {
-        let stored = stored(core, key).await?.map(|v| value_text(&v));
-        Ok(SettingValue {
-            stored: stored.filter(|s| *s != effective),
+    /// A runtime setting as in force, and where it comes from.
+    pub fn setting(core: &Core, key: &str, effective: String) -> SettingValue {
+        use heimdall_domain::runtime::Origin;
+        SettingValue {
             effective,
-            live: false,
-        })
+            origin: match core.live.origin(key) {
+                Origin::Environment => "environment".into(),
+                Origin::Stored { by, at } => {
+                    format!("set by {by} on {}", at.format("%Y-%m-%d %H:%M UTC"))
+                }
+            },
+        }
     }
 
     pub fn key_row(k: heimdall_domain::accounts::ApiKeyInfo) -> ApiKeyRow {
@@ -157,23 +143,21 @@ mod ssr {
         }
     }
 
-    /// Store a setting for the next start and record who changed it.
-    pub async fn save(ctx: &Ctx, key: &str, value: serde_json::Value) -> Result<(), AppError> {
-        let before = stored(ctx.core(), key).await?;
-        heimdall_domain::settings_store::put(ctx.core(), key, &value, &ctx.actor())
+    /// Store a runtime setting (every process applies it within seconds)
+    /// and record who changed it.
+    pub async fn save(
+        ctx: &Ctx,
+        key: &str,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), AppError> {
+        use heimdall_domain::runtime::StoreError;
+        heimdall_domain::runtime::store(ctx.core(), key, value.clone(), &ctx.actor())
             .await
-            .map_err(internal)?;
-        heimdall_domain::authz::record_change(
-            &ctx.core().db.conn,
-            &ctx.actor(),
-            key,
-            "setting stored (applies at the next start)",
-            before,
-            Some(value.clone()),
-            ctx.core().now(),
-        )
-        .await
-        .map_err(internal)?;
+            .map_err(|e| match e {
+                StoreError::Invalid(m) => AppError::invalid(field, capital(&m)),
+                StoreError::Db(e) => internal(e),
+            })?;
         ctx.audit(
             "setting_changed",
             Some(&format!("setting:{key}")),
@@ -206,7 +190,8 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
         async move {
             let ctx = require(Role::Admin).await?;
             let core = ctx.core();
-            let s = &core.settings;
+            let live = core.live.get();
+            use heimdall_domain::runtime::keys::*;
             let senders = heimdall_domain::authz::list_senders(core)
                 .await
                 .map_err(internal)?
@@ -218,6 +203,8 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
                     active: x.active,
                     activated_by: x.activated_by,
                     activated_at: x.activated_at,
+                    paused_reason: x.paused_reason,
+                    paused_at: x.paused_at,
                 })
                 .collect();
             let api_keys = heimdall_domain::accounts::list_api_keys(core)
@@ -242,29 +229,42 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
                 .flash
                 .take(&ctx.session.id, "api_key", core.now())
                 .map(|k| secrecy::ExposeSecret::expose_secret(&k).to_string());
-            let fallback: Vec<String> = s.fallback_codes.iter().map(|c| c.to_string()).collect();
-            let ladder: Vec<String> = s.tier_ladder.iter().map(|l| limit_text(*l)).collect();
+            let fallback: Vec<String> = live.fallback_codes.iter().map(|c| c.to_string()).collect();
+            let ladder: Vec<String> = live.tier_ladder.iter().map(|l| limit_text(*l)).collect();
+            let (start, end) = live.sms_hours;
             Ok(SettingsView {
                 senders,
                 api_keys,
                 new_key,
                 users,
-                help_text: setting(core, HELP_TEXT, s.help_reply()).await?,
-                fallback_codes: setting(core, FALLBACK_CODES, fallback.join(",")).await?,
-                tier_ladder: setting(core, TIER_LADDER, ladder.join(",")).await?,
-                tier_limit: SettingValue {
-                    effective: limit_text(core.limits.tier_limit()),
-                    stored: None,
-                    live: true,
-                },
-                rate_per_second: setting(core, RATE_PER_SECOND, s.rate_per_second.to_string())
-                    .await?,
+                help_text: setting(
+                    core,
+                    HELP_TEXT,
+                    live.help_reply(&core.settings.program_name),
+                ),
+                fallback_codes: setting(core, FALLBACK_CODES, fallback.join(",")),
+                tier_ladder: setting(core, TIER_LADDER, ladder.join(",")),
+                tier_limit: setting(core, TIER_LIMIT, limit_text(live.tier_limit)),
+                rate_per_second: setting(core, RATE_PER_SECOND, live.rate_per_second.to_string()),
                 recipient_pace_seconds: setting(
                     core,
                     RECIPIENT_PACE_SECONDS,
-                    s.recipient_pace_seconds.to_string(),
-                )
-                .await?,
+                    live.recipient_pace_seconds.to_string(),
+                ),
+                quiet_hours: setting(
+                    core,
+                    QUIET_HOURS,
+                    format!("{}-{}", start.format("%H:%M"), end.format("%H:%M")),
+                ),
+                phone_allowlist: setting(
+                    core,
+                    PHONE_ALLOWLIST,
+                    live.allowlist
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 trusted_proxies: heimdall_domain::optin::trusted_proxies(core)
                     .await
                     .map_err(internal)?
@@ -272,7 +272,7 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
                     .map(|ip| ip.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                error_codes: core
+                error_codes: live
                     .errors
                     .entries()
                     .into_iter()
@@ -444,7 +444,7 @@ pub async fn user_create(
     )
 }
 
-/// The HELP reply text (applies at the next start).
+/// The HELP reply text (applies in every process within seconds).
 #[server(prefix = "/_sf", endpoint = "help_text_save")]
 pub async fn help_text_save(
     #[server(default)] csrf: String,
@@ -452,23 +452,18 @@ pub async fn help_text_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
+    use heimdall_domain::runtime::keys::HELP_TEXT;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let text = required("help_text", "The HELP reply", &help_text, 1000)?;
-            if !text.to_ascii_uppercase().contains("STOP") {
-                return Err(AppError::invalid(
-                    "help_text",
-                    "The HELP reply must tell people how to opt out (mention STOP).",
-                ));
-            }
-            save(&ctx, HELP_TEXT, serde_json::json!(text)).await
+            save(&ctx, HELP_TEXT, "help_text", serde_json::json!(text)).await
         }
         .await,
     )
 }
 
-/// Error codes that fall back to SMS (applies at the next start).
+/// Error codes that fall back to SMS.
 #[server(prefix = "/_sf", endpoint = "fallback_codes_save")]
 pub async fn fallback_codes_save(
     #[server(default)] csrf: String,
@@ -476,6 +471,7 @@ pub async fn fallback_codes_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
+    use heimdall_domain::runtime::keys::FALLBACK_CODES;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -495,13 +491,13 @@ pub async fn fallback_codes_save(
             }
             list.sort_unstable();
             list.dedup();
-            save(&ctx, FALLBACK_CODES, serde_json::json!(list)).await
+            save(&ctx, FALLBACK_CODES, "codes", serde_json::json!(list)).await
         }
         .await,
     )
 }
 
-/// The tier ladder (next start) and the current tier limit (at once).
+/// The tier ladder and the current tier limit.
 #[server(prefix = "/_sf", endpoint = "tier_save")]
 pub async fn tier_save(
     #[server(default)] csrf: String,
@@ -510,6 +506,7 @@ pub async fn tier_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
+    use heimdall_domain::runtime::keys::TIER_LADDER;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -523,18 +520,12 @@ pub async fn tier_save(
                 return Err(AppError::invalid("ladder", "Give at least one step."));
             }
             let limit = parse_limit("limit", &limit)?;
-            let current: Vec<String> = ctx
-                .core()
-                .settings
-                .tier_ladder
-                .iter()
-                .map(|l| limit_text(*l))
-                .collect();
+            let live = ctx.core().live.get();
             let wanted: Vec<String> = steps.iter().map(|l| limit_text(*l)).collect();
-            if wanted != current {
-                save(&ctx, TIER_LADDER, serde_json::json!(wanted)).await?;
+            if steps != live.tier_ladder {
+                save(&ctx, TIER_LADDER, "ladder", serde_json::json!(wanted)).await?;
             }
-            if limit != ctx.core().limits.tier_limit() {
+            if limit != live.tier_limit {
                 heimdall_domain::inbound::set_tier_limit(ctx.core(), limit, &ctx.actor())
                     .await
                     .map_err(internal)?;
@@ -551,7 +542,7 @@ pub async fn tier_save(
     )
 }
 
-/// Sender rate and per-recipient pace (apply at the next start).
+/// Sender rate and per-recipient pace.
 #[server(prefix = "/_sf", endpoint = "rates_save")]
 pub async fn rates_save(
     #[server(default)] csrf: String,
@@ -560,6 +551,7 @@ pub async fn rates_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
+    use heimdall_domain::runtime::keys::{RATE_PER_SECOND, RECIPIENT_PACE_SECONDS};
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -582,13 +574,75 @@ pub async fn rates_save(
                         "Enter 0 to 3600 seconds (0 turns it off).",
                     )
                 })?;
-            if rate != ctx.core().settings.rate_per_second {
-                save(&ctx, RATE_PER_SECOND, serde_json::json!(rate)).await?;
+            let live = ctx.core().live.get();
+            if rate != live.rate_per_second {
+                save(
+                    &ctx,
+                    RATE_PER_SECOND,
+                    "rate_per_second",
+                    serde_json::json!(rate),
+                )
+                .await?;
             }
-            if pace != ctx.core().settings.recipient_pace_seconds {
-                save(&ctx, RECIPIENT_PACE_SECONDS, serde_json::json!(pace)).await?;
+            if pace != live.recipient_pace_seconds {
+                save(
+                    &ctx,
+                    RECIPIENT_PACE_SECONDS,
+                    "recipient_pace_seconds",
+                    serde_json::json!(pace),
+                )
+                .await?;
             }
             Ok(())
+        }
+        .await,
+    )
+}
+
+/// When SMS may be sent, the recipient's local time (`HH:MM-HH:MM`).
+#[server(prefix = "/_sf", endpoint = "quiet_hours_save")]
+pub async fn quiet_hours_save(
+    #[server(default)] csrf: String,
+    quiet_hours: String,
+) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    use heimdall_domain::runtime::keys::QUIET_HOURS;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let hours = required("quiet_hours", "The sending hours", &quiet_hours, 20)?;
+            save(&ctx, QUIET_HOURS, "quiet_hours", serde_json::json!(hours)).await
+        }
+        .await,
+    )
+}
+
+/// The phone allowlist: when set, nothing is sent to any other number.
+#[server(prefix = "/_sf", endpoint = "allowlist_save")]
+pub async fn allowlist_save(
+    #[server(default)] csrf: String,
+    allowlist: String,
+) -> Result<(), AppError> {
+    use self::ssr::*;
+    use crate::server::*;
+    use heimdall_domain::runtime::keys::PHONE_ALLOWLIST;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            if allowlist.chars().count() > 20_000 {
+                return Err(AppError::invalid(
+                    "allowlist",
+                    "The allowlist is too long (at most 20,000 characters).",
+                ));
+            }
+            save(
+                &ctx,
+                PHONE_ALLOWLIST,
+                "allowlist",
+                serde_json::json!(allowlist.trim()),
+            )
+            .await
         }
         .await,
     )

@@ -9,14 +9,16 @@ use crate::components::{error_view, when, Badge, ErrorNote, Loading, PageTitle};
 use crate::error::AppError;
 
 const DECISIONS: [&str; 5] = ["pass", "block", "defer", "sent", "failed"];
-const REASONS: [&str; 10] = [
+const REASONS: [&str; 12] = [
     "invalid_number",
+    "not_allowlisted",
     "suppressed",
     "no_consent",
     "outside_window",
     "template_not_approved",
     "not_authorized",
     "marketing_paused",
+    "sender_paused",
     "quiet_hours",
     "tier_limit",
     "rate_limited",

@@ -524,7 +524,7 @@ fn PreSend(
             }})}
             {author_waiting.then(|| view! {
                 <p class="notice" id="self-approval-note">
-                    "You wrote this campaign, so you cannot approve it: another approver must review it."
+                    "You wrote or changed this campaign, so you cannot approve it: another approver must review it."
                 </p>
             })}
             {(status == "submitted" && !me.can(Role::Approver) && !c.is_author).then(|| view! {
@@ -533,10 +533,13 @@ fn PreSend(
             {may_decide.then(|| {
                 let f1 = hidden(&csrf, &c.id);
                 let f2 = hidden(&csrf, &c.id);
+                let reviewed = review.as_ref().map(|r| r.content_hash.clone()).unwrap_or_default();
                 view! {
                 <div class="decide">
                     <ActionForm action=actions.approve>
                         {f1}
+                        // The approval binds to exactly what this page shows.
+                        <input type="hidden" name="content_hash" value=reviewed/>
                         <button type="submit" class="primary" id="approve-campaign">"Approve and send"</button>
                     </ActionForm>
                     <ActionForm action=actions.reject>

@@ -142,7 +142,7 @@ fn ContactBody(me: Me, d: ContactView, suppress: ServerAction<ContactSuppress>) 
         view! {
             <section class="card">
                 <h2>"Suppress by hand"</h2>
-                <p class="muted">"Nothing more is sent to this person on the channel until a new consent is recorded."</p>
+                <p class="muted">"Nothing more is sent to this person on the channel until they send START from their own number."</p>
                 <ActionForm action=suppress>
                     <FormError error=err fields=&["channel", "note"]/>
                     <Csrf token=csrf/>

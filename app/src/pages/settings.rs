@@ -4,9 +4,9 @@
 use leptos::prelude::*;
 
 use crate::api::settings::{
-    automations_data, settings_data, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
-    AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, RatesSave, SenderSetActive,
-    SettingValue, SettingsView, TierSave, UserCreate,
+    automations_data, settings_data, AllowlistSave, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
+    AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, QuietHoursSave, RatesSave,
+    SenderSetActive, SettingValue, SettingsView, TierSave, UserCreate,
 };
 use crate::components::{
     both, error_of, error_view, reset_on_success, succeeded, use_me, when, when_opt, Badge, Csrf,
@@ -24,6 +24,8 @@ struct SettingsActions {
     fallback: ServerAction<FallbackCodesSave>,
     tier: ServerAction<TierSave>,
     rates: ServerAction<RatesSave>,
+    quiet: ServerAction<QuietHoursSave>,
+    allowlist: ServerAction<AllowlistSave>,
     proxies: ServerAction<ProxiesSave>,
     key_form: NodeRef<leptos::html::Form>,
     user_form: NodeRef<leptos::html::Form>,
@@ -45,6 +47,8 @@ pub fn SettingsPage() -> impl IntoView {
         fallback: ServerAction::new(),
         tier: ServerAction::new(),
         rates: ServerAction::new(),
+        quiet: ServerAction::new(),
+        allowlist: ServerAction::new(),
         proxies: ServerAction::new(),
     };
     let data = Resource::new(
@@ -58,6 +62,8 @@ pub fn SettingsPage() -> impl IntoView {
                 a.fallback.version().get(),
                 a.tier.version().get(),
                 a.rates.version().get(),
+                a.quiet.version().get(),
+                a.allowlist.version().get(),
                 a.proxies.version().get(),
             )
         },
@@ -77,10 +83,10 @@ pub fn SettingsPage() -> impl IntoView {
     }
 }
 
-fn stored_note(v: &SettingValue) -> impl IntoView {
-    v.stored.clone().map(|s| {
-        view! { <p class="notice">"Saved: " <code>{s}</code> " (it overrides the environment from the next start of Heimdall)."</p> }
-    })
+/// Where a setting's value comes from (the environment, or who set it in
+/// the console and when).
+fn origin_note(v: &SettingValue) -> impl IntoView {
+    view! { <p class="muted small origin">"In force: " <code>{v.effective.clone()}</code> " (" {v.origin.clone()} ")"</p> }
 }
 
 #[component]
@@ -94,6 +100,8 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
     let fb_err = error_of(a.fallback);
     let tier_err = error_of(a.tier);
     let rates_err = error_of(a.rates);
+    let quiet_err = error_of(a.quiet);
+    let allow_err = error_of(a.allowlist);
     let proxies_err = error_of(a.proxies);
     let senders = s
         .senders
@@ -101,7 +109,22 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         .into_iter()
         .map(|x| {
             let c = csrf.clone();
-            let form = if x.active {
+            let form = if x.paused_reason.is_some() {
+                let cb = format!("authorize-{}", x.id);
+                view! {
+                    <ActionForm action=a.sender>
+                        <Csrf token=c/>
+                        <input type="hidden" name="id" value=x.id.clone()/>
+                        <input type="hidden" name="active" value="true"/>
+                        <label class="choice" for=cb.clone()>
+                            <input id=cb.clone() type="checkbox" name="authorize" value="yes" required/>
+                            "The sender is fixed: send its waiting messages (each through the gates again)"
+                        </label>
+                        <button type="submit" class="primary">"Re-activate"</button>
+                    </ActionForm>
+                }
+                .into_any()
+            } else if x.active {
                 view! {
                     <ActionForm action=a.sender>
                         <Csrf token=c/>
@@ -131,7 +154,8 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                 <tr>
                     <th scope="row"><code>{x.address.clone()}</code></th>
                     <td>{x.kind.clone()}</td>
-                    <td>{if x.active { view! { <Badge state="active"/> }.into_any() } else { view! { <Badge state="inactive"/> }.into_any() }}
+                    <td>{if x.paused_reason.is_some() { view! { <Badge state="paused"/> }.into_any() } else if x.active { view! { <Badge state="active"/> }.into_any() } else { view! { <Badge state="inactive"/> }.into_any() }}
+                        {x.paused_reason.clone().map(|r| view! { <div class="notice small">{format!("Paused {}: {r}", when_opt(&x.paused_at))}</div> })}
                         {x.activated_by.clone().map(|b| view! { <div class="muted small">{format!("by {b}, {}", when_opt(&x.activated_at))}</div> })}</td>
                     <td>{form}</td>
                 </tr>
@@ -184,7 +208,8 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         .filter(|e| e.action == "fallback")
         .map(|e| view! { <li><code>{e.code.map(|c| c.to_string()).unwrap_or_default()}</code> " " {e.meaning.clone()}</li> })
         .collect_view();
-    let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6, csrf7] = std::array::from_fn(|_| csrf.clone());
+    let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6, csrf7, csrf8, csrf9] =
+        std::array::from_fn(|_| csrf.clone());
     view! {
         <section class="card" id="senders">
             <h2>"Channels and senders"</h2>
@@ -265,44 +290,45 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         </section>
         <section class="card" id="runtime">
             <h2>"Messaging settings"</h2>
-            <p class="muted">"The tier limit applies at once. The others are stored and apply when Heimdall next starts."</p>
+            <p class="muted">"Each setting applies at once, in every Heimdall process within a few seconds. Each shows where its value comes from: the environment, or who set it here."</p>
             <h3>"HELP reply"</h3>
-            {stored_note(&s.help_text)}
+            {origin_note(&s.help_text)}
             <ActionForm action=a.help>
                 <FormError error=help_err fields=&["help_text"]/>
-                <Success when=succeeded(a.help) message="Saved; applies at the next start."/>
+                <Success when=succeeded(a.help) message="Saved; applies now in every process."/>
                 <Csrf token=csrf3/>
                 <div class="field">
                     <label for="help_text">"Text sent when someone replies HELP"</label>
-                    <textarea id="help_text" name="help_text" rows="3" required maxlength="1000" aria-describedby="help_text-error">{s.help_text.stored.clone().unwrap_or_else(|| s.help_text.effective.clone())}</textarea>
+                    <textarea id="help_text" name="help_text" rows="3" required maxlength="1000" aria-describedby="help_text-error">{s.help_text.effective.clone()}</textarea>
                     <FieldError error=help_err field="help_text"/>
                 </div>
                 <button type="submit">"Save HELP reply"</button>
             </ActionForm>
             <h3>"Fallback to SMS"</h3>
-            {stored_note(&s.fallback_codes)}
+            {origin_note(&s.fallback_codes)}
             <p class="muted small">"WhatsApp errors that re-send the message by SMS (through the gates again, with its own SMS consent). Now:"</p>
             <ul class="plain small">{codes}</ul>
             <ActionForm action=a.fallback>
                 <FormError error=fb_err fields=&["codes"]/>
-                <Success when=succeeded(a.fallback) message="Saved; applies at the next start."/>
+                <Success when=succeeded(a.fallback) message="Saved; applies now in every process."/>
                 <Csrf token=csrf4/>
                 <div class="field">
                     <label for="codes">"Error codes (comma separated)"</label>
-                    <input id="codes" name="codes" type="text" value=s.fallback_codes.stored.clone().unwrap_or_else(|| s.fallback_codes.effective.clone()) aria-describedby="codes-error"/>
+                    <input id="codes" name="codes" type="text" value=s.fallback_codes.effective.clone() aria-describedby="codes-error"/>
                     <FieldError error=fb_err field="codes"/>
                 </div>
                 <button type="submit">"Save fallback codes"</button>
             </ActionForm>
             <h3>"Messaging tier"</h3>
-            {stored_note(&s.tier_ladder)}
+            {origin_note(&s.tier_ladder)}
+            {origin_note(&s.tier_limit)}
             <ActionForm action=a.tier>
                 <FormError error=tier_err fields=&["ladder", "limit"]/>
                 <Success when=succeeded(a.tier) message="Saved. The limit applies now."/>
                 <Csrf token=csrf5/>
                 <div class="field">
                     <label for="ladder">"Tier ladder (people per 24 hours, comma separated)"</label>
-                    <input id="ladder" name="ladder" type="text" value=s.tier_ladder.stored.clone().unwrap_or_else(|| s.tier_ladder.effective.clone()) aria-describedby="ladder-error"/>
+                    <input id="ladder" name="ladder" type="text" value=s.tier_ladder.effective.clone() aria-describedby="ladder-error"/>
                     <FieldError error=tier_err field="ladder"/>
                 </div>
                 <div class="field">
@@ -313,25 +339,52 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                 <button type="submit">"Save tier"</button>
             </ActionForm>
             <h3>"Rate limits"</h3>
-            {stored_note(&s.rate_per_second)}
-            {stored_note(&s.recipient_pace_seconds)}
+            {origin_note(&s.rate_per_second)}
+            {origin_note(&s.recipient_pace_seconds)}
             <ActionForm action=a.rates>
                 <FormError error=rates_err fields=&["rate_per_second", "recipient_pace_seconds"]/>
-                <Success when=succeeded(a.rates) message="Saved; applies at the next start."/>
+                <Success when=succeeded(a.rates) message="Saved; applies now in every process."/>
                 <Csrf token=csrf6/>
                 <div class="field">
                     <label for="rate_per_second">"Messages per second per sender"</label>
                     <input id="rate_per_second" name="rate_per_second" type="number" min="1" max="1000"
-                        value=s.rate_per_second.stored.clone().unwrap_or_else(|| s.rate_per_second.effective.clone()) aria-describedby="rate_per_second-error"/>
+                        value=s.rate_per_second.effective.clone() aria-describedby="rate_per_second-error"/>
                     <FieldError error=rates_err field="rate_per_second"/>
                 </div>
                 <div class="field">
                     <label for="recipient_pace_seconds">"Seconds between WhatsApp messages to one person (0: off)"</label>
                     <input id="recipient_pace_seconds" name="recipient_pace_seconds" type="number" min="0" max="3600"
-                        value=s.recipient_pace_seconds.stored.clone().unwrap_or_else(|| s.recipient_pace_seconds.effective.clone()) aria-describedby="recipient_pace_seconds-error"/>
+                        value=s.recipient_pace_seconds.effective.clone() aria-describedby="recipient_pace_seconds-error"/>
                     <FieldError error=rates_err field="recipient_pace_seconds"/>
                 </div>
                 <button type="submit">"Save rate limits"</button>
+            </ActionForm>
+            <h3>"Sending hours (SMS)"</h3>
+            {origin_note(&s.quiet_hours)}
+            <ActionForm action=a.quiet>
+                <FormError error=quiet_err fields=&["quiet_hours"]/>
+                <Success when=succeeded(a.quiet) message="Saved; applies now in every process."/>
+                <Csrf token=csrf8/>
+                <div class="field">
+                    <label for="quiet_hours">"SMS may be sent between (the recipient's local time, HH:MM-HH:MM)"</label>
+                    <input id="quiet_hours" name="quiet_hours" type="text" value=s.quiet_hours.effective.clone() aria-describedby="quiet_hours-error"/>
+                    <FieldError error=quiet_err field="quiet_hours"/>
+                </div>
+                <button type="submit">"Save sending hours"</button>
+            </ActionForm>
+            <h3>"Phone allowlist"</h3>
+            {origin_note(&s.phone_allowlist)}
+            <ActionForm action=a.allowlist>
+                <FormError error=allow_err fields=&["allowlist"]/>
+                <Success when=succeeded(a.allowlist) message="Saved; applies now in every process."/>
+                <Csrf token=csrf9/>
+                <div class="field">
+                    <label for="allowlist">"Only these numbers receive anything (comma separated; empty: everyone)"</label>
+                    <textarea id="allowlist" name="allowlist" rows="2" aria-describedby="allowlist-error">{s.phone_allowlist.effective.clone()}</textarea>
+                    <p class="muted small">"STOP is honoured from every number, listed or not."</p>
+                    <FieldError error=allow_err field="allowlist"/>
+                </div>
+                <button type="submit">"Save allowlist"</button>
             </ActionForm>
             <h3>"Reverse proxies"</h3>
             <ActionForm action=a.proxies>

@@ -29,6 +29,13 @@ pub struct Model {
     pub recipients: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// JSON array of the staff ids who wrote or changed the content,
+    /// audience or schedule: none of them may approve.
+    pub authors: String,
+    /// The content hash the approver approved.
+    pub approved_hash: Option<String>,
+    /// What that hash covers, as JSON (to say what changed).
+    pub approved_snapshot: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

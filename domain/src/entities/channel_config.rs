@@ -17,6 +17,10 @@ pub struct Model {
     pub tier_limit: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Paused after a fault of ours (63007, 131048) until an admin
+    /// re-activates the sender; its messages wait.
+    pub paused_at: Option<DateTimeUtc>,
+    pub paused_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

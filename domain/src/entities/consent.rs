@@ -29,6 +29,9 @@ pub struct Model {
     pub revocation_source: Option<String>,
     pub revocation_ref: Option<String>,
     pub created_at: DateTimeUtc,
+    /// How strong the proof is: `number`, `confirmed`, `declared` or
+    /// `attested` (see [`crate::consent::Strength`]).
+    pub strength: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub lifted_at: Option<DateTimeUtc>,
     pub lifted_by: Option<String>,
+    /// `all`, or `marketing` (only marketing templates are stopped).
+    pub scope: String,
+    /// The inbound message (from the person's own number) that lifted it.
+    pub lift_ref: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -320,7 +320,7 @@ async fn outbound_bench(
             },
         )
         .await?;
-        contacts::record_consent(
+        heimdall_domain::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,

@@ -181,20 +181,38 @@ async fn whatsapp_send(
     if let Some(e) = refused(&outcome) {
         return Err(e);
     }
-    let (sid, state) = wait_for_sid(&core, &outcome.message_id, Duration::from_secs(10)).await?;
+    let m = wait_for_sid(&core, &outcome.message_id, Duration::from_secs(10)).await?;
+    let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+    if matches!(state, MessageState::Failed | MessageState::Undelivered) {
+        // The provider refused it: say so, with its code (502: the request
+        // was fine, the provider's answer was not).
+        return Ok(HttpResponse::BadGateway().json(json!({
+            "success": false,
+            "message_sid": m.provider_sid,
+            "message_id": m.id,
+            "state": m.state,
+            "error": {
+                "code": "provider_error",
+                "provider_code": m.error_code,
+                "message": m.error_message.unwrap_or_else(|| "the provider refused the message".into()),
+            },
+        })));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "success": true,
-        "message_sid": sid,
-        "message_id": outcome.message_id,
-        "state": state,
+        "message_sid": m.provider_sid,
+        "message_id": m.id,
+        "state": m.state,
     })))
 }
 
+/// The message once a provider took it, it ended, or it waits for later
+/// (or when `max` has passed).
 async fn wait_for_sid(
     core: &Core,
     id: &str,
     max: Duration,
-) -> Result<(Option<String>, String), ApiError> {
+) -> Result<outbound_message::Model, ApiError> {
     use sea_orm::EntityTrait;
     let deadline = tokio::time::Instant::now() + max;
     loop {
@@ -209,7 +227,7 @@ async fn wait_for_sid(
                 && m.defer_until
                     .is_some_and(|u| u > core.now() + chrono::Duration::seconds(2)));
         if settled || tokio::time::Instant::now() >= deadline {
-            return Ok((m.provider_sid, m.state));
+            return Ok(m);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -357,11 +375,12 @@ async fn record_consent(
     body: web::Json<ConsentBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    contacts::get(&core, &id)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
+    contact_exists(&core, &id).await?;
     let body = body.into_inner();
-    match contacts::record_consent(
+    // An API client's word never lifts an opt-out: for an opted-out number
+    // the consent is recorded as pending (202) and only the person's own
+    // number (START) can make it count.
+    match heimdall_domain::consent::record_opt_in(
         &core.db.conn,
         &id,
         body.channel,
@@ -373,19 +392,19 @@ async fn record_consent(
     )
     .await
     {
-        Ok(rec) => {
-            // A new opt-in lifts an earlier keyword or provider suppression.
-            if !body.pending {
-                contacts::lift_suppression(
-                    &core.db.conn,
-                    &id,
-                    body.channel,
-                    &auth.0.actor(),
-                    core.now(),
-                )
-                .await?;
-            }
-            Ok(HttpResponse::Created().json(rec))
+        Ok(outcome) => {
+            let status = match &outcome {
+                heimdall_domain::consent::OptInOutcome::NeedsProofFromNumber { .. } => {
+                    actix_web::http::StatusCode::ACCEPTED
+                }
+                _ => actix_web::http::StatusCode::CREATED,
+            };
+            let note = outcome.explanation();
+            let needs_proof = status == actix_web::http::StatusCode::ACCEPTED;
+            let mut body = json!(outcome.into_consent());
+            body["note"] = json!(note);
+            body["needs_proof_from_number"] = json!(needs_proof);
+            Ok(HttpResponse::build(status).json(body))
         }
         Err(contacts::ContactError::Db(e)) => Err(e.into()),
         Err(e) => Err(ApiError::BadRequest {
@@ -395,15 +414,26 @@ async fn record_consent(
     }
 }
 
+/// 404 for an unknown contact; a database outage stays an outage (500),
+/// never a "not found".
+async fn contact_exists(core: &Core, id: &str) -> Result<(), ApiError> {
+    match contacts::get(core, id).await {
+        Ok(_) => Ok(()),
+        Err(contacts::ContactError::NotFound(_)) => {
+            Err(ApiError::NotFound(format!("no contact with id {id}")))
+        }
+        Err(contacts::ContactError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::bad(e.to_string())),
+    }
+}
+
 async fn list_consents(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    contacts::get(&core, &id)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
+    contact_exists(&core, &id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "consents": contacts::consent_history(&core, &id).await?,
         "suppressions": contacts::suppressions(&core, &id).await?,
@@ -424,14 +454,13 @@ async fn revoke_consent(
     body: web::Json<RevokeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    contacts::get(&core, &id)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("no contact with id {id}")))?;
-    contacts::revoke_and_suppress(
+    contact_exists(&core, &id).await?;
+    heimdall_domain::consent::opt_out(
         &core.db.conn,
         &id,
-        body.channel,
-        "api",
+        Some(body.channel),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Api,
         body.reason.as_deref(),
         &auth.0.actor(),
         core.now(),

@@ -489,6 +489,13 @@ fn receipt_page(form: &Form, receipt: Option<&SubmitReceipt>, core: &Core) -> Ht
             let text = match c.status {
                 ChannelStatus::Subscribed => "you're signed up.".to_string(),
                 ChannelStatus::AlreadySubscribed => "you were already signed up.".to_string(),
+                ChannelStatus::NeedsProofFromNumber => format!(
+                    "this number opted out of our messages earlier, so a form cannot sign it up again. To receive messages again, send START{reply_to} from that phone on {}.",
+                    match c.channel {
+                        Channel::WhatsApp => "WhatsApp",
+                        Channel::Sms => "SMS",
+                    }
+                ),
                 ChannelStatus::AlreadyAwaitingConfirmation => {
                     "we already sent you a message to confirm. Reply YES to it, or open the link in it.".to_string()
                 }
@@ -856,7 +863,7 @@ fn confirmation_response(
         ConfirmationStatus::Revoked => message_page(
             StatusCode::GONE,
             "You've opted out",
-            "You opted out of these messages, so this link no longer confirms anything. To sign up again, use the form.",
+            "You opted out of these messages, so this link no longer confirms anything. To receive messages again, send START from your phone to the number that messaged you.",
         ),
     }
 }

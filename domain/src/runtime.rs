@@ -1,0 +1,460 @@
+//! The settings an admin changes while Heimdall runs (HELP text, fallback
+//! codes, rates, pace, tier ladder and limit, quiet hours, phone
+//! allowlist), as every process sees them now.
+//!
+//! The environment gives the defaults; a value stored in `app_settings`
+//! (by the console, or by Meta's tier update) wins. Every process re-reads
+//! the table every [`REFRESH`] and applies what changed, so a change made
+//! in one process takes effect in all of them within seconds, with no
+//! restart. Polling the database was chosen over Redis pub/sub: it works
+//! on every backend (SQLite too), it cannot miss a change (a subscriber
+//! that reconnects has lost the messages sent meanwhile; a poll reads the
+//! state itself), and the table is a few rows, so a read a second costs
+//! nothing measurable.
+//!
+//! The same loop shares "a STOP is waiting in a local spool" across
+//! processes through Redis (see [`crate::inbound::spool_pending`]).
+//!
+//! This module must never accept a stored value that does not parse: such
+//! a row is skipped with a warning and the environment's value stands.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, NaiveTime, Utc};
+use sea_orm::EntityTrait;
+
+use crate::entities::app_setting;
+use crate::gates::Policy;
+use crate::provider_errors::ErrorTable;
+use crate::settings::Settings;
+use crate::Core;
+
+/// How often every process re-reads the stored settings.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The keys in `app_settings`.
+pub mod keys {
+    pub const HELP_TEXT: &str = "help_text";
+    pub const FALLBACK_CODES: &str = "fallback_codes";
+    pub const TIER_LADDER: &str = "tier_ladder";
+    pub const TIER_LIMIT: &str = "tier_limit";
+    pub const RATE_PER_SECOND: &str = "rate_per_second";
+    pub const RECIPIENT_PACE_SECONDS: &str = "recipient_pace_seconds";
+    pub const QUIET_HOURS: &str = "quiet_hours";
+    pub const PHONE_ALLOWLIST: &str = "phone_allowlist";
+    /// Every runtime setting, in the order the console shows them.
+    pub const ALL: [&str; 8] = [
+        HELP_TEXT,
+        FALLBACK_CODES,
+        TIER_LADDER,
+        TIER_LIMIT,
+        RATE_PER_SECOND,
+        RECIPIENT_PACE_SECONDS,
+        QUIET_HOURS,
+        PHONE_ALLOWLIST,
+    ];
+}
+
+/// The runtime settings in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    /// The HELP reply; `None` is the compliant default.
+    pub help_text: Option<String>,
+    pub fallback_codes: Vec<i64>,
+    /// The error table with the fallback set applied.
+    pub errors: ErrorTable,
+    pub tier_ladder: Vec<Option<u64>>,
+    /// The current messaging tier; `None` is unlimited.
+    pub tier_limit: Option<u64>,
+    pub rate_per_second: u32,
+    pub recipient_pace_seconds: u32,
+    /// When SMS may be sent, the recipient's local time.
+    pub sms_hours: (NaiveTime, NaiveTime),
+    /// E.164 numbers; empty is everyone.
+    pub allowlist: Arc<BTreeSet<String>>,
+}
+
+/// Where a runtime setting's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The environment or `heimdall.toml` (or the built-in default).
+    Environment,
+    /// Stored by someone (an admin in the console, Meta's tier update).
+    Stored { by: String, at: DateTime<Utc> },
+}
+
+impl Runtime {
+    /// The values the environment gives.
+    pub fn from_settings(s: &Settings) -> Runtime {
+        Runtime {
+            help_text: s.help_text.clone(),
+            fallback_codes: s.fallback_codes.clone(),
+            errors: ErrorTable::new().with_fallback_codes(&s.fallback_codes),
+            tier_ladder: s.tier_ladder.clone(),
+            tier_limit: s.tier_limit,
+            rate_per_second: s.rate_per_second,
+            recipient_pace_seconds: s.recipient_pace_seconds,
+            sms_hours: s.sms_hours,
+            allowlist: Arc::new(s.phone_allowlist.iter().cloned().collect()),
+        }
+    }
+
+    /// Apply one stored value; an error says why it does not parse (and
+    /// nothing changed). The one parser of every stored runtime setting.
+    pub fn apply(
+        &mut self,
+        key: &str,
+        value: &serde_json::Value,
+        region: phonenumber::country::Id,
+    ) -> Result<(), String> {
+        use keys::*;
+        match key {
+            HELP_TEXT => {
+                let text = value
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .ok_or("the HELP reply must be text")?;
+                if !text.to_ascii_uppercase().contains("STOP") {
+                    return Err("the HELP reply must tell people how to opt out (STOP)".into());
+                }
+                self.help_text = Some(text.to_string());
+            }
+            FALLBACK_CODES => {
+                let codes = value
+                    .as_array()
+                    .and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<Vec<i64>>>())
+                    .ok_or("fallback codes must be a list of numbers")?;
+                self.errors = ErrorTable::new().with_fallback_codes(&codes);
+                self.fallback_codes = codes;
+            }
+            TIER_LADDER => {
+                let text = match value {
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    serde_json::Value::String(s) => s.clone(),
+                    _ => return Err("the tier ladder must be a list of steps".into()),
+                };
+                self.tier_ladder = crate::settings::parse_ladder(&text)?;
+            }
+            TIER_LIMIT => {
+                self.tier_limit = match value {
+                    serde_json::Value::Null => None,
+                    v => Some(
+                        v.as_u64()
+                            .ok_or("the tier limit must be a number or null")?,
+                    ),
+                };
+            }
+            RATE_PER_SECOND => {
+                self.rate_per_second = value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or("the rate must be 1 to 1000 messages per second")?;
+            }
+            RECIPIENT_PACE_SECONDS => {
+                self.recipient_pace_seconds = value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n <= 3600)
+                    .ok_or("the pace must be 0 to 3600 seconds")?;
+            }
+            QUIET_HOURS => {
+                let text = value
+                    .as_str()
+                    .ok_or("quiet hours must be text HH:MM-HH:MM")?;
+                self.sms_hours = crate::settings::parse_hours(text)?;
+            }
+            PHONE_ALLOWLIST => {
+                let text = match value {
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or("the allowlist must be a list of numbers")?
+                        .join(","),
+                    serde_json::Value::String(s) => s.clone(),
+                    _ => return Err("the allowlist must be a list of numbers".into()),
+                };
+                self.allowlist = Arc::new(
+                    crate::settings::parse_allowlist(&text, region)?
+                        .into_iter()
+                        .collect(),
+                );
+            }
+            other => return Err(format!("'{other}' is not a runtime setting")),
+        }
+        Ok(())
+    }
+
+    /// The gates' rules that are settings.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            sms_hours: self.sms_hours,
+            allowlist: (!self.allowlist.is_empty()).then(|| self.allowlist.clone()),
+        }
+    }
+
+    /// Is this E.164 number allowed to receive anything?
+    pub fn allows(&self, e164: &str) -> bool {
+        self.allowlist.is_empty() || self.allowlist.contains(e164)
+    }
+
+    /// The HELP reply: the configured text or a compliant default.
+    pub fn help_reply(&self, program: &str) -> String {
+        self.help_text.clone().unwrap_or_else(|| {
+            format!(
+                "{program}: account alerts and reminders. Reply STOP to unsubscribe, START to resubscribe. \
+                 Msg frequency varies. Msg & data rates may apply. Help: reply HELP or contact your account team."
+            )
+        })
+    }
+}
+
+/// One `app_settings` row as last read.
+type Row = (String, String, String, DateTime<Utc>);
+
+/// The runtime settings of one process: the environment's values, the
+/// stored rows last applied, and what is in force.
+#[derive(Debug)]
+pub struct Live {
+    base: Runtime,
+    region: phonenumber::country::Id,
+    current: RwLock<Arc<Runtime>>,
+    /// Where each stored value came from (key -> origin).
+    origins: RwLock<std::collections::BTreeMap<String, Origin>>,
+    seen: Mutex<Option<Vec<Row>>>,
+}
+
+impl Live {
+    pub fn new(settings: &Settings) -> Live {
+        let base = Runtime::from_settings(settings);
+        Live {
+            current: RwLock::new(Arc::new(base.clone())),
+            base,
+            region: settings.default_region,
+            origins: RwLock::new(Default::default()),
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// The settings in force now (cheap: an `Arc` clone under a read lock).
+    pub fn get(&self) -> Arc<Runtime> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Where `key`'s value in force comes from.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or(Origin::Environment)
+    }
+
+    /// Rebuild from the environment's values and these rows; `true` when
+    /// something changed.
+    fn apply_rows(&self, rows: Vec<Row>) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_ref() == Some(&rows) {
+            return false;
+        }
+        let mut next = self.base.clone();
+        let mut origins = std::collections::BTreeMap::new();
+        for (key, value, by, at) in &rows {
+            if !keys::ALL.contains(&key.as_str()) {
+                continue;
+            }
+            let parsed = serde_json::from_str::<serde_json::Value>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|v| next.apply(key, &v, self.region));
+            match parsed {
+                Ok(()) => {
+                    origins.insert(
+                        key.clone(),
+                        Origin::Stored {
+                            by: by.clone(),
+                            at: *at,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "a stored setting does not parse; the environment's value is used")
+                }
+            }
+        }
+        *seen = Some(rows);
+        let changed = *self.get() != next;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *self.origins.write().unwrap_or_else(|e| e.into_inner()) = origins;
+        changed
+    }
+}
+
+/// Read the stored settings and apply what changed (to [`Live`] and to the
+/// limits built from it). `true` when something changed.
+pub async fn refresh(core: &Core) -> Result<bool, sea_orm::DbErr> {
+    let mut rows: Vec<Row> = app_setting::Entity::find()
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.updated_by, r.updated_at))
+        .collect();
+    rows.sort();
+    let changed = core.live.apply_rows(rows);
+    if changed {
+        let now = core.live.get();
+        core.limits.set_tier_limit(now.tier_limit);
+        core.limits.set_default_rate(now.rate_per_second);
+        core.limits.set_pace_seconds(now.recipient_pace_seconds);
+        tracing::info!("runtime settings changed; applied");
+    }
+    Ok(changed)
+}
+
+/// Store a runtime setting (checked with [`Runtime::apply`] first, so a
+/// value that would not parse is refused and nothing is stored), record
+/// who changed it, and apply it in this process at once (the others follow
+/// within [`REFRESH`]).
+pub async fn store(
+    core: &Core,
+    key: &str,
+    value: serde_json::Value,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let mut check = core.live.get().as_ref().clone();
+    check
+        .apply(key, &value, core.settings.default_region)
+        .map_err(StoreError::Invalid)?;
+    let before = crate::settings_store::get(core, key).await?;
+    crate::settings_store::put(core, key, &value, actor).await?;
+    crate::authz::record_change(
+        &core.db.conn,
+        actor,
+        key,
+        "setting changed (applies in every process within seconds)",
+        before,
+        Some(value),
+        core.now(),
+    )
+    .await?;
+    refresh(core).await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Keep this process's runtime settings and the shared spool flag current
+/// until the process stops: every [`REFRESH`].
+pub async fn run_refresher(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = refresh(&core).await {
+            tracing::debug!(error = %e, "could not re-read the runtime settings");
+        }
+        crate::inbound::share_spool_state(&core).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestEnv;
+
+    #[tokio::test]
+    async fn a_stored_value_applies_and_a_broken_one_is_skipped() {
+        let env = TestEnv::new(&[]).await;
+        let core = &env.core;
+        for (k, v) in [
+            (
+                keys::HELP_TEXT,
+                serde_json::json!("Call us at 555. Reply STOP to opt out."),
+            ),
+            (keys::FALLBACK_CODES, serde_json::json!([63003])),
+            (keys::TIER_LADDER, serde_json::json!(["1000", "unlimited"])),
+            (keys::RATE_PER_SECOND, serde_json::json!(20)),
+            (keys::RECIPIENT_PACE_SECONDS, serde_json::json!(3)),
+            (keys::QUIET_HOURS, serde_json::json!("09:00-20:00")),
+            (keys::PHONE_ALLOWLIST, serde_json::json!(["+4791234567"])),
+            (keys::TIER_LIMIT, serde_json::json!(1000)),
+        ] {
+            crate::settings_store::put(core, k, &v, "admin@example.com")
+                .await
+                .unwrap();
+        }
+        // A row that does not parse is skipped, the rest apply.
+        crate::settings_store::put(core, keys::RATE_PER_SECOND, &serde_json::json!("x"), "a")
+            .await
+            .unwrap();
+        assert!(refresh(core).await.unwrap());
+        let now = core.live.get();
+        assert_eq!(
+            now.help_reply("X"),
+            "Call us at 555. Reply STOP to opt out."
+        );
+        assert_eq!(now.fallback_codes, vec![63003]);
+        assert_eq!(now.tier_ladder, vec![Some(1000), None]);
+        assert_eq!(now.tier_limit, Some(1000));
+        assert_eq!(core.limits.tier_limit(), Some(1000));
+        assert_eq!(now.rate_per_second, core.settings.rate_per_second);
+        assert_eq!(now.recipient_pace_seconds, 3);
+        assert_eq!(core.limits.pace().num_seconds(), 3);
+        assert_eq!(now.sms_hours.0.to_string(), "09:00:00");
+        assert!(now.allows("+4791234567"));
+        assert!(!now.allows("+4791234568"));
+        assert!(now.policy().allowlist.is_some());
+        assert!(matches!(
+            core.live.origin(keys::QUIET_HOURS),
+            Origin::Stored { ref by, .. } if by == "admin@example.com"
+        ));
+        assert_eq!(core.live.origin(keys::RATE_PER_SECOND), Origin::Environment);
+        // Nothing changed since: no work.
+        assert!(!refresh(core).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn store_refuses_what_does_not_parse_and_changes_nothing() {
+        let env = TestEnv::new(&[]).await;
+        let core = &env.core;
+        for (k, v) in [
+            (keys::HELP_TEXT, serde_json::json!("no opt-out words here")),
+            (keys::QUIET_HOURS, serde_json::json!("21:00-08:00")),
+            (keys::PHONE_ALLOWLIST, serde_json::json!(["not a number"])),
+            (keys::RATE_PER_SECOND, serde_json::json!(0)),
+            ("no_such_setting", serde_json::json!(1)),
+        ] {
+            let e = store(core, k, v, "admin").await.unwrap_err();
+            assert!(matches!(e, StoreError::Invalid(_)), "{k}: {e}");
+            assert_eq!(crate::settings_store::get(core, k).await.unwrap(), None);
+        }
+        store(
+            core,
+            keys::QUIET_HOURS,
+            serde_json::json!("09:30-20:00"),
+            "admin",
+        )
+        .await
+        .unwrap();
+        assert_eq!(core.live.get().sms_hours.0.to_string(), "09:30:00");
+    }
+}
