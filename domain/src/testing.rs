@@ -128,16 +128,34 @@ fn replace_db(url: &str, name: &str) -> String {
     u.to_string()
 }
 
+/// Something a test runs at the moment of each provider call (to check an
+/// invariant against the database as it is then).
+pub type SendHook = Arc<dyn Fn(OutboundRequest) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// A provider that records what it was asked to send and answers from a
 /// script (per recipient), accepting by default.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeProvider {
     pub sent: Mutex<Vec<OutboundRequest>>,
     script: Mutex<HashMap<String, VecDeque<Result<Accepted, Rejected>>>>,
     counter: AtomicU64,
+    hook: Mutex<Option<SendHook>>,
+}
+
+impl std::fmt::Debug for FakeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeProvider")
+            .field("sent", &self.count())
+            .finish()
+    }
 }
 
 impl FakeProvider {
+    /// Run `hook` at every call, before it is recorded and answered.
+    pub fn on_send(&self, hook: SendHook) {
+        *self.hook.lock().unwrap() = Some(hook);
+    }
+
     /// Queue answers for one recipient (E.164), used in order.
     pub fn script(&self, to: &str, answers: Vec<Result<Accepted, Rejected>>) {
         self.script
@@ -179,6 +197,10 @@ impl MessageProvider for FakeProvider {
         request: &'a OutboundRequest,
     ) -> BoxFuture<'a, Result<Accepted, Rejected>> {
         Box::pin(async move {
+            let hook = self.hook.lock().unwrap().clone();
+            if let Some(hook) = hook {
+                hook(request.clone()).await;
+            }
             self.sent.lock().unwrap().push(request.clone());
             let scripted = self
                 .script
@@ -294,6 +316,12 @@ impl TestEnv {
         all.extend_from_slice(pairs);
         let env = TestEnv::new(&all).await;
         env.clock.set(self.core.now());
+        // Its provider's sids continue where this one's are (they are
+        // unique across the storage).
+        env.provider.counter.store(
+            self.provider.counter.load(Ordering::Relaxed) + 1_000_000,
+            Ordering::Relaxed,
+        );
         env
     }
 
