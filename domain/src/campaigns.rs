@@ -2420,6 +2420,7 @@ mod tests {
             phone: "+4791234567".into(),
             name: Some("Ada".into()),
             time_zone: None,
+            time_zone_inferred: None,
             locale: None,
             tags: vec![],
             attributes: [("city".to_string(), "Oslo".to_string())].into(),

@@ -54,6 +54,9 @@ pub struct Contact {
     pub phone: String,
     pub name: Option<String>,
     pub time_zone: Option<String>,
+    /// Without a time zone of its own: the zone(s) its number is in, as
+    /// quiet hours use them ("America/New_York (inferred from +1212)").
+    pub time_zone_inferred: Option<String>,
     pub locale: Option<String>,
     pub tags: Vec<String>,
     pub attributes: BTreeMap<String, String>,
@@ -64,7 +67,18 @@ pub struct Contact {
 
 impl From<contact::Model> for Contact {
     fn from(m: contact::Model) -> Self {
+        let time_zone_inferred = match m.time_zone {
+            Some(_) => None,
+            None => crate::time_zones::for_e164(&m.phone_e164).map(|z| {
+                crate::gates::LocalZones::Inferred {
+                    zones: z.zones(),
+                    prefix: z.prefix(),
+                }
+                .describe()
+            }),
+        };
         Contact {
+            time_zone_inferred,
             tags: serde_json::from_str(&m.tags).unwrap_or_default(),
             attributes: serde_json::from_str(&m.attributes).unwrap_or_default(),
             id: m.id,

@@ -356,10 +356,17 @@ impl LocalZones {
         }
     }
 
-    /// The one zone to use where one is needed (schedules): the contact's,
-    /// or the first inferred.
-    pub fn primary(&self) -> chrono_tz::Tz {
-        self.zones().first().copied().unwrap_or(chrono_tz::UTC)
+    /// The one zone to use where one is needed (a schedule's "07:00"): the
+    /// contact's, or of the inferred ones the zone whose clock is furthest
+    /// behind at `now`, so that a time of day there is no earlier than
+    /// that time anywhere the person may be.
+    pub fn primary(&self, now: DateTime<Utc>) -> chrono_tz::Tz {
+        use chrono::Offset;
+        self.zones()
+            .iter()
+            .copied()
+            .min_by_key(|tz| now.with_timezone(tz).offset().fix().local_minus_utc())
+            .unwrap_or(chrono_tz::UTC)
     }
 
     /// How the gates' details name it.
@@ -1416,10 +1423,12 @@ mod tests {
     fn the_allowlist_refuses_every_other_number_with_its_own_code() {
         let m = automation_template();
         let f = facts();
-        let mut policy = Policy::default();
-        policy.allowlist = Some(std::sync::Arc::new(
-            ["+4700000000".to_string()].into_iter().collect(),
-        ));
+        let mut policy = Policy {
+            allowlist: Some(std::sync::Arc::new(
+                ["+4700000000".to_string()].into_iter().collect(),
+            )),
+            ..Policy::default()
+        };
         let d = evaluate(&m, &f, now(), &policy);
         assert_eq!(
             d.decision,

@@ -731,7 +731,7 @@ pub fn local_zones(
     if let Some(tz) = stored.and_then(|tz| tz.parse().ok()) {
         return gates::LocalZones::Contact(tz);
     }
-    match number.and_then(|n| crate::time_zones::infer(n.as_str())) {
+    match number.and_then(|n| crate::time_zones::for_e164(n.as_str())) {
         Some(z) => gates::LocalZones::Inferred {
             zones: z.zones(),
             prefix: z.prefix(),

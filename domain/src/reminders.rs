@@ -283,12 +283,13 @@ pub async fn resolve_contact(core: &Core, target: &Target) -> Result<contact::Mo
     }
 }
 
-/// The contact's time zone, or the configured default.
+/// The contact's time zone: its own, else the one its number is in (for
+/// a number that spans zones, the one whose clock is furthest behind, so a
+/// 07:00 briefing is 07:00 or later wherever they are), else the
+/// configured default.
 pub fn contact_time_zone(core: &Core, c: &contact::Model) -> Tz {
-    c.time_zone
-        .as_deref()
-        .and_then(|tz| tz.parse().ok())
-        .unwrap_or(core.settings.default_time_zone)
+    let number = crate::phone::PhoneNumber::parse_e164(&c.phone_e164).ok();
+    crate::outbound::local_zones(core, c.time_zone.as_deref(), number.as_ref()).primary(core.now())
 }
 
 /// A send time: RFC 3339 with an offset, or a local time without one read

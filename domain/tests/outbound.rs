@@ -481,6 +481,72 @@ async fn sms_outside_hours_is_deferred_not_dropped_and_sent_later() {
     assert!(matches!(results[0], SendResult::Sent { .. }), "{results:?}");
 }
 
+/// Finding 6: a contact without a time zone (from a form or an inbound
+/// message) is held to the hours of the zone its number is in, not UTC; the
+/// gate's detail names the zone and says it was inferred.
+#[tokio::test]
+async fn quiet_hours_use_the_zone_a_number_is_in_when_the_contact_has_none() {
+    let env = env().await;
+    let core = &env.core;
+    let (c, _) = contacts::upsert(
+        core,
+        &ContactInput {
+            phone: "+12125550100".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(c.time_zone.is_none());
+    assert_eq!(
+        c.time_zone_inferred.as_deref(),
+        Some("America/New_York (inferred from +1212)")
+    );
+    heimdall_domain::consent::record_opt_in(
+        &core.db.conn,
+        &c.id,
+        Channel::Sms,
+        ConsentSource::Api,
+        &evidence(),
+        "test",
+        false,
+        core.now(),
+    )
+    .await
+    .unwrap();
+    // 12:00 UTC is 07:00 in New York: not yet (under UTC it would have gone).
+    let out = outbound::accept(
+        core,
+        reminder(Recipient::Contact(c.id.clone()), Channel::Sms),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.decision.decision.reason(), Some(Gate::QuietHours));
+    let detail = out.decision.explanation();
+    assert!(
+        detail.contains("America/New_York (inferred from +1212)"),
+        "{detail}"
+    );
+    let until = out.state;
+    assert_eq!(until, MessageState::Deferred);
+    let queued = env.queue.sends.lock().unwrap().clone();
+    assert_eq!(
+        queued[0].1,
+        Some(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 17, 13, 0, 0).unwrap()),
+        "08:00 in New York"
+    );
+    // A schedule's 07:00 is 07:00 there too.
+    let row = heimdall_domain::entities::contact::Entity::find_by_id(c.id.as_str())
+        .one(&core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        heimdall_domain::reminders::contact_time_zone(core, &row),
+        chrono_tz::America::New_York
+    );
+}
+
 #[tokio::test]
 async fn consent_revoked_or_stop_while_queued_blocks_in_the_worker() {
     let env = env().await;

@@ -147,7 +147,7 @@ pub(crate) mod ssr {
             phone: c.phone,
             name: c.name,
             tags: c.tags,
-            time_zone: c.time_zone,
+            time_zone: c.time_zone.or(c.time_zone_inferred),
             locale: c.locale,
             attributes: c.attributes,
             needs_manual_outreach: c.needs_manual_outreach,

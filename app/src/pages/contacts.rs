@@ -178,7 +178,7 @@ fn ContactBody(me: Me, d: ContactView, suppress: ServerAction<ContactSuppress>) 
                 <dt>"Phone"</dt><dd><code id="contact-phone">{c.phone.clone()}</code></dd>
                 <dt>"Name"</dt><dd>{c.name.clone().unwrap_or_default()}</dd>
                 <dt>"Tags"</dt><dd>{c.tags.join(", ")}</dd>
-                <dt>"Time zone"</dt><dd>{c.time_zone.clone().unwrap_or_else(|| "(default)".into())}</dd>
+                <dt>"Time zone"</dt><dd>{c.time_zone.clone().unwrap_or_else(|| "(the default setting)".into())}</dd>
                 <dt>"Fields"</dt>
                 <dd>{if c.attributes.is_empty() {
                     view! { <span class="muted">"none"</span> }.into_any()
