@@ -548,3 +548,89 @@ async fn a_stop_from_outside_the_phone_allowlist_is_honoured_and_nothing_else_is
     assert!(verdicts(&app).await.contains(&"ignored".to_string()));
     app.shutdown().await;
 }
+
+/// Finding 8: the seed-compatible send answers `success: false` with the
+/// provider's code when the provider refused the message (it used to say
+/// `success: true` with no sid).
+#[tokio::test]
+async fn the_seed_send_says_success_false_with_the_providers_code_when_the_send_failed() {
+    let sandbox = heimdall_sandbox::start(
+        heimdall_sandbox::SandboxConfig {
+            account_sid: "ACsandbox0000000000000000000000000".into(),
+            auth_token: secrecy::SecretString::from(support::AUTH_TOKEN),
+            whatsapp_number: "+14155238886".into(),
+            sms_number: "+14155550100".into(),
+            ..Default::default()
+        },
+        std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = sandbox.base_url().to_string();
+    // The bootstrap key is authorized for the template registered from
+    // settings: the sandbox's own Content SID for it.
+    let sid = heimdall_sandbox::templates::content_sid("task_reminder");
+    let app = TestApp::spawn(&[
+        ("TWILIO_API_BASE", base.as_str()),
+        ("WA_TEMPLATE_TASK_REMINDER", sid.as_str()),
+    ])
+    .await;
+    for sender in heimdall_domain::authz::list_senders(&app.core)
+        .await
+        .unwrap()
+    {
+        heimdall_domain::authz::set_sender_active(
+            &app.core,
+            &sender.id,
+            true,
+            "admin@example.com",
+            heimdall_domain::accounts::Role::Admin,
+        )
+        .await
+        .unwrap();
+    }
+    let a = &app;
+    let send_to = |phone: &'static str| async move {
+        let c: serde_json::Value = a
+            .api_post("/api/v1/contacts", json!({"phone": phone}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = c["id"].as_str().unwrap().to_string();
+        let res = a
+            .api_post(
+                &format!("/api/v1/contacts/{id}/consents"),
+                json!({"channel": "whatsapp", "source": "api", "evidence": {"ip": "203.0.113.9", "user_agent": "test", "consent_text_version": "v1"}}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        a.api_post(
+            "/api/whatsapp/send",
+            json!({"user_id": id, "template_name": "task_reminder", "variables": {"task_name": "Call Bob", "due_time": "17:00"}}),
+        )
+        .await
+    };
+    // Twilio's magic number for an invalid 'To': the provider refuses it.
+    let res = send_to("+15005550001").await;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["state"], "failed", "{body}");
+    assert_eq!(body["error"]["code"], "provider_error", "{body}");
+    assert_eq!(body["error"]["provider_code"], 21211, "{body}");
+    assert!(body["message_sid"].is_null(), "{body}");
+    // Its passing twin: success with the provider's sid.
+    let res = send_to("+4791234567").await;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true, "{body}");
+    assert!(
+        body["message_sid"].as_str().unwrap().starts_with("SM"),
+        "{body}"
+    );
+    app.shutdown().await;
+    sandbox.stop().await;
+}
