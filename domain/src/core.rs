@@ -67,17 +67,27 @@ pub struct SpoolState {
     /// Another process announced events in its spool (a STOP may be among
     /// them), as last read from Redis.
     pub elsewhere: std::sync::atomic::AtomicBool,
-    /// This process's name in the shared announcement.
+    /// This spool's name in the shared announcement: the machine and the
+    /// spool file (a process that replays the file clears it, whichever
+    /// process wrote it; see [`crate::inbound::share_spool_state`]).
     pub instance: String,
     pub lock: tokio::sync::Mutex<()>,
 }
 
-impl Default for SpoolState {
-    fn default() -> Self {
+impl SpoolState {
+    fn for_settings(settings: &Settings) -> SpoolState {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(crate::clock::new_id);
+        let dir = std::path::absolute(&settings.data_dir)
+            .unwrap_or_else(|_| settings.data_dir.clone());
         SpoolState {
             pending: Default::default(),
             elsewhere: Default::default(),
-            instance: crate::clock::new_id(),
+            instance: format!("{host}:{}", dir.display()),
             lock: Default::default(),
         }
     }
@@ -127,6 +137,7 @@ impl Core {
             &s.redis_namespace,
         );
         let live = crate::runtime::Live::new(s);
+        let spool = SpoolState::for_settings(s);
         Arc::new(Core {
             settings: Arc::new(parts.settings),
             db: parts.db,
@@ -137,7 +148,7 @@ impl Core {
             alerts: parts.alerts.unwrap_or_else(|| Arc::new(LogSink)),
             limits,
             live,
-            spool: SpoolState::default(),
+            spool,
             contact_ids: crate::contacts::ContactIds::default(),
             message_reads: crate::outbound::MessageReads::default(),
             fact_reads: crate::outbound::FactReads::default(),

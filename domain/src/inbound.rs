@@ -766,6 +766,13 @@ pub async fn share_spool_state(core: &Core) {
     let Some(conn) = &core.redis else {
         return;
     };
+    // Another process on this spool file may have replayed it (a restart
+    // on the same data directory): an empty file holds nothing.
+    if core.spool.pending.load(Ordering::SeqCst)
+        && !matches!(std::fs::metadata(spool_path(core)), Ok(m) if m.len() > 0)
+    {
+        core.spool.pending.store(false, Ordering::SeqCst);
+    }
     let mut conn = conn.clone();
     let key = spool_key(core);
     let me = &core.spool.instance;
@@ -780,6 +787,7 @@ pub async fn share_spool_state(core: &Core) {
     let res: Result<(Vec<String>,), _> = pipe.query_async(&mut conn).await;
     match res {
         Ok((holders,)) => {
+            // Any other spool with events (this one is the local flag).
             let others = holders.iter().any(|h| h != me);
             core.spool.elsewhere.store(others, Ordering::SeqCst);
         }
