@@ -125,7 +125,15 @@ export async function run(ctx) {
   assert.equal(later.status, 200, laterText);
   const laterId = JSON.parse(laterText);
   assert.equal(await status(await op.call('campaign_submit', { csrf: op.csrf, id: laterId })), 200);
-  assert.equal(await status(await ap.call('campaign_approve', { csrf: ap.csrf, id: laterId })), 200);
+  // An approval binds to what the approver reviewed: without the review's
+  // content hash (or with a stale one) nothing is approved.
+  assert.equal(await status(await ap.call('campaign_approve', { csrf: ap.csrf, id: laterId })), 409, 'no review hash');
+  assert.equal(
+    await status(await ap.call('campaign_approve', { csrf: ap.csrf, id: laterId, content_hash: 'f'.repeat(64) })),
+    409, 'a stale review hash');
+  const reviewed = (await (await ap.call('campaign_page', { id: laterId })).json()).review.content_hash;
+  assert.match(reviewed, /^[0-9a-f]{64}$/);
+  assert.equal(await status(await ap.call('campaign_approve', { csrf: ap.csrf, id: laterId, content_hash: reviewed })), 200);
   const statusOf = async () => (await (await op.call('campaign_page', { id: laterId })).json()).info.status;
   assert.equal(await statusOf(), 'scheduled');
   assert.equal(await status(await op.call('campaign_pause', { csrf: op.csrf, id: laterId })), 200);
