@@ -56,6 +56,37 @@ pub struct Core {
     pub message_reads: crate::outbound::MessageReads,
     /// The acceptance reads, merged on PostgreSQL.
     pub fact_reads: crate::outbound::FactReads,
+    /// HTTP to URLs someone other than the operator chose (a schedule's
+    /// variables URL), guarded against reaching this network.
+    pub fetch: Fetch,
+}
+
+/// The guarded client for URLs chosen by API clients or staff, and the
+/// policy it enforces ([`crate::outbound_http`]).
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub policy: Arc<crate::outbound_http::UrlPolicy>,
+    pub client: reqwest::Client,
+}
+
+impl Fetch {
+    pub fn from_settings(settings: &Settings) -> Fetch {
+        let policy = crate::outbound_http::UrlPolicy::parse(&settings.fetch_allowlist)
+            .unwrap_or_else(|e| {
+                // Validated when the settings were read; never reached.
+                tracing::error!(error = %e, "HEIMDALL_FETCH_ALLOWLIST does not parse; allowing public addresses only");
+                crate::outbound_http::UrlPolicy::default()
+            });
+        let policy = Arc::new(policy);
+        Fetch {
+            client: crate::outbound_http::client(
+                policy.clone(),
+                std::time::Duration::from_secs(15),
+                3,
+            ),
+            policy,
+        }
+    }
 }
 
 /// Whether this process has webhook events in its local spool, whether any
@@ -82,8 +113,8 @@ impl SpoolState {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(crate::clock::new_id);
-        let dir = std::path::absolute(&settings.data_dir)
-            .unwrap_or_else(|_| settings.data_dir.clone());
+        let dir =
+            std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
         SpoolState {
             pending: Default::default(),
             elsewhere: Default::default(),
@@ -138,6 +169,7 @@ impl Core {
         );
         let live = crate::runtime::Live::new(s);
         let spool = SpoolState::for_settings(s);
+        let fetch = Fetch::from_settings(s);
         Arc::new(Core {
             settings: Arc::new(parts.settings),
             db: parts.db,
@@ -152,6 +184,7 @@ impl Core {
             contact_ids: crate::contacts::ContactIds::default(),
             message_reads: crate::outbound::MessageReads::default(),
             fact_reads: crate::outbound::FactReads::default(),
+            fetch,
         })
     }
 

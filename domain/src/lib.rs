@@ -41,6 +41,7 @@ pub mod message_state;
 pub mod message_writes;
 pub mod optin;
 pub mod outbound;
+pub mod outbound_http;
 pub mod reminders;
 pub mod reports;
 pub mod runtime;

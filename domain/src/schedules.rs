@@ -35,7 +35,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
-use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
@@ -359,7 +358,10 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-fn parse_variables_url(raw: &str) -> Result<String, RequestError> {
+fn parse_variables_url(
+    policy: &crate::outbound_http::UrlPolicy,
+    raw: &str,
+) -> Result<String, RequestError> {
     let raw = raw.trim();
     if raw.len() > 2048 {
         return Err(RequestError::invalid(
@@ -379,6 +381,11 @@ fn parse_variables_url(raw: &str) -> Result<String, RequestError> {
             "variables_url must be an http or https URL",
         ));
     }
+    // An address on this network is refused now (a name is checked again
+    // at every fetch, when it is resolved).
+    crate::outbound_http::check_url(policy, &u).map_err(|e| {
+        RequestError::invalid("invalid_variables_url", format!("variables_url: {e}"))
+    })?;
     Ok(u.to_string())
 }
 
@@ -436,7 +443,7 @@ pub async fn create(
         .variables_url
         .as_deref()
         .filter(|u| !u.trim().is_empty())
-        .map(parse_variables_url)
+        .map(|u| parse_variables_url(&core.fetch.policy, u))
         .transpose()?;
     if input.template_name.trim().is_empty() {
         return Err(RequestError::invalid(
@@ -983,6 +990,25 @@ async fn recover_claims(
     Ok(())
 }
 
+/// Has the contact not opted out and an active consent on WhatsApp (the
+/// channel schedules send on)?
+async fn may_message(core: &Core, contact: &contact::Model) -> Result<bool, sea_orm::DbErr> {
+    let channel = Channel::WhatsApp;
+    if crate::consent::opted_out(&core.db.conn, &contact.id, channel)
+        .await?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    Ok(
+        crate::consent::current_consent(&core.db.conn, &contact.id, channel)
+            .await?
+            .is_some_and(|c| {
+                crate::consent::consent_status(&c) == crate::gates::ConsentStatus::Active
+            }),
+    )
+}
+
 /// Send one claimed occurrence. A database error leaves it claimed; it is
 /// taken up again after [`STALE_CLAIM`].
 async fn process(
@@ -1039,13 +1065,16 @@ async fn process(
     };
     let mut variables: BTreeMap<String, String> =
         serde_json::from_str(&s.variables).unwrap_or_default();
-    if let (Some(url), false) = (&s.variables_url, already_sent) {
+    // Nothing is fetched for someone nobody may message: the send below is
+    // refused by the gates (suppressed, no consent) whatever the variables.
+    let may_message = may_message(core, contact).await?;
+    if let (Some(url), false, true) = (&s.variables_url, already_sent, may_message) {
         let wanted = match crate::templates::find_by_name(&core.db.conn, &s.template_name).await? {
             Some(t) => t.variables,
             // The template gate will say so.
             None => Vec::new(),
         };
-        match fetch_variables(url, &wanted, &variables, opts.fetch_timeout).await {
+        match fetch_variables(core, url, &wanted, &variables, opts.fetch_timeout).await {
             Ok(fetched) => variables.extend(fetched),
             Err(why) => {
                 let detail = format!("variables URL {} failed: {why}", redact_url(url));
@@ -1158,56 +1187,30 @@ async fn settle_occurrence(
 // ---------------------------------------------------------------------------
 // Variables from a URL
 
-fn http_client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .user_agent(concat!("heimdall-schedules/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 /// GET the variables URL: a JSON object whose values for the template's
 /// variables (`wanted`) are strings, numbers or booleans. Other keys are
 /// ignored; a wanted variable that is neither in the answer nor among the
-/// `fixed` ones is an error. The error says what went wrong, without the URL.
+/// `fixed` ones is an error. The URL goes through the guarded client
+/// ([`crate::outbound_http`]): an address on this network is refused
+/// unless `HEIMDALL_FETCH_ALLOWLIST` names it, on every redirect too. The
+/// error says what went wrong, without the URL or anything of the answer.
 pub async fn fetch_variables(
+    core: &Core,
     url: &str,
     wanted: &[String],
     fixed: &BTreeMap<String, String>,
     timeout: StdDuration,
 ) -> Result<BTreeMap<String, String>, String> {
-    let read = async {
-        let mut resp = http_client()
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("could not reach it: {}", e.without_url()))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("it answered HTTP {status}"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("the answer broke off: {}", e.without_url()))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_VARIABLES_BYTES {
-                return Err(format!(
-                    "the answer is larger than {} KiB",
-                    MAX_VARIABLES_BYTES / 1024
-                ));
-            }
-        }
-        Ok(body)
-    };
-    let body = match tokio::time::timeout(timeout, read).await {
-        Ok(r) => r?,
+    let url = url::Url::parse(url).map_err(|_| "the URL does not parse".to_string())?;
+    let fetched = crate::outbound_http::fetch_json(
+        &core.fetch.client,
+        &core.fetch.policy,
+        &url,
+        MAX_VARIABLES_BYTES,
+    );
+    let value = match tokio::time::timeout(timeout, fetched).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => {
             return Err(format!(
                 "no answer within {} s",
@@ -1215,8 +1218,6 @@ pub async fn fetch_variables(
             ))
         }
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("the answer is not JSON: {e}"))?;
     let obj = value.as_object().ok_or("the answer is not a JSON object")?;
     let mut out = BTreeMap::new();
     for name in wanted {

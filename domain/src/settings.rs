@@ -156,6 +156,11 @@ pub struct Settings {
     pub max_webhook_bytes: usize,
     /// `HEIMDALL_STATUS_STEP_MS`: the in-process sandbox's clock step between statuses, default 300.
     pub sandbox_step_ms: u64,
+    /// `HEIMDALL_FETCH_ALLOWLIST`: hosts (optionally `host:port`) or IP
+    /// addresses that are meant to be internal and that Heimdall may fetch
+    /// from although they are not public (a schedule's `variables_url`, the
+    /// Discord webhook). Empty: public addresses only. Validated at start.
+    pub fetch_allowlist: String,
 }
 
 /// Raw key/value pairs from the file and the environment.
@@ -576,6 +581,15 @@ impl Settings {
             sqlite_synchronous_full,
             max_webhook_bytes: src.parse("HEIMDALL_MAX_WEBHOOK_BYTES", 65536)?,
             sandbox_step_ms: src.parse("HEIMDALL_STATUS_STEP_MS", 300)?,
+            fetch_allowlist: {
+                let v = src
+                    .get("HEIMDALL_FETCH_ALLOWLIST")
+                    .unwrap_or("")
+                    .to_string();
+                crate::outbound_http::UrlPolicy::parse(&v)
+                    .map_err(|m| invalid("HEIMDALL_FETCH_ALLOWLIST", m))?;
+                v
+            },
         })
     }
 

@@ -32,7 +32,13 @@ use heimdall_domain::{templates, Channel, Core, Db};
 const PHONE: &str = "+4791234567";
 
 async fn env() -> TestEnv {
-    let env = TestEnv::new(&[
+    // The tests' variables servers listen on this machine: allowed
+    // explicitly, as an operator allows an internal n8n.
+    env_with(&[("HEIMDALL_FETCH_ALLOWLIST", "127.0.0.1")]).await
+}
+
+async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
+    let mut pairs = vec![
         ("HEIMDALL_API_KEY", "test-bootstrap-key"),
         (
             "WA_TEMPLATE_DAILY_BRIEFING",
@@ -43,8 +49,9 @@ async fn env() -> TestEnv {
             "HX00000000000000000000000000000005",
         ),
         ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ])
-    .await;
+    ];
+    pairs.extend_from_slice(extra);
+    let env = TestEnv::new(&pairs).await;
     authz::register_senders(&env.core, true).await.unwrap();
     templates::register_from_settings(&env.core).await.unwrap();
     env
@@ -446,11 +453,11 @@ async fn a_failing_variables_url_is_recorded_and_alerted() {
     };
     let silent = serve_silence().await;
     let cases = [
-        (server_error, "HTTP 500"),
+        (server_error, "HTTP status 500"),
         (not_json, "not JSON"),
         (missing, "no value for: task_count, top_tasks"),
         (wrong_type, "not a string or number"),
-        (refused, "could not reach"),
+        (refused, "could not connect"),
         (silent, "no answer within"),
     ];
     let mut ids = Vec::new();
@@ -781,4 +788,106 @@ async fn a_schedule_made_in_the_console_runs_under_an_automation() {
         schedules::principal_for_automation(&env.core, "missing").await,
         Err(RequestError::NotFound(_))
     ));
+}
+
+/// Security finding 1: a schedule's variables URL cannot reach this
+/// machine or its network (SSRF). An address is refused when the schedule
+/// is created; a name that resolves to one is refused when it is fetched,
+/// on every redirect too, and the listener never sees a connection.
+#[tokio::test]
+async fn a_variables_url_on_this_network_is_refused_and_never_fetched() {
+    // No allowlist: public addresses only.
+    let env = env_with(&[]).await;
+    let cid = contact(&env.core, PHONE).await;
+    let (url, hits) = serve(200, r#"{"date": "x", "task_count": 1, "top_tasks": "y"}"#).await;
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    for literal in [
+        url.clone(),
+        format!("http://[::1]:{port}/briefing"),
+        format!("http://[::ffff:127.0.0.1]:{port}/briefing"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.7/hook".to_string(),
+        "http://2130706433/".to_string(),
+    ] {
+        let e = schedules::create(
+            &env.core,
+            &bootstrap(),
+            NewSchedule {
+                variables_url: Some(literal.clone()),
+                ..briefing(&cid, "0 7 * * *")
+            },
+        )
+        .await
+        .unwrap_err();
+        match &e {
+            RequestError::Invalid { code, message } => {
+                assert_eq!(*code, "invalid_variables_url", "{literal}: {e}");
+                assert!(message.contains("not a public address"), "{literal}: {e}");
+            }
+            other => panic!("{literal}: {other:?}"),
+        }
+    }
+    // A name that resolves to this machine passes creation (it is only a
+    // name) and is refused at the fetch, before any connection.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let s = schedules::create(
+        &env.core,
+        &bootstrap(),
+        NewSchedule {
+            variables_url: Some(by_name),
+            ..briefing(&cid, "0 7 * * *")
+        },
+    )
+    .await
+    .unwrap();
+    env.clock.set(s.next_run_at.unwrap() + Duration::seconds(1));
+    let report = schedules::run_due(&env.core).await.unwrap();
+    assert_eq!((report.failed, report.sent), (1, 0), "{report:?}");
+    let occ = occurrences(&env.core, &s.id).await;
+    let outcome = occ[0].outcome.clone().unwrap();
+    assert!(outcome.contains("non-public"), "{outcome}");
+    assert!(!outcome.contains("task_count"), "no body echoed: {outcome}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the listener saw nothing");
+    assert_eq!(env.provider.count(), 0);
+}
+
+/// Security finding 1: the fetch waits for the gates that do not depend on
+/// it: nothing is fetched for a person who opted out.
+#[tokio::test]
+async fn nothing_is_fetched_for_someone_who_opted_out() {
+    let env = env().await;
+    let cid = contact(&env.core, PHONE).await;
+    let (url, hits) = serve(200, r#"{"date": "x", "task_count": 1, "top_tasks": "y"}"#).await;
+    let s = schedules::create(
+        &env.core,
+        &bootstrap(),
+        NewSchedule {
+            variables: BTreeMap::new(),
+            variables_url: Some(url),
+            ..briefing(&cid, "0 7 * * *")
+        },
+    )
+    .await
+    .unwrap();
+    heimdall_domain::consent::opt_out(
+        &env.core.db.conn,
+        &cid,
+        Some(Channel::WhatsApp),
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Keyword,
+        Some("STOP (SMx)"),
+        "inbound",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    env.clock.set(s.next_run_at.unwrap() + Duration::seconds(1));
+    let report = schedules::run_due(&env.core).await.unwrap();
+    assert_eq!((report.sent, report.blocked), (0, 1), "{report:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "not fetched");
+    let occ = occurrences(&env.core, &s.id).await;
+    assert!(
+        occ[0].outcome.as_deref().unwrap().starts_with("suppressed"),
+        "{occ:?}"
+    );
 }

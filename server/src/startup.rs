@@ -63,6 +63,14 @@ pub async fn start_sandbox(
     }
     if settings.discord_webhook_url.is_none() {
         settings.discord_webhook_url = Some(sandbox.discord_webhook_url());
+        // The sandbox's own Discord stand-in is on this machine: allowed,
+        // by its exact address and port only.
+        let own = format!("127.0.0.1:{}", sandbox.port());
+        settings.fetch_allowlist = if settings.fetch_allowlist.trim().is_empty() {
+            own
+        } else {
+            format!("{}, {own}", settings.fetch_allowlist)
+        };
     }
     // The credentials now point at the sandbox; remember that it is one.
     settings.sandbox = heimdall_domain::settings::SandboxMode::On;
@@ -119,9 +127,13 @@ pub async fn build_core_with(
         .await
         .map_err(|e| anyhow::anyhow!("HEIMDALL_REDIS_URL: could not connect to Redis: {e}"))?;
     let queue = Queue::open(&db, redis.clone(), &settings.redis_namespace).await?;
+    // The webhook URL goes through the same guard as every URL that is
+    // not a provider's (no address on this network unless allowlisted).
+    let fetch = heimdall_domain::core::Fetch::from_settings(&settings);
     let alerter = heimdall_domain::channels::discord::Alerter::new(
         settings.discord_webhook_url.clone(),
-        heimdall_domain::channels::twilio::default_http_client(),
+        fetch.client.clone(),
+        &fetch.policy,
         Duration::from_secs(60),
     );
     let sandbox = settings.sandbox_active();

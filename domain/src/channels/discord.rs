@@ -148,14 +148,26 @@ impl std::fmt::Debug for Alerter {
 impl Alerter {
     /// Start the background task (on the current Tokio runtime). Without a
     /// URL (or with one that does not parse) alerts are only logged.
+    ///
+    /// The URL must pass [`crate::outbound_http::check_url`] under `policy`
+    /// (a public address, or one `HEIMDALL_FETCH_ALLOWLIST` names); `http`
+    /// should be [`crate::outbound_http::client`] built with the same
+    /// policy, so that a name resolving to this network is refused too.
     pub fn new(
         webhook_url: Option<SecretString>,
         http: reqwest::Client,
+        policy: &crate::outbound_http::UrlPolicy,
         window: Duration,
     ) -> Alerter {
         let url = webhook_url.and_then(|u| match Url::parse(u.expose_secret().trim()) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            _ => {
+            Ok(url) => match crate::outbound_http::check_url(policy, &url) {
+                Ok(()) => Some(url),
+                Err(e) => {
+                    tracing::error!(error = %e, "DISCORD_WEBHOOK_URL is refused; alerts will only be logged");
+                    None
+                }
+            },
+            Err(_) => {
                 tracing::error!(
                     "DISCORD_WEBHOOK_URL is not an http(s) URL; alerts will only be logged"
                 );
@@ -694,7 +706,12 @@ mod tests {
 
     #[tokio::test]
     async fn without_url_alerts_are_logged_and_counted() {
-        let alerter = Alerter::new(None, reqwest::Client::new(), Duration::from_secs(60));
+        let alerter = Alerter::new(
+            None,
+            reqwest::Client::new(),
+            &Default::default(),
+            Duration::from_secs(60),
+        );
         assert!(!alerter.is_configured());
         for i in 0..3 {
             alerter.alert(alert("k", i));
@@ -711,8 +728,14 @@ mod tests {
 
     #[tokio::test]
     async fn debug_never_shows_the_webhook_token() {
-        let url = SecretString::from("http://127.0.0.1:9/api/webhooks/1/tok-SECRET".to_string());
-        let alerter = Alerter::new(Some(url), reqwest::Client::new(), Duration::from_secs(60));
+        let url =
+            SecretString::from("https://discord.example.com/api/webhooks/1/tok-SECRET".to_string());
+        let alerter = Alerter::new(
+            Some(url),
+            reqwest::Client::new(),
+            &Default::default(),
+            Duration::from_secs(60),
+        );
         assert!(alerter.is_configured());
         let dbg = format!("{alerter:?}");
         assert!(!dbg.contains("tok-SECRET"));

@@ -11,6 +11,12 @@ use heimdall_sandbox::DISCORD_WEBHOOK_TOKEN;
 use secrecy::SecretString;
 use serde_json::Value;
 
+/// The sandbox is on this machine: its address is allowed explicitly, as
+/// `heimdall serve` allows its own sandbox.
+fn local() -> heimdall_domain::outbound_http::UrlPolicy {
+    heimdall_domain::outbound_http::UrlPolicy::parse("127.0.0.1").unwrap()
+}
+
 fn alert(key: &str, n: usize) -> Alert {
     Alert::new(
         key,
@@ -36,6 +42,7 @@ async fn fifty_alerts_of_one_key_are_two_posts() {
     let alerter = Alerter::new(
         Some(sb.discord_webhook_url()),
         default_http_client(),
+        &local(),
         Duration::from_secs(60),
     );
     for n in 0..50 {
@@ -79,6 +86,7 @@ async fn the_summary_goes_out_when_the_window_ends() {
     let alerter = Alerter::new(
         Some(sb.discord_webhook_url()),
         default_http_client(),
+        &local(),
         Duration::from_millis(300),
     );
     for n in 0..5 {
@@ -105,6 +113,7 @@ async fn different_keys_are_not_folded_together() {
     let alerter = Alerter::new(
         Some(sb.discord_webhook_url()),
         default_http_client(),
+        &local(),
         Duration::from_secs(60),
     );
     alerter.alert(alert("twilio:63007", 1));
@@ -144,6 +153,7 @@ async fn a_429_with_retry_after_is_honoured() {
     let alerter = Alerter::new(
         Some(sb.discord_webhook_url()),
         default_http_client(),
+        &local(),
         Duration::from_secs(60),
     );
     let started = Instant::now();
@@ -173,6 +183,7 @@ async fn the_http_rate_limit_control_and_giving_up() {
     let alerter = Alerter::new(
         Some(sb.discord_webhook_url()),
         default_http_client(),
+        &local(),
         Duration::from_secs(60),
     );
     alerter.alert(alert("k", 0));
@@ -194,7 +205,12 @@ async fn an_unreachable_webhook_fails_without_blocking_the_caller() {
         "http://127.0.0.1:{}/api/webhooks/1/{DISCORD_WEBHOOK_TOKEN}",
         closed_port()
     ));
-    let alerter = Alerter::new(Some(url), default_http_client(), Duration::from_secs(60));
+    let alerter = Alerter::new(
+        Some(url),
+        default_http_client(),
+        &local(),
+        Duration::from_secs(60),
+    );
     let started = Instant::now();
     for n in 0..2000 {
         alerter.alert(alert("k", n));
