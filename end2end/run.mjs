@@ -38,6 +38,8 @@ const env = {
   HEIMDALL_DATABASE_URL: process.env.HEIMDALL_E2E_DATABASE_URL || `sqlite://${data}/heimdall.db?mode=rwc`,
   HEIMDALL_DATA_DIR: join(data, 'data'),
   HEIMDALL_API_KEY: apiKey,
+  // The browser tests set up forms and contacts through the API.
+  HEIMDALL_API_KEY_SCOPES: 'send,reminders,schedules,contacts:read,contacts:write,consents:read,consents:write,forms:read,forms:write',
   HEIMDALL_STATUS_STEP_MS: '150',
   HEIMDALL_RECIPIENT_PACE_SECONDS: '0',
   HEIMDALL_BIND: '127.0.0.1:0',

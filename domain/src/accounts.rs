@@ -81,6 +81,8 @@ pub enum AccountError {
     Exists(String),
     #[error("the API key name must not be empty")]
     EmptyName,
+    #[error("choose at least one scope for the API key")]
+    NoScopes,
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
     #[error("could not hash the password")]
@@ -232,11 +234,14 @@ pub struct ApiKeyInfo {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the key may do (scope names).
+    pub scopes: Vec<&'static str>,
 }
 
 impl From<api_key::Model> for ApiKeyInfo {
     fn from(m: api_key::Model) -> Self {
         ApiKeyInfo {
+            scopes: crate::authz::Scopes::from_stored(&m.scopes).names(),
             id: m.id,
             name: m.name,
             prefix: m.prefix,
@@ -248,15 +253,20 @@ impl From<api_key::Model> for ApiKeyInfo {
     }
 }
 
-/// Create a key: 32 random bytes, `hmd_` + hex. Only the hash is stored.
+/// Create a key with `scopes` (at least one): 32 random bytes, `hmd_` +
+/// hex. Only the hash is stored.
 pub async fn create_api_key(
     core: &Core,
     name: &str,
     created_by: &str,
+    scopes: &crate::authz::Scopes,
 ) -> Result<NewApiKey, AccountError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(AccountError::EmptyName);
+    }
+    if scopes.is_empty() {
+        return Err(AccountError::NoScopes);
     }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -273,6 +283,7 @@ pub async fn create_api_key(
         revoked_at: Set(None),
         revoked_by: Set(None),
         last_used_at: Set(None),
+        scopes: Set(scopes.to_stored()),
     }
     .insert(&core.db.conn)
     .await?;

@@ -100,6 +100,9 @@ pub struct Settings {
     pub public_url: Option<Url>,
     /// `HEIMDALL_API_KEY` (or the seed's `NORNS_API_KEY`): a bootstrap API key.
     pub api_key: Option<SecretString>,
+    /// `HEIMDALL_API_KEY_SCOPES`, default `send,reminders`: what the
+    /// bootstrap key may do.
+    pub api_key_scopes: crate::authz::Scopes,
     /// `TWILIO_*`; `None` when no Twilio credentials are set.
     pub twilio: Option<TwilioSettings>,
     /// `WHATSAPP_*`, `META_*`; `None` when no Meta credentials are set.
@@ -549,6 +552,11 @@ impl Settings {
             api_key: src
                 .secret("HEIMDALL_API_KEY")
                 .or_else(|| src.secret("NORNS_API_KEY")),
+            api_key_scopes: crate::authz::Scopes::parse_list(
+                src.get("HEIMDALL_API_KEY_SCOPES")
+                    .unwrap_or("send,reminders"),
+            )
+            .map_err(|m| invalid("HEIMDALL_API_KEY_SCOPES", m))?,
             twilio,
             meta,
             whatsapp_provider,

@@ -351,9 +351,14 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
 async fn automations_must_be_approved_by_someone_else_for_the_template() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let key = heimdall_domain::accounts::create_api_key(&env.core, "n8n", "creator@x")
-        .await
-        .unwrap();
+    let key = heimdall_domain::accounts::create_api_key(
+        &env.core,
+        "n8n",
+        "creator@x",
+        &heimdall_domain::authz::Scopes::all(),
+    )
+    .await
+    .unwrap();
     let principal = ApiPrincipal {
         key_id: Some(key.id.clone()),
         name: "n8n".into(),

@@ -426,9 +426,14 @@ async fn revoked_consent_blocks_the_reminder_when_it_comes_due() {
 async fn the_automations_authorization_is_checked_again_at_send_time() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, true).await;
-    let key = accounts::create_api_key(&env.core, "n8n", "admin@example.com")
-        .await
-        .unwrap();
+    let key = accounts::create_api_key(
+        &env.core,
+        "n8n",
+        "admin@example.com",
+        &heimdall_domain::authz::Scopes::all(),
+    )
+    .await
+    .unwrap();
     let automation = authz::create_automation(
         &env.core,
         "Norns reminders",

@@ -743,10 +743,14 @@ async fn an_occurrence_claimed_by_a_stopped_worker_is_sent_once() {
 async fn a_schedule_made_in_the_console_runs_under_an_automation() {
     let env = env().await;
     let cid = contact(&env.core, PHONE).await;
-    let key =
-        heimdall_domain::accounts::create_api_key(&env.core, "briefings", "admin@example.com")
-            .await
-            .unwrap();
+    let key = heimdall_domain::accounts::create_api_key(
+        &env.core,
+        "briefings",
+        "admin@example.com",
+        &heimdall_domain::authz::Scopes::all(),
+    )
+    .await
+    .unwrap();
     let automation = authz::create_automation(
         &env.core,
         "Morning briefing",

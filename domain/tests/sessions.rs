@@ -326,15 +326,20 @@ async fn a_link_is_dead_once_an_account_exists_by_other_means() {
 #[tokio::test]
 async fn a_revoked_api_key_authenticates_nothing() {
     let env = TestEnv::new(&[]).await;
-    let key = accounts::create_api_key(&env.core, "n8n", "admin@example.com")
-        .await
-        .unwrap();
+    let key = accounts::create_api_key(
+        &env.core,
+        "n8n",
+        "admin@example.com",
+        &heimdall_domain::authz::Scopes::all(),
+    )
+    .await
+    .unwrap();
     let presented = key.key.expose_secret().to_string();
     assert!(
         heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
             .await
             .unwrap()
-            .is_some()
+            .is_some_and(|c| c.scopes == heimdall_domain::authz::Scopes::all())
     );
     sessions::revoke_api_key(&env.core, &key.id, "admin@example.com", None)
         .await

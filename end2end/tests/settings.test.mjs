@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 
 export async function run(ctx) {
-  const { users, newPage, signIn, screenshot, staff, waitFor } = ctx;
+  const { users, newPage, signIn, screenshot, staff, waitFor, baseURL } = ctx;
   const page = await newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -17,10 +17,24 @@ export async function run(ctx) {
   await page.goto('/settings');
   await page.waitForSelector('#api-keys');
   await page.fill('#key-name', 'e2e n8n');
+  // A key needs at least one scope.
+  await page.click('text=Create API key');
+  await page.waitForSelector('#scopes-error:not(:empty)');
+  assert.match(await page.textContent('#scopes-error'), /at least one/);
+  await page.check('#scope_send');
+  await page.check('#scope_reminders');
   await page.click('text=Create API key');
   await page.waitForSelector('#new-api-key');
   const key = (await page.textContent('#new-api-key')).trim();
   assert.match(key, /^hmd_[0-9a-f]{64}$/);
+  // It may send, and nothing else.
+  const asKey = (path, init = {}) => fetch(new URL(path, baseURL), {
+    ...init, headers: { 'X-API-Key': key, 'Content-Type': 'application/json', ...(init.headers || {}) },
+  });
+  assert.equal((await asKey('/api/whatsapp/templates')).status, 200);
+  const denied = await asKey('/api/v1/forms');
+  assert.equal(denied.status, 403);
+  assert.equal((await denied.json()).error.scope, 'forms:read');
   assert.equal(await page.inputValue('#key-name'), '', 'the form is emptied');
   await page.reload();
   await page.waitForSelector('#api-keys');

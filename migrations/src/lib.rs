@@ -23,6 +23,7 @@ mod m20261122_000041_schedule_occurrence_claims;
 mod m20261122_000042_tier_usage_daily;
 mod m20261123_000050_partial_indexes;
 mod m20261202_000060_consent_ledger;
+mod m20261202_000061_api_key_scopes;
 mod util;
 
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000042_tier_usage_daily::Migration),
             Box::new(m20261123_000050_partial_indexes::Migration),
             Box::new(m20261202_000060_consent_ledger::Migration),
+            Box::new(m20261202_000061_api_key_scopes::Migration),
         ]
     }
 }

@@ -76,6 +76,11 @@ pub enum ApiKeyCommand {
         /// Who asked for it, for the audit trail.
         #[arg(long, default_value = "cli")]
         created_by: String,
+        /// What the key may do (repeat, or comma separated): send,
+        /// reminders, schedules, contacts:read, contacts:write,
+        /// consents:read, consents:write, forms:read, forms:write.
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
     },
 }
 
@@ -115,14 +120,19 @@ pub async fn api_key_create(
     settings: Settings,
     name: String,
     created_by: String,
+    scopes: Vec<String>,
 ) -> anyhow::Result<()> {
+    let scopes = heimdall_domain::authz::Scopes::parse_list(&scopes.join(","))
+        .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     let key = with_core(settings, async |core| {
-        Ok(accounts::create_api_key(core, &name, &created_by).await?)
+        Ok(accounts::create_api_key(core, &name, &created_by, &scopes).await?)
     })
     .await?;
     eprintln!(
-        "created API key '{}' (id {}); it is shown once, store it now:",
-        key.name, key.id
+        "created API key '{}' (id {}) with scopes {}; it is shown once, store it now:",
+        key.name,
+        key.id,
+        scopes.names().join(", ")
     );
     println!("{}", key.key.expose_secret());
     Ok(())

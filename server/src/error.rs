@@ -13,6 +13,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// The API key lacks the scope this route needs.
+    #[error("this API key does not have the scope '{0}'")]
+    MissingScope(heimdall_domain::authz::Scope),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -43,6 +46,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::MissingScope(_) => "missing_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge => "payload_too_large",
@@ -63,7 +67,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,6 +81,9 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?e, "internal error");
         }
         let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        if let ApiError::MissingScope(scope) = self {
+            body["error"]["scope"] = json!(scope.as_str());
+        }
         if let ApiError::Refused { extra, .. } = self {
             if let (Some(obj), Some(more)) = (body.as_object_mut(), extra.as_object()) {
                 for (k, v) in more {

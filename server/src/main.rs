@@ -48,8 +48,13 @@ fn main() -> std::process::ExitCode {
                 command: UserCommand::Add { email, role, name },
             } => cli::user_add(settings, email, role, name).await,
             Command::ApiKey {
-                command: ApiKeyCommand::Create { name, created_by },
-            } => cli::api_key_create(settings, name, created_by).await,
+                command:
+                    ApiKeyCommand::Create {
+                        name,
+                        created_by,
+                        scopes,
+                    },
+            } => cli::api_key_create(settings, name, created_by, scopes).await,
             Command::Sandbox { bind } => {
                 heimdall_server::sandbox::run_standalone(settings, bind).await
             }

@@ -222,6 +222,7 @@ impl Application {
             let opts = leptos_options.clone();
             let pkg = site_root.join("pkg");
             App::new()
+                .wrap(from_fn(routes::api::guard))
                 .wrap(from_fn(log_request))
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(max_body))

@@ -38,6 +38,8 @@ pub struct ApiKeyRow {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What the key may do (scope names).
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +142,7 @@ mod ssr {
             created_at: k.created_at,
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
+            scopes: k.scopes.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -349,21 +352,107 @@ pub async fn sender_set_active(
     )
 }
 
-/// Create an API key; it is shown once, on the settings page.
+/// The scopes an API key may be given, as the console offers them: the
+/// scope's name, its form field (`scope_<name>`), and what it allows.
+pub const API_KEY_SCOPES: [(&str, &str, &str); 9] = [
+    (
+        "send",
+        "scope_send",
+        "send messages, read their state, templates and session windows",
+    ),
+    (
+        "reminders",
+        "scope_reminders",
+        "create, read and cancel reminders",
+    ),
+    (
+        "schedules",
+        "scope_schedules",
+        "create, read, pause and resume recurring schedules",
+    ),
+    ("contacts:read", "scope_contacts_read", "read contacts"),
+    (
+        "contacts:write",
+        "scope_contacts_write",
+        "create and change contacts",
+    ),
+    (
+        "consents:read",
+        "scope_consents_read",
+        "read consent history and export it",
+    ),
+    (
+        "consents:write",
+        "scope_consents_write",
+        "record, revoke and import consents",
+    ),
+    ("forms:read", "scope_forms_read", "read opt-in forms"),
+    (
+        "forms:write",
+        "scope_forms_write",
+        "create and change opt-in forms, consent texts and QR codes",
+    ),
+];
+
+/// Create an API key with the ticked scopes; it is shown once, on the
+/// settings page.
+#[allow(clippy::too_many_arguments)]
 #[server(prefix = "/_sf", endpoint = "api_key_create")]
-pub async fn api_key_create(#[server(default)] csrf: String, name: String) -> Result<(), AppError> {
+pub async fn api_key_create(
+    #[server(default)] csrf: String,
+    name: String,
+    #[server(default)] scope_send: Option<String>,
+    #[server(default)] scope_reminders: Option<String>,
+    #[server(default)] scope_schedules: Option<String>,
+    #[server(default)] scope_contacts_read: Option<String>,
+    #[server(default)] scope_contacts_write: Option<String>,
+    #[server(default)] scope_consents_read: Option<String>,
+    #[server(default)] scope_consents_write: Option<String>,
+    #[server(default)] scope_forms_read: Option<String>,
+    #[server(default)] scope_forms_write: Option<String>,
+) -> Result<(), AppError> {
     use crate::server::*;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let name = required("name", "A name", &name, 100)?;
-            let key = heimdall_domain::accounts::create_api_key(ctx.core(), &name, &ctx.actor())
-                .await
-                .map_err(internal)?;
+            let ticked = [
+                scope_send,
+                scope_reminders,
+                scope_schedules,
+                scope_contacts_read,
+                scope_contacts_write,
+                scope_consents_read,
+                scope_consents_write,
+                scope_forms_read,
+                scope_forms_write,
+            ];
+            let names: Vec<&str> = API_KEY_SCOPES
+                .iter()
+                .zip(ticked.iter())
+                .filter(|(_, on)| on.as_deref().is_some_and(|v| !v.is_empty()))
+                .map(|((name, _, _), _)| *name)
+                .collect();
+            if names.is_empty() {
+                return Err(AppError::invalid(
+                    "scopes",
+                    "Tick at least one thing this key may do.",
+                ));
+            }
+            let scopes = heimdall_domain::authz::Scopes::parse_list(&names.join(","))
+                .map_err(|e| AppError::invalid("scopes", e))?;
+            let key =
+                heimdall_domain::accounts::create_api_key(ctx.core(), &name, &ctx.actor(), &scopes)
+                    .await
+                    .map_err(internal)?;
             ctx.audit(
                 "api_key_created",
                 Some(&format!("api_key:{}", key.id)),
-                Some(serde_json::json!({ "name": key.name, "prefix": key.prefix })),
+                Some(serde_json::json!({
+                    "name": key.name,
+                    "prefix": key.prefix,
+                    "scopes": scopes.names(),
+                })),
             )
             .await?;
             ctx.state

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use crate::api::settings::{
     automations_data, settings_data, AllowlistSave, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
     AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, QuietHoursSave, RatesSave,
-    SenderSetActive, SettingValue, SettingsView, TierSave, UserCreate,
+    SenderSetActive, SettingValue, SettingsView, TierSave, UserCreate, API_KEY_SCOPES,
 };
 use crate::components::{
     both, error_of, error_view, reset_on_success, succeeded, use_me, when, when_opt, Badge, Csrf,
@@ -171,7 +171,8 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
             view! {
                 <tr>
                     <th scope="row">{k.name.clone()}</th>
-                    <td><code>{format!("{}…", k.prefix)}</code></td>
+                    <td><code>{format!("{}…", k.prefix)}</code>
+                        <div class="muted small scopes">{k.scopes.join(", ")}</div></td>
                     <td>{k.created_by.clone()} <div class="muted small">{when(&k.created_at)}</div></td>
                     <td>{when_opt(&k.last_used_at)}</td>
                     <td>{match k.revoked_at {
@@ -234,18 +235,28 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
             <FormError error=revoke_err/>
             <div class="table-wrap">
                 <table class="data">
-                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Key"</th><th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col">""</th></tr></thead>
+                    <thead><tr><th scope="col">"Name"</th><th scope="col">"Key and scopes"</th><th scope="col">"Created"</th><th scope="col">"Last used"</th><th scope="col">""</th></tr></thead>
                     <tbody>{keys}</tbody>
                 </table>
             </div>
             <ActionForm action=a.key_create node_ref=a.key_form>
-                <FormError error=key_err fields=&["name"]/>
+                <FormError error=key_err fields=&["name", "scopes"]/>
                 <Csrf token=csrf1/>
                 <div class="field">
                     <label for="key-name">"New key's name (what uses it)"</label>
                     <input id="key-name" name="name" type="text" required maxlength="100" aria-describedby="name-error"/>
                     <FieldError error=key_err field="name"/>
                 </div>
+                <fieldset class="field" aria-describedby="scopes-error">
+                    <legend>"What this key may do (only what its user needs)"</legend>
+                    {API_KEY_SCOPES.iter().map(|(name, field, what)| view! {
+                        <label class="choice">
+                            <input type="checkbox" name=*field value="on" id=*field/>
+                            <code>{*name}</code> ": " {*what}
+                        </label>
+                    }).collect_view()}
+                    <FieldError error=key_err field="scopes"/>
+                </fieldset>
                 <button type="submit" class="primary">"Create API key"</button>
             </ActionForm>
         </section>

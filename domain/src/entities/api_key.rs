@@ -16,6 +16,8 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_by: Option<String>,
     pub last_used_at: Option<DateTimeUtc>,
+    /// JSON array of scope names ([`crate::authz::Scope`]).
+    pub scopes: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

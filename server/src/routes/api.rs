@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::authz::{self, ApiPrincipal, Scope, Scopes};
 use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
 use heimdall_domain::entities::outbound_message;
 use heimdall_domain::gates::Decision;
@@ -25,37 +24,158 @@ use heimdall_domain::{templates, Channel, Core, PhoneNumber};
 
 use crate::error::ApiError;
 
-/// An authenticated API caller.
-pub struct ApiAuth(pub ApiPrincipal);
+/// An authenticated API caller whose key has the scope its route needs
+/// ([`scope_for`]): extracted before the request's body, so a key without
+/// the scope learns nothing about the route but that (403, the scope named).
+pub struct ApiAuth(pub ApiPrincipal, pub Scopes);
+
+/// The scope every API route needs: the one table of them. A route that is
+/// missing here is refused to every key (and a test lists every route).
+pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
+    ("POST", "/api/whatsapp/send", Scope::Send),
+    ("GET", "/api/whatsapp/templates", Scope::Send),
+    ("GET", "/api/whatsapp/session/{phone}", Scope::Send),
+    ("POST", "/api/v1/contacts", Scope::ContactsWrite),
+    ("GET", "/api/v1/contacts", Scope::ContactsRead),
+    ("GET", "/api/v1/contacts/{id}", Scope::ContactsRead),
+    (
+        "POST",
+        "/api/v1/contacts/{id}/consents",
+        Scope::ConsentsWrite,
+    ),
+    ("GET", "/api/v1/contacts/{id}/consents", Scope::ConsentsRead),
+    (
+        "POST",
+        "/api/v1/contacts/{id}/consents/revoke",
+        Scope::ConsentsWrite,
+    ),
+    (
+        "GET",
+        "/api/v1/contacts/{id}/consents/export",
+        Scope::ConsentsRead,
+    ),
+    ("POST", "/api/v1/consents/import", Scope::ConsentsWrite),
+    ("POST", "/api/v1/messages", Scope::Send),
+    ("GET", "/api/v1/messages/{id}", Scope::Send),
+    ("POST", "/api/v1/preview", Scope::Send),
+    ("POST", "/api/v1/reminders", Scope::Reminders),
+    ("GET", "/api/v1/reminders", Scope::Reminders),
+    ("GET", "/api/v1/reminders/{id}", Scope::Reminders),
+    ("DELETE", "/api/v1/reminders/{id}", Scope::Reminders),
+    ("POST", "/api/v1/schedules", Scope::Schedules),
+    ("GET", "/api/v1/schedules", Scope::Schedules),
+    ("GET", "/api/v1/schedules/{id}", Scope::Schedules),
+    ("DELETE", "/api/v1/schedules/{id}", Scope::Schedules),
+    ("POST", "/api/v1/schedules/{id}/pause", Scope::Schedules),
+    ("POST", "/api/v1/schedules/{id}/resume", Scope::Schedules),
+    ("POST", "/api/v1/forms", Scope::FormsWrite),
+    ("GET", "/api/v1/forms", Scope::FormsRead),
+    ("GET", "/api/v1/forms/{id}", Scope::FormsRead),
+    ("PATCH", "/api/v1/forms/{id}", Scope::FormsWrite),
+    (
+        "POST",
+        "/api/v1/forms/{id}/consent-texts",
+        Scope::FormsWrite,
+    ),
+    ("POST", "/api/v1/forms/{id}/qr-codes", Scope::FormsWrite),
+];
+
+/// The scope a request (method and path) needs: the table's row whose
+/// pattern the path matches (`{x}` is one path segment).
+pub fn scope_for(method: &str, path: &str) -> Option<Scope> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTE_SCOPES
+        .iter()
+        .find(|(m, p, _)| {
+            let pattern: Vec<&str> = p.split('/').collect();
+            *m == method
+                && pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
+        })
+        .map(|(_, _, s)| *s)
+}
+
+/// The API key presented with a request (`X-API-Key`, or a bearer token).
+fn presented_key(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("X-API-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get("Authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::to_string)
+        })
+}
+
+/// Every request under `/api/`: its key authenticated and its route's
+/// scope checked before anything else (before the body is read), the
+/// caller left for [`ApiAuth`]. 401 without a valid key, 403 naming the
+/// scope the key lacks, 403 for a route that has no scope (fail closed).
+pub async fn guard(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    use actix_web::HttpMessage;
+    let path = req.path().to_string();
+    let guarded = path.starts_with("/api/") && !path.starts_with("/api/openapi");
+    if !guarded {
+        return next.call(req).await.map(|r| r.map_into_left_body());
+    }
+    let refuse = |req: actix_web::dev::ServiceRequest, e: ApiError| {
+        let res = actix_web::ResponseError::error_response(&e);
+        Ok(req.into_response(res).map_into_right_body())
+    };
+    let Some(core) = req.app_data::<web::Data<Arc<Core>>>().cloned() else {
+        return refuse(req, ApiError::Unauthorized);
+    };
+    let needed = scope_for(req.method().as_str(), &path);
+    let Some(key) = presented_key(req.request()) else {
+        return refuse(req, ApiError::Unauthorized);
+    };
+    let caller = match authz::authenticate_api_key(&core, &key).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return refuse(req, ApiError::Unauthorized),
+        Err(e) => return refuse(req, e.into()),
+    };
+    match needed {
+        Some(scope) if caller.scopes.contains(scope) => {
+            req.extensions_mut().insert(caller);
+            next.call(req).await.map(|r| r.map_into_left_body())
+        }
+        Some(scope) => refuse(req, ApiError::MissingScope(scope)),
+        // No route by that method and path: let the router answer (404/405).
+        None => next.call(req).await.map(|r| r.map_into_left_body()),
+    }
+}
 
 impl FromRequest for ApiAuth {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
 
+    /// The caller [`guard`] authenticated and checked; a handler reached
+    /// without it (a route outside the guard) refuses (fail closed).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get("X-API-Key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| {
-                req.headers()
-                    .get("Authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    })
-                    .map(str::to_string)
-            });
-        let core = req.app_data::<web::Data<Arc<Core>>>().cloned();
-        Box::pin(async move {
-            let (Some(key), Some(core)) = (header, core) else {
-                return Err(ApiError::Unauthorized);
-            };
-            match authz::authenticate_api_key(&core, &key).await? {
-                Some(p) => Ok(ApiAuth(p)),
-                None => Err(ApiError::Unauthorized),
+        use actix_web::HttpMessage;
+        let caller = req.extensions().get::<authz::ApiCaller>().cloned();
+        std::future::ready(match caller {
+            Some(c) => Ok(ApiAuth(c.principal, c.scopes)),
+            None => {
+                tracing::error!(path = %req.path(), "an API route is not covered by the API guard; refused");
+                Err(ApiError::Forbidden(
+                    "this route is not open to API keys".into(),
+                ))
             }
         })
     }

@@ -13,6 +13,7 @@ pub const AUTH_TOKEN: &str = "test-auth-token";
 pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const API_KEY: &str = "test-api-key-0123456789";
+pub const ALL_SCOPES: &str = "send,reminders,schedules,contacts:read,contacts:write,consents:read,consents:write,forms:read,forms:write";
 
 pub struct TestApp {
     pub base: String,
@@ -40,6 +41,8 @@ impl TestApp {
             ("HEIMDALL_DATA_DIR".into(), data),
             ("HEIMDALL_BIND".into(), "127.0.0.1:0".into()),
             ("HEIMDALL_API_KEY".into(), API_KEY.into()),
+            // Every scope, unless a test narrows it (the scopes' own tests).
+            ("HEIMDALL_API_KEY_SCOPES".into(), ALL_SCOPES.into()),
             (
                 "TWILIO_ACCOUNT_SID".into(),
                 "ACsandbox0000000000000000000000000".into(),
