@@ -59,6 +59,8 @@ pub struct Core {
     /// HTTP to URLs someone other than the operator chose (a schedule's
     /// variables URL), guarded against reaching this network.
     pub fetch: Fetch,
+    /// Which refused webhook requests get an audit row (per address).
+    pub refused_webhooks: crate::inbound::RefusedWebhooks,
 }
 
 /// The guarded client for URLs chosen by API clients or staff, and the
@@ -185,6 +187,7 @@ impl Core {
             message_reads: crate::outbound::MessageReads::default(),
             fact_reads: crate::outbound::FactReads::default(),
             fetch,
+            refused_webhooks: Default::default(),
         })
     }
 

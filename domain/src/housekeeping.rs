@@ -57,10 +57,11 @@ pub enum Job {
     SyncTemplates,
     ReplayWebhookSpool,
     ReconcileMessages,
+    PruneWebhookAudit,
 }
 
 impl Job {
-    pub const ALL: [Job; 9] = [
+    pub const ALL: [Job; 10] = [
         Job::DeliverReminders,
         Job::RunSchedules,
         Job::PurgeDedup,
@@ -70,6 +71,7 @@ impl Job {
         Job::SyncTemplates,
         Job::ReplayWebhookSpool,
         Job::ReconcileMessages,
+        Job::PruneWebhookAudit,
     ];
 
     /// The stable name (the `job_runs` key).
@@ -84,6 +86,7 @@ impl Job {
             Job::SyncTemplates => "sync_templates",
             Job::ReplayWebhookSpool => "replay_webhook_spool",
             Job::ReconcileMessages => "reconcile_messages",
+            Job::PruneWebhookAudit => "prune_webhook_audit",
         }
     }
 
@@ -103,6 +106,7 @@ impl Job {
             Job::SyncTemplates => "0 */30 * * * *",
             Job::ReplayWebhookSpool => "10/30 * * * * *",
             Job::ReconcileMessages => "0 */10 * * * *",
+            Job::PruneWebhookAudit => "0 41 3 * * *",
         }
     }
 
@@ -117,6 +121,7 @@ impl Job {
             Job::SyncTemplates => "every 30 minutes",
             Job::ReplayWebhookSpool => "every 30 seconds",
             Job::ReconcileMessages => "every 10 minutes",
+            Job::PruneWebhookAudit => "daily at 03:41 UTC",
         }
     }
 
@@ -133,6 +138,7 @@ impl Job {
             Job::SyncTemplates => "Read template approval states from Twilio's Content API",
             Job::ReplayWebhookSpool => "Replay webhook events saved to the local fallback file",
             Job::ReconcileMessages => "Re-enqueue lost jobs, resolve stuck sends, ask Twilio about statuses that stopped moving",
+            Job::PruneWebhookAudit => "Delete webhook audit rows older than HEIMDALL_WEBHOOK_AUDIT_DAYS",
         }
     }
 
@@ -298,6 +304,15 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
         Job::ReconcileMessages => reconcile_messages(core)
             .await
             .map(|r| r.to_string())
+            .map_err(db),
+        Job::PruneWebhookAudit => inbound::prune_webhook_audit(core)
+            .await
+            .map(|n| {
+                format!(
+                    "{n} webhook audit rows older than {} days deleted",
+                    core.settings.webhook_audit_days
+                )
+            })
             .map_err(db),
     }
 }

@@ -647,6 +647,88 @@ fn redact_json(v: &mut serde_json::Value) {
     }
 }
 
+/// How much of a refused request's body is kept (a bad signature proves
+/// nothing, and anyone can send one: a few KiB and the body's hash are
+/// enough to investigate).
+pub const REFUSED_BODY_BYTES: usize = 2048;
+
+/// Refused requests recorded per address per minute; beyond that they are
+/// only counted (`heimdall_webhooks_refused_unrecorded_total`).
+pub const REFUSED_PER_MINUTE: u32 = 30;
+
+/// The body of a refused request as recorded: its length, its SHA-256 and
+/// at most [`REFUSED_BODY_BYTES`] of it (secrets redacted).
+pub fn refused_body(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(body));
+    let head = &body[..body.len().min(REFUSED_BODY_BYTES)];
+    let kept: String = redact_body(&String::from_utf8_lossy(head))
+        .chars()
+        .take(REFUSED_BODY_BYTES)
+        .collect();
+    format!(
+        "[refused: {} bytes, sha256 {hash}; first {} kept] {kept}",
+        body.len(),
+        head.len()
+    )
+}
+
+/// Which refused requests get an audit row: at most
+/// [`REFUSED_PER_MINUTE`] per address (a flood of forged requests must not
+/// fill the disk). Bounded in memory too.
+#[derive(Debug)]
+pub struct RefusedWebhooks(governor::DefaultKeyedRateLimiter<std::net::IpAddr>);
+
+impl Default for RefusedWebhooks {
+    fn default() -> Self {
+        let per_minute = std::num::NonZeroU32::new(REFUSED_PER_MINUTE).expect("positive");
+        RefusedWebhooks(governor::RateLimiter::keyed(governor::Quota::per_minute(
+            per_minute,
+        )))
+    }
+}
+
+impl RefusedWebhooks {
+    /// May a refused request from `ip` be recorded now?
+    pub fn may_record(&self, ip: std::net::IpAddr) -> bool {
+        if self.0.len() > 10_000 {
+            self.0.retain_recent();
+            self.0.shrink_to_fit();
+        }
+        self.0.check_key(&ip).is_ok()
+    }
+}
+
+/// Record a refused webhook request (bad signature, malformed): never
+/// spooled (there is nothing to replay), its body cut to a few KiB with its
+/// hash, and at most [`REFUSED_PER_MINUTE`] per address.
+pub async fn record_refused(
+    core: &Core,
+    ip: std::net::IpAddr,
+    mut rec: WebhookRecord,
+    body: &[u8],
+) {
+    if !core.refused_webhooks.may_record(ip) {
+        metrics::counter!("heimdall_webhooks_refused_unrecorded_total").increment(1);
+        return;
+    }
+    rec.body = refused_body(body);
+    if let Err(e) = record_webhook(&core.db.conn, &rec, false, core.now()).await {
+        tracing::warn!(error = %e, "could not record a refused webhook request");
+    }
+}
+
+/// Delete webhook audit rows older than `HEIMDALL_WEBHOOK_AUDIT_DAYS`
+/// (housekeeping, daily).
+pub async fn prune_webhook_audit(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    let cutoff = core.now() - Duration::days(i64::from(core.settings.webhook_audit_days));
+    Ok(webhook_audit::Entity::delete_many()
+        .filter(webhook_audit::Column::ReceivedAt.lt(cutoff))
+        .exec(&core.db.conn)
+        .await?
+        .rows_affected)
+}
+
 pub async fn record_webhook(
     db: &impl ConnectionTrait,
     rec: &WebhookRecord,

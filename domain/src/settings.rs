@@ -164,6 +164,9 @@ pub struct Settings {
     /// from although they are not public (a schedule's `variables_url`, the
     /// Discord webhook). Empty: public addresses only. Validated at start.
     pub fetch_allowlist: String,
+    /// `HEIMDALL_WEBHOOK_AUDIT_DAYS`, default 30: webhook audit rows older
+    /// than this are deleted by housekeeping.
+    pub webhook_audit_days: u32,
 }
 
 /// Raw key/value pairs from the file and the environment.
@@ -589,6 +592,13 @@ impl Settings {
             sqlite_synchronous_full,
             max_webhook_bytes: src.parse("HEIMDALL_MAX_WEBHOOK_BYTES", 65536)?,
             sandbox_step_ms: src.parse("HEIMDALL_STATUS_STEP_MS", 300)?,
+            webhook_audit_days: {
+                let days: u32 = src.parse("HEIMDALL_WEBHOOK_AUDIT_DAYS", 30)?;
+                if days == 0 {
+                    return Err(invalid("HEIMDALL_WEBHOOK_AUDIT_DAYS", "must be at least 1"));
+                }
+                days
+            },
             fetch_allowlist: {
                 let v = src
                     .get("HEIMDALL_FETCH_ALLOWLIST")

@@ -634,3 +634,77 @@ async fn the_seed_send_says_success_false_with_the_providers_code_when_the_send_
     app.shutdown().await;
     sandbox.stop().await;
 }
+
+/// Security finding 3: a flood of forged webhooks (bad signatures, big
+/// bodies) stays bounded on disk: each refused request keeps at most a few
+/// KiB of its body (with its hash), at most a few per address per minute
+/// are recorded, and old audit rows are pruned by age.
+#[tokio::test]
+async fn a_flood_of_refused_webhooks_stays_bounded_on_disk() {
+    let app = TestApp::spawn(&[]).await;
+    let big = "Body=".to_string() + &"A".repeat(60 * 1024);
+    for _ in 0..120 {
+        let res = app
+            .http
+            .post(app.url("/webhooks/twilio/inbound"))
+            .header("X-Twilio-Signature", "forged")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+    }
+    let rows = webhook_audit::Entity::find()
+        .all(&app.core.db.conn)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "refused requests are recorded");
+    assert!(
+        rows.len() as u32 <= heimdall_domain::inbound::REFUSED_PER_MINUTE,
+        "{} rows for one address within a minute",
+        rows.len()
+    );
+    for r in &rows {
+        assert_eq!(r.verdict, "bad_signature");
+        assert!(r.body.len() < 2 * 1024 + 200, "{} bytes kept", r.body.len());
+        assert!(
+            r.body.contains("61445 bytes, sha256 "),
+            "{}",
+            &r.body[..100]
+        );
+    }
+    let kept: usize = rows.iter().map(|r| r.body.len()).sum();
+    assert!(kept < 100 * 1024, "{kept} bytes for 120 x 60 KiB refused");
+    // Nothing was spooled to disk for them either.
+    assert!(!heimdall_domain::inbound::spool_pending(&app.core));
+
+    // Housekeeping prunes audit rows older than the setting (30 days).
+    let old = app.core.now() - chrono::Duration::days(31);
+    webhook_audit::Entity::update_many()
+        .col_expr(
+            webhook_audit::Column::ReceivedAt,
+            sea_orm::sea_query::Expr::value(old),
+        )
+        .exec(&app.core.db.conn)
+        .await
+        .unwrap();
+    let summary = heimdall_domain::housekeeping::execute(
+        &app.core,
+        heimdall_domain::housekeeping::Job::PruneWebhookAudit,
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary.starts_with(&format!("{} webhook audit rows", rows.len())),
+        "{summary}"
+    );
+    assert_eq!(
+        webhook_audit::Entity::find()
+            .count(&app.core.db.conn)
+            .await
+            .unwrap(),
+        0
+    );
+    app.shutdown().await;
+}

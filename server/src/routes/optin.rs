@@ -542,7 +542,9 @@ fn user_agent(req: &HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn client_address(core: &Core, req: &HttpRequest) -> IpAddr {
+/// The client's address: the peer, or `X-Forwarded-For` from a trusted
+/// proxy.
+pub async fn client_address(core: &Core, req: &HttpRequest) -> IpAddr {
     let peer = req
         .peer_addr()
         .map(|a| a.ip())

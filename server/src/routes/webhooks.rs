@@ -73,6 +73,13 @@ fn record(
     }
 }
 
+/// Record a refused request: bounded per address, a few KiB of its body
+/// with its hash, never spooled.
+async fn refused(core: &Core, req: &HttpRequest, rec: WebhookRecord, body: &[u8]) {
+    let ip = crate::routes::optin::client_address(core, req).await;
+    inbound::record_refused(core, ip, rec, body).await;
+}
+
 /// Write the audit row; if the database is away, spool the event instead.
 /// Returns false only when neither worked.
 async fn audit_or_spool(core: &Core, rec: WebhookRecord, payload: SpooledPayload) -> bool {
@@ -156,10 +163,11 @@ async fn verify_twilio(
         metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict)
             .increment(1);
         tracing::warn!(path = %req.path(), verdict, "twilio webhook refused");
-        audit_or_spool(
+        refused(
             core,
-            record(req, "twilio", verdict, body, None, core),
-            SpooledPayload::None,
+            req,
+            record(req, "twilio", verdict, &[], None, core),
+            body,
         )
         .await;
         return Err(if verdict == "malformed" {
@@ -351,20 +359,29 @@ async fn meta_verify(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpRespon
             use subtle::ConstantTimeEq;
             t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected.as_bytes()))
         });
-    let verdict = if ok { "accepted" } else { "bad_signature" };
-    audit_or_spool(
-        &core,
-        record(
-            &req,
-            "meta",
-            verdict,
-            req.query_string().as_bytes(),
-            None,
+    if ok {
+        audit_or_spool(
             &core,
-        ),
-        SpooledPayload::None,
-    )
-    .await;
+            record(
+                &req,
+                "meta",
+                "accepted",
+                req.query_string().as_bytes(),
+                None,
+                &core,
+            ),
+            SpooledPayload::None,
+        )
+        .await;
+    } else {
+        refused(
+            &core,
+            &req,
+            record(&req, "meta", "bad_signature", &[], None, &core),
+            req.query_string().as_bytes(),
+        )
+        .await;
+    }
     match (ok, q.challenge) {
         (true, Some(c)) => HttpResponse::Ok().content_type("text/plain").body(c),
         (true, None) => HttpResponse::BadRequest().finish(),
@@ -387,10 +404,11 @@ async fn meta_events(
         .unwrap_or("");
     if !signature::verify_meta_signature(meta.app_secret.expose_secret(), &body, sig) {
         metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "bad_signature").increment(1);
-        audit_or_spool(
+        refused(
             &core,
-            record(&req, "meta", "bad_signature", &body, None, &core),
-            SpooledPayload::None,
+            &req,
+            record(&req, "meta", "bad_signature", &[], None, &core),
+            &body,
         )
         .await;
         return HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "bad_signature", "message": "missing or invalid X-Hub-Signature-256"}}));
