@@ -28,6 +28,8 @@ pub enum AppError {
     Internal,
     /// The request could not be made or its answer could not be read.
     Transport(String),
+    /// Too many requests (sign-in throttling): 429.
+    TooMany(String),
 }
 
 impl AppError {
@@ -49,6 +51,7 @@ impl AppError {
             AppError::Refused { .. } => 422,
             AppError::Internal => 500,
             AppError::Transport(_) => 502,
+            AppError::TooMany(_) => 429,
         }
     }
 
@@ -73,6 +76,7 @@ impl std::fmt::Display for AppError {
             AppError::Forbidden(m)
             | AppError::NotFound(m)
             | AppError::Conflict(m)
+            | AppError::TooMany(m)
             | AppError::Invalid { message: m, .. } => f.write_str(m),
             AppError::Refused { reason, message } => {
                 write!(f, "Refused by the {reason} gate: {message}")

@@ -451,13 +451,17 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// Only a path on this site may be a post-login destination.
+/// Only a path on this site may be a post-login destination, written in
+/// printable ASCII (it goes into a `Location` header: a control character
+/// there would make the header invalid), at most 2,000 characters.
 pub fn safe_next(next: Option<&str>) -> String {
     match next.map(str::trim) {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
+                && n.len() <= 2000
+                && n.bytes().all(|b| b.is_ascii_graphic())
                 && !n.starts_with("/login")
                 && !n.starts_with("/_sf/") =>
         {
@@ -575,6 +579,12 @@ mod tests {
             Some("/login"),
             Some("/_sf/logout"),
             Some("javascript:alert(1)"),
+            // Control characters and anything else a header cannot carry.
+            Some("/campaigns\r\nSet-Cookie: x=1"),
+            Some("/a\u{0}b"),
+            Some("/a\u{7f}"),
+            Some("/caf\u{e9}"),
+            Some("/a b"),
         ] {
             assert_eq!(safe_next(bad), "/", "{bad:?}");
         }

@@ -20,7 +20,7 @@
 //! token or a password except to hand a new token once to its caller.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
@@ -90,6 +90,14 @@ pub struct NewSession {
 pub enum LoginError {
     #[error("The email or password is not right, or signing in is paused for a while after too many attempts. Try again later.")]
     Refused,
+    /// Too many failures from this address: refused before any password
+    /// is checked (HTTP 429).
+    #[error("Too many failed sign-ins from your address. Wait a few minutes, then try again.")]
+    Throttled,
+    /// Too many sign-ins are being checked at this moment (HTTP 429): each
+    /// costs about 19 MiB and a core's time, so their number is bounded.
+    #[error("Signing in is busy right now. Try again in a moment.")]
+    Busy,
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
 }
@@ -135,6 +143,17 @@ pub async fn login(
     attempt: LoginAttempt<'_>,
 ) -> Result<NewSession, LoginError> {
     let now = core.now();
+    // An address that failed too often is refused before any password is
+    // checked (argon2 costs memory and CPU: it must not be free to call).
+    if attempt.ip.is_some_and(|ip| throttle.is_blocked(ip, now)) {
+        metrics::counter!("heimdall_logins_total", "result" => "throttled").increment(1);
+        return Err(LoginError::Throttled);
+    }
+    // At most a few verifications at once; beyond that, 429.
+    let Some(_permit) = throttle.try_verify() else {
+        metrics::counter!("heimdall_logins_total", "result" => "busy").increment(1);
+        return Err(LoginError::Busy);
+    };
     let user = match accounts::parse_email(attempt.email) {
         Ok(email) => {
             staff_user::Entity::find()
@@ -150,6 +169,7 @@ pub async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| accounts::dummy_password_hash().to_string());
     let password_ok = verify_off_thread(attempt.password, hash).await;
+    drop(_permit);
     let address_blocked = attempt.ip.is_some_and(|ip| throttle.is_blocked(ip, now));
     let Some(user) = user else {
         if let Some(ip) = attempt.ip {
@@ -353,19 +373,80 @@ pub async fn end_sessions_of(core: &Core, user_id: &str) -> Result<u64, sea_orm:
 // ---------------------------------------------------------------------------
 // Per-address throttling
 
-/// Failed sign-ins per address, in memory (per process). Bounded: old
-/// entries are pruned on every write and the map never holds more than
+/// Failed sign-ins per address, in memory (per process), and the bound on
+/// password verifications running at once. Bounded: old entries are
+/// pruned on every write and the map never holds more than
 /// [`LoginThrottle::MAX_ADDRESSES`] addresses.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoginThrottle {
     failures: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
+    verifying: Arc<tokio::sync::Semaphore>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    verified: std::sync::atomic::AtomicU64,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::with_verifications(Self::VERIFICATIONS)
+    }
+}
+
+/// A password verification in progress (see [`LoginThrottle::try_verify`]).
+pub struct Verifying<'a> {
+    throttle: &'a LoginThrottle,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Verifying<'_> {
+    fn drop(&mut self) {
+        self.throttle
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl LoginThrottle {
     pub const MAX_ADDRESSES: usize = 10_000;
+    /// Password verifications at once (argon2id, about 19 MiB each).
+    pub const VERIFICATIONS: usize = 4;
 
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_verifications(n: usize) -> Self {
+        LoginThrottle {
+            failures: Mutex::default(),
+            verifying: Arc::new(tokio::sync::Semaphore::new(n.max(1))),
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
+            verified: Default::default(),
+        }
+    }
+
+    /// A slot to verify a password in, if one is free now.
+    pub fn try_verify(&self) -> Option<Verifying<'_>> {
+        use std::sync::atomic::Ordering;
+        let permit = self.verifying.clone().try_acquire_owned().ok()?;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        self.verified.fetch_add(1, Ordering::SeqCst);
+        Some(Verifying {
+            throttle: self,
+            _permit: permit,
+        })
+    }
+
+    /// How many verifications were started so far.
+    pub fn verifications(&self) -> u64 {
+        self.verified.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most verifications that ran at once so far.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Has this address failed too often within the window?

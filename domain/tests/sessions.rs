@@ -359,3 +359,69 @@ async fn a_revoked_api_key_authenticates_nothing() {
         Err(sessions::RevokeKeyError::NotFound(_))
     ));
 }
+
+/// Security finding 4: an address that failed too often is refused before
+/// any password is checked (argon2 is not free to call), and no more than a
+/// few verifications run at once; beyond that the answer is "busy" (429),
+/// not a queue of 19 MiB hashes.
+#[tokio::test]
+async fn a_throttled_address_costs_no_password_check() {
+    let env = env_with_user().await;
+    let throttle = LoginThrottle::new();
+    for i in 0..MAX_ADDRESS_FAILURES {
+        let email = format!("guess{i}@example.com");
+        let _ = try_login(&env, &throttle, &email, PASSWORD, "192.0.2.9").await;
+    }
+    let before = throttle.verifications();
+    for _ in 0..50 {
+        assert!(matches!(
+            try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.9").await,
+            Err(LoginError::Throttled)
+        ));
+    }
+    assert_eq!(
+        throttle.verifications(),
+        before,
+        "no argon2 for a throttled address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_beyond_the_bound_are_busy_not_queued() {
+    let env = env_with_user().await;
+    let throttle = std::sync::Arc::new(LoginThrottle::with_verifications(2));
+    let attempts = (0..24).map(|i| {
+        let throttle = throttle.clone();
+        let env = &env;
+        async move {
+            try_login(
+                env,
+                &throttle,
+                EMAIL,
+                "wrong password here",
+                &format!("203.0.113.{i}"),
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let busy = results
+        .iter()
+        .filter(|r| matches!(r, Err(LoginError::Busy)))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(LoginError::Refused)))
+        .count();
+    assert_eq!(busy + refused, 24, "{results:?}");
+    assert!(busy > 0, "24 at once with room for 2: some are turned away");
+    assert!(
+        throttle.most_in_flight() <= 2,
+        "{}",
+        throttle.most_in_flight()
+    );
+    // The right password still works once the flood has passed.
+    try_login(&env, &throttle, EMAIL, PASSWORD, "198.51.100.7")
+        .await
+        .expect("signs in");
+}

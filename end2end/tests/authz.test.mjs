@@ -36,6 +36,16 @@ export async function run(ctx) {
   ]) {
     assert.equal(await status(await anonymous(fn, params)), 401, `${fn} without a session`);
   }
+  // A crafted post-login destination (control characters) is ignored:
+  // the sign-in works and lands on the dashboard, never a 500.
+  for (const next of ['/campaigns\r\nSet-Cookie: x=1', '/a\u0000b', 'https://evil.example/']) {
+    const res = await anonymous('login', { email: users.operator.email, password: users.operator.password, next });
+    await res.arrayBuffer();
+    assert.ok(res.status < 500, `login with next=${JSON.stringify(next)}: ${res.status}`);
+    const location = res.headers.get('location') || res.headers.get('serverfnredirect') || '';
+    assert.ok(!location.includes('evil') && !location.includes('Set-Cookie'), `redirected to ${location}`);
+  }
+
   // Malformed calls are the client's fault (400), never a 500.
   const op = await staff(users.operator);
   assert.equal(await status(await op.call('campaign_approve', { csrf: op.csrf })), 400, 'missing argument');

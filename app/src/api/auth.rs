@@ -55,6 +55,7 @@ pub async fn login(email: String, password: String, next: Option<String>) -> Res
             .await
             .map_err(|e| match e {
                 LoginError::Refused => AppError::invalid("password", e.to_string()),
+                LoginError::Throttled | LoginError::Busy => AppError::TooMany(e.to_string()),
                 LoginError::Db(e) => internal(e),
             })?;
             set_session_cookie(&state, &new.token);
