@@ -543,7 +543,7 @@ impl Settings {
             }
         };
 
-        Ok(Settings {
+        let settings = Settings {
             database_url: SecretString::from(database_url),
             redis_url,
             redis_namespace: src
@@ -608,7 +608,40 @@ impl Settings {
                     .map_err(|m| invalid("HEIMDALL_FETCH_ALLOWLIST", m))?;
                 v
             },
-        })
+        };
+        // The sandbox answers webhooks signed with its own keys: in auto mode
+        // (no credentials found) it is only for this machine. A deployment
+        // reachable from elsewhere that forgot its credentials stops here.
+        if settings.sandbox == SandboxMode::Auto
+            && settings.sandbox_active()
+            && !settings.only_this_machine()
+        {
+            return Err(invalid(
+                "HEIMDALL_SANDBOX",
+                format!(
+                    "no Twilio or Meta credentials are set and Heimdall is reachable beyond this machine ({}): set the credentials, or HEIMDALL_SANDBOX=on to run the built-in sandbox on purpose",
+                    settings.public_base()
+                ),
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// Is Heimdall reachable from this machine only: its public URL (or,
+    /// without one, the address it listens on) is a loopback address or
+    /// `localhost`?
+    pub fn only_this_machine(&self) -> bool {
+        match &self.public_url {
+            Some(u) => match u.host() {
+                Some(url::Host::Domain(d)) => {
+                    d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
+                }
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            },
+            None => self.bind.ip().is_loopback(),
+        }
     }
 
     /// True when the built-in sandbox stands in for the providers.
@@ -739,6 +772,46 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         Settings::from_source(&Source::from_pairs(pairs.iter().copied()))
+    }
+
+    /// Security finding 5: the auto sandbox (no credentials found) is for
+    /// this machine only.
+    #[test]
+    fn the_auto_sandbox_refuses_to_run_where_others_can_reach_it() {
+        for public in ["https://heimdall.example.com", "http://203.0.113.5:3000"] {
+            match settings(&[("HEIMDALL_PUBLIC_URL", public)]) {
+                Err(SettingsError::Invalid { name, message }) => {
+                    assert_eq!(name, "HEIMDALL_SANDBOX", "{message}");
+                    assert!(message.contains("HEIMDALL_SANDBOX=on"), "{message}");
+                }
+                other => panic!("{public}: {other:?}"),
+            }
+        }
+        // Listening on every address without a public URL: the same.
+        assert!(settings(&[("HEIMDALL_BIND", "0.0.0.0:3000")]).is_err());
+        // On purpose, or on this machine: fine.
+        assert!(settings(&[
+            ("HEIMDALL_PUBLIC_URL", "https://heimdall.example.com"),
+            ("HEIMDALL_SANDBOX", "on"),
+        ])
+        .is_ok());
+        for local in [
+            "http://127.0.0.1:3000",
+            "http://localhost:8080",
+            "http://[::1]:3000",
+        ] {
+            assert!(
+                settings(&[("HEIMDALL_PUBLIC_URL", local)]).is_ok(),
+                "{local}"
+            );
+        }
+        // With credentials there is no sandbox to worry about.
+        assert!(settings(&[
+            ("HEIMDALL_PUBLIC_URL", "https://heimdall.example.com"),
+            ("TWILIO_ACCOUNT_SID", "ACtestaccount000000000000000000001"),
+            ("TWILIO_AUTH_TOKEN", "t"),
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -213,8 +213,44 @@ fn user_add_and_api_key_create_store_only_hashes() {
     );
     assert!(!out.status.success());
 
+    // A key needs its scopes named; an unknown one is refused clearly.
     let out = run(&["api-key", "create", "--name", "n8n"], &env, None);
-    assert!(out.status.success());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scope"));
+    let out = run(
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "n8n",
+            "--scope",
+            "send,everything",
+        ],
+        &env,
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'everything' is not a scope"));
+    let out = run(
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "n8n",
+            "--scope",
+            "send",
+            "--scope",
+            "reminders",
+        ],
+        &env,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("send, reminders"));
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(key.starts_with("hmd_") && key.len() > 40, "{key}");
     let file = std::fs::read(dir.path().join("h.db")).unwrap();

@@ -151,6 +151,20 @@ pub struct SandboxConfig {
     pub whatsapp_number: String,
     /// `TWILIO_SMS_NUMBER`: the default `To` of inbound SMS.
     pub sms_number: String,
+    /// `WHATSAPP_VERIFY_TOKEN` Heimdall answers Meta's handshake with.
+    pub meta_verify_token: SecretString,
+}
+
+/// A secret made for one start of the sandbox: when no credentials are
+/// configured, nothing fixed (and so guessable) stands in for them, or a
+/// deployment that forgot its credentials would accept webhooks signed
+/// with a published key.
+fn fresh_secret(prefix: &str) -> SecretString {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    SecretString::from(format!("{prefix}-{hex}"))
 }
 
 impl Default for SandboxConfig {
@@ -165,15 +179,24 @@ impl Default for SandboxConfig {
             heimdall_url: None,
             whatsapp_number: DEFAULT_WHATSAPP_NUMBER.into(),
             sms_number: DEFAULT_SMS_NUMBER.into(),
+            meta_verify_token: SecretString::from("sandbox-verify-token"),
         }
     }
 }
 
 impl SandboxConfig {
-    /// The same credentials Heimdall reads, or the defaults when unset.
-    /// `heimdall_url` is Heimdall's public base URL.
+    /// The same credentials Heimdall reads; secrets that are unset are made
+    /// at random for this start (never the published defaults of
+    /// [`SandboxConfig::default`], which are for tests that set them on
+    /// purpose). `heimdall_url` is Heimdall's public base URL.
     pub fn from_settings(settings: &heimdall_domain::Settings) -> Self {
-        let defaults = SandboxConfig::default();
+        let defaults = SandboxConfig {
+            auth_token: fresh_secret("sandbox-auth"),
+            meta_access_token: fresh_secret("sandbox-meta"),
+            meta_app_secret: fresh_secret("sandbox-app"),
+            meta_verify_token: fresh_secret("sandbox-verify"),
+            ..SandboxConfig::default()
+        };
         let twilio = settings.twilio.as_ref();
         let meta = settings.meta.as_ref();
         SandboxConfig {
@@ -197,6 +220,9 @@ impl SandboxConfig {
             whatsapp_number: twilio
                 .and_then(|t| t.whatsapp_number.clone())
                 .unwrap_or(defaults.whatsapp_number),
+            meta_verify_token: meta
+                .map(|m| m.verify_token.clone())
+                .unwrap_or(defaults.meta_verify_token),
             sms_number: twilio
                 .and_then(|t| t.sms_number.clone())
                 .unwrap_or(defaults.sms_number),
@@ -318,7 +344,7 @@ impl SandboxHandle {
             access_token: self.shared.config.meta_access_token.clone(),
             phone_number_id: self.shared.config.meta_phone_number_id.clone(),
             app_secret: self.shared.config.meta_app_secret.clone(),
-            verify_token: SecretString::from("sandbox-verify-token"),
+            verify_token: self.shared.config.meta_verify_token.clone(),
             graph_base: self.base_url(),
             graph_version: "v21.0".into(),
         }
@@ -385,9 +411,31 @@ mod tests {
         .expect("defaults");
         let c = SandboxConfig::from_settings(&empty);
         assert_eq!(c.account_sid, DEFAULT_ACCOUNT_SID);
-        assert_eq!(c.auth_token.expose_secret(), DEFAULT_AUTH_TOKEN);
-        assert_eq!(c.meta_access_token.expose_secret(), DEFAULT_META_TOKEN);
-        assert_eq!(c.meta_app_secret.expose_secret(), DEFAULT_APP_SECRET);
+        // Security finding 5: unset secrets are made at random per start,
+        // never the published defaults.
+        let again = SandboxConfig::from_settings(&empty);
+        for (secret, published, twin) in [
+            (&c.auth_token, DEFAULT_AUTH_TOKEN, &again.auth_token),
+            (
+                &c.meta_access_token,
+                DEFAULT_META_TOKEN,
+                &again.meta_access_token,
+            ),
+            (
+                &c.meta_app_secret,
+                DEFAULT_APP_SECRET,
+                &again.meta_app_secret,
+            ),
+            (
+                &c.meta_verify_token,
+                "sandbox-verify-token",
+                &again.meta_verify_token,
+            ),
+        ] {
+            assert_ne!(secret.expose_secret(), published);
+            assert_ne!(secret.expose_secret(), twin.expose_secret());
+            assert!(secret.expose_secret().len() > 40);
+        }
         assert_eq!(c.meta_phone_number_id, DEFAULT_PHONE_NUMBER_ID);
         assert_eq!(c.status_step, Duration::from_millis(300));
         assert_eq!(

@@ -140,7 +140,11 @@ pub async fn guard(
     let Some(core) = req.app_data::<web::Data<Arc<Core>>>().cloned() else {
         return refuse(req, ApiError::Unauthorized);
     };
-    let needed = scope_for(req.method().as_str(), &path);
+    // No route by that method and path: the router answers (404/405),
+    // with or without a key.
+    let Some(needed) = scope_for(req.method().as_str(), &path) else {
+        return next.call(req).await.map(|r| r.map_into_left_body());
+    };
     let Some(key) = presented_key(req.request()) else {
         return refuse(req, ApiError::Unauthorized);
     };
@@ -149,15 +153,11 @@ pub async fn guard(
         Ok(None) => return refuse(req, ApiError::Unauthorized),
         Err(e) => return refuse(req, e.into()),
     };
-    match needed {
-        Some(scope) if caller.scopes.contains(scope) => {
-            req.extensions_mut().insert(caller);
-            next.call(req).await.map(|r| r.map_into_left_body())
-        }
-        Some(scope) => refuse(req, ApiError::MissingScope(scope)),
-        // No route by that method and path: let the router answer (404/405).
-        None => next.call(req).await.map(|r| r.map_into_left_body()),
+    if !caller.scopes.contains(needed) {
+        return refuse(req, ApiError::MissingScope(needed));
     }
+    req.extensions_mut().insert(caller);
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 impl FromRequest for ApiAuth {
