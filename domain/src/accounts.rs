@@ -83,6 +83,12 @@ pub enum AccountError {
     EmptyName,
     #[error("choose at least one scope for the API key")]
     NoScopes,
+    #[error("no staff member with email or id {0}")]
+    NoSuchUser(String),
+    #[error("only an admin may change staff accounts")]
+    NotAdmin,
+    #[error("this would leave no active admin: make someone else an admin first")]
+    LastAdmin,
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
     #[error("could not hash the password")]
@@ -194,6 +200,128 @@ pub async fn create_user(
     .insert(&core.db.conn)
     .await?;
     Ok(model.into())
+}
+
+/// A change to a staff account.
+#[derive(Debug, Clone)]
+pub enum StaffChange {
+    /// They can no longer sign in; their sessions end at once.
+    Deactivate,
+    Reactivate,
+    /// A new role; their sessions end (they sign in again under it).
+    Role(Role),
+    /// A new password (at least 12 characters); their sessions end, and a
+    /// lock from failed attempts is cleared.
+    Password(SecretString),
+}
+
+impl StaffChange {
+    fn action(&self) -> &'static str {
+        match self {
+            StaffChange::Deactivate => "staff_deactivated",
+            StaffChange::Reactivate => "staff_reactivated",
+            StaffChange::Role(_) => "staff_role_changed",
+            StaffChange::Password(_) => "staff_password_reset",
+        }
+    }
+}
+
+/// Change a staff account (`who`: its email or id). `by` is the admin
+/// making the change (`None`: the command line, run by whoever operates
+/// the machine). At least one active admin always remains. The change is
+/// recorded in the staff audit trail, and the person's sessions end at
+/// once when they lose access, change role or get a new password.
+pub async fn change_staff(
+    core: &Core,
+    by: Option<&StaffUser>,
+    who: &str,
+    change: StaffChange,
+) -> Result<StaffUser, AccountError> {
+    if let Some(admin) = by {
+        if !admin.active || admin.role != Role::Admin {
+            return Err(AccountError::NotAdmin);
+        }
+    }
+    let who = who.trim();
+    let target = staff_user::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(staff_user::Column::Email.eq(who.to_lowercase()))
+                .add(staff_user::Column::Id.eq(who)),
+        )
+        .one(&core.db.conn)
+        .await?
+        .ok_or_else(|| AccountError::NoSuchUser(who.to_string()))?;
+    let was_admin = target.active && target.role == Role::Admin.as_str();
+    let stays_admin = match &change {
+        StaffChange::Deactivate => false,
+        StaffChange::Role(r) => *r == Role::Admin,
+        StaffChange::Reactivate | StaffChange::Password(_) => was_admin,
+    };
+    let now = core.clock.now();
+    let txn = core.db.begin_write().await?;
+    if was_admin && !stays_admin {
+        let admins = staff_user::Entity::find()
+            .filter(staff_user::Column::Role.eq(Role::Admin.as_str()))
+            .filter(staff_user::Column::Active.eq(true))
+            .count(&txn)
+            .await?;
+        if admins <= 1 {
+            txn.rollback().await?;
+            return Err(AccountError::LastAdmin);
+        }
+    }
+    let before = serde_json::json!({"role": target.role, "active": target.active});
+    let mut am: staff_user::ActiveModel = target.clone().into();
+    let ends_sessions = match &change {
+        StaffChange::Deactivate => {
+            am.active = Set(false);
+            true
+        }
+        StaffChange::Reactivate => {
+            am.active = Set(true);
+            false
+        }
+        StaffChange::Role(r) => {
+            am.role = Set(r.as_str().to_string());
+            true
+        }
+        StaffChange::Password(p) => {
+            if p.expose_secret().chars().count() < 12 {
+                txn.rollback().await?;
+                return Err(AccountError::WeakPassword);
+            }
+            am.password_hash = Set(hash_password(p)?);
+            am.failed_logins = Set(0);
+            am.locked_until = Set(None);
+            true
+        }
+    };
+    am.updated_at = Set(now);
+    let updated = am.update(&txn).await?;
+    if ends_sessions {
+        crate::entities::staff_session::Entity::delete_many()
+            .filter(crate::entities::staff_session::Column::UserId.eq(&updated.id))
+            .exec(&txn)
+            .await?;
+    }
+    record_staff_action(
+        &txn,
+        by.map(|a| a.email.as_str()).unwrap_or("cli"),
+        change.action(),
+        Some(&format!("staff_user:{}", updated.id)),
+        Some(serde_json::json!({
+            "email": updated.email,
+            "before": before,
+            "after": {"role": updated.role, "active": updated.active},
+            "sessions_ended": ends_sessions,
+        })),
+        None,
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(updated.into())
 }
 
 pub async fn count_users(core: &Core) -> Result<u64, sea_orm::DbErr> {

@@ -483,17 +483,20 @@ impl LoginThrottle {
 // The first admin
 
 /// The one-time link that creates the first admin, while no staff account
-/// exists. The token lives only in memory (a restart makes a new one) and is
-/// used up by the admin it creates.
+/// exists. Only the token's SHA-256 is stored (in `app_settings`, so that
+/// every process knows it and `heimdall user setup-link` can make a new
+/// one), and it works for [`FIRST_ADMIN_LINK_TTL`] at most, once.
 #[derive(Debug, Default)]
-pub struct FirstAdminLink {
-    /// SHA-256 of the token, while the link is live.
-    armed: Mutex<Option<String>>,
-}
+pub struct FirstAdminLink;
+
+/// How long a first-admin link works.
+pub const FIRST_ADMIN_LINK_TTL: Duration = Duration::minutes(15);
+
+const FIRST_ADMIN_KEY: &str = "first_admin_link";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("This setup link is no longer valid: it was used, the server restarted, or a staff account already exists. Sign in instead.")]
+    #[error("This setup link is no longer valid: it was used, it expired (links work for 15 minutes; `heimdall user setup-link` prints a new one), or a staff account already exists. Sign in instead.")]
     LinkInvalid,
     #[error(transparent)]
     Account(#[from] AccountError),
@@ -501,60 +504,105 @@ pub enum SetupError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// The stored link: the token's hash and when it stops working.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+struct StoredLink {
+    hash: String,
+    expires_at: DateTime<Utc>,
+}
+
 impl FirstAdminLink {
     pub fn new() -> Self {
-        Self::default()
+        FirstAdminLink
     }
 
-    /// When no staff account exists, make a new token and return it (once,
-    /// for the log). Otherwise nothing.
-    pub async fn arm_if_needed(&self, core: &Core) -> Result<Option<SecretString>, sea_orm::DbErr> {
+    /// When no staff account exists, make a new token (replacing any
+    /// earlier link) and return it with its expiry (once, for the log or
+    /// the command line). Otherwise nothing, and no link works.
+    pub async fn arm_if_needed(
+        &self,
+        core: &Core,
+    ) -> Result<Option<(SecretString, DateTime<Utc>)>, sea_orm::DbErr> {
         if accounts::count_users(core).await? > 0 {
-            self.disarm();
+            self.disarm(core).await?;
             return Ok(None);
         }
         let token = random_hex();
-        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash_token(&token));
-        Ok(Some(SecretString::from(token)))
+        let link = StoredLink {
+            hash: hash_token(&token),
+            expires_at: core.now() + FIRST_ADMIN_LINK_TTL,
+        };
+        crate::settings_store::put(
+            core,
+            FIRST_ADMIN_KEY,
+            &serde_json::to_value(&link).unwrap_or_default(),
+            "system",
+        )
+        .await?;
+        Ok(Some((SecretString::from(token), link.expires_at)))
     }
 
-    pub fn disarm(&self) {
-        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    pub async fn disarm(&self, core: &Core) -> Result<(), sea_orm::DbErr> {
+        crate::entities::app_setting::Entity::delete_by_id(FIRST_ADMIN_KEY)
+            .exec(&core.db.conn)
+            .await?;
+        Ok(())
     }
 
-    /// Is this the live token (constant time)?
-    pub fn is_valid(&self, token: &str) -> bool {
-        let guard = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_deref() {
-            Some(expected) => {
-                let presented = hash_token(token.trim());
-                bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
-            }
-            None => false,
-        }
+    async fn stored(core: &Core) -> Result<Option<StoredLink>, sea_orm::DbErr> {
+        Ok(crate::settings_store::get(core, FIRST_ADMIN_KEY)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok()))
     }
 
-    /// Take the token if it is the live one: a second request with the same
-    /// token finds the link used. [`FirstAdminLink::restore`] puts it back
-    /// when the account could not be created (a weak password, say).
-    fn take(&self, token: &str) -> Option<String> {
-        let mut guard = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+    /// Is this the live, unexpired token (constant-time compare)?
+    pub async fn is_valid(&self, core: &Core, token: &str) -> Result<bool, sea_orm::DbErr> {
+        let Some(link) = Self::stored(core).await? else {
+            return Ok(false);
+        };
         let presented = hash_token(token.trim());
-        let matches = guard
-            .as_deref()
-            .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(presented.as_bytes())));
-        if matches {
-            guard.take()
-        } else {
-            None
-        }
+        Ok(link.expires_at > core.now()
+            && bool::from(link.hash.as_bytes().ct_eq(presented.as_bytes())))
     }
 
-    fn restore(&self, hash: String) {
-        let mut guard = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(hash);
+    /// Take the token if it is the live one: only one request can (the row
+    /// is deleted where it still holds this hash); a second finds the link
+    /// used. [`FirstAdminLink::restore`] puts it back when the account
+    /// could not be created (a weak password, say).
+    async fn take(&self, core: &Core, token: &str) -> Result<Option<StoredLink>, sea_orm::DbErr> {
+        use crate::entities::app_setting;
+        if !self.is_valid(core, token).await? {
+            return Ok(None);
         }
+        let Some(row) = app_setting::Entity::find_by_id(FIRST_ADMIN_KEY)
+            .one(&core.db.conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let taken = app_setting::Entity::delete_many()
+            .filter(app_setting::Column::Key.eq(FIRST_ADMIN_KEY))
+            .filter(app_setting::Column::Value.eq(row.value.clone()))
+            .exec(&core.db.conn)
+            .await?
+            .rows_affected
+            == 1;
+        Ok(taken
+            .then(|| serde_json::from_str(&row.value).ok())
+            .flatten())
+    }
+
+    async fn restore(&self, core: &Core, link: StoredLink) -> Result<(), sea_orm::DbErr> {
+        if Self::stored(core).await?.is_none() {
+            crate::settings_store::put(
+                core,
+                FIRST_ADMIN_KEY,
+                &serde_json::to_value(&link).unwrap_or_default(),
+                "system",
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -568,7 +616,7 @@ pub async fn create_first_admin(
     password: &SecretString,
     ip: Option<&str>,
 ) -> Result<StaffUser, SetupError> {
-    let Some(hash) = link.take(token) else {
+    let Some(taken) = link.take(core, token).await? else {
         return Err(SetupError::LinkInvalid);
     };
     let result = async {
@@ -594,7 +642,10 @@ pub async fn create_first_admin(
         AccountError::InvalidEmail(_) | AccountError::WeakPassword | AccountError::Exists(_),
     )) = &result
     {
-        link.restore(hash);
+        link.restore(core, taken).await?;
+    }
+    if result.is_ok() {
+        link.disarm(core).await?;
     }
     result
 }

@@ -244,9 +244,11 @@ async fn the_first_admin_link_works_once_and_only_while_nobody_exists() {
         .await
         .unwrap()
         .expect("no staff yet: a link");
+    let (token, expires_at) = token;
+    assert_eq!(expires_at, env.core.now() + sessions::FIRST_ADMIN_LINK_TTL);
     let token = token.expose_secret().to_string();
-    assert!(link.is_valid(&token));
-    assert!(!link.is_valid("not-the-token"));
+    assert!(link.is_valid(&env.core, &token).await.unwrap());
+    assert!(!link.is_valid(&env.core, "not-the-token").await.unwrap());
 
     let wrong = sessions::create_first_admin(
         &env.core,
@@ -272,7 +274,7 @@ async fn the_first_admin_link_works_once_and_only_while_nobody_exists() {
     )
     .await;
     assert!(matches!(weak, Err(SetupError::Account(_))));
-    assert!(link.is_valid(&token));
+    assert!(link.is_valid(&env.core, &token).await.unwrap());
 
     let admin = sessions::create_first_admin(
         &env.core,
@@ -286,7 +288,7 @@ async fn the_first_admin_link_works_once_and_only_while_nobody_exists() {
     .await
     .unwrap();
     assert_eq!(admin.role, Role::Admin);
-    assert!(!link.is_valid(&token), "used up");
+    assert!(!link.is_valid(&env.core, &token).await.unwrap(), "used up");
     let again = sessions::create_first_admin(
         &env.core,
         &link,
@@ -306,7 +308,7 @@ async fn the_first_admin_link_works_once_and_only_while_nobody_exists() {
 async fn a_link_is_dead_once_an_account_exists_by_other_means() {
     let env = TestEnv::new(&[]).await;
     let link = FirstAdminLink::new();
-    let token = link.arm_if_needed(&env.core).await.unwrap().unwrap();
+    let (token, _) = link.arm_if_needed(&env.core).await.unwrap().unwrap();
     accounts::create_user(&env.core, EMAIL, None, Role::Admin, &secret(PASSWORD))
         .await
         .unwrap();
@@ -424,4 +426,175 @@ async fn sign_ins_beyond_the_bound_are_busy_not_queued() {
     try_login(&env, &throttle, EMAIL, PASSWORD, "198.51.100.7")
         .await
         .expect("signs in");
+}
+
+/// Security finding 8: the first-admin link expires after 15 minutes; a
+/// new one (from `heimdall user setup-link`, in another process) replaces
+/// the old one.
+#[tokio::test]
+async fn the_first_admin_link_expires_and_a_new_one_replaces_it() {
+    let env = TestEnv::new(&[]).await;
+    let link = FirstAdminLink::new();
+    let (old, _) = link.arm_if_needed(&env.core).await.unwrap().unwrap();
+    env.clock
+        .advance(sessions::FIRST_ADMIN_LINK_TTL + Duration::seconds(1));
+    assert!(!link.is_valid(&env.core, old.expose_secret()).await.unwrap());
+    let expired = sessions::create_first_admin(
+        &env.core,
+        &link,
+        old.expose_secret(),
+        "boss@example.com",
+        None,
+        &secret(PASSWORD),
+        None,
+    )
+    .await;
+    assert!(matches!(expired, Err(SetupError::LinkInvalid)));
+    // Another process (the command line) makes a new one; the old one
+    // stays dead, the new one works there and here.
+    let other = FirstAdminLink::new();
+    let (new, _) = other.arm_if_needed(&env.core).await.unwrap().unwrap();
+    assert!(!link.is_valid(&env.core, old.expose_secret()).await.unwrap());
+    assert!(link.is_valid(&env.core, new.expose_secret()).await.unwrap());
+    sessions::create_first_admin(
+        &env.core,
+        &link,
+        new.expose_secret(),
+        "boss@example.com",
+        None,
+        &secret(PASSWORD),
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+/// Security finding 6: an admin deactivates a staff member, changes a role
+/// or resets a password; the person's sessions end at once; at least one
+/// active admin remains; only admins may; every change is recorded.
+#[tokio::test]
+async fn staff_lifecycle_ends_sessions_and_keeps_an_admin() {
+    use heimdall_domain::accounts::{AccountError, StaffChange};
+    let env = env_with_user().await;
+    let admin = accounts::create_user(
+        &env.core,
+        "admin@example.com",
+        None,
+        Role::Admin,
+        &secret(PASSWORD),
+    )
+    .await
+    .unwrap();
+    let throttle = LoginThrottle::new();
+    let session = try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.1")
+        .await
+        .unwrap();
+    let token = session.token.expose_secret().to_string();
+    assert!(sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .is_some());
+    // Not an admin: refused.
+    let operator = accounts::list_users(&env.core)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == EMAIL)
+        .unwrap();
+    assert!(matches!(
+        accounts::change_staff(
+            &env.core,
+            Some(&operator),
+            "admin@example.com",
+            StaffChange::Deactivate
+        )
+        .await,
+        Err(AccountError::NotAdmin)
+    ));
+    // Deactivated: the session ends at once and signing in is refused.
+    accounts::change_staff(&env.core, Some(&admin), EMAIL, StaffChange::Deactivate)
+        .await
+        .unwrap();
+    assert!(sessions::authenticate(&env.core, &token)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.1")
+        .await
+        .is_err());
+    // Reactivated with a new role and a new password.
+    accounts::change_staff(&env.core, Some(&admin), EMAIL, StaffChange::Reactivate)
+        .await
+        .unwrap();
+    let u = accounts::change_staff(
+        &env.core,
+        Some(&admin),
+        EMAIL,
+        StaffChange::Role(Role::Approver),
+    )
+    .await
+    .unwrap();
+    assert_eq!(u.role, Role::Approver);
+    assert!(matches!(
+        accounts::change_staff(
+            &env.core,
+            Some(&admin),
+            EMAIL,
+            StaffChange::Password(secret("short"))
+        )
+        .await,
+        Err(AccountError::WeakPassword)
+    ));
+    let s2 = try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.1")
+        .await
+        .unwrap();
+    accounts::change_staff(
+        &env.core,
+        Some(&admin),
+        EMAIL,
+        StaffChange::Password(secret("a brand new password")),
+    )
+    .await
+    .unwrap();
+    assert!(sessions::authenticate(&env.core, s2.token.expose_secret())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(try_login(&env, &throttle, EMAIL, PASSWORD, "192.0.2.1")
+        .await
+        .is_err());
+    try_login(&env, &throttle, EMAIL, "a brand new password", "192.0.2.1")
+        .await
+        .unwrap();
+    // The last active admin cannot be removed or demoted, even by the CLI.
+    for change in [StaffChange::Deactivate, StaffChange::Role(Role::Operator)] {
+        assert!(matches!(
+            accounts::change_staff(&env.core, None, "admin@example.com", change).await,
+            Err(AccountError::LastAdmin)
+        ));
+    }
+    // With a second admin, the first may go.
+    accounts::change_staff(&env.core, None, EMAIL, StaffChange::Role(Role::Admin))
+        .await
+        .unwrap();
+    accounts::change_staff(
+        &env.core,
+        None,
+        "admin@example.com",
+        StaffChange::Deactivate,
+    )
+    .await
+    .unwrap();
+    let recorded = staff_audit::Entity::find()
+        .filter(staff_audit::Column::Action.is_in([
+            "staff_deactivated",
+            "staff_reactivated",
+            "staff_role_changed",
+            "staff_password_reset",
+        ]))
+        .count(&env.core.db.conn)
+        .await
+        .unwrap();
+    // Six changes made (the refused ones are not changes).
+    assert_eq!(recorded, 6);
 }

@@ -42,8 +42,24 @@ export async function run(ctx) {
   assert.equal(await page.locator('#new-api-key').count(), 0, 'the key is shown once');
   assert.ok(!(await page.content()).includes(key), 'the key is never rendered again');
 
-  // --- Senders: activation needs the explicit authorization.
+  // --- Staff lifecycle: an admin deactivates someone; their session ends
+  // at once.
   const admin = await staff(users.admin);
+  const temp = { email: 'temp-e2e@example.com', password: 'temporary-password-1' };
+  assert.equal((await admin.call('user_create', { csrf: admin.csrf, email: temp.email, role: 'operator', password: temp.password })).status, 200);
+  const tempSession = await staff(temp);
+  assert.equal((await tempSession.call('current_staff')).status, 200);
+  await page.goto('/settings');
+  await page.waitForSelector('#deactivate-temp-e2e-example-com');
+  await page.click('#deactivate-temp-e2e-example-com');
+  await page.waitForSelector('#reactivate-temp-e2e-example-com');
+  await screenshot(page, 'settings-staff');
+  assert.equal((await tempSession.call('current_staff')).status, 401, 'the session ended at once');
+  // The only admin cannot demote themself (one active admin always remains).
+  const demote = await admin.call('staff_update', { csrf: admin.csrf, email: users.admin.email, action: 'role', role: 'operator' });
+  assert.equal(demote.status, 409, await demote.text());
+
+  // --- Senders: activation needs the explicit authorization.
   const senders = await (await admin.call('settings_data')).json();
   const wa = senders.senders.find((s) => s.kind.includes('whatsapp'));
   assert.ok(wa && wa.active, 'the sandbox WhatsApp sender is active');

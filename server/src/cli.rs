@@ -65,6 +65,33 @@ pub enum UserCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// End a staff member's access: they cannot sign in, and their sessions
+    /// end at once (at least one active admin is always kept).
+    Deactivate {
+        #[arg(long)]
+        email: String,
+    },
+    /// Give a deactivated staff member access again.
+    Reactivate {
+        #[arg(long)]
+        email: String,
+    },
+    /// Change a staff member's role; their sessions end.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        /// viewer, operator, approver or admin.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Set a new password (read from stdin, one line); their sessions end.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+    },
+    /// Print a new one-time link that creates the first admin (works for 15
+    /// minutes, while no staff account exists).
+    SetupLink,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +141,63 @@ pub async fn user_add(
     .await?;
     println!("created {} ({}) with id {}", user.email, user.role, user.id);
     Ok(())
+}
+
+/// `heimdall user deactivate|reactivate|set-role|reset-password`.
+pub async fn user_change(
+    settings: Settings,
+    email: String,
+    change: UserChange,
+) -> anyhow::Result<()> {
+    let change = match change {
+        UserChange::Deactivate => accounts::StaffChange::Deactivate,
+        UserChange::Reactivate => accounts::StaffChange::Reactivate,
+        UserChange::Role(r) => accounts::StaffChange::Role(r),
+        UserChange::Password => accounts::StaffChange::Password(read_password()?),
+    };
+    let user = with_core(settings, async |core| {
+        Ok(accounts::change_staff(core, None, &email, change).await?)
+    })
+    .await?;
+    println!(
+        "{} is {} ({}); the change is in the staff audit trail",
+        user.email,
+        if user.active { "active" } else { "deactivated" },
+        user.role
+    );
+    Ok(())
+}
+
+/// What [`user_change`] does.
+pub enum UserChange {
+    Deactivate,
+    Reactivate,
+    Role(Role),
+    Password,
+}
+
+/// `heimdall user setup-link`: a new first-admin link, printed.
+pub async fn setup_link(settings: Settings) -> anyhow::Result<()> {
+    let link = with_core(settings, async |core| {
+        Ok(heimdall_domain::sessions::FirstAdminLink::new()
+            .arm_if_needed(core)
+            .await?
+            .map(|(token, expires)| (crate::console::setup_url(core, &token), expires)))
+    })
+    .await?;
+    match link {
+        Some((url, expires)) => {
+            eprintln!(
+                "create the first admin here (works once, until {}):",
+                expires.format("%Y-%m-%d %H:%M UTC")
+            );
+            println!("{url}");
+            Ok(())
+        }
+        None => anyhow::bail!(
+            "a staff account exists already: sign in, or ask an admin (or `heimdall user add`)"
+        ),
+    }
 }
 
 pub async fn api_key_create(

@@ -25,14 +25,23 @@ pub const MAX_FORM_BYTES: usize = 1024 * 1024;
 
 /// While no staff account exists, log a one-time link that creates the
 /// first admin. Runs once at start-up, in the background.
+/// The first-admin set-up page for a token.
+pub fn setup_url(core: &heimdall_domain::Core, token: &secrecy::SecretString) -> String {
+    let base = core.settings.public_base();
+    format!(
+        "{}/setup/{}",
+        base.as_str().trim_end_matches('/'),
+        token.expose_secret()
+    )
+}
+
 pub async fn announce_first_admin_link(state: ConsoleState) {
     match state.first_admin.arm_if_needed(&state.core).await {
-        Ok(Some(token)) => {
-            let base = state.core.settings.public_base();
-            let base = base.as_str().trim_end_matches('/');
+        Ok(Some((token, expires_at))) => {
             tracing::warn!(
-                "no staff account exists yet: create the first admin at {base}/setup/{} (this link works once, until the server restarts)",
-                token.expose_secret()
+                "no staff account exists yet: create the first admin at {} (this link works once, until {}; `heimdall user setup-link` prints a new one)",
+                setup_url(&state.core, &token),
+                expires_at.format("%H:%M UTC")
             );
         }
         Ok(None) => {}

@@ -44,9 +44,24 @@ fn main() -> std::process::ExitCode {
             }
             Command::Worker => startup::run_worker_only(settings).await,
             Command::Migrate => cli::migrate(settings).await,
-            Command::User {
-                command: UserCommand::Add { email, role, name },
-            } => cli::user_add(settings, email, role, name).await,
+            Command::User { command } => match command {
+                UserCommand::Add { email, role, name } => {
+                    cli::user_add(settings, email, role, name).await
+                }
+                UserCommand::Deactivate { email } => {
+                    cli::user_change(settings, email, cli::UserChange::Deactivate).await
+                }
+                UserCommand::Reactivate { email } => {
+                    cli::user_change(settings, email, cli::UserChange::Reactivate).await
+                }
+                UserCommand::SetRole { email, role } => {
+                    cli::user_change(settings, email, cli::UserChange::Role(role)).await
+                }
+                UserCommand::ResetPassword { email } => {
+                    cli::user_change(settings, email, cli::UserChange::Password).await
+                }
+                UserCommand::SetupLink => cli::setup_link(settings).await,
+            },
             Command::ApiKey {
                 command:
                     ApiKeyCommand::Create {

@@ -90,7 +90,17 @@ pub async fn logout(#[server(default)] csrf: String) -> Result<(), AppError> {
 pub async fn setup_status(token: String) -> Result<bool, AppError> {
     use crate::server::*;
     no_store();
-    respond(state().map(|s| s.first_admin.is_valid(&token)))
+    respond(
+        async move {
+            let state = state()?;
+            state
+                .first_admin
+                .is_valid(&state.core, &token)
+                .await
+                .map_err(internal)
+        }
+        .await,
+    )
 }
 
 /// Create the first admin through the one-time link, and sign them in.
@@ -110,7 +120,12 @@ pub async fn setup_admin(
             let state = state()?;
             let facts = request_facts(state.cookie_name());
             check_origin(&state, &facts)?;
-            if !state.first_admin.is_valid(&token) {
+            if !state
+                .first_admin
+                .is_valid(&state.core, &token)
+                .await
+                .map_err(internal)?
+            {
                 return Err(AppError::Conflict(SetupError::LinkInvalid.to_string()));
             }
             if password != password_again {

@@ -489,6 +489,53 @@ pub async fn api_key_revoke(#[server(default)] csrf: String, id: String) -> Resu
     )
 }
 
+/// Change a staff account (admins only): `action` is `deactivate`,
+/// `reactivate`, `role` (with `role`) or `password` (with `password`). The
+/// person's sessions end when they lose access, change role or get a new
+/// password; at least one active admin always remains; recorded.
+#[server(prefix = "/_sf", endpoint = "staff_update")]
+pub async fn staff_update(
+    #[server(default)] csrf: String,
+    email: String,
+    action: String,
+    #[server(default)] role: Option<String>,
+    #[server(default)] password: Option<String>,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::accounts::{AccountError, StaffChange};
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let change = match action.as_str() {
+                "deactivate" => StaffChange::Deactivate,
+                "reactivate" => StaffChange::Reactivate,
+                "role" => StaffChange::Role(
+                    role.unwrap_or_default()
+                        .parse()
+                        .map_err(|e: String| AppError::invalid("role", e))?,
+                ),
+                "password" => {
+                    StaffChange::Password(secrecy::SecretString::from(password.unwrap_or_default()))
+                }
+                _ => return Err(AppError::invalid("action", "Choose what to change.")),
+            };
+            heimdall_domain::accounts::change_staff(ctx.core(), Some(ctx.user()), &email, change)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    AccountError::NoSuchUser(_) => AppError::NotFound(capital(&e.to_string())),
+                    AccountError::LastAdmin => AppError::Conflict(capital(&e.to_string())),
+                    AccountError::WeakPassword => {
+                        AppError::invalid("password", capital(&e.to_string()))
+                    }
+                    AccountError::NotAdmin => AppError::Forbidden(capital(&e.to_string())),
+                    other => internal(other),
+                })
+        }
+        .await,
+    )
+}
+
 /// Create a staff account with a role.
 #[server(prefix = "/_sf", endpoint = "user_create")]
 pub async fn user_create(

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use crate::api::settings::{
     automations_data, settings_data, AllowlistSave, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
     AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, QuietHoursSave, RatesSave,
-    SenderSetActive, SettingValue, SettingsView, TierSave, UserCreate, API_KEY_SCOPES,
+    SenderSetActive, SettingValue, SettingsView, StaffUpdate, TierSave, UserCreate, API_KEY_SCOPES,
 };
 use crate::components::{
     both, error_of, error_view, reset_on_success, succeeded, use_me, when, when_opt, Badge, Csrf,
@@ -20,6 +20,7 @@ struct SettingsActions {
     key_create: ServerAction<ApiKeyCreate>,
     key_revoke: ServerAction<ApiKeyRevoke>,
     user: ServerAction<UserCreate>,
+    staff: ServerAction<StaffUpdate>,
     help: ServerAction<HelpTextSave>,
     fallback: ServerAction<FallbackCodesSave>,
     tier: ServerAction<TierSave>,
@@ -41,6 +42,7 @@ pub fn SettingsPage() -> impl IntoView {
         key_create,
         key_revoke: ServerAction::new(),
         user,
+        staff: ServerAction::new(),
         key_form: reset_on_success(key_create),
         user_form: reset_on_success(user),
         help: ServerAction::new(),
@@ -58,6 +60,7 @@ pub fn SettingsPage() -> impl IntoView {
                 a.key_create.version().get(),
                 a.key_revoke.version().get(),
                 a.user.version().get(),
+                a.staff.version().get(),
                 a.help.version().get(),
                 a.fallback.version().get(),
                 a.tier.version().get(),
@@ -189,16 +192,63 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
             }
         })
         .collect_view();
+    let staff_err = error_of(a.staff);
     let users = s
         .users
         .iter()
         .map(|u| {
+            let [c1, c2, c3] = std::array::from_fn(|_| csrf.clone());
+            let [e1, e2, e3] = std::array::from_fn(|_| u.email.clone());
+            let toggle = if u.active { "deactivate" } else { "reactivate" };
+            let slug: String = u
+                .email
+                .chars()
+                .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+                .collect();
+            let toggle_id = format!("{toggle}-{slug}");
+            let role_id = format!("role-{slug}");
+            let role_for = role_id.clone();
+            let set_role_id = format!("set-role-{slug}");
+            let password_id = format!("password-{slug}");
+            let password_for = password_id.clone();
+            let active = u.active;
+            let current = u.role.clone();
+            let options = Role::ALL
+                .iter()
+                .map(|r| view! { <option value=r.as_str() selected=r.as_str() == current>{r.as_str()}</option> })
+                .collect_view();
             view! {
                 <tr>
                     <th scope="row">{u.email.clone()}</th>
                     <td>{u.name.clone().unwrap_or_default()}</td>
                     <td><span class="badge badge-role">{u.role.clone()}</span></td>
                     <td>{if u.active { "active" } else { "deactivated" }}</td>
+                    <td class="staff-actions">
+                        <ActionForm action=a.staff>
+                            <Csrf token=c1/>
+                            <input type="hidden" name="email" value=e1/>
+                            <input type="hidden" name="action" value=toggle/>
+                            <button type="submit" class=if active { "danger" } else { "" } id=toggle_id>
+                                {if active { "Deactivate" } else { "Reactivate" }}
+                            </button>
+                        </ActionForm>
+                        <ActionForm action=a.staff>
+                            <Csrf token=c2/>
+                            <input type="hidden" name="email" value=e2/>
+                            <input type="hidden" name="action" value="role"/>
+                            <label class="sr-only" for=role_for>"New role"</label>
+                            <select name="role" id=role_id>{options}</select>
+                            <button type="submit" id=set_role_id>"Change role"</button>
+                        </ActionForm>
+                        <ActionForm action=a.staff>
+                            <Csrf token=c3/>
+                            <input type="hidden" name="email" value=e3/>
+                            <input type="hidden" name="action" value="password"/>
+                            <label class="sr-only" for=password_for>"New password"</label>
+                            <input type="password" name="password" id=password_id minlength="12" placeholder="new password (12+)" autocomplete="new-password" required/>
+                            <button type="submit">"Reset password"</button>
+                        </ActionForm>
+                    </td>
                 </tr>
             }
         })
@@ -262,9 +312,10 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         </section>
         <section class="card" id="users">
             <h2>"Staff"</h2>
+            <FormError error=staff_err fields=&["password", "role"]/>
             <div class="table-wrap">
                 <table class="data">
-                    <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"State"</th></tr></thead>
+                    <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"State"</th><th scope="col">"Change (their sessions end at once)"</th></tr></thead>
                     <tbody>{users}</tbody>
                 </table>
             </div>
