@@ -38,6 +38,8 @@ use crate::pages::templates::TemplatesPage;
 
 /// The HTML document around the app; rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -52,6 +54,31 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// The console's Content-Security-Policy, on every page it renders: scripts
+/// only from this site and the inline hydration script carrying this
+/// response's nonce (Leptos adds it to every script it writes), WebAssembly
+/// allowed to compile, nothing from elsewhere, never inside a frame.
+#[cfg(feature = "ssr")]
+fn content_security_policy() {
+    use actix_web::http::header::{HeaderValue, CONTENT_SECURITY_POLICY};
+    let (Some(nonce), Some(res)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_actix::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{}' 'wasm-unsafe-eval'; \
+         style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+        &*nonce
+    );
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        res.insert_header(CONTENT_SECURITY_POLICY, v);
     }
 }
 

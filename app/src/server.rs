@@ -512,11 +512,8 @@ pub fn clear_session_cookie(state: &ConsoleState) {
 pub fn no_store() {
     if let Some(res) = use_context::<leptos_actix::ResponseOptions>() {
         res.insert_header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // (The pages' full Content-Security-Policy is set by the shell.)
         res.insert_header(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        res.insert_header(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        );
         res.insert_header(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),

@@ -969,13 +969,37 @@ pub async fn get(core: &Core, id: &str) -> Result<CampaignView, CampaignError> {
         .ok_or(CampaignError::NotFound)
 }
 
-/// Campaigns, newest first, optionally of one status.
-pub async fn list(core: &Core, status: Option<CampaignStatus>) -> Result<Vec<CampaignView>, DbErr> {
+/// At most this many campaigns in one list.
+pub const MAX_LIST: u64 = 200;
+
+/// Campaigns, newest first, optionally of one status: at most `limit`
+/// ([`MAX_LIST`] at most), created before the campaign `before` (its id,
+/// for the next page) when given.
+pub async fn list(
+    core: &Core,
+    status: Option<CampaignStatus>,
+    limit: u64,
+    before: Option<&str>,
+) -> Result<Vec<CampaignView>, DbErr> {
     let mut q = campaign::Entity::find()
         .order_by_desc(campaign::Column::CreatedAt)
-        .order_by_desc(campaign::Column::Id);
+        .order_by_desc(campaign::Column::Id)
+        .limit(limit.clamp(1, MAX_LIST));
     if let Some(s) = status {
         q = q.filter(campaign::Column::Status.eq(s.as_str()));
+    }
+    if let Some(id) = before {
+        if let Some(b) = campaign::Entity::find_by_id(id).one(&core.db.conn).await? {
+            q = q.filter(
+                Condition::any()
+                    .add(campaign::Column::CreatedAt.lt(b.created_at))
+                    .add(
+                        Condition::all()
+                            .add(campaign::Column::CreatedAt.eq(b.created_at))
+                            .add(campaign::Column::Id.lt(b.id)),
+                    ),
+            );
+        }
     }
     views(core, q.all(&core.db.conn).await?).await
 }
@@ -1730,6 +1754,21 @@ pub async fn review_by(
     }
     .hash();
     let now = core.now();
+    // The dry run evaluates every recipient's gates: the same content
+    // looked at again within a short while is answered from what was
+    // computed (a viewer reloading the page costs one audience read, not
+    // one facts read per recipient).
+    let cache_key = (m.id.clone(), content_hash.clone(), samples);
+    let cached = reviews()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+        .filter(|(at, _)| now - *at < REVIEW_FRESH)
+        .map(|(_, r)| r.clone());
+    if let Some(review) = cached {
+        record_review(core, actor, &m.id, &review, now).await?;
+        return Ok(review);
+    }
     let policy = outbound::policy(core);
     // As it would be once approved by someone other than its authors.
     let authorization = Authorization::Campaign {
@@ -1807,22 +1846,54 @@ pub async fn review_by(
         unresolved,
         content_hash,
     };
+    reviews()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put(cache_key, (now, review.clone()));
+    record_review(core, actor, &m.id, &review, now).await?;
+    Ok(review)
+}
+
+/// How long a computed review answers for the same content.
+const REVIEW_FRESH: Duration = Duration::minutes(2);
+
+/// Reviews computed lately, by (campaign, content hash, samples).
+type ReviewCache =
+    std::sync::Mutex<lru::LruCache<(String, String, usize), (DateTime<Utc>, Review)>>;
+
+fn reviews() -> &'static ReviewCache {
+    static CACHE: std::sync::OnceLock<ReviewCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(256).expect("positive"),
+        ))
+    })
+}
+
+/// The staff audit row of a review (every look is recorded, cached or not).
+async fn record_review(
+    core: &Core,
+    actor: Option<&StaffUser>,
+    id: &str,
+    review: &Review,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     accounts::record_staff_action(
         &core.db.conn,
         actor.map(|a| a.email.as_str()).unwrap_or("unattributed"),
         "campaign reviewed",
-        Some(&target(&m.id)),
+        Some(&target(id)),
         Some(serde_json::json!({
             "audience_size": review.audience_size,
             "would_pass": review.dry_run.would_pass,
             "would_block": review.dry_run.would_block,
             "would_defer": review.dry_run.would_defer,
+            "content_hash": review.content_hash,
         })),
         None,
         now,
     )
-    .await?;
-    Ok(review)
+    .await
 }
 
 fn round4(x: f64) -> f64 {

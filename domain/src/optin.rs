@@ -913,10 +913,15 @@ pub async fn form_by_slug(core: &Core, slug: &str) -> Result<Option<Form>, sea_o
 }
 
 /// Every form with its counts, newest first.
+/// At most this many forms, QR codes per form, in one list.
+pub const MAX_LIST: u64 = 200;
+
+/// The newest forms (at most [`MAX_LIST`]), with their counts.
 pub async fn list_forms(core: &Core) -> Result<Vec<FormSummary>, sea_orm::DbErr> {
     let mut out = Vec::new();
     for m in optin_form::Entity::find()
         .order_by_desc(optin_form::Column::CreatedAt)
+        .limit(MAX_LIST)
         .all(&core.db.conn)
         .await?
     {
@@ -1192,6 +1197,7 @@ pub async fn list_qr_codes(core: &Core, form_id: &str) -> Result<Vec<QrCode>, se
     Ok(qr_code::Entity::find()
         .filter(qr_code::Column::FormId.eq(form_id))
         .order_by_asc(qr_code::Column::CreatedAt)
+        .limit(MAX_LIST)
         .all(&core.db.conn)
         .await?
         .into_iter()

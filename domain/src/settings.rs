@@ -164,6 +164,10 @@ pub struct Settings {
     /// from although they are not public (a schedule's `variables_url`, the
     /// Discord webhook). Empty: public addresses only. Validated at start.
     pub fetch_allowlist: String,
+    /// `HEIMDALL_METRICS_TOKEN`: when set, `/metrics` needs it as a bearer
+    /// token. Unset, `/metrics` is open only while Heimdall is reachable
+    /// from this machine alone.
+    pub metrics_token: Option<SecretString>,
     /// `HEIMDALL_WEBHOOK_AUDIT_DAYS`, default 30: webhook audit rows older
     /// than this are deleted by housekeeping.
     pub webhook_audit_days: u32,
@@ -592,6 +596,7 @@ impl Settings {
             sqlite_synchronous_full,
             max_webhook_bytes: src.parse("HEIMDALL_MAX_WEBHOOK_BYTES", 65536)?,
             sandbox_step_ms: src.parse("HEIMDALL_STATUS_STEP_MS", 300)?,
+            metrics_token: src.secret("HEIMDALL_METRICS_TOKEN"),
             webhook_audit_days: {
                 let days: u32 = src.parse("HEIMDALL_WEBHOOK_AUDIT_DAYS", 30)?;
                 if days == 0 {

@@ -365,14 +365,16 @@ async fn the_full_life_cycle_from_draft_to_completed() {
             ..
         })
     ));
-    let listed = campaigns::list(&env.core, Some(CampaignStatus::Completed))
+    let listed = campaigns::list(&env.core, Some(CampaignStatus::Completed), 50, None)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(campaigns::list(&env.core, Some(CampaignStatus::Draft))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        campaigns::list(&env.core, Some(CampaignStatus::Draft), 50, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -1496,4 +1498,46 @@ async fn a_queued_campaign_message_whose_template_changed_is_not_sent() {
         SendResult::Blocked(heimdall_domain::gates::Gate::NotAuthorized)
     );
     assert_eq!(env.provider.count(), 0);
+}
+
+/// Security finding 8: the review's dry run (the gates for every
+/// recipient) is not computed again for every page view of the same
+/// content: within two minutes the same answer comes back; content that
+/// changed, or time, computes it afresh.
+#[tokio::test]
+async fn a_review_of_unchanged_content_is_answered_from_the_last_one_for_a_while() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    let ids = crowd(&env.core, 3, "vip", 0).await;
+    let c = campaigns::create_draft(&env.core, &p.author, draft("Cached", "vip"))
+        .await
+        .unwrap();
+    let first = campaigns::review(&env.core, &c.id, 0).await.unwrap();
+    assert_eq!(first.dry_run.would_pass, 3);
+    heimdall_domain::consent::opt_out(
+        &env.core.db.conn,
+        &ids[0],
+        None,
+        heimdall_domain::consent::Scope::All,
+        heimdall_domain::consent::OptOutSource::Staff,
+        None,
+        "admin@example.com",
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let again = campaigns::review(&env.core, &c.id, 0).await.unwrap();
+    assert_eq!(
+        again.dry_run.would_pass, 3,
+        "the same content: the last answer"
+    );
+    assert_eq!(again.content_hash, first.content_hash);
+    env.clock.advance(Duration::minutes(3));
+    let later = campaigns::review(&env.core, &c.id, 0).await.unwrap();
+    assert_eq!(later.dry_run.would_pass, 2, "computed afresh after a while");
+    // Changed content is never answered from an old review.
+    crowd(&env.core, 1, "vip", 50).await;
+    let grown = campaigns::review(&env.core, &c.id, 0).await.unwrap();
+    assert_eq!(grown.audience_size, 4);
+    assert_ne!(grown.content_hash, first.content_hash);
 }

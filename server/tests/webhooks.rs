@@ -708,3 +708,40 @@ async fn a_flood_of_refused_webhooks_stays_bounded_on_disk() {
     );
     app.shutdown().await;
 }
+
+/// Security finding 8: `/metrics` behind a bearer token when one is set.
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    let app = TestApp::spawn(&[("HEIMDALL_METRICS_TOKEN", "metrics-token-for-tests")]).await;
+    let url = app.url("/metrics");
+    let res = app.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .http
+        .get(&url)
+        .bearer_auth("wrong-token-for-tests!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .http
+        .get(&url)
+        .bearer_auth("metrics-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("http_request_duration_seconds"));
+    app.shutdown().await;
+    // Without a token, reachable from elsewhere: refused, saying what to set.
+    let app = TestApp::spawn(&[("HEIMDALL_PUBLIC_URL", "https://heimdall.example.com")]).await;
+    let res = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("HEIMDALL_METRICS_TOKEN"));
+    app.shutdown().await;
+}

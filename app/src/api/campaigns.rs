@@ -445,12 +445,17 @@ pub async fn campaigns_list(status: Option<String>) -> Result<Vec<CampaignRow>, 
                     })?,
                 ),
             };
-            Ok(heimdall_domain::campaigns::list(ctx.core(), status)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .map(row)
-                .collect())
+            Ok(heimdall_domain::campaigns::list(
+                ctx.core(),
+                status,
+                heimdall_domain::campaigns::MAX_LIST,
+                None,
+            )
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(row)
+            .collect())
         }
         .await,
     )

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use heimdall_domain::Core;
@@ -48,7 +48,34 @@ pub async fn readyz(core: web::Data<Arc<Core>>) -> HttpResponse {
 }
 
 /// Prometheus text exposition.
-pub async fn metrics() -> HttpResponse {
+/// Prometheus metrics: with `HEIMDALL_METRICS_TOKEN` set, for a bearer of
+/// that token only (401 otherwise); without it, only while Heimdall is
+/// reachable from this machine alone (403 otherwise, saying what to set).
+pub async fn metrics(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpResponse {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    match &core.settings.metrics_token {
+        Some(token) => {
+            let presented = req
+                .headers()
+                .get("Authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let expected = token.expose_secret().as_bytes();
+            let ok = presented.len() == expected.len()
+                && bool::from(presented.as_bytes().ct_eq(expected));
+            if !ok {
+                return HttpResponse::Unauthorized()
+                    .insert_header(("WWW-Authenticate", "Bearer"))
+                    .json(serde_json::json!({"error": {"code": "unauthorized", "message": "the metrics need HEIMDALL_METRICS_TOKEN as a bearer token"}}));
+            }
+        }
+        None if !core.settings.only_this_machine() => {
+            return HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "forbidden", "message": "set HEIMDALL_METRICS_TOKEN to read the metrics of a Heimdall reachable from elsewhere"}}));
+        }
+        None => {}
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::handle().render())
