@@ -1539,23 +1539,7 @@ pub async fn resume(
         .into_tuple()
         .all(&txn)
         .await?;
-    for chunk in released.chunks(500) {
-        outbound_message::Entity::update_many()
-            .col_expr(
-                outbound_message::Column::DeferUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                outbound_message::Column::BlockReason,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-            .filter(outbound_message::Column::Id.is_in(chunk.to_vec()))
-            .filter(outbound_message::Column::State.eq(MessageState::Deferred.as_str()))
-            .filter(outbound_message::Column::BlockReason.eq(PAUSED_REASON))
-            .exec(&txn)
-            .await?;
-    }
+    outbound::release_held(&txn, &released, PAUSED_REASON, now).await?;
     record(
         &txn,
         &m.id,

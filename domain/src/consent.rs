@@ -404,14 +404,18 @@ pub async fn opted_out(
     }
     Ok(current_consent(db, contact_id, channel)
         .await?
-        .filter(|c| consent_status(c) == ConsentStatus::Revoked)
-        .map(|c| OptedOut {
-            reason: format!(
-                "consent revoked ({})",
-                c.revocation_source.as_deref().unwrap_or("unknown")
-            ),
-            since: c.revoked_at.unwrap_or(c.created_at),
-        }))
+        .and_then(|c| revoked(&c)))
+}
+
+/// A revoked consent as the opt-out it stands for.
+fn revoked(c: &consent::Model) -> Option<OptedOut> {
+    (consent_status(c) == ConsentStatus::Revoked).then(|| OptedOut {
+        reason: format!(
+            "consent revoked ({})",
+            c.revocation_source.as_deref().unwrap_or("unknown")
+        ),
+        since: c.revoked_at.unwrap_or(c.created_at),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -635,15 +639,7 @@ async fn opted_out_besides(
         .order_by_desc(consent::Column::Id)
         .one(db)
         .await?;
-    Ok(latest_settled
-        .filter(|c| consent_status(c) == ConsentStatus::Revoked)
-        .map(|c| OptedOut {
-            reason: format!(
-                "consent revoked ({})",
-                c.revocation_source.as_deref().unwrap_or("unknown")
-            ),
-            since: c.revoked_at.unwrap_or(c.created_at),
-        }))
+    Ok(latest_settled.and_then(|c| revoked(&c)))
 }
 
 /// The inbound message an opt-in keyword came in.

@@ -1478,6 +1478,36 @@ fn final_state_or(reported: Option<MessageState>, default: MessageState) -> Mess
     }
 }
 
+/// Release messages held back (deferred and marked `reason`: a paused
+/// campaign, a paused sender) so that a worker takes them at once: their
+/// hold is cleared (only while they are still so held). The caller enqueues
+/// them once its transaction has committed.
+pub async fn release_held(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    for chunk in ids.chunks(500) {
+        outbound_message::Entity::update_many()
+            .col_expr(
+                outbound_message::Column::DeferUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                outbound_message::Column::BlockReason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+            .filter(outbound_message::Column::Id.is_in(chunk.to_vec()))
+            .filter(outbound_message::Column::State.eq(MessageState::Deferred.as_str()))
+            .filter(outbound_message::Column::BlockReason.eq(reason))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Mask a phone number for alerts and logs: keep the country code and the
 /// last two digits.
 pub fn mask(phone: &str) -> String {

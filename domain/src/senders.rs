@@ -122,23 +122,7 @@ pub async fn release(
         .into_tuple()
         .all(&core.db.conn)
         .await?;
-    for chunk in held.chunks(500) {
-        outbound_message::Entity::update_many()
-            .col_expr(
-                outbound_message::Column::DeferUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                outbound_message::Column::BlockReason,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-            .filter(outbound_message::Column::Id.is_in(chunk.to_vec()))
-            .filter(outbound_message::Column::State.eq(MessageState::Deferred.as_str()))
-            .filter(outbound_message::Column::BlockReason.eq(HELD_REASON))
-            .exec(&core.db.conn)
-            .await?;
-    }
+    outbound::release_held(&core.db.conn, &held, HELD_REASON, now).await?;
     for id in &held {
         if let Err(e) = core.queue.enqueue_send(id.clone(), None).await {
             tracing::error!(message_id = %id, error = %e, "could not enqueue a released message; housekeeping will retry");

@@ -333,3 +333,37 @@ impl TestEnv {
             .collect()
     }
 }
+
+/// A staff member with `role` and no usable password (for tests that act
+/// as staff without signing in).
+pub async fn staff_user(
+    core: &Core,
+    email: &str,
+    role: crate::accounts::Role,
+) -> crate::accounts::StaffUser {
+    use sea_orm::{ActiveModelTrait, Set};
+    let now = core.now();
+    let m = crate::entities::staff_user::ActiveModel {
+        id: Set(crate::clock::new_id()),
+        email: Set(email.into()),
+        name: Set(None),
+        role: Set(role.as_str().into()),
+        password_hash: Set("not-a-hash".into()),
+        active: Set(true),
+        failed_logins: Set(0),
+        locked_until: Set(None),
+        last_login_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&core.db.conn)
+    .await
+    .expect("a staff user");
+    crate::accounts::StaffUser {
+        id: m.id,
+        email: m.email,
+        name: None,
+        role,
+        active: true,
+    }
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use heimdall_domain::accounts::{Role, StaffUser};
 use heimdall_domain::campaigns::{
@@ -15,7 +15,7 @@ use heimdall_domain::campaigns::{
 };
 use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
 use heimdall_domain::entities::{
-    campaign, campaign_approval, outbound_message, staff_audit, staff_user, tool_call,
+    campaign, campaign_approval, outbound_message, staff_audit, tool_call,
 };
 use heimdall_domain::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
@@ -62,30 +62,7 @@ async fn template(core: &Core, name: &str, category: &str, approval: &str) {
 }
 
 async fn staff(core: &Core, email: &str, role: Role) -> StaffUser {
-    let now = core.now();
-    let m = staff_user::ActiveModel {
-        id: Set(heimdall_domain::clock::new_id()),
-        email: Set(email.into()),
-        name: Set(None),
-        role: Set(role.as_str().into()),
-        password_hash: Set("not-a-hash".into()),
-        active: Set(true),
-        failed_logins: Set(0),
-        locked_until: Set(None),
-        last_login_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&core.db.conn)
-    .await
-    .unwrap();
-    StaffUser {
-        id: m.id,
-        email: m.email,
-        name: None,
-        role,
-        active: true,
-    }
+    heimdall_domain::testing::staff_user(core, email, role).await
 }
 
 struct People {

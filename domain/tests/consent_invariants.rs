@@ -28,16 +28,14 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use proptest::prelude::*;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use heimdall_domain::accounts::{Role, StaffUser};
 use heimdall_domain::authz::{self, ApiPrincipal};
 use heimdall_domain::campaigns::{self, Audience, CampaignDraft, VariableSource};
 use heimdall_domain::consent::{self, ConsentEvidence, ConsentSource, OptOutSource, Scope};
 use heimdall_domain::contacts::{self, ContactInput};
-use heimdall_domain::entities::{
-    campaign, inbound_message, outbound_message, staff_user, suppression,
-};
+use heimdall_domain::entities::{campaign, inbound_message, outbound_message, suppression};
 use heimdall_domain::gates::ConsentStatus;
 use heimdall_domain::inbound::{self, InboundMessage};
 use heimdall_domain::optin::{self, ChannelText, FormInput, RequestEvidence, SubmissionInput};
@@ -247,30 +245,7 @@ impl World {
 }
 
 async fn staff(core: &Core, email: &str, role: Role) -> StaffUser {
-    let now = core.now();
-    let m = staff_user::ActiveModel {
-        id: Set(heimdall_domain::clock::new_id()),
-        email: Set(email.into()),
-        name: Set(None),
-        role: Set(role.as_str().into()),
-        password_hash: Set("not-a-hash".into()),
-        active: Set(true),
-        failed_logins: Set(0),
-        locked_until: Set(None),
-        last_login_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&core.db.conn)
-    .await
-    .unwrap();
-    StaffUser {
-        id: m.id,
-        email: m.email,
-        name: None,
-        role,
-        active: true,
-    }
+    heimdall_domain::testing::staff_user(core, email, role).await
 }
 
 fn form(slug: &str, double: bool) -> FormInput {

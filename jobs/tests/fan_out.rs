@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use heimdall_domain::accounts::{Role, StaffUser};
 use heimdall_domain::campaigns::{self, Audience, CampaignDraft, CampaignStatus, VariableSource};
 use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
 use heimdall_domain::core::CoreParts;
-use heimdall_domain::entities::{campaign, outbound_message, staff_user};
+use heimdall_domain::entities::{campaign, outbound_message};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{authz, templates, Channel, Core};
 use heimdall_jobs::{runner, Queue};
@@ -53,30 +53,7 @@ async fn with_real_queue(env: &TestEnv) -> (Arc<Core>, Queue) {
 }
 
 async fn staff(core: &Core, email: &str, role: Role) -> StaffUser {
-    let now = core.now();
-    let m = staff_user::ActiveModel {
-        id: Set(heimdall_domain::clock::new_id()),
-        email: Set(email.into()),
-        name: Set(None),
-        role: Set(role.as_str().into()),
-        password_hash: Set("not-a-hash".into()),
-        active: Set(true),
-        failed_logins: Set(0),
-        locked_until: Set(None),
-        last_login_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&core.db.conn)
-    .await
-    .unwrap();
-    StaffUser {
-        id: m.id,
-        email: m.email,
-        name: None,
-        role,
-        active: true,
-    }
+    heimdall_domain::testing::staff_user(core, email, role).await
 }
 
 async fn crowd(core: &Core, n: usize) {
