@@ -14,6 +14,7 @@
 //!   [`ListMessage`]).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde::Serialize;
@@ -25,9 +26,6 @@ pub const WHATSAPP_MAX_CHARS: usize = 4096;
 /// Smallest `max` that [`split_message`] works with. Any character fits in 2 UTF-16 units, so
 /// 8 leaves room for a few of them and for short grapheme clusters such as flags.
 const MIN_SPLIT_MAX: usize = 8;
-
-/// What a horizontal rule becomes: WhatsApp has no rule, and em dashes read as one.
-const RULE: &str = "———";
 
 // ---------------------------------------------------------------------------------------------
 // Markdown to WhatsApp
@@ -46,20 +44,27 @@ const RULE: &str = "———";
 ///   place where more than one blank line in a row is kept.
 /// * `[label](url)` becomes `label (url)`, or just `url` when the label is the address
 ///   (autolinks, including `mailto:` ones); `![alt](src)` becomes `alt (src)`, or `src`.
-/// * Lists become `- ` lines (ordered ones keep their numbers), indented two spaces per
-///   nesting level; list items are never separated by blank lines. Block quotes become
-///   `> ` lines; a blank line inside a quote is left empty rather than holding a lone `>`.
-///   A horizontal rule becomes the line `———`.
-/// * Paragraphs are separated by one blank line; line breaks are kept.
+/// * List items keep the marker they were written with (`-`, `*` or `+`; an ordered item's
+///   number and `.` or `)` as written, so `1.`, `2.`, `10.` stays `1.`, `2.`, `10.`), and
+///   nest by two spaces per level; list items are never separated by blank lines. Block
+///   quotes become `> ` lines; a blank line inside a quote is left empty rather than holding
+///   a lone `>`. A horizontal rule stays as it was written (`---`, `***`, `___`).
+/// * Blocks are separated as they were written: by one blank line where the source had one
+///   or more, by a line break where it had none (a paragraph and the list right under it,
+///   a heading and its text). Line breaks are kept.
 /// * HTML passes through as text. Characters such as `*` and `_` in plain text are emitted as
 ///   they are, never backslash-escaped: WhatsApp shows backslashes literally and has no escape
 ///   syntax of its own.
 ///
 /// The result is trimmed and never contains more than one blank line in a row outside code.
 pub fn markdown_to_whatsapp(markdown: &str) -> String {
-    let mut renderer = Renderer::default();
-    for event in Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH) {
-        renderer.event(event);
+    let mut renderer = Renderer {
+        src: markdown,
+        ..Renderer::default()
+    };
+    for (event, range) in Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH).into_offset_iter()
+    {
+        renderer.event(event, range);
     }
     renderer.finish()
 }
@@ -118,7 +123,13 @@ enum Buffered {
 }
 
 #[derive(Debug, Default)]
-struct Renderer {
+struct Renderer<'a> {
+    /// The Markdown being rendered: list markers, rules and the spacing between blocks are
+    /// taken from it as written.
+    src: &'a str,
+    /// Source offset just past the last content rendered, to tell whether the source had a
+    /// blank line before the next block.
+    content_end: usize,
     out: String,
     containers: Vec<Container>,
     styles: Vec<OpenStyle>,
@@ -138,10 +149,26 @@ struct Renderer {
     reopen: bool,
 }
 
-impl Renderer {
-    fn event(&mut self, event: Event<'_>) {
+impl Renderer<'_> {
+    fn event(&mut self, event: Event<'_>, range: Range<usize>) {
+        let ends_content = matches!(
+            event,
+            Event::Text(_)
+                | Event::Code(_)
+                | Event::Html(_)
+                | Event::InlineHtml(_)
+                | Event::Rule
+                | Event::End(
+                    TagEnd::Paragraph
+                        | TagEnd::Heading(_)
+                        | TagEnd::CodeBlock
+                        | TagEnd::HtmlBlock
+                        | TagEnd::Table
+                )
+        );
+        let source = self.src.get(range.clone()).unwrap_or_default();
         match event {
-            Event::Start(tag) => self.start(tag),
+            Event::Start(tag) => self.start(tag, range.start, source),
             Event::End(tag) => self.end(tag),
             Event::Text(text) => match &mut self.buffer {
                 Some(Buffered::Code(buf)) | Some(Buffered::Html(buf)) => buf.push_str(&text),
@@ -160,9 +187,9 @@ impl Renderer {
             }
             Event::SoftBreak | Event::HardBreak => self.line_break(),
             Event::Rule => {
-                self.block_start();
+                self.block_start(range.start);
                 self.start_content();
-                self.out.push_str(RULE);
+                self.out.push_str(source.trim());
                 self.block_end();
             }
             // The extensions that produce these are not enabled; render them as plain text
@@ -171,37 +198,42 @@ impl Renderer {
             Event::FootnoteReference(name) => self.write(&format!("[^{name}]")),
             Event::InlineMath(math) | Event::DisplayMath(math) => self.write(&math),
         }
+        if ends_content {
+            self.content_end = range.start + source.trim_end().len();
+        }
     }
 
-    fn start(&mut self, tag: Tag<'_>) {
+    fn start(&mut self, tag: Tag<'_>, at: usize, source: &str) {
         match tag {
-            Tag::Paragraph => self.block_start(),
+            Tag::Paragraph => self.block_start(at),
             Tag::Heading { .. } => {
-                self.block_start();
+                self.block_start(at);
                 self.open_style(Style::Bold);
             }
             Tag::BlockQuote(_) => {
-                self.block_start();
+                self.block_start(at);
                 self.containers.push(Container::Quote);
             }
             Tag::CodeBlock(_) => {
-                self.block_start();
+                self.block_start(at);
                 self.buffer = Some(Buffered::Code(String::new()));
             }
             Tag::HtmlBlock => {
-                self.block_start();
+                self.block_start(at);
                 self.buffer = Some(Buffered::Html(String::new()));
             }
             Tag::List(first) => {
-                self.block_start();
+                self.block_start(at);
                 self.containers.push(Container::List { next: first });
             }
             Tag::Item => {
+                // The marker as written; counted only should the source not show one.
                 let mut marker = String::from("- ");
                 if let Some(Container::List { next: Some(n) }) = self.containers.last_mut() {
                     marker = format!("{n}. ");
                     *n = n.saturating_add(1);
                 }
+                let marker = written_marker(source).unwrap_or(marker);
                 self.containers.push(Container::Item {
                     marker: Some(marker),
                 });
@@ -220,7 +252,7 @@ impl Renderer {
             | Tag::Table(_)
             | Tag::TableHead
             | Tag::TableRow
-            | Tag::MetadataBlock(_) => self.block_start(),
+            | Tag::MetadataBlock(_) => self.block_start(at),
             Tag::TableCell | Tag::Superscript | Tag::Subscript => {}
         }
     }
@@ -274,13 +306,17 @@ impl Renderer {
     }
 
     /// Inside a list item blocks follow each other on the next line (WhatsApp lists read
-    /// better compact); everywhere else they are separated by a blank line.
-    fn block_start(&mut self) {
+    /// better compact); everywhere else a block starting at source offset `at` is separated
+    /// from the one before as the source separates them: by a blank line when there was at
+    /// least one, else by a line break.
+    fn block_start(&mut self, at: usize) {
         if self.item_fresh {
             return;
         }
         let in_item = matches!(self.containers.last(), Some(Container::Item { .. }));
-        self.request_newlines(if in_item { 1 } else { 2 });
+        let gap = self.src.get(self.content_end..at).unwrap_or_default();
+        let blank_line_before = gap.matches('\n').count() >= 2;
+        self.request_newlines(if in_item || !blank_line_before { 1 } else { 2 });
     }
 
     fn block_end(&mut self) {
@@ -465,6 +501,19 @@ impl Renderer {
         self.end_line();
         self.out.trim().to_string()
     }
+}
+
+/// A list item's marker as written at the start of its source (`- `, `* `, `+ `, `7. `,
+/// `7) `), or `None` when the source does not start with one.
+fn written_marker(item_source: &str) -> Option<String> {
+    let s = item_source.trim_start_matches([' ', '\t']);
+    let digits = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let marker = match s[digits..].chars().next() {
+        Some(delim @ ('.' | ')')) if (1..=9).contains(&digits) => format!("{}{delim} ", &s[..digits]),
+        Some(bullet @ ('-' | '*' | '+')) if digits == 0 => format!("{bullet} "),
+        _ => return None,
+    };
+    Some(marker)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1073,8 +1122,11 @@ mod tests {
     #[test]
     fn headings_of_every_level_become_a_bold_line() {
         for level in 1..=6 {
-            let input = format!("{} Heading\nText after", "#".repeat(level));
+            let input = format!("{} Heading\n\nText after", "#".repeat(level));
             assert_eq!(md(&input), "*Heading*\n\nText after", "level {level}");
+            // Right under its heading, as written.
+            let input = format!("{} Heading\nText after", "#".repeat(level));
+            assert_eq!(md(&input), "*Heading*\nText after", "level {level}");
         }
         assert_eq!(md("Setext\n======\n\nbody"), "*Setext*\n\nbody");
         assert_eq!(
@@ -1109,11 +1161,41 @@ mod tests {
     }
 
     #[test]
-    fn unordered_lists_use_dashes_and_nest_by_two_spaces() {
+    fn unordered_lists_keep_their_bullets_and_nest_by_two_spaces() {
         assert_eq!(md("- a\n- b"), "- a\n- b");
-        assert_eq!(md("* a\n* b"), "- a\n- b");
-        assert_eq!(md("+ a\n+ b"), "- a\n- b");
+        assert_eq!(md("* a\n* b"), "* a\n* b");
+        assert_eq!(md("+ a\n+ b"), "+ a\n+ b");
         assert_eq!(md("- a\n  - b\n    - c\n- d"), "- a\n  - b\n    - c\n- d");
+        assert_eq!(md("* a\n    + b"), "* a\n  + b");
+    }
+
+    // Regressions: the formatter changed what people wrote.
+
+    #[test]
+    fn ordered_list_numbers_come_out_as_written() {
+        // `10.` after `2.` used to become `3.`.
+        assert_eq!(md("1. one\n2. two\n10. tenth"), "1. one\n2. two\n10. tenth");
+        assert_eq!(md("1. a\n1. b\n1. c"), "1. a\n1. b\n1. c");
+        assert_eq!(md("1) a\n2) b"), "1) a\n2) b");
+        assert_eq!(md("> 5. five\n> 9. nine"), "> 5. five\n> 9. nine");
+        assert_eq!(md("- x\n  3. three\n  7. seven"), "- x\n  3. three\n  7. seven");
+    }
+
+    #[test]
+    fn a_lone_star_stays_a_star() {
+        // Used to become `-`.
+        assert_eq!(md("*"), "*");
+        assert_eq!(md("Note\n\n*\n\nmore"), "Note\n\n*\n\nmore");
+        assert_eq!(md("+"), "+");
+    }
+
+    #[test]
+    fn a_list_right_under_a_paragraph_gains_no_blank_line() {
+        assert_eq!(md("Intro:\n- a\n- b"), "Intro:\n- a\n- b");
+        assert_eq!(md("Steps:\n1. a\n2. b\n\nDone"), "Steps:\n1. a\n2. b\n\nDone");
+        assert_eq!(md("> Intro:\n> - a"), "> Intro:\n> - a");
+        // With a blank line it keeps one.
+        assert_eq!(md("Intro:\n\n- a"), "Intro:\n\n- a");
     }
 
     #[test]
@@ -1148,9 +1230,12 @@ mod tests {
     }
 
     #[test]
-    fn horizontal_rule_becomes_em_dashes() {
-        assert_eq!(md("a\n\n---\n\nb"), "a\n\n———\n\nb");
-        assert_eq!(md("a\n\n***\n\nb"), "a\n\n———\n\nb");
+    fn horizontal_rule_stays_as_written() {
+        // Regression: `---` used to become `———`.
+        assert_eq!(md("a\n\n---\n\nb"), "a\n\n---\n\nb");
+        assert_eq!(md("a\n\n***\n\nb"), "a\n\n***\n\nb");
+        assert_eq!(md("a\n\n  _ _ _  \n\nb"), "a\n\n_ _ _\n\nb");
+        assert_eq!(md("---"), "---");
     }
 
     // --- Markdown: inline styles -----------------------------------------------------------
@@ -1224,7 +1309,7 @@ mod tests {
     fn code_block_inside_a_list_item_is_indented() {
         assert_eq!(
             md("* a\n\n  ```\n  code\n  ```\n* b"),
-            "- a\n  ```\n  code\n  ```\n- b"
+            "* a\n  ```\n  code\n  ```\n* b"
         );
     }
 
@@ -1573,6 +1658,28 @@ mod tests {
         ) {
             let out = markdown_to_whatsapp(&text);
             prop_assert_eq!(out.trim(), out.as_str());
+        }
+
+        /// Text without Markdown syntax, numbered lines and `+` bullets included, comes out
+        /// with every visible character as written: nothing added, lost or changed.
+        #[test]
+        fn characters_that_are_not_markdown_syntax_come_out_as_written(
+            lines in prop::collection::vec(
+                prop::collection::vec("[a-zA-Z0-9.,:;!?%@/()'\"+]{1,6}|[0-9]{1,3}[.)]", 1..6),
+                1..12,
+            ),
+            breaks in prop::collection::vec(prop::bool::ANY, 12),
+        ) {
+            let mut text = String::new();
+            for (i, words) in lines.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(if breaks[i] { "\n\n" } else { "\n" });
+                }
+                text.push_str(&words.join(" "));
+            }
+            let visible = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            let out = markdown_to_whatsapp(&text);
+            prop_assert_eq!(visible(&out), visible(&text), "{:?} -> {:?}", text, out);
         }
 
         #[test]
