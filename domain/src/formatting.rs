@@ -62,7 +62,8 @@ pub fn markdown_to_whatsapp(markdown: &str) -> String {
         src: markdown,
         ..Renderer::default()
     };
-    for (event, range) in Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH).into_offset_iter()
+    for (event, range) in
+        Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH).into_offset_iter()
     {
         renderer.event(event, range);
     }
@@ -509,7 +510,9 @@ fn written_marker(item_source: &str) -> Option<String> {
     let s = item_source.trim_start_matches([' ', '\t']);
     let digits = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let marker = match s[digits..].chars().next() {
-        Some(delim @ ('.' | ')')) if (1..=9).contains(&digits) => format!("{}{delim} ", &s[..digits]),
+        Some(delim @ ('.' | ')')) if (1..=9).contains(&digits) => {
+            format!("{}{delim} ", &s[..digits])
+        }
         Some(bullet @ ('-' | '*' | '+')) if digits == 0 => format!("{bullet} "),
         _ => return None,
     };
@@ -588,14 +591,24 @@ fn is_whitespace(grapheme: &str) -> bool {
 }
 
 /// How many graphemes of `window` to take: up to the last paragraph break, else the last line
-/// break, else the last whitespace. `None` means hard-cut at the end of the window.
+/// break, else the last whitespace, looking first beyond the window's first quarter (so that
+/// a heading or a short first paragraph does not go as a message of its own) and then in all
+/// of it. `None` means hard-cut at the end of the window.
 fn best_cut(window: &[&str]) -> Option<usize> {
-    window
+    let quarter = window.len() / 4;
+    let paragraph = window
         .windows(2)
         .rposition(|pair| is_newline(pair[0]) && is_newline(pair[1]))
-        .map(|i| i + 2)
-        .or_else(|| window.iter().rposition(|g| is_newline(g)).map(|i| i + 1))
-        .or_else(|| window.iter().rposition(|g| is_whitespace(g)).map(|i| i + 1))
+        .map(|i| i + 2);
+    let line = window.iter().rposition(|g| is_newline(g)).map(|i| i + 1);
+    let space = window.iter().rposition(|g| is_whitespace(g)).map(|i| i + 1);
+    let late = |cut: Option<usize>| cut.filter(|&c| c > quarter);
+    late(paragraph)
+        .or(late(line))
+        .or(late(space))
+        .or(paragraph)
+        .or(line)
+        .or(space)
 }
 
 fn split_oversized_grapheme(grapheme: &str, max: usize, chunks: &mut Vec<String>) {
@@ -627,11 +640,273 @@ pub struct Rendered {
 /// Converts Markdown and splits it into messages that each fit WhatsApp's limit.
 ///
 /// Splitting does not know about formatting: a bold span that straddles a split ends up
-/// open in one message and closed in the next.
+/// open in one message and closed in the next. (Styles never cross a line, and splits come
+/// at line breaks first, so this takes a single line longer than the limit.)
 pub fn render_for_whatsapp(markdown: &str) -> Rendered {
     let text = markdown_to_whatsapp(markdown);
     let chunks = split_message(&text, WHATSAPP_MAX_CHARS);
     Rendered { text, chunks }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per destination: parts, plain text, SMS segments
+// ---------------------------------------------------------------------------------------------
+
+/// Twilio's limit for a message `Body`, WhatsApp or SMS (Twilio splits an SMS body into
+/// segments itself and the handset joins them).
+pub const TWILIO_BODY_MAX_CHARS: usize = 1600;
+/// Meta's limit for the caption of an image, video or document.
+pub const META_CAPTION_MAX_CHARS: usize = 1024;
+
+/// Where a free-form text goes, which decides its formatting and how long one message may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Destination {
+    /// WhatsApp through Twilio: WhatsApp formatting, 1,600 characters a message.
+    #[serde(rename = "whatsapp_twilio")]
+    WhatsAppTwilio,
+    /// WhatsApp through Meta's Cloud API: WhatsApp formatting, 4,096 characters a message
+    /// (1,024 for a media caption).
+    #[serde(rename = "whatsapp_meta")]
+    WhatsAppMeta,
+    /// SMS (through Twilio): plain text, 1,600 characters a message, billed by segment.
+    #[serde(rename = "sms")]
+    Sms,
+}
+
+impl Destination {
+    /// The longest part (as [`whatsapp_len`] counts) this destination takes, with or without
+    /// media riding on it.
+    pub fn max_chars(self, with_media: bool) -> usize {
+        match (self, with_media) {
+            (Destination::WhatsAppMeta, false) => WHATSAPP_MAX_CHARS,
+            (Destination::WhatsAppMeta, true) => META_CAPTION_MAX_CHARS,
+            (Destination::WhatsAppTwilio | Destination::Sms, _) => TWILIO_BODY_MAX_CHARS,
+        }
+    }
+}
+
+/// How a free-form text was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextFormat {
+    /// Markdown, as staff and automations write it: converted for the destination.
+    #[default]
+    Markdown,
+    /// Already converted for the destination (a stored part sent again, an SMS fallback
+    /// made from WhatsApp parts): only split.
+    AsIs,
+}
+
+/// One message of a text that is sent in parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Part {
+    pub text: String,
+    /// Length as the destination's limit counts it.
+    pub chars: usize,
+    /// For SMS: the encoding and how many segments the carrier bills.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsSegments>,
+}
+
+/// A free-form text as it will go to one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prepared {
+    pub destination: Destination,
+    /// The whole converted text.
+    pub text: String,
+    /// The longest part allowed.
+    pub max_chars: usize,
+    /// `text` in sending order, each without the whitespace it was cut at (concatenated with
+    /// that whitespace, they are `text`). Empty only for a text of whitespace alone.
+    pub parts: Vec<Part>,
+}
+
+/// Converts (unless [`TextFormat::AsIs`]) and splits a text for `destination`: WhatsApp
+/// formatting for WhatsApp, plain text without WhatsApp's markers for SMS ([`plain_text`]),
+/// each part within the destination's limit ([`Destination::max_chars`]).
+pub fn prepare(
+    text: &str,
+    format: TextFormat,
+    destination: Destination,
+    with_media: bool,
+) -> Prepared {
+    let text = match (format, destination) {
+        (TextFormat::AsIs, _) => text.to_string(),
+        (TextFormat::Markdown, Destination::Sms) => plain_text(&markdown_to_whatsapp(text)),
+        (TextFormat::Markdown, _) => markdown_to_whatsapp(text),
+    };
+    let max_chars = destination.max_chars(with_media);
+    // A part's trailing whitespace (the paragraph break it was cut at) would show as
+    // nothing and providers drop it: it is not sent, so the preview shows what goes.
+    let parts = split_message(&text, max_chars)
+        .into_iter()
+        .map(|part| part.trim_end().to_string())
+        .filter(|part| !part.is_empty())
+        .map(|text| Part {
+            chars: whatsapp_len(&text),
+            sms: (destination == Destination::Sms).then(|| sms_segments(&text)),
+            text,
+        })
+        .collect();
+    Prepared {
+        destination,
+        text,
+        max_chars,
+        parts,
+    }
+}
+
+/// WhatsApp-formatted text as WhatsApp would show it, without the styling: the markers of
+/// every span WhatsApp renders (`*bold*`, `_italic_`, `~strike~`, ```` ```mono``` ````) are
+/// removed, and a line that holds only a code fence goes with it; code is kept verbatim. A
+/// marker WhatsApp shows literally (`2 * 3`, `snake_case`, `a*b*c`) stays, as do quote and
+/// list prefixes.
+pub fn plain_text(whatsapp: &str) -> String {
+    let mut lines = Vec::new();
+    let mut in_code_block = false;
+    for line in whatsapp.split('\n') {
+        if line.trim_start_matches([' ', '>']) == "```" {
+            in_code_block = !in_code_block;
+            continue;
+        }
+        lines.push(if in_code_block {
+            line.to_string()
+        } else {
+            plain_line(line)
+        });
+    }
+    lines.join("\n")
+}
+
+/// One line outside a code block: inline code spans lose their fences and keep their
+/// content; style markers outside them go where WhatsApp would style (styles never span
+/// lines).
+fn plain_line(line: &str) -> String {
+    // (character, inside code), fences of paired spans removed.
+    let mut chars: Vec<(char, bool)> = Vec::with_capacity(line.len());
+    let pieces: Vec<&str> = line.split("```").collect();
+    let paired = if pieces.len() % 2 == 1 {
+        pieces.len()
+    } else {
+        pieces.len() - 1
+    };
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && (i >= paired) {
+            chars.extend("```".chars().map(|c| (c, false)));
+        }
+        let code = i % 2 == 1 && i < paired;
+        chars.extend(piece.chars().map(|c| (c, code)));
+    }
+    for marker in ['*', '_', '~'] {
+        strip_marker(&mut chars, marker);
+    }
+    chars.into_iter().map(|(c, _)| c).collect()
+}
+
+/// Removes each pair of `marker` (outside code) that WhatsApp reads as a style: the opening
+/// one at the start or after a character that is not a letter or digit and before a
+/// non-space, the closing one after a non-space and at the end or before a character that
+/// is not a letter or digit, with something between them.
+fn strip_marker(chars: &mut Vec<(char, bool)>, marker: char) {
+    let is = |c: Option<&(char, bool)>, m: char| c.is_some_and(|&(c, code)| c == m && !code);
+    let word = |c: Option<&(char, bool)>| c.is_some_and(|(c, _)| c.is_alphanumeric());
+    let space = |c: Option<&(char, bool)>| c.is_none_or(|(c, _)| c.is_whitespace());
+    let mut drop = vec![false; chars.len()];
+    let mut i = 0;
+    while i < chars.len() {
+        let before = i.checked_sub(1).and_then(|p| chars.get(p));
+        let opens = is(chars.get(i), marker)
+            && !word(before)
+            && !space(chars.get(i + 1))
+            && !is(chars.get(i + 1), marker);
+        if opens {
+            let close = (i + 2..chars.len()).find(|&j| {
+                is(chars.get(j), marker) && !space(chars.get(j - 1)) && !word(chars.get(j + 1))
+            });
+            if let Some(j) = close {
+                drop[i] = true;
+                drop[j] = true;
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    let mut keep = drop.into_iter().map(|d| !d);
+    chars.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// How an SMS is encoded on the air.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SmsEncoding {
+    /// The GSM 03.38 7-bit alphabet: 160 characters in one segment, 153 per segment when
+    /// concatenated; the extension characters (`{ } [ ] \ ~ ^ | €` and form feed) take two.
+    #[serde(rename = "GSM-7")]
+    Gsm7,
+    /// Any character outside it makes the whole message UCS-2: 70 UTF-16 units in one
+    /// segment, 67 per segment when concatenated.
+    #[serde(rename = "UCS-2")]
+    Ucs2,
+}
+
+/// What an SMS body costs: its encoding, its length in that encoding's units and the number
+/// of segments the carrier bills, counted as Twilio's segment calculator counts them (a
+/// character is never split across segments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SmsSegments {
+    pub encoding: SmsEncoding,
+    /// Septets (GSM-7) or UTF-16 code units (UCS-2).
+    pub units: usize,
+    pub segments: usize,
+}
+
+/// The GSM 03.38 basic character set (one septet each).
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The GSM 03.38 extension table (an escape septet plus one each).
+const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
+
+fn gsm7_septets(c: char) -> Option<usize> {
+    if GSM7_BASIC.contains(c) {
+        Some(1)
+    } else if GSM7_EXTENSION.contains(c) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// Counts the segments of an SMS body ([`SmsSegments`]). An empty body is one segment.
+pub fn sms_segments(text: &str) -> SmsSegments {
+    let septets: Option<Vec<usize>> = text.chars().map(gsm7_septets).collect();
+    let (encoding, costs, single, multi) = match septets {
+        Some(costs) => (SmsEncoding::Gsm7, costs, 160, 153),
+        None => (
+            SmsEncoding::Ucs2,
+            text.chars().map(char::len_utf16).collect(),
+            70,
+            67,
+        ),
+    };
+    let units: usize = costs.iter().sum();
+    if units <= single {
+        return SmsSegments {
+            encoding,
+            units,
+            segments: 1,
+        };
+    }
+    let (mut segments, mut used) = (1, 0);
+    for cost in costs {
+        if used + cost > multi {
+            segments += 1;
+            used = 0;
+        }
+        used += cost;
+    }
+    SmsSegments {
+        encoding,
+        units,
+        segments,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1178,7 +1453,10 @@ mod tests {
         assert_eq!(md("1. a\n1. b\n1. c"), "1. a\n1. b\n1. c");
         assert_eq!(md("1) a\n2) b"), "1) a\n2) b");
         assert_eq!(md("> 5. five\n> 9. nine"), "> 5. five\n> 9. nine");
-        assert_eq!(md("- x\n  3. three\n  7. seven"), "- x\n  3. three\n  7. seven");
+        assert_eq!(
+            md("- x\n  3. three\n  7. seven"),
+            "- x\n  3. three\n  7. seven"
+        );
     }
 
     #[test]
@@ -1192,7 +1470,10 @@ mod tests {
     #[test]
     fn a_list_right_under_a_paragraph_gains_no_blank_line() {
         assert_eq!(md("Intro:\n- a\n- b"), "Intro:\n- a\n- b");
-        assert_eq!(md("Steps:\n1. a\n2. b\n\nDone"), "Steps:\n1. a\n2. b\n\nDone");
+        assert_eq!(
+            md("Steps:\n1. a\n2. b\n\nDone"),
+            "Steps:\n1. a\n2. b\n\nDone"
+        );
         assert_eq!(md("> Intro:\n> - a"), "> Intro:\n> - a");
         // With a blank line it keeps one.
         assert_eq!(md("Intro:\n\n- a"), "Intro:\n\n- a");
@@ -1463,6 +1744,17 @@ mod tests {
     }
 
     #[test]
+    fn a_short_heading_does_not_go_alone() {
+        // The paragraph break after the heading is within the first quarter: the split
+        // comes at the last paragraph break, line break or space after it.
+        let text = format!("*Title*\n\n{}", "word ".repeat(30));
+        let chunks = split_message(&text, 100);
+        assert!(chunks[0].starts_with("*Title*\n\nword"), "{chunks:?}");
+        assert!(chunks[0].ends_with(' '));
+        assert_valid_split(&text, 100, &chunks);
+    }
+
+    #[test]
     fn whole_paragraph_break_run_stays_with_the_first_chunk() {
         let text = "aaaa\n\n\nbbbbbbbbbbbb";
         assert_eq!(
@@ -1692,6 +1984,205 @@ mod tests {
         fn render_for_whatsapp_chunks_fit(text in "[*_a-z \n#-]{0,400}") {
             let rendered = render_for_whatsapp(&text);
             prop_assert_eq!(rendered.chunks.concat(), rendered.text);
+        }
+    }
+
+    // --- Plain text for SMS -------------------------------------------------------------------
+
+    fn plain(markdown: &str) -> String {
+        plain_text(&markdown_to_whatsapp(markdown))
+    }
+
+    #[test]
+    fn plain_text_drops_the_markers_whatsapp_would_style() {
+        assert_eq!(
+            plain("**Bold** and _it_ and ~~gone~~"),
+            "Bold and it and gone"
+        );
+        assert_eq!(plain("***both***"), "both");
+        assert_eq!(plain("# Title\ntext"), "Title\ntext");
+        assert_eq!(plain("> **quoted**"), "> quoted");
+        assert_eq!(plain("- **a**\n- b"), "- a\n- b");
+        assert_eq!(plain("**a\nb**"), "a\nb");
+    }
+
+    #[test]
+    fn plain_text_keeps_what_whatsapp_shows_literally() {
+        for text in [
+            "2 * 3 * 4",
+            "snake_case_name",
+            "a*b*c",
+            "* item",
+            "~ 5 km",
+            "file_name_v2",
+        ] {
+            assert_eq!(plain_text(text), text);
+        }
+        // An unpaired fence stays.
+        assert_eq!(plain_text("a ``` b"), "a ``` b");
+        assert_eq!(plain_text("```x``` and ```"), "x and ```");
+    }
+
+    #[test]
+    fn plain_text_keeps_code_verbatim_without_fences() {
+        assert_eq!(plain("run `x_y *z*` now"), "run x_y *z* now");
+        assert_eq!(plain("**`code`**"), "code");
+        assert_eq!(
+            plain("Look:\n\n```\nlet *a* = b_c;\n\n  more\n```\nafter"),
+            "Look:\n\nlet *a* = b_c;\n\n  more\nafter"
+        );
+        assert_eq!(plain("> ```\n> *x*\n> ```"), "> *x*");
+    }
+
+    // --- SMS segments ----------------------------------------------------------------------
+
+    #[test]
+    fn gsm7_segments() {
+        let seg = |t: &str| sms_segments(t);
+        assert_eq!(
+            seg("hello"),
+            SmsSegments {
+                encoding: SmsEncoding::Gsm7,
+                units: 5,
+                segments: 1
+            }
+        );
+        assert_eq!(seg(&"a".repeat(160)).segments, 1);
+        assert_eq!(seg(&"a".repeat(161)).segments, 2);
+        assert_eq!(seg(&"a".repeat(306)).segments, 2);
+        assert_eq!(seg(&"a".repeat(307)).segments, 3);
+        assert_eq!(seg("").segments, 1);
+        // Accented letters of the GSM alphabet keep GSM-7.
+        assert_eq!(seg("Café à Malmö, £5 @ 3pm").encoding, SmsEncoding::Gsm7);
+    }
+
+    #[test]
+    fn gsm7_extension_characters_take_two_septets_and_are_not_split() {
+        assert_eq!(sms_segments("{}").units, 4);
+        assert_eq!(sms_segments(&"€".repeat(80)).segments, 1);
+        let s = sms_segments(&"€".repeat(81));
+        assert_eq!((s.units, s.segments), (162, 2));
+        // 152 septets, then a two-septet character: it goes to the next segment.
+        let text = format!("{}€{}", "a".repeat(152), "a".repeat(152));
+        let s = sms_segments(&text);
+        assert_eq!((s.units, s.segments), (306, 3));
+    }
+
+    #[test]
+    fn ucs2_segments() {
+        let s = sms_segments("Привет");
+        assert_eq!(
+            s,
+            SmsSegments {
+                encoding: SmsEncoding::Ucs2,
+                units: 6,
+                segments: 1
+            }
+        );
+        assert_eq!(sms_segments(&"ж".repeat(70)).segments, 1);
+        assert_eq!(sms_segments(&"ж".repeat(71)).segments, 2);
+        assert_eq!(sms_segments(&"ж".repeat(134)).segments, 2);
+        assert_eq!(sms_segments(&"ж".repeat(135)).segments, 3);
+        // One emoji makes the whole message UCS-2; a surrogate pair is never split.
+        assert_eq!(sms_segments("ok 👍").encoding, SmsEncoding::Ucs2);
+        assert_eq!(sms_segments(&"😀".repeat(35)).segments, 1);
+        assert_eq!(sms_segments(&"😀".repeat(36)).segments, 2);
+        assert_eq!(sms_segments(&"😀".repeat(67)).segments, 3);
+    }
+
+    #[test]
+    fn sms_segments_serialize_with_the_encodings_names() {
+        assert_eq!(
+            serde_json::to_value(sms_segments("hi")).unwrap(),
+            serde_json::json!({"encoding": "GSM-7", "units": 2, "segments": 1})
+        );
+    }
+
+    // --- Prepared parts ----------------------------------------------------------------------
+
+    #[test]
+    fn prepare_converts_and_splits_per_destination() {
+        let long = format!("**Hello**\n\n{}", "word ".repeat(700));
+        let twilio = prepare(
+            &long,
+            TextFormat::Markdown,
+            Destination::WhatsAppTwilio,
+            false,
+        );
+        assert_eq!(twilio.max_chars, 1600);
+        assert!(twilio.text.starts_with("*Hello*\n\nword"));
+        assert_eq!(twilio.parts.len(), 3);
+        assert!(twilio
+            .parts
+            .iter()
+            .all(|p| p.chars <= 1600 && p.sms.is_none()));
+        let meta = prepare(
+            &long,
+            TextFormat::Markdown,
+            Destination::WhatsAppMeta,
+            false,
+        );
+        assert_eq!(meta.parts.len(), 1);
+        assert_eq!(
+            prepare(&long, TextFormat::Markdown, Destination::WhatsAppMeta, true).max_chars,
+            1024
+        );
+        let sms = prepare(&long, TextFormat::Markdown, Destination::Sms, false);
+        assert!(sms.text.starts_with("Hello\n\nword"));
+        assert_eq!(sms.parts.len(), 3);
+        let first = sms.parts[0].sms.unwrap();
+        assert_eq!(first.encoding, SmsEncoding::Gsm7);
+        assert_eq!(first.segments, sms_segments(&sms.parts[0].text).segments);
+        assert!(first.segments > 1);
+    }
+
+    #[test]
+    fn prepare_as_is_only_splits() {
+        let p = prepare(
+            "*already* formatted",
+            TextFormat::AsIs,
+            Destination::Sms,
+            false,
+        );
+        assert_eq!(p.text, "*already* formatted");
+        assert!(prepare("", TextFormat::Markdown, Destination::Sms, false)
+            .parts
+            .is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn prepared_parts_are_lossless_and_within_the_limit(
+            text in "[*_a-zж😀 \n#`-]{0,5000}",
+            dest in prop::sample::select(vec![Destination::WhatsAppTwilio, Destination::WhatsAppMeta, Destination::Sms]),
+        ) {
+            let p = prepare(&text, TextFormat::Markdown, dest, false);
+            // The parts are the text in order, with only the whitespace they were cut at
+            // between them, and none ends in whitespace.
+            let mut rest = p.text.as_str();
+            for part in &p.parts {
+                let at = rest.find(part.text.as_str());
+                prop_assert!(at.is_some(), "part not found in order: {:?}", part.text);
+                let at = at.unwrap_or_default();
+                prop_assert!(rest[..at].chars().all(char::is_whitespace));
+                rest = &rest[at + part.text.len()..];
+                prop_assert_eq!(part.text.trim_end(), part.text.as_str());
+            }
+            prop_assert!(rest.chars().all(char::is_whitespace));
+            for part in &p.parts {
+                prop_assert!(part.chars <= p.max_chars);
+                prop_assert!(!part.text.is_empty());
+                if let Some(s) = part.sms {
+                    let per = match s.encoding { SmsEncoding::Gsm7 => 153, SmsEncoding::Ucs2 => 67 };
+                    prop_assert!(s.segments * per >= s.units);
+                }
+            }
+        }
+
+        #[test]
+        fn plain_text_never_adds_characters(text in "[*_~`a-z >\n-]{0,300}") {
+            let out = plain_text(&text);
+            prop_assert!(out.chars().count() <= text.chars().count());
         }
     }
 

@@ -122,21 +122,10 @@ fn is_alphanumeric_sender(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
 }
 
-/// SMS segments: GSM-7 when plain ASCII, UCS-2 otherwise.
+/// SMS segments as Twilio bills them (GSM-7 or UCS-2, counted by Heimdall's own counter,
+/// which follows Twilio's segment calculator).
 pub(crate) fn sms_segments(body: &str) -> u32 {
-    let gsm = body
-        .chars()
-        .all(|c| c.is_ascii() && (c >= ' ' || c == '\n' || c == '\r'));
-    let (single, multi, len) = if gsm {
-        (160usize, 153usize, body.chars().count())
-    } else {
-        (70usize, 67usize, body.encode_utf16().count())
-    };
-    let segments = if len <= single {
-        1
-    } else {
-        len.div_ceil(multi)
-    };
+    let segments = heimdall_domain::formatting::sms_segments(body).segments;
     u32::try_from(segments).unwrap_or(u32::MAX)
 }
 
@@ -519,8 +508,10 @@ mod tests {
         assert_eq!(sms_segments("hello"), 1);
         assert_eq!(sms_segments(&"a".repeat(160)), 1);
         assert_eq!(sms_segments(&"a".repeat(161)), 2);
-        assert_eq!(sms_segments(&"é".repeat(70)), 1);
-        assert_eq!(sms_segments(&"é".repeat(71)), 2);
+        // é is in the GSM alphabet; ж is not.
+        assert_eq!(sms_segments(&"é".repeat(160)), 1);
+        assert_eq!(sms_segments(&"ж".repeat(70)), 1);
+        assert_eq!(sms_segments(&"ж".repeat(71)), 2);
     }
 
     #[test]
