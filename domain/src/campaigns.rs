@@ -44,6 +44,7 @@ use crate::channel::Channel;
 use crate::clock::new_id;
 use crate::contacts::{self, Contact};
 use crate::entities::{campaign, campaign_approval, contact, outbound_message, staff_user};
+use crate::formatting::sms_segments;
 use crate::gates::{self, Authorization, ConsentStatus, Decision, TemplateCategory};
 use crate::message_state::MessageState;
 use crate::outbound::{self, AcceptError, Origin, Recipient, RequestedContent, SendRequest};
@@ -389,40 +390,6 @@ pub fn price_for(channel: Channel, category: TemplateCategory) -> Price {
         .find(|p| p.channel == channel && p.category.is_none_or(|c| c == category))
         .copied()
         .unwrap_or(PRICES[0])
-}
-
-/// How many SMS segments a text takes: GSM-7 (160, or 153 per part) when
-/// every character is in the GSM alphabet, UCS-2 (70, or 67 per part)
-/// otherwise.
-pub fn sms_segments(text: &str) -> usize {
-    const GSM: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const GSM_EXTENDED: &str = "^{}\\[~]|€\u{c}";
-    let mut septets = 0usize;
-    let mut gsm = true;
-    for c in text.chars() {
-        if GSM.contains(c) {
-            septets += 1;
-        } else if GSM_EXTENDED.contains(c) {
-            septets += 2;
-        } else {
-            gsm = false;
-            break;
-        }
-    }
-    if gsm {
-        if septets <= 160 {
-            1
-        } else {
-            septets.div_ceil(153)
-        }
-    } else {
-        let units = text.encode_utf16().count();
-        if units <= 70 {
-            1
-        } else {
-            units.div_ceil(67)
-        }
-    }
 }
 
 /// Where a campaign's messages stand.
@@ -1798,7 +1765,7 @@ pub async fn review_by(
         if !matches!(decision.decision, Decision::Block { .. }) {
             billable += 1;
             if price.per_segment {
-                segments += sms_segments(&text);
+                segments += sms_segments(&text).segments;
             }
         }
     }
@@ -1810,7 +1777,7 @@ pub async fn review_by(
     let per_message = if billable > 0 {
         total / billable as f64
     } else if price.per_segment {
-        price.usd * sms_segments(&template.body) as f64
+        price.usd * sms_segments(&template.body).segments as f64
     } else {
         price.usd
     };
@@ -2498,21 +2465,6 @@ mod tests {
         assert_eq!(values["d"], "fixed");
         assert_eq!(values["e"], "");
         assert_eq!(missing, vec!["missing".to_string()]);
-    }
-
-    #[test]
-    fn sms_segments_count_gsm_and_unicode() {
-        assert_eq!(sms_segments(""), 1);
-        assert_eq!(sms_segments(&"a".repeat(160)), 1);
-        assert_eq!(sms_segments(&"a".repeat(161)), 2);
-        assert_eq!(sms_segments(&"a".repeat(306)), 2);
-        assert_eq!(sms_segments(&"a".repeat(307)), 3);
-        // Extended characters take two septets.
-        assert_eq!(sms_segments(&"€".repeat(80)), 1);
-        assert_eq!(sms_segments(&"€".repeat(81)), 2);
-        // One non-GSM character switches the whole text to UCS-2.
-        assert_eq!(sms_segments(&format!("✅{}", "a".repeat(69))), 1);
-        assert_eq!(sms_segments(&format!("✅{}", "a".repeat(70))), 2);
     }
 
     #[test]

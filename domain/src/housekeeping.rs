@@ -509,7 +509,8 @@ impl std::fmt::Display for Reconciliation {
 /// (forward only, like a status callback).
 pub async fn reconcile_messages(core: &Core) -> Result<Reconciliation, sea_orm::DbErr> {
     let mut report = Reconciliation {
-        requeued: requeue_lost(core).await?,
+        requeued: requeue_lost(core).await?
+            + outbound::reconcile_held_parts(core, REQUEUE_GRACE).await?,
         stuck: outbound::resolve_stuck_sending(core, STUCK_SENDING).await?,
         ..Default::default()
     };

@@ -519,9 +519,11 @@ async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> 
                 SendRequest {
                     recipient: Recipient::Contact(contact_id.clone()),
                     channel: msg.channel,
+                    // Heimdall's own text, written for the channel: only split.
                     content: RequestedContent::Text {
                         body,
                         media_url: None,
+                        format: crate::formatting::TextFormat::AsIs,
                     },
                     origin: Origin::ComplianceReply,
                     idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),

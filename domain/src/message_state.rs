@@ -6,6 +6,9 @@
 //!    └─────────────> queued ───claim─> sending ──provider──> sent ─> delivered ─> read
 //!                      │                 │                    └──> undelivered / failed
 //!                      └─> cancelled     └──> deferred (retry with backoff) / failed
+//!
+//! held ──the part before was handed over──> queued     (a later part of a text sent
+//!   └───the part before was not sent──────> cancelled   in parts, in order)
 //! ```
 //!
 //! Provider statuses only ever move a message forward: a late `delivered`
@@ -25,6 +28,10 @@ pub enum MessageState {
     Deferred,
     /// Passed the gates; waiting for a worker.
     Queued,
+    /// A later part of a text sent in parts: passed the gates, and waits until the part
+    /// before it has been handed to the provider (then `queued`, gated again when a worker
+    /// takes it) or has failed (then `cancelled`, saying why). No worker may take it.
+    Held,
     /// Claimed by a worker; with a provider sid, accepted by the provider.
     Sending,
     Sent,
@@ -37,11 +44,12 @@ pub enum MessageState {
 }
 
 impl MessageState {
-    pub const ALL: [MessageState; 11] = [
+    pub const ALL: [MessageState; 12] = [
         MessageState::Pending,
         MessageState::Blocked,
         MessageState::Deferred,
         MessageState::Queued,
+        MessageState::Held,
         MessageState::Sending,
         MessageState::Sent,
         MessageState::Delivered,
@@ -57,6 +65,7 @@ impl MessageState {
             MessageState::Blocked => "blocked",
             MessageState::Deferred => "deferred",
             MessageState::Queued => "queued",
+            MessageState::Held => "held",
             MessageState::Sending => "sending",
             MessageState::Sent => "sent",
             MessageState::Delivered => "delivered",

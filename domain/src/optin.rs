@@ -1861,9 +1861,12 @@ async fn request_confirmation(
                 variables,
             }
         }
+        // Heimdall's own text with a link in it, written for the channel: only split (a
+        // Markdown reading could change the link).
         _ => RequestedContent::Text {
             body: confirmation_text(&program, &form.title, channel, &link),
             media_url: None,
+            format: crate::formatting::TextFormat::AsIs,
         },
     };
     let res = outbound::accept(

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TryIntoModel,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TryIntoModel,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
 use crate::contacts::{self, ContactKey, FactRows};
 use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
+use crate::formatting::{self, Destination, TextFormat};
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
@@ -51,9 +52,12 @@ pub enum RequestedContent {
         name: String,
         variables: BTreeMap<String, String>,
     },
+    /// Free-form text: converted for the channel (unless `format` says it already is) and
+    /// sent in as many parts as the channel's limit takes ([`formatting::prepare`]).
     Text {
         body: String,
         media_url: Option<String>,
+        format: TextFormat,
     },
 }
 
@@ -101,7 +105,10 @@ pub struct SendRequest {
 /// What happened to an accepted message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The message, or the first part of a text sent in parts.
     pub message_id: String,
+    /// Every part's id in sending order (just `message_id` for a message in one part).
+    pub parts: Vec<String>,
     pub state: MessageState,
     pub decision: GateDecision,
     /// True when an earlier message with the same idempotency key was returned.
@@ -200,7 +207,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     if let Some(existing) = by_idempotency_key(core, req.idempotency_key.as_deref()).await? {
         return Ok(existing);
     }
-    let (kind, template_name, variables, body, media_url) = match &req.content {
+    let (kind, template_name, variables, parts, media_url) = match &req.content {
         RequestedContent::Template { name, variables } => {
             let name = name.trim().to_lowercase();
             if name.is_empty() {
@@ -208,27 +215,40 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
                     "template_name must not be empty".into(),
                 ));
             }
-            ("template", Some(name), variables.clone(), None, None)
+            ("template", Some(name), variables.clone(), vec![], None)
         }
-        RequestedContent::Text { body, media_url } => {
-            if body.trim().is_empty() && media_url.is_none() {
+        RequestedContent::Text {
+            body,
+            media_url,
+            format,
+        } => {
+            if formatting::whatsapp_len(body) > MAX_TEXT_CHARS {
+                return Err(AcceptError::BadRequest(format!(
+                    "the message text is too long: at most {MAX_TEXT_CHARS} characters"
+                )));
+            }
+            let destination = destination(core, req.channel);
+            let prepared = formatting::prepare(body, *format, destination, media_url.is_some());
+            if prepared.text.trim().is_empty() && media_url.is_none() {
                 return Err(AcceptError::BadRequest(
                     "the message text must not be empty".into(),
                 ));
             }
-            if crate::formatting::whatsapp_len(body) > 4096 * 4 {
-                return Err(AcceptError::BadRequest(
-                    "the message text is too long".into(),
-                ));
+            let mut parts: Vec<String> = prepared.parts.into_iter().map(|p| p.text).collect();
+            if parts.is_empty() {
+                // Media alone.
+                parts.push(String::new());
             }
-            (
-                "freeform",
-                None,
-                BTreeMap::new(),
-                Some(body.clone()),
-                media_url.clone(),
-            )
+            ("freeform", None, BTreeMap::new(), parts, media_url.clone())
         }
+    };
+    let source_text = match &req.content {
+        RequestedContent::Text {
+            body,
+            format: TextFormat::Markdown,
+            ..
+        } => Some(body.clone()),
+        _ => None,
     };
     let now = core.now();
     // Every row the gates read, in one statement keyed by the recipient.
@@ -269,8 +289,9 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         template_id: template.as_ref().map(|t| t.id.clone()),
         template_name,
         variables: serde_json::to_string(&variables).unwrap_or_else(|_| "{}".into()),
-        body,
+        body: parts.first().filter(|b| !b.is_empty()).cloned(),
         media_url,
+        source_text,
         source: source.into(),
         campaign_id,
         automation_id,
@@ -292,15 +313,20 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     if outcome.state == MessageState::Queued {
         message.queued_at = Some(now);
     }
-    // The message, in its evaluated state, and the evaluation's audit row
+    let messages = into_parts(message, parts);
+    // The messages, in their evaluated states, and each one's audit row
     // are written together: there is no accepted message without its row.
-    let evaluation =
-        audit::evaluation_row(&message, Stage::Accept, &decision, &actor, now).try_into_model()?;
+    let evaluations = messages
+        .iter()
+        .map(|m| audit::evaluation_row(m, Stage::Accept, &decision, &actor, now).try_into_model())
+        .collect::<Result<Vec<_>, _>>()?;
+    let message = messages[0].clone();
+    let part_ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     let written = core
         .db
         .write_rows(RowWrite {
-            messages: vec![message.clone()],
-            tool_calls: vec![evaluation],
+            messages,
+            tool_calls: evaluations,
             ..Default::default()
         })
         .await;
@@ -317,10 +343,61 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "accept", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     Ok(Outcome {
         message_id: message.id,
+        parts: part_ids,
         state,
         decision,
         duplicate: false,
     })
+}
+
+/// The longest free-form text accepted (as [`formatting::whatsapp_len`] counts): four of
+/// Meta's messages, eleven of Twilio's.
+pub const MAX_TEXT_CHARS: usize = 4 * formatting::WHATSAPP_MAX_CHARS;
+
+/// Where a free-form text on `channel` goes, for its formatting and its limit.
+pub fn destination(core: &Core, channel: Channel) -> Destination {
+    match (channel, core.settings.whatsapp_provider) {
+        (Channel::Sms, _) => Destination::Sms,
+        (Channel::WhatsApp, crate::settings::WhatsAppProvider::Meta) => Destination::WhatsAppMeta,
+        (Channel::WhatsApp, _) => Destination::WhatsAppTwilio,
+    }
+}
+
+/// The evaluated first message as the rows of its parts: one for a message in one part;
+/// otherwise each part its own message with its text, linked to the first and numbered,
+/// the media and the idempotency key on the first only. Later parts are `held` (a worker
+/// takes each once the one before has been handed to the provider) unless the gates
+/// blocked the message, which blocks them all.
+fn into_parts(first: outbound_message::Model, parts: Vec<String>) -> Vec<outbound_message::Model> {
+    let count = parts.len();
+    if count <= 1 {
+        return vec![first];
+    }
+    let count32 = i32::try_from(count).unwrap_or(i32::MAX);
+    let blocked = first.state == MessageState::Blocked.as_str();
+    let mut out = Vec::with_capacity(count);
+    for (i, text) in parts.into_iter().enumerate() {
+        let index = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let mut m = first.clone();
+        if i > 0 {
+            m.id = new_id();
+            m.media_url = None;
+            m.idempotency_key = None;
+            m.source_text = None;
+            if !blocked {
+                m.state = MessageState::Held.as_str().into();
+                m.block_reason = None;
+                m.defer_until = None;
+                m.queued_at = None;
+            }
+        }
+        m.body = Some(text);
+        m.part_of = Some(first.id.clone());
+        m.part_index = Some(index);
+        m.part_count = Some(count32);
+        out.push(m);
+    }
+    out
 }
 
 /// A message in state `pending` with nothing recorded yet; callers set
@@ -366,6 +443,10 @@ pub fn pending_message(
         delivered_at: None,
         read_at: None,
         failed_at: None,
+        part_of: None,
+        part_index: None,
+        part_count: None,
+        source_text: None,
     }
 }
 
@@ -419,12 +500,33 @@ async fn existing_outcome(
             decision: Decision::Pass,
             verdicts: vec![],
         });
+    let parts = match &m.part_of {
+        Some(first) => parts_of(&core.db.conn, first)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect(),
+        None => vec![m.id.clone()],
+    };
     Ok(Outcome {
         state: MessageState::parse(&m.state).unwrap_or(MessageState::Pending),
         message_id: m.id,
+        parts,
         decision,
         duplicate: true,
     })
+}
+
+/// Every part of the text whose first part is `first`, in order.
+pub async fn parts_of(
+    db: &impl ConnectionTrait,
+    first: &str,
+) -> Result<Vec<outbound_message::Model>, sea_orm::DbErr> {
+    outbound_message::Entity::find()
+        .filter(outbound_message::Column::PartOf.eq(first))
+        .order_by_asc(outbound_message::Column::PartIndex)
+        .all(db)
+        .await
 }
 
 /// The most recent gate evaluation of a message.
@@ -961,7 +1063,16 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     };
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     match decision.decision {
-        Decision::Block { reason } => return Ok(SendResult::Blocked(reason)),
+        Decision::Block { reason } => {
+            stop_later_parts(
+                &core.db.conn,
+                &m,
+                &format!("blocked ({})", reason.code()),
+                now,
+            )
+            .await?;
+            return Ok(SendResult::Blocked(reason));
+        }
         Decision::Defer { reason, .. } => return Ok(SendResult::Deferred(reason)),
         Decision::Pass => {}
     }
@@ -1253,6 +1364,9 @@ async fn call_provider(
                 })
                 .await?;
             metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
+            if let Some(next) = release_next_part(&core.db.conn, m, now).await? {
+                enqueue(core, &next, None).await;
+            }
             Ok(SendResult::Sent { sid: accepted.sid })
         }
         Err(rejected) => {
@@ -1373,6 +1487,19 @@ pub async fn handle_failure(
         message_id: Some(m.id.clone()),
         campaign_id: m.campaign_id.clone(),
     };
+    // A part that ends here without reaching the person stops the parts after it (a
+    // fallback takes them along instead, below); a retry keeps them waiting.
+    let retrying =
+        class.action == ErrorAction::Retry && provider_errors::retry_delay(attempts).is_some();
+    let falls_back = class.action == ErrorAction::Fallback && channel == Channel::WhatsApp;
+    if !retrying && !falls_back {
+        let state = if class.action == ErrorAction::Fallback {
+            "undelivered"
+        } else {
+            "failed"
+        };
+        stop_later_parts(&core.db.conn, &fresh, state, now).await?;
+    }
     match class.action {
         ErrorAction::Retry => {
             if let Some(delay) = provider_errors::retry_delay(attempts) {
@@ -1478,6 +1605,116 @@ fn final_state_or(reported: Option<MessageState>, default: MessageState) -> Mess
     }
 }
 
+/// A part handed to the provider releases the next one (`held` to `queued`, only while it is
+/// still held): its id, for the caller to enqueue. `None` for the last part, a message in
+/// one part, or a next part already released or stopped.
+pub async fn release_next_part(
+    db: &impl ConnectionTrait,
+    m: &outbound_message::Model,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, sea_orm::DbErr> {
+    let (Some(first), Some(index)) = (&m.part_of, m.part_index) else {
+        return Ok(None);
+    };
+    let released = outbound_message::Entity::update_many()
+        .col_expr(
+            outbound_message::Column::State,
+            Expr::value(MessageState::Queued.as_str()),
+        )
+        .col_expr(outbound_message::Column::QueuedAt, Expr::value(Some(now)))
+        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+        .filter(outbound_message::Column::PartOf.eq(first))
+        .filter(outbound_message::Column::PartIndex.eq(index + 1))
+        .filter(outbound_message::Column::State.eq(MessageState::Held.as_str()))
+        .exec_with_returning(db)
+        .await?;
+    Ok(released.into_iter().next().map(|n| n.id))
+}
+
+/// A part that will not reach the person (`how`: blocked, failed, ...) stops every later
+/// part not yet handed to the provider (held, or released but not taken by a worker: the
+/// worker's claim is a compare-and-set on the same states): they are cancelled, saying
+/// which part ended them and how. Returns them, in order (an SMS fallback takes their text
+/// along).
+pub async fn stop_later_parts(
+    db: &impl ConnectionTrait,
+    m: &outbound_message::Model,
+    how: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<outbound_message::Model>, sea_orm::DbErr> {
+    let (Some(first), Some(index), Some(count)) = (&m.part_of, m.part_index, m.part_count) else {
+        return Ok(vec![]);
+    };
+    let why = format!("not sent: part {index} of {count} was {how}");
+    let mut stopped = outbound_message::Entity::update_many()
+        .col_expr(
+            outbound_message::Column::State,
+            Expr::value(MessageState::Cancelled.as_str()),
+        )
+        .col_expr(
+            outbound_message::Column::ErrorMessage,
+            Expr::value(Some(why)),
+        )
+        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+        .filter(outbound_message::Column::PartOf.eq(first))
+        .filter(outbound_message::Column::PartIndex.gt(index))
+        .filter(outbound_message::Column::State.is_in([
+            MessageState::Held.as_str(),
+            MessageState::Queued.as_str(),
+            MessageState::Deferred.as_str(),
+        ]))
+        .filter(outbound_message::Column::ProviderSid.is_null())
+        .exec_with_returning(db)
+        .await?;
+    stopped.sort_by_key(|p| p.part_index);
+    Ok(stopped)
+}
+
+/// Held parts whose release was lost (the process stopped between the provider's answer to
+/// the part before and the release) are released now, or stopped if the part before ended
+/// without being handed over; held parts whose part before is still on its way stay held.
+/// Looks at parts held for longer than `grace`. Returns how many were released or stopped.
+pub async fn reconcile_held_parts(core: &Core, grace: Duration) -> Result<u64, sea_orm::DbErr> {
+    let now = core.now();
+    let held = outbound_message::Entity::find()
+        .filter(outbound_message::Column::State.eq(MessageState::Held.as_str()))
+        .filter(outbound_message::Column::UpdatedAt.lt(now - grace))
+        .order_by_asc(outbound_message::Column::UpdatedAt)
+        .limit(1000)
+        .all(&core.db.conn)
+        .await?;
+    let mut n = 0;
+    for part in held {
+        let (Some(first), Some(index)) = (&part.part_of, part.part_index) else {
+            continue;
+        };
+        let Some(before) = outbound_message::Entity::find()
+            .filter(outbound_message::Column::PartOf.eq(first))
+            .filter(outbound_message::Column::PartIndex.eq(index - 1))
+            .one(&core.db.conn)
+            .await?
+        else {
+            continue;
+        };
+        let state = MessageState::parse(&before.state).unwrap_or(MessageState::Pending);
+        let delivered = matches!(
+            state,
+            MessageState::Sent | MessageState::Delivered | MessageState::Read
+        );
+        if state.is_final() && !delivered {
+            n += stop_later_parts(&core.db.conn, &before, state.as_str(), now)
+                .await?
+                .len() as u64;
+        } else if before.provider_sid.is_some() || delivered {
+            if let Some(next) = release_next_part(&core.db.conn, &before, now).await? {
+                enqueue(core, &next, None).await;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Release messages held back (deferred and marked `reason`: a paused
 /// campaign, a paused sender) so that a worker takes them at once: their
 /// hold is cleared (only while they are still so held). The caller enqueues
@@ -1529,13 +1766,28 @@ async fn fall_back_to_sms(
     core: &Core,
     original: &outbound_message::Model,
 ) -> Result<(), sea_orm::DbErr> {
-    let body = match (&original.kind[..], &original.template_name) {
+    let now = core.now();
+    // The WhatsApp parts after this one that have not gone yet go along in the SMS; the
+    // ones already handed over stay with WhatsApp (each falls back on its own if it fails).
+    let later = stop_later_parts(
+        &core.db.conn,
+        original,
+        "undelivered on WhatsApp; the text went by SMS instead",
+        now,
+    )
+    .await?;
+    let whatsapp_text = match (&original.kind[..], &original.template_name) {
         ("template", Some(name)) => match templates::find_by_name(&core.db.conn, name).await? {
             Some(t) => t.render(&serde_json::from_str(&original.variables).unwrap_or_default()),
             None => return Ok(()),
         },
-        _ => original.body.clone().unwrap_or_default(),
+        _ => std::iter::once(original)
+            .chain(&later)
+            .filter_map(|p| p.body.as_deref())
+            .collect(),
     };
+    // What WhatsApp would have shown, without WhatsApp's markers.
+    let body = formatting::plain_text(&whatsapp_text);
     let recipient = match &original.contact_id {
         Some(id) => Recipient::Contact(id.clone()),
         None => Recipient::Phone(original.to_address.clone()),
@@ -1548,6 +1800,7 @@ async fn fall_back_to_sms(
             content: RequestedContent::Text {
                 body,
                 media_url: None,
+                format: TextFormat::AsIs,
             },
             origin: Origin::Fallback {
                 of: original.id.clone(),
@@ -1734,6 +1987,14 @@ pub struct MessageView {
     pub fallback_of: Option<String>,
     pub fallback_message_id: Option<String>,
     pub in_window: Option<bool>,
+    /// A text sent in parts: this part's number of how many, and every part in order.
+    pub part_index: Option<i32>,
+    pub part_count: Option<i32>,
+    pub parts: Vec<PartView>,
+    /// The text as written, before it was converted and split (the first part only).
+    pub source_text: Option<String>,
+    /// An SMS body's encoding and the segments the carrier bills.
+    pub sms: Option<formatting::SmsSegments>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub evaluations: Vec<EvaluationView>,
@@ -1752,6 +2013,14 @@ pub struct EvaluationView {
     pub verdicts: serde_json::Value,
     pub actor: String,
     pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartView {
+    pub id: String,
+    pub index: i32,
+    pub state: String,
+    pub error_message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1809,6 +2078,22 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
         .one(&core.db.conn)
         .await?
         .map(|f| f.id);
+    let parts = match &m.part_of {
+        Some(first) => parts_of(&core.db.conn, first)
+            .await?
+            .into_iter()
+            .map(|p| PartView {
+                id: p.id,
+                index: p.part_index.unwrap_or_default(),
+                state: p.state,
+                error_message: p.error_message,
+            })
+            .collect(),
+        None => vec![],
+    };
+    let sms = (m.channel == Channel::Sms.as_str())
+        .then(|| m.body.as_deref().map(formatting::sms_segments))
+        .flatten();
     Ok(Some(MessageView {
         id: m.id,
         contact_id: m.contact_id,
@@ -1832,6 +2117,11 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
         fallback_of: m.fallback_of,
         fallback_message_id,
         in_window: m.in_window,
+        part_index: m.part_index,
+        part_count: m.part_count,
+        parts,
+        source_text: m.source_text,
+        sms,
         created_at: m.created_at,
         updated_at: m.updated_at,
         evaluations,

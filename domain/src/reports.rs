@@ -165,6 +165,7 @@ pub async fn dashboard(core: &Core, day: NaiveDate, tz: chrono_tz::Tz) -> Result
         .filter(outbound_message::Column::State.is_in([
             MessageState::Queued.as_str(),
             MessageState::Deferred.as_str(),
+            MessageState::Held.as_str(),
         ]))
         .count(db)
         .await?;
@@ -532,6 +533,10 @@ pub enum ConversationItem {
         /// The gate that refused or holds it.
         block_reason: Option<String>,
         error_code: Option<i32>,
+        /// Why it failed or was not sent (a later part stopped by an earlier one says so).
+        error_message: Option<String>,
+        /// A text sent in parts: this part's number, of how many.
+        part: Option<(i32, i32)>,
         source: String,
         actor: String,
         at: DateTime<Utc>,
@@ -543,6 +548,16 @@ impl ConversationItem {
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             ConversationItem::Inbound { at, .. } | ConversationItem::Outbound { at, .. } => *at,
+        }
+    }
+
+    /// Where it goes in the conversation: by time, the parts of one text in their order.
+    fn order(&self) -> (DateTime<Utc>, i32) {
+        match self {
+            ConversationItem::Outbound {
+                part: Some((i, _)), ..
+            } => (self.at(), *i),
+            _ => (self.at(), 0),
         }
     }
 }
@@ -628,12 +643,14 @@ pub async fn conversation(
             state: m.state,
             block_reason: m.block_reason,
             error_code: m.error_code,
+            error_message: m.error_message,
+            part: m.part_index.zip(m.part_count),
             source: m.source,
             actor: m.actor,
             at: m.created_at,
         });
     }
-    items.sort_by_key(|i| i.at());
+    items.sort_by_key(ConversationItem::order);
     let excess = items
         .len()
         .saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));

@@ -164,8 +164,9 @@ pub async fn release(
                 variables: serde_json::from_str(&m.variables).unwrap_or_default(),
             },
             _ => RequestedContent::Text {
-                body: m.body.clone().unwrap_or_default(),
+                body: text_from(&core.db.conn, &m).await?,
                 media_url: m.media_url.clone(),
+                format: crate::formatting::TextFormat::AsIs,
             },
         };
         let recipient = match &m.contact_id {
@@ -197,6 +198,27 @@ pub async fn release(
         held: held.len(),
         resent,
     })
+}
+
+/// The text to send again for a failed message: its body, and for a part of a longer text
+/// the later parts its failure stopped (cancelled, never sent) after it, in order. (Already
+/// converted for the channel; it is split again as it goes.)
+async fn text_from(
+    db: &impl sea_orm::ConnectionTrait,
+    m: &outbound_message::Model,
+) -> Result<String, sea_orm::DbErr> {
+    let mut text = m.body.clone().unwrap_or_default();
+    if let (Some(first), Some(index)) = (&m.part_of, m.part_index) {
+        for later in outbound::parts_of(db, first).await? {
+            if later.part_index > Some(index)
+                && later.state == MessageState::Cancelled.as_str()
+                && later.provider_sid.is_none()
+            {
+                text.push_str(later.body.as_deref().unwrap_or_default());
+            }
+        }
+    }
+    Ok(text)
 }
 
 /// The channel a sender row sends on, under the current settings.

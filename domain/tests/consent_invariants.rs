@@ -549,6 +549,7 @@ async fn apply(w: &mut World, step: Step) {
                     content: RequestedContent::Text {
                         body: "Thanks for your message!".into(),
                         media_url: None,
+                        format: Default::default(),
                     },
                     origin: Origin::Inbox {
                         staff: w.staff[0].clone(),

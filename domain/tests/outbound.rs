@@ -322,6 +322,7 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
         content: RequestedContent::Text {
             body: "Hello there".into(),
             media_url: None,
+            format: Default::default(),
         },
         origin: Origin::Inbox {
             staff: staff.clone(),

@@ -131,6 +131,7 @@ fn text(to: &str, body: &str, origin: Origin) -> SendRequest {
         content: RequestedContent::Text {
             body: body.into(),
             media_url: None,
+            format: Default::default(),
         },
         origin,
         idempotency_key: None,

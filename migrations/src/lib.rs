@@ -24,6 +24,7 @@ mod m20261122_000042_tier_usage_daily;
 mod m20261123_000050_partial_indexes;
 mod m20261202_000060_consent_ledger;
 mod m20261202_000061_api_key_scopes;
+mod m20261202_000062_message_parts;
 mod util;
 
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000050_partial_indexes::Migration),
             Box::new(m20261202_000060_consent_ledger::Migration),
             Box::new(m20261202_000061_api_key_scopes::Migration),
+            Box::new(m20261202_000062_message_parts::Migration),
         ]
     }
 }

@@ -45,11 +45,32 @@ pub enum ConversationEntry {
         state: String,
         block_reason: Option<String>,
         error_code: Option<i32>,
+        error_message: Option<String>,
+        /// Part `.0` of `.1`, for a text sent in parts.
+        part: Option<(i32, i32)>,
         source: String,
         actor: String,
         at: DateTime<Utc>,
         statuses: Vec<StatusRow>,
     },
+}
+
+/// One message of a reply as it would go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewPart {
+    pub text: String,
+    pub chars: usize,
+    /// For SMS: `GSM-7` or `UCS-2`, and the segments billed.
+    pub encoding: Option<String>,
+    pub segments: Option<usize>,
+}
+
+/// A reply as it would go: converted for the channel and split at its limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyPreview {
+    pub channel: String,
+    pub max_chars: usize,
+    pub parts: Vec<PreviewPart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +177,8 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         state,
                         block_reason,
                         error_code,
+                        error_message,
+                        part,
                         source,
                         actor,
                         at,
@@ -167,6 +190,8 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         state,
                         block_reason,
                         error_code,
+                        error_message,
+                        part,
                         source,
                         actor: actor_label(&names, actor),
                         at,
@@ -202,6 +227,54 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
     )
 }
 
+/// A free-text reply as it would go on `channel`: what `inbox_reply` would send, part by
+/// part (WhatsApp formatting or plain SMS text, each part within the channel's limit).
+#[server(prefix = "/_sf", endpoint = "inbox_preview")]
+pub async fn inbox_preview(channel: String, text: String) -> Result<ReplyPreview, AppError> {
+    use crate::server::*;
+    use heimdall_domain::formatting::{self, SmsEncoding, TextFormat};
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            let ch: heimdall_domain::Channel = channel
+                .parse()
+                .map_err(|_| AppError::invalid("channel", "Unknown channel."))?;
+            if formatting::whatsapp_len(&text) > heimdall_domain::outbound::MAX_TEXT_CHARS {
+                return Err(AppError::invalid(
+                    "text",
+                    format!(
+                        "The message is longer than {} characters.",
+                        heimdall_domain::outbound::MAX_TEXT_CHARS
+                    ),
+                ));
+            }
+            let destination = heimdall_domain::outbound::destination(ctx.core(), ch);
+            let prepared = formatting::prepare(&text, TextFormat::Markdown, destination, false);
+            Ok(ReplyPreview {
+                channel: ch.as_str().to_string(),
+                max_chars: prepared.max_chars,
+                parts: prepared
+                    .parts
+                    .into_iter()
+                    .map(|p| PreviewPart {
+                        chars: p.chars,
+                        encoding: p.sms.map(|s| {
+                            match s.encoding {
+                                SmsEncoding::Gsm7 => "GSM-7",
+                                SmsEncoding::Ucs2 => "UCS-2",
+                            }
+                            .to_string()
+                        }),
+                        segments: p.sms.map(|s| s.segments),
+                        text: p.text,
+                    })
+                    .collect(),
+            })
+        }
+        .await,
+    )
+}
+
 /// Reply to a person: free text inside the 24-hour window, an approved
 /// template outside it. Gated and audited like every message.
 #[server(prefix = "/_sf", endpoint = "inbox_reply")]
@@ -229,11 +302,17 @@ pub async fn inbox_reply(
                 .map_err(|_| AppError::invalid("channel", "Unknown channel."))?;
             let (content, field) = match mode.as_str() {
                 "text" => {
-                    let body = required("text", "The message", &text, 4096)?;
+                    let body = required(
+                        "text",
+                        "The message",
+                        &text,
+                        heimdall_domain::outbound::MAX_TEXT_CHARS,
+                    )?;
                     (
                         RequestedContent::Text {
                             body,
                             media_url: None,
+                            format: heimdall_domain::formatting::TextFormat::Markdown,
                         },
                         "text",
                     )
@@ -300,12 +379,26 @@ pub async fn inbox_reply(
                     ),
                 }),
                 Decision::Pass => Ok(ReplyResult {
+                    note: match outcome.parts.len() {
+                        1 => "Sent to the queue.".into(),
+                        n => format!("Sent to the queue in {n} parts, one after the other."),
+                    },
                     message_id: outcome.message_id,
                     state: outcome.state.as_str().to_string(),
-                    note: "Sent to the queue.".into(),
                 }),
             }
         }
         .await,
     )
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    #[test]
+    fn the_reply_box_takes_what_the_send_path_accepts() {
+        assert_eq!(
+            crate::pages::inbox::MAX_TEXT_CHARS,
+            heimdall_domain::outbound::MAX_TEXT_CHARS
+        );
+    }
 }

@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::inbox::{
-    inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxReply,
+    inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxPreview,
+    InboxReply, ReplyPreview,
 };
 use crate::components::{
     both, error_of, error_view, poll_every, reset_on_success, use_me, when, Badge, Countdown, Csrf,
@@ -152,17 +153,32 @@ fn ConversationBody(
             </form>
         };
         let body = if window.in_window && selected.is_none() {
+            let draft = RwSignal::new(String::new());
+            let preview = ServerAction::<InboxPreview>::new();
+            let preview_channel = c.channel.clone();
             view! {
                 <ActionForm action=reply node_ref=form>
                     {common}
                     <input type="hidden" name="mode" value="text"/>
                     <div class="field">
                         <label for="text">"Reply"</label>
-                        <textarea id="text" name="text" rows="3" required maxlength="4096" aria-describedby="text-error"></textarea>
+                        <textarea id="text" name="text" rows="3" required maxlength=MAX_TEXT_CHARS
+                            aria-describedby="text-error text-hint"
+                            on:input:target=move |ev| draft.set(ev.target().value())></textarea>
+                        <p class="hint small" id="text-hint">"Markdown: **bold**, _italic_, lists. A long reply goes in several messages, in order; Preview shows them."</p>
                         <FieldError error=err field="text"/>
                     </div>
+                    <button type="button" id="preview-reply" disabled=move || preview.pending().get()
+                        on:click=move |_| {
+                            preview.dispatch(InboxPreview { channel: preview_channel.clone(), text: draft.get_untracked() });
+                        }>"Preview"</button>
+                    " "
                     <button type="submit" class="primary" disabled=move || reply.pending().get()>"Send reply"</button>
                 </ActionForm>
+                {move || preview.value().get().map(|r| match r {
+                    Ok(p) => preview_view(p).into_any(),
+                    Err(e) => view! { <p class="notice error" role="alert">{e.to_string()}</p> }.into_any(),
+                })}
                 <details>
                     <summary>"Or send a template"</summary>
                     {chooser}
@@ -213,6 +229,42 @@ fn ConversationBody(
     }
 }
 
+/// The longest reply the box takes (what the send path accepts).
+pub(crate) const MAX_TEXT_CHARS: usize = 16_384;
+
+/// A reply as it would go, message by message.
+fn preview_view(p: ReplyPreview) -> impl IntoView {
+    let n = p.parts.len();
+    let sms = p.channel == "sms";
+    view! {
+        <section class="reply-preview" id="reply-preview" aria-label="Preview">
+            <h3>{match n {
+                0 => "Nothing to send".to_string(),
+                1 => "Goes as one message".to_string(),
+                n => format!("Goes as {n} messages, in this order"),
+            }}</h3>
+            <ol>
+                {p.parts.into_iter().enumerate().map(|(i, part)| {
+                    let meta = match (part.encoding, part.segments) {
+                        (Some(enc), Some(seg)) => format!(
+                            "Part {} of {n} · {} of {} characters · SMS {enc}, {seg} segment{}",
+                            i + 1, part.chars, p.max_chars, if seg == 1 { "" } else { "s" }
+                        ),
+                        _ => format!("Part {} of {n} · {} of {} characters", i + 1, part.chars, p.max_chars),
+                    };
+                    view! {
+                        <li class="preview-part" data-part=i + 1>
+                            <div class="small muted">{meta}</div>
+                            <pre class="bubble preview-text">{part.text}</pre>
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+            {(!sms).then(|| view! { <p class="small muted">"As WhatsApp receives it: *bold*, _italic_, ~strike~."</p> })}
+        </section>
+    }
+}
+
 fn entry(e: ConversationEntry) -> impl IntoView {
     match e {
         ConversationEntry::Inbound {
@@ -241,17 +293,22 @@ fn entry(e: ConversationEntry) -> impl IntoView {
             state,
             block_reason,
             error_code,
+            error_message,
+            part,
             source,
             actor,
             at,
             statuses,
         } => {
             let state_attr = state.clone();
+            let stopped = (state == "cancelled").then_some(error_message).flatten();
             view! {
-            <li class="chat-out" data-state=state_attr>
+            <li class="chat-out" data-state=state_attr data-part=part.map(|(i, _)| i)>
                 <div class="bubble">{text.unwrap_or_else(|| template_name.clone().unwrap_or_default())}</div>
                 <div class="chat-meta">
                     <time>{when(&at)}</time> " · " <Badge state=state/>
+                    {part.map(|(i, n)| view! { " · " <span class="part-label">{format!("part {i} of {n}")}</span> })}
+                    {stopped.map(|m| view! { " · " <span class="warn-text">{m}</span> })}
                     {block_reason.map(|r| view! { " " <code>{r.clone()}</code> <span class="small">{format!(" {}", reason_label(&r))}</span> })}
                     {error_code.map(|c| format!(" · error {c}"))}
                     " · " {source} " · " {actor}

@@ -42,6 +42,14 @@ pub struct Model {
     pub delivered_at: Option<DateTimeUtc>,
     pub read_at: Option<DateTimeUtc>,
     pub failed_at: Option<DateTimeUtc>,
+    /// A text sent in parts: the first part's id, on every part.
+    pub part_of: Option<String>,
+    /// This part's number, from 1, of `part_count`.
+    pub part_index: Option<i32>,
+    pub part_count: Option<i32>,
+    /// The text as it was written (Markdown), on the first part of a free-form text; `body`
+    /// holds what goes to the provider.
+    pub source_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,7 @@ use serde_json::json;
 use heimdall_domain::authz::{self, ApiPrincipal, Scope, Scopes};
 use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
 use heimdall_domain::entities::outbound_message;
+use heimdall_domain::formatting::TextFormat;
 use heimdall_domain::gates::Decision;
 use heimdall_domain::message_state::MessageState;
 use heimdall_domain::outbound::{
@@ -628,6 +629,7 @@ async fn send_message(
         (None, Some(text)) => RequestedContent::Text {
             body: text,
             media_url: b.media_url,
+            format: TextFormat::Markdown,
         },
         _ => {
             return Err(ApiError::bad(
@@ -656,6 +658,7 @@ async fn send_message(
     }
     Ok(HttpResponse::Accepted().json(json!({
         "message_id": outcome.message_id,
+        "parts": outcome.parts,
         "state": outcome.state,
         "decision": outcome.decision,
         "duplicate": outcome.duplicate,
@@ -678,17 +681,39 @@ async fn get_message(
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
     markdown: String,
+    /// Where it would go (default WhatsApp through the configured provider).
+    #[serde(default = "default_channel")]
+    channel: Channel,
+    /// Whether media would ride on the first part (a shorter limit on Meta).
+    #[serde(default)]
+    with_media: bool,
 }
 
-async fn preview(_auth: ApiAuth, body: web::Json<PreviewBody>) -> Result<HttpResponse, ApiError> {
+/// `POST /api/v1/preview`: the text as it would go, part by part (`chunks` are the parts'
+/// texts, kept for callers of the first version of this endpoint).
+async fn preview(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    body: web::Json<PreviewBody>,
+) -> Result<HttpResponse, ApiError> {
     if body.markdown.len() > 200_000 {
         return Err(ApiError::TooLarge);
     }
-    Ok(
-        HttpResponse::Ok().json(heimdall_domain::formatting::render_for_whatsapp(
-            &body.markdown,
-        )),
-    )
+    let prepared = heimdall_domain::formatting::prepare(
+        &body.markdown,
+        TextFormat::Markdown,
+        outbound::destination(&core, body.channel),
+        body.with_media,
+    );
+    let chunks: Vec<&str> = prepared.parts.iter().map(|p| p.text.as_str()).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "text": prepared.text,
+        "chunks": chunks,
+        "channel": body.channel,
+        "destination": prepared.destination,
+        "max_chars": prepared.max_chars,
+        "parts": prepared.parts,
+    })))
 }
 
 /// Unknown API paths answer in the API's error shape.
