@@ -232,10 +232,10 @@ pub async fn authenticate_api_key(
 
 /// The authorization an API principal carries for the gates.
 pub async fn automation_authorization(
-    db: &impl ConnectionTrait,
+    core: &Core,
     principal: &ApiPrincipal,
 ) -> Result<Authorization, sea_orm::DbErr> {
-    automation_authorization_for(db, principal, None).await
+    automation_authorization_for(&core.db.conn, &core.settings, principal, None).await
 }
 
 /// As [`automation_authorization`]; when the message's template is known,
@@ -243,9 +243,12 @@ pub async fn automation_authorization(
 /// template registered from settings (the send path's hot loop).
 pub async fn automation_authorization_for(
     db: &impl ConnectionTrait,
+    settings: &crate::settings::Settings,
     principal: &ApiPrincipal,
     template: Option<&crate::templates::Template>,
 ) -> Result<Authorization, sea_orm::DbErr> {
+    // The bootstrap key may reply in free text only when its configurer said so.
+    let bootstrap_free_form = settings.api_key_free_form;
     match &principal.key_id {
         None if template.is_some() => Ok(Authorization::Automation {
             name: "bootstrap key".into(),
@@ -255,6 +258,7 @@ pub async fn automation_authorization_for(
                 .filter(|t| t.source == "settings")
                 .map(|t| vec![t.name.clone()])
                 .unwrap_or_default(),
+            free_form: bootstrap_free_form,
         }),
         None => {
             // The bootstrap key stands for whoever configured it, for the
@@ -271,6 +275,7 @@ pub async fn automation_authorization_for(
                 approved: true,
                 approved_by: Some("the operator who set HEIMDALL_API_KEY".into()),
                 templates,
+                free_form: bootstrap_free_form,
             })
         }
         Some(key_id) => {
@@ -301,6 +306,7 @@ pub async fn automation_authorization_for(
                     approved: false,
                     approved_by: None,
                     templates: vec![],
+                    free_form: false,
                 });
             }
             let mut templates: Vec<String> = approved
@@ -309,11 +315,18 @@ pub async fn automation_authorization_for(
                 .collect();
             templates.sort();
             templates.dedup();
+            // Free-form replies come from the approved automation that allows them
+            // (its name and approver are what the verdict cites).
+            let speaker = approved
+                .iter()
+                .find(|a| a.free_form)
+                .unwrap_or(&approved[0]);
             Ok(Authorization::Automation {
-                name: approved[0].name.clone(),
+                name: speaker.name.clone(),
                 approved: true,
-                approved_by: approved[0].approved_by.clone(),
+                approved_by: speaker.approved_by.clone(),
                 templates,
+                free_form: approved.iter().any(|a| a.free_form),
             })
         }
     }
@@ -325,7 +338,7 @@ pub enum AutomationError {
     NotFound(String),
     #[error("no API key with id {0}")]
     NoKey(String),
-    #[error("an automation needs at least one template")]
+    #[error("an automation needs at least one template, or free-form replies inside the window")]
     NoTemplates,
     #[error("template '{0}' is not registered")]
     UnknownTemplate(String),
@@ -343,6 +356,8 @@ pub struct Automation {
     pub name: String,
     pub api_key_id: String,
     pub templates: Vec<String>,
+    /// May reply in free text inside the 24-hour window.
+    pub free_form: bool,
     pub status: String,
     pub created_by: String,
     pub approved_by: Option<String>,
@@ -356,6 +371,7 @@ impl From<automation::Model> for Automation {
             id: m.id,
             name: m.name,
             api_key_id: m.api_key_id,
+            free_form: m.free_form,
             status: m.status,
             created_by: m.created_by,
             approved_by: m.approved_by,
@@ -364,14 +380,17 @@ impl From<automation::Model> for Automation {
     }
 }
 
+/// Bind an API key to templates and, when `free_form`, to free-form replies inside the
+/// 24-hour window; it sends nothing until an approver who is not `created_by` approves it.
 pub async fn create_automation(
     core: &Core,
     name: &str,
     api_key_id: &str,
     templates: &[String],
+    free_form: bool,
     created_by: &str,
 ) -> Result<Automation, AutomationError> {
-    if templates.is_empty() {
+    if templates.is_empty() && !free_form {
         return Err(AutomationError::NoTemplates);
     }
     if api_key::Entity::find_by_id(api_key_id)
@@ -395,6 +414,7 @@ pub async fn create_automation(
         name: Set(name.trim().to_string()),
         api_key_id: Set(api_key_id.to_string()),
         templates: Set(serde_json::to_string(templates).unwrap_or_else(|_| "[]".into())),
+        free_form: Set(free_form),
         status: Set("pending".into()),
         created_by: Set(created_by.to_string()),
         approved_by: Set(None),

@@ -282,6 +282,8 @@ pub enum Authorization {
         approved: bool,
         approved_by: Option<String>,
         templates: Vec<String>,
+        /// Approved for free-form replies inside the 24-hour window.
+        free_form: bool,
     },
     /// A staff member replying in the inbox.
     Staff { user: String, may_reply: bool },
@@ -427,7 +429,7 @@ pub fn evaluate(
                 Gate::NotAllowlisted => not_allowlisted(msg, policy),
                 Gate::Suppressed => suppressed(msg, facts),
                 Gate::NoConsent => no_consent(msg, facts, window_open),
-                Gate::NotAuthorized => not_authorized(msg, facts),
+                Gate::NotAuthorized => not_authorized(msg, facts, window_open),
                 Gate::TemplateNotApproved => template_not_approved(msg, facts),
                 Gate::OutsideWindow => outside_window(msg, facts, window_open, now),
                 Gate::MarketingPaused => marketing_paused(msg, facts),
@@ -511,6 +513,20 @@ fn suppressed(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
     }
 }
 
+/// Whether the authorization behind a free-form message is one that may reply in a
+/// conversation: staff in the inbox, or an automation approved for free-form replies.
+fn allows_free_form_replies(authorization: &Authorization) -> bool {
+    match authorization {
+        Authorization::Staff { .. } => true,
+        Authorization::Automation {
+            approved,
+            free_form,
+            ..
+        } => *approved && *free_form,
+        _ => false,
+    }
+}
+
 fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Verdict {
     match msg.purpose {
         Purpose::ComplianceReply => {
@@ -524,7 +540,13 @@ fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Ver
                 _ => Verdict::block(format!("no pending {} opt-in to confirm", msg.channel)),
             }
         }
-        Purpose::InboxReply if window_open && msg.content == MessageContent::FreeForm => {
+        // A reply inside the window to a person who wrote first, by staff or by an
+        // automation an approver approved for it (the not_authorized gate checks which).
+        Purpose::InboxReply | Purpose::Automation
+            if window_open
+                && msg.content == MessageContent::FreeForm
+                && allows_free_form_replies(&facts.authorization) =>
+        {
             if matches!(
                 facts.consent.as_ref().map(|c| c.status),
                 Some(ConsentStatus::Revoked)
@@ -559,7 +581,7 @@ fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Ver
     }
 }
 
-fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
+fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts, window_open: bool) -> Verdict {
     if !facts.sender.active {
         return Verdict::block(match &facts.sender.address {
             Some(a) => format!(
@@ -611,6 +633,7 @@ fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
                 approved,
                 approved_by,
                 templates,
+                free_form,
             },
             Purpose::Automation | Purpose::Fallback,
         ) => {
@@ -623,9 +646,28 @@ fn not_authorized(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
                         "the automation '{name}' is not approved for template '{t}'"
                     ))
                 }
-                MessageContent::FreeForm if msg.purpose != Purpose::Fallback => Verdict::block(
-                    format!("the automation '{name}' may only send approved templates"),
-                ),
+                MessageContent::FreeForm if msg.purpose != Purpose::Fallback && !free_form => {
+                    Verdict::block(format!(
+                        "the automation '{name}' may only send approved templates"
+                    ))
+                }
+                // Approved for replies: on WhatsApp the window gate refuses them once the
+                // window has closed; SMS has no such gate, so the reply rule is kept here.
+                MessageContent::FreeForm
+                    if msg.purpose != Purpose::Fallback
+                        && msg.channel == Channel::Sms
+                        && !window_open =>
+                {
+                    Verdict::block(format!(
+                        "the automation '{name}' may send free text only as a reply within 24 hours of the person's last message"
+                    ))
+                }
+                MessageContent::FreeForm if msg.purpose != Purpose::Fallback => {
+                    Verdict::pass(format!(
+                        "automation '{name}' approved for free-form replies inside the window by {}",
+                        approved_by.as_deref().unwrap_or("its configurer")
+                    ))
+                }
                 _ => Verdict::pass(format!(
                     "automation '{name}' approved by {}",
                     approved_by.as_deref().unwrap_or("its configurer")
@@ -923,6 +965,7 @@ mod tests {
                 approved: true,
                 approved_by: Some("approver@example.com".into()),
                 templates: vec!["task_reminder".into()],
+                free_form: false,
             },
             sender: SenderFact {
                 address: Some("+14155550100".into()),
@@ -1060,6 +1103,82 @@ mod tests {
     }
 
     #[test]
+    fn an_automation_replies_in_free_text_only_when_approved_for_it_and_only_inside_the_window() {
+        let automation = |approved: bool, free_form: bool| Authorization::Automation {
+            name: "agent".into(),
+            approved,
+            approved_by: approved.then(|| "approver@example.com".into()),
+            templates: vec![],
+            free_form,
+        };
+        let wa = msg(
+            Channel::WhatsApp,
+            MessageContent::FreeForm,
+            Purpose::Automation,
+        );
+        let sms = msg(Channel::Sms, MessageContent::FreeForm, Purpose::Automation);
+        let mut f = facts();
+        f.consent = None;
+        f.window_expires_at = Some(now() + Duration::hours(3));
+        let blocked = |reason| Decision::Block { reason };
+
+        // Not approved for free text (or not approved at all): refused, window or not.
+        // Without an opt-in the consent gate refuses first; with one, the authorization.
+        for auth in [automation(true, false), automation(false, true)] {
+            f.authorization = auth;
+            f.consent = None;
+            assert_eq!(run(&wa, &f).decision, blocked(Gate::NoConsent));
+            f.consent = facts().consent;
+            assert_eq!(run(&wa, &f).decision, blocked(Gate::NotAuthorized));
+        }
+        f.consent = None;
+
+        // Approved: inside the window it goes, to a person who wrote first (no opt-in needed,
+        // as for staff), on WhatsApp and SMS alike.
+        f.authorization = automation(true, true);
+        let d = run(&wa, &f);
+        assert_eq!(d.decision, Decision::Pass, "{d:#?}");
+        let said = d
+            .verdicts
+            .iter()
+            .find(|v| v.gate == Gate::NotAuthorized)
+            .map(|v| format!("{:?}", v.verdict))
+            .unwrap_or_default();
+        assert!(
+            said.contains(
+                "approved for free-form replies inside the window by approver@example.com"
+            ),
+            "{said}"
+        );
+        assert_eq!(run(&sms, &f).decision, Decision::Pass);
+
+        // Outside the window: refused on both channels, with the reason that applies.
+        f.window_expires_at = Some(now() - Duration::minutes(1));
+        assert_eq!(run(&wa, &f).decision, blocked(Gate::NoConsent));
+        assert_eq!(run(&sms, &f).decision, blocked(Gate::NoConsent));
+        f.consent = facts().consent;
+        assert_eq!(run(&wa, &f).decision, blocked(Gate::OutsideWindow));
+        assert_eq!(run(&sms, &f).decision, blocked(Gate::NotAuthorized));
+
+        // A STOP, or a revoked consent, blocks even inside the window.
+        f.window_expires_at = Some(now() + Duration::hours(3));
+        let mut revoked = facts();
+        if let Some(c) = revoked.consent.as_mut() {
+            c.status = ConsentStatus::Revoked;
+        }
+        f.consent = revoked.consent;
+        assert_eq!(run(&wa, &f).decision, blocked(Gate::NoConsent));
+        f.consent = None;
+        f.suppression = Some(SuppressionFact {
+            reason: "keyword STOP".into(),
+            since: now(),
+            marketing_only: false,
+        });
+        assert_eq!(run(&wa, &f).decision, blocked(Gate::Suppressed));
+        assert_eq!(run(&sms, &f).decision, blocked(Gate::Suppressed));
+    }
+
+    #[test]
     fn inbox_reply_in_window_needs_no_opt_in_but_revocation_still_blocks() {
         let m = msg(
             Channel::WhatsApp,
@@ -1190,6 +1309,7 @@ mod tests {
             approved: false,
             approved_by: None,
             templates: vec!["task_reminder".into()],
+            free_form: false,
         };
         assert_eq!(
             run(&automation_template(), &f).decision,
@@ -1202,6 +1322,7 @@ mod tests {
             approved: true,
             approved_by: Some("x".into()),
             templates: vec!["daily_briefing".into()],
+            free_form: false,
         };
         assert_eq!(
             run(&automation_template(), &f).decision,

@@ -477,9 +477,15 @@ impl SendRequest {
         template: Option<&Template>,
     ) -> Result<Option<Authorization>, sea_orm::DbErr> {
         Ok(match &self.origin {
-            Origin::Automation { principal, .. } => {
-                Some(authz::automation_authorization_for(&core.db.conn, principal, template).await?)
-            }
+            Origin::Automation { principal, .. } => Some(
+                authz::automation_authorization_for(
+                    &core.db.conn,
+                    &core.settings,
+                    principal,
+                    template,
+                )
+                .await?,
+            ),
             Origin::Inbox { staff } => Some(Authorization::Staff {
                 user: staff.email.clone(),
                 may_reply: staff.active && staff.role.allows(Role::Operator),
@@ -656,7 +662,8 @@ fn authorization_for<'a>(
                         why: "the bootstrap API key is no longer configured".into(),
                     }
                 } else {
-                    authz::automation_authorization_for(db, &principal, template).await?
+                    authz::automation_authorization_for(db, &core.settings, &principal, template)
+                        .await?
                 }
             }
         })

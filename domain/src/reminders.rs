@@ -378,7 +378,7 @@ pub async fn check_template(
             )));
         }
     }
-    match authz::automation_authorization(&core.db.conn, principal).await? {
+    match authz::automation_authorization(core, principal).await? {
         Authorization::Automation {
             approved: true,
             templates,

@@ -103,6 +103,10 @@ pub struct Settings {
     /// `HEIMDALL_API_KEY_SCOPES`, default `send,reminders`: what the
     /// bootstrap key may do.
     pub api_key_scopes: crate::authz::Scopes,
+    /// `HEIMDALL_API_KEY_FREE_FORM`, default `false`: whether the bootstrap key
+    /// may send free-form text as replies inside the 24-hour window (as an
+    /// automation approved for it may), besides the templates from settings.
+    pub api_key_free_form: bool,
     /// `TWILIO_*`; `None` when no Twilio credentials are set.
     pub twilio: Option<TwilioSettings>,
     /// `WHATSAPP_*`, `META_*`; `None` when no Meta credentials are set.
@@ -564,6 +568,7 @@ impl Settings {
                     .unwrap_or("send,reminders"),
             )
             .map_err(|m| invalid("HEIMDALL_API_KEY_SCOPES", m))?,
+            api_key_free_form: src.bool("HEIMDALL_API_KEY_FREE_FORM", false)?,
             twilio,
             meta,
             whatsapp_provider,

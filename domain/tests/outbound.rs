@@ -377,6 +377,7 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
         "n8n",
         &key.id,
         &["task_reminder".into()],
+        false,
         "creator@x",
     )
     .await

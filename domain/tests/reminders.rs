@@ -439,6 +439,7 @@ async fn the_automations_authorization_is_checked_again_at_send_time() {
         "Norns reminders",
         &key.id,
         &["task_reminder".to_string()],
+        false,
         "author@example.com",
     )
     .await

@@ -756,6 +756,7 @@ async fn a_schedule_made_in_the_console_runs_under_an_automation() {
         "Morning briefing",
         &key.id,
         &["daily_briefing".to_string()],
+        false,
         "author@example.com",
     )
     .await

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 
 export async function run(ctx) {
-  const { users, newPage, signIn, screenshot, staff, waitFor, baseURL } = ctx;
+  const { users, newPage, signIn, screenshot, staff, waitFor, baseURL, api, sandbox } = ctx;
   const page = await newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -89,6 +89,7 @@ export async function run(ctx) {
   const keyValue = await page.$eval('#api_key_id', (s) => [...s.options].find((o) => o.text.startsWith('e2e n8n')).value);
   await page.selectOption('#api_key_id', keyValue);
   await page.locator('label:has-text("task_reminder") input').check();
+  await page.check('#auto-free-form');
   await page.click('text=Create (needs approval)');
   await page.waitForSelector('#automations');
   assert.match(await page.textContent('#automations'), /pending/);
@@ -103,7 +104,30 @@ export async function run(ctx) {
   await ap.goto('/automations');
   await ap.click('#automations button:has-text("Approve")');
   await waitFor(async () => (await ap.textContent('#automations')).includes('approved'), 'the automation to be approved');
+  assert.match(await ap.textContent('#automations'), /free-form replies inside the window/);
   await screenshot(ap, 'automations');
+
+  // --- Approved for free-form replies, the key answers a person who wrote, in Markdown,
+  // and the sandbox receives it as WhatsApp formatting.
+  const bot = '+4791236001';
+  const made = await api('/api/v1/contacts', { method: 'POST', body: JSON.stringify({ phone: bot, name: 'Bot Person' }) });
+  const madeText = await made.text();
+  assert.ok(made.status === 201 || made.status === 200, madeText);
+  const botContact = JSON.parse(madeText);
+  const wrote = await sandbox('/sandbox/inbound', { method: 'POST', body: JSON.stringify({ from: bot, body: 'When do you open?' }) });
+  assert.ok(wrote.ok);
+  await waitFor(async () => (await (await api(`/api/v1/contacts/${botContact.id}`)).json()).windows?.whatsapp?.in_window === true, 'the window to open');
+  const answer = await asKey('/api/v1/messages', {
+    method: 'POST',
+    body: JSON.stringify({ contact_id: botContact.id, channel: 'whatsapp', text: 'We open at **09:00**.' }),
+  });
+  const answerText = await answer.text();
+  assert.equal(answer.status, 202, answerText);
+  assert.equal(JSON.parse(answerText).state, 'queued', answerText);
+  await waitFor(async () => {
+    const all = await (await sandbox('/sandbox/messages')).json();
+    return (Array.isArray(all) ? all : all.messages || []).some((m) => m.to.endsWith(bot) && m.body === 'We open at *09:00*.');
+  }, 'the reply in the sandbox');
 
   // --- An opt-in form with a consent text and a QR code.
   await page.goto('/forms/new');

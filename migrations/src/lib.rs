@@ -25,6 +25,7 @@ mod m20261123_000050_partial_indexes;
 mod m20261202_000060_consent_ledger;
 mod m20261202_000061_api_key_scopes;
 mod m20261202_000062_message_parts;
+mod m20261204_000063_automation_free_form;
 mod util;
 
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000060_consent_ledger::Migration),
             Box::new(m20261202_000061_api_key_scopes::Migration),
             Box::new(m20261202_000062_message_parts::Migration),
+            Box::new(m20261204_000063_automation_free_form::Migration),
         ]
     }
 }

@@ -94,6 +94,8 @@ pub struct AutomationRow {
     pub name: String,
     pub api_key: String,
     pub templates: Vec<String>,
+    /// May reply in free text inside the 24-hour window.
+    pub free_form: bool,
     pub status: String,
     pub created_by: String,
     pub approved_by: Option<String>,
@@ -847,6 +849,7 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
                     id: a.id,
                     name: a.name,
                     templates: a.templates,
+                    free_form: a.free_form,
                     status: a.status,
                     created_by: a.created_by,
                     approved_by: a.approved_by,
@@ -873,13 +876,17 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
     )
 }
 
-/// Bind an API key to templates (admin); an approver must then approve it.
+/// Bind an API key to templates and, when asked, to free-form replies inside the window
+/// (admin); an approver must then approve it.
 #[server(prefix = "/_sf", endpoint = "automation_create")]
 pub async fn automation_create(
     #[server(default)] csrf: String,
     name: String,
     api_key_id: String,
     #[server(default)] tpl: BTreeMap<String, String>,
+    /// The checkbox: present (any value) when ticked.
+    #[server(default)]
+    free_form: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::*;
     use heimdall_domain::authz::AutomationError;
@@ -890,11 +897,13 @@ pub async fn automation_create(
             let key = check_id(&api_key_id, "API key")
                 .map_err(|_| AppError::invalid("api_key_id", "Choose an API key."))?;
             let templates: Vec<String> = tpl.into_keys().collect();
+            let free_form = free_form.is_some();
             let a = heimdall_domain::authz::create_automation(
                 ctx.core(),
                 &name,
                 &key,
                 &templates,
+                free_form,
                 &ctx.actor(),
             )
             .await
@@ -909,7 +918,11 @@ pub async fn automation_create(
             ctx.audit(
                 "automation_created",
                 Some(&format!("automation:{}", a.id)),
-                Some(serde_json::json!({ "name": a.name, "templates": a.templates })),
+                Some(serde_json::json!({
+                    "name": a.name,
+                    "templates": a.templates,
+                    "free_form": a.free_form,
+                })),
             )
             .await
         }
@@ -949,7 +962,11 @@ pub async fn automation_approve(
             ctx.audit(
                 "automation_approved",
                 Some(&format!("automation:{}", a.id)),
-                Some(serde_json::json!({ "name": a.name })),
+                Some(serde_json::json!({
+                    "name": a.name,
+                    "templates": a.templates,
+                    "free_form": a.free_form,
+                })),
             )
             .await
         }

@@ -478,8 +478,9 @@ pub fn AutomationsPage() -> impl IntoView {
     view! {
         <PageTitle title="Automations"/>
         <p class="muted">
-            "An automation is an API key bound to approved templates. It may send only once an approver "
-            "who did not create it has approved it."
+            "An automation is an API key bound to approved templates and, if chosen, to free-form replies "
+            "inside the 24-hour window after a person wrote (a bot answering people). It may send only once "
+            "an approver who did not create it has approved it."
         </p>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
@@ -497,7 +498,8 @@ pub fn AutomationsPage() -> impl IntoView {
                         <tr>
                             <th scope="row">{x.name.clone()}</th>
                             <td>{x.api_key.clone()}</td>
-                            <td>{x.templates.join(", ")}</td>
+                            <td>{x.templates.join(", ")}
+                                {x.free_form.then(|| view! { <div class="small free-form">"+ free-form replies inside the window"</div> })}</td>
                             <td><Badge state=x.status.clone()/>
                                 {x.approved_by.clone().map(|b| view! { <div class="muted small">{format!("by {b}, {}", when_opt(&x.approved_at))}</div> })}</td>
                             <td>{x.created_by.clone()}</td>
@@ -543,6 +545,16 @@ pub fn AutomationsPage() -> impl IntoView {
                                 }).collect_view()}
                                 <FieldError error=create_err field="templates"/>
                             </fieldset>
+                            <div class="field">
+                                <label class="choice" for="auto-free-form">
+                                    <input id="auto-free-form" type="checkbox" name="free_form" value="on"/>
+                                    "Free-form replies inside the 24-hour window"
+                                </label>
+                                <p class="muted small">
+                                    "It may then answer a person in its own words (Markdown, formatted and split as an inbox reply) "
+                                    "within 24 hours of their last message; never outside it, never after a STOP."
+                                </p>
+                            </div>
                             <button type="submit" class="primary">"Create (needs approval)"</button>
                         </ActionForm>
                     </section>

@@ -11,6 +11,8 @@ pub struct Model {
     pub name: String,
     pub api_key_id: String,
     pub templates: String,
+    /// Approved for free-form replies inside the 24-hour window.
+    pub free_form: bool,
     pub status: String,
     pub created_by: String,
     pub approved_by: Option<String>,
