@@ -550,6 +550,15 @@ pub fn required(field: &str, label: &str, value: &str, max: usize) -> Result<Str
     Ok(v.to_string())
 }
 
+/// A message with its first letter in upper case (domain errors start in lower case).
+pub fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
 pub fn optional(value: Option<String>) -> Option<String> {
     value
         .map(|v| v.trim().to_string())

@@ -517,6 +517,75 @@ pub async fn record_opt_in(
     })
 }
 
+/// The consent a staff member records with a new contact: they vouch for it
+/// (`attested`), with the evidence the API requires of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffOptIn {
+    pub channel: Channel,
+    pub evidence: ConsentEvidence,
+    /// Kept pending until the person confirms from their number (YES or START).
+    pub pending: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NewContactError {
+    #[error("a contact with the number {phone} already exists")]
+    Exists { id: String, phone: String },
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+}
+
+impl From<sea_orm::DbErr> for NewContactError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        NewContactError::Contact(ContactError::Db(e))
+    }
+}
+
+/// A new contact and, when given, the consent staff vouch for, in one transaction: bad
+/// evidence records neither, and an existing number is refused (with its contact's id)
+/// rather than changed.
+pub async fn create_contact_with_opt_in(
+    core: &Core,
+    input: &crate::contacts::ContactInput,
+    opt_in: Option<&StaffOptIn>,
+    actor: &str,
+) -> Result<(crate::contacts::Contact, Option<OptInOutcome>), NewContactError> {
+    use sea_orm::TransactionTrait;
+    let phone = crate::PhoneNumber::parse(&input.phone, core.settings.default_region)
+        .map_err(ContactError::from)?;
+    crate::contacts::check_tz(&input.time_zone)?;
+    if let Some(o) = opt_in {
+        o.evidence.validate(ConsentSource::Staff)?;
+    }
+    let now = core.now();
+    let txn = core.db.conn.begin().await?;
+    if let Some(existing) = crate::contacts::find_by_phone(&txn, &phone).await? {
+        return Err(NewContactError::Exists {
+            id: existing.id,
+            phone: phone.to_string(),
+        });
+    }
+    let contact = crate::contacts::insert_new(&txn, &phone, input, now).await?;
+    let outcome = match opt_in {
+        Some(o) => Some(
+            record_opt_in(
+                &txn,
+                &contact.id,
+                o.channel,
+                ConsentSource::Staff,
+                &o.evidence,
+                actor,
+                o.pending,
+                now,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    txn.commit().await?;
+    Ok((contact.into(), outcome))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_consent(
     db: &impl ConnectionTrait,

@@ -106,7 +106,7 @@ pub struct ContactInput {
     pub attributes: BTreeMap<String, String>,
 }
 
-fn check_tz(tz: &Option<String>) -> Result<(), ContactError> {
+pub(crate) fn check_tz(tz: &Option<String>) -> Result<(), ContactError> {
     if let Some(tz) = tz {
         tz.parse::<chrono_tz::Tz>()
             .map_err(|_| ContactError::TimeZone(tz.clone()))?;
@@ -114,7 +114,7 @@ fn check_tz(tz: &Option<String>) -> Result<(), ContactError> {
     Ok(())
 }
 
-fn clean_tags(tags: &[String]) -> Vec<String> {
+pub(crate) fn clean_tags(tags: &[String]) -> Vec<String> {
     let mut out: Vec<String> = tags
         .iter()
         .map(|t| t.trim().to_lowercase())
@@ -172,22 +172,67 @@ pub async fn upsert(core: &Core, input: &ContactInput) -> Result<(Contact, bool)
         am.updated_at = Set(now);
         return Ok((am.update(&core.db.conn).await?.into(), false));
     }
-    let model = contact::ActiveModel {
+    let model = insert_new(&core.db.conn, &phone, input, now).await?;
+    Ok((model.into(), true))
+}
+
+/// Insert a contact that does not exist yet (the number is unique: a second insert of it
+/// fails).
+pub(crate) async fn insert_new(
+    db: &impl ConnectionTrait,
+    phone: &PhoneNumber,
+    input: &ContactInput,
+    now: DateTime<Utc>,
+) -> Result<contact::Model, sea_orm::DbErr> {
+    contact::ActiveModel {
         id: Set(new_id()),
         phone_e164: Set(phone.to_string()),
         name: Set(input.name.clone().filter(|n| !n.trim().is_empty())),
         time_zone: Set(input.time_zone.clone()),
         locale: Set(input.locale.clone()),
-        tags: Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into())),
+        tags: Set(serde_json::to_string(&clean_tags(&input.tags)).unwrap_or_else(|_| "[]".into())),
         attributes: Set(serde_json::to_string(&input.attributes).unwrap_or_else(|_| "{}".into())),
         needs_manual_outreach: Set(false),
         manual_outreach_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(&core.db.conn)
-    .await?;
-    Ok((model.into(), true))
+    .insert(db)
+    .await
+}
+
+/// What staff may change about a contact (the number is who they are, and stays).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactEdit {
+    /// `None` or blank removes the name.
+    pub name: Option<String>,
+    /// An IANA zone; `None` falls back to the zone(s) of the number.
+    pub time_zone: Option<String>,
+    /// Replace the tags (cleaned: trimmed, lower case, sorted, unique).
+    pub tags: Vec<String>,
+    /// Replace the fields.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Change a contact's name, time zone, tags and fields (each replaced by what is given).
+pub async fn edit(core: &Core, id: &str, edit: &ContactEdit) -> Result<Contact, ContactError> {
+    check_tz(&edit.time_zone)?;
+    let existing = contact::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await?
+        .ok_or_else(|| ContactError::NotFound(id.to_string()))?;
+    let mut am: contact::ActiveModel = existing.into();
+    am.name = Set(edit
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string));
+    am.time_zone = Set(edit.time_zone.clone());
+    am.tags = Set(serde_json::to_string(&clean_tags(&edit.tags)).unwrap_or_else(|_| "[]".into()));
+    am.attributes = Set(serde_json::to_string(&edit.attributes).unwrap_or_else(|_| "{}".into()));
+    am.updated_at = Set(core.clock.now());
+    Ok(am.update(&core.db.conn).await?.into())
 }
 
 /// Find the contact for an inbound number, creating an unknown contact

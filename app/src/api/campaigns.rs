@@ -194,14 +194,6 @@ mod ssr {
         }
     }
 
-    pub fn capitalise(s: &str) -> String {
-        let mut c = s.chars();
-        match c.next() {
-            Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-            None => String::new(),
-        }
-    }
-
     pub fn audience_summary(a: &Audience) -> String {
         match a {
             Audience::Tags { tags } => format!("tags: {}", tags.join(", ")),

@@ -391,3 +391,226 @@ pub async fn contact_suppress(
         .await,
     )
 }
+
+/// Split "a, b" into tags.
+#[cfg(feature = "ssr")]
+fn tag_list(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fields as `name=value`, one per line; a line without `=` is refused (with its number).
+#[cfg(feature = "ssr")]
+fn field_lines(text: &str) -> Result<BTreeMap<String, String>, AppError> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && k.trim().len() <= 100 && v.len() <= 1000 => {
+                out.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => {
+                return Err(AppError::invalid(
+                    "fields",
+                    format!("Line {}: write each field as name=value.", i + 1),
+                ))
+            }
+        }
+    }
+    if out.len() > 50 {
+        return Err(AppError::invalid("fields", "At most 50 fields."));
+    }
+    Ok(out)
+}
+
+/// Add a contact (operator), optionally with the consent a staff member vouches for and
+/// its evidence (the same evidence the API requires of a staff source). Bad evidence
+/// records nothing; an existing number is refused with a link, never changed. Goes to
+/// the new contact's page.
+#[server(prefix = "/_sf", endpoint = "contact_create")]
+#[allow(clippy::too_many_arguments)]
+pub async fn contact_create(
+    #[server(default)] csrf: String,
+    phone: String,
+    #[server(default)] name: String,
+    #[server(default)] tags: String,
+    #[server(default)] time_zone: String,
+    /// `whatsapp`, `sms` or empty (no consent recorded now).
+    #[server(default)]
+    consent_channel: String,
+    #[server(default)] consent_text_version: String,
+    #[server(default)] consent_text: String,
+    #[server(default)] page_url: String,
+    #[server(default)] ip: String,
+    #[server(default)] user_agent: String,
+    #[server(default)] pending: Option<String>,
+) -> Result<String, AppError> {
+    use crate::server::*;
+    use heimdall_domain::consent::{self, ConsentEvidence, NewContactError, StaffOptIn};
+    use heimdall_domain::contacts::{ContactError, ContactInput};
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let phone = required("phone", "A phone number", &phone, 40)?;
+            if name.chars().count() > 200 {
+                return Err(AppError::invalid("name", "At most 200 characters."));
+            }
+            let opt_in = match consent_channel.trim() {
+                "" => None,
+                other => {
+                    let channel = other.parse::<heimdall_domain::Channel>().map_err(|_| {
+                        AppError::invalid("consent_channel", "Choose WhatsApp, SMS or no consent.")
+                    })?;
+                    let version = required(
+                        "consent_text_version",
+                        "The consent text version",
+                        &consent_text_version,
+                        100,
+                    )?;
+                    let page_url = optional(Some(page_url));
+                    if let Some(u) = &page_url {
+                        let web = u.starts_with("https://") || u.starts_with("http://");
+                        if !web || u.len() > 2000 || u.chars().any(char::is_whitespace) {
+                            return Err(AppError::invalid(
+                                "page_url",
+                                "Give a full link such as https://example.com/signed-form.pdf.",
+                            ));
+                        }
+                    }
+                    let ip = optional(Some(ip));
+                    if let Some(a) = &ip {
+                        if a.parse::<std::net::IpAddr>().is_err() {
+                            return Err(AppError::invalid("ip", "Give an IPv4 or IPv6 address."));
+                        }
+                    }
+                    let user_agent = optional(Some(user_agent));
+                    if ip.is_some() && user_agent.is_none() {
+                        return Err(AppError::invalid(
+                            "user_agent",
+                            "With an IP address, give the browser's user agent too.",
+                        ));
+                    }
+                    if ip.is_none() && page_url.is_none() {
+                        return Err(AppError::invalid(
+                            "page_url",
+                            "Say how the consent was given: a link to the proof (signed form, recording, page), or the IP address and user agent of the page where they agreed.",
+                        ));
+                    }
+                    Some(StaffOptIn {
+                        channel,
+                        evidence: ConsentEvidence {
+                            ip,
+                            user_agent,
+                            page_url,
+                            consent_text_version: Some(version),
+                            consent_text: optional(Some(consent_text)),
+                            ..Default::default()
+                        },
+                        pending: pending.is_some(),
+                    })
+                }
+            };
+            let input = ContactInput {
+                phone,
+                name: optional(Some(name)),
+                time_zone: optional(Some(time_zone)),
+                tags: tag_list(&tags),
+                ..Default::default()
+            };
+            let (contact, outcome) =
+                consent::create_contact_with_opt_in(ctx.core(), &input, opt_in.as_ref(), &ctx.actor())
+                    .await
+                    .map_err(|e| match e {
+                        NewContactError::Exists { id, phone } => AppError::invalid(
+                            "phone",
+                            format!("A contact with {phone} already exists: /contacts/{id}"),
+                        ),
+                        NewContactError::Contact(ContactError::Phone(e)) => {
+                            AppError::invalid("phone", capitalise(&e.to_string()))
+                        }
+                        NewContactError::Contact(ContactError::TimeZone(_)) => AppError::invalid(
+                            "time_zone",
+                            "Use an IANA time zone such as Europe/Oslo.",
+                        ),
+                        NewContactError::Contact(ContactError::Evidence(m)) => {
+                            AppError::invalid("consent_text_version", capitalise(&m))
+                        }
+                        NewContactError::Contact(e) => internal(e),
+                    })?;
+            ctx.audit(
+                "contact_created",
+                Some(&format!("contact:{}", contact.id)),
+                Some(serde_json::json!({
+                    "phone": contact.phone,
+                    "consent": outcome.as_ref().map(|o| serde_json::json!({
+                        "channel": o.consent().channel,
+                        "status": o.consent().status,
+                        "consent_text_version": o.consent().consent_text_version,
+                    })),
+                })),
+            )
+            .await?;
+            leptos_actix::redirect(&format!("/contacts/{}", contact.id));
+            Ok(contact.id)
+        }
+        .await,
+    )
+}
+
+/// Change a contact's name, tags, time zone and fields (operator); the number stays.
+#[server(prefix = "/_sf", endpoint = "contact_edit")]
+pub async fn contact_edit(
+    #[server(default)] csrf: String,
+    id: String,
+    #[server(default)] name: String,
+    #[server(default)] tags: String,
+    #[server(default)] time_zone: String,
+    #[server(default)] fields: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::contacts::{ContactEdit, ContactError};
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let id = check_id(&id, "contact")?;
+            if name.chars().count() > 200 {
+                return Err(AppError::invalid("name", "At most 200 characters."));
+            }
+            let edit = ContactEdit {
+                name: optional(Some(name)),
+                time_zone: optional(Some(time_zone)),
+                tags: tag_list(&tags),
+                attributes: field_lines(&fields)?,
+            };
+            let c = heimdall_domain::contacts::edit(ctx.core(), &id, &edit)
+                .await
+                .map_err(|e| match e {
+                    ContactError::NotFound(_) => {
+                        AppError::NotFound("No contact with that id.".into())
+                    }
+                    ContactError::TimeZone(_) => {
+                        AppError::invalid("time_zone", "Use an IANA time zone such as Europe/Oslo.")
+                    }
+                    other => internal(other),
+                })?;
+            ctx.audit(
+                "contact_edited",
+                Some(&format!("contact:{id}")),
+                Some(serde_json::json!({
+                    "name": c.name,
+                    "tags": c.tags,
+                    "time_zone": c.time_zone,
+                    "fields": c.attributes,
+                })),
+            )
+            .await
+        }
+        .await,
+    )
+}

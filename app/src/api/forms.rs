@@ -161,14 +161,6 @@ mod ssr {
         }
     }
 
-    pub fn capitalise(s: &str) -> String {
-        let mut c = s.chars();
-        match c.next() {
-            Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-            None => String::new(),
-        }
-    }
-
     pub fn fields_spec(fields: &[FormField]) -> String {
         fields
             .iter()
@@ -327,11 +319,7 @@ pub async fn forms_list() -> Result<FormsView, AppError> {
                 .into_iter()
                 .map(ssr::row)
                 .collect();
-            let import_report = ctx
-                .state
-                .flash
-                .take(&ctx.session.id, "import_report", ctx.core().now())
-                .and_then(|r| serde_json::from_str(secrecy::ExposeSecret::expose_secret(&r)).ok());
+            let import_report = take_import_report(&ctx);
             Ok(FormsView {
                 forms,
                 import_report,
@@ -339,6 +327,27 @@ pub async fn forms_list() -> Result<FormsView, AppError> {
         }
         .await,
     )
+}
+
+/// The report of this session's last consent import, once (the contacts page shows it).
+#[server(prefix = "/_sf", endpoint = "consents_import_report")]
+pub async fn consents_import_report() -> Result<Option<ImportReportView>, AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            Ok(take_import_report(&ctx))
+        }
+        .await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+fn take_import_report(ctx: &crate::server::Ctx) -> Option<ImportReportView> {
+    ctx.state
+        .flash
+        .take(&ctx.session.id, "import_report", ctx.core().now())
+        .and_then(|r| serde_json::from_str(secrecy::ExposeSecret::expose_secret(&r)).ok())
 }
 
 #[server(prefix = "/_sf", endpoint = "form_get")]
@@ -528,7 +537,7 @@ pub async fn consents_import(#[server(default)] csrf: String, csv: String) -> Re
             let report = optin::import_consents(ctx.core(), &csv, &ctx.actor())
                 .await
                 .map_err(|e| match e {
-                    ImportError::File(m) => AppError::invalid("csv", ssr::capitalise(&m)),
+                    ImportError::File(m) => AppError::invalid("csv", capitalise(&m)),
                     ImportError::Db(e) => internal(e),
                 })?;
             let view = ImportReportView {

@@ -160,7 +160,7 @@ mod ssr {
         heimdall_domain::runtime::store(ctx.core(), key, value.clone(), &ctx.actor())
             .await
             .map_err(|e| match e {
-                StoreError::Invalid(m) => AppError::invalid(field, capital(&m)),
+                StoreError::Invalid(m) => AppError::invalid(field, capitalise(&m)),
                 StoreError::Db(e) => internal(e),
             })?;
         ctx.audit(
@@ -525,12 +525,12 @@ pub async fn staff_update(
                 .await
                 .map(|_| ())
                 .map_err(|e| match e {
-                    AccountError::NoSuchUser(_) => AppError::NotFound(capital(&e.to_string())),
-                    AccountError::LastAdmin => AppError::Conflict(capital(&e.to_string())),
+                    AccountError::NoSuchUser(_) => AppError::NotFound(capitalise(&e.to_string())),
+                    AccountError::LastAdmin => AppError::Conflict(capitalise(&e.to_string())),
                     AccountError::WeakPassword => {
-                        AppError::invalid("password", capital(&e.to_string()))
+                        AppError::invalid("password", capitalise(&e.to_string()))
                     }
-                    AccountError::NotAdmin => AppError::Forbidden(capital(&e.to_string())),
+                    AccountError::NotAdmin => AppError::Forbidden(capitalise(&e.to_string())),
                     other => internal(other),
                 })
         }
@@ -909,11 +909,11 @@ pub async fn automation_create(
             .await
             .map_err(|e| match e {
                 AutomationError::NoTemplates | AutomationError::UnknownTemplate(_) => {
-                    AppError::invalid("templates", capital(&e.to_string()))
+                    AppError::invalid("templates", capitalise(&e.to_string()))
                 }
                 AutomationError::NoKey(_) => AppError::invalid("api_key_id", "Choose an API key."),
                 AutomationError::Db(e) => internal(e),
-                other => AppError::Conflict(capital(&other.to_string())),
+                other => AppError::Conflict(capitalise(&other.to_string())),
             })?;
             ctx.audit(
                 "automation_created",
@@ -954,10 +954,10 @@ pub async fn automation_approve(
                     AppError::NotFound("No automation with that id.".into())
                 }
                 AutomationError::SelfApproval | AutomationError::Forbidden => {
-                    AppError::Forbidden(capital(&e.to_string()))
+                    AppError::Forbidden(capitalise(&e.to_string()))
                 }
                 AutomationError::Db(e) => internal(e),
-                other => AppError::Conflict(capital(&other.to_string())),
+                other => AppError::Conflict(capitalise(&other.to_string())),
             })?;
             ctx.audit(
                 "automation_approved",
@@ -972,13 +972,4 @@ pub async fn automation_approve(
         }
         .await,
     )
-}
-
-#[cfg(feature = "ssr")]
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }

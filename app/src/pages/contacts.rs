@@ -6,21 +6,39 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::contacts::{
-    contact_detail, contacts_search, ConsentView, ContactSuppress, ContactView, MessageRow,
+    contact_detail, contacts_search, ConsentView, ContactCreate, ContactEdit, ContactSuppress,
+    ContactView, MessageRow,
 };
+use crate::api::forms::{consents_import_report, ConsentsImport};
 use crate::components::{
     both, error_of, error_view, use_me, when, when_opt, Badge, Countdown, Csrf, FieldError,
     FormError, Loading, PageTitle,
 };
 use crate::model::{reason_label, Me, Role};
+use crate::pages::forms::{ImportForm, ImportReport};
 
 #[component]
 pub fn ContactsPage() -> impl IntoView {
     let query = use_query_map();
     let q = move || query.read().get("q").unwrap_or_default();
     let results = Resource::new(q, |q| contacts_search(Some(q)));
+    let me = use_me();
+    let create = ServerAction::<ContactCreate>::new();
+    let import = ServerAction::<ConsentsImport>::new();
+    let report = Resource::new(move || import.version().get(), |_| consents_import_report());
     view! {
         <PageTitle title="Contacts"/>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let Ok(me) = me.await else { return ().into_any() };
+                let report = report.await.ok().flatten();
+                view! {
+                    {me.can(Role::Operator).then(|| view! { <NewContactForm me=me.clone() create=create/> })}
+                    {report.map(|r| view! { <ImportReport r=r/> })}
+                    {me.can(Role::Admin).then(|| view! { <ImportForm me=me.clone() import=import/> })}
+                }.into_any()
+            })}
+        </Transition>
         <form method="get" action="/contacts" class="inline-form search" role="search">
             <label for="q">"Phone or name"</label>
             <input id="q" name="q" type="search" value=q placeholder="+47… or Kari"/>
@@ -60,15 +78,150 @@ pub fn ContactsPage() -> impl IntoView {
     }
 }
 
+/// Add a contact, with the consent staff vouch for and its evidence (the fields the API
+/// requires of a staff source).
+#[component]
+fn NewContactForm(me: Me, create: ServerAction<ContactCreate>) -> impl IntoView {
+    let err = error_of(create);
+    view! {
+        <details class="card" id="new-contact" open=move || err.get().is_some()>
+            <summary><h2>"Add a contact"</h2></summary>
+            <ActionForm action=create>
+                <FormError error=err fields=&["phone", "name", "tags", "time_zone", "consent_channel", "consent_text_version", "page_url", "ip", "user_agent"]/>
+                <Csrf token=me.csrf.clone()/>
+                <div class="grid-2">
+                    <div class="field">
+                        <label for="new-phone">"Phone (E.164, or national)"</label>
+                        <input id="new-phone" name="phone" type="tel" required maxlength="40" placeholder="+4791234567" aria-describedby="phone-error"/>
+                        <FieldError error=err field="phone"/>
+                    </div>
+                    <div class="field">
+                        <label for="new-name">"Name"</label>
+                        <input id="new-name" name="name" type="text" maxlength="200" aria-describedby="name-error"/>
+                        <FieldError error=err field="name"/>
+                    </div>
+                    <div class="field">
+                        <label for="new-tags">"Tags (comma-separated)"</label>
+                        <input id="new-tags" name="tags" type="text" maxlength="500" placeholder="customers, oslo"/>
+                    </div>
+                    <div class="field">
+                        <label for="new-tz">"Time zone (IANA; empty: from the number)"</label>
+                        <input id="new-tz" name="time_zone" type="text" maxlength="64" placeholder="Europe/Oslo" aria-describedby="time_zone-error"/>
+                        <FieldError error=err field="time_zone"/>
+                    </div>
+                </div>
+                <fieldset class="field">
+                    <legend>"Consent you vouch for (recorded with your name as the source: staff)"</legend>
+                    <div class="field">
+                        <label for="consent_channel">"Opt-in"</label>
+                        <select id="consent_channel" name="consent_channel" aria-describedby="consent_channel-error">
+                            <option value="whatsapp">"WhatsApp"</option>
+                            <option value="sms">"SMS"</option>
+                            <option value="">"None now (the contact gets no messages but replies)"</option>
+                        </select>
+                        <FieldError error=err field="consent_channel"/>
+                    </div>
+                    <div class="grid-2">
+                        <div class="field">
+                            <label for="consent_text_version">"Consent text version (required)"</label>
+                            <input id="consent_text_version" name="consent_text_version" type="text" maxlength="100" placeholder="front-desk-v1" aria-describedby="consent_text_version-error"/>
+                            <FieldError error=err field="consent_text_version"/>
+                        </div>
+                        <div class="field">
+                            <label for="page_url">"Where the proof is (a link to the signed form, recording or page)"</label>
+                            <input id="page_url" name="page_url" type="url" maxlength="2000" placeholder="https://…" aria-describedby="page_url-error"/>
+                            <FieldError error=err field="page_url"/>
+                        </div>
+                    </div>
+                    <div class="field">
+                        <label for="consent_text">"The text they agreed to (its SHA-256 is kept with it)"</label>
+                        <textarea id="consent_text" name="consent_text" rows="2" maxlength="5000"></textarea>
+                    </div>
+                    <p class="muted small">"Or, if they agreed on a web page of yours, its IP address and user agent:"</p>
+                    <div class="grid-2">
+                        <div class="field">
+                            <label for="ip">"IP address"</label>
+                            <input id="ip" name="ip" type="text" maxlength="64" aria-describedby="ip-error"/>
+                            <FieldError error=err field="ip"/>
+                        </div>
+                        <div class="field">
+                            <label for="user_agent">"User agent"</label>
+                            <input id="user_agent" name="user_agent" type="text" maxlength="500" aria-describedby="user_agent-error"/>
+                            <FieldError error=err field="user_agent"/>
+                        </div>
+                    </div>
+                    <label class="choice" for="pending">
+                        <input id="pending" name="pending" type="checkbox" value="on"/>
+                        "Pending until they confirm from their number (they reply YES)"
+                    </label>
+                </fieldset>
+                <p class="muted small">"A number that opted out earlier stays opted out: the consent is kept pending until they send START."</p>
+                <button type="submit" class="primary" disabled=move || create.pending().get()>"Add contact"</button>
+            </ActionForm>
+        </details>
+    }
+}
+
+/// Change a contact's name, tags, time zone and fields.
+#[component]
+fn EditContactForm(
+    me: Me,
+    c: crate::api::contacts::ContactRow,
+    edit: ServerAction<ContactEdit>,
+) -> impl IntoView {
+    let err = error_of(edit);
+    let fields = c
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let saved = move || edit.value().get().is_some_and(|r| r.is_ok());
+    view! {
+        <details class="card" id="edit-contact" open=move || edit.value().get().is_some()>
+            <summary><h2>"Edit"</h2></summary>
+            <ActionForm action=edit>
+                <FormError error=err fields=&["name", "time_zone", "fields"]/>
+                <Csrf token=me.csrf.clone()/>
+                <input type="hidden" name="id" value=c.id.clone()/>
+                <div class="grid-2">
+                    <div class="field">
+                        <label for="edit-name">"Name"</label>
+                        <input id="edit-name" name="name" type="text" maxlength="200" value=c.name.clone().unwrap_or_default() aria-describedby="name-error"/>
+                        <FieldError error=err field="name"/>
+                    </div>
+                    <div class="field">
+                        <label for="edit-tags">"Tags (comma-separated)"</label>
+                        <input id="edit-tags" name="tags" type="text" maxlength="500" value=c.tags.join(", ")/>
+                    </div>
+                    <div class="field">
+                        <label for="edit-tz">"Time zone (IANA; empty: from the number)"</label>
+                        <input id="edit-tz" name="time_zone" type="text" maxlength="64" value=c.time_zone.clone().unwrap_or_default() aria-describedby="time_zone-error"/>
+                        <FieldError error=err field="time_zone"/>
+                    </div>
+                    <div class="field">
+                        <label for="edit-fields">"Fields (name=value, one per line; templates can use them)"</label>
+                        <textarea id="edit-fields" name="fields" rows="3" aria-describedby="fields-error">{fields}</textarea>
+                        <FieldError error=err field="fields"/>
+                    </div>
+                </div>
+                <button type="submit" class="primary" disabled=move || edit.pending().get()>"Save"</button>
+                {move || saved().then(|| view! { <span class="notice ok inline" role="status">"Saved."</span> })}
+            </ActionForm>
+        </details>
+    }
+}
+
 #[component]
 pub fn ContactPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let me = use_me();
     let suppress = ServerAction::<ContactSuppress>::new();
+    let edit = ServerAction::<ContactEdit>::new();
     let detail = Resource::new(
-        move || (id(), suppress.version().get()),
-        |(id, _)| contact_detail(id),
+        move || (id(), suppress.version().get(), edit.version().get()),
+        |(id, _, _)| contact_detail(id),
     );
     view! {
         <Transition fallback=Loading>
@@ -77,14 +230,19 @@ pub fn ContactPage() -> impl IntoView {
                     Ok(v) => v,
                     Err(e) => return error_view(e),
                 };
-                view! { <ContactBody me=me d=d suppress=suppress/> }.into_any()
+                view! { <ContactBody me=me d=d suppress=suppress edit=edit/> }.into_any()
             })}
         </Transition>
     }
 }
 
 #[component]
-fn ContactBody(me: Me, d: ContactView, suppress: ServerAction<ContactSuppress>) -> impl IntoView {
+fn ContactBody(
+    me: Me,
+    d: ContactView,
+    suppress: ServerAction<ContactSuppress>,
+    edit: ServerAction<ContactEdit>,
+) -> impl IntoView {
     let c = d.contact.clone();
     let title = c.name.clone().unwrap_or_else(|| c.phone.clone());
     let err = error_of(suppress);
@@ -192,6 +350,7 @@ fn ContactBody(me: Me, d: ContactView, suppress: ServerAction<ContactSuppress>) 
             </dl>
             <p><a href=format!("/inbox/{}", c.id)>"Open the conversation"</a></p>
         </section>
+        {me.can(Role::Operator).then(|| view! { <EditContactForm me=me.clone() c=c.clone() edit=edit/> })}
         <div class="grid-2" id="standing">{standing}</div>
         {suppress_form}
         <section class="card">

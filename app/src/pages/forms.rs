@@ -72,7 +72,7 @@ pub fn FormsPage() -> impl IntoView {
 }
 
 #[component]
-fn ImportReport(r: ImportReportView) -> impl IntoView {
+pub fn ImportReport(r: ImportReportView) -> impl IntoView {
     view! {
         <section class="card" id="import-report" role="status">
             <h2>"Import report"</h2>
@@ -101,7 +101,7 @@ fn ImportReport(r: ImportReportView) -> impl IntoView {
 }
 
 #[component]
-fn ImportForm(me: Me, import: ServerAction<ConsentsImport>) -> impl IntoView {
+pub fn ImportForm(me: Me, import: ServerAction<ConsentsImport>) -> impl IntoView {
     let err = error_of(import);
     let csv_ref = NodeRef::<leptos::html::Textarea>::new();
     view! {
