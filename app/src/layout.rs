@@ -7,7 +7,8 @@ use leptos::prelude::*;
 use leptos_router::components::{Outlet, A};
 
 use crate::api::auth::{current_staff, Logout};
-use crate::components::{Csrf, MeResource};
+use crate::api::inbox::inbox_counts;
+use crate::components::{poll_every, Csrf, MeResource};
 use crate::model::{Me, Role};
 
 #[component]
@@ -61,7 +62,7 @@ fn Nav(me: Me) -> impl IntoView {
                     .map(|(href, label, _)| {
                         view! {
                             <li>
-                                <A href=href exact=href == "/">{label}</A>
+                                <A href=href exact=href == "/">{label}{(href == "/inbox").then(|| view! { <InboxBadge/> })}</A>
                             </li>
                         }
                     })
@@ -76,5 +77,40 @@ fn Nav(me: Me) -> impl IntoView {
                 <button type="submit" class="link-button">"Sign out"</button>
             </ActionForm>
         </div>
+    }
+}
+
+/// Beside "Inbox": how many conversations wait for an answer (and how many of them are
+/// assigned to me), and how many messages wait for a review. Fetched in the browser only
+/// (the server renders the link without it, so hydration never disagrees), every 15 s.
+#[component]
+fn InboxBadge() -> impl IntoView {
+    let tick = poll_every(15);
+    let counts = LocalResource::new(move || {
+        tick.get();
+        inbox_counts()
+    });
+    // Read only once mounted in the browser: on the server (and before hydration) nothing
+    // is read, so no Suspense around the navigation waits for it.
+    let mounted = RwSignal::new(false);
+    Effect::new(move |_| mounted.set(true));
+    move || {
+        if !mounted.get() {
+            return None;
+        }
+        counts.get().and_then(Result::ok).map(|c| {
+            let title = format!(
+                "{} conversation(s) wait for an answer, {} of them assigned to you; {} message(s) to review",
+                c.unread, c.unread_mine, c.to_review
+            );
+            view! {
+                {(c.unread > 0).then(|| view! {
+                    " " <span class="badge badge-unread" id="nav-unread" title=title.clone()>{c.unread}</span>
+                })}
+                {(c.to_review > 0).then(|| view! {
+                    " " <span class="badge badge-review" id="nav-review" title=title.clone()>{format!("{} to check", c.to_review)}</span>
+                })}
+            }
+        })
     }
 }

@@ -711,7 +711,7 @@ fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, s
 }
 
 /// `$n` on PostgreSQL, `?n` on SQLite.
-fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+pub(crate) fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
     match backend {
         sea_orm::DbBackend::Postgres => format!("${n}"),
         _ => format!("?{n}"),

@@ -399,6 +399,7 @@ fn inbound_row(
         needs_review: Set(matched.is_some_and(|k| !k.exact)),
         reviewed_at: Set(None),
         reviewed_by: Set(None),
+        review_outcome: Set(None),
         received_at: Set(msg.received_at),
         created_at: Set(now),
     }

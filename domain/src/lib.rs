@@ -36,6 +36,7 @@ pub mod formatting;
 pub mod gates;
 pub mod housekeeping;
 pub mod inbound;
+pub mod inbox;
 pub mod limits;
 pub mod message_state;
 pub mod message_writes;

@@ -519,6 +519,10 @@ pub enum ConversationItem {
         /// opt_out, opt_in or help, when the text was a keyword.
         keyword_action: Option<String>,
         needs_review: bool,
+        /// Who reviewed a flagged message, when, and what they decided.
+        reviewed_by: Option<String>,
+        reviewed_at: Option<DateTime<Utc>>,
+        review_outcome: Option<String>,
         at: DateTime<Utc>,
     },
     Outbound {
@@ -616,6 +620,9 @@ pub async fn conversation(
             button_text: m.button_text,
             keyword_action: m.keyword_action,
             needs_review: m.needs_review,
+            reviewed_by: m.reviewed_by,
+            reviewed_at: m.reviewed_at,
+            review_outcome: m.review_outcome,
             at: m.received_at,
         });
     }

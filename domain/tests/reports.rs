@@ -610,3 +610,207 @@ async fn a_contact_timeline_has_consents_suppressions_windows_and_messages() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canned_replies() {
+    use heimdall_domain::inbox::{self, InboxError, ReviewOutcome};
+    let env = env().await;
+    let a = contact(&env.core, A, &[Channel::WhatsApp]).await;
+    let b = contact(&env.core, B, &[Channel::WhatsApp]).await;
+    let c = contact(&env.core, C, &[Channel::WhatsApp]).await;
+    let staff = operator(&env.core).await;
+    inbound_from(&env, A, Channel::WhatsApp, "Please stop texting me").await;
+    env.clock.advance(Duration::minutes(1));
+    inbound_from(
+        &env,
+        C,
+        Channel::WhatsApp,
+        "My son says stop texting him, but I want my reminders",
+    )
+    .await;
+    env.clock.advance(Duration::minutes(1));
+    inbound_from(&env, B, Channel::WhatsApp, "When do you open?").await;
+    let counts = inbox::counts(&env.core, &staff.email).await.unwrap();
+    let threads = reports::inbox(&env.core, None, 10).await.unwrap();
+    let unread: Vec<&str> = threads
+        .iter()
+        .filter(|t| t.unread > 0)
+        .map(|t| t.contact.id.as_str())
+        .collect();
+    assert!(unread.contains(&b.as_str()));
+    assert_eq!(
+        counts.unread,
+        unread.len() as u64,
+        "the count agrees with the inbox list"
+    );
+    assert_eq!(counts.unread_mine, 0);
+    assert_eq!(
+        counts.to_review, 2,
+        "two read like an opt-out in other words"
+    );
+
+    // Both suppressed the number on arrival (a revocation in other words counts at once).
+    for id in [&a, &c] {
+        assert!(
+            contacts::active_suppression(&env.core.db.conn, id, Channel::WhatsApp)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    // A's was an opt-out: the reviewer says so, and it stands.
+    let msg_a = flagged(&env.core, &a).await;
+    let reviewed =
+        inbox::review_possible_opt_out(&env.core, &msg_a, ReviewOutcome::OptOut, &staff.email)
+            .await
+            .unwrap();
+    assert_eq!(reviewed.reviewed_by.as_deref(), Some(staff.email.as_str()));
+    assert!(reviewed.reviewed_at.is_some());
+    assert_eq!(reviewed.review_outcome.as_deref(), Some("opt_out"));
+    assert!(
+        !contacts::get(&env.core, &a)
+            .await
+            .unwrap()
+            .needs_manual_outreach
+    );
+    // A second review is refused and changes nothing.
+    match inbox::review_possible_opt_out(&env.core, &msg_a, ReviewOutcome::NotOptOut, "other@x")
+        .await
+    {
+        Err(InboxError::AlreadyReviewed { by, .. }) => assert_eq!(by, staff.email),
+        other => panic!("{other:?}"),
+    }
+    // C's was not: the review never lifts the suppression (only their START does); the
+    // contact is flagged for a person to ask them.
+    let msg_c = flagged(&env.core, &c).await;
+    inbox::review_possible_opt_out(&env.core, &msg_c, ReviewOutcome::NotOptOut, &staff.email)
+        .await
+        .unwrap();
+    assert!(
+        contacts::active_suppression(&env.core.db.conn, &c, Channel::WhatsApp)
+            .await
+            .unwrap()
+            .is_some(),
+        "still suppressed"
+    );
+    let flagged_c = contacts::get(&env.core, &c).await.unwrap();
+    assert!(flagged_c.needs_manual_outreach);
+    assert!(flagged_c
+        .manual_outreach_reason
+        .unwrap_or_default()
+        .contains("send START"));
+    assert_eq!(
+        inbox::counts(&env.core, &staff.email)
+            .await
+            .unwrap()
+            .to_review,
+        0
+    );
+    // A message nobody flagged cannot be "reviewed".
+    let plain = match reports::conversation(&env.core, &b, 10)
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        ConversationItem::Inbound { id, .. } => id,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        inbox::review_possible_opt_out(&env.core, &plain, ReviewOutcome::OptOut, &staff.email)
+            .await,
+        Err(InboxError::NotFlagged)
+    ));
+
+    // Assignment: to someone who may reply, counted as theirs while unread.
+    assert!(matches!(
+        inbox::assign(&env.core, &b, Some("nobody@example.com"), "lead@x").await,
+        Err(InboxError::Invalid(_))
+    ));
+    let assigned = inbox::assign(&env.core, &b, Some("OP@example.com"), "lead@x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(assigned.assigned_to, staff.email);
+    assert_eq!(
+        inbox::counts(&env.core, &staff.email)
+            .await
+            .unwrap()
+            .unread_mine,
+        1
+    );
+    // A reply that goes out makes it read.
+    env.clock.advance(Duration::minutes(1));
+    let reply = outbound::accept(
+        &env.core,
+        SendRequest {
+            recipient: Recipient::Contact(b.clone()),
+            channel: Channel::WhatsApp,
+            content: RequestedContent::Text {
+                body: "Yes, see you at 5.".into(),
+                media_url: None,
+                format: heimdall_domain::formatting::TextFormat::Markdown,
+            },
+            origin: Origin::Inbox {
+                staff: staff.clone(),
+            },
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.state, MessageState::Queued, "{:#?}", reply.decision);
+    let after = inbox::counts(&env.core, &staff.email).await.unwrap();
+    assert_eq!(
+        (after.unread, after.unread_mine),
+        (counts.unread - 1, 0),
+        "answered, B is read"
+    );
+    assert!(inbox::assign(&env.core, &b, None, "lead@x")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(inbox::assignments(&env.core).await.unwrap().is_empty());
+
+    // Canned replies: unique titles, bodies within a reply's limit.
+    let hours = inbox::create_canned_reply(
+        &env.core,
+        "Opening hours",
+        "We open at **09:00**.",
+        &staff.email,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        inbox::create_canned_reply(&env.core, "Opening hours", "again", &staff.email).await,
+        Err(InboxError::Invalid(_))
+    ));
+    assert!(matches!(
+        inbox::create_canned_reply(&env.core, "Empty", "  ", &staff.email).await,
+        Err(InboxError::Invalid(_))
+    ));
+    assert_eq!(
+        inbox::canned_replies(&env.core).await.unwrap(),
+        vec![hours.clone()]
+    );
+    inbox::delete_canned_reply(&env.core, &hours.id)
+        .await
+        .unwrap();
+    assert!(inbox::canned_replies(&env.core).await.unwrap().is_empty());
+}
+
+/// The flagged inbound message of a contact's conversation.
+async fn flagged(core: &Core, contact_id: &str) -> String {
+    reports::conversation(core, contact_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|i| match i {
+            ConversationItem::Inbound {
+                id,
+                needs_review: true,
+                ..
+            } => Some(id),
+            _ => None,
+        })
+        .unwrap()
+}

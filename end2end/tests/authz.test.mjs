@@ -33,6 +33,13 @@ export async function run(ctx) {
     ['api_key_create', { csrf: 'x', name: 'x' }],
     ['automation_approve', { csrf: 'x', id: 'x' }],
     ['sender_set_active', { csrf: 'x', id: 'x', active: 'true' }],
+    ['contact_create', { csrf: 'x', phone: '+4791239999' }],
+    ['contact_edit', { csrf: 'x', id: 'x' }],
+    ['inbox_review', { csrf: 'x', id: 'x', outcome: 'opt_out' }],
+    ['inbox_assign', { csrf: 'x', contact_id: 'x', to: '' }],
+    ['inbox_counts', {}],
+    ['canned_create', { csrf: 'x', title: 'x', body: 'x' }],
+    ['consents_import_report', {}],
   ]) {
     assert.equal(await status(await anonymous(fn, params)), 401, `${fn} without a session`);
   }
@@ -70,6 +77,12 @@ export async function run(ctx) {
     ['inbox_reply', { contact_id: 'x', channel: 'whatsapp', reply_key: 'x', mode: 'text', text: 'hi' }],
     ['templates_sync', {}],
     ['contact_suppress', { id: 'x', channel: 'all', note: 'x' }],
+    ['contact_create', { phone: '+4791239998', consent_channel: '' }],
+    ['contact_edit', { id: 'x' }],
+    ['inbox_review', { id: 'x', outcome: 'opt_out' }],
+    ['inbox_assign', { contact_id: 'x', to: '' }],
+    ['canned_create', { title: 'x', body: 'x' }],
+    ['canned_delete', { id: 'x' }],
     ['settings_data', {}],
   ]) {
     assert.equal(await status(await v.call(fn, { csrf: v.csrf, ...params })), 403, `${fn} as a viewer`);

@@ -28,15 +28,20 @@ pub struct ThreadRow {
     pub unread: usize,
     pub window: WindowView,
     pub needs_review: bool,
+    /// Who the conversation is assigned to.
+    pub assigned_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ConversationEntry {
     Inbound {
+        id: String,
         text: Option<String>,
         media: Vec<String>,
         keyword_action: Option<String>,
         needs_review: bool,
+        /// Who reviewed a flagged message, when, and what they decided.
+        review: Option<(String, DateTime<Utc>, String)>,
         at: DateTime<Utc>,
     },
     Outbound {
@@ -84,6 +89,29 @@ pub struct ConversationView {
     pub templates: Vec<TemplateRow>,
     /// A fresh key for the reply form: submitting the same form twice sends once.
     pub reply_key: String,
+    /// Who the conversation is assigned to, by whom.
+    pub assigned_to: Option<String>,
+    pub assigned_by: Option<String>,
+    /// Staff who may be assigned (operators and above, active).
+    pub assignable: Vec<String>,
+    pub canned: Vec<CannedRow>,
+}
+
+/// A canned reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CannedRow {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub created_by: String,
+}
+
+/// What waits for someone, for the navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InboxCountsView {
+    pub unread: u64,
+    pub unread_mine: u64,
+    pub to_review: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,11 +128,15 @@ pub async fn inbox_threads() -> Result<Vec<ThreadRow>, AppError> {
     respond(
         async move {
             let ctx = require(Role::Viewer).await?;
+            let mut assigned = heimdall_domain::inbox::assignments(ctx.core())
+                .await
+                .map_err(internal)?;
             Ok(heimdall_domain::reports::inbox(ctx.core(), None, 200)
                 .await
                 .map_err(internal)?
                 .into_iter()
                 .map(|t| ThreadRow {
+                    assigned_to: assigned.remove(&t.contact.id).map(|a| a.assigned_to),
                     contact_id: t.contact.id.clone(),
                     name: t.contact.name.clone(),
                     phone: t.contact.phone.clone(),
@@ -157,18 +189,31 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                 .into_iter()
                 .map(|i| match i {
                     ConversationItem::Inbound {
+                        id,
                         text,
                         media,
                         button_text,
                         keyword_action,
                         needs_review,
+                        reviewed_by,
+                        reviewed_at,
+                        review_outcome,
                         at,
                         ..
                     } => ConversationEntry::Inbound {
+                        id,
                         text: text.or(button_text),
                         media,
                         keyword_action,
                         needs_review,
+                        review: match (reviewed_by, reviewed_at) {
+                            (Some(by), Some(at)) => Some((
+                                actor_label(&names, by),
+                                at,
+                                review_outcome.unwrap_or_default(),
+                            )),
+                            _ => None,
+                        },
                         at,
                     },
                     ConversationItem::Outbound {
@@ -214,6 +259,28 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                 .filter(|t| t.approval_status == "approved")
                 .map(crate::api::templates::row)
                 .collect();
+            let assignment = heimdall_domain::inbox::assignments(core)
+                .await
+                .map_err(internal)?
+                .remove(&id);
+            let assignable = heimdall_domain::accounts::list_users(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|u| u.active && u.role.allows(heimdall_domain::accounts::Role::Operator))
+                .map(|u| u.email)
+                .collect();
+            let canned = heimdall_domain::inbox::canned_replies(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| CannedRow {
+                    id: r.id,
+                    title: r.title,
+                    body: r.body,
+                    created_by: actor_label(&names, r.created_by),
+                })
+                .collect();
             Ok(ConversationView {
                 contact: contact_row(contact),
                 window: window_view(channel.clone(), window),
@@ -221,6 +288,10 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                 entries,
                 templates,
                 reply_key: heimdall_domain::clock::new_id(),
+                assigned_to: assignment.as_ref().map(|a| a.assigned_to.clone()),
+                assigned_by: assignment.map(|a| actor_label(&names, a.assigned_by)),
+                assignable,
+                canned,
             })
         }
         .await,
@@ -287,6 +358,13 @@ pub async fn inbox_reply(
     #[server(default)] text: String,
     #[server(default)] template_name: String,
     #[server(default)] vars: BTreeMap<String, String>,
+    /// An attachment: a public https link the provider fetches (an image, a PDF...).
+    #[server(default)]
+    media_url: String,
+    /// A canned reply, used when the text is empty (without JavaScript, choosing one
+    /// cannot fill the box).
+    #[server(default)]
+    canned_id: String,
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
     use heimdall_domain::gates::Decision;
@@ -302,16 +380,36 @@ pub async fn inbox_reply(
                 .map_err(|_| AppError::invalid("channel", "Unknown channel."))?;
             let (content, field) = match mode.as_str() {
                 "text" => {
-                    let body = required(
-                        "text",
-                        "The message",
-                        &text,
-                        heimdall_domain::outbound::MAX_TEXT_CHARS,
-                    )?;
+                    let text = match optional(Some(canned_id)) {
+                        Some(cid) if text.trim().is_empty() => {
+                            let cid = check_id(&cid, "canned reply")?;
+                            heimdall_domain::inbox::canned_replies(ctx.core())
+                                .await
+                                .map_err(internal)?
+                                .into_iter()
+                                .find(|r| r.id == cid)
+                                .map(|r| r.body)
+                                .ok_or_else(|| {
+                                    AppError::invalid("canned_id", "That canned reply is gone.")
+                                })?
+                        }
+                        _ => text,
+                    };
+                    let media_url = attachment(&media_url)?;
+                    let body = if media_url.is_some() && text.trim().is_empty() {
+                        String::new()
+                    } else {
+                        required(
+                            "text",
+                            "The message",
+                            &text,
+                            heimdall_domain::outbound::MAX_TEXT_CHARS,
+                        )?
+                    };
                     (
                         RequestedContent::Text {
                             body,
-                            media_url: None,
+                            media_url,
                             format: heimdall_domain::formatting::TextFormat::Markdown,
                         },
                         "text",
@@ -387,6 +485,192 @@ pub async fn inbox_reply(
                     state: outcome.state.as_str().to_string(),
                 }),
             }
+        }
+        .await,
+    )
+}
+
+/// An attachment link as the providers take it: https (Twilio and Meta fetch it from the
+/// internet, never from this machine), at most 2,000 characters, no spaces.
+#[cfg(feature = "ssr")]
+fn attachment(url: &str) -> Result<Option<String>, AppError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !url.starts_with("https://") || url.len() > 2000 || url.chars().any(char::is_whitespace) {
+        return Err(AppError::invalid(
+            "media_url",
+            "Give a public https link to the file (an image, a PDF...).",
+        ));
+    }
+    Ok(Some(url.to_string()))
+}
+
+/// Review a message that read as an opt-out in other words (operator): `opt_out` (it
+/// was one; the suppression stands) or `not_opt_out` (it was not; the suppression still
+/// stands until they send START, and the contact is flagged for someone to ask them).
+#[server(prefix = "/_sf", endpoint = "inbox_review")]
+pub async fn inbox_review(
+    #[server(default)] csrf: String,
+    id: String,
+    outcome: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::inbox::{InboxError, ReviewOutcome};
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let id = check_id(&id, "message")?;
+            let outcome = match outcome.as_str() {
+                "opt_out" => ReviewOutcome::OptOut,
+                "not_opt_out" => ReviewOutcome::NotOptOut,
+                _ => {
+                    return Err(AppError::invalid(
+                        "outcome",
+                        "Say whether it was an opt-out.",
+                    ))
+                }
+            };
+            let m = heimdall_domain::inbox::review_possible_opt_out(
+                ctx.core(),
+                &id,
+                outcome,
+                &ctx.actor(),
+            )
+            .await
+            .map_err(|e| match e {
+                InboxError::NotFound(_) => AppError::NotFound("No such message.".into()),
+                InboxError::Db(e) => internal(e),
+                other => AppError::Conflict(capitalise(&other.to_string())),
+            })?;
+            ctx.audit(
+                "inbound_reviewed",
+                Some(&format!("contact:{}", m.contact_id)),
+                Some(serde_json::json!({ "message_id": id, "outcome": outcome.as_str() })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Assign a conversation to a staff member who may reply, or unassign it (empty `to`).
+#[server(prefix = "/_sf", endpoint = "inbox_assign")]
+pub async fn inbox_assign(
+    #[server(default)] csrf: String,
+    contact_id: String,
+    #[server(default)] to: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::inbox::InboxError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let id = check_id(&contact_id, "contact")?;
+            let to = optional(Some(to));
+            heimdall_domain::inbox::assign(ctx.core(), &id, to.as_deref(), &ctx.actor())
+                .await
+                .map_err(|e| match e {
+                    InboxError::NotFound(_) => {
+                        AppError::NotFound("No contact with that id.".into())
+                    }
+                    InboxError::Invalid(m) => AppError::invalid("to", capitalise(&m)),
+                    InboxError::Db(e) => internal(e),
+                    other => AppError::Conflict(capitalise(&other.to_string())),
+                })?;
+            ctx.audit(
+                "conversation_assigned",
+                Some(&format!("contact:{id}")),
+                Some(serde_json::json!({ "to": to })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Keep a reply for reuse (operator).
+#[server(prefix = "/_sf", endpoint = "canned_create")]
+pub async fn canned_create(
+    #[server(default)] csrf: String,
+    title: String,
+    body: String,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::inbox::InboxError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let r = heimdall_domain::inbox::create_canned_reply(
+                ctx.core(),
+                &title,
+                &body,
+                &ctx.actor(),
+            )
+            .await
+            .map_err(|e| match e {
+                InboxError::Invalid(m) if m.contains("title") || m.contains("called") => {
+                    AppError::invalid("title", capitalise(&m))
+                }
+                InboxError::Invalid(m) => AppError::invalid("body", capitalise(&m)),
+                InboxError::Db(e) => internal(e),
+                other => AppError::Conflict(capitalise(&other.to_string())),
+            })?;
+            ctx.audit(
+                "canned_reply_created",
+                Some(&format!("canned_reply:{}", r.id)),
+                Some(serde_json::json!({ "title": r.title })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// Delete a canned reply (operator).
+#[server(prefix = "/_sf", endpoint = "canned_delete")]
+pub async fn canned_delete(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::inbox::InboxError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let id = check_id(&id, "canned reply")?;
+            let r = heimdall_domain::inbox::delete_canned_reply(ctx.core(), &id)
+                .await
+                .map_err(|e| match e {
+                    InboxError::NotFound(_) => AppError::NotFound("No such canned reply.".into()),
+                    InboxError::Db(e) => internal(e),
+                    other => AppError::Conflict(capitalise(&other.to_string())),
+                })?;
+            ctx.audit(
+                "canned_reply_deleted",
+                Some(&format!("canned_reply:{id}")),
+                Some(serde_json::json!({ "title": r.title })),
+            )
+            .await
+        }
+        .await,
+    )
+}
+
+/// What waits for someone: unread conversations (and those assigned to me), messages
+/// to review. For the navigation.
+#[server(prefix = "/_sf", endpoint = "inbox_counts")]
+pub async fn inbox_counts() -> Result<InboxCountsView, AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = require(Role::Viewer).await?;
+            let c = heimdall_domain::inbox::counts(ctx.core(), &ctx.me().email)
+                .await
+                .map_err(internal)?;
+            Ok(InboxCountsView {
+                unread: c.unread,
+                unread_mine: c.unread_mine,
+                to_review: c.to_review,
+            })
         }
         .await,
     )

@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::inbox::{
-    inbox_conversation, inbox_threads, ConversationEntry, ConversationView, InboxPreview,
-    InboxReply, ReplyPreview,
+    inbox_conversation, inbox_threads, CannedCreate, CannedDelete, ConversationEntry,
+    ConversationView, InboxAssign, InboxPreview, InboxReply, InboxReview, ReplyPreview,
 };
 use crate::components::{
     both, error_of, error_view, poll_every, reset_on_success, use_me, when, Badge, Countdown, Csrf,
@@ -44,6 +44,7 @@ pub fn InboxPage() -> impl IntoView {
                                                     <span class="thread-name">{label}</span>
                                                     {(t.unread > 0).then(|| view! { <span class="badge badge-unread">{t.unread}</span> })}
                                                     {t.needs_review.then(|| view! { <span class="badge badge-review">"check"</span> })}
+                                                    {t.assigned_to.clone().map(|a| view! { <span class="thread-assignee small">{format!("→ {a}")}</span> })}
                                                     <span class="thread-text">{t.last_text.unwrap_or_default()}</span>
                                                     <span class="thread-meta">{when(&t.last_at)} " · " {t.channel}
                                                         {if t.window.in_window { " · window open" } else { "" }}</span>
@@ -71,14 +72,28 @@ pub fn InboxPage() -> impl IntoView {
 fn Conversation(id: String) -> impl IntoView {
     let me = use_me();
     let reply = ServerAction::<InboxReply>::new();
+    let actions = TeamActions {
+        review: ServerAction::<InboxReview>::new(),
+        assign: ServerAction::<InboxAssign>::new(),
+        canned_create: ServerAction::<CannedCreate>::new(),
+        canned_delete: ServerAction::<CannedDelete>::new(),
+    };
     let query = use_query_map();
     let chosen = move || query.read().get("template").filter(|s| !s.is_empty());
     let conv = Resource::new(
         {
             let id = id.clone();
-            move || (id.clone(), reply.version().get())
+            move || {
+                (
+                    id.clone(),
+                    reply.version().get(),
+                    actions.review.version().get(),
+                    actions.assign.version().get(),
+                    actions.canned_create.version().get() + actions.canned_delete.version().get(),
+                )
+            }
         },
-        |(id, _)| inbox_conversation(id),
+        |(id, ..)| inbox_conversation(id),
     );
     // After a reply went, empty the box for the next one.
     let form = reset_on_success(reply);
@@ -90,10 +105,19 @@ fn Conversation(id: String) -> impl IntoView {
                     Err(e) => return error_view(e),
                 };
                 let chosen = chosen();
-                view! { <ConversationBody me=me c=c reply=reply chosen=chosen form=form/> }.into_any()
+                view! { <ConversationBody me=me c=c reply=reply chosen=chosen form=form actions=actions/> }.into_any()
             })}
         </Transition>
     }
+}
+
+/// What a team does with a conversation besides replying.
+#[derive(Clone, Copy)]
+struct TeamActions {
+    review: ServerAction<InboxReview>,
+    assign: ServerAction<InboxAssign>,
+    canned_create: ServerAction<CannedCreate>,
+    canned_delete: ServerAction<CannedDelete>,
 }
 
 #[component]
@@ -103,8 +127,12 @@ fn ConversationBody(
     reply: ServerAction<InboxReply>,
     chosen: Option<String>,
     form: NodeRef<leptos::html::Form>,
+    actions: TeamActions,
 ) -> impl IntoView {
     let err = error_of(reply);
+    let review_err = error_of(actions.review);
+    let assign_err = error_of(actions.assign);
+    let canned_err = error_of(actions.canned_create);
     let done = Signal::derive(move || reply.value().get().and_then(|r| r.ok()));
     let name = c
         .contact
@@ -156,17 +184,45 @@ fn ConversationBody(
             let draft = RwSignal::new(String::new());
             let preview = ServerAction::<InboxPreview>::new();
             let preview_channel = c.channel.clone();
+            let text_ref = NodeRef::<leptos::html::Textarea>::new();
+            let canned_bodies: Vec<(String, String)> =
+                c.canned.iter().map(|r| (r.id.clone(), r.body.clone())).collect();
+            let canned_picker = (!c.canned.is_empty()).then(|| view! {
+                <div class="field">
+                    <label for="canned_id">"Canned reply"</label>
+                    <select id="canned_id" name="canned_id"
+                        on:change:target=move |ev| {
+                            let id = ev.target().value();
+                            if let Some((_, body)) = canned_bodies.iter().find(|(i, _)| *i == id) {
+                                draft.set(body.clone());
+                                if let Some(t) = text_ref.get_untracked() {
+                                    t.set_value(body);
+                                }
+                            }
+                        }>
+                        <option value="">"None"</option>
+                        {c.canned.iter().map(|r| view! { <option value=r.id.clone()>{r.title.clone()}</option> }).collect_view()}
+                    </select>
+                    <p class="hint small">"Fills the reply (without JavaScript: leave the reply empty and it is sent as is)."</p>
+                </div>
+            });
             view! {
                 <ActionForm action=reply node_ref=form>
                     {common}
                     <input type="hidden" name="mode" value="text"/>
+                    {canned_picker}
                     <div class="field">
                         <label for="text">"Reply"</label>
-                        <textarea id="text" name="text" rows="3" required maxlength=MAX_TEXT_CHARS
+                        <textarea id="text" name="text" rows="3" maxlength=MAX_TEXT_CHARS node_ref=text_ref
                             aria-describedby="text-error text-hint"
                             on:input:target=move |ev| draft.set(ev.target().value())></textarea>
                         <p class="hint small" id="text-hint">"Markdown: **bold**, _italic_, lists. A long reply goes in several messages, in order; Preview shows them."</p>
                         <FieldError error=err field="text"/>
+                    </div>
+                    <div class="field">
+                        <label for="media_url">"Attachment (a public https link: an image, a PDF…)"</label>
+                        <input id="media_url" name="media_url" type="url" maxlength="2000" placeholder="https://…" aria-describedby="media_url-error"/>
+                        <FieldError error=err field="media_url"/>
                     </div>
                     <button type="button" id="preview-reply" disabled=move || preview.pending().get()
                         on:click=move |_| {
@@ -212,21 +268,127 @@ fn ConversationBody(
         };
         view! {
             <div class="reply-box" id="reply-box">
-                <FormError error=err fields=&["text", "template_name"]/>
+                <FormError error=err fields=&["text", "template_name", "media_url", "canned_id"]/>
                 {move || done.get().map(|r| view! { <p class="notice ok" role="status">{r.note}</p> })}
                 {body}
             </div>
         }
     });
+    let assign_csrf = csrf.clone();
+    let assign_contact = c.contact.id.clone();
+    let current = c.assigned_to.clone();
+    let assignable = c.assignable.clone();
+    let assign_box = can_reply.then(move || {
+        view! {
+            <ActionForm action=actions.assign attr:class="inline-form" attr:id="assign-form">
+                <Csrf token=assign_csrf/>
+                <input type="hidden" name="contact_id" value=assign_contact/>
+                <label for="assign-to">"Assigned to"</label>
+                <select id="assign-to" name="to" aria-describedby="to-error">
+                    <option value="" selected=current.is_none()>"Nobody"</option>
+                    {assignable.iter().map(|e| {
+                        let is = current.as_deref() == Some(e.as_str());
+                        view! { <option value=e.clone() selected=is>{e.clone()}</option> }
+                    }).collect_view()}
+                </select>
+                <button type="submit">"Assign"</button>
+                <FieldError error=assign_err field="to"/>
+            </ActionForm>
+        }
+    });
+    let assigned_note = c.assigned_to.clone().map(|to| {
+        view! {
+            <p class="small muted" id="assigned">
+                {format!("Assigned to {to}{}", c.assigned_by.clone().map(|b| format!(" by {b}")).unwrap_or_default())}
+            </p>
+        }
+    });
+    let canned_form = reset_on_success(actions.canned_create);
+    let canned_csrf = csrf.clone();
+    let canned_list = c.canned.clone();
+    let canned_box = can_reply.then(move || {
+        let csrf = canned_csrf;
+        let rows = canned_list.into_iter().map(|r| {
+            let csrf = csrf.clone();
+            view! {
+                <li>
+                    <strong>{r.title.clone()}</strong> " " <span class="small muted">{format!("by {}", r.created_by)}</span>
+                    <pre class="small">{r.body.clone()}</pre>
+                    <ActionForm action=actions.canned_delete attr:class="inline-form">
+                        <Csrf token=csrf/>
+                        <input type="hidden" name="id" value=r.id.clone()/>
+                        <button type="submit" class="link-button">"Delete"</button>
+                    </ActionForm>
+                </li>
+            }
+        }).collect_view();
+        view! {
+            <details id="canned-replies">
+                <summary>"Canned replies"</summary>
+                <ul class="plain">{rows}</ul>
+                <ActionForm action=actions.canned_create node_ref=canned_form>
+                    <FormError error=canned_err fields=&["title", "body"]/>
+                    <Csrf token=csrf.clone()/>
+                    <div class="field">
+                        <label for="canned-title">"Title"</label>
+                        <input id="canned-title" name="title" type="text" required maxlength="100" aria-describedby="title-error"/>
+                        <FieldError error=canned_err field="title"/>
+                    </div>
+                    <div class="field">
+                        <label for="canned-body">"Reply (Markdown)"</label>
+                        <textarea id="canned-body" name="body" rows="2" required aria-describedby="body-error"></textarea>
+                        <FieldError error=canned_err field="body"/>
+                    </div>
+                    <button type="submit">"Keep this reply"</button>
+                </ActionForm>
+            </details>
+        }
+    });
+    let review_ctx = ReviewCtx {
+        can: can_reply,
+        csrf: csrf.clone(),
+        action: actions.review,
+    };
     view! {
         <h2>{name} " " <a class="small" href=format!("/contacts/{}", c.contact.id)>"contact page"</a></h2>
         <p class="muted"><code>{c.contact.phone.clone()}</code> " · replies go by " {c.channel.clone()}</p>
+        {assigned_note}
+        {assign_box}
         {window_note}
+        <FormError error=review_err/>
         <ol class="chat" id="chat">
-            {c.entries.into_iter().map(entry).collect_view()}
+            {c.entries.into_iter().map(|e| entry(e, review_ctx.clone())).collect_view()}
         </ol>
         {reply_box}
+        {canned_box}
     }
+}
+
+/// One answer to "was it an opt-out?".
+#[component]
+fn ReviewButton(
+    action: ServerAction<InboxReview>,
+    csrf: String,
+    id: String,
+    outcome: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=action attr:class="inline-form">
+            <Csrf token=csrf/>
+            <input type="hidden" name="id" value=id/>
+            <input type="hidden" name="outcome" value=outcome/>
+            <button type="submit">{label}</button>
+        </ActionForm>
+    }
+}
+
+/// What a flagged message's review buttons need.
+#[derive(Clone)]
+struct ReviewCtx {
+    can: bool,
+    csrf: String,
+    action: ServerAction<InboxReview>,
 }
 
 /// The longest reply the box takes (what the send path accepts).
@@ -265,16 +427,28 @@ fn preview_view(p: ReplyPreview) -> impl IntoView {
     }
 }
 
-fn entry(e: ConversationEntry) -> impl IntoView {
+fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
     match e {
         ConversationEntry::Inbound {
+            id,
             text,
             media,
             keyword_action,
             needs_review,
+            review: reviewed,
             at,
-        } => view! {
-            <li class="chat-in">
+        } => {
+            let pending_review = needs_review && reviewed.is_none();
+            let (rid, rcsrf, raction) = (id.clone(), review.csrf.clone(), review.action);
+            let buttons = (pending_review && review.can).then(|| view! {
+                <div class="review-actions" data-review=id.clone()>
+                    <span class="small">"It stopped their messages when it came in. Was it an opt-out?"</span>
+                    <ReviewButton action=raction csrf=rcsrf.clone() id=rid.clone() outcome="opt_out" label="Yes, an opt-out"/>
+                    <ReviewButton action=raction csrf=rcsrf id=rid outcome="not_opt_out" label="No (they must send START)"/>
+                </div>
+            });
+            view! {
+            <li class="chat-in" data-inbound=id.clone()>
                 <div class="bubble">
                     {text.unwrap_or_default()}
                     {(!media.is_empty()).then(|| view! { <div class="muted small">{format!("{} attachment(s)", media.len())}</div> })}
@@ -282,11 +456,20 @@ fn entry(e: ConversationEntry) -> impl IntoView {
                 <div class="chat-meta">
                     <time>{when(&at)}</time>
                     {keyword_action.map(|k| view! { " · " <Badge state=k/> })}
-                    {needs_review.then(|| view! { " · " <span class="warn-text">"may be an opt-out: check"</span> })}
+                    {pending_review.then(|| view! { " · " <span class="warn-text">"may be an opt-out: check"</span> })}
+                    {reviewed.map(|(by, at, outcome)| view! {
+                        " · " <span class="reviewed small">{format!(
+                            "reviewed by {by}, {}: {}",
+                            when(&at),
+                            if outcome == "opt_out" { "an opt-out" } else { "not an opt-out" }
+                        )}</span>
+                    })}
                 </div>
+                {buttons}
             </li>
+            }
+            .into_any()
         }
-        .into_any(),
         ConversationEntry::Outbound {
             text,
             template_name,

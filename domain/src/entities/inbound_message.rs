@@ -23,6 +23,8 @@ pub struct Model {
     pub needs_review: bool,
     pub reviewed_at: Option<DateTimeUtc>,
     pub reviewed_by: Option<String>,
+    /// What the reviewer decided: `opt_out` (suppressed) or `not_opt_out`.
+    pub review_outcome: Option<String>,
     pub received_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
 }
