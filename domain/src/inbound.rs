@@ -525,6 +525,7 @@ async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> 
                         body,
                         media_url: None,
                         format: crate::formatting::TextFormat::AsIs,
+                        reply_to: None,
                     },
                     origin: Origin::ComplianceReply,
                     idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),

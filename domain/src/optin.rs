@@ -1867,6 +1867,7 @@ async fn request_confirmation(
             body: confirmation_text(&program, &form.title, channel, &link),
             media_url: None,
             format: crate::formatting::TextFormat::AsIs,
+            reply_to: None,
         },
     };
     let res = outbound::accept(

@@ -58,6 +58,10 @@ pub enum RequestedContent {
         body: String,
         media_url: Option<String>,
         format: TextFormat,
+        /// The person's inbound message this text answers (Heimdall's id or the
+        /// provider's): quoted on WhatsApp through Meta (reply context). Must be a
+        /// message from the recipient.
+        reply_to: Option<String>,
     },
 }
 
@@ -221,6 +225,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
             body,
             media_url,
             format,
+            ..
         } => {
             if formatting::whatsapp_len(body) > MAX_TEXT_CHARS {
                 return Err(AcceptError::BadRequest(format!(
@@ -228,6 +233,17 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
                 )));
             }
             let destination = destination(core, req.channel);
+            if let Some(link) = media_url {
+                if destination == Destination::WhatsAppMeta
+                    && !crate::channels::MediaKind::of_url(link).takes_caption()
+                    && !body.trim().is_empty()
+                {
+                    return Err(AcceptError::BadRequest(
+                        "WhatsApp shows no text with audio: send the text as a message of its own"
+                            .into(),
+                    ));
+                }
+            }
             let prepared = formatting::prepare(body, *format, destination, media_url.is_some());
             if prepared.text.trim().is_empty() && media_url.is_none() {
                 return Err(AcceptError::BadRequest(
@@ -273,6 +289,13 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         (Recipient::Phone(raw), _) => raw.chars().take(64).collect(),
     };
     let contact_id = rows.contact.as_ref().map(|c| c.id.clone());
+    let reply_to = match &req.content {
+        RequestedContent::Text {
+            reply_to: Some(inbound_id),
+            ..
+        } => Some(reply_context(core, inbound_id, contact_id.as_deref(), req.channel).await?),
+        _ => None,
+    };
     let template = rows.template.clone().map(Template::from);
     let OriginColumns {
         source,
@@ -299,6 +322,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         actor: actor.clone(),
         fallback_of,
         idempotency_key: req.idempotency_key.clone(),
+        reply_to,
         ..pending_message(new_id(), to_address, now)
     };
     let authorization = req.origin_authorization(core, template.as_ref()).await?;
@@ -363,6 +387,34 @@ pub fn destination(core: &Core, channel: Channel) -> Destination {
     }
 }
 
+/// The provider's id of the inbound message a reply quotes (named by Heimdall's id or the
+/// provider's): it must be a message from the recipient on the channel the reply goes by
+/// (a reply never quotes someone else's words).
+async fn reply_context(
+    core: &Core,
+    inbound_id: &str,
+    contact_id: Option<&str>,
+    channel: Channel,
+) -> Result<String, AcceptError> {
+    use crate::entities::inbound_message;
+    let inbound = inbound_message::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(inbound_message::Column::Id.eq(inbound_id))
+                .add(inbound_message::Column::ProviderMessageId.eq(inbound_id)),
+        )
+        .one(&core.db.conn)
+        .await?;
+    match inbound {
+        Some(m) if Some(m.contact_id.as_str()) == contact_id && m.channel == channel.as_str() => {
+            Ok(m.provider_message_id)
+        }
+        _ => Err(AcceptError::BadRequest(format!(
+            "reply_to: no {channel} message {inbound_id} from this person"
+        ))),
+    }
+}
+
 /// The evaluated first message as the rows of its parts: one for a message in one part;
 /// otherwise each part its own message with its text, linked to the first and numbered,
 /// the media and the idempotency key on the first only. Later parts are `held` (a worker
@@ -384,6 +436,7 @@ fn into_parts(first: outbound_message::Model, parts: Vec<String>) -> Vec<outboun
             m.media_url = None;
             m.idempotency_key = None;
             m.source_text = None;
+            m.reply_to = None;
             if !blocked {
                 m.state = MessageState::Held.as_str().into();
                 m.block_reason = None;
@@ -447,6 +500,7 @@ pub fn pending_message(
         part_index: None,
         part_count: None,
         source_text: None,
+        reply_to: None,
     }
 }
 
@@ -1323,7 +1377,7 @@ async fn call_provider(
         from,
         content,
         status_callback: status_callback(core, &m.id),
-        reply_to: None,
+        reply_to: m.reply_to.clone(),
     };
     // (The attempt was counted when the worker's evaluation passed.)
     // The rate limit is taken last, right before the call, so nothing
@@ -1808,6 +1862,7 @@ async fn fall_back_to_sms(
                 body,
                 media_url: None,
                 format: TextFormat::AsIs,
+                reply_to: None,
             },
             origin: Origin::Fallback {
                 of: original.id.clone(),

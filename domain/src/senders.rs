@@ -167,6 +167,7 @@ pub async fn release(
                 body: text_from(&core.db.conn, &m).await?,
                 media_url: m.media_url.clone(),
                 format: crate::formatting::TextFormat::AsIs,
+                reply_to: None,
             },
         };
         let recipient = match &m.contact_id {

@@ -60,6 +60,7 @@ fn text(cid: &str, principal: ApiPrincipal, body: &str) -> SendRequest {
             body: body.to_string(),
             media_url: None,
             format: TextFormat::Markdown,
+            reply_to: None,
         },
         origin: Origin::Automation {
             principal,

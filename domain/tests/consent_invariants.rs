@@ -550,6 +550,7 @@ async fn apply(w: &mut World, step: Step) {
                         body: "Thanks for your message!".into(),
                         media_url: None,
                         format: Default::default(),
+                        reply_to: None,
                     },
                     origin: Origin::Inbox {
                         staff: w.staff[0].clone(),

@@ -111,6 +111,7 @@ fn reply(cid: &str, channel: Channel, staff: &StaffUser, body: String) -> SendRe
             body,
             media_url: None,
             format: TextFormat::Markdown,
+            reply_to: None,
         },
         origin: Origin::Inbox {
             staff: staff.clone(),
@@ -561,4 +562,97 @@ async fn reconcile_releases_a_part_whose_release_was_lost_and_stops_one_after_a_
 /// A text without its whitespace: parts are sent without the whitespace they were cut at.
 fn visible(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[tokio::test]
+async fn a_reply_quotes_the_persons_message_and_never_someone_elses() {
+    let env = env_with(&[
+        ("HEIMDALL_WHATSAPP_PROVIDER", "meta"),
+        ("WHATSAPP_ACCESS_TOKEN", "test-token"),
+        ("WHATSAPP_PHONE_NUMBER_ID", "1234567890"),
+        ("WHATSAPP_APP_SECRET", "test-secret"),
+    ])
+    .await;
+    let cid = contact(&env.core, &[Channel::WhatsApp]).await;
+    let staff = operator(&env.core).await;
+    // The person writes; their message gets Heimdall's id and keeps the provider's.
+    heimdall_domain::inbound::handle_message(
+        &env.core,
+        heimdall_domain::inbound::InboundMessage {
+            provider: "meta".into(),
+            provider_message_id: "wamid.QUOTED".into(),
+            channel: Channel::WhatsApp,
+            from: PHONE.into(),
+            to: None,
+            body: Some("Is my order ready?".into()),
+            media: vec![],
+            button_text: None,
+            button_payload: None,
+            profile_name: None,
+            received_at: env.core.now(),
+        },
+    )
+    .await
+    .unwrap();
+    let inbound_id = heimdall_domain::entities::inbound_message::Entity::find()
+        .filter(
+            heimdall_domain::entities::inbound_message::Column::ProviderMessageId
+                .eq("wamid.QUOTED"),
+        )
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let quoting = |reply_to: &str| {
+        let mut r = reply(&cid, Channel::WhatsApp, &staff, "Yes, **ready**.".into());
+        if let RequestedContent::Text { reply_to: q, .. } = &mut r.content {
+            *q = Some(reply_to.to_string());
+        }
+        r
+    };
+    // By Heimdall's id or the provider's, the request carries the provider's.
+    for id in [inbound_id.as_str(), "wamid.QUOTED"] {
+        let out = accept(&env, quoting(id)).await;
+        assert_eq!(out.state, MessageState::Queued, "{:#?}", out.decision);
+        assert_eq!(
+            message(&env.core, &out.message_id)
+                .await
+                .reply_to
+                .as_deref(),
+            Some("wamid.QUOTED")
+        );
+    }
+    drain_all(&env).await;
+    let sent = env.provider.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .all(|r| r.reply_to.as_deref() == Some("wamid.QUOTED")));
+    // A message that is not this person's is refused, and nothing is recorded.
+    let before = outbound_message::Entity::find()
+        .count(&env.core.db.conn)
+        .await
+        .unwrap();
+    match outbound::accept(&env.core, quoting("wamid.SOMEONE-ELSE")).await {
+        Err(outbound::AcceptError::BadRequest(m)) => assert!(m.contains("reply_to"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        outbound_message::Entity::find()
+            .count(&env.core.db.conn)
+            .await
+            .unwrap(),
+        before
+    );
+
+    // Audio carries no caption on WhatsApp: text with audio is refused, not dropped.
+    let mut audio = reply(&cid, Channel::WhatsApp, &staff, "Listen to this".into());
+    if let RequestedContent::Text { media_url, .. } = &mut audio.content {
+        *media_url = Some("https://example.com/note.ogg".into());
+    }
+    match outbound::accept(&env.core, audio).await {
+        Err(outbound::AcceptError::BadRequest(m)) => assert!(m.contains("audio"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

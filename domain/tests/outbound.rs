@@ -323,6 +323,7 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
             body: "Hello there".into(),
             media_url: None,
             format: Default::default(),
+            reply_to: None,
         },
         origin: Origin::Inbox {
             staff: staff.clone(),

@@ -132,6 +132,7 @@ fn text(to: &str, body: &str, origin: Origin) -> SendRequest {
             body: body.into(),
             media_url: None,
             format: Default::default(),
+            reply_to: None,
         },
         origin,
         idempotency_key: None,
@@ -749,6 +750,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
                 body: "Yes, see you at 5.".into(),
                 media_url: None,
                 format: heimdall_domain::formatting::TextFormat::Markdown,
+                reply_to: None,
             },
             origin: Origin::Inbox {
                 staff: staff.clone(),

@@ -27,6 +27,7 @@ mod m20261202_000061_api_key_scopes;
 mod m20261202_000062_message_parts;
 mod m20261204_000063_automation_free_form;
 mod m20261204_000064_team_inbox;
+mod m20261204_000065_reply_context;
 mod util;
 
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000062_message_parts::Migration),
             Box::new(m20261204_000063_automation_free_form::Migration),
             Box::new(m20261204_000064_team_inbox::Migration),
+            Box::new(m20261204_000065_reply_context::Migration),
         ]
     }
 }

@@ -365,6 +365,9 @@ pub async fn inbox_reply(
     /// cannot fill the box).
     #[server(default)]
     canned_id: String,
+    /// The person's message the reply quotes (the checkbox carries its id).
+    #[server(default)]
+    quote: String,
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
     use heimdall_domain::gates::Decision;
@@ -411,6 +414,10 @@ pub async fn inbox_reply(
                             body,
                             media_url,
                             format: heimdall_domain::formatting::TextFormat::Markdown,
+                            reply_to: match optional(Some(quote)) {
+                                Some(q) => Some(check_id(&q, "quoted message")?),
+                                None => None,
+                            },
                         },
                         "text",
                     )

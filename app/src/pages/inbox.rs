@@ -160,6 +160,10 @@ fn ConversationBody(
         .into_any()
     };
     let csrf = me.csrf.clone();
+    let last_inbound = c.entries.iter().rev().find_map(|e| match e {
+        ConversationEntry::Inbound { id, .. } => Some(id.clone()),
+        _ => None,
+    });
     let reply_box = can_reply.then(|| {
         let common = view! {
             <Csrf token=csrf.clone()/>
@@ -219,6 +223,12 @@ fn ConversationBody(
                         <p class="hint small" id="text-hint">"Markdown: **bold**, _italic_, lists. A long reply goes in several messages, in order; Preview shows them."</p>
                         <FieldError error=err field="text"/>
                     </div>
+                    {last_inbound.clone().map(|id| view! {
+                        <label class="choice" for="quote">
+                            <input id="quote" name="quote" type="checkbox" value=id/>
+                            "Quote their last message (shown above the reply on WhatsApp through Meta)"
+                        </label>
+                    })}
                     <div class="field">
                         <label for="media_url">"Attachment (a public https link: an image, a PDF…)"</label>
                         <input id="media_url" name="media_url" type="url" maxlength="2000" placeholder="https://…" aria-describedby="media_url-error"/>

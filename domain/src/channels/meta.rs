@@ -229,13 +229,21 @@ fn message_body(request: &OutboundRequest) -> Value {
             body: text,
             media_url: Some(link),
         } => {
-            body.insert("type".into(), json!("image"));
-            let mut image = serde_json::Map::new();
-            image.insert("link".into(), json!(link));
-            if !text.trim().is_empty() {
-                image.insert("caption".into(), json!(text));
+            // Image, video, audio or document, as the link says; the text as its caption
+            // (audio takes none: the send path refuses audio with text for Meta).
+            let kind = super::MediaKind::of_url(link);
+            body.insert("type".into(), json!(kind.as_str()));
+            let mut media = serde_json::Map::new();
+            media.insert("link".into(), json!(link));
+            if kind.takes_caption() && !text.trim().is_empty() {
+                media.insert("caption".into(), json!(text));
             }
-            body.insert("image".into(), Value::Object(image));
+            if kind == super::MediaKind::Document {
+                if let Some(name) = super::MediaKind::file_name(link) {
+                    media.insert("filename".into(), json!(name));
+                }
+            }
+            body.insert(kind.as_str().into(), Value::Object(media));
         }
         Content::Template {
             provider_id,
@@ -417,6 +425,42 @@ mod tests {
         assert_eq!(b["image"]["link"], "https://x.example/p.jpg");
         assert_eq!(b["image"]["caption"], "look");
         assert!(b.get("context").is_none());
+    }
+
+    #[test]
+    fn media_goes_as_the_kind_its_link_names() {
+        let media = |link: &str, text: &str| {
+            message_body(&request(
+                Content::Text {
+                    body: text.into(),
+                    media_url: Some(link.into()),
+                },
+                None,
+            ))
+        };
+        let d = media(
+            "https://x.example/files/Invoice%2012.pdf?sig=abc",
+            "your invoice",
+        );
+        assert_eq!(d["type"], "document");
+        assert_eq!(
+            d["document"]["link"],
+            "https://x.example/files/Invoice%2012.pdf?sig=abc"
+        );
+        assert_eq!(d["document"]["caption"], "your invoice");
+        assert_eq!(d["document"]["filename"], "Invoice%2012.pdf");
+        let v = media("https://x.example/clip.MP4", "watch");
+        assert_eq!(v["type"], "video");
+        assert_eq!(v["video"]["caption"], "watch");
+        let a = media("https://x.example/note.ogg", "");
+        assert_eq!(a["type"], "audio");
+        assert!(a["audio"].get("caption").is_none());
+        assert_eq!(media("https://x.example/p.webp", "")["type"], "image");
+        // A link that names no type goes as a document (any file may be one).
+        assert_eq!(
+            media("https://x.example/download?id=7", "")["type"],
+            "document"
+        );
     }
 
     #[test]

@@ -19,6 +19,58 @@ pub mod discord;
 pub mod meta;
 pub mod twilio;
 
+/// What a media link holds, as WhatsApp's Cloud API types it: decided from the link's
+/// file extension (the path, without its query), a document when it says nothing else
+/// (a document takes any file and is shown as one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+    Document,
+}
+
+impl MediaKind {
+    pub fn of_url(url: &str) -> MediaKind {
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "jpg" | "jpeg" | "png" | "webp" => MediaKind::Image,
+            "mp4" | "3gp" | "3gpp" => MediaKind::Video,
+            "mp3" | "ogg" | "oga" | "opus" | "aac" | "amr" | "m4a" => MediaKind::Audio,
+            _ => MediaKind::Document,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+            MediaKind::Document => "document",
+        }
+    }
+
+    /// Whether WhatsApp shows a caption with it (audio has none).
+    pub fn takes_caption(self) -> bool {
+        self != MediaKind::Audio
+    }
+
+    /// The file name a document is shown with: the link's last path segment.
+    pub fn file_name(url: &str) -> Option<String> {
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        path.rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .map(str::to_string)
+    }
+}
+
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {

@@ -50,6 +50,9 @@ pub struct Model {
     /// The text as it was written (Markdown), on the first part of a free-form text; `body`
     /// holds what goes to the provider.
     pub source_text: Option<String>,
+    /// The provider's id of the person's message this one quotes (WhatsApp's reply
+    /// context; Meta sends it, Twilio's API has none).
+    pub reply_to: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -602,6 +602,9 @@ struct MessageBody {
     variables: BTreeMap<String, serde_json::Value>,
     text: Option<String>,
     media_url: Option<String>,
+    /// Heimdall's id of the person's message this text answers (quoted on WhatsApp
+    /// through Meta).
+    reply_to: Option<String>,
     idempotency_key: Option<String>,
 }
 
@@ -630,6 +633,7 @@ async fn send_message(
             body: text,
             media_url: b.media_url,
             format: TextFormat::Markdown,
+            reply_to: b.reply_to.clone(),
         },
         _ => {
             return Err(ApiError::bad(
