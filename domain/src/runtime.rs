@@ -78,8 +78,8 @@ pub struct Runtime {
 /// Where a runtime setting's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// The environment or `heimdall.toml` (or the built-in default).
-    Environment,
+    /// Configured: the environment, `heimdall.toml`, or the built-in default.
+    Configured(crate::settings::ValueSource),
     /// Stored by someone (an admin in the console, Meta's tier update).
     Stored { by: String, at: DateTime<Utc> },
 }
@@ -232,6 +232,8 @@ pub struct Live {
     /// Where each stored value came from (key -> origin).
     origins: RwLock<std::collections::BTreeMap<String, Origin>>,
     seen: Mutex<Option<Vec<Row>>>,
+    /// Where each key's configured value comes from (key -> source).
+    configured: std::collections::BTreeMap<String, crate::settings::ValueSource>,
 }
 
 impl Live {
@@ -243,6 +245,19 @@ impl Live {
             region: settings.default_region,
             origins: RwLock::new(Default::default()),
             seen: Mutex::new(None),
+            configured: crate::settings::RUNTIME_VARIABLES
+                .iter()
+                .map(|(key, name)| {
+                    (
+                        key.to_string(),
+                        settings
+                            .runtime_sources
+                            .get(name)
+                            .copied()
+                            .unwrap_or(crate::settings::ValueSource::Default),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -261,7 +276,14 @@ impl Live {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .cloned()
-            .unwrap_or(Origin::Environment)
+            .unwrap_or_else(|| {
+                Origin::Configured(
+                    self.configured
+                        .get(key)
+                        .copied()
+                        .unwrap_or(crate::settings::ValueSource::Default),
+                )
+            })
     }
 
     /// Rebuild from the environment's values and these rows; `true` when
@@ -427,7 +449,10 @@ mod tests {
             core.live.origin(keys::QUIET_HOURS),
             Origin::Stored { ref by, .. } if by == "admin@example.com"
         ));
-        assert_eq!(core.live.origin(keys::RATE_PER_SECOND), Origin::Environment);
+        assert_eq!(
+            core.live.origin(keys::RATE_PER_SECOND),
+            Origin::Configured(crate::settings::ValueSource::Default)
+        );
         // Nothing changed since: no work.
         assert!(!refresh(core).await.unwrap());
     }

@@ -107,6 +107,9 @@ pub struct Settings {
     /// may send free-form text as replies inside the 24-hour window (as an
     /// automation approved for it may), besides the templates from settings.
     pub api_key_free_form: bool,
+    /// Where each runtime setting's configured value comes from, by its variable name
+    /// ([`RUNTIME_VARIABLES`]).
+    pub runtime_sources: BTreeMap<&'static str, ValueSource>,
     /// `TWILIO_*`; `None` when no Twilio credentials are set.
     pub twilio: Option<TwilioSettings>,
     /// `WHATSAPP_*`, `META_*`; `None` when no Meta credentials are set.
@@ -177,10 +180,48 @@ pub struct Settings {
     pub webhook_audit_days: u32,
 }
 
+/// The runtime settings (their `app_settings` keys) and the variables that configure
+/// them.
+pub const RUNTIME_VARIABLES: [(&str, &str); 8] = [
+    ("help_text", "HEIMDALL_HELP_TEXT"),
+    ("fallback_codes", "HEIMDALL_FALLBACK_CODES"),
+    ("tier_ladder", "HEIMDALL_TIER_LADDER"),
+    ("tier_limit", "HEIMDALL_TIER_LIMIT"),
+    ("rate_per_second", "HEIMDALL_RATE_PER_SECOND"),
+    ("recipient_pace_seconds", "HEIMDALL_RECIPIENT_PACE_SECONDS"),
+    ("quiet_hours", "HEIMDALL_QUIET_HOURS"),
+    ("phone_allowlist", "HEIMDALL_PHONE_ALLOWLIST"),
+];
+
 /// Raw key/value pairs from the file and the environment.
 #[derive(Debug, Default, Clone)]
 pub struct Source {
     values: HashMap<String, String>,
+    /// The keys whose value came from the settings file (the environment did not
+    /// override them).
+    from_file: std::collections::HashSet<String>,
+}
+
+/// Where a setting's configured value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSource {
+    /// Nothing set it: Heimdall's default.
+    Default,
+    /// An environment variable.
+    Environment,
+    /// `heimdall.toml` (or the file `HEIMDALL_CONFIG` names).
+    File,
+}
+
+impl ValueSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueSource::Default => "default",
+            ValueSource::Environment => "environment",
+            ValueSource::File => "settings file",
+        }
+    }
 }
 
 impl Source {
@@ -198,10 +239,25 @@ impl Source {
                 message: "file not found".into(),
             });
         }
-        for (k, v) in std::env::vars() {
-            source.values.insert(k, v);
-        }
+        source.overlay_environment(std::env::vars());
         Ok(source)
+    }
+
+    /// The environment's variables, which win over the file's.
+    pub fn overlay_environment(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
+        for (k, v) in vars {
+            self.from_file.remove(&k);
+            self.values.insert(k, v);
+        }
+    }
+
+    /// Where `name`'s value comes from (a blank value counts as unset).
+    pub fn origin(&self, name: &str) -> ValueSource {
+        match self.get(name) {
+            None => ValueSource::Default,
+            Some(_) if self.from_file.contains(name) => ValueSource::File,
+            Some(_) => ValueSource::Environment,
+        }
     }
 
     /// Pairs given directly (tests, tools).
@@ -213,6 +269,7 @@ impl Source {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            from_file: Default::default(),
         }
     }
 
@@ -247,6 +304,7 @@ impl Source {
                     .join(","),
                 other => return Err(format!("{k}: unsupported value {other}")),
             };
+            self.from_file.insert(k.to_uppercase());
             self.values.insert(k.to_uppercase(), value);
         }
         Ok(())
@@ -569,6 +627,10 @@ impl Settings {
             )
             .map_err(|m| invalid("HEIMDALL_API_KEY_SCOPES", m))?,
             api_key_free_form: src.bool("HEIMDALL_API_KEY_FREE_FORM", false)?,
+            runtime_sources: RUNTIME_VARIABLES
+                .iter()
+                .map(|(_, name)| (*name, src.origin(name)))
+                .collect(),
             twilio,
             meta,
             whatsapp_provider,
@@ -779,6 +841,43 @@ pub(crate) fn parse_hours(v: &str) -> Result<(chrono::NaiveTime, chrono::NaiveTi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_runtime_setting_says_where_its_value_comes_from() {
+        let mut src = Source::default();
+        src.merge_toml("heimdall_rate_per_second = 40\nHEIMDALL_QUIET_HOURS = \"09:00-20:00\"\n")
+            .unwrap();
+        src.overlay_environment([(
+            "HEIMDALL_QUIET_HOURS".to_string(),
+            "10:00-18:00".to_string(),
+        )]);
+        assert_eq!(src.origin("HEIMDALL_RATE_PER_SECOND"), ValueSource::File);
+        assert_eq!(
+            src.origin("HEIMDALL_QUIET_HOURS"),
+            ValueSource::Environment,
+            "the environment wins"
+        );
+        assert_eq!(src.origin("HEIMDALL_TIER_LIMIT"), ValueSource::Default);
+        let settings = Settings::from_source(&src).unwrap();
+        assert_eq!(settings.rate_per_second, 40);
+        assert_eq!(
+            settings.runtime_sources["HEIMDALL_RATE_PER_SECOND"],
+            ValueSource::File
+        );
+        assert_eq!(
+            settings.runtime_sources["HEIMDALL_QUIET_HOURS"],
+            ValueSource::Environment
+        );
+        assert_eq!(
+            settings.runtime_sources["HEIMDALL_HELP_TEXT"],
+            ValueSource::Default
+        );
+        assert_eq!(
+            RUNTIME_VARIABLES.map(|(key, _)| key),
+            crate::runtime::keys::ALL,
+            "one variable for every runtime setting, in the console's order"
+        );
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         Settings::from_source(&Source::from_pairs(pairs.iter().copied()))

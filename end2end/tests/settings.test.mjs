@@ -82,6 +82,16 @@ export async function run(ctx) {
   await page.waitForSelector('#runtime .notice.ok');
   await page.goto('/');
   await page.waitForSelector('text=of 500 people');
+  // --- Each runtime setting says where its value comes from.
+  const sources = await (await admin.call('settings_data')).json();
+  assert.match(sources.tier_limit.origin, /^set by admin@example\.com on \d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
+  assert.equal(sources.recipient_pace_seconds.origin, 'from the environment');
+  assert.equal(sources.help_text.origin, 'the default');
+  await page.goto('/settings');
+  await page.waitForSelector('#runtime');
+  const runtimeText = await page.textContent('#runtime');
+  assert.match(runtimeText, /In force: 500 \(set by admin@example\.com on /);
+  assert.match(runtimeText, /In force: 0 \(from the environment\)/);
 
   // --- Automations: the admin creates one; the approver approves it.
   await page.goto('/automations');

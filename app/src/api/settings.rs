@@ -62,7 +62,8 @@ pub struct ErrorCodeRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettingValue {
     pub effective: String,
-    /// "environment", or who set it in the console and when.
+    /// "the default", "from the environment", "from the settings file", or who set it in
+    /// the console and when.
     pub origin: String,
 }
 
@@ -127,7 +128,10 @@ mod ssr {
         SettingValue {
             effective,
             origin: match core.live.origin(key) {
-                Origin::Environment => "environment".into(),
+                Origin::Configured(source) => match source {
+                    heimdall_domain::settings::ValueSource::Default => "the default".into(),
+                    other => format!("from the {}", other.as_str()),
+                },
                 Origin::Stored { by, at } => {
                     format!("set by {by} on {}", at.format("%Y-%m-%d %H:%M UTC"))
                 }
