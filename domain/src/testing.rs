@@ -367,3 +367,48 @@ pub async fn staff_user(
         active: true,
     }
 }
+
+/// The evidence an API client gives for a consent, as the tests record it.
+pub fn api_evidence() -> crate::consent::ConsentEvidence {
+    crate::consent::ConsentEvidence {
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 test".into()),
+        consent_text_version: Some("v1".into()),
+        consent_text: Some("I agree to messages.".into()),
+        ..Default::default()
+    }
+}
+
+/// A contact (in Europe/Oslo) with an active API consent on each of `channels`.
+pub async fn contact_with_consent(
+    core: &Core,
+    phone: &str,
+    channels: &[crate::channel::Channel],
+) -> String {
+    let (c, _) = crate::contacts::upsert(
+        core,
+        &crate::contacts::ContactInput {
+            phone: phone.into(),
+            name: Some("Test Person".into()),
+            time_zone: Some("Europe/Oslo".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the test contact");
+    for channel in channels {
+        crate::consent::record_opt_in(
+            &core.db.conn,
+            &c.id,
+            *channel,
+            crate::consent::ConsentSource::Api,
+            &api_evidence(),
+            "test",
+            false,
+            core.now(),
+        )
+        .await
+        .expect("the test consent");
+    }
+    c.id
+}

@@ -209,13 +209,7 @@ async fn an_agent_approved_for_templates_only_may_not_reply_in_free_text() {
         &cid,
         Channel::WhatsApp,
         contacts::ConsentSource::Api,
-        &contacts::ConsentEvidence {
-            ip: Some("203.0.113.7".into()),
-            user_agent: Some("Mozilla/5.0 test".into()),
-            consent_text_version: Some("v1".into()),
-            consent_text: Some("I agree to messages.".into()),
-            ..Default::default()
-        },
+        &heimdall_domain::testing::api_evidence(),
         "test",
         false,
         env.core.now(),

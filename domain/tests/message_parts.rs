@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use heimdall_domain::accounts::{Role, StaffUser};
 use heimdall_domain::channels::{Content, Rejected};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::contacts;
 use heimdall_domain::entities::{outbound_message, tool_call};
 use heimdall_domain::formatting::{self, SmsEncoding, TextFormat};
 use heimdall_domain::gates::Gate;
@@ -40,47 +40,17 @@ async fn env() -> TestEnv {
 
 /// A contact with consent on `channels`, who wrote on WhatsApp just now (the window is open).
 async fn contact(core: &Core, channels: &[Channel]) -> String {
-    let (c, _) = contacts::upsert(
-        core,
-        &ContactInput {
-            phone: PHONE.into(),
-            name: Some("Test Person".into()),
-            time_zone: Some("Europe/Oslo".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for ch in channels {
-        heimdall_domain::consent::record_opt_in(
-            &core.db.conn,
-            &c.id,
-            *ch,
-            ConsentSource::Api,
-            &ConsentEvidence {
-                ip: Some("203.0.113.7".into()),
-                user_agent: Some("Mozilla/5.0 test".into()),
-                consent_text_version: Some("v1".into()),
-                consent_text: Some("I agree to messages.".into()),
-                ..Default::default()
-            },
-            "test",
-            false,
-            core.now(),
-        )
-        .await
-        .unwrap();
-    }
+    let id = heimdall_domain::testing::contact_with_consent(core, PHONE, channels).await;
     contacts::open_window(
         &core.db.conn,
-        &c.id,
+        &id,
         Channel::WhatsApp,
         core.now(),
         core.now(),
     )
     .await
     .unwrap();
-    c.id
+    id
 }
 
 async fn operator(core: &Core) -> StaffUser {
