@@ -541,6 +541,8 @@ pub enum ConversationItem {
         error_message: Option<String>,
         /// A text sent in parts: this part's number, of how many.
         part: Option<(i32, i32)>,
+        /// The attachment's link, when one went with it.
+        media_url: Option<String>,
         source: String,
         actor: String,
         at: DateTime<Utc>,
@@ -652,6 +654,7 @@ pub async fn conversation(
             error_code: m.error_code,
             error_message: m.error_message,
             part: m.part_index.zip(m.part_count),
+            media_url: m.media_url,
             source: m.source,
             actor: m.actor,
             at: m.created_at,

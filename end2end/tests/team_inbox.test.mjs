@@ -83,6 +83,8 @@ export async function run(ctx) {
   }, 'the reply in the sandbox');
   assert.equal(sent.body, 'On Saturdays we open at *10:00*.');
   assert.deepEqual(sent.media_urls, ['https://example.com/hours.pdf']);
+  await page.waitForSelector('#chat .attachment');
+  assert.match(await page.textContent('#chat .attachment'), /https:\/\/example\.com\/hours\.pdf/);
   await screenshot(page, 'inbox-team');
 
   // Answered, the conversation no longer waits (the count drops to what else waits).

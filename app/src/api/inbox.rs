@@ -53,6 +53,8 @@ pub enum ConversationEntry {
         error_message: Option<String>,
         /// Part `.0` of `.1`, for a text sent in parts.
         part: Option<(i32, i32)>,
+        /// The attachment's link.
+        media_url: Option<String>,
         source: String,
         actor: String,
         at: DateTime<Utc>,
@@ -224,12 +226,14 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         error_code,
                         error_message,
                         part,
+                        media_url,
                         source,
                         actor,
                         at,
                         status_history,
                         ..
                     } => ConversationEntry::Outbound {
+                        media_url,
                         text,
                         template_name,
                         state,

@@ -488,6 +488,7 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
             error_code,
             error_message,
             part,
+            media_url,
             source,
             actor,
             at,
@@ -497,7 +498,10 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
             let stopped = (state == "cancelled").then_some(error_message).flatten();
             view! {
             <li class="chat-out" data-state=state_attr data-part=part.map(|(i, _)| i)>
-                <div class="bubble">{text.unwrap_or_else(|| template_name.clone().unwrap_or_default())}</div>
+                <div class="bubble">
+                    {text.unwrap_or_else(|| template_name.clone().unwrap_or_default())}
+                    {media_url.map(|u| view! { <div class="small attachment">"Attachment: " <a href=u.clone() rel="noopener noreferrer" target="_blank">{u.clone()}</a></div> })}
+                </div>
                 <div class="chat-meta">
                     <time>{when(&at)}</time> " · " <Badge state=state/>
                     {part.map(|(i, n)| view! { " · " <span class="part-label">{format!("part {i} of {n}")}</span> })}
