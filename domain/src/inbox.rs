@@ -23,7 +23,6 @@ use crate::consent;
 use crate::entities::{
     canned_reply, contact, conversation_assignment, inbound_message, staff_user,
 };
-use crate::message_state::MessageState;
 use crate::Core;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +33,12 @@ pub enum InboxError {
     NotFlagged,
     #[error("already reviewed by {by} at {at}")]
     AlreadyReviewed { by: String, at: DateTime<Utc> },
-    #[error("{0}")]
-    Invalid(String),
+    /// Bad input, with the input it is about (`to`, `title`, `body`).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
 }
@@ -87,7 +90,8 @@ pub async fn review_possible_opt_out(
             at,
         });
     }
-    let updated = inbound_message::Entity::update_many()
+    // A compare-and-set: a concurrent review that got there first leaves nothing to update.
+    let Some(reviewed) = inbound_message::Entity::update_many()
         .col_expr(inbound_message::Column::ReviewedAt, Expr::value(Some(now)))
         .col_expr(
             inbound_message::Column::ReviewedBy,
@@ -99,14 +103,16 @@ pub async fn review_possible_opt_out(
         )
         .filter(inbound_message::Column::Id.eq(inbound_id))
         .filter(inbound_message::Column::ReviewedAt.is_null())
-        .exec(&txn)
-        .await?;
-    if updated.rows_affected == 0 {
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Err(InboxError::AlreadyReviewed {
             by: "someone else".into(),
             at: now,
         });
-    }
+    };
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
     if outcome == ReviewOutcome::NotOptOut
         && consent::active_suppression(&txn, &m.contact_id, channel)
@@ -124,10 +130,7 @@ pub async fn review_possible_opt_out(
         .await?;
     }
     txn.commit().await?;
-    inbound_message::Entity::find_by_id(inbound_id)
-        .one(&core.db.conn)
-        .await?
-        .ok_or_else(|| InboxError::NotFound(format!("no inbound message with id {inbound_id}")))
+    Ok(reviewed)
 }
 
 /// Who a conversation is assigned to.
@@ -187,11 +190,17 @@ pub async fn assign(
                     .parse::<Role>()
                     .is_ok_and(|r| r.allows(Role::Operator)) => {}
         Some(_) => {
-            return Err(InboxError::Invalid(format!(
-                "{email} may not reply to contacts (inactive, or a viewer)"
-            )))
+            return Err(InboxError::Invalid {
+                field: "to",
+                message: format!("{email} may not reply to contacts (inactive, or a viewer)"),
+            })
         }
-        None => return Err(InboxError::Invalid(format!("no staff member {email}"))),
+        None => {
+            return Err(InboxError::Invalid {
+                field: "to",
+                message: format!("no staff member {email}"),
+            })
+        }
     }
     let m = conversation_assignment::ActiveModel {
         contact_id: Set(contact_id.to_string()),
@@ -203,6 +212,17 @@ pub async fn assign(
     .await?;
     txn.commit().await?;
     Ok(Some(m.into()))
+}
+
+/// Who a contact's conversation is assigned to, if anyone.
+pub async fn assignment(
+    core: &Core,
+    contact_id: &str,
+) -> Result<Option<Assignment>, sea_orm::DbErr> {
+    Ok(conversation_assignment::Entity::find_by_id(contact_id)
+        .one(&core.db.conn)
+        .await?
+        .map(Assignment::from))
 }
 
 /// Every assignment, by contact id.
@@ -238,6 +258,13 @@ impl From<canned_reply::Model> for CannedReply {
     }
 }
 
+pub async fn canned_reply(core: &Core, id: &str) -> Result<Option<CannedReply>, sea_orm::DbErr> {
+    Ok(canned_reply::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await?
+        .map(CannedReply::from))
+}
+
 pub async fn canned_replies(core: &Core) -> Result<Vec<CannedReply>, sea_orm::DbErr> {
     Ok(canned_reply::Entity::find()
         .order_by_asc(canned_reply::Column::Title)
@@ -259,15 +286,19 @@ pub async fn create_canned_reply(
     let title = title.trim();
     let body = body.trim();
     if title.is_empty() || title.chars().count() > 100 {
-        return Err(InboxError::Invalid(
-            "a title of 1 to 100 characters is required".into(),
-        ));
+        return Err(InboxError::Invalid {
+            field: "title",
+            message: "a title of 1 to 100 characters is required".into(),
+        });
     }
     if body.is_empty() || body.chars().count() > crate::outbound::MAX_TEXT_CHARS {
-        return Err(InboxError::Invalid(format!(
-            "the reply must have 1 to {} characters",
-            crate::outbound::MAX_TEXT_CHARS
-        )));
+        return Err(InboxError::Invalid {
+            field: "body",
+            message: format!(
+                "the reply must have 1 to {} characters",
+                crate::outbound::MAX_TEXT_CHARS
+            ),
+        });
     }
     if canned_reply::Entity::find()
         .filter(canned_reply::Column::Title.eq(title))
@@ -275,9 +306,10 @@ pub async fn create_canned_reply(
         .await?
         .is_some()
     {
-        return Err(InboxError::Invalid(format!(
-            "a canned reply called '{title}' exists"
-        )));
+        return Err(InboxError::Invalid {
+            field: "title",
+            message: format!("a canned reply called '{title}' exists"),
+        });
     }
     Ok(canned_reply::ActiveModel {
         id: Set(new_id()),
@@ -318,13 +350,9 @@ pub struct InboxCounts {
 pub async fn counts(core: &Core, me: &str) -> Result<InboxCounts, sea_orm::DbErr> {
     let db = &core.db.conn;
     let backend = db.get_database_backend();
-    let not_out = [
-        MessageState::Pending,
-        MessageState::Blocked,
-        MessageState::Cancelled,
-    ]
-    .map(|s| format!("'{}'", s.as_str()))
-    .join(", ");
+    let not_out = crate::reports::NOT_OUT
+        .map(|s| format!("'{}'", s.as_str()))
+        .join(", ");
     // A thread is unread while no message that went out is as new as its last inbound.
     let unread_sql = |mine: bool| {
         format!(

@@ -429,7 +429,7 @@ pub struct InboxThread {
 }
 
 /// Outbound states that did not reach (and will not reach) the person.
-const NOT_OUT: [MessageState; 3] = [
+pub(crate) const NOT_OUT: [MessageState; 3] = [
     MessageState::Pending,
     MessageState::Blocked,
     MessageState::Cancelled,

@@ -325,6 +325,21 @@ impl TestEnv {
         env
     }
 
+    /// The texts handed to the provider so far, in order (a template panics: the caller
+    /// expected only free-form text).
+    pub fn sent_texts(&self) -> Vec<String> {
+        self.provider
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| match &r.content {
+                crate::channels::Content::Text { body, .. } => body.clone(),
+                other => panic!("not a text: {other:?}"),
+            })
+            .collect()
+    }
+
     /// Message ids enqueued so far (drained).
     pub fn take_enqueued(&self) -> Vec<String> {
         std::mem::take(&mut *self.queue.sends.lock().unwrap())

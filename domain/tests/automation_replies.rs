@@ -7,7 +7,6 @@ use chrono::Duration;
 
 use heimdall_domain::accounts::{self, Role};
 use heimdall_domain::authz::{self, ApiPrincipal, AutomationError, Scopes};
-use heimdall_domain::channels::Content;
 use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::formatting::TextFormat;
 use heimdall_domain::gates::Gate;
@@ -96,19 +95,6 @@ async fn approve(core: &Core, id: &str, by: &str) -> Result<authz::Automation, A
     authz::approve_automation(core, id, by, Role::Approver).await
 }
 
-fn sent_bodies(env: &TestEnv) -> Vec<String> {
-    env.provider
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| match &r.content {
-            Content::Text { body, .. } => body.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn an_approved_agent_replies_in_free_text_inside_the_window_and_only_there() {
     let env = env_with(&[]).await;
@@ -148,7 +134,7 @@ async fn an_approved_agent_replies_in_free_text_inside_the_window_and_only_there
             outbound::process_send(&env.core, &id).await.unwrap();
         }
     }
-    let bodies = sent_bodies(&env);
+    let bodies = env.sent_texts();
     assert_eq!(bodies.len(), 2);
     assert!(
         bodies[0].starts_with("*Answer*\n\nThis is a sentence"),

@@ -121,19 +121,6 @@ async fn rows(core: &Core, id: &str, kind: &str) -> u64 {
         .unwrap()
 }
 
-fn sent_bodies(env: &TestEnv) -> Vec<String> {
-    env.provider
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| match &r.content {
-            Content::Text { body, .. } => body.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect()
-}
-
 fn permanent() -> Result<heimdall_domain::channels::Accepted, Rejected> {
     Err(Rejected {
         failure: ProviderFailure::Code {
@@ -210,7 +197,7 @@ async fn a_long_inbox_reply_goes_in_parts_in_order_each_gated_and_audited() {
     let results = drain_all(&env).await;
     assert_eq!(results.len(), 3, "{results:?}");
     assert!(results.iter().all(|r| matches!(r, SendResult::Sent { .. })));
-    let bodies = sent_bodies(&env);
+    let bodies = env.sent_texts();
     let expected: Vec<String> = {
         let mut v = Vec::new();
         for id in &out.parts {
@@ -252,7 +239,7 @@ async fn a_short_text_is_one_message_converted() {
     assert_eq!(m.body.as_deref(), Some("*Hi* there"));
     assert_eq!(m.part_of, None);
     drain_all(&env).await;
-    assert_eq!(sent_bodies(&env), vec!["*Hi* there".to_string()]);
+    assert_eq!(env.sent_texts(), vec!["*Hi* there".to_string()]);
 }
 
 #[tokio::test]

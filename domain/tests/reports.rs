@@ -725,7 +725,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
     // Assignment: to someone who may reply, counted as theirs while unread.
     assert!(matches!(
         inbox::assign(&env.core, &b, Some("nobody@example.com"), "lead@x").await,
-        Err(InboxError::Invalid(_))
+        Err(InboxError::Invalid { .. })
     ));
     let assigned = inbox::assign(&env.core, &b, Some("OP@example.com"), "lead@x")
         .await
@@ -784,11 +784,11 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
     .unwrap();
     assert!(matches!(
         inbox::create_canned_reply(&env.core, "Opening hours", "again", &staff.email).await,
-        Err(InboxError::Invalid(_))
+        Err(InboxError::Invalid { .. })
     ));
     assert!(matches!(
         inbox::create_canned_reply(&env.core, "Empty", "  ", &staff.email).await,
-        Err(InboxError::Invalid(_))
+        Err(InboxError::Invalid { .. })
     ));
     assert_eq!(
         inbox::canned_replies(&env.core).await.unwrap(),

@@ -263,10 +263,9 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                 .filter(|t| t.approval_status == "approved")
                 .map(crate::api::templates::row)
                 .collect();
-            let assignment = heimdall_domain::inbox::assignments(core)
+            let assignment = heimdall_domain::inbox::assignment(core, &id)
                 .await
-                .map_err(internal)?
-                .remove(&id);
+                .map_err(internal)?;
             let assignable = heimdall_domain::accounts::list_users(core)
                 .await
                 .map_err(internal)?
@@ -390,11 +389,9 @@ pub async fn inbox_reply(
                     let text = match optional(Some(canned_id)) {
                         Some(cid) if text.trim().is_empty() => {
                             let cid = check_id(&cid, "canned reply")?;
-                            heimdall_domain::inbox::canned_replies(ctx.core())
+                            heimdall_domain::inbox::canned_reply(ctx.core(), &cid)
                                 .await
                                 .map_err(internal)?
-                                .into_iter()
-                                .find(|r| r.id == cid)
                                 .map(|r| r.body)
                                 .ok_or_else(|| {
                                     AppError::invalid("canned_id", "That canned reply is gone.")
@@ -501,6 +498,20 @@ pub async fn inbox_reply(
     )
 }
 
+/// The console's answer to a team-inbox error: bad input beside its field, a missing
+/// thing as 404 (`missing` says what), an outage as 500, a refusal as 409.
+#[cfg(feature = "ssr")]
+fn inbox_error(e: heimdall_domain::inbox::InboxError, missing: &str) -> AppError {
+    use crate::server::{capitalise, internal};
+    use heimdall_domain::inbox::InboxError;
+    match e {
+        InboxError::NotFound(_) => AppError::NotFound(missing.to_string()),
+        InboxError::Invalid { field, message } => AppError::invalid(field, capitalise(&message)),
+        InboxError::Db(e) => internal(e),
+        other => AppError::Conflict(capitalise(&other.to_string())),
+    }
+}
+
 /// An attachment link as the providers take it: https (Twilio and Meta fetch it from the
 /// internet, never from this machine), at most 2,000 characters, no spaces.
 #[cfg(feature = "ssr")]
@@ -528,7 +539,7 @@ pub async fn inbox_review(
     outcome: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::inbox::{InboxError, ReviewOutcome};
+    use heimdall_domain::inbox::ReviewOutcome;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -550,11 +561,7 @@ pub async fn inbox_review(
                 &ctx.actor(),
             )
             .await
-            .map_err(|e| match e {
-                InboxError::NotFound(_) => AppError::NotFound("No such message.".into()),
-                InboxError::Db(e) => internal(e),
-                other => AppError::Conflict(capitalise(&other.to_string())),
-            })?;
+            .map_err(|e| inbox_error(e, "No such message."))?;
             ctx.audit(
                 "inbound_reviewed",
                 Some(&format!("contact:{}", m.contact_id)),
@@ -574,7 +581,6 @@ pub async fn inbox_assign(
     #[server(default)] to: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::inbox::InboxError;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -582,14 +588,7 @@ pub async fn inbox_assign(
             let to = optional(Some(to));
             heimdall_domain::inbox::assign(ctx.core(), &id, to.as_deref(), &ctx.actor())
                 .await
-                .map_err(|e| match e {
-                    InboxError::NotFound(_) => {
-                        AppError::NotFound("No contact with that id.".into())
-                    }
-                    InboxError::Invalid(m) => AppError::invalid("to", capitalise(&m)),
-                    InboxError::Db(e) => internal(e),
-                    other => AppError::Conflict(capitalise(&other.to_string())),
-                })?;
+                .map_err(|e| inbox_error(e, "No contact with that id."))?;
             ctx.audit(
                 "conversation_assigned",
                 Some(&format!("contact:{id}")),
@@ -609,7 +608,6 @@ pub async fn canned_create(
     body: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::inbox::InboxError;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -620,14 +618,7 @@ pub async fn canned_create(
                 &ctx.actor(),
             )
             .await
-            .map_err(|e| match e {
-                InboxError::Invalid(m) if m.contains("title") || m.contains("called") => {
-                    AppError::invalid("title", capitalise(&m))
-                }
-                InboxError::Invalid(m) => AppError::invalid("body", capitalise(&m)),
-                InboxError::Db(e) => internal(e),
-                other => AppError::Conflict(capitalise(&other.to_string())),
-            })?;
+            .map_err(|e| inbox_error(e, "No such canned reply."))?;
             ctx.audit(
                 "canned_reply_created",
                 Some(&format!("canned_reply:{}", r.id)),
@@ -643,18 +634,13 @@ pub async fn canned_create(
 #[server(prefix = "/_sf", endpoint = "canned_delete")]
 pub async fn canned_delete(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::inbox::InboxError;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
             let id = check_id(&id, "canned reply")?;
             let r = heimdall_domain::inbox::delete_canned_reply(ctx.core(), &id)
                 .await
-                .map_err(|e| match e {
-                    InboxError::NotFound(_) => AppError::NotFound("No such canned reply.".into()),
-                    InboxError::Db(e) => internal(e),
-                    other => AppError::Conflict(capitalise(&other.to_string())),
-                })?;
+                .map_err(|e| inbox_error(e, "No such canned reply."))?;
             ctx.audit(
                 "canned_reply_deleted",
                 Some(&format!("canned_reply:{id}")),

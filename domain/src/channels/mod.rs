@@ -33,8 +33,7 @@ pub enum MediaKind {
 
 impl MediaKind {
     pub fn of_url(url: &str) -> MediaKind {
-        let path = url.split(['?', '#']).next().unwrap_or(url);
-        let name = path.rsplit('/').next().unwrap_or(path);
+        let name = last_segment(url);
         let ext = name
             .rsplit_once('.')
             .map(|(_, e)| e.to_ascii_lowercase())
@@ -63,12 +62,16 @@ impl MediaKind {
 
     /// The file name a document is shown with: the link's last path segment.
     pub fn file_name(url: &str) -> Option<String> {
-        let path = url.split(['?', '#']).next().unwrap_or(url);
-        path.rsplit('/')
-            .next()
+        Some(last_segment(url))
             .filter(|n| !n.is_empty() && !n.contains(':'))
             .map(str::to_string)
     }
+}
+
+/// A link's last path segment, without its query or fragment.
+fn last_segment(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// What to send.
