@@ -82,6 +82,10 @@ pub struct MetaSettings {
     pub graph_base: Url,
     /// `META_GRAPH_VERSION`, default `v21.0`.
     pub graph_version: String,
+    /// `WHATSAPP_BUSINESS_ACCOUNT_ID`: the WhatsApp Business Account whose
+    /// message templates Heimdall creates and reads (Meta's template
+    /// endpoints are on the account, not on the phone number).
+    pub business_account_id: Option<String>,
 }
 
 /// All of Heimdall's settings.
@@ -468,6 +472,11 @@ impl Settings {
                         .unwrap_or_else(|| SecretString::from(String::new())),
                     graph_base: src.url_or("META_GRAPH_BASE", "https://graph.facebook.com")?,
                     graph_version: src.get("META_GRAPH_VERSION").unwrap_or("v21.0").to_string(),
+                    business_account_id: src
+                        .get("WHATSAPP_BUSINESS_ACCOUNT_ID")
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
                 })
             }
         };

@@ -19,6 +19,8 @@ use crate::phone::PhoneNumber;
 use crate::provider_errors::ProviderFailure;
 use crate::settings::MetaSettings;
 
+pub mod templates;
+
 /// An interactive WhatsApp message (only inside the customer-service window).
 #[derive(Debug, Clone, Copy)]
 pub enum Interactive<'a> {
@@ -36,6 +38,8 @@ pub struct MetaClient {
     phone_number_id: String,
     graph_base: Url,
     graph_version: String,
+    /// `WHATSAPP_BUSINESS_ACCOUNT_ID`: the account whose templates these are.
+    business_account_id: Option<String>,
 }
 
 impl std::fmt::Debug for MetaClient {
@@ -95,6 +99,7 @@ impl MetaClient {
             phone_number_id: settings.phone_number_id.clone(),
             graph_base: settings.graph_base.clone(),
             graph_version: settings.graph_version.clone(),
+            business_account_id: settings.business_account_id.clone(),
         }
     }
 
@@ -562,6 +567,7 @@ mod tests {
             verify_token: SecretString::from("verify".to_string()),
             graph_base: Url::parse("https://graph.facebook.com").unwrap(),
             graph_version: "v21.0".into(),
+            business_account_id: None,
         };
         let c = MetaClient::new(&settings, reqwest::Client::new());
         let dbg = format!("{c:?}");

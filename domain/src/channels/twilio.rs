@@ -329,6 +329,95 @@ impl TwilioClient {
         })
     }
 
+    /// Create a Content resource: `POST /v1/Content` with a JSON body.
+    /// `variables` are the sample values keyed `"1"`, `"2"`, ...; `types` is
+    /// Twilio's `types` object as is, e.g. `{"twilio/text": {"body": ...}}`
+    /// for a template, or `twilio/quick-reply` / `twilio/list-picker` for
+    /// interactive content made for one conversation.
+    pub async fn create_content(
+        &self,
+        friendly_name: &str,
+        language: &str,
+        variables: &BTreeMap<String, String>,
+        types: serde_json::Value,
+    ) -> Result<ContentTemplate, Rejected> {
+        let url = endpoint(&self.content_base, &["v1", "Content"])?;
+        let body = serde_json::json!({
+            "friendly_name": friendly_name,
+            "language": language,
+            "variables": variables,
+            "types": types,
+        });
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_failure("Twilio", e))?;
+        let raw: RawContent = read_json(response).await?;
+        Ok(ContentTemplate::from_raw(raw))
+    }
+
+    /// Submit content for WhatsApp approval under `name` (lower case,
+    /// digits, underscores) in `category` (`UTILITY`, `MARKETING`,
+    /// `AUTHENTICATION`): `POST /v1/Content/{sid}/ApprovalRequests/whatsapp`.
+    pub async fn submit_whatsapp_approval(
+        &self,
+        content_sid: &str,
+        name: &str,
+        category: &str,
+    ) -> Result<ApprovalStatus, Rejected> {
+        let url = endpoint(
+            &self.content_base,
+            &["v1", "Content", content_sid, "ApprovalRequests", "whatsapp"],
+        )?;
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&serde_json::json!({"name": name, "category": category}))
+            .send()
+            .await
+            .map_err(|e| transport_failure("Twilio", e))?;
+        let w: RawWhatsAppApproval = read_json(response).await?;
+        Ok(ApprovalStatus {
+            status: w
+                .status
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "received".into()),
+            category: non_empty(w.category).map(|c| c.to_ascii_uppercase()),
+            rejection_reason: non_empty(w.rejection_reason),
+            name: non_empty(w.name),
+        })
+    }
+
+    /// Delete a Content resource: `DELETE /v1/Content/{sid}` (204).
+    pub async fn delete_content(&self, content_sid: &str) -> Result<(), Rejected> {
+        let url = endpoint(&self.content_base, &["v1", "Content", content_sid])?;
+        let response = self
+            .http
+            .delete(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| transport_failure("Twilio", e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_failure("Twilio", e))?;
+        Err(twilio_error(status.as_u16(), &bytes))
+    }
+
     fn messages_url(&self, sid: Option<&str>) -> Result<Url, Rejected> {
         match sid {
             None => endpoint(

@@ -14,11 +14,18 @@
 //!   with `X-Twilio-Signature` over the callback URL as given.
 //! * **Twilio Content API** (v1): `GET /v1/Content` (paged), `GET
 //!   /v1/Content/{sid}`, `GET /v1/Content/{sid}/ApprovalRequests`, seeded
-//!   with [`seeded_templates`].
+//!   with [`seeded_templates`]; `POST /v1/Content` (any documented type; the
+//!   text, quick-reply, list-picker and media types checked as Twilio
+//!   does), `POST /v1/Content/{sid}/ApprovalRequests/whatsapp` (pending
+//!   until `POST /sandbox/templates` approves or rejects it), `DELETE
+//!   /v1/Content/{sid}`.
 //! * **Meta Graph API**: `POST /{version}/{phone_number_id}/messages` with a
 //!   bearer token (401/190 otherwise): text, media, templates, interactive
 //!   messages, read receipts; status webhooks (`sent`, `delivered`, `read`)
-//!   go to `{heimdall_url}/webhooks/meta`, signed with `X-Hub-Signature-256`.
+//!   go to `{heimdall_url}/webhooks/meta`, signed with `X-Hub-Signature-256`;
+//!   `POST|GET /{version}/{waba_id}/message_templates` create and list
+//!   message templates (pending until `POST /sandbox/templates` approves or
+//!   rejects them).
 //! * **Discord webhook**: `POST /api/webhooks/{id}/{token}` (also under
 //!   `/discord/webhooks/...`) records alerts and answers 204; it can be told
 //!   to answer 429 first.
@@ -106,6 +113,7 @@ mod control;
 mod discord_api;
 pub mod magic;
 mod meta_api;
+mod meta_templates;
 mod state;
 pub mod templates;
 mod twilio_api;
@@ -122,6 +130,8 @@ pub const DEFAULT_AUTH_TOKEN: &str = "sandbox-auth-token";
 pub const DEFAULT_META_TOKEN: &str = "sandbox-meta-token";
 pub const DEFAULT_APP_SECRET: &str = "sandbox-app-secret";
 pub const DEFAULT_PHONE_NUMBER_ID: &str = "100000000000001";
+/// The WhatsApp Business Account id the sandbox answers to (and reports in webhooks).
+pub const DEFAULT_WABA_ID: &str = "100000000000000";
 /// The WhatsApp sender inbound messages are addressed to by default.
 pub const DEFAULT_WHATSAPP_NUMBER: &str = "+14155238886";
 /// The SMS sender inbound messages are addressed to by default (Twilio's valid test sender).
@@ -153,6 +163,9 @@ pub struct SandboxConfig {
     pub sms_number: String,
     /// `WHATSAPP_VERIFY_TOKEN` Heimdall answers Meta's handshake with.
     pub meta_verify_token: SecretString,
+    /// `WHATSAPP_BUSINESS_ACCOUNT_ID`: the account whose message templates
+    /// `/{version}/{waba_id}/message_templates` serves; default [`DEFAULT_WABA_ID`].
+    pub meta_business_account_id: String,
 }
 
 /// A secret made for one start of the sandbox: when no credentials are
@@ -180,6 +193,7 @@ impl Default for SandboxConfig {
             whatsapp_number: DEFAULT_WHATSAPP_NUMBER.into(),
             sms_number: DEFAULT_SMS_NUMBER.into(),
             meta_verify_token: SecretString::from("sandbox-verify-token"),
+            meta_business_account_id: DEFAULT_WABA_ID.into(),
         }
     }
 }
@@ -226,6 +240,9 @@ impl SandboxConfig {
             sms_number: twilio
                 .and_then(|t| t.sms_number.clone())
                 .unwrap_or(defaults.sms_number),
+            meta_business_account_id: meta
+                .and_then(|m| m.business_account_id.clone())
+                .unwrap_or(defaults.meta_business_account_id),
         }
     }
 }
@@ -255,6 +272,7 @@ pub async fn start(config: SandboxConfig, listener: TcpListener) -> anyhow::Resu
             .configure(content_api::routes)
             .configure(discord_api::routes)
             .configure(meta_api::routes)
+            .configure(meta_templates::routes)
     })
     .workers(2)
     .disable_signals()
@@ -347,6 +365,7 @@ impl SandboxHandle {
             verify_token: self.shared.config.meta_verify_token.clone(),
             graph_base: self.base_url(),
             graph_version: "v21.0".into(),
+            business_account_id: Some(self.shared.config.meta_business_account_id.clone()),
         }
     }
 

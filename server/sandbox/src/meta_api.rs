@@ -33,7 +33,7 @@ fn fbtrace_id() -> String {
 }
 
 /// A Graph API error response.
-fn graph_error(
+pub(crate) fn graph_error(
     status: u16,
     code: i64,
     kind: &str,

@@ -136,7 +136,9 @@ impl Inner {
     }
 
     pub fn template_by_name(&self, name: &str) -> Option<&StoredTemplate> {
-        self.templates.values().find(|t| t.friendly_name == name)
+        self.templates
+            .values()
+            .find(|t| t.whatsapp_name.as_deref().unwrap_or(&t.friendly_name) == name)
     }
 }
 

@@ -133,6 +133,15 @@ pub struct StoredTemplate {
     pub rejection_reason: String,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// The API that made it: `None` for the seeds (both APIs show them),
+    /// `twilio` (`POST /v1/Content`: Meta's API does not show it) or `meta`
+    /// (`POST /{version}/{waba_id}/message_templates`: the Content API does
+    /// not show it; its `sid` is Meta's numeric template id).
+    #[serde(default)]
+    pub api: Option<String>,
+    /// The name it was submitted to WhatsApp under, when not its friendly name.
+    #[serde(default)]
+    pub whatsapp_name: Option<String>,
 }
 
 impl StoredTemplate {
@@ -155,7 +164,24 @@ impl StoredTemplate {
             rejection_reason: String::new(),
             date_created: now,
             date_updated: now,
+            api: None,
+            whatsapp_name: None,
         }
+    }
+
+    /// Does the Content API (`twilio`) or Meta's Graph API (`meta`) show it?
+    pub fn shown_by(&self, api: &str) -> bool {
+        self.api.as_deref().is_none_or(|a| a == api)
+    }
+
+    /// Meta's id for it: the sid of one Meta made, a stable number otherwise.
+    pub fn meta_id(&self) -> String {
+        if self.api.as_deref() == Some("meta") {
+            return self.sid.clone();
+        }
+        let digest = Sha256::digest(format!("heimdall-sandbox-meta:{}", self.sid).as_bytes());
+        let n = u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]));
+        format!("1{:015}", n % 1_000_000_000_000_000)
     }
 
     /// The text of the template, from its first type with a body.
@@ -214,7 +240,7 @@ impl StoredTemplate {
             "url": format!("{base}/v1/Content/{}/ApprovalRequests", self.sid),
             "whatsapp": {
                 "type": "whatsapp",
-                "name": self.friendly_name,
+                "name": self.whatsapp_name.as_deref().unwrap_or(&self.friendly_name),
                 "category": self.category,
                 "content_type": content_type,
                 "status": self.status,

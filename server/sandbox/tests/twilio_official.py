@@ -86,6 +86,59 @@ def main(argv):
         assert approval.whatsapp["status"] == "approved", approval.whatsapp
         assert approval.whatsapp["category"] == "UTILITY", approval.whatsapp
 
+    # Create content, submit it for WhatsApp approval, delete it.
+    from twilio.rest.content.v1.content import ContentList
+    from twilio.rest.content.v1.content.approval_create import ApprovalCreateList
+
+    created = client.content.v1.contents.create(
+        ContentList.ContentCreateRequest(
+            {
+                "friendly_name": "library_welcome",
+                "language": "en",
+                "variables": {"1": "Kari"},
+                "types": {"twilio/text": {"body": "Hi {{1}}, welcome."}},
+            }
+        )
+    )
+    assert created.sid.startswith("HX") and len(created.sid) == 34, created.sid
+    assert created.friendly_name == "library_welcome", created.friendly_name
+    assert created.types["twilio/text"]["body"] == "Hi {{1}}, welcome.", created.types
+    assert created.variables == {"1": "Kari"}, created.variables
+    submitted = client.content.v1.contents(created.sid).approval_create.create(
+        ApprovalCreateList.ContentApprovalRequest(
+            {"name": "library_welcome", "category": "UTILITY"}
+        )
+    )
+    assert submitted.status == "received", submitted.status
+    assert submitted.category == "UTILITY", submitted.category
+    assert submitted.name == "library_welcome", submitted.name
+    fetched = client.content.v1.contents(created.sid).approval_fetch().fetch()
+    assert fetched.whatsapp["status"] == "pending", fetched.whatsapp
+    quick = client.content.v1.contents.create(
+        ContentList.ContentCreateRequest(
+            {
+                "language": "en",
+                "types": {
+                    "twilio/quick-reply": {
+                        "body": "Coming?",
+                        "actions": [{"title": "Yes", "id": "yes"}],
+                    }
+                },
+            }
+        )
+    )
+    assert quick.types["twilio/quick-reply"]["actions"][0]["id"] == "yes", quick.types
+    try:
+        client.content.v1.contents.create(
+            ContentList.ContentCreateRequest(
+                {"language": "en", "types": {"twilio/text": {}}}
+            )
+        )
+        raise AssertionError("expected a refusal of a text without a body")
+    except TwilioRestException as e:
+        assert e.status == 400 and e.code == 20001, (e.status, e.code)
+    assert client.content.v1.contents(created.sid).delete() is True
+
     # Twilio's documented test number for an invalid 'To'.
     try:
         client.messages.create(to="+15005550001", from_="+15005550006", body="x")
