@@ -37,6 +37,7 @@ pub mod gates;
 pub mod housekeeping;
 pub mod inbound;
 pub mod inbox;
+pub mod interactive;
 pub mod limits;
 pub mod message_state;
 pub mod message_writes;

@@ -26,6 +26,7 @@ use crate::clock::new_id;
 use crate::contacts::{self, ContactKey, FactRows};
 use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
 use crate::formatting::{self, Destination, TextFormat};
+use crate::interactive::Interactive;
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
@@ -61,6 +62,13 @@ pub enum RequestedContent {
         /// The person's inbound message this text answers (Heimdall's id or the
         /// provider's): quoted on WhatsApp through Meta (reply context). Must be a
         /// message from the recipient.
+        reply_to: Option<String>,
+    },
+    /// Quick-reply buttons or a list: WhatsApp only, and session content (the gates let it
+    /// go only inside the 24-hour window, as free-form text).
+    Interactive {
+        content: Interactive,
+        /// As for text: the person's message this answers.
         reply_to: Option<String>,
     },
 }
@@ -257,6 +265,21 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
             }
             ("freeform", None, BTreeMap::new(), parts, media_url.clone())
         }
+        RequestedContent::Interactive { content, .. } => {
+            if req.channel != Channel::WhatsApp {
+                return Err(AcceptError::BadRequest(format!(
+                    "quick replies and lists go by WhatsApp only, not {}: send text instead",
+                    req.channel
+                )));
+            }
+            (
+                "interactive",
+                None,
+                BTreeMap::new(),
+                vec![content.body().to_string()],
+                None,
+            )
+        }
     };
     let source_text = match &req.content {
         RequestedContent::Text {
@@ -293,7 +316,15 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         RequestedContent::Text {
             reply_to: Some(inbound_id),
             ..
+        }
+        | RequestedContent::Interactive {
+            reply_to: Some(inbound_id),
+            ..
         } => Some(reply_context(core, inbound_id, contact_id.as_deref(), req.channel).await?),
+        _ => None,
+    };
+    let interactive = match &req.content {
+        RequestedContent::Interactive { content, .. } => Some(content.to_stored()),
         _ => None,
     };
     let template = rows.template.clone().map(Template::from);
@@ -323,6 +354,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         fallback_of,
         idempotency_key: req.idempotency_key.clone(),
         reply_to,
+        interactive,
         ..pending_message(new_id(), to_address, now)
     };
     let authorization = req.origin_authorization(core, template.as_ref()).await?;
@@ -501,6 +533,7 @@ pub fn pending_message(
         part_count: None,
         source_text: None,
         reply_to: None,
+        interactive: None,
     }
 }
 
@@ -1469,6 +1502,12 @@ fn build_content(
     m: &outbound_message::Model,
     template: Option<&Template>,
 ) -> Result<Content, String> {
+    if m.kind == "interactive" {
+        let stored = m.interactive.as_deref().unwrap_or_default();
+        return Interactive::from_stored(stored)
+            .map(Content::Interactive)
+            .map_err(|e| e.to_string());
+    }
     if m.kind != "template" {
         return Ok(Content::Text {
             body: m.body.clone().unwrap_or_default(),
@@ -1841,6 +1880,14 @@ async fn fall_back_to_sms(
         ("template", Some(name)) => match templates::find_by_name(&core.db.conn, name).await? {
             Some(t) => t.render(&serde_json::from_str(&original.variables).unwrap_or_default()),
             None => return Ok(()),
+        },
+        // The choices as numbered lines: SMS has no buttons.
+        ("interactive", _) => match Interactive::from_stored(original.interactive.as_deref().unwrap_or_default()) {
+            Ok(content) => content.plain_text(),
+            Err(e) => {
+                tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created");
+                return Ok(());
+            }
         },
         _ => std::iter::once(original)
             .chain(&later)

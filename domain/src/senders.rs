@@ -163,6 +163,20 @@ pub async fn release(
                 name: name.clone(),
                 variables: serde_json::from_str(&m.variables).unwrap_or_default(),
             },
+            ("interactive", _) => {
+                match crate::interactive::Interactive::from_stored(
+                    m.interactive.as_deref().unwrap_or_default(),
+                ) {
+                    Ok(content) => RequestedContent::Interactive {
+                        content,
+                        reply_to: None,
+                    },
+                    Err(e) => {
+                        tracing::warn!(message_id = %m.id, error = %e, "not resent");
+                        continue;
+                    }
+                }
+            }
             _ => RequestedContent::Text {
                 body: text_from(&core.db.conn, &m).await?,
                 media_url: m.media_url.clone(),

@@ -335,6 +335,7 @@ impl TestEnv {
             .iter()
             .map(|r| match &r.content {
                 crate::channels::Content::Text { body, .. } => body.clone(),
+                crate::channels::Content::Interactive(c) => c.plain_text(),
                 other => panic!("not a text: {other:?}"),
             })
             .collect()

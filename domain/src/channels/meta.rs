@@ -30,6 +30,15 @@ pub enum Interactive<'a> {
     List(&'a ListMessage),
 }
 
+impl<'a> From<&'a crate::interactive::Interactive> for Interactive<'a> {
+    fn from(content: &'a crate::interactive::Interactive) -> Self {
+        match content {
+            crate::interactive::Interactive::Buttons(q) => Interactive::Buttons(q),
+            crate::interactive::Interactive::List(l) => Interactive::List(l),
+        }
+    }
+}
+
 /// A Cloud API client for one business phone number.
 #[derive(Clone)]
 pub struct MetaClient {
@@ -219,10 +228,14 @@ fn base_body(to: &PhoneNumber, reply_to: Option<&str>) -> serde_json::Map<String
     body
 }
 
-/// The JSON for text, media or a template.
+/// The JSON for text, media, a template or an interactive message.
 fn message_body(request: &OutboundRequest) -> Value {
     let mut body = base_body(&request.to, request.reply_to.as_deref());
     match &request.content {
+        Content::Interactive(content) => {
+            body.insert("type".into(), json!("interactive"));
+            body.insert("interactive".into(), interactive_object(content.into()));
+        }
         Content::Text {
             body: text,
             media_url: None,
@@ -280,7 +293,13 @@ fn message_body(request: &OutboundRequest) -> Value {
 fn interactive_body(to: &PhoneNumber, message: Interactive<'_>, reply_to: Option<&str>) -> Value {
     let mut body = base_body(to, reply_to);
     body.insert("type".into(), json!("interactive"));
-    let interactive = match message {
+    body.insert("interactive".into(), interactive_object(message));
+    Value::Object(body)
+}
+
+/// Meta's `interactive` object.
+fn interactive_object(message: Interactive<'_>) -> Value {
+    match message {
         Interactive::Buttons(q) => {
             let buttons: Vec<Value> = q
                 .buttons()
@@ -325,9 +344,7 @@ fn interactive_body(to: &PhoneNumber, message: Interactive<'_>, reply_to: Option
                 "action": { "button": l.button_text(), "sections": sections },
             })
         }
-    };
-    body.insert("interactive".into(), interactive);
-    Value::Object(body)
+    }
 }
 
 /// A Graph API error body as a [`Rejected`]; anything else is a bare HTTP failure.

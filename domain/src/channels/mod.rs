@@ -95,6 +95,8 @@ pub enum Content {
         /// `{{1}}`, `{{2}}`, ... (already mapped from Heimdall's named variables).
         positional: Vec<String>,
     },
+    /// Quick-reply buttons or a list (WhatsApp, only inside the window).
+    Interactive(crate::interactive::Interactive),
 }
 
 /// One request to a provider.

@@ -61,7 +61,17 @@ pub struct TwilioClient {
     auth_token: SecretString,
     api_base: Url,
     content_base: Url,
+    /// Content resources made for interactive session messages, by the SHA-256 of their
+    /// types: the same buttons are created once per process, not once per message.
+    session_contents: std::sync::Arc<std::sync::Mutex<lru::LruCache<String, String>>>,
 }
+
+/// How many interactive contents a client remembers.
+const SESSION_CONTENTS: usize = 1024;
+
+/// The friendly-name prefix of the Content resources made for interactive session
+/// messages (not templates: a sync of templates passes them by).
+pub const SESSION_CONTENT_PREFIX: &str = "heimdall-session-";
 
 impl std::fmt::Debug for TwilioClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,6 +216,9 @@ impl TwilioClient {
             auth_token: settings.auth_token.clone(),
             api_base: settings.api_base.clone(),
             content_base: settings.content_base.clone(),
+            session_contents: std::sync::Arc::new(std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(SESSION_CONTENTS).expect("non-zero"),
+            ))),
         }
     }
 
@@ -214,9 +227,15 @@ impl TwilioClient {
     }
 
     /// Create a Message resource: `POST /2010-04-01/Accounts/{sid}/Messages.json`.
+    /// Quick replies and lists go as Content API resources (`twilio/quick-reply`,
+    /// `twilio/list-picker`) made for the session, then sent by their ContentSid.
     pub async fn send_message(&self, request: &OutboundRequest) -> Result<Accepted, Rejected> {
         let url = self.messages_url(None)?;
-        let form = message_form(request);
+        let session_content = match &request.content {
+            Content::Interactive(content) => Some(self.session_content(content).await?),
+            _ => None,
+        };
+        let form = message_form(request, session_content.as_deref());
         let response = self
             .http
             .post(url)
@@ -234,6 +253,31 @@ impl TwilioClient {
             price: message.price,
             price_unit: message.price_unit,
         })
+    }
+
+    /// The ContentSid of a Content resource holding `content`, made on first use.
+    async fn session_content(
+        &self,
+        content: &crate::interactive::Interactive,
+    ) -> Result<String, Rejected> {
+        use sha2::Digest;
+        let types = content.twilio_types();
+        let key = hex::encode(sha2::Sha256::digest(types.to_string().as_bytes()));
+        if let Some(sid) = self.cached_session_content(&key) {
+            return Ok(sid);
+        }
+        let name = format!("{SESSION_CONTENT_PREFIX}{}", &key[..16]);
+        let created = self
+            .create_content(&name, "en", &BTreeMap::new(), types)
+            .await?;
+        if let Ok(mut cache) = self.session_contents.lock() {
+            cache.put(key, created.sid.clone());
+        }
+        Ok(created.sid)
+    }
+
+    fn cached_session_content(&self, key: &str) -> Option<String> {
+        self.session_contents.lock().ok()?.get(key).cloned()
     }
 
     /// Fetch a Message resource by SID, for reconciliation.
@@ -516,7 +560,12 @@ fn template_body(types: &serde_json::Value) -> Option<String> {
 }
 
 /// The form Twilio's Messages API takes for one request.
-fn message_form(request: &OutboundRequest) -> Vec<(&'static str, String)> {
+/// The form of a Messages request; `session_content` is the ContentSid made for
+/// interactive content.
+fn message_form(
+    request: &OutboundRequest,
+    session_content: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut form: Vec<(&'static str, String)> = Vec::new();
     let whatsapp = request.channel == Channel::WhatsApp;
     let address = |raw: &str| {
@@ -550,6 +599,9 @@ fn message_form(request: &OutboundRequest) -> Vec<(&'static str, String)> {
             if !positional.is_empty() {
                 form.push(("ContentVariables", content_variables_json(positional)));
             }
+        }
+        Content::Interactive(_) => {
+            form.push(("ContentSid", session_content.unwrap_or_default().to_owned()));
         }
     }
     if let Some(callback) = &request.status_callback {
@@ -734,7 +786,7 @@ mod tests {
                 media_url: Some("https://x.example/a.png".into()),
             },
         );
-        let form = message_form(&r);
+        let form = message_form(&r, None);
         assert_eq!(get(&form, "To"), ["whatsapp:+14155550101"]);
         assert_eq!(get(&form, "From"), ["whatsapp:+15005550006"]);
         assert_eq!(get(&form, "Body"), ["hi"]);
@@ -757,7 +809,7 @@ mod tests {
         );
         r.from = "whatsapp:+15005550006".into();
         r.status_callback = None;
-        let form = message_form(&r);
+        let form = message_form(&r, None);
         assert_eq!(get(&form, "To"), ["+14155550101"]);
         assert_eq!(get(&form, "From"), ["+15005550006"]);
         assert!(get(&form, "StatusCallback").is_empty());
@@ -775,7 +827,7 @@ mod tests {
                 positional: vec!["Call Bob".into(), "17:00".into()],
             },
         );
-        let form = message_form(&r);
+        let form = message_form(&r, None);
         assert_eq!(get(&form, "ContentSid"), ["HX0123"]);
         assert_eq!(
             get(&form, "ContentVariables"),
@@ -794,7 +846,7 @@ mod tests {
             },
         );
         r.from = "MG0123456789abcdef0123456789abcdef".into();
-        let form = message_form(&r);
+        let form = message_form(&r, None);
         assert_eq!(
             get(&form, "MessagingServiceSid"),
             ["MG0123456789abcdef0123456789abcdef"]

@@ -53,6 +53,9 @@ pub struct Model {
     /// The provider's id of the person's message this one quotes (WhatsApp's reply
     /// context; Meta sends it, Twilio's API has none).
     pub reply_to: Option<String>,
+    /// Quick-reply buttons or a list (kind `interactive`): the JSON of
+    /// [`crate::interactive::InteractiveSpec`], checked when accepted.
+    pub interactive: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
