@@ -13,6 +13,8 @@ use crate::entities::template;
 use crate::gates::{TemplateCategory, TemplateFact};
 use crate::Core;
 
+pub mod authoring;
+
 /// The seed's templates and their variables, in placeholder order. A
 /// template registered from settings takes its variable names from here
 /// until a Content API sync supplies the body.
@@ -110,6 +112,21 @@ impl Template {
         }
         out
     }
+}
+
+/// The highest positional placeholder `{{n}}` in a body.
+pub fn positional_count(body: &str) -> usize {
+    let mut max = 0;
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        if let Ok(n) = after[..end].trim().parse::<usize>() {
+            max = max.max(n);
+        }
+        rest = &after[end + 2..];
+    }
+    max
 }
 
 pub fn parse_category(s: &str) -> TemplateCategory {
@@ -337,6 +354,10 @@ pub async fn sync_from_twilio(core: &Core) -> Result<SyncReport, String> {
                     report.failed.push(format!(
                         "{name}: registered from settings with another ContentSid; left as configured"
                     ));
+                    continue;
+                }
+                // A template made through Meta keeps its provider.
+                if existing.provider == "meta" {
                     continue;
                 }
             }
