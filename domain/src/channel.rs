@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A messaging channel. Consent, suppression and service windows are kept
 /// per channel: an SMS opt-in says nothing about WhatsApp, and the reverse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     #[serde(rename = "whatsapp")]

@@ -48,6 +48,7 @@ use crate::Core;
 
 /// Where a consent came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentSource {
     WebForm,
@@ -124,6 +125,7 @@ impl Strength {
 /// web form needs the IP and user agent; a keyword needs the inbound
 /// message id; every source needs the time and the consent text version.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentEvidence {
     pub captured_at: Option<DateTime<Utc>>,
     pub ip: Option<String>,

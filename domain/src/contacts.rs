@@ -49,6 +49,7 @@ pub enum ContactError {
 
 /// A contact as the API and console show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     pub id: String,
     pub phone: String,
@@ -95,6 +96,7 @@ impl From<contact::Model> for Contact {
 
 /// Fields for creating or updating a contact.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContactInput {
     pub phone: String,
     pub name: Option<String>,

@@ -14,6 +14,7 @@ use crate::phone::PhoneNumber;
 
 /// The stable reason codes, part of the outside contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     InvalidNumber,

@@ -117,6 +117,7 @@ pub enum FormError {
 /// An extra field on a form, beyond name and phone. Its value is kept on
 /// the contact as the attribute `key`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormField {
     /// `[a-z][a-z0-9_]*`, at most 32 characters.
     pub key: String,
@@ -128,6 +129,7 @@ pub struct FormField {
 
 /// A channel a form offers, with the consent text shown beside its checkbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelText {
     pub channel: Channel,
     pub consent_text: String,
@@ -135,6 +137,7 @@ pub struct ChannelText {
 
 /// A new form.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FormInput {
     /// The address `/optin/{slug}`: lower-case letters, digits and `-`. It
@@ -166,6 +169,7 @@ pub struct FormInput {
 
 /// Changes to a form; what is `None` stays as it is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FormUpdate {
     pub title: Option<String>,
@@ -183,6 +187,7 @@ pub struct FormUpdate {
 
 /// One version of a consent text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentTextVersion {
     pub id: String,
     pub form_id: String,
@@ -224,6 +229,7 @@ pub fn version_label(channel: Channel, version: i32) -> String {
 
 /// A form as the console and the public page see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Form {
     pub id: String,
     pub slug: String,
@@ -1039,6 +1045,7 @@ pub async fn recent_consents(
 
 /// A QR code: where it was put up, how often it was scanned.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QrCode {
     pub id: String,
     pub code: String,
@@ -1085,6 +1092,7 @@ impl QrCode {
 
 /// A new QR code for a form.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QrInput {
     /// Where it is put up: 'open house 12 Elm St', 'flyer March'.
@@ -2171,6 +2179,7 @@ impl SubmissionLimiter {
 /// What an import did. Row numbers are the file's line numbers (the header
 /// is row 1), as a spreadsheet shows them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     pub imported: usize,
     /// Rows whose consent was already on record (same contact, channel,
@@ -2182,6 +2191,7 @@ pub struct ImportReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefusedRow {
     pub row: usize,
     pub reason: String,

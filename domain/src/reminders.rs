@@ -166,6 +166,7 @@ pub struct NewReminder {
 
 /// A reminder as the API and console show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reminder {
     pub id: String,
     pub contact_id: String,

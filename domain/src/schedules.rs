@@ -303,6 +303,7 @@ pub struct NewSchedule {
 
 /// A schedule as the API and console show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     pub id: String,
     pub name: String,
@@ -330,6 +331,7 @@ pub struct Schedule {
 
 /// One occurrence of a schedule and what became of it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Occurrence {
     pub occurs_at: DateTime<Utc>,
     /// claimed | sent | blocked | failed | missed

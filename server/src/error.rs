@@ -5,6 +5,28 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// The body of every error answer: `{"error": {"code", "message"}}`. The
+/// OpenAPI document's `ErrorBody` is this type's schema.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code: each response names the codes it
+    /// may carry.
+    pub code: String,
+    /// What went wrong, for a person to read.
+    pub message: String,
+    /// With `missing_scope`: the scope the API key lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// With `invalid_form`: what is wrong with each field, by field name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
@@ -80,10 +102,17 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(e) = self {
             tracing::error!(error = ?e, "internal error");
         }
-        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        if let ApiError::MissingScope(scope) = self {
-            body["error"]["scope"] = json!(scope.as_str());
-        }
+        let mut body = json!(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+                scope: match self {
+                    ApiError::MissingScope(scope) => Some(scope.as_str().to_string()),
+                    _ => None,
+                },
+                fields: None,
+            },
+        });
         if let ApiError::Refused { extra, .. } = self {
             if let (Some(obj), Some(more)) = (body.as_object_mut(), extra.as_object()) {
                 for (k, v) in more {

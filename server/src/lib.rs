@@ -5,6 +5,7 @@ pub mod cli;
 pub mod console;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod sandbox;
 pub mod startup;

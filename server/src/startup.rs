@@ -236,6 +236,7 @@ impl Application {
                 .configure(routes::api::configure)
                 .configure(routes::reminders::configure)
                 .configure(routes::optin::configure)
+                .configure(crate::openapi::configure)
                 .route("/api/{tail:.*}", web::route().to(routes::api::not_found))
                 .service(actix_files::Files::new("/pkg", pkg))
                 .service(

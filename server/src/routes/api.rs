@@ -182,6 +182,24 @@ impl FromRequest for ApiAuth {
     }
 }
 
+/// This module's operations in the OpenAPI document ([`crate::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    whatsapp_send,
+    whatsapp_templates,
+    whatsapp_session,
+    create_contact,
+    find_contacts,
+    get_contact,
+    record_consent,
+    list_consents,
+    revoke_consent,
+    send_message,
+    get_message,
+    preview
+))]
+pub struct Docs;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/whatsapp/send", web::post().to(whatsapp_send))
         .route("/api/whatsapp/templates", web::get().to(whatsapp_templates))
@@ -236,13 +254,18 @@ fn refused(outcome: &Outcome) -> Option<ApiError> {
 // ---------------------------------------------------------------------------
 // Seed-compatible endpoints
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct WhatsAppSend {
+    /// The contact's id (or give `to`).
     user_id: Option<String>,
+    /// The number (or give `user_id`).
     to: Option<String>,
+    /// A registered, approved template.
     template_name: String,
+    /// The template's variables by name: strings or numbers.
     #[serde(default)]
     variables: BTreeMap<String, serde_json::Value>,
+    /// A repeated request with the same key sends nothing again.
     idempotency_key: Option<String>,
 }
 
@@ -268,6 +291,22 @@ fn stringify(
 
 /// `POST /api/whatsapp/send`: accept, then wait briefly for the provider's
 /// sid so the answer carries it (as the seed's synchronous API did).
+#[utoipa::path(
+    post,
+    path = "/api/whatsapp/send",
+    tag = "WhatsApp (first version)",
+    summary = "Send a WhatsApp template and wait briefly for the provider's id",
+    description = "The first version's synchronous send: the message is accepted as by `POST /api/v1/messages`, then the answer waits up to 10 seconds for the provider's message id (`message_sid`).",
+    request_body = WhatsAppSend,
+    responses(
+        (status = 200, description = "Taken by the provider (or held for later): `success`, `message_sid`, `message_id`, `state`.", body = Object),
+        (status = 400, description = "`bad_request`: the body is not valid JSON, or names neither or both of `user_id` and `to`, or a variable is not a string or number.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that `user_id`.", body = crate::error::ErrorBody),
+        (status = 422, description = "Refused by a gate: the code is the gate's reason; the message is recorded.", body = crate::openapi::GateRefusal),
+        (status = 502, description = "`provider_error`: the provider refused the message (with `provider_code`, `message_id`, `state`).", body = crate::error::ErrorBody,
+            extensions(("x-heimdall-untested" = json!("needs a provider that refuses the message; the send path's provider tests cover it")))),
+    )
+)]
 async fn whatsapp_send(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -354,6 +393,15 @@ async fn wait_for_sid(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/whatsapp/templates",
+    tag = "WhatsApp (first version)",
+    summary = "The registered templates with their approval status",
+    responses(
+        (status = 200, description = "`templates`: each with `name`, `sid`, `provider`, `status`, `approved`, `category`, `language`, `variables`, `body`, `rejection_reason`, `synced_at`.", body = Object),
+    )
+)]
 async fn whatsapp_templates(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -376,6 +424,17 @@ async fn whatsapp_templates(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/whatsapp/session/{phone}",
+    tag = "WhatsApp (first version)",
+    summary = "Whether the 24-hour service window with a number is open",
+    params(("phone" = String, Path, description = "The number, E.164 or national in the default region.")),
+    responses(
+        (status = 200, description = "`phone`, `in_window`, `expires_at`, `time_remaining` (seconds), `last_inbound`.", body = Object),
+        (status = 400, description = "`bad_request`: the number cannot be read.", body = crate::error::ErrorBody),
+    )
+)]
 async fn whatsapp_session(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -405,6 +464,18 @@ async fn whatsapp_session(
 // ---------------------------------------------------------------------------
 // /api/v1
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/contacts",
+    tag = "Contacts",
+    summary = "Create a contact, or update the one with that number",
+    request_body = ContactInput,
+    responses(
+        (status = 201, description = "Created: the contact.", body = contacts::Contact),
+        (status = 200, description = "A contact with that number existed and was updated: the contact.", body = contacts::Contact),
+        (status = 400, description = "`bad_request`: the body is not valid JSON, or the number or time zone cannot be read.", body = crate::error::ErrorBody),
+    )
+)]
 async fn create_contact(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -418,12 +489,27 @@ async fn create_contact(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FindContacts {
+    /// A number: answers the one contact with it (404 when none).
     phone: Option<String>,
+    /// Words to look for in names, numbers and tags.
     q: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "Contacts",
+    summary = "Find the contact with a number, or search contacts",
+    params(FindContacts),
+    responses(
+        (status = 200, description = "With `phone`: the contact. Otherwise `contacts`: up to 100 matches of `q`.", body = Object),
+        (status = 400, description = "`bad_request`: `phone` cannot be read.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that `phone`.", body = crate::error::ErrorBody),
+    )
+)]
 async fn find_contacts(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -441,6 +527,17 @@ async fn find_contacts(
     Ok(HttpResponse::Ok().json(json!({"contacts": list})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    tag = "Contacts",
+    summary = "One contact with its service windows and suppressions per channel",
+    params(("id" = String, Path, description = "The contact's id.")),
+    responses(
+        (status = 200, description = "`contact`, `windows` and `suppressed`, each by channel.", body = Object),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn get_contact(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -478,17 +575,33 @@ async fn get_contact(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsentBody {
     channel: Channel,
     source: ConsentSource,
+    /// The proof: what is required depends on `source`.
     evidence: ConsentEvidence,
     /// Double opt-in: recorded as pending until the person confirms.
     #[serde(default)]
     pending: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/contacts/{id}/consents",
+    tag = "Consents",
+    summary = "Record a consent with its evidence",
+    description = "An API client's word never lifts an opt-out: for a number that opted out, the consent is recorded as pending (202) and only the person's own START makes it count.",
+    params(("id" = String, Path, description = "The contact's id.")),
+    request_body = ConsentBody,
+    responses(
+        (status = 201, description = "Recorded: the consent, with `note` and `needs_proof_from_number` false.", body = Object),
+        (status = 202, description = "Recorded as pending: the number opted out and must send START itself (`needs_proof_from_number` true).", body = Object),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields. `invalid_evidence`: the evidence does not prove what the source claims.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn record_consent(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -548,6 +661,17 @@ async fn contact_exists(core: &Core, id: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}/consents",
+    tag = "Consents",
+    summary = "A contact's consent history and suppressions",
+    params(("id" = String, Path, description = "The contact's id.")),
+    responses(
+        (status = 200, description = "`consents` and `suppressions`, oldest first.", body = Object),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn list_consents(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -561,13 +685,27 @@ async fn list_consents(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
     channel: Channel,
+    /// Kept with the opt-out.
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/contacts/{id}/consents/revoke",
+    tag = "Consents",
+    summary = "Record that a contact withdrew consent on a channel",
+    params(("id" = String, Path, description = "The contact's id.")),
+    request_body = RevokeBody,
+    responses(
+        (status = 200, description = "`revoked` true and the `channel`.", body = Object),
+        (status = 400, description = "`bad_request`: the body is not valid JSON, has unknown fields or no valid `channel`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn revoke_consent(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -590,21 +728,29 @@ async fn revoke_consent(
     Ok(HttpResponse::Ok().json(json!({"revoked": true, "channel": body.channel})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    /// The number (or give `contact_id`).
     to: Option<String>,
+    /// The contact's id (or give `to`).
     contact_id: Option<String>,
+    /// Default `whatsapp`.
     #[serde(default = "default_channel")]
     channel: Channel,
+    /// A registered, approved template (or give `text`).
     template_name: Option<String>,
+    /// The template's variables by name: strings or numbers.
     #[serde(default)]
     variables: BTreeMap<String, serde_json::Value>,
+    /// Markdown, sent formatted and in parts (or give `template_name`).
     text: Option<String>,
+    /// An https link to an attachment sent with `text`.
     media_url: Option<String>,
     /// Heimdall's id of the person's message this text answers (quoted on WhatsApp
     /// through Meta).
     reply_to: Option<String>,
+    /// A repeated request with the same key sends nothing again.
     idempotency_key: Option<String>,
 }
 
@@ -612,6 +758,20 @@ fn default_channel() -> Channel {
     Channel::WhatsApp
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "Messages",
+    summary = "Send a template or a text through the gates",
+    description = "Accepted messages go out from the queue; the decision of every gate is recorded before any provider call. A refused message is recorded too.",
+    request_body = MessageBody,
+    responses(
+        (status = 202, description = "Accepted: `message_id`, `parts`, `state`, `decision`, `duplicate` (true when the `idempotency_key` was seen before).", body = Object),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields, names neither or both of `contact_id` and `to`, or neither or both of `template_name` and `text`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that `contact_id`.", body = crate::error::ErrorBody),
+        (status = 422, description = "Refused by a gate: the code is the gate's reason; the message is recorded.", body = crate::openapi::GateRefusal),
+    )
+)]
 async fn send_message(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -669,6 +829,17 @@ async fn send_message(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    tag = "Messages",
+    summary = "A message with its state, parts and gate decision",
+    params(("id" = String, Path, description = "The message's id.")),
+    responses(
+        (status = 200, description = "The message.", body = Object),
+        (status = 404, description = "`not_found`: no message with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn get_message(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -681,9 +852,10 @@ async fn get_message(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewBody {
+    /// At most 200,000 bytes.
     markdown: String,
     /// Where it would go (default WhatsApp through the configured provider).
     #[serde(default = "default_channel")]
@@ -695,6 +867,18 @@ struct PreviewBody {
 
 /// `POST /api/v1/preview`: the text as it would go, part by part (`chunks` are the parts'
 /// texts, kept for callers of the first version of this endpoint).
+#[utoipa::path(
+    post,
+    path = "/api/v1/preview",
+    tag = "Messages",
+    summary = "The text as it would go, part by part",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "`text`, `chunks` (the parts' texts), `channel`, `destination`, `max_chars`, `parts`.", body = Object),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields.", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: `markdown` is over 200,000 bytes.", body = crate::error::ErrorBody),
+    )
+)]
 async fn preview(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,

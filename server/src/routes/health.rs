@@ -7,13 +7,37 @@ use serde_json::json;
 
 use heimdall_domain::Core;
 
+/// This module's operations in the OpenAPI document ([`crate::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics))]
+pub struct Docs;
+
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Health",
+    summary = "The process is up",
+    responses(
+        (status = 200, description = "`status`: `ok`.", body = Object),
+    )
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The process can do its work: the database answers and, when configured,
 /// Redis answers. 503 otherwise, naming what is down (never how to reach it).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Health",
+    summary = "The process can do its work (database and Redis answer)",
+    responses(
+        (status = 200, description = "`status` `ready`, `database`, `database_backend`, `redis`.", body = Object),
+        (status = 503, description = "`status` `not ready`, naming what is down.", body = Object, extensions(("x-heimdall-untested" = json!("needs the database to stop answering")))),
+    )
+)]
 pub async fn readyz(core: web::Data<Arc<Core>>) -> HttpResponse {
     let database = match core.db.ping().await {
         Ok(()) => "ok",
@@ -47,10 +71,22 @@ pub async fn readyz(core: web::Data<Arc<Core>>) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition.
 /// Prometheus metrics: with `HEIMDALL_METRICS_TOKEN` set, for a bearer of
 /// that token only (401 otherwise); without it, only while Heimdall is
 /// reachable from this machine alone (403 otherwise, saying what to set).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Health",
+    summary = "Prometheus metrics",
+    security(("metrics_token" = [])),
+    description = "With `HEIMDALL_METRICS_TOKEN` set, for a bearer of that token only; without it, only while Heimdall is reachable from this machine alone.",
+    responses(
+        (status = 200, description = "The Prometheus text exposition.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "`unauthorized`: `HEIMDALL_METRICS_TOKEN` is set and was not presented as a bearer token.", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`: no `HEIMDALL_METRICS_TOKEN` is set and Heimdall is reachable from elsewhere.", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn metrics(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpResponse {
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;

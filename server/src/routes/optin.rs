@@ -36,7 +36,7 @@ use heimdall_domain::optin::{
 };
 use heimdall_domain::{Channel, Core};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::routes::api::ApiAuth;
 
 /// One limiter per process (per address; shared through Redis when set).
@@ -44,6 +44,21 @@ static LIMITER: LazyLock<SubmissionLimiter> = LazyLock::new(SubmissionLimiter::d
 
 /// The largest CSV import accepted.
 const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
+
+/// This module's API operations in the OpenAPI document
+/// ([`crate::openapi`]); the public pages are HTML for people, not API.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    api_create_form,
+    api_list_forms,
+    api_get_form,
+    api_update_form,
+    api_add_consent_text,
+    api_create_qr,
+    api_import,
+    api_export
+))]
+pub struct Docs;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/optin-assets/optin.css", web::get().to(stylesheet))
@@ -905,13 +920,14 @@ async fn confirm_submit(core: web::Data<Arc<Core>>, token: web::Path<String>) ->
 
 fn form_error(e: FormError) -> Result<HttpResponse, ApiError> {
     match e {
-        FormError::Invalid(fields) => Ok(HttpResponse::BadRequest().json(json!({
-            "error": {
-                "code": "invalid_form",
-                "message": FormError::Invalid(fields.clone()).to_string(),
-                "fields": fields,
-            }
-        }))),
+        FormError::Invalid(fields) => Ok(HttpResponse::BadRequest().json(ErrorBody {
+            error: ErrorDetail {
+                code: "invalid_form".into(),
+                message: FormError::Invalid(fields.clone()).to_string(),
+                scope: None,
+                fields: Some(fields),
+            },
+        })),
         FormError::SlugTaken(s) => Err(ApiError::Conflict(format!(
             "a form with the slug '{s}' already exists"
         ))),
@@ -920,6 +936,18 @@ fn form_error(e: FormError) -> Result<HttpResponse, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/forms",
+    tag = "Forms",
+    summary = "Create a public opt-in form",
+    request_body = FormInput,
+    responses(
+        (status = 201, description = "Created: the form.", body = optin::Form),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields. `invalid_form`: a field is wrong (`fields` says which and why).", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: a form with that slug exists.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_create_form(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -931,6 +959,15 @@ async fn api_create_form(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/forms",
+    tag = "Forms",
+    summary = "List the opt-in forms",
+    responses(
+        (status = 200, description = "`forms`.", body = Object),
+    )
+)]
 async fn api_list_forms(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -938,6 +975,17 @@ async fn api_list_forms(
     Ok(HttpResponse::Ok().json(json!({"forms": optin::list_forms(&core).await?})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/forms/{id}",
+    tag = "Forms",
+    summary = "One form with its statistics, consent text versions and QR codes",
+    params(("id" = String, Path, description = "The form's id.")),
+    responses(
+        (status = 200, description = "`form`, `stats`, `consent_texts`, `qr_codes` (each with its `whatsapp_link`).", body = Object),
+        (status = 404, description = "`not_found`: no form with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_get_form(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,
@@ -965,6 +1013,19 @@ async fn api_get_form(
     })))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/forms/{id}",
+    tag = "Forms",
+    summary = "Change a form (what is left out stays)",
+    params(("id" = String, Path, description = "The form's id.")),
+    request_body = FormUpdate,
+    responses(
+        (status = 200, description = "The form.", body = optin::Form),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields. `invalid_form`: a field is wrong (`fields` says which and why).", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no form with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_update_form(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -977,13 +1038,27 @@ async fn api_update_form(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsentTextBody {
     channel: Channel,
+    /// The text shown beside the channel's checkbox.
     text: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/forms/{id}/consent-texts",
+    tag = "Forms",
+    summary = "A new version of a channel's consent text",
+    params(("id" = String, Path, description = "The form's id.")),
+    request_body = ConsentTextBody,
+    responses(
+        (status = 201, description = "The new version (now current).", body = optin::ConsentTextVersion),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields. `invalid_form`: a field is wrong (`fields` says which and why).", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no form with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_add_consent_text(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -996,6 +1071,19 @@ async fn api_add_consent_text(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/forms/{id}/qr-codes",
+    tag = "Forms",
+    summary = "A QR code for a form, with where it is put up",
+    params(("id" = String, Path, description = "The form's id.")),
+    request_body = QrInput,
+    responses(
+        (status = 201, description = "The QR code with its `whatsapp_link`.", body = optin::QrCode),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields. `invalid_form`: a field is wrong (`fields` says which and why).", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no form with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_create_qr(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -1013,6 +1101,18 @@ async fn api_create_qr(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/consents/import",
+    tag = "Consents",
+    summary = "Import consent records from a CSV file",
+    request_body(content = String, content_type = "text/csv", description = "UTF-8 CSV with a header row, at most 5 MiB."),
+    responses(
+        (status = 200, description = "The import report: rows imported and each row refused with why.", body = optin::ImportReport),
+        (status = 400, description = "`invalid_csv`: the body is empty, not UTF-8 or not a CSV file this import reads.", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the file is over 5 MiB.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_import(
     core: web::Data<Arc<Core>>,
     auth: ApiAuth,
@@ -1051,6 +1151,21 @@ struct ExportQuery {
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}/consents/export",
+    tag = "Consents",
+    summary = "A contact's consent records as a file",
+    params(
+        ("id" = String, Path, description = "The contact's id."),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`.")
+    ),
+    responses(
+        (status = 200, description = "The records, as an attachment.", content(("application/json"), ("text/csv"))),
+        (status = 400, description = "`bad_request`: `format` is not `json` or `csv`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+    )
+)]
 async fn api_export(
     core: web::Data<Arc<Core>>,
     _auth: ApiAuth,

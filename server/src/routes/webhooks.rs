@@ -19,6 +19,12 @@ use heimdall_domain::Core;
 
 const TWIML_EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
 
+/// This module's operations in the OpenAPI document ([`crate::openapi`]);
+/// the first version's addresses are documented there as the same as these.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(twilio_inbound, twilio_status, meta_verify, meta_events))]
+pub struct Docs;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/twilio/inbound", web::post().to(twilio_inbound))
         .route("/whatsapp/webhook", web::post().to(twilio_inbound))
@@ -179,6 +185,22 @@ async fn verify_twilio(
     Ok(parsed.unwrap_or(TwilioBody::Json))
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/twilio/inbound",
+    tag = "Webhooks",
+    summary = "An incoming message from Twilio (SMS or WhatsApp)",
+    description = "Also served at `/whatsapp/webhook` (the first version's address).",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form parameters (HMAC-SHA1 with the auth token, base64).")),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's webhook parameters."),
+    responses(
+        (status = 200, description = "Taken (stored, a duplicate, or ignored): an empty TwiML answer.", content_type = "text/xml", body = String),
+        (status = 400, description = "`malformed`: the body is not form-encoded or lacks what a message needs (recorded in the webhook audit log).", body = crate::error::ErrorBody),
+        (status = 403, description = "`bad_signature`: the signature is missing or wrong (recorded, nothing else changes).", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_configured`: Twilio is not configured.", body = crate::error::ErrorBody),
+        (status = 503, description = "Neither the database nor the local spool could take the event: Twilio retries.", extensions(("x-heimdall-untested" = json!("needs the database and the local spool both unwritable")))),
+    )
+)]
 async fn twilio_inbound(
     core: web::Data<Arc<Core>>,
     req: HttpRequest,
@@ -260,6 +282,22 @@ fn twiml() -> HttpResponse {
         .body(TWIML_EMPTY)
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/twilio/status",
+    tag = "Webhooks",
+    summary = "A delivery status callback from Twilio",
+    description = "Also served at `/whatsapp/status` (the first version's address). The query may carry `mid`, Heimdall's message id.",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the public URL and the form parameters (HMAC-SHA1 with the auth token, base64).")),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's webhook parameters."),
+    responses(
+        (status = 204, description = "Taken (or a duplicate)."),
+        (status = 400, description = "`malformed`: the body is not form-encoded or lacks `MessageSid` and `MessageStatus`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`bad_signature`: the signature is missing or wrong (recorded, nothing else changes).", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_configured`: Twilio is not configured.", body = crate::error::ErrorBody),
+        (status = 503, description = "Neither the database nor the local spool could take the event: Twilio retries.", extensions(("x-heimdall-untested" = json!("needs the database and the local spool both unwritable")))),
+    )
+)]
 async fn twilio_status(
     core: web::Data<Arc<Core>>,
     req: HttpRequest,
@@ -343,6 +381,20 @@ struct Handshake {
     challenge: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhooks/meta",
+    tag = "Webhooks",
+    summary = "Meta's subscription handshake",
+    description = "Also served at `/webhooks/whatsapp`.",
+    params(("hub.mode" = Option<String>, Query, description = "`subscribe`."), ("hub.verify_token" = Option<String>, Query, description = "Must equal `WHATSAPP_VERIFY_TOKEN`."), ("hub.challenge" = Option<String>, Query, description = "Echoed back.")),
+    responses(
+        (status = 200, description = "The challenge, echoed.", content_type = "text/plain", body = String),
+        (status = 400, description = "The token is right but there is no challenge (empty body)."),
+        (status = 403, description = "Wrong mode or token (empty body; recorded)."),
+        (status = 404, description = "Meta is not configured (empty body)."),
+    )
+)]
 async fn meta_verify(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpResponse {
     let Some(meta) = &core.settings.meta else {
         return HttpResponse::NotFound().finish();
@@ -389,6 +441,22 @@ async fn meta_verify(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpRespon
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/meta",
+    tag = "Webhooks",
+    summary = "Messages, statuses and account updates from Meta",
+    description = "Also served at `/webhooks/whatsapp`.",
+    params(("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the HMAC-SHA256 of the raw body with the app secret, hex.")),
+    request_body(content = Object, description = "Meta's webhook payload (`object`, `entry[].changes[]`)."),
+    responses(
+        (status = 200, description = "Taken (empty body)."),
+        (status = 400, description = "`malformed`: the body is not JSON or not a webhook payload.", body = crate::error::ErrorBody),
+        (status = 403, description = "`bad_signature`: the signature is missing or wrong (recorded, nothing else changes).", body = crate::error::ErrorBody),
+        (status = 404, description = "Meta is not configured (empty body)."),
+        (status = 503, description = "Some event could be neither stored nor spooled: Meta retries.", extensions(("x-heimdall-untested" = json!("needs the database and the local spool both unwritable")))),
+    )
+)]
 async fn meta_events(
     core: web::Data<Arc<Core>>,
     req: HttpRequest,
