@@ -144,6 +144,11 @@ pub fn request_facts(cookie_name: &str) -> RequestFacts {
     let Some(req) = use_context::<leptos_actix::Request>() else {
         return RequestFacts::default();
     };
+    facts_of(&req, cookie_name)
+}
+
+/// What a request says about itself (for the console's own actix routes too).
+pub fn facts_of(req: &actix_web::HttpRequest, cookie_name: &str) -> RequestFacts {
     let header = |name: header::HeaderName| {
         req.headers()
             .get(name)
@@ -323,10 +328,15 @@ fn role_needed_message(role: Role) -> String {
 /// Every read: a session (401 without) and at least `role` (403 below it).
 pub async fn require(role: Role) -> Result<Ctx, AppError> {
     let ctx = optional_session().await?.ok_or(AppError::Unauthorized)?;
+    check_role(&ctx, role)?;
+    Ok(ctx)
+}
+
+fn check_role(ctx: &Ctx, role: Role) -> Result<(), AppError> {
     if !role_from_domain(ctx.session.user.role).allows(role) {
         return Err(AppError::Forbidden(role_needed_message(role)));
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// Every state-changing call: [`require`], then the session's CSRF token
@@ -334,6 +344,37 @@ pub async fn require(role: Role) -> Result<Ctx, AppError> {
 /// not cover older browsers or same-site attackers.
 pub async fn mutation(role: Role, csrf: &str) -> Result<Ctx, AppError> {
     let ctx = require(role).await?;
+    check_change(&ctx, csrf)?;
+    Ok(ctx)
+}
+
+/// [`mutation`]'s checks for a console route of actix's own (a file upload), from its
+/// request: a session, the role, a same-origin request and the session's CSRF token.
+pub async fn mutation_from_request(
+    state: ConsoleState,
+    req: &actix_web::HttpRequest,
+    role: Role,
+    csrf: &str,
+) -> Result<Ctx, AppError> {
+    let facts = facts_of(req, state.cookie_name());
+    let session = match &facts.session_token {
+        Some(token) => sessions::authenticate(&state.core, token)
+            .await
+            .map_err(internal)?,
+        None => None,
+    }
+    .ok_or(AppError::Unauthorized)?;
+    let ctx = Ctx {
+        state,
+        session,
+        facts,
+    };
+    check_role(&ctx, role)?;
+    check_change(&ctx, csrf)?;
+    Ok(ctx)
+}
+
+fn check_change(ctx: &Ctx, csrf: &str) -> Result<(), AppError> {
     check_origin(&ctx.state, &ctx.facts)?;
     if !ctx.session.csrf_matches(csrf) {
         return Err(AppError::Forbidden(
@@ -341,7 +382,7 @@ pub async fn mutation(role: Role, csrf: &str) -> Result<Ctx, AppError> {
                 .into(),
         ));
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// The request must come from a page of this server: its Origin (or, when

@@ -58,10 +58,11 @@ pub enum Job {
     ReplayWebhookSpool,
     ReconcileMessages,
     PruneWebhookAudit,
+    PruneAttachments,
 }
 
 impl Job {
-    pub const ALL: [Job; 10] = [
+    pub const ALL: [Job; 11] = [
         Job::DeliverReminders,
         Job::RunSchedules,
         Job::PurgeDedup,
@@ -72,6 +73,7 @@ impl Job {
         Job::ReplayWebhookSpool,
         Job::ReconcileMessages,
         Job::PruneWebhookAudit,
+        Job::PruneAttachments,
     ];
 
     /// The stable name (the `job_runs` key).
@@ -87,6 +89,7 @@ impl Job {
             Job::ReplayWebhookSpool => "replay_webhook_spool",
             Job::ReconcileMessages => "reconcile_messages",
             Job::PruneWebhookAudit => "prune_webhook_audit",
+            Job::PruneAttachments => "prune_attachments",
         }
     }
 
@@ -107,6 +110,7 @@ impl Job {
             Job::ReplayWebhookSpool => "10/30 * * * * *",
             Job::ReconcileMessages => "0 */10 * * * *",
             Job::PruneWebhookAudit => "0 41 3 * * *",
+            Job::PruneAttachments => "0 47 3 * * *",
         }
     }
 
@@ -122,6 +126,7 @@ impl Job {
             Job::ReplayWebhookSpool => "every 30 seconds",
             Job::ReconcileMessages => "every 10 minutes",
             Job::PruneWebhookAudit => "daily at 03:41 UTC",
+            Job::PruneAttachments => "daily at 03:47 UTC",
         }
     }
 
@@ -139,6 +144,7 @@ impl Job {
             Job::ReplayWebhookSpool => "Replay webhook events saved to the local fallback file",
             Job::ReconcileMessages => "Re-enqueue lost jobs, resolve stuck sends, ask Twilio about statuses that stopped moving",
             Job::PruneWebhookAudit => "Delete webhook audit rows older than HEIMDALL_WEBHOOK_AUDIT_DAYS",
+            Job::PruneAttachments => "Delete files attached to inbox replies older than HEIMDALL_ATTACHMENT_DAYS",
         }
     }
 
@@ -314,6 +320,15 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
                 )
             })
             .map_err(db),
+        Job::PruneAttachments => crate::attachments::prune(core)
+            .await
+            .map(|n| {
+                format!(
+                    "{n} attachments older than {} days deleted",
+                    core.settings.attachment_days
+                )
+            })
+            .map_err(db),
     }
 }
 
@@ -457,10 +472,13 @@ async fn start_campaigns(core: &Core) -> Result<String, sea_orm::DbErr> {
 }
 
 async fn sync_templates(core: &Core) -> Result<String, String> {
-    if core.providers.twilio.is_none() {
-        return Ok("skipped: Twilio is not configured".into());
+    if core.providers.twilio.is_none()
+        && templates::authoring::available_providers(core).is_empty()
+    {
+        return Ok("skipped: neither Twilio nor Meta's templates are configured".into());
     }
-    let r = templates::sync_from_twilio(core).await?;
+    // Twilio's Content API, and Meta's template list when it is configured.
+    let r = templates::authoring::refresh_approvals(core).await?;
     if r.failed.is_empty() {
         Ok(format!(
             "{} templates read, {} updated",

@@ -26,6 +26,7 @@ pub mod signature;
 pub use crate::core::Core;
 pub mod accounts;
 pub mod alerts;
+pub mod attachments;
 pub mod audit;
 pub mod authz;
 pub mod campaigns;

@@ -182,6 +182,10 @@ pub struct Settings {
     /// `HEIMDALL_WEBHOOK_AUDIT_DAYS`, default 30: webhook audit rows older
     /// than this are deleted by housekeeping.
     pub webhook_audit_days: u32,
+    /// `HEIMDALL_ATTACHMENT_DAYS`, default 30: files attached to inbox replies are
+    /// deleted by housekeeping after this many days (the provider fetched them when the
+    /// message went).
+    pub attachment_days: u32,
 }
 
 /// The runtime settings (their `app_settings` keys) and the variables that configure
@@ -677,6 +681,13 @@ impl Settings {
                 let days: u32 = src.parse("HEIMDALL_WEBHOOK_AUDIT_DAYS", 30)?;
                 if days == 0 {
                     return Err(invalid("HEIMDALL_WEBHOOK_AUDIT_DAYS", "must be at least 1"));
+                }
+                days
+            },
+            attachment_days: {
+                let days: u32 = src.parse("HEIMDALL_ATTACHMENT_DAYS", 30)?;
+                if days == 0 {
+                    return Err(invalid("HEIMDALL_ATTACHMENT_DAYS", "must be at least 1"));
                 }
                 days
             },

@@ -319,7 +319,17 @@ pub async fn sync_from_twilio(core: &Core) -> Result<SyncReport, String> {
         .twilio
         .clone()
         .ok_or("Twilio is not configured")?;
-    let contents = client.list_content().await.map_err(|e| e.to_string())?;
+    // The resources made for interactive session messages are not templates.
+    let contents: Vec<_> = client
+        .list_content()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|c| {
+            !c.friendly_name
+                .starts_with(crate::channels::twilio::SESSION_CONTENT_PREFIX)
+        })
+        .collect();
     let now = core.now();
     let mut report = SyncReport {
         seen: contents.len(),

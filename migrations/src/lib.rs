@@ -29,6 +29,7 @@ mod m20261204_000063_automation_free_form;
 mod m20261204_000064_team_inbox;
 mod m20261204_000065_reply_context;
 mod m20261205_000066_interactive_messages;
+mod m20261205_000067_attachments;
 mod util;
 
 pub struct Migrator;
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000064_team_inbox::Migration),
             Box::new(m20261204_000065_reply_context::Migration),
             Box::new(m20261205_000066_interactive_messages::Migration),
+            Box::new(m20261205_000067_attachments::Migration),
         ]
     }
 }

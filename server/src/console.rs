@@ -73,7 +73,12 @@ pub async fn server_fn_errors(
 pub fn routes(state: ConsoleState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state))
-            .route("/audit/export.csv", web::get().to(audit_csv));
+            .route("/audit/export.csv", web::get().to(audit_csv))
+            .route(
+                "/inbox/{contact_id}/attachment",
+                web::post().to(inbox_attachment),
+            )
+            .route("/media/{token}/{name}", web::get().to(attachment_file));
     }
 }
 
@@ -132,6 +137,156 @@ async fn audit_csv(
         Err(e) => {
             tracing::error!(error = %e, "audit export failed");
             HttpResponse::InternalServerError().body("internal error")
+        }
+    }
+}
+
+/// `POST /inbox/{contact_id}/attachment` (multipart: `csrf`, then `file`): keep a file
+/// for the reply to that contact (operator), and go back to the conversation with the
+/// file's link in the reply form; an error goes back the same way, beside the field. A
+/// plain form, so it works without JavaScript.
+async fn inbox_attachment(
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+    mut payload: actix_multipart::Multipart,
+) -> HttpResponse {
+    use futures::TryStreamExt;
+    use heimdall_app::model::Role;
+    use heimdall_domain::attachments;
+
+    let contact_id = path.into_inner();
+    let back = |query: (&str, &str)| {
+        let id: String = contact_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let q = serde_urlencoded::to_string([query]).unwrap_or_default();
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/inbox/{id}?{q}#reply-box")))
+            .finish()
+    };
+    let refuse = |message: String| back(("attachment_error", &message));
+    let mut csrf = String::new();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        let field = match payload.try_next().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return refuse(format!("The upload could not be read: {e}")),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .unwrap_or_default()
+            .to_string();
+        let limit = if name == "file" {
+            attachments::MAX_BYTES
+        } else {
+            4096
+        };
+        let mut bytes = Vec::new();
+        let mut field = field;
+        loop {
+            match field.try_next().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > limit {
+                        return refuse(format!(
+                            "The file is larger than WhatsApp takes ({} MB at most).",
+                            limit / (1024 * 1024)
+                        ));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return refuse(format!("The upload could not be read: {e}")),
+            }
+        }
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+            "file" => file = Some((file_name, bytes)),
+            _ => {}
+        }
+    }
+    let ctx = match heimdall_app::server::mutation_from_request(
+        state.get_ref().clone(),
+        &req,
+        Role::Operator,
+        &csrf,
+    )
+    .await
+    {
+        Ok(ctx) => ctx,
+        Err(heimdall_app::error::AppError::Unauthorized) => {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/login?next=/inbox"))
+                .finish()
+        }
+        Err(e) => return refuse(e.to_string()),
+    };
+    let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+        return refuse("Choose a file to attach.".into());
+    };
+    match attachments::store(ctx.core(), &file_name, &bytes, &ctx.actor()).await {
+        Ok(stored) => {
+            let base = match &state.core.settings.public_url {
+                Some(u) => u.as_str().trim_end_matches('/').to_string(),
+                None => ctx.facts.own_origin.clone(),
+            };
+            let url = stored.url(&base);
+            if let Err(e) = ctx
+                .audit(
+                    "attachment_uploaded",
+                    Some(&format!("attachment:{}", stored.id)),
+                    Some(serde_json::json!({
+                        "contact_id": contact_id,
+                        "file_name": stored.file_name,
+                        "content_type": stored.content_type,
+                        "size": stored.size,
+                        "sha256": stored.sha256,
+                    })),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "attachment upload: audit failed");
+                return refuse("The upload could not be recorded; try again.".into());
+            }
+            back(("attachment", &url))
+        }
+        Err(attachments::AttachmentError::Db(e)) => {
+            tracing::error!(error = %e, "attachment upload failed");
+            refuse("The file could not be kept; try again.".into())
+        }
+        Err(e) => refuse(heimdall_app::server::capitalise(&e.to_string())),
+    }
+}
+
+/// `GET /media/{token}/{name}`: an attachment, for the provider that sends it (and staff).
+/// The token is the secret; the file is served as what its bytes are, never as a page.
+async fn attachment_file(
+    state: web::Data<ConsoleState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (token, _name) = path.into_inner();
+    match heimdall_domain::attachments::open(&state.core, &token).await {
+        Ok(Some((a, bytes))) => HttpResponse::Ok()
+            .content_type(a.content_type.as_str())
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{}\"", a.file_name),
+            ))
+            .insert_header((header::CACHE_CONTROL, "private, max-age=3600"))
+            .body(bytes),
+        Ok(None) => HttpResponse::NotFound().body("no such file"),
+        Err(e) => {
+            tracing::error!(error = %e, "attachment lookup failed");
+            HttpResponse::ServiceUnavailable().body("try again later")
         }
     }
 }

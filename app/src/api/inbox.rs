@@ -371,12 +371,14 @@ pub async fn inbox_reply(
     /// The person's message the reply quotes (the checkbox carries its id).
     #[server(default)]
     quote: String,
+    /// Choices, one per line: the reply goes with them as quick-reply buttons (WhatsApp,
+    /// up to three), or as a list when `list_button` names the list's button.
+    #[server(default)]
+    choices: String,
+    #[server(default)] list_button: String,
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
-    use heimdall_domain::gates::Decision;
-    use heimdall_domain::outbound::{
-        self, AcceptError, Origin, Recipient, RequestedContent, SendRequest,
-    };
+    use heimdall_domain::outbound::RequestedContent;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -399,7 +401,24 @@ pub async fn inbox_reply(
                         }
                         _ => text,
                     };
-                    let media_url = attachment(&media_url)?;
+                    let media_url = attachment(&ctx, &media_url)?;
+                    let quote = match optional(Some(quote)) {
+                        Some(q) => Some(check_id(&q, "quoted message")?),
+                        None => None,
+                    };
+                    if let Some(content) = interactive(&text, &choices, &list_button)? {
+                        if media_url.is_some() {
+                            return Err(AppError::invalid(
+                                "media_url",
+                                "An attachment cannot go with buttons or a list: send it on its own.",
+                            ));
+                        }
+                        let request = RequestedContent::Interactive {
+                            content,
+                            reply_to: quote,
+                        };
+                        return send_reply(&ctx, id, channel, request, "choices", &reply_key).await;
+                    }
                     let body = if media_url.is_some() && text.trim().is_empty() {
                         String::new()
                     } else {
@@ -415,10 +434,7 @@ pub async fn inbox_reply(
                             body,
                             media_url,
                             format: heimdall_domain::formatting::TextFormat::Markdown,
-                            reply_to: match optional(Some(quote)) {
-                                Some(q) => Some(check_id(&q, "quoted message")?),
-                                None => None,
-                            },
+                            reply_to: quote,
                         },
                         "text",
                     )
@@ -435,67 +451,117 @@ pub async fn inbox_reply(
                 }
                 _ => return Err(AppError::invalid("mode", "Choose free text or a template.")),
             };
-            let key = check_id(&reply_key, "reply form")
-                .map_err(|_| AppError::invalid("", "Reload the page and try again."))?;
-            let outcome = outbound::accept(
-                ctx.core(),
-                SendRequest {
-                    recipient: Recipient::Contact(id.clone()),
-                    channel,
-                    content,
-                    origin: Origin::Inbox {
-                        staff: ctx.user().clone(),
-                    },
-                    idempotency_key: Some(format!("inbox:{}:{key}", ctx.user().id)),
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                AcceptError::BadRequest(m) => AppError::invalid(field, m),
-                AcceptError::ContactNotFound(_) => {
-                    AppError::NotFound("No contact with that id.".into())
-                }
-                AcceptError::Db(e) => internal(e),
-            })?;
-            let decision = outcome.decision.decision;
-            ctx.audit(
-                "inbox_reply",
-                Some(&format!("message:{}", outcome.message_id)),
-                Some(serde_json::json!({
-                    "contact_id": id,
-                    "channel": channel.as_str(),
-                    "decision": decision.as_str(),
-                    "reason": decision.reason().map(|r| r.code()),
-                })),
-            )
-            .await?;
-            match decision {
-                Decision::Block { reason } => Err(AppError::Refused {
-                    reason: reason.code().to_string(),
-                    message: outcome.decision.explanation(),
-                }),
-                Decision::Defer { reason, until } => Ok(ReplyResult {
-                    message_id: outcome.message_id,
-                    state: outcome.state.as_str().to_string(),
-                    note: format!(
-                        "Held by the {} gate until {}: {}",
-                        reason.code(),
-                        until.format("%Y-%m-%d %H:%M UTC"),
-                        outcome.decision.explanation()
-                    ),
-                }),
-                Decision::Pass => Ok(ReplyResult {
-                    note: match outcome.parts.len() {
-                        1 => "Sent to the queue.".into(),
-                        n => format!("Sent to the queue in {n} parts, one after the other."),
-                    },
-                    message_id: outcome.message_id,
-                    state: outcome.state.as_str().to_string(),
-                }),
-            }
+            send_reply(&ctx, id, channel, content, field, &reply_key).await
         }
         .await,
     )
+}
+
+/// The reply's buttons or list from the form: none when no choice is given.
+#[cfg(feature = "ssr")]
+fn interactive(
+    text: &str,
+    choices: &str,
+    list_button: &str,
+) -> Result<Option<heimdall_domain::interactive::Interactive>, AppError> {
+    use heimdall_domain::interactive::InteractiveSpec;
+    let lines: Vec<String> = choices
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        if !list_button.trim().is_empty() {
+            return Err(AppError::invalid(
+                "choices",
+                "Give the list's choices, one per line.",
+            ));
+        }
+        return Ok(None);
+    }
+    if text.trim().is_empty() {
+        return Err(AppError::invalid(
+            "text",
+            "Write the message the choices answer.",
+        ));
+    }
+    let button = Some(list_button.trim()).filter(|b| !b.is_empty());
+    InteractiveSpec::from_choices(text, &lines, button)
+        .parse()
+        .map(Some)
+        .map_err(|e| AppError::invalid("choices", crate::server::capitalise(&e.to_string())))
+}
+
+/// Accept a staff reply, audit it and say what became of it.
+#[cfg(feature = "ssr")]
+async fn send_reply(
+    ctx: &crate::server::Ctx,
+    id: String,
+    channel: heimdall_domain::Channel,
+    content: heimdall_domain::outbound::RequestedContent,
+    field: &'static str,
+    reply_key: &str,
+) -> Result<ReplyResult, AppError> {
+    use crate::server::*;
+    use heimdall_domain::gates::Decision;
+    use heimdall_domain::outbound::{self, AcceptError, Origin, Recipient, SendRequest};
+    let key = check_id(reply_key, "reply form")
+        .map_err(|_| AppError::invalid("", "Reload the page and try again."))?;
+    let outcome = outbound::accept(
+        ctx.core(),
+        SendRequest {
+            recipient: Recipient::Contact(id.clone()),
+            channel,
+            content,
+            origin: Origin::Inbox {
+                staff: ctx.user().clone(),
+            },
+            idempotency_key: Some(format!("inbox:{}:{key}", ctx.user().id)),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        AcceptError::BadRequest(m) => AppError::invalid(field, m),
+        AcceptError::ContactNotFound(_) => AppError::NotFound("No contact with that id.".into()),
+        AcceptError::Db(e) => internal(e),
+    })?;
+    let decision = outcome.decision.decision;
+    ctx.audit(
+        "inbox_reply",
+        Some(&format!("message:{}", outcome.message_id)),
+        Some(serde_json::json!({
+            "contact_id": id,
+            "channel": channel.as_str(),
+            "decision": decision.as_str(),
+            "reason": decision.reason().map(|r| r.code()),
+        })),
+    )
+    .await?;
+    match decision {
+        Decision::Block { reason } => Err(AppError::Refused {
+            reason: reason.code().to_string(),
+            message: outcome.decision.explanation(),
+        }),
+        Decision::Defer { reason, until } => Ok(ReplyResult {
+            message_id: outcome.message_id,
+            state: outcome.state.as_str().to_string(),
+            note: format!(
+                "Held by the {} gate until {}: {}",
+                reason.code(),
+                until.format("%Y-%m-%d %H:%M UTC"),
+                outcome.decision.explanation()
+            ),
+        }),
+        Decision::Pass => Ok(ReplyResult {
+            note: match outcome.parts.len() {
+                1 => "Sent to the queue.".into(),
+                n => format!("Sent to the queue in {n} parts, one after the other."),
+            },
+            message_id: outcome.message_id,
+            state: outcome.state.as_str().to_string(),
+        }),
+    }
 }
 
 /// The console's answer to a team-inbox error: bad input beside its field, a missing
@@ -513,12 +579,20 @@ fn inbox_error(e: heimdall_domain::inbox::InboxError, missing: &str) -> AppError
 }
 
 /// An attachment link as the providers take it: https (Twilio and Meta fetch it from the
-/// internet, never from this machine), at most 2,000 characters, no spaces.
+/// internet, never from this machine), at most 2,000 characters, no spaces; or the link
+/// of a file uploaded here (served by Heimdall itself, over its own scheme).
 #[cfg(feature = "ssr")]
-fn attachment(url: &str) -> Result<Option<String>, AppError> {
+fn attachment(ctx: &crate::server::Ctx, url: &str) -> Result<Option<String>, AppError> {
     let url = url.trim();
     if url.is_empty() {
         return Ok(None);
+    }
+    let base = match &ctx.core().settings.public_url {
+        Some(u) => u.as_str().trim_end_matches('/').to_string(),
+        None => ctx.facts.own_origin.clone(),
+    };
+    if heimdall_domain::attachments::is_ours(url, &base) {
+        return Ok(Some(url.to_string()));
     }
     if !url.starts_with("https://") || url.len() > 2000 || url.chars().any(char::is_whitespace) {
         return Err(AppError::invalid(

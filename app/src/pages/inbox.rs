@@ -80,6 +80,14 @@ fn Conversation(id: String) -> impl IntoView {
     };
     let query = use_query_map();
     let chosen = move || query.read().get("template").filter(|s| !s.is_empty());
+    // Back from an upload: the file's link for the reply, or why it was refused.
+    let upload = move || Upload {
+        url: query.read().get("attachment").filter(|s| !s.is_empty()),
+        error: query
+            .read()
+            .get("attachment_error")
+            .filter(|s| !s.is_empty()),
+    };
     let conv = Resource::new(
         {
             let id = id.clone();
@@ -105,10 +113,18 @@ fn Conversation(id: String) -> impl IntoView {
                     Err(e) => return error_view(e),
                 };
                 let chosen = chosen();
-                view! { <ConversationBody me=me c=c reply=reply chosen=chosen form=form actions=actions/> }.into_any()
+                let upload = upload();
+                view! { <ConversationBody me=me c=c reply=reply chosen=chosen form=form actions=actions upload=upload/> }.into_any()
             })}
         </Transition>
     }
+}
+
+/// An attachment uploaded for the reply (its link), or why it was refused.
+#[derive(Clone, Default)]
+struct Upload {
+    url: Option<String>,
+    error: Option<String>,
 }
 
 /// What a team does with a conversation besides replying.
@@ -128,6 +144,7 @@ fn ConversationBody(
     chosen: Option<String>,
     form: NodeRef<leptos::html::Form>,
     actions: TeamActions,
+    upload: Upload,
 ) -> impl IntoView {
     let err = error_of(reply);
     let review_err = error_of(actions.review);
@@ -164,6 +181,7 @@ fn ConversationBody(
         ConversationEntry::Inbound { id, .. } => Some(id.clone()),
         _ => None,
     });
+    let whatsapp = c.channel == "whatsapp";
     let reply_box = can_reply.then(|| {
         let common = view! {
             <Csrf token=csrf.clone()/>
@@ -210,7 +228,23 @@ fn ConversationBody(
                     <p class="hint small">"Fills the reply (without JavaScript: leave the reply empty and it is sent as is)."</p>
                 </div>
             });
+            let upload_form = view! {
+                <form method="post" enctype="multipart/form-data" class="upload-form" id="upload-form"
+                    action=format!("/inbox/{}/attachment", c.contact.id)>
+                    <Csrf token=csrf.clone()/>
+                    <div class="field">
+                        <label for="attachment-file">"Attach a file (an image up to 5 MB; a PDF, video or audio up to 16 MB)"</label>
+                        <input id="attachment-file" name="file" type="file" required
+                            accept="image/jpeg,image/png,video/mp4,video/3gpp,audio/ogg,audio/mpeg,audio/aac,audio/amr,audio/mp4,application/pdf,.docx,.xlsx,.pptx"
+                            aria-describedby="attachment-error"/>
+                        {upload.error.clone().map(|e| view! { <p class="field-error" id="attachment-error" role="alert">{e}</p> })}
+                    </div>
+                    <button type="submit" id="upload-attachment">"Upload"</button>
+                    {upload.url.clone().map(|u| view! { <p class="small ok" id="attachment-ready">"Attached: " <a href=u.clone() target="_blank" rel="noopener noreferrer">{u.rsplit('/').next().unwrap_or_default().to_string()}</a> " — it goes with the reply below."</p> })}
+                </form>
+            };
             view! {
+                {upload_form}
                 <ActionForm action=reply node_ref=form>
                     {common}
                     <input type="hidden" name="mode" value="text"/>
@@ -229,9 +263,26 @@ fn ConversationBody(
                             "Quote their last message (shown above the reply on WhatsApp through Meta)"
                         </label>
                     })}
+                    {whatsapp.then(|| view! {
+                        <details class="choices">
+                            <summary>"Add buttons or a list"</summary>
+                            <div class="field">
+                                <label for="choices">"Choices, one per line"</label>
+                                <textarea id="choices" name="choices" rows="3" maxlength="2000"
+                                    aria-describedby="choices-error choices-hint"></textarea>
+                                <p class="hint small" id="choices-hint">"Up to three go as buttons under the reply (20 characters each). Name a list button below for up to ten (24 characters each). A tap comes back as their answer; nothing goes after a STOP."</p>
+                                <FieldError error=err field="choices"/>
+                            </div>
+                            <div class="field">
+                                <label for="list_button">"List button (makes a list)"</label>
+                                <input id="list_button" name="list_button" type="text" maxlength="20" placeholder="e.g. Choose a time"/>
+                            </div>
+                        </details>
+                    })}
                     <div class="field">
-                        <label for="media_url">"Attachment (a public https link: an image, a PDF…)"</label>
-                        <input id="media_url" name="media_url" type="url" maxlength="2000" placeholder="https://…" aria-describedby="media_url-error"/>
+                        <label for="media_url">"Attachment (a public https link, or upload a file above)"</label>
+                        <input id="media_url" name="media_url" type="url" maxlength="2000" placeholder="https://…" aria-describedby="media_url-error"
+                            value=upload.url.clone().unwrap_or_default()/>
                         <FieldError error=err field="media_url"/>
                     </div>
                     <button type="button" id="preview-reply" disabled=move || preview.pending().get()
@@ -278,7 +329,7 @@ fn ConversationBody(
         };
         view! {
             <div class="reply-box" id="reply-box">
-                <FormError error=err fields=&["text", "template_name", "media_url", "canned_id"]/>
+                <FormError error=err fields=&["text", "template_name", "media_url", "canned_id", "choices"]/>
                 {move || done.get().map(|r| view! { <p class="notice ok" role="status">{r.note}</p> })}
                 {body}
             </div>

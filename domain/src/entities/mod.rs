@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod api_key;
 pub mod app_setting;
+pub mod attachment;
 pub mod automation;
 pub mod campaign;
 pub mod campaign_approval;

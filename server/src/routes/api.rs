@@ -745,6 +745,9 @@ struct MessageBody {
     variables: BTreeMap<String, serde_json::Value>,
     /// Markdown, sent formatted and in parts (or give `template_name`).
     text: Option<String>,
+    /// Quick-reply buttons or a list (WhatsApp, inside the 24-hour window; or give
+    /// `text` or `template_name`).
+    interactive: Option<heimdall_domain::interactive::InteractiveSpec>,
     /// An https link to an attachment sent with `text`.
     media_url: Option<String>,
     /// Heimdall's id of the person's message this text answers (quoted on WhatsApp
@@ -784,20 +787,31 @@ async fn send_message(
         (Some(_), Some(_)) => return Err(ApiError::bad("give either contact_id or to, not both")),
         (None, None) => return Err(ApiError::bad("contact_id or to is required")),
     };
-    let content = match (b.template_name, b.text) {
-        (Some(name), None) => RequestedContent::Template {
+    let content = match (b.template_name, b.text, b.interactive) {
+        (Some(name), None, None) => RequestedContent::Template {
             name,
             variables: stringify(b.variables)?,
         },
-        (None, Some(text)) => RequestedContent::Text {
+        (None, Some(text), None) => RequestedContent::Text {
             body: text,
             media_url: b.media_url,
             format: TextFormat::Markdown,
             reply_to: b.reply_to.clone(),
         },
+        (None, None, Some(spec)) if b.media_url.is_none() => RequestedContent::Interactive {
+            content: spec
+                .parse()
+                .map_err(|e| ApiError::bad(format!("interactive: {e}")))?,
+            reply_to: b.reply_to.clone(),
+        },
+        (None, None, Some(_)) => {
+            return Err(ApiError::bad(
+                "media_url goes with text, not with interactive",
+            ))
+        }
         _ => {
             return Err(ApiError::bad(
-                "give either template_name (with variables) or text",
+                "give one of template_name (with variables), text or interactive",
             ))
         }
     };
