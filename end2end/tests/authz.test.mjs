@@ -76,6 +76,7 @@ export async function run(ctx) {
     ['campaign_approve', { id: 'x' }],
     ['inbox_reply', { contact_id: 'x', channel: 'whatsapp', reply_key: 'x', mode: 'text', text: 'hi' }],
     ['templates_sync', {}],
+    ['template_create', { name: 'authz_x', language: 'en', category: 'UTILITY', body: 'Hello there.', samples: '' }],
     ['contact_suppress', { id: 'x', channel: 'all', note: 'x' }],
     ['contact_create', { phone: '+4791239998', consent_channel: '' }],
     ['contact_edit', { id: 'x' }],

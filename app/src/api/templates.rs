@@ -1,5 +1,6 @@
-//! Templates: the list with approval state and variables, and a sync from
-//! Twilio's Content API on demand.
+//! Templates: the list with approval state and variables, a new template
+//! written in the console and submitted for WhatsApp approval, and a
+//! refresh of every template's approval state on demand.
 
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
@@ -12,6 +13,8 @@ use crate::model::Role;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateRow {
     pub name: String,
+    /// `twilio` or `meta`.
+    pub provider: String,
     pub category: String,
     pub language: String,
     pub approval_status: String,
@@ -35,6 +38,9 @@ pub struct TemplatesData {
     pub last_sync: Option<DateTime<Utc>>,
     /// Is there a Content API to sync from?
     pub can_sync: bool,
+    /// The providers a new template can be submitted through (`twilio`,
+    /// `meta`), the one WhatsApp goes through first; empty: none.
+    pub providers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +54,7 @@ pub struct SyncOutcome {
 pub(crate) fn row(t: heimdall_domain::templates::Template) -> TemplateRow {
     TemplateRow {
         name: t.name,
+        provider: t.provider,
         category: t.category,
         language: t.language,
         approval_status: t.approval_status,
@@ -75,21 +82,28 @@ pub async fn templates_list() -> Result<TemplatesData, AppError> {
             Ok(TemplatesData {
                 templates,
                 last_sync,
-                can_sync: ctx.core().providers.twilio.is_some(),
+                can_sync: ctx.core().providers.twilio.is_some()
+                    || !heimdall_domain::templates::authoring::available_providers(ctx.core())
+                        .is_empty(),
+                providers: heimdall_domain::templates::authoring::available_providers(ctx.core())
+                    .into_iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             })
         }
         .await,
     )
 }
 
-/// Read every template and its approval state from the Content API now.
+/// Read every template's approval state (and rejection reason) from the
+/// providers now: Twilio's Content API and Meta's template list.
 #[server(prefix = "/_sf", endpoint = "templates_sync")]
 pub async fn templates_sync(#[server(default)] csrf: String) -> Result<SyncOutcome, AppError> {
     use crate::server::*;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
-            let report = heimdall_domain::templates::sync_from_twilio(ctx.core())
+            let report = heimdall_domain::templates::authoring::refresh_approvals(ctx.core())
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "template sync from the console failed");
@@ -110,6 +124,83 @@ pub async fn templates_sync(#[server(default)] csrf: String) -> Result<SyncOutco
                 updated: report.updated.len(),
                 failed: report.failed,
             })
+        }
+        .await,
+    )
+}
+
+/// A new template: created at the provider, submitted for WhatsApp approval,
+/// and recorded as pending. `body` uses named variables (`{{first_name}}`);
+/// `samples` gives one `name=value` per line.
+#[server(prefix = "/_sf", endpoint = "template_create")]
+pub async fn template_create(
+    #[server(default)] csrf: String,
+    #[server(default)] name: String,
+    #[server(default)] language: String,
+    #[server(default)] category: String,
+    #[server(default)] provider: String,
+    #[server(default)] body: String,
+    #[server(default)] samples: String,
+) -> Result<TemplateRow, AppError> {
+    use crate::server::*;
+    use heimdall_domain::templates::authoring::{
+        self, parse_sample_lines, CreateError, DraftInput, TemplateDraft, TemplateProvider,
+    };
+    respond(
+        async move {
+            let ctx = mutation(Role::Operator, &csrf).await?;
+            let available = authoring::available_providers(ctx.core());
+            let provider = match provider.trim() {
+                "" => available.first().copied().ok_or_else(|| {
+                    AppError::invalid(
+                        "provider",
+                        "No provider to submit templates to is configured.",
+                    )
+                })?,
+                other => TemplateProvider::parse(other)
+                    .filter(|p| available.contains(p))
+                    .ok_or_else(|| {
+                        AppError::invalid("provider", "Choose one of the providers offered.")
+                    })?,
+            };
+            let field = |e: heimdall_domain::templates::authoring::DraftError| {
+                AppError::invalid(e.field, capitalise(&e.message))
+            };
+            let samples = parse_sample_lines(&samples).map_err(field)?;
+            let draft = TemplateDraft::parse(&DraftInput {
+                name,
+                language,
+                category,
+                body,
+                samples,
+            })
+            .map_err(field)?;
+            let ip = ctx.ip().await;
+            let template =
+                authoring::create(ctx.core(), &draft, provider, &ctx.actor(), ip.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                        CreateError::Draft(e) => field(e),
+                        CreateError::Exists(name) => AppError::invalid(
+                            "name",
+                            format!("A template named {name} exists already."),
+                        ),
+                        CreateError::NotConfigured(m) => {
+                            AppError::invalid("provider", capitalise(&m))
+                        }
+                        CreateError::Provider(m) => {
+                            tracing::warn!(error = %m, "the provider refused a new template");
+                            AppError::Conflict(format!(
+                                "{} refused the template: {m}",
+                                match provider {
+                                    TemplateProvider::Twilio => "Twilio",
+                                    TemplateProvider::Meta => "Meta",
+                                }
+                            ))
+                        }
+                        CreateError::Db(e) => internal(e),
+                    })?;
+            Ok(row(template))
         }
         .await,
     )

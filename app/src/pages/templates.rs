@@ -1,13 +1,16 @@
-//! The templates page: category, language, approval state, last sync, and
-//! each placeholder with the variable name that fills it.
+//! The templates page: category, language, approval state (with the
+//! reason of a rejection), last sync, each placeholder with the variable
+//! name that fills it; a form to write a new template and submit it for
+//! WhatsApp approval, and a refresh of the approval states.
 
 use leptos::prelude::*;
 
-use crate::api::templates::{templates_list, TemplateRow, TemplatesSync};
+use crate::api::templates::{templates_list, TemplateCreate, TemplateRow, TemplatesSync};
 use crate::components::{
-    both, error_of, error_view, use_me, when_opt, Badge, Csrf, FormError, Loading, PageTitle,
+    both, error_of, error_view, reset_on_success, use_me, when_opt, Badge, Csrf, FieldError,
+    FormError, Loading, PageTitle,
 };
-use crate::model::Role;
+use crate::model::{Me, Role};
 
 /// A template body as text and placeholders (`{{n}}` with its name).
 pub enum Segment {
@@ -68,8 +71,13 @@ pub fn AnnotatedBody(body: String, variables: Vec<String>) -> impl IntoView {
 pub fn TemplatesPage() -> impl IntoView {
     let me = use_me();
     let sync = ServerAction::<TemplatesSync>::new();
+    let create = ServerAction::<TemplateCreate>::new();
+    let create_form = reset_on_success(create);
     let err = error_of(sync);
-    let data = Resource::new(move || sync.version().get(), |_| templates_list());
+    let data = Resource::new(
+        move || (sync.version().get(), create.version().get()),
+        |_| templates_list(),
+    );
     view! {
         <PageTitle title="Templates"/>
         <Transition fallback=Loading>
@@ -79,30 +87,34 @@ pub fn TemplatesPage() -> impl IntoView {
                     Err(e) => return error_view(e),
                 };
                 let sync_result = sync.value().get().and_then(|r| r.ok());
+                let providers = data.providers.clone();
                 view! {
-                    <section class="card">
+                    {(me.can(Role::Operator) && !providers.is_empty()).then(|| view! {
+                        <NewTemplateForm me=me.clone() create=create form=create_form providers=providers/>
+                    })}
+                    <section class="card" id="refresh">
                         <p>
-                            "Last sync from the Content API: " <strong>{when_opt(&data.last_sync)}</strong>
-                            ". Templates are also synced in the background."
+                            "Last read from the providers: " <strong>{when_opt(&data.last_sync)}</strong>
+                            ". Approval states are also refreshed in the background."
                         </p>
                         {(me.can(Role::Operator) && data.can_sync).then(|| view! {
                             <ActionForm action=sync>
                                 <Csrf token=me.csrf.clone()/>
-                                <button type="submit" class="primary" disabled=move || sync.pending().get()>
-                                    "Sync now"
+                                <button type="submit" class="primary" id="refresh-approval" disabled=move || sync.pending().get()>
+                                    "Refresh approval"
                                 </button>
                             </ActionForm>
                         })}
                         <FormError error=err/>
                         {sync_result.map(|r| view! {
                             <p class="notice ok" role="status">
-                                {format!("Synced: {} seen, {} updated.", r.seen, r.updated)}
-                                {(!r.failed.is_empty()).then(|| format!(" Not synced: {}", r.failed.join("; ")))}
+                                {format!("Refreshed: {} read, {} updated.", r.seen, r.updated)}
+                                {(!r.failed.is_empty()).then(|| format!(" Not read: {}", r.failed.join("; ")))}
                             </p>
                         })}
                     </section>
                     <div class="table-wrap">
-                        <table class="data">
+                        <table class="data" id="templates">
                             <caption class="visually-hidden">"Templates"</caption>
                             <thead>
                                 <tr>
@@ -136,13 +148,13 @@ fn template_row(t: TemplateRow) -> impl IntoView {
         )
         .collect_view();
     view! {
-        <tr>
-            <th scope="row"><code>{t.name.clone()}</code><div class="muted small">{t.source.clone()}</div></th>
+        <tr data-template=t.name.clone() data-status=t.approval_status.clone()>
+            <th scope="row"><code>{t.name.clone()}</code><div class="muted small">{format!("{} · {}", t.source, t.provider)}</div></th>
             <td>{t.category.clone()}</td>
             <td>{t.language.clone()}</td>
             <td>
                 <Badge state=t.approval_status.clone()/>
-                {t.rejection_reason.clone().map(|r| view! { <div class="muted small">{r}</div> })}
+                {t.rejection_reason.clone().map(|r| view! { <div class="rejection small">"Rejected: " {r}</div> })}
             </td>
             <td>{when_opt(&t.synced_at)}</td>
             <td>
@@ -150,6 +162,83 @@ fn template_row(t: TemplateRow) -> impl IntoView {
                 <ul class="vars">{vars}</ul>
             </td>
         </tr>
+    }
+}
+
+/// Write a template with named variables and submit it for WhatsApp approval.
+#[component]
+fn NewTemplateForm(
+    me: Me,
+    create: ServerAction<TemplateCreate>,
+    form: NodeRef<leptos::html::Form>,
+    providers: Vec<String>,
+) -> impl IntoView {
+    let err = error_of(create);
+    let created = move || create.value().get().and_then(|r| r.ok());
+    let provider_field = if providers.len() > 1 {
+        view! {
+            <div class="field">
+                <label for="tpl-provider">"Submit through"</label>
+                <select id="tpl-provider" name="provider" aria-describedby="provider-error">
+                    {providers.iter().map(|p| {
+                        let label = if p == "meta" { "Meta (WhatsApp Cloud API)" } else { "Twilio (Content API)" };
+                        view! { <option value=p.clone()>{label}</option> }
+                    }).collect_view()}
+                </select>
+                <FieldError error=err field="provider"/>
+            </div>
+        }
+        .into_any()
+    } else {
+        view! { <input type="hidden" name="provider" value=providers.first().cloned().unwrap_or_default()/> }.into_any()
+    };
+    view! {
+        <details class="card" id="new-template" open=move || err.get().is_some() || create.value().get().is_some()>
+            <summary><h2>"New template"</h2></summary>
+            <ActionForm action=create node_ref=form>
+                <FormError error=err fields=&["name", "language", "category", "provider", "body", "samples"]/>
+                <Csrf token=me.csrf.clone()/>
+                <div class="grid-2">
+                    <div class="field">
+                        <label for="tpl-name">"Name (lower-case letters, digits and _)"</label>
+                        <input id="tpl-name" name="name" type="text" required maxlength="512" placeholder="order_ready" aria-describedby="name-error"/>
+                        <FieldError error=err field="name"/>
+                    </div>
+                    <div class="field">
+                        <label for="tpl-language">"Language"</label>
+                        <input id="tpl-language" name="language" type="text" required maxlength="10" value="en" placeholder="en, en_US, pt_BR" aria-describedby="language-error"/>
+                        <FieldError error=err field="language"/>
+                    </div>
+                    <div class="field">
+                        <label for="tpl-category">"Category"</label>
+                        <select id="tpl-category" name="category" aria-describedby="category-error">
+                            <option value="UTILITY">"Utility (about something they asked for)"</option>
+                            <option value="MARKETING">"Marketing"</option>
+                            <option value="AUTHENTICATION">"Authentication (one-time codes)"</option>
+                        </select>
+                        <FieldError error=err field="category"/>
+                    </div>
+                    {provider_field}
+                </div>
+                <div class="field">
+                    <label for="tpl-body">"Text, with named variables such as {{first_name}}"</label>
+                    <textarea id="tpl-body" name="body" rows="4" required maxlength="1200" placeholder="Hi {{first_name}}, your order {{order_id}} is ready for pickup." aria-describedby="body-error"></textarea>
+                    <FieldError error=err field="body"/>
+                </div>
+                <div class="field">
+                    <label for="tpl-samples">"A sample value for each variable, one name=value per line (WhatsApp reviews the template with them)"</label>
+                    <textarea id="tpl-samples" name="samples" rows="3" maxlength="4000" placeholder="first_name=Kari\norder_id=A-17" aria-describedby="samples-error"></textarea>
+                    <FieldError error=err field="samples"/>
+                </div>
+                <p class="muted small">"The variables become {{1}}, {{2}}, … in the order they first appear; the names are kept here, so sends and campaigns fill them by name. Until WhatsApp approves it, the template is refused for sending (template_not_approved)."</p>
+                <button type="submit" class="primary" disabled=move || create.pending().get()>"Submit for approval"</button>
+            </ActionForm>
+            {move || created().map(|t| view! {
+                <p class="notice ok" role="status" id="template-created">
+                    {format!("{} was submitted for WhatsApp approval: {}.", t.name, t.approval_status)}
+                </p>
+            })}
+        </details>
     }
 }
 
