@@ -65,6 +65,7 @@
 //! | `+12025550120` | the create request answers after 2 s |
 //! | `+12025550129` | HTTP 429 (20429) for the first 2 create requests, then success |
 //! | `+12025550150` | HTTP 500 (20500) for the first 2 create requests, then success |
+//! | `+12025550141` | Twilio: accepted (and delivered), then the connection breaks before the answer's body |
 //!
 //! Senders (`From`): `+15005550006` is a valid sender (as is any valid
 //! number); `+15005550001` gives 21212, `+15005550007` 21606, `+15005550008`

@@ -32,6 +32,11 @@ pub enum Behaviour {
     Throttled,
     /// The first [`FAULT_REPEAT`] create requests get HTTP 500 (20500), then success.
     ServerError,
+    /// The message is accepted (recorded, and it walks to `read` as usual),
+    /// then the connection breaks before the answer's body is written: the
+    /// client cannot tell whether the provider took it (a reset after the
+    /// request was received).
+    ResetAfterAccept,
 }
 
 /// How many requests the fault-injection recipients fail before they succeed.
@@ -68,6 +73,7 @@ pub const TO_META_131047: &str = "+12025550147";
 pub const TO_SLOW: &str = "+12025550120";
 pub const TO_THROTTLED: &str = "+12025550129";
 pub const TO_SERVER_ERROR: &str = "+12025550150";
+pub const TO_RESET_AFTER_ACCEPT: &str = "+12025550141";
 
 /// Every magic recipient and what it does, for docs, tests and the README.
 pub const MAGIC_RECIPIENTS: &[(&str, &str)] = &[
@@ -130,6 +136,10 @@ pub const MAGIC_RECIPIENTS: &[(&str, &str)] = &[
     (
         TO_SERVER_ERROR,
         "HTTP 500 (20500) for the first 2 create requests, then success",
+    ),
+    (
+        TO_RESET_AFTER_ACCEPT,
+        "accepted (and delivered), then the connection breaks before the answer's body: the client cannot know it was taken",
     ),
 ];
 
@@ -215,6 +225,7 @@ pub fn recipient(number: &str) -> Option<Behaviour> {
         TO_SLOW => Latency(LATENCY),
         TO_THROTTLED => Throttled,
         TO_SERVER_ERROR => ServerError,
+        TO_RESET_AFTER_ACCEPT => ResetAfterAccept,
         _ => return None,
     })
 }

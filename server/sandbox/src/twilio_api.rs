@@ -402,6 +402,19 @@ async fn create_message(
         sid,
         walk::twilio_plan(to_whatsapp, behaviour, service.is_some()),
     );
+    if behaviour == Some(Behaviour::ResetAfterAccept) {
+        // The head goes out, then the body fails: actix drops the connection,
+        // and the client is left with a broken answer to a request Twilio took.
+        let broken = futures::stream::once(async {
+            Err::<web::Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "sandbox: the connection breaks after the message was accepted",
+            ))
+        });
+        return HttpResponse::Created()
+            .content_type("application/json")
+            .streaming(broken);
+    }
     HttpResponse::Created().json(json)
 }
 

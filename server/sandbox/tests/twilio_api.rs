@@ -320,6 +320,22 @@ async fn throttled_recipient_gets_429_twice_then_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_recipient_is_accepted_but_the_answer_breaks() {
+    let sb = sandbox().await;
+    let client = TwilioClient::new(&sb.twilio_settings(), default_http_client());
+    let err = client
+        .send(&text(Channel::WhatsApp, TO_RESET_AFTER_ACCEPT, "x"))
+        .await
+        .expect_err("the answer breaks");
+    assert_eq!(err.failure, ProviderFailure::Network, "{}", err.message);
+    // ...but the sandbox took the message, as Twilio may have.
+    let taken = sb.state().messages();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].to, format!("whatsapp:{TO_RESET_AFTER_ACCEPT}"));
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_error_recipient_gets_500() {
     let sb = sandbox().await;
     let client = TwilioClient::new(&sb.twilio_settings(), default_http_client());
