@@ -770,7 +770,7 @@ fn default_channel() -> Channel {
     request_body = MessageBody,
     responses(
         (status = 202, description = "Accepted: `message_id`, `parts`, `state`, `decision`, `duplicate` (true when the `idempotency_key` was seen before).", body = Object),
-        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields, names neither or both of `contact_id` and `to`, or neither or both of `template_name` and `text`.", body = crate::error::ErrorBody),
+        (status = 400, description = "`bad_request`: the body is not valid JSON or has unknown fields, names neither or both of `contact_id` and `to`, or not exactly one of `template_name`, `text` and `interactive`; `interactive` breaks WhatsApp's limits, has an id that reads as a keyword under another title, goes by SMS or with `media_url`; a text is empty or too long; `reply_to` is not a message from this person.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no contact with that `contact_id`.", body = crate::error::ErrorBody),
         (status = 422, description = "Refused by a gate: the code is the gate's reason; the message is recorded.", body = crate::openapi::GateRefusal),
     )
