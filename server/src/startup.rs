@@ -159,11 +159,14 @@ async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
         tracing::info!("settings saved in the console override the environment");
     }
     core.limits.load_tier(&core.db, core.now()).await?;
-    if core.providers.twilio.is_some() {
-        match heimdall_domain::templates::sync_from_twilio(core).await {
-            Ok(r) => tracing::info!(templates = r.seen, "templates synced from the Content API"),
+    // Twilio's Content API, and Meta's template list when Meta is configured.
+    if core.providers.twilio.is_some()
+        || !heimdall_domain::templates::authoring::available_providers(core).is_empty()
+    {
+        match heimdall_domain::templates::authoring::refresh_approvals(core).await {
+            Ok(r) => tracing::info!(templates = r.seen, "templates synced from the providers"),
             Err(e) => {
-                tracing::warn!(error = %e, "template sync from the Content API failed; will retry in the background")
+                tracing::warn!(error = %e, "template sync from the providers failed; will retry in the background")
             }
         }
     }
