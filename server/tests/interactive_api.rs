@@ -42,39 +42,8 @@ async fn stored(app: &TestApp) -> u64 {
 
 #[tokio::test]
 async fn buttons_go_through_the_api_inside_the_window_only() {
-    let sandbox = heimdall_sandbox::start(
-        heimdall_sandbox::SandboxConfig {
-            account_sid: "ACsandbox0000000000000000000000000".into(),
-            auth_token: secrecy::SecretString::from(support::AUTH_TOKEN),
-            whatsapp_number: "+14155238886".into(),
-            sms_number: "+14155550100".into(),
-            ..Default::default()
-        },
-        std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap(),
-    )
-    .await
-    .unwrap();
-    let base = sandbox.base_url().to_string();
-    let app = TestApp::spawn(&[
-        ("TWILIO_API_BASE", base.as_str()),
-        // The bootstrap key's automation may answer in the window.
-        ("HEIMDALL_API_KEY_FREE_FORM", "true"),
-    ])
-    .await;
-    for sender in heimdall_domain::authz::list_senders(&app.core)
-        .await
-        .unwrap()
-    {
-        heimdall_domain::authz::set_sender_active(
-            &app.core,
-            &sender.id,
-            true,
-            "admin@example.com",
-            heimdall_domain::accounts::Role::Admin,
-        )
-        .await
-        .unwrap();
-    }
+    // The bootstrap key's automation may answer in the window.
+    let (sandbox, app) = support::app_with_sandbox(&[("HEIMDALL_API_KEY_FREE_FORM", "true")]).await;
     consenting_contact(&app, PERSON).await;
     consenting_contact(&app, SILENT).await;
     // The person writes: their window opens.

@@ -257,20 +257,7 @@ async fn stop_then_a_send_in_the_same_second_is_blocked() {
         "HX00000000000000000000000000000001",
     )])
     .await;
-    for sender in heimdall_domain::authz::list_senders(&app.core)
-        .await
-        .unwrap()
-    {
-        heimdall_domain::authz::set_sender_active(
-            &app.core,
-            &sender.id,
-            true,
-            "admin@example.com",
-            heimdall_domain::accounts::Role::Admin,
-        )
-        .await
-        .unwrap();
-    }
+    support::activate_senders(&app).await;
     let id = consented_contact(&app).await;
     let send = json!({"user_id": id, "template_name": "task_reminder", "variables": {"task_name": "Call Bob", "due_time": "17:00"}});
     // Before: the send passes the gates (it is queued; the provider is unreachable here).
@@ -554,41 +541,11 @@ async fn a_stop_from_outside_the_phone_allowlist_is_honoured_and_nothing_else_is
 /// `success: true` with no sid).
 #[tokio::test]
 async fn the_seed_send_says_success_false_with_the_providers_code_when_the_send_failed() {
-    let sandbox = heimdall_sandbox::start(
-        heimdall_sandbox::SandboxConfig {
-            account_sid: "ACsandbox0000000000000000000000000".into(),
-            auth_token: secrecy::SecretString::from(support::AUTH_TOKEN),
-            whatsapp_number: "+14155238886".into(),
-            sms_number: "+14155550100".into(),
-            ..Default::default()
-        },
-        std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap(),
-    )
-    .await
-    .unwrap();
-    let base = sandbox.base_url().to_string();
     // The bootstrap key is authorized for the template registered from
     // settings: the sandbox's own Content SID for it.
     let sid = heimdall_sandbox::templates::content_sid("task_reminder");
-    let app = TestApp::spawn(&[
-        ("TWILIO_API_BASE", base.as_str()),
-        ("WA_TEMPLATE_TASK_REMINDER", sid.as_str()),
-    ])
-    .await;
-    for sender in heimdall_domain::authz::list_senders(&app.core)
-        .await
-        .unwrap()
-    {
-        heimdall_domain::authz::set_sender_active(
-            &app.core,
-            &sender.id,
-            true,
-            "admin@example.com",
-            heimdall_domain::accounts::Role::Admin,
-        )
-        .await
-        .unwrap();
-    }
+    let (sandbox, app) =
+        support::app_with_sandbox(&[("WA_TEMPLATE_TASK_REMINDER", sid.as_str())]).await;
     let a = &app;
     let send_to = |phone: &'static str| async move {
         let c: serde_json::Value = a

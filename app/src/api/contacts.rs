@@ -141,6 +141,18 @@ pub(crate) mod ssr {
     use heimdall_domain::contacts::{Contact, WindowState};
     use heimdall_domain::outbound::MessageView;
 
+    /// The contact, 404 when there is none; a database outage stays an outage (500),
+    /// never "not found".
+    pub async fn existing_contact(ctx: &crate::server::Ctx, id: &str) -> Result<Contact, AppError> {
+        use heimdall_domain::contacts::ContactError;
+        heimdall_domain::contacts::get(ctx.core(), id)
+            .await
+            .map_err(|e| match e {
+                ContactError::NotFound(_) => AppError::NotFound("No contact with that id.".into()),
+                other => crate::server::internal(other),
+            })
+    }
+
     pub fn contact_row(c: Contact) -> ContactRow {
         ContactRow {
             id: c.id,
@@ -265,12 +277,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
         async move {
             let ctx = require(Role::Viewer).await?;
             let id = check_id(&id, "contact")?;
-            if heimdall_domain::contacts::get(ctx.core(), &id)
-                .await
-                .is_err()
-            {
-                return Err(AppError::NotFound("No contact with that id.".into()));
-            }
+            ssr::existing_contact(&ctx, &id).await?;
             let t = heimdall_domain::reports::contact_timeline(ctx.core(), &id)
                 .await
                 .map_err(internal)?;
@@ -353,12 +360,7 @@ pub async fn contact_suppress(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
             let id = check_id(&id, "contact")?;
-            if heimdall_domain::contacts::get(ctx.core(), &id)
-                .await
-                .is_err()
-            {
-                return Err(AppError::NotFound("No contact with that id.".into()));
-            }
+            ssr::existing_contact(&ctx, &id).await?;
             let channel = match channel.as_str() {
                 "all" => None,
                 other => Some(other.parse::<heimdall_domain::Channel>().map_err(|_| {

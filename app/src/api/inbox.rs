@@ -165,9 +165,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
             let ctx = require(Role::Viewer).await?;
             let core = ctx.core();
             let id = check_id(&contact_id, "contact")?;
-            let contact = heimdall_domain::contacts::get(core, &id)
-                .await
-                .map_err(|_| AppError::NotFound("No contact with that id.".into()))?;
+            let contact = crate::api::contacts::ssr::existing_contact(&ctx, &id).await?;
             let items = heimdall_domain::reports::conversation(core, &id, 200)
                 .await
                 .map_err(internal)?;

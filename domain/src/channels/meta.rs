@@ -186,11 +186,16 @@ impl MetaClient {
             &self.graph_base,
             &[&self.graph_version, &self.phone_number_id, "messages"],
         )?;
-        let response = self
-            .http
-            .post(url)
+        self.exchange(self.http.post(url).json(body)).await
+    }
+
+    /// Send a Graph API request with the access token: its status and body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Rejected> {
+        let response = request
             .bearer_auth(self.access_token.expose_secret())
-            .json(body)
             .send()
             .await
             .map_err(|e| transport_failure("Meta", e))?;

@@ -134,6 +134,49 @@ impl TestApp {
     }
 }
 
+/// Every sender (WhatsApp and SMS numbers) activated by an admin.
+pub async fn activate_senders(app: &TestApp) {
+    for sender in heimdall_domain::authz::list_senders(&app.core)
+        .await
+        .unwrap()
+    {
+        heimdall_domain::authz::set_sender_active(
+            &app.core,
+            &sender.id,
+            true,
+            "admin@example.com",
+            heimdall_domain::accounts::Role::Admin,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The sandbox in-process as the Twilio account the app is configured with, the app
+/// (with `extra` settings) sending to it, and its senders activated.
+pub async fn app_with_sandbox(
+    extra: &[(&str, &str)],
+) -> (heimdall_sandbox::SandboxHandle, TestApp) {
+    let sandbox = heimdall_sandbox::start(
+        heimdall_sandbox::SandboxConfig {
+            account_sid: "ACsandbox0000000000000000000000000".into(),
+            auth_token: secrecy::SecretString::from(AUTH_TOKEN),
+            whatsapp_number: "+14155238886".into(),
+            sms_number: "+14155550100".into(),
+            ..Default::default()
+        },
+        std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = sandbox.base_url().to_string();
+    let mut pairs = vec![("TWILIO_API_BASE", base.as_str())];
+    pairs.extend_from_slice(extra);
+    let app = TestApp::spawn(&pairs).await;
+    activate_senders(&app).await;
+    (sandbox, app)
+}
+
 /// A Twilio inbound WhatsApp message's form parameters.
 pub fn inbound(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![

@@ -3,12 +3,11 @@
 //! their review status and rejection reason (`GET` on the same path, paged
 //! with `paging.next`). Both need `WHATSAPP_BUSINESS_ACCOUNT_ID`.
 
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::super::twilio::{endpoint, transport_failure};
+use super::super::twilio::endpoint;
 use super::super::Rejected;
 use super::{graph_error, MetaClient};
 use crate::provider_errors::ProviderFailure;
@@ -127,19 +126,7 @@ impl MetaClient {
             "category": category,
             "components": [component],
         });
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(self.access_token.expose_secret())
-            .json(&request)
-            .send()
-            .await
-            .map_err(|e| transport_failure("Meta", e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure("Meta", e))?;
+        let (status, bytes) = self.exchange(self.http.post(url).json(&request)).await?;
         if !status.is_success() {
             return Err(template_error(status.as_u16(), &bytes));
         }
@@ -169,18 +156,7 @@ impl MetaClient {
                     message: "Meta template paging did not end".into(),
                 });
             }
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(self.access_token.expose_secret())
-                .send()
-                .await
-                .map_err(|e| transport_failure("Meta", e))?;
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| transport_failure("Meta", e))?;
+            let (status, bytes) = self.exchange(self.http.get(url)).await?;
             if !status.is_success() {
                 return Err(graph_error(status.as_u16(), &bytes));
             }
