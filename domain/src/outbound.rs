@@ -2104,6 +2104,8 @@ pub struct MessageView {
     pub source_text: Option<String>,
     /// An SMS body's encoding and the segments the carrier bills.
     pub sms: Option<formatting::SmsSegments>,
+    /// The buttons or list, for kind `interactive` (as requested: body, choices and ids).
+    pub interactive: Option<crate::interactive::InteractiveSpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub evaluations: Vec<EvaluationView>,
@@ -2231,6 +2233,11 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
         parts,
         source_text: m.source_text,
         sms,
+        interactive: m
+            .interactive
+            .as_deref()
+            .and_then(|j| Interactive::from_stored(j).ok())
+            .map(|c| c.spec()),
         created_at: m.created_at,
         updated_at: m.updated_at,
         evaluations,

@@ -158,6 +158,7 @@ async fn buttons_go_through_the_api_inside_the_window_only() {
         .await
         .unwrap();
     assert_eq!(view["kind"], "interactive", "{view}");
+    assert_eq!(view["interactive"], buttons, "{view}");
     app.shutdown().await;
     sandbox.stop().await;
 }
