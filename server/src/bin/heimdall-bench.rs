@@ -8,6 +8,11 @@
 //!   real `heimdall serve` binary, at a fixed rate and at full speed;
 //!   requests per second, p50/p99 latency, and that each was stored once.
 //!
+//! - `heimdall-bench chaos`: two `serve` and two `heimdall worker` processes
+//!   on PostgreSQL and a private Redis under a mixed workload, with faults
+//!   injected on a printed schedule; invariants checked afterwards (exits
+//!   non-zero when one fails). `--short` is the CI form.
+//!
 //! Run in release: `cargo run --release -p heimdall-server --bin heimdall-bench -- outbound`.
 //! `--database-url postgres://...` (an empty database is created under it)
 //! and `--redis-url redis://...` run the same on PostgreSQL and Redis.
@@ -20,6 +25,15 @@ use std::time::{Duration, Instant};
 /// are the product's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "bench/chaos.rs"]
+mod chaos;
+#[path = "bench/chaos_check.rs"]
+mod chaos_check;
+#[path = "bench/chaos_infra.rs"]
+mod chaos_infra;
+#[path = "bench/chaos_load.rs"]
+mod chaos_load;
 
 use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
@@ -84,6 +98,30 @@ enum Bench {
         #[arg(long)]
         bin: Option<std::path::PathBuf>,
     },
+    /// Several processes, faults injected, invariants checked (exit 1 when one fails).
+    Chaos {
+        /// The CI form: a few hundred recipients, the same faults, about two minutes.
+        #[arg(long)]
+        short: bool,
+        /// Campaign recipients (default 5,000; 400 with --short).
+        #[arg(long)]
+        recipients: Option<usize>,
+        /// The sender's rate per second (default 50; 10 with --short).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// A PostgreSQL server on this machine (an empty database is created on it).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+        /// The redis-server program (a private one is started on a spare port).
+        #[arg(long, default_value = "redis-server")]
+        redis_server: String,
+        /// The heimdall binary (default: next to this one).
+        #[arg(long)]
+        bin: Option<std::path::PathBuf>,
+        /// Keep the database and the logs.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -141,6 +179,30 @@ fn main() -> anyhow::Result<()> {
                 redis_url,
                 bin,
             } => inbound_bench(rps, seconds, connections, database_url, redis_url, bin).await,
+            Bench::Chaos {
+                short,
+                recipients,
+                rate,
+                database_url,
+                redis_server,
+                bin,
+                keep,
+            } => {
+                let pass = chaos::run(chaos::Options {
+                    short,
+                    recipients,
+                    rate,
+                    database_url,
+                    redis_server,
+                    bin,
+                    keep,
+                })
+                .await?;
+                if !pass {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
         }
     })
 }
