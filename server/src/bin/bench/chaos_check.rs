@@ -100,6 +100,7 @@ pub async fn check(
     let mut per_campaign_to: HashMap<(String, String), u64> = HashMap::new();
     let mut times: Vec<DateTime<Utc>> = Vec::new();
     let mut after_stop = 0u64;
+    let mut confirmations = 0u64;
     for m in &outbound {
         let mid = m["status_callback"]
             .as_str()
@@ -132,7 +133,13 @@ pub async fn check(
                 times.push(at);
             }
             if stops.get(&to).is_some_and(|answered| at > *answered) {
-                after_stop += 1;
+                // Heimdall's own answer to the STOP (the opt-out confirmation)
+                // is the one message that may follow it.
+                if by_id.get(mid.as_str()).map(|r| r.source.as_str()) == Some("compliance") {
+                    confirmations += 1;
+                } else {
+                    after_stop += 1;
+                }
             }
         }
     }
@@ -163,7 +170,12 @@ pub async fn check(
         true,
     ));
     rows.push((
-        "reached the sandbox after its STOP was answered".into(),
+        "STOP confirmations sent after the STOP (expected, one each)".into(),
+        confirmations,
+        false,
+    ));
+    rows.push((
+        "reached the sandbox after its STOP was answered (other than the confirmation)".into(),
         after_stop,
         true,
     ));
