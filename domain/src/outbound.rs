@@ -26,11 +26,11 @@ use crate::clock::new_id;
 use crate::contacts::{self, ContactKey, FactRows};
 use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
 use crate::formatting::{self, Destination, TextFormat};
-use crate::interactive::Interactive;
 use crate::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
 };
+use crate::interactive::Interactive;
 use crate::limits::TierReservation;
 use crate::message_state::{MessageState, ProviderStatus};
 use crate::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
@@ -1415,9 +1415,18 @@ async fn call_provider(
     // (The attempt was counted when the worker's evaluation passed.)
     // The rate limit is taken last, right before the call, so nothing
     // between the permit and the request can bunch requests together.
+    let waiting = std::time::Instant::now();
     core.limits
         .until_sender_ready(&request.from, rate.and_then(|r| u32::try_from(r).ok()))
         .await;
+    // The limiter may have held the message for a while: a STOP (or a revoked consent)
+    // that came meanwhile must still stop it, so judge it again before the call. (Without
+    // a wait, the last check is the worker's evaluation a few writes ago.)
+    if waiting.elapsed() > RECHECK_AFTER_WAIT && facts.purpose != Purpose::ComplianceReply {
+        if let Some(stopped) = stopped_while_waiting(core, m).await? {
+            return Ok(stopped);
+        }
+    }
     let started = std::time::Instant::now();
     let result = provider.send(&request).await;
     metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str())
@@ -1487,6 +1496,57 @@ async fn call_provider(
             handle_failure(core, m, class, false).await
         }
     }
+}
+
+/// A wait at the sender's rate limiter longer than this is followed by a fresh look at
+/// the person's consent and opt-outs before the provider call.
+const RECHECK_AFTER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// After a wait at the limiter: if the person opted out (or their consent was revoked)
+/// since the worker's evaluation, the message is blocked as the gates block it, with the
+/// fresh evaluation as its audit row, and never reaches the provider.
+async fn stopped_while_waiting(
+    core: &Core,
+    m: &outbound_message::Model,
+) -> Result<Option<SendResult>, sea_orm::DbErr> {
+    let Some(contact_id) = m.contact_id.as_deref() else {
+        return Ok(None);
+    };
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    if crate::consent::opted_out(&core.db.conn, contact_id, channel)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let now = core.now();
+    let mut rows = read_fact_rows_for(core, m).await?;
+    let template = rows.template.take().map(Template::from);
+    let (facts, loaded, _) = facts_from_rows(core, &core.db.conn, m, rows, template, None).await?;
+    let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    let Decision::Block { reason } = decision.decision else {
+        return Ok(None);
+    };
+    finish_evaluation(
+        core,
+        m,
+        Stage::Worker,
+        &decision,
+        "worker",
+        now,
+        loaded.window_expires_at,
+        None,
+    )
+    .await?;
+    stop_later_parts(
+        &core.db.conn,
+        m,
+        &format!("blocked ({})", reason.code()),
+        now,
+    )
+    .await?;
+    tracing::info!(message_id = %m.id, reason = reason.code(), "stopped after waiting for the sender's rate");
+    Ok(Some(SendResult::Blocked(reason)))
 }
 
 fn provider_name(core: &Core, channel: Channel) -> &'static str {
@@ -1882,13 +1942,15 @@ async fn fall_back_to_sms(
             None => return Ok(()),
         },
         // The choices as numbered lines: SMS has no buttons.
-        ("interactive", _) => match Interactive::from_stored(original.interactive.as_deref().unwrap_or_default()) {
-            Ok(content) => content.plain_text(),
-            Err(e) => {
-                tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created");
-                return Ok(());
+        ("interactive", _) => {
+            match Interactive::from_stored(original.interactive.as_deref().unwrap_or_default()) {
+                Ok(content) => content.plain_text(),
+                Err(e) => {
+                    tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created");
+                    return Ok(());
+                }
             }
-        },
+        }
         _ => std::iter::once(original)
             .chain(&later)
             .filter_map(|p| p.body.as_deref())

@@ -344,3 +344,70 @@ async fn an_sms_fallback_lists_the_choices_as_numbered_lines() {
     let original = message(&env.core, &out.message_id).await;
     assert_ne!(original.state, "sent");
 }
+
+/// Found by the fault harness: a message that passed the worker's gates and then waited at
+/// the sender's rate limiter went out after the person's STOP was recorded. After such a
+/// wait the worker looks again, and the STOP stops it (with its audit row).
+#[tokio::test]
+async fn a_stop_while_the_message_waits_for_the_senders_rate_stops_it() {
+    let env = TestEnv::new(&[
+        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+        // One message a second: the second waits at the limiter.
+        ("HEIMDALL_RATE_PER_SECOND", "1"),
+    ])
+    .await;
+    authz::register_senders(&env.core, true).await.unwrap();
+    let cid = contact(&env.core, &[Channel::WhatsApp]).await;
+    open_window(&env.core, &cid).await;
+    let staff = operator(&env.core).await;
+    let first = accept(&env, request(&cid, Channel::WhatsApp, &staff, choices())).await;
+    let second = accept(&env, request(&cid, Channel::WhatsApp, &staff, choices())).await;
+    env.take_enqueued();
+    let sent = outbound::process_send(&env.core, &first.message_id)
+        .await
+        .unwrap();
+    assert!(matches!(sent, SendResult::Sent { .. }), "{sent:?}");
+
+    let core = env.core.clone();
+    let id = second.message_id.clone();
+    let worker = tokio::spawn(async move { outbound::process_send(&core, &id).await.unwrap() });
+    // The worker has judged and claimed it, and waits at the limiter.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while message(&env.core, &second.message_id).await.state != "sending" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never claimed it"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The person says STOP now.
+    inbound::handle_message(
+        &env.core,
+        InboundMessage {
+            body: Some("STOP".into()),
+            button_text: None,
+            button_payload: None,
+            ..tap("", "", "SMstop3", env.core.now())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(worker.await.unwrap(), SendResult::Blocked(Gate::Suppressed));
+    let stored = message(&env.core, &second.message_id).await;
+    assert_eq!(stored.state, "blocked");
+    assert_eq!(stored.block_reason.as_deref(), Some("suppressed"));
+    assert_eq!(
+        env.provider
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r.content, Content::Interactive(_)))
+            .count(),
+        1,
+        "only the message before the STOP went"
+    );
+    // Accepted, judged by the worker, judged again after the wait.
+    assert_eq!(evaluations(&env.core, &second.message_id).await, 3);
+}
