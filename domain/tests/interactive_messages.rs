@@ -131,6 +131,21 @@ fn tap(payload: &str, title: &str, id: &str, at: chrono::DateTime<chrono::Utc>) 
     }
 }
 
+/// The person writes `body` (a text, not a tap).
+async fn say(env: &TestEnv, body: &str, sid: &str) {
+    inbound::handle_message(
+        &env.core,
+        InboundMessage {
+            body: Some(body.into()),
+            button_text: None,
+            button_payload: None,
+            ..tap("", "", sid, env.core.now())
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn buttons_inside_the_window_go_as_buttons_gated_and_audited() {
     let env = env().await;
@@ -197,17 +212,7 @@ async fn outside_the_window_after_a_stop_or_by_sms_they_are_refused() {
 
     // The person writes, then says STOP: nothing interactive reaches them.
     open_window(&env.core, &cid).await;
-    inbound::handle_message(
-        &env.core,
-        InboundMessage {
-            body: Some("STOP".into()),
-            button_text: None,
-            button_payload: None,
-            ..tap("", "", "SMstop1", env.core.now())
-        },
-    )
-    .await
-    .unwrap();
+    say(&env, "STOP", "SMstop1").await;
     let out = accept(&env, request(&cid, Channel::WhatsApp, &staff, choices())).await;
     assert_eq!(out.decision.decision.reason(), Some(Gate::Suppressed));
     drain_all(&env).await;
@@ -230,17 +235,7 @@ async fn a_stop_while_queued_blocks_the_buttons_in_the_worker() {
     let staff = operator(&env.core).await;
     let out = accept(&env, request(&cid, Channel::WhatsApp, &staff, choices())).await;
     assert_eq!(out.state, MessageState::Queued);
-    inbound::handle_message(
-        &env.core,
-        InboundMessage {
-            body: Some("stop".into()),
-            button_text: None,
-            button_payload: None,
-            ..tap("", "", "SMstop2", env.core.now())
-        },
-    )
-    .await
-    .unwrap();
+    say(&env, "stop", "SMstop2").await;
     let results = drain_all(&env).await;
     assert!(
         results.contains(&SendResult::Blocked(Gate::Suppressed)),
@@ -382,17 +377,7 @@ async fn a_stop_while_the_message_waits_for_the_senders_rate_stops_it() {
         tokio::task::yield_now().await;
     }
     // The person says STOP now.
-    inbound::handle_message(
-        &env.core,
-        InboundMessage {
-            body: Some("STOP".into()),
-            button_text: None,
-            button_payload: None,
-            ..tap("", "", "SMstop3", env.core.now())
-        },
-    )
-    .await
-    .unwrap();
+    say(&env, "STOP", "SMstop3").await;
     assert_eq!(worker.await.unwrap(), SendResult::Blocked(Gate::Suppressed));
     let stored = message(&env.core, &second.message_id).await;
     assert_eq!(stored.state, "blocked");
