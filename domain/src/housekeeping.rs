@@ -472,8 +472,7 @@ async fn start_campaigns(core: &Core) -> Result<String, sea_orm::DbErr> {
 }
 
 async fn sync_templates(core: &Core) -> Result<String, String> {
-    if core.providers.twilio.is_none()
-        && templates::authoring::available_providers(core).is_empty()
+    if core.providers.twilio.is_none() && templates::authoring::available_providers(core).is_empty()
     {
         return Ok("skipped: neither Twilio nor Meta's templates are configured".into());
     }

@@ -6,12 +6,6 @@
 import assert from 'node:assert/strict';
 
 const PERSON = { phone: '+4791230188', name: 'Ada Attach' };
-// A 1x1 PNG.
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
-  'base64',
-);
-
 export async function run(ctx) {
   const { api, sandbox, users, newPage, signIn, screenshot, waitFor, baseURL } = ctx;
   const r = await api('/api/v1/contacts', {
@@ -37,6 +31,8 @@ export async function run(ctx) {
   };
 
   const page = await newPage({ viewport: { width: 1280, height: 1100 } });
+  // A real PNG to attach, made here: a screenshot of a blank page.
+  const PNG = await page.screenshot({ type: 'png', clip: { x: 0, y: 0, width: 4, height: 4 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await signIn(page, users.operator);
