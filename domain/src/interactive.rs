@@ -247,8 +247,9 @@ impl Interactive {
         serde_json::to_string(&self.spec()).unwrap_or_default()
     }
 
-    /// Read a stored row's content, checked again.
-    pub fn from_stored(json: &str) -> Result<Self, InteractiveRefusal> {
+    /// Read a message's stored content (its `interactive` column), checked again.
+    pub fn from_stored(json: Option<&str>) -> Result<Self, InteractiveRefusal> {
+        let json = json.ok_or_else(|| InteractiveRefusal::Stored("nothing is stored".into()))?;
         serde_json::from_str::<InteractiveSpec>(json)
             .map_err(|e| InteractiveRefusal::Stored(e.to_string()))?
             .parse()
@@ -326,7 +327,7 @@ mod tests {
             parsed.choices(),
             vec![("mon-9", "09:00"), ("tue-9", "09:00")]
         );
-        let again = Interactive::from_stored(&parsed.to_stored()).unwrap();
+        let again = Interactive::from_stored(Some(&parsed.to_stored())).unwrap();
         assert_eq!(again, parsed);
         assert_eq!(again.spec(), spec);
     }

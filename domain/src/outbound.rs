@@ -1157,16 +1157,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     };
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
     match decision.decision {
-        Decision::Block { reason } => {
-            stop_later_parts(
-                &core.db.conn,
-                &m,
-                &format!("blocked ({})", reason.code()),
-                now,
-            )
-            .await?;
-            return Ok(SendResult::Blocked(reason));
-        }
+        Decision::Block { reason } => return blocked(core, &m, reason, now).await,
         Decision::Defer { reason, .. } => return Ok(SendResult::Deferred(reason)),
         Decision::Pass => {}
     }
@@ -1538,6 +1529,17 @@ async fn stopped_while_waiting(
         None,
     )
     .await?;
+    tracing::info!(message_id = %m.id, reason = reason.code(), "stopped after waiting for the sender's rate");
+    blocked(core, m, reason, now).await.map(Some)
+}
+
+/// A message the worker's gates blocked: the parts after it stop too.
+async fn blocked(
+    core: &Core,
+    m: &outbound_message::Model,
+    reason: gates::Gate,
+    now: DateTime<Utc>,
+) -> Result<SendResult, sea_orm::DbErr> {
     stop_later_parts(
         &core.db.conn,
         m,
@@ -1545,8 +1547,7 @@ async fn stopped_while_waiting(
         now,
     )
     .await?;
-    tracing::info!(message_id = %m.id, reason = reason.code(), "stopped after waiting for the sender's rate");
-    Ok(Some(SendResult::Blocked(reason)))
+    Ok(SendResult::Blocked(reason))
 }
 
 fn provider_name(core: &Core, channel: Channel) -> &'static str {
@@ -1563,8 +1564,7 @@ fn build_content(
     template: Option<&Template>,
 ) -> Result<Content, String> {
     if m.kind == "interactive" {
-        let stored = m.interactive.as_deref().unwrap_or_default();
-        return Interactive::from_stored(stored)
+        return Interactive::from_stored(m.interactive.as_deref())
             .map(Content::Interactive)
             .map_err(|e| e.to_string());
     }
@@ -1942,15 +1942,13 @@ async fn fall_back_to_sms(
             None => return Ok(()),
         },
         // The choices as numbered lines: SMS has no buttons.
-        ("interactive", _) => {
-            match Interactive::from_stored(original.interactive.as_deref().unwrap_or_default()) {
-                Ok(content) => content.plain_text(),
-                Err(e) => {
-                    tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created");
-                    return Ok(());
-                }
+        ("interactive", _) => match Interactive::from_stored(original.interactive.as_deref()) {
+            Ok(content) => content.plain_text(),
+            Err(e) => {
+                tracing::warn!(message_id = %original.id, error = %e, "SMS fallback not created");
+                return Ok(());
             }
-        }
+        },
         _ => std::iter::once(original)
             .chain(&later)
             .filter_map(|p| p.body.as_deref())
@@ -2295,10 +2293,8 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
         parts,
         source_text: m.source_text,
         sms,
-        interactive: m
-            .interactive
-            .as_deref()
-            .and_then(|j| Interactive::from_stored(j).ok())
+        interactive: Interactive::from_stored(m.interactive.as_deref())
+            .ok()
             .map(|c| c.spec()),
         created_at: m.created_at,
         updated_at: m.updated_at,

@@ -641,12 +641,12 @@ pub async fn conversation(
                     .map(|t| t.render(&serde_json::from_str(&m.variables).unwrap_or_default()))
             }
             // The body and its choices, as the person saw them.
-            ("interactive", _) => m
-                .interactive
-                .as_deref()
-                .and_then(|j| crate::interactive::Interactive::from_stored(j).ok())
-                .map(|c| c.plain_text())
-                .or_else(|| m.body.clone()),
+            ("interactive", _) => {
+                crate::interactive::Interactive::from_stored(m.interactive.as_deref())
+                    .ok()
+                    .map(|c| c.plain_text())
+            }
+            .or_else(|| m.body.clone()),
             _ => m.body.clone(),
         };
         items.push(ConversationItem::Outbound {

@@ -164,9 +164,7 @@ pub async fn release(
                 variables: serde_json::from_str(&m.variables).unwrap_or_default(),
             },
             ("interactive", _) => {
-                match crate::interactive::Interactive::from_stored(
-                    m.interactive.as_deref().unwrap_or_default(),
-                ) {
+                match crate::interactive::Interactive::from_stored(m.interactive.as_deref()) {
                     Ok(content) => RequestedContent::Interactive {
                         content,
                         reply_to: None,
