@@ -348,13 +348,13 @@ pub async fn mutation(role: Role, csrf: &str) -> Result<Ctx, AppError> {
     Ok(ctx)
 }
 
-/// [`mutation`]'s checks for a console route of actix's own (a file upload), from its
-/// request: a session, the role, a same-origin request and the session's CSRF token.
-pub async fn mutation_from_request(
+/// [`mutation`]'s checks but the CSRF token, for a console route of actix's own (a file
+/// upload), from its request: a session, the role and a same-origin request. They come
+/// before the body is read; the route checks the token from the body with [`check_csrf`].
+pub async fn staff_from_request(
     state: ConsoleState,
     req: &actix_web::HttpRequest,
     role: Role,
-    csrf: &str,
 ) -> Result<Ctx, AppError> {
     let facts = facts_of(req, state.cookie_name());
     let session = match &facts.session_token {
@@ -370,12 +370,17 @@ pub async fn mutation_from_request(
         facts,
     };
     check_role(&ctx, role)?;
-    check_change(&ctx, csrf)?;
+    check_origin(&ctx.state, &ctx.facts)?;
     Ok(ctx)
 }
 
 fn check_change(ctx: &Ctx, csrf: &str) -> Result<(), AppError> {
     check_origin(&ctx.state, &ctx.facts)?;
+    check_csrf(ctx, csrf)
+}
+
+/// The session's CSRF token must come with every change.
+pub fn check_csrf(ctx: &Ctx, csrf: &str) -> Result<(), AppError> {
     if !ctx.session.csrf_matches(csrf) {
         return Err(AppError::Forbidden(
             "This form has expired (its security token does not match your session). Reload the page and try again."

@@ -585,11 +585,7 @@ fn attachment(ctx: &crate::server::Ctx, url: &str) -> Result<Option<String>, App
     if url.is_empty() {
         return Ok(None);
     }
-    let base = match &ctx.core().settings.public_url {
-        Some(u) => u.as_str().trim_end_matches('/').to_string(),
-        None => ctx.facts.own_origin.clone(),
-    };
-    if heimdall_domain::attachments::is_ours(url, &base) {
+    if heimdall_domain::attachments::is_ours(url, ctx.core().settings.public_base().as_str()) {
         return Ok(Some(url.to_string()));
     }
     if !url.starts_with("https://") || url.len() > 2000 || url.chars().any(char::is_whitespace) {
