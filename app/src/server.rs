@@ -18,14 +18,14 @@ use chrono::{DateTime, Duration, Utc};
 use leptos::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 
-use heimdall_domain::accounts::{self, StaffUser};
-use heimdall_domain::sessions::{self, FirstAdminLink, LoginThrottle, Session};
+use heimdall_domain::access::accounts::{self, StaffUser};
+use heimdall_domain::access::sessions::{self, FirstAdminLink, LoginThrottle, Session};
 use heimdall_domain::Core;
 
 use crate::error::AppError;
 use crate::model::{Me, Role};
 
-pub use heimdall_domain::accounts::Role as DomainRole;
+pub use heimdall_domain::access::accounts::Role as DomainRole;
 
 /// Cookie name over plain HTTP (development, tests).
 pub const SESSION_COOKIE: &str = "heimdall_session";
@@ -213,7 +213,7 @@ impl Ctx {
         detail: Option<serde_json::Value>,
     ) -> Result<(), AppError> {
         let ip = self.ip().await;
-        accounts::record_staff_action(
+        heimdall_domain::audit::record_staff_action(
             &self.core().db.conn,
             &self.actor(),
             action,

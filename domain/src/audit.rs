@@ -1,13 +1,23 @@
-//! `tool_calls`: one audit row per gate evaluation and per send attempt.
-//! No provider call happens without a passing evaluation row written first.
+//! The audit trails written by more than one module, each written here
+//! only:
+//!
+//! - `tool_calls`: one row per gate evaluation and per send attempt. No
+//!   provider call happens without a passing evaluation row written first.
+//! - `staff_audit`: what a staff member did in the console (sign-in, a
+//!   campaign approved, a form changed...), [`record_staff_action`].
+//! - `infra_config_changes`: a sender activated or paused, a runtime
+//!   setting or the tier changed, [`record_infra_change`].
+//!
+//! (The webhook audit, every provider request received, is the inbound
+//! side's own: `inbound::record_webhook`.)
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use serde::Serialize;
 
 use crate::clock::new_id;
-use crate::entities::{outbound_message, tool_call};
-use crate::gates::GateDecision;
+use crate::compliance::gates::GateDecision;
+use crate::entities::{infra_config_change, outbound_message, tool_call};
 
 /// Where an evaluation happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,7 +56,7 @@ pub async fn record_evaluation(
 }
 
 /// The audit row of one gate evaluation, to be written with other
-/// statements (see [`crate::db::Db::write_together`]).
+/// statements (see [`crate::store::db::Db::write_together`]).
 pub fn evaluation_row(
     message: &outbound_message::Model,
     stage: Stage,
@@ -59,7 +69,10 @@ pub fn evaluation_row(
         verdicts: Set(serde_json::to_string(&decision.verdicts).unwrap_or_else(|_| "[]".into())),
         decision: Set(decision.decision.as_str().into()),
         reason_code: Set(decision.decision.reason().map(|g| g.code().to_string())),
-        result_ok: Set(matches!(decision.decision, crate::gates::Decision::Pass)),
+        result_ok: Set(matches!(
+            decision.decision,
+            crate::compliance::gates::Decision::Pass
+        )),
         detail: Set(Some(decision.explanation())),
         ..row_for(message, "gate_evaluation", actor, now)
     }
@@ -110,4 +123,52 @@ pub fn send_attempt_row(
         detail: Set(Some(format!("{provider}: {sid_or_error}"))),
         ..row_for(message, "send_attempt", actor, now)
     }
+}
+
+/// Record a staff action that changed something (who, what, when, from where).
+pub async fn record_staff_action(
+    db: &impl sea_orm::ConnectionTrait,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<serde_json::Value>,
+    ip: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    crate::entities::staff_audit::ActiveModel {
+        id: Set(new_id()),
+        actor: Set(actor.to_string()),
+        action: Set(action.to_string()),
+        target: Set(target.map(str::to_string)),
+        detail: Set(detail.map(|d| d.to_string())),
+        ip: Set(ip.map(str::to_string)),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// One `infra_config_changes` row: who changed a sender or a setting, from what, to what.
+pub async fn record_infra_change(
+    db: &impl ConnectionTrait,
+    actor: &str,
+    target: &str,
+    action: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    infra_config_change::ActiveModel {
+        id: Set(new_id()),
+        actor: Set(actor.to_string()),
+        target: Set(target.to_string()),
+        action: Set(action.to_string()),
+        before: Set(before.map(|v| v.to_string())),
+        after: Set(after.map(|v| v.to_string())),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
 }

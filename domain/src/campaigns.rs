@@ -38,17 +38,21 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{self, Role, StaffUser};
+use crate::access::accounts::{Role, StaffUser};
+use crate::access::authz;
 use crate::alerts;
+use crate::audit;
 use crate::channel::Channel;
+use crate::channels::formatting::sms_segments;
 use crate::clock::new_id;
+use crate::compliance::gates::{self, Authorization, ConsentStatus, Decision, TemplateCategory};
+use crate::compliance::message_state::MessageState;
 use crate::contacts::{self, Contact};
 use crate::entities::{campaign, campaign_approval, contact, outbound_message, staff_user};
-use crate::formatting::sms_segments;
-use crate::gates::{self, Authorization, ConsentStatus, Decision, TemplateCategory};
-use crate::message_state::MessageState;
-use crate::outbound::{self, AcceptError, Origin, Recipient, RequestedContent, SendRequest};
 use crate::phone::PhoneNumber;
+use crate::sending::outbound::{
+    self, AcceptError, Origin, Recipient, RequestedContent, SendRequest,
+};
 use crate::templates::{self, Template};
 use crate::Core;
 
@@ -565,14 +569,14 @@ pub async fn check_phone_audience(
         };
         // An opt-out first: it is the stronger fact (and it revoked the
         // consent too).
-        let suppressed = contacts::active_suppression(&core.db.conn, &c.id, channel)
+        let suppressed = crate::consent::active_suppression(&core.db.conn, &c.id, channel)
             .await?
             .map(|s| format!("suppressed on {channel} ({})", s.reason));
         let why = match suppressed {
             Some(w) => Some(w),
-            None => match contacts::current_consent(&core.db.conn, &c.id, channel)
+            None => match crate::consent::current_consent(&core.db.conn, &c.id, channel)
                 .await?
-                .map(|m| contacts::consent_status(&m))
+                .map(|m| crate::consent::consent_status(&m))
             {
                 None => Some(format!("no consent for {channel}")),
                 Some(ConsentStatus::Pending) => {
@@ -778,29 +782,6 @@ fn draft_of(m: &campaign::Model, template_name: String) -> CampaignDraft {
     }
 }
 
-/// Everyone who wrote or changed the campaign (its creator at least).
-pub fn authors_of(m: &campaign::Model) -> Vec<String> {
-    let mut authors: Vec<String> = serde_json::from_str(&m.authors).unwrap_or_default();
-    if !authors.contains(&m.created_by) {
-        authors.insert(0, m.created_by.clone());
-    }
-    authors
-}
-
-/// The human decision behind a campaign's messages, for the gates.
-pub fn authorization_of(m: &campaign::Model) -> Authorization {
-    let approved: Option<ContentSnapshot> = m
-        .approved_snapshot
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok());
-    Authorization::Campaign {
-        status: m.status.clone(),
-        authors: authors_of(m),
-        approved_by: m.approved_by.clone(),
-        approved_template: approved.map(|a| a.template_digest),
-    }
-}
-
 /// What the campaign would send now: the snapshot an approval binds to.
 pub async fn content_snapshot(core: &Core, m: &campaign::Model) -> Result<ContentSnapshot, DbErr> {
     let template = template_of(core, m).await?;
@@ -899,7 +880,7 @@ async fn views(core: &Core, models: Vec<campaign::Model>) -> Result<Vec<Campaign
                 })
                 .collect();
             CampaignView {
-                authors: authors_of(&m),
+                authors: authz::campaign_authors(&m),
                 status: status_of(&m),
                 channel: m.channel.parse().unwrap_or(Channel::WhatsApp),
                 audience: parse_audience(&m.audience),
@@ -1001,7 +982,7 @@ async fn record(
     .insert(db)
     .await?;
     if let (Some(actor), Some(action)) = (actor, audit_action) {
-        accounts::record_staff_action(
+        audit::record_staff_action(
             db,
             &actor.email,
             action,
@@ -1093,7 +1074,7 @@ pub async fn create_draft(
     }
     .insert(&txn)
     .await?;
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &txn,
         &actor.email,
         "campaign created",
@@ -1133,7 +1114,7 @@ pub async fn update_draft(
     let template = validate(core, &draft).await?;
     let now = core.now();
     // Whoever changes it is one of its authors from now on.
-    let mut authors = authors_of(&m);
+    let mut authors = authz::campaign_authors(&m);
     if !authors.contains(&actor.id) {
         authors.push(actor.id.clone());
     }
@@ -1192,7 +1173,7 @@ pub async fn update_draft(
     if from == CampaignStatus::Rejected {
         record(&txn, &m.id, Some(actor), "reopened", None, None, None, now).await?;
     }
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &txn,
         &actor.email,
         "campaign updated",
@@ -1265,7 +1246,7 @@ pub async fn approve(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Approver, "approve campaigns")?;
     let m = load(core, id).await?;
-    if authors_of(&m).contains(&actor.id) {
+    if authz::campaign_authors(&m).contains(&actor.id) {
         return Err(CampaignError::SelfApproval);
     }
     let from = status_of(&m);
@@ -1345,7 +1326,7 @@ pub async fn reject(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Approver, "reject campaigns")?;
     let m = load(core, id).await?;
-    if authors_of(&m).contains(&actor.id) {
+    if authz::campaign_authors(&m).contains(&actor.id) {
         return Err(CampaignError::SelfApproval);
     }
     let reason = reason.trim();
@@ -1724,7 +1705,7 @@ pub async fn review_by(
     // As it would be once approved by someone other than its authors.
     let authorization = Authorization::Campaign {
         status: CampaignStatus::Approved.as_str().into(),
-        authors: authors_of(&m),
+        authors: authz::campaign_authors(&m),
         approved_by: Some("review:another approver".into()),
         approved_template: None,
     };
@@ -1829,7 +1810,7 @@ async fn record_review(
     review: &Review,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         actor.map(|a| a.email.as_str()).unwrap_or("unattributed"),
         "campaign reviewed",
@@ -1870,7 +1851,7 @@ fn unsent_message(
         source: "campaign".into(),
         campaign_id: Some(m.id.clone()),
         actor: format!("campaign:{}", m.id),
-        ..crate::outbound::pending_message(
+        ..crate::sending::outbound::pending_message(
             format!("dry-run:{}:{}", m.id, c.id),
             c.phone.clone(),
             now,
@@ -2340,7 +2321,7 @@ pub(crate) async fn failures(
                         .get()
                         .errors
                         .classify(
-                            &crate::provider_errors::ProviderFailure::Code {
+                            &crate::compliance::provider_errors::ProviderFailure::Code {
                                 code: i64::from(c),
                                 http_status: None,
                             },

@@ -38,9 +38,9 @@ use sha2::{Digest, Sha256};
 
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::compliance::gates::ConsentStatus;
 use crate::contacts::ContactError;
 use crate::entities::{consent, suppression};
-use crate::gates::ConsentStatus;
 use crate::Core;
 
 // ---------------------------------------------------------------------------

@@ -10,10 +10,10 @@ use crate::alerts::{LogSink, SharedSink};
 use crate::channel::Channel;
 use crate::channels::MessageProvider;
 use crate::clock::SharedClock;
-use crate::db::Db;
-use crate::limits::Limits;
-use crate::queue::JobQueue;
+use crate::sending::limits::Limits;
+use crate::sending::queue::JobQueue;
 use crate::settings::Settings;
+use crate::store::db::Db;
 
 /// The clients messages go out through, per channel.
 #[derive(Debug, Clone, Default)]
@@ -45,17 +45,17 @@ pub struct Core {
     pub providers: Providers,
     pub alerts: SharedSink,
     pub limits: Limits,
-    /// The runtime settings in force in every process ([`crate::runtime`]).
-    pub live: crate::runtime::Live,
+    /// The runtime settings in force in every process ([`crate::settings::runtime`]).
+    pub live: crate::settings::runtime::Live,
     /// Webhook events waiting in the local spool (see [`crate::inbound`]).
     pub spool: SpoolState,
     /// Contact ids by number, for inbound messages.
     pub contact_ids: crate::contacts::ContactIds,
     /// The send workers' reads of their messages, merged on PostgreSQL
     /// (they claim a message with their evaluation's write).
-    pub message_reads: crate::outbound::MessageReads,
+    pub message_reads: crate::sending::outbound::MessageReads,
     /// The acceptance reads, merged on PostgreSQL.
-    pub fact_reads: crate::outbound::FactReads,
+    pub fact_reads: crate::sending::outbound::FactReads,
     /// HTTP to URLs someone other than the operator chose (a schedule's
     /// variables URL), guarded against reaching this network.
     pub fetch: Fetch,
@@ -102,7 +102,7 @@ pub struct SpoolState {
     pub elsewhere: std::sync::atomic::AtomicBool,
     /// This spool's name in the shared announcement: the machine and the
     /// spool file (a process that replays the file clears it, whichever
-    /// process wrote it; see [`crate::inbound::share_spool_state`]).
+    /// process wrote it; see [`crate::store::spool::share_spool_state`]).
     pub instance: String,
     pub lock: tokio::sync::Mutex<()>,
 }
@@ -169,7 +169,7 @@ impl Core {
             &portfolio,
             &s.redis_namespace,
         );
-        let live = crate::runtime::Live::new(s);
+        let live = crate::settings::runtime::Live::new(s);
         let spool = SpoolState::for_settings(s);
         let fetch = Fetch::from_settings(s);
         Arc::new(Core {
@@ -184,8 +184,8 @@ impl Core {
             live,
             spool,
             contact_ids: crate::contacts::ContactIds::default(),
-            message_reads: crate::outbound::MessageReads::default(),
-            fact_reads: crate::outbound::FactReads::default(),
+            message_reads: crate::sending::outbound::MessageReads::default(),
+            fact_reads: crate::sending::outbound::FactReads::default(),
             fetch,
             refused_webhooks: Default::default(),
         })
@@ -207,5 +207,19 @@ impl Core {
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+}
+
+/// Keep this process's runtime settings and the shared spool flag current
+/// until the process stops: every [`crate::settings::runtime::REFRESH`].
+pub async fn run_refresher(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(crate::settings::runtime::REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::settings::runtime::refresh(&core).await {
+            tracing::debug!(error = %e, "could not re-read the runtime settings");
+        }
+        crate::store::spool::share_spool_state(&core).await;
     }
 }

@@ -9,7 +9,7 @@
 //! The cadences live here, in [`Job::cron`], so the scheduler (the jobs
 //! crate, on apalis-cron) and the console read the same table.
 //!
-//! Nothing here sends a message except through [`crate::outbound`].
+//! Nothing here sends a message except through [`crate::sending::outbound`].
 
 use std::collections::BTreeMap;
 
@@ -20,13 +20,13 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{self, Alert};
+use crate::automations::schedules::CronExpr;
 use crate::clock::new_id;
+use crate::compliance::message_state::MessageState;
 use crate::entities::{job_run, outbound_message, service_window, tier_usage, tier_usage_daily};
-use crate::limits::TIER_WINDOW;
-use crate::message_state::MessageState;
-use crate::outbound::{self, StatusReport};
-use crate::schedules::CronExpr;
-use crate::{campaigns, inbound, reminders, schedules, templates, Core};
+use crate::sending::limits::TIER_WINDOW;
+use crate::sending::outbound::{self, StatusReport};
+use crate::{automations::reminders, automations::schedules, campaigns, inbound, templates, Core};
 
 /// Service-window rows are kept this long after the window closed (the
 /// session API shows the last inbound time); older ones are deleted.
@@ -320,7 +320,7 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
                 )
             })
             .map_err(db),
-        Job::PruneAttachments => crate::attachments::prune(core)
+        Job::PruneAttachments => crate::channels::attachments::prune(core)
             .await
             .map(|n| {
                 format!(

@@ -7,8 +7,6 @@
 //! before the webhook answers, so no gate evaluated afterwards can pass.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,12 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::compliance::keywords::{self, KeywordAction};
 use crate::consent::{self, FromNumber, NumberOptIn, OptOutSource, Scope};
 use crate::contacts;
 use crate::entities::{inbound_message, processed_webhook_event, webhook_audit};
-use crate::keywords::{self, KeywordAction};
-use crate::outbound::{self, Origin, Recipient, RequestedContent, SendRequest, StatusReport};
 use crate::phone::PhoneNumber;
+use crate::sending::outbound::{
+    self, Origin, Recipient, RequestedContent, SendRequest, StatusReport,
+};
+use crate::store;
 use crate::Core;
 
 /// How long a processed event id is remembered.
@@ -524,7 +525,7 @@ async fn reply_to_keyword(core: &Core, msg: &InboundMessage, stored: Stored) -> 
                     content: RequestedContent::Text {
                         body,
                         media_url: None,
-                        format: crate::formatting::TextFormat::AsIs,
+                        format: crate::channels::formatting::TextFormat::AsIs,
                         reply_to: None,
                     },
                     origin: Origin::ComplianceReply,
@@ -820,96 +821,17 @@ impl From<&StatusReport> for StatusReportData {
     }
 }
 
-pub fn spool_path(core: &Core) -> PathBuf {
-    core.settings.data_dir.join("spool").join("webhooks.jsonl")
-}
-
-/// True while events wait in a spool, this process's or (through Redis)
-/// any other's: a STOP may be among them, so sends hold back until they
-/// are replayed.
-pub fn spool_pending(core: &Core) -> bool {
-    // Atomic reads: this is on every send's path. Start-up replays (or,
-    // failing that, flags) a spool left by an earlier run; the runtime
-    // refresher reads the other processes' announcements every second.
-    core.spool.pending.load(Ordering::SeqCst) || core.spool.elsewhere.load(Ordering::SeqCst)
-}
-
-/// How long a process's announcement of a pending spool lasts unless it
-/// renews it (every second while events wait): a process that died with
-/// events in its spool stops holding the others' sends after this, and
-/// replays its spool when it starts again.
-const SPOOL_LEASE_MS: i64 = 15_000;
-
-fn spool_key(core: &Core) -> String {
-    format!("{}:spool:pending", core.settings.redis_namespace)
-}
-
-/// Announce (or withdraw) this process's pending spool in Redis and read
-/// whether any other process has one. Without Redis there is nothing to
-/// share: each process holds its own sends. When Redis does not answer,
-/// the last reading stands (a hold is never released on a failed read).
-pub async fn share_spool_state(core: &Core) {
-    let Some(conn) = &core.redis else {
-        return;
-    };
-    // Another process on this spool file may have replayed it (a restart
-    // on the same data directory): an empty file holds nothing.
-    if core.spool.pending.load(Ordering::SeqCst)
-        && !matches!(std::fs::metadata(spool_path(core)), Ok(m) if m.len() > 0)
-    {
-        core.spool.pending.store(false, Ordering::SeqCst);
-    }
-    let mut conn = conn.clone();
-    let key = spool_key(core);
-    let me = &core.spool.instance;
-    let now_ms = Utc::now().timestamp_millis();
-    let mut pipe = redis::pipe();
-    if core.spool.pending.load(Ordering::SeqCst) {
-        pipe.zadd(&key, me, now_ms + SPOOL_LEASE_MS).ignore();
-    } else {
-        pipe.zrem(&key, me).ignore();
-    }
-    pipe.zrangebyscore(&key, now_ms, "+inf");
-    let res: Result<(Vec<String>,), _> = pipe.query_async(&mut conn).await;
-    match res {
-        Ok((holders,)) => {
-            // Any other spool with events (this one is the local flag).
-            let others = holders.iter().any(|h| h != me);
-            core.spool.elsewhere.store(others, Ordering::SeqCst);
-        }
-        Err(e) => tracing::warn!(error = %e, "could not share the spool state through Redis"),
-    }
-}
-
-/// Append an event to the local spool and flush it to disk.
+/// Keep an event in the local spool (the database is away); sends hold
+/// until it is replayed.
 pub async fn spool(core: &Core, event: &SpooledEvent) -> std::io::Result<()> {
-    let guard = core.spool.lock.lock().await;
-    let path = spool_path(core);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
-    line.push('\n');
-    f.write_all(line.as_bytes())?;
-    f.sync_all()?;
-    core.spool.pending.store(true, Ordering::SeqCst);
-    drop(guard);
-    // Tell the other processes at once (Redis may answer while the
-    // database does not).
-    share_spool_state(core).await;
-    metrics::counter!("heimdall_webhooks_spooled_total").increment(1);
-    Ok(())
+    store::spool::append(core, event).await
 }
 
 /// Replay spooled events into the database; returns how many were replayed.
 /// Events stay in the spool until every one of them went in.
 pub async fn replay_spool(core: &Core) -> Result<usize, String> {
     let guard = core.spool.lock.lock().await;
-    let path = spool_path(core);
+    let path = store::spool::spool_path(core);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => {
             if !t.trim().is_empty() {
@@ -953,7 +875,7 @@ pub async fn replay_spool(core: &Core) -> Result<usize, String> {
     std::fs::write(&path, b"").map_err(|e| e.to_string())?;
     core.spool.pending.store(false, Ordering::SeqCst);
     drop(guard);
-    share_spool_state(core).await;
+    store::spool::share_spool_state(core).await;
     if n > 0 {
         tracing::info!(events = n, "replayed webhook events from the local spool");
     }
@@ -1175,21 +1097,21 @@ pub fn parse_meta_limit(value: &serde_json::Value) -> Option<Option<u64>> {
 }
 
 /// Persist a new tier limit (from Meta or an admin) and apply it, in this
-/// process at once and in every other within seconds ([`crate::runtime`]).
+/// process at once and in every other within seconds ([`crate::settings::runtime`]).
 pub async fn set_tier_limit(
     core: &Core,
     limit: Option<u64>,
     actor: &str,
 ) -> Result<(), sea_orm::DbErr> {
     let before = core.limits.tier_limit();
-    crate::settings_store::put(
+    crate::settings::store::put(
         core,
-        crate::runtime::keys::TIER_LIMIT,
+        crate::settings::runtime::keys::TIER_LIMIT,
         &serde_json::json!(limit),
         actor,
     )
     .await?;
-    crate::authz::record_change(
+    crate::audit::record_infra_change(
         &core.db.conn,
         actor,
         "tier_limit",
@@ -1199,7 +1121,7 @@ pub async fn set_tier_limit(
         core.now(),
     )
     .await?;
-    crate::runtime::refresh(core).await?;
+    crate::settings::runtime::refresh(core).await?;
     Ok(())
 }
 

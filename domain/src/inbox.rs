@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::accounts::Role;
+use crate::access::accounts::Role;
 use crate::channel::Channel;
 use crate::clock::new_id;
 use crate::consent;
@@ -291,12 +291,12 @@ pub async fn create_canned_reply(
             message: "a title of 1 to 100 characters is required".into(),
         });
     }
-    if body.is_empty() || body.chars().count() > crate::outbound::MAX_TEXT_CHARS {
+    if body.is_empty() || body.chars().count() > crate::sending::outbound::MAX_TEXT_CHARS {
         return Err(InboxError::Invalid {
             field: "body",
             message: format!(
                 "the reply must have 1 to {} characters",
-                crate::outbound::MAX_TEXT_CHARS
+                crate::sending::outbound::MAX_TEXT_CHARS
             ),
         });
     }
@@ -366,7 +366,7 @@ pub async fn counts(core: &Core, me: &str) -> Result<InboxCounts, sea_orm::DbErr
             join = if mine {
                 format!(
                     "JOIN conversation_assignments a ON a.contact_id = t.contact_id AND a.assigned_to = {}",
-                    crate::contacts::placeholder(backend, 1)
+                    crate::store::db::placeholder(backend, 1)
                 )
             } else {
                 String::new()

@@ -4,54 +4,57 @@
 //!
 //! This crate knows nothing of HTTP frameworks or Leptos. It must never send
 //! a message except through the gate pipeline with an audit row written first.
+//!
+//! Where things are (one folder per concept; `docs/ARCHITECTURE.md` has the
+//! map and the flow of one message through it):
+//!
+//! - [`compliance`]: the gate pipeline, the keyword table, the provider error
+//!   table and the message state machine: the rules, pure.
+//! - [`consent`]: the consent ledger (consents, suppressions, evidence).
+//! - [`sending`]: the send path (accept, worker, status), its writes, the
+//!   queue, rate limits and the tier, paused senders.
+//! - [`inbound`]: what people send us: parse, dedup, keywords acted on, spool.
+//! - [`campaigns`], [`automations`] (reminders, schedules), [`optin`] (forms,
+//!   QR codes, import and export), [`templates`].
+//! - [`access`]: staff accounts, API keys, sessions, authorization.
+//! - [`channels`]: provider clients, formatting, interactive content and
+//!   attachments; [`outbound_http`]: the policy for every request to a URL
+//!   someone else chose (SSRF).
+//! - [`store`]: connecting to the database and writing to it in groups.
+//! - [`settings`]: start-up settings, the runtime settings and their store.
 
 pub mod channel;
 pub mod clock;
-pub mod db;
 pub mod entities;
 pub mod phone;
 pub mod settings;
+pub mod store;
 
 pub use channel::Channel;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use db::Db;
 pub use phone::PhoneNumber;
 pub use settings::Settings;
+pub use store::db::Db;
 pub mod core;
-pub mod keywords;
-pub mod provider_errors;
-pub mod queue;
 pub mod signature;
 
 pub use crate::core::Core;
-pub mod accounts;
+pub mod access;
 pub mod alerts;
-pub mod attachments;
 pub mod audit;
-pub mod authz;
+pub mod automations;
 pub mod campaigns;
 pub mod channels;
+pub mod compliance;
 pub mod consent;
 pub mod contacts;
-pub mod formatting;
-pub mod gates;
 pub mod housekeeping;
 pub mod inbound;
 pub mod inbox;
-pub mod interactive;
-pub mod limits;
-pub mod message_state;
-pub mod message_writes;
 pub mod optin;
-pub mod outbound;
 pub mod outbound_http;
-pub mod reminders;
 pub mod reports;
-pub mod runtime;
-pub mod schedules;
-pub mod senders;
-pub mod sessions;
-pub mod settings_store;
+pub mod sending;
 pub mod templates;
 #[cfg(feature = "testing")]
 pub mod testing;

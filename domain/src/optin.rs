@@ -43,16 +43,18 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::accounts;
+use crate::audit;
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::compliance::message_state::MessageState;
 use crate::consent::OptInOutcome;
-use crate::contacts::{self, ConsentEvidence, ConsentSource, ContactError};
+use crate::contacts::{self, ContactError};
+
+use crate::consent::{ConsentEvidence, ConsentSource};
 use crate::entities::{consent, consent_text, contact, optin_form, qr_code, suppression};
-use crate::message_state::MessageState;
-use crate::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use crate::phone::PhoneNumber;
-use crate::{settings_store, templates, Core};
+use crate::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use crate::{settings, templates, Core};
 
 /// How long a double opt-in confirmation link works.
 pub const CONFIRMATION_TTL: Duration = Duration::days(7);
@@ -579,7 +581,7 @@ async fn put_text(
         channel: Set(channel.as_str().to_string()),
         version: Set(version),
         text: Set(text.to_string()),
-        hash: Set(contacts::text_hash(text)),
+        hash: Set(crate::consent::text_hash(text)),
         current: Set(true),
         created_by: Set(actor.to_string()),
         created_at: Set(now),
@@ -682,7 +684,7 @@ pub async fn create_form(core: &Core, input: &FormInput, actor: &str) -> Result<
     for (channel, text) in &channels {
         put_text(&txn, &id, *channel, text, actor, now).await?;
     }
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &txn,
         actor,
         "optin_form.create",
@@ -782,7 +784,7 @@ pub async fn update_form(
             .exec(&txn)
             .await?;
     }
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &txn,
         actor,
         "optin_form.update",
@@ -827,7 +829,7 @@ pub async fn add_consent_text(
     let txn = core.db.begin_write().await?;
     let (v, created) = put_text(&txn, form_id, channel, &text, actor, now).await?;
     if created {
-        accounts::record_staff_action(
+        audit::record_staff_action(
             &txn,
             actor,
             "optin_form.consent_text",
@@ -867,7 +869,7 @@ pub async fn withdraw_channel(
         .filter(consent_text::Column::Channel.eq(channel.as_str()))
         .exec(&txn)
         .await?;
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &txn,
         actor,
         "optin_form.withdraw_channel",
@@ -1028,7 +1030,7 @@ pub async fn recent_consents(
     core: &Core,
     form_id: &str,
     limit: u64,
-) -> Result<Vec<contacts::ConsentRecord>, sea_orm::DbErr> {
+) -> Result<Vec<crate::consent::ConsentRecord>, sea_orm::DbErr> {
     Ok(consent::Entity::find()
         .filter(consent::Column::FormId.eq(form_id))
         .order_by_desc(consent::Column::CreatedAt)
@@ -1036,7 +1038,7 @@ pub async fn recent_consents(
         .all(&core.db.conn)
         .await?
         .into_iter()
-        .map(contacts::ConsentRecord::from)
+        .map(crate::consent::ConsentRecord::from)
         .collect())
 }
 
@@ -1180,7 +1182,7 @@ pub async fn create_qr_code(
         .await;
         match res {
             Ok(m) => {
-                accounts::record_staff_action(
+                audit::record_staff_action(
                     &core.db.conn,
                     actor,
                     "optin_form.qr_code",
@@ -1608,7 +1610,7 @@ fn new_token() -> String {
 }
 
 fn token_hash(token: &str) -> String {
-    contacts::text_hash(token)
+    crate::consent::text_hash(token)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -1739,7 +1741,9 @@ pub async fn submit(
             if form.double_opt_in {
                 // A pending record would become the newest and so the deciding
                 // one: it must not put an active subscriber on hold.
-                if let Some(cur) = contacts::current_consent(&txn, &contact.id, channel).await? {
+                if let Some(cur) =
+                    crate::consent::current_consent(&txn, &contact.id, channel).await?
+                {
                     if cur.status == "active" && cur.revoked_at.is_none() {
                         receipts.push(receipt(ChannelStatus::AlreadySubscribed, &cur.id));
                         continue;
@@ -1874,7 +1878,7 @@ async fn request_confirmation(
         _ => RequestedContent::Text {
             body: confirmation_text(&program, &form.title, channel, &link),
             media_url: None,
-            format: crate::formatting::TextFormat::AsIs,
+            format: crate::channels::formatting::TextFormat::AsIs,
             reply_to: None,
         },
     };
@@ -1957,13 +1961,15 @@ async fn find_by_token(
             .map(|f| f.title),
         None => None,
     };
-    let status = match contacts::consent_status(&c) {
-        crate::gates::ConsentStatus::Revoked => ConfirmationStatus::Revoked,
-        crate::gates::ConsentStatus::Active => ConfirmationStatus::Confirmed,
-        crate::gates::ConsentStatus::Pending if c.created_at + CONFIRMATION_TTL <= core.now() => {
+    let status = match crate::consent::consent_status(&c) {
+        crate::compliance::gates::ConsentStatus::Revoked => ConfirmationStatus::Revoked,
+        crate::compliance::gates::ConsentStatus::Active => ConfirmationStatus::Confirmed,
+        crate::compliance::gates::ConsentStatus::Pending
+            if c.created_at + CONFIRMATION_TTL <= core.now() =>
+        {
             ConfirmationStatus::Expired
         }
-        crate::gates::ConsentStatus::Pending => ConfirmationStatus::Pending,
+        crate::compliance::gates::ConsentStatus::Pending => ConfirmationStatus::Pending,
     };
     let view = ConfirmationView {
         consent_id: c.id.clone(),
@@ -2043,7 +2049,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
 /// setting, stored under [`TRUSTED_PROXIES_SETTING`]; none by default, so
 /// behind a proxy every visitor has the proxy's address until it is set).
 pub async fn trusted_proxies(core: &Core) -> Result<Vec<IpAddr>, sea_orm::DbErr> {
-    Ok(settings_store::get(core, TRUSTED_PROXIES_SETTING)
+    Ok(settings::store::get(core, TRUSTED_PROXIES_SETTING)
         .await?
         .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
         .unwrap_or_default()
@@ -2058,14 +2064,14 @@ pub async fn set_trusted_proxies(
     actor: &str,
 ) -> Result<(), sea_orm::DbErr> {
     let list: Vec<String> = proxies.iter().map(IpAddr::to_string).collect();
-    settings_store::put(
+    settings::store::put(
         core,
         TRUSTED_PROXIES_SETTING,
         &serde_json::json!(list),
         actor,
     )
     .await?;
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         actor,
         "settings.optin_trusted_proxies",
@@ -2311,13 +2317,13 @@ fn read_row(core: &Core, get: &dyn Fn(&str) -> Option<String>) -> Result<ImportR
                 return Err("consent_text_hash must be a SHA-256 in hex (64 characters)".into());
             }
             if let Some(t) = text {
-                if contacts::text_hash(t) != h {
+                if crate::consent::text_hash(t) != h {
                     return Err("consent_text_hash is not the SHA-256 of consent_text".into());
                 }
             }
             Some(h)
         }
-        (None, Some(t)) => Some(contacts::text_hash(t)),
+        (None, Some(t)) => Some(crate::consent::text_hash(t)),
         (None, None) => None,
     };
     for (col, v, max) in [
@@ -2471,7 +2477,7 @@ pub async fn import_consents(
             RowResult::Refused(reason) => report.refused.push(RefusedRow { row, reason }),
         }
     }
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         actor,
         "consents.import",
@@ -2748,7 +2754,7 @@ mod tests {
             version,
             label: version_label(channel, version),
             text: format!("I agree to {channel} messages."),
-            hash: contacts::text_hash(&format!("I agree to {channel} messages.")),
+            hash: crate::consent::text_hash(&format!("I agree to {channel} messages.")),
             current: true,
             created_by: "test".into(),
             created_at: Utc::now(),

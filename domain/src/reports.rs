@@ -22,13 +22,15 @@ use crate::alerts::{self, AlertRow};
 use crate::campaigns;
 pub use crate::campaigns::FailureRow;
 use crate::channel::Channel;
-use crate::contacts::{self, ConsentRecord, Contact, Suppression, WindowState};
+use crate::compliance::gates::{self, GateVerdict, Verdict};
+use crate::compliance::message_state::MessageState;
+use crate::contacts::{self, Contact, WindowState};
+
+use crate::consent::{ConsentRecord, Suppression};
 use crate::entities::{
     contact, inbound_message, message_status_event, outbound_message, suppression, tool_call,
 };
-use crate::gates::{self, GateVerdict, Verdict};
-use crate::message_state::MessageState;
-use crate::outbound::{self, MessageView, StatusEventView};
+use crate::sending::outbound::{self, MessageView, StatusEventView};
 use crate::templates::{self, Template};
 use crate::Core;
 
@@ -642,7 +644,7 @@ pub async fn conversation(
             }
             // The body and its choices, as the person saw them.
             ("interactive", _) => {
-                crate::interactive::Interactive::from_stored(m.interactive.as_deref())
+                crate::channels::interactive::Interactive::from_stored(m.interactive.as_deref())
                     .ok()
                     .map(|c| c.plain_text())
             }
@@ -728,7 +730,7 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("no contact with id {contact_id}")))?;
-    let consents = contacts::consent_history(core, contact_id).await?;
+    let consents = crate::consent::consent_history(core, contact_id).await?;
     let suppressions = suppression::Entity::find()
         .filter(suppression::Column::ContactId.eq(contact_id))
         .order_by_desc(suppression::Column::CreatedAt)

@@ -9,8 +9,8 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::clock::new_id;
+use crate::compliance::gates::{TemplateCategory, TemplateFact};
 use crate::entities::template;
-use crate::gates::{TemplateCategory, TemplateFact};
 use crate::Core;
 
 pub mod authoring;

@@ -18,9 +18,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use crate::channels::{Accepted, MessageProvider, OutboundRequest, Rejected};
 use crate::clock::ManualClock;
 use crate::core::{CoreParts, Providers};
-use crate::db::Db;
-use crate::queue::RecordingQueue;
+use crate::sending::queue::RecordingQueue;
 use crate::settings::{Settings, Source};
+use crate::store::db::Db;
 use crate::Core;
 
 /// Which storage the tests run on.
@@ -355,8 +355,8 @@ impl TestEnv {
 pub async fn staff_user(
     core: &Core,
     email: &str,
-    role: crate::accounts::Role,
-) -> crate::accounts::StaffUser {
+    role: crate::access::accounts::Role,
+) -> crate::access::accounts::StaffUser {
     use sea_orm::{ActiveModelTrait, Set};
     let now = core.now();
     let m = crate::entities::staff_user::ActiveModel {
@@ -375,7 +375,7 @@ pub async fn staff_user(
     .insert(&core.db.conn)
     .await
     .expect("a staff user");
-    crate::accounts::StaffUser {
+    crate::access::accounts::StaffUser {
         id: m.id,
         email: m.email,
         name: None,

@@ -5,7 +5,7 @@
 use chrono::Duration;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
-use heimdall_domain::attachments::{self, AttachmentError};
+use heimdall_domain::channels::attachments::{self, AttachmentError};
 use heimdall_domain::entities::attachment;
 use heimdall_domain::testing::TestEnv;
 

@@ -5,13 +5,14 @@
 
 use chrono::Duration;
 
-use heimdall_domain::accounts::{self, Role};
-use heimdall_domain::authz::{self, ApiPrincipal, AutomationError, Scopes};
+use heimdall_domain::access::accounts::{self, Role};
+use heimdall_domain::access::authz::{self, ApiPrincipal, AutomationError};
+use heimdall_domain::channels::formatting::TextFormat;
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::contacts::{self, ContactInput};
-use heimdall_domain::formatting::TextFormat;
-use heimdall_domain::gates::Gate;
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::entities::api_key::Scopes;
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{Channel, Core};
 
@@ -194,7 +195,7 @@ async fn an_agent_approved_for_templates_only_may_not_reply_in_free_text() {
         &env.core.db.conn,
         &cid,
         Channel::WhatsApp,
-        contacts::ConsentSource::Api,
+        heimdall_domain::consent::ConsentSource::Api,
         &heimdall_domain::testing::api_evidence(),
         "test",
         false,

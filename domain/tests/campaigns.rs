@@ -9,20 +9,22 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::accounts::{Role, StaffUser};
+use heimdall_domain::access::accounts::{Role, StaffUser};
 use heimdall_domain::campaigns::{
     self, Audience, CampaignDraft, CampaignError, CampaignStatus, VariableSource,
 };
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{
     campaign, campaign_approval, outbound_message, staff_audit, tool_call,
 };
-use heimdall_domain::outbound::{
+use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
 };
 use heimdall_domain::templates::{self, TemplateSpec};
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{authz, Channel, Core};
+use heimdall_domain::{access::authz, Channel, Core};
 
 async fn env() -> TestEnv {
     let env = TestEnv::new(&[
@@ -1472,7 +1474,7 @@ async fn a_queued_campaign_message_whose_template_changed_is_not_sent() {
         .unwrap();
     assert_eq!(
         res,
-        SendResult::Blocked(heimdall_domain::gates::Gate::NotAuthorized)
+        SendResult::Blocked(heimdall_domain::compliance::gates::Gate::NotAuthorized)
     );
     assert_eq!(env.provider.count(), 0);
 }

@@ -30,16 +30,16 @@ use chrono::Duration;
 use proptest::prelude::*;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use heimdall_domain::accounts::{Role, StaffUser};
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::access::accounts::{Role, StaffUser};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
 use heimdall_domain::campaigns::{self, Audience, CampaignDraft, VariableSource};
+use heimdall_domain::compliance::gates::ConsentStatus;
 use heimdall_domain::consent::{self, ConsentEvidence, ConsentSource, OptOutSource, Scope};
 use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::entities::{campaign, inbound_message, outbound_message, suppression};
-use heimdall_domain::gates::ConsentStatus;
 use heimdall_domain::inbound::{self, InboundMessage};
 use heimdall_domain::optin::{self, ChannelText, FormInput, RequestEvidence, SubmissionInput};
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core, PhoneNumber};
 
@@ -181,14 +181,14 @@ fn watch(env: &TestEnv, violations: Violations) {
                     .await
                     .ok()??;
                 let c = contacts::find_by_phone(&db, &req.to).await.ok()??;
-                let suppressed = consent::active_suppression(&db, &c.id, req.channel)
+                let suppressed = heimdall_domain::consent::active_suppression(&db, &c.id, req.channel)
                     .await
                     .ok()?
                     .is_some();
-                let latest = consent::current_consent(&db, &c.id, req.channel)
+                let latest = heimdall_domain::consent::current_consent(&db, &c.id, req.channel)
                     .await
                     .ok()?
-                    .map(|x| consent::consent_status(&x));
+                    .map(|x| heimdall_domain::consent::consent_status(&x));
                 let ok = match m.source.as_str() {
                     // The reply to the person's own keyword (STOP's
                     // confirmation, HELP) answers what they just sent.
@@ -665,7 +665,7 @@ async fn check_ledger(core: &Core) -> Result<(), String> {
     }
     for c in campaign::Entity::find().all(db).await.unwrap() {
         if let Some(a) = &c.approved_by {
-            if campaigns::authors_of(&c).contains(a) {
+            if heimdall_domain::access::authz::campaign_authors(&c).contains(a) {
                 return Err(format!("campaign {} was approved by its author {a}", c.id));
             }
         }

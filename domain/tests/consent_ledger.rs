@@ -7,19 +7,19 @@ use std::collections::BTreeMap;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::consent::{
     self, ConsentEvidence, ConsentSource, OptInOutcome, OptOutSource, Scope,
 };
 use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::entities::{consent as consent_row, contact, outbound_message, suppression};
-use heimdall_domain::gates::Gate;
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::message_state::MessageState;
 use heimdall_domain::optin::{
     self, ChannelStatus, ChannelText, FormInput, RequestEvidence, SubmissionInput, SubmitOutcome,
 };
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 
@@ -204,7 +204,7 @@ async fn a_public_form_never_undoes_a_stop_nor_renames_the_contact() {
     );
     // The STOP stands; the claim is only a pending consent.
     assert_eq!(active_suppressions(core, &cid).await, 1);
-    let latest = contacts::current_consent(&core.db.conn, &cid, Channel::WhatsApp)
+    let latest = heimdall_domain::consent::current_consent(&core.db.conn, &cid, Channel::WhatsApp)
         .await
         .unwrap()
         .unwrap();
@@ -241,9 +241,11 @@ async fn a_public_form_never_undoes_a_stop_nor_renames_the_contact() {
         .await
         .unwrap();
     assert_eq!(active_suppressions(core, &cid).await, 0);
-    let lifted = contacts::suppressions(core, &cid).await.unwrap();
+    let lifted = heimdall_domain::consent::suppressions(core, &cid)
+        .await
+        .unwrap();
     assert_eq!(lifted[0].lift_ref.as_deref(), Some("SMstart1"));
-    let latest = contacts::current_consent(&core.db.conn, &cid, Channel::WhatsApp)
+    let latest = heimdall_domain::consent::current_consent(&core.db.conn, &cid, Channel::WhatsApp)
         .await
         .unwrap()
         .unwrap();
@@ -364,7 +366,7 @@ async fn yes_or_start_with_nothing_asked_creates_no_consent() {
     button.button_text = Some("Yes".into());
     button.button_payload = Some("attending_viewing".into());
     inbound::handle_message(core, button).await.unwrap();
-    let latest = contacts::current_consent(&core.db.conn, &c.id, Channel::WhatsApp)
+    let latest = heimdall_domain::consent::current_consent(&core.db.conn, &c.id, Channel::WhatsApp)
         .await
         .unwrap()
         .unwrap();
@@ -375,7 +377,7 @@ async fn yes_or_start_with_nothing_asked_creates_no_consent() {
     confirm.button_text = Some("Confirm".into());
     confirm.button_payload = Some("YES".into());
     inbound::handle_message(core, confirm).await.unwrap();
-    let latest = contacts::current_consent(&core.db.conn, &c.id, Channel::WhatsApp)
+    let latest = heimdall_domain::consent::current_consent(&core.db.conn, &c.id, Channel::WhatsApp)
         .await
         .unwrap()
         .unwrap();
@@ -418,9 +420,9 @@ async fn a_setting_changed_in_one_process_applies_in_another() {
     let cid = kari(&a.core).await;
     let out = outbound::accept(&b.core, reminder(&cid)).await.unwrap();
     assert_eq!(out.state, MessageState::Queued);
-    heimdall_domain::runtime::store(
+    heimdall_domain::settings::runtime::store(
         &a.core,
-        heimdall_domain::runtime::keys::PHONE_ALLOWLIST,
+        heimdall_domain::settings::runtime::keys::PHONE_ALLOWLIST,
         serde_json::json!("+4790000001"),
         "admin@example.com",
     )
@@ -428,14 +430,18 @@ async fn a_setting_changed_in_one_process_applies_in_another() {
     .unwrap();
     // Process B picks it up on its next refresh (every second in a real
     // process; called here instead of waiting).
-    assert!(heimdall_domain::runtime::refresh(&b.core).await.unwrap());
+    assert!(heimdall_domain::settings::runtime::refresh(&b.core)
+        .await
+        .unwrap());
     let out = outbound::accept(&b.core, reminder(&cid)).await.unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::NotAllowlisted));
     // And the tier limit Meta reports to one process.
     inbound::set_tier_limit(&a.core, Some(2000), "meta")
         .await
         .unwrap();
-    heimdall_domain::runtime::refresh(&b.core).await.unwrap();
+    heimdall_domain::settings::runtime::refresh(&b.core)
+        .await
+        .unwrap();
     assert_eq!(b.core.limits.tier_limit(), Some(2000));
 }
 
@@ -448,7 +454,7 @@ async fn a_stop_waiting_in_another_processes_spool_holds_this_ones_sends() {
         // Without Redis nothing is shared between processes: the spool's
         // hold is per process, as the README says. The rule is tested in
         // the PostgreSQL + Redis run.
-        assert!(!inbound::spool_pending(&a.core));
+        assert!(!heimdall_domain::store::spool::spool_pending(&a.core));
         return;
     }
     let b = a.sibling(&[]).await;
@@ -472,8 +478,8 @@ async fn a_stop_waiting_in_another_processes_spool_holds_this_ones_sends() {
     )
     .await
     .unwrap();
-    inbound::share_spool_state(&b.core).await;
-    assert!(inbound::spool_pending(&b.core));
+    heimdall_domain::store::spool::share_spool_state(&b.core).await;
+    assert!(heimdall_domain::store::spool::spool_pending(&b.core));
     let out = outbound::accept(&b.core, reminder(&cid)).await.unwrap();
     b.take_enqueued();
     let res = outbound::process_send(&b.core, &out.message_id)
@@ -484,8 +490,8 @@ async fn a_stop_waiting_in_another_processes_spool_holds_this_ones_sends() {
     // A replays its spool (the STOP goes in); B's hold ends with it and
     // the STOP blocks the message.
     inbound::replay_spool(&a.core).await.unwrap();
-    inbound::share_spool_state(&b.core).await;
-    assert!(!inbound::spool_pending(&b.core));
+    heimdall_domain::store::spool::share_spool_state(&b.core).await;
+    assert!(!heimdall_domain::store::spool::spool_pending(&b.core));
     let res = outbound::process_send(&b.core, &out.message_id)
         .await
         .unwrap();

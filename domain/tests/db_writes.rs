@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use heimdall_domain::db::Db;
+use heimdall_domain::store::db::Db;
 use heimdall_domain::testing::{self, Backend};
 
 async fn db_with_table(dir: &std::path::Path) -> Db {

@@ -12,19 +12,21 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryF
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
 use heimdall_domain::channels::twilio::TwilioClient;
 use heimdall_domain::clock::new_id;
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::core::{CoreParts, Providers};
 use heimdall_domain::entities::{
     alert, outbound_message, processed_webhook_event, service_window, tier_usage, tier_usage_daily,
 };
 use heimdall_domain::housekeeping::{self, Job, RunResult};
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::settings::TwilioSettings;
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{inbound, templates, Channel, Core};
+use heimdall_domain::{templates, Channel, Core};
 
 async fn env() -> TestEnv {
     let env = TestEnv::new(&[
@@ -195,7 +197,7 @@ async fn every_job_runs_on_an_empty_installation() {
 async fn a_failing_job_is_recorded_and_alerted() {
     let env = env().await;
     // The spool file cannot be read (it is a directory).
-    std::fs::create_dir_all(inbound::spool_path(&env.core)).unwrap();
+    std::fs::create_dir_all(heimdall_domain::store::spool::spool_path(&env.core)).unwrap();
     let r = housekeeping::run(&env.core, Job::ReplayWebhookSpool)
         .await
         .unwrap();

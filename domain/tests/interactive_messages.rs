@@ -6,22 +6,22 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::accounts::{Role, StaffUser};
+use heimdall_domain::access::accounts::{Role, StaffUser};
+use heimdall_domain::channels::interactive::{Interactive, InteractiveSpec};
 use heimdall_domain::channels::{Content, Rejected};
+use heimdall_domain::compliance::gates::ConsentStatus;
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_domain::consent;
 use heimdall_domain::contacts;
 use heimdall_domain::entities::{outbound_message, tool_call};
-use heimdall_domain::gates::ConsentStatus;
-use heimdall_domain::gates::Gate;
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::interactive::{Interactive, InteractiveSpec};
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{
+use heimdall_domain::sending::outbound::{
     self, AcceptError, Origin, Outcome, Recipient, RequestedContent, SendRequest, SendResult,
 };
-use heimdall_domain::provider_errors::ProviderFailure;
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{authz, Channel, Core};
+use heimdall_domain::{access::authz, Channel, Core};
 
 const PHONE: &str = "+4791234569";
 

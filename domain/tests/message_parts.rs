@@ -7,19 +7,19 @@
 use chrono::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::accounts::{Role, StaffUser};
+use heimdall_domain::access::accounts::{Role, StaffUser};
+use heimdall_domain::channels::formatting::{self, SmsEncoding, TextFormat};
 use heimdall_domain::channels::{Content, Rejected};
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_domain::contacts;
 use heimdall_domain::entities::{outbound_message, tool_call};
-use heimdall_domain::formatting::{self, SmsEncoding, TextFormat};
-use heimdall_domain::gates::Gate;
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{
+use heimdall_domain::sending::outbound::{
     self, Origin, Outcome, Recipient, RequestedContent, SendRequest, SendResult,
 };
-use heimdall_domain::provider_errors::ProviderFailure;
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{authz, housekeeping, Channel, Core};
+use heimdall_domain::{access::authz, housekeeping, Channel, Core};
 
 const PHONE: &str = "+4791234567";
 

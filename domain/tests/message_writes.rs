@@ -8,10 +8,10 @@
 use chrono::Utc;
 use sea_orm::EntityTrait;
 
-use heimdall_domain::db::Db;
 use heimdall_domain::entities::{outbound_message, tool_call};
-use heimdall_domain::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
-use heimdall_domain::outbound::pending_message;
+use heimdall_domain::sending::outbound::pending_message;
+use heimdall_domain::store::db::Db;
+use heimdall_domain::store::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
 use heimdall_domain::testing;
 
 async fn migrated_db(dir: &std::path::Path) -> Db {

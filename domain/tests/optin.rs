@@ -12,18 +12,18 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::compliance::gates::{ConsentStatus, Gate};
+use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::contacts::{self, ContactError};
 use heimdall_domain::entities::{consent, contact, outbound_message, tool_call};
-use heimdall_domain::gates::{ConsentStatus, Gate};
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::message_state::MessageState;
 use heimdall_domain::optin::{
     self, ChannelStatus, ChannelText, ConfirmationStatus, FormError, FormField, FormInput,
     FormUpdate, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter, SubmitError,
     SubmitOutcome, SubmitReceipt,
 };
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::templates::{self, TemplateSpec};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{Channel, Core};
@@ -227,14 +227,21 @@ async fn a_submission_records_one_consent_per_ticked_channel_with_its_evidence()
             Some(format!("{}:v1", channel.as_str()))
         );
         assert_eq!(row.consent_text.as_deref(), Some(text));
-        assert_eq!(row.consent_text_hash, Some(contacts::text_hash(text)));
+        assert_eq!(
+            row.consent_text_hash,
+            Some(heimdall_domain::consent::text_hash(text))
+        );
         assert_eq!(row.recorded_by, "optin:elm-st");
         assert!(row.confirmation_token_hash.is_none());
-        let current = contacts::current_consent(&core.db.conn, &r.contact_id, channel)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(contacts::consent_status(&current), ConsentStatus::Active);
+        let current =
+            heimdall_domain::consent::current_consent(&core.db.conn, &r.contact_id, channel)
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            heimdall_domain::consent::consent_status(&current),
+            ConsentStatus::Active
+        );
     }
     // No message is sent for a single opt-in.
     assert!(env.take_enqueued().is_empty());
@@ -384,7 +391,10 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
         .find(|r| r.id == first.channels[0].consent_id)
         .unwrap();
     assert_eq!(old.consent_text_version.as_deref(), Some("whatsapp:v1"));
-    assert_eq!(old.consent_text_hash, Some(contacts::text_hash(WA_TEXT)));
+    assert_eq!(
+        old.consent_text_hash,
+        Some(heimdall_domain::consent::text_hash(WA_TEXT))
+    );
     let new = rows
         .iter()
         .find(|r| r.id == fresh.channels[0].consent_id)
@@ -504,7 +514,7 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
     assert!(token.len() >= 40);
     assert_eq!(
         row.confirmation_token_hash,
-        Some(contacts::text_hash(&token))
+        Some(heimdall_domain::consent::text_hash(&token))
     );
     assert!(!serde_json::to_string(&row).unwrap().contains(&token));
 
@@ -787,11 +797,15 @@ async fn an_active_subscriber_is_not_put_on_hold_by_a_double_opt_in_form() {
         .unwrap(),
     );
     assert_eq!(again.channels[0].status, ChannelStatus::AlreadySubscribed);
-    let current = contacts::current_consent(&core.db.conn, &r.contact_id, Channel::Sms)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(contacts::consent_status(&current), ConsentStatus::Active);
+    let current =
+        heimdall_domain::consent::current_consent(&core.db.conn, &r.contact_id, Channel::Sms)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        heimdall_domain::consent::consent_status(&current),
+        ConsentStatus::Active
+    );
 }
 
 #[tokio::test]
@@ -838,7 +852,7 @@ async fn a_form_consent_revoked_by_stop_blocks_every_later_send() {
     assert_eq!(after.decision.decision.reason(), Some(Gate::Suppressed));
     assert!(matches!(
         after.decision.verdict(Gate::NoConsent),
-        Some(heimdall_domain::gates::Verdict::Block { .. })
+        Some(heimdall_domain::compliance::gates::Verdict::Block { .. })
     ));
     // The message queued before the STOP is refused by the worker too.
     let worker = outbound::process_send(core, &before.message_id)
@@ -1013,12 +1027,14 @@ async fn the_whatsapp_link_opens_only_the_window_not_consent() {
         .await
         .unwrap();
     assert!(w.in_window);
-    assert!(
-        contacts::current_consent(&core.db.conn, &contact_id, Channel::WhatsApp)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(heimdall_domain::consent::current_consent(
+        &core.db.conn,
+        &contact_id,
+        Channel::WhatsApp
+    )
+    .await
+    .unwrap()
+    .is_none());
     // So a template send (marketing or not) is still refused for no consent.
     let refused = outbound::accept(core, reminder(&contact_id)).await.unwrap();
     assert_eq!(refused.decision.decision.reason(), Some(Gate::NoConsent));
@@ -1098,17 +1114,19 @@ async fn a_csv_import_records_good_rows_and_reports_each_refused_one() {
     assert_eq!(ada.captured_at.to_rfc3339(), "2026-03-14T15:09:26+00:00");
     assert_eq!(
         ada.consent_text_hash,
-        Some(contacts::text_hash("I agree to texts."))
+        Some(heimdall_domain::consent::text_hash("I agree to texts."))
     );
     let dee = imported.iter().find(|r| r.source == "web_form").unwrap();
     assert_eq!(dee.ip.as_deref(), Some("203.0.113.9"));
     // The opted-out person got nothing.
-    assert!(
-        contacts::active_suppression(&core.db.conn, &opted_out.id, Channel::Sms)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(heimdall_domain::consent::active_suppression(
+        &core.db.conn,
+        &opted_out.id,
+        Channel::Sms
+    )
+    .await
+    .unwrap()
+    .is_some());
     assert!(rows
         .iter()
         .all(|r| r.contact_id != opted_out.id || r.revoked_at.is_some()));
@@ -1196,7 +1214,7 @@ async fn the_export_holds_every_consent_and_suppression_and_is_spreadsheet_safe(
     assert!(!sms_row[col("revoked_at")].is_empty());
     assert_eq!(
         &sms_row[col("consent_text_hash")],
-        contacts::text_hash(SMS_TEXT)
+        heimdall_domain::consent::text_hash(SMS_TEXT)
     );
 
     assert!(matches!(

@@ -10,16 +10,18 @@ use std::sync::Arc;
 use chrono::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
 use heimdall_domain::channels::{Accepted, Rejected};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{alert, outbound_message, tool_call};
-use heimdall_domain::gates::Gate;
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{
+use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
 };
-use heimdall_domain::provider_errors::ProviderFailure;
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 
@@ -307,11 +309,11 @@ async fn template_gates_unknown_paused_and_mismatched_variables() {
 async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let staff = heimdall_domain::accounts::create_user(
+    let staff = heimdall_domain::access::accounts::create_user(
         &env.core,
         "op@example.com",
         None,
-        heimdall_domain::accounts::Role::Operator,
+        heimdall_domain::access::accounts::Role::Operator,
         &secrecy::SecretString::from("correct horse battery".to_string()),
     )
     .await
@@ -353,11 +355,11 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
 async fn automations_must_be_approved_by_someone_else_for_the_template() {
     let env = env().await;
     let cid = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    let key = heimdall_domain::accounts::create_api_key(
+    let key = heimdall_domain::access::accounts::create_api_key(
         &env.core,
         "n8n",
         "creator@x",
-        &heimdall_domain::authz::Scopes::all(),
+        &heimdall_domain::entities::api_key::Scopes::all(),
     )
     .await
     .unwrap();
@@ -387,7 +389,7 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
         &env.core,
         &auto.id,
         "creator@x",
-        heimdall_domain::accounts::Role::Approver,
+        heimdall_domain::access::accounts::Role::Approver,
     )
     .await
     .unwrap_err();
@@ -396,7 +398,7 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
         &env.core,
         &auto.id,
         "approver@x",
-        heimdall_domain::accounts::Role::Approver,
+        heimdall_domain::access::accounts::Role::Approver,
     )
     .await
     .unwrap();
@@ -430,21 +432,21 @@ async fn an_inactive_sender_is_not_authorized_until_an_admin_activates_it() {
         .iter()
         .find(|s| s.kind == "twilio_whatsapp")
         .unwrap();
-    assert!(authz::set_sender_active(
+    assert!(heimdall_domain::sending::senders::set_sender_active(
         &env.core,
         &wa.id,
         true,
         "op@x",
-        heimdall_domain::accounts::Role::Approver
+        heimdall_domain::access::accounts::Role::Approver
     )
     .await
     .is_err());
-    authz::set_sender_active(
+    heimdall_domain::sending::senders::set_sender_active(
         &env.core,
         &wa.id,
         true,
         "admin@x",
-        heimdall_domain::accounts::Role::Admin,
+        heimdall_domain::access::accounts::Role::Admin,
     )
     .await
     .unwrap();
@@ -550,7 +552,7 @@ async fn quiet_hours_use_the_zone_a_number_is_in_when_the_contact_has_none() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        heimdall_domain::reminders::contact_time_zone(core, &row),
+        heimdall_domain::automations::reminders::contact_time_zone(core, &row),
         chrono_tz::America::New_York
     );
 }
@@ -925,10 +927,16 @@ async fn error_63007_pauses_the_sender_instead_of_turning_whatsapp_into_sms() {
     assert_eq!(paused[0].count, 1);
     // An admin fixes the sender and re-activates it: the held message goes,
     // the failed one is sent again (as a new message, through the gates).
-    let admin = heimdall_domain::accounts::Role::Admin;
-    authz::set_sender_active(&env.core, &wa.id, true, "admin@example.com", admin)
-        .await
-        .unwrap();
+    let admin = heimdall_domain::access::accounts::Role::Admin;
+    heimdall_domain::sending::senders::set_sender_active(
+        &env.core,
+        &wa.id,
+        true,
+        "admin@example.com",
+        admin,
+    )
+    .await
+    .unwrap();
     let wa = authz::list_senders(&env.core)
         .await
         .unwrap()
@@ -956,9 +964,15 @@ async fn error_63007_pauses_the_sender_instead_of_turning_whatsapp_into_sms() {
         MessageState::Sending
     );
     // Re-activating again resends nothing twice.
-    authz::set_sender_active(&env.core, &wa.id, true, "admin@example.com", admin)
-        .await
-        .unwrap();
+    heimdall_domain::sending::senders::set_sender_active(
+        &env.core,
+        &wa.id,
+        true,
+        "admin@example.com",
+        admin,
+    )
+    .await
+    .unwrap();
     drain(&env).await;
     assert_eq!(env.provider.count(), 5);
 }
@@ -987,12 +1001,12 @@ async fn a_message_held_by_a_paused_sender_is_not_resent_to_someone_who_said_sto
         .into_iter()
         .find(|s| s.kind == "twilio_whatsapp")
         .unwrap();
-    authz::set_sender_active(
+    heimdall_domain::sending::senders::set_sender_active(
         &env.core,
         &wa.id,
         true,
         "admin@example.com",
-        heimdall_domain::accounts::Role::Admin,
+        heimdall_domain::access::accounts::Role::Admin,
     )
     .await
     .unwrap();
@@ -1014,7 +1028,9 @@ async fn error_131050_stops_marketing_only() {
     outbound::apply_status(&env.core, status(&id, "failed", Some(131050)))
         .await
         .unwrap();
-    let sups = contacts::suppressions(&env.core, &cid).await.unwrap();
+    let sups = heimdall_domain::consent::suppressions(&env.core, &cid)
+        .await
+        .unwrap();
     assert_eq!(sups.len(), 1);
     assert_eq!(sups[0].scope, "marketing");
     // A utility reminder still goes; the consent stands.
@@ -1110,7 +1126,7 @@ async fn opt_out_codes_suppress_the_contact() {
     let (id, cid) = sent_message(&env, Channel::Sms, PHONE, &[Channel::Sms]).await;
     assert_eq!(state(&env.core, &id).await, MessageState::Failed);
     assert!(
-        contacts::active_suppression(&env.core.db.conn, &cid, Channel::Sms)
+        heimdall_domain::consent::active_suppression(&env.core.db.conn, &cid, Channel::Sms)
             .await
             .unwrap()
             .is_some()
@@ -1237,7 +1253,7 @@ async fn every_accepted_message_has_its_audit_rows() {
 
 #[tokio::test]
 async fn the_facts_statement_reads_every_row_the_gates_need() {
-    use heimdall_domain::contacts::ContactKey;
+    use heimdall_domain::sending::facts::ContactKey;
     let env = env().await;
     let core = &env.core;
     let id = contact(core, PHONE, &[Channel::WhatsApp]).await;
@@ -1259,7 +1275,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         .unwrap();
     let (kind, address) = authz::sender_key(core, Channel::WhatsApp).expect("a sender");
 
-    let by_id = contacts::fact_rows(
+    let by_id = heimdall_domain::sending::facts::fact_rows(
         &core.db.conn,
         ContactKey::Id(&id),
         Channel::WhatsApp,
@@ -1297,7 +1313,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
 
     // The same contact by number; on SMS: no consent, no window, but the
     // suppression for every channel still applies.
-    let by_phone = contacts::fact_rows(
+    let by_phone = heimdall_domain::sending::facts::fact_rows(
         &core.db.conn,
         ContactKey::Phone(PHONE),
         Channel::Sms,
@@ -1314,7 +1330,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
 
     // Nobody, or a number nobody has: no contact rows, the rest still read.
     for key in [ContactKey::Nobody, ContactKey::Phone("+4790000000")] {
-        let rows = contacts::fact_rows(
+        let rows = heimdall_domain::sending::facts::fact_rows(
             &core.db.conn,
             key,
             Channel::WhatsApp,
@@ -1355,11 +1371,13 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
             ),
             (ContactKey::Id(&id), Channel::Sms, Some("task_reminder")),
         ];
-        let reads: Vec<contacts::FactRead> = cases
+        let reads: Vec<heimdall_domain::sending::facts::FactRead> = cases
             .iter()
-            .map(|(key, channel, template)| contacts::FactRead::new(*key, *channel, *template))
+            .map(|(key, channel, template)| {
+                heimdall_domain::sending::facts::FactRead::new(*key, *channel, *template)
+            })
             .collect();
-        let merged = contacts::fact_rows_many(pool, &reads, &senders)
+        let merged = heimdall_domain::sending::facts::fact_rows_many(pool, &reads, &senders)
             .await
             .unwrap();
         assert_eq!(merged.len(), cases.len());
@@ -1368,9 +1386,15 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
                 .iter()
                 .find(|(c, _)| c == channel)
                 .and_then(|(_, s)| s.as_ref().map(|(k, a)| (*k, a.as_str())));
-            let alone = contacts::fact_rows(&core.db.conn, *key, *channel, *template, sender)
-                .await
-                .unwrap();
+            let alone = heimdall_domain::sending::facts::fact_rows(
+                &core.db.conn,
+                *key,
+                *channel,
+                *template,
+                sender,
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 format!("{rows:?}"),
                 format!("{alone:?}"),
@@ -1380,10 +1404,12 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         assert!(merged[0].contact.is_some() && merged[0].gate.consent.is_some());
         assert!(merged[4].contact.is_none() && merged[4].template.is_none());
         // No reads: no rows, not an error.
-        assert!(contacts::fact_rows_many(pool, &[], &senders)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(
+            heimdall_domain::sending::facts::fact_rows_many(pool, &[], &senders)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         // The workers' merged read: each id's message and facts in the
         // order asked (an id asked twice answered twice), None for an id
@@ -1396,12 +1422,12 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         .unwrap()
         .message_id;
         let ids = ["no-such-message".to_string(), mid.clone(), mid.clone()];
-        let read = contacts::messages_with_fact_rows(pool, &ids, &senders)
+        let read = heimdall_domain::sending::facts::messages_with_fact_rows(pool, &ids, &senders)
             .await
             .unwrap();
         assert_eq!(read.len(), 3);
         assert!(read[0].is_none());
-        let alone = contacts::fact_rows(
+        let alone = heimdall_domain::sending::facts::fact_rows(
             &core.db.conn,
             ContactKey::Id(&id),
             Channel::WhatsApp,

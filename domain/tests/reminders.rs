@@ -13,15 +13,17 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::accounts::{self, Role};
-use heimdall_domain::authz::{self, ApiPrincipal};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
-use heimdall_domain::core::CoreParts;
-use heimdall_domain::entities::{api_key, outbound_message, reminder, tool_call};
-use heimdall_domain::gates::Gate;
-use heimdall_domain::reminders::{
+use heimdall_domain::access::accounts::{self, Role};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::automations::reminders::{
     self, NewReminder, ReminderFilter, ReminderState, RequestError, Target,
 };
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
+use heimdall_domain::core::CoreParts;
+use heimdall_domain::entities::{api_key, outbound_message, reminder, tool_call};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core, Db};
 
@@ -171,7 +173,7 @@ async fn a_reminder_fires_once_at_its_time() {
     let enqueued = env.take_enqueued();
     assert_eq!(enqueued.len(), 1);
     for id in &enqueued {
-        heimdall_domain::outbound::process_send(&env.core, id)
+        heimdall_domain::sending::outbound::process_send(&env.core, id)
             .await
             .unwrap();
     }
@@ -347,16 +349,16 @@ async fn a_claim_left_by_a_stopped_worker_is_taken_up_without_sending_twice() {
             .await
             .unwrap();
     }
-    let first = heimdall_domain::outbound::accept(
+    let first = heimdall_domain::sending::outbound::accept(
         &env.core,
-        heimdall_domain::outbound::SendRequest {
-            recipient: heimdall_domain::outbound::Recipient::Contact(cid.clone()),
+        heimdall_domain::sending::outbound::SendRequest {
+            recipient: heimdall_domain::sending::outbound::Recipient::Contact(cid.clone()),
             channel: Channel::WhatsApp,
-            content: heimdall_domain::outbound::RequestedContent::Template {
+            content: heimdall_domain::sending::outbound::RequestedContent::Template {
                 name: "task_reminder".into(),
                 variables: reminders::variables_from_json(&task_vars()).unwrap(),
             },
-            origin: heimdall_domain::outbound::Origin::Automation {
+            origin: heimdall_domain::sending::outbound::Origin::Automation {
                 principal: bootstrap(),
                 source: "reminder",
                 reminder_id: Some(a.id.clone()),
@@ -430,7 +432,7 @@ async fn the_automations_authorization_is_checked_again_at_send_time() {
         &env.core,
         "n8n",
         "admin@example.com",
-        &heimdall_domain::authz::Scopes::all(),
+        &heimdall_domain::entities::api_key::Scopes::all(),
     )
     .await
     .unwrap();

@@ -8,16 +8,18 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 
-use heimdall_domain::accounts::{Role, StaffUser};
-use heimdall_domain::authz::{self, ApiPrincipal};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::access::accounts::{Role, StaffUser};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{staff_user, tool_call};
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{
+use heimdall_domain::reports::{self, AuditFilter, ConversationItem};
+use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
 };
-use heimdall_domain::reports::{self, AuditFilter, ConversationItem};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 
@@ -340,7 +342,7 @@ async fn the_audit_log_filters_and_masks() {
     let evaluation = all.iter().find(|r| r.kind == "gate_evaluation").unwrap();
     assert_eq!(
         evaluation.verdicts.as_array().unwrap().len(),
-        heimdall_domain::gates::Gate::ORDER.len()
+        heimdall_domain::compliance::gates::Gate::ORDER.len()
     );
     assert_eq!(evaluation.actor, "api_key:bootstrap");
 
@@ -473,7 +475,7 @@ async fn the_audit_csv_has_a_header_one_row_per_call_and_no_live_formulas() {
     let pass = rows.iter().find(|r| &r[col("decision")] == "pass").unwrap();
     assert_eq!(
         pass[col("verdicts")].split(';').count(),
-        heimdall_domain::gates::Gate::ORDER.len()
+        heimdall_domain::compliance::gates::Gate::ORDER.len()
     );
     assert!(pass[col("phone")].starts_with("'+47"));
 }
@@ -652,12 +654,14 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
 
     // Both suppressed the number on arrival (a revocation in other words counts at once).
     for id in [&a, &c] {
-        assert!(
-            contacts::active_suppression(&env.core.db.conn, id, Channel::WhatsApp)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(heimdall_domain::consent::active_suppression(
+            &env.core.db.conn,
+            id,
+            Channel::WhatsApp
+        )
+        .await
+        .unwrap()
+        .is_some());
     }
     // A's was an opt-out: the reviewer says so, and it stands.
     let msg_a = flagged(&env.core, &a).await;
@@ -688,7 +692,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
         .await
         .unwrap();
     assert!(
-        contacts::active_suppression(&env.core.db.conn, &c, Channel::WhatsApp)
+        heimdall_domain::consent::active_suppression(&env.core.db.conn, &c, Channel::WhatsApp)
             .await
             .unwrap()
             .is_some(),
@@ -749,7 +753,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
             content: RequestedContent::Text {
                 body: "Yes, see you at 5.".into(),
                 media_url: None,
-                format: heimdall_domain::formatting::TextFormat::Markdown,
+                format: heimdall_domain::channels::formatting::TextFormat::Markdown,
                 reply_to: None,
             },
             origin: Origin::Inbox {

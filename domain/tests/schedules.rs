@@ -17,15 +17,17 @@ use sea_orm::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use heimdall_domain::authz::{self, ApiPrincipal};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::automations::reminders::{RequestError, Target};
+use heimdall_domain::automations::schedules::{self, NewSchedule, RunOptions, ScheduleFilter};
+use heimdall_domain::compliance::gates::Gate;
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::core::CoreParts;
 use heimdall_domain::entities::{
     alert, outbound_message, schedule, schedule_occurrence, tool_call,
 };
-use heimdall_domain::gates::Gate;
-use heimdall_domain::reminders::{RequestError, Target};
-use heimdall_domain::schedules::{self, NewSchedule, RunOptions, ScheduleFilter};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core, Db};
 
@@ -743,11 +745,11 @@ async fn an_occurrence_claimed_by_a_stopped_worker_is_sent_once() {
 async fn a_schedule_made_in_the_console_runs_under_an_automation() {
     let env = env().await;
     let cid = contact(&env.core, PHONE).await;
-    let key = heimdall_domain::accounts::create_api_key(
+    let key = heimdall_domain::access::accounts::create_api_key(
         &env.core,
         "briefings",
         "admin@example.com",
-        &heimdall_domain::authz::Scopes::all(),
+        &heimdall_domain::entities::api_key::Scopes::all(),
     )
     .await
     .unwrap();
@@ -777,7 +779,7 @@ async fn a_schedule_made_in_the_console_runs_under_an_automation() {
         &env.core,
         &automation.id,
         "approver@example.com",
-        heimdall_domain::accounts::Role::Approver,
+        heimdall_domain::access::accounts::Role::Approver,
     )
     .await
     .unwrap();

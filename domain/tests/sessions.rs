@@ -6,12 +6,12 @@ use chrono::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 
-use heimdall_domain::accounts::{self, Role};
-use heimdall_domain::entities::{staff_audit, staff_session};
-use heimdall_domain::sessions::{
+use heimdall_domain::access::accounts::{self, Role};
+use heimdall_domain::access::sessions::{
     self, FirstAdminLink, LoginAttempt, LoginError, LoginThrottle, SetupError, ACCOUNT_LOCK,
     IDLE_TIMEOUT, MAX_ACCOUNT_FAILURES, MAX_ADDRESS_FAILURES,
 };
+use heimdall_domain::entities::{staff_audit, staff_session};
 use heimdall_domain::testing::TestEnv;
 
 const EMAIL: &str = "ops@example.com";
@@ -332,22 +332,22 @@ async fn a_revoked_api_key_authenticates_nothing() {
         &env.core,
         "n8n",
         "admin@example.com",
-        &heimdall_domain::authz::Scopes::all(),
+        &heimdall_domain::entities::api_key::Scopes::all(),
     )
     .await
     .unwrap();
     let presented = key.key.expose_secret().to_string();
     assert!(
-        heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
+        heimdall_domain::access::authz::authenticate_api_key(&env.core, &presented)
             .await
             .unwrap()
-            .is_some_and(|c| c.scopes == heimdall_domain::authz::Scopes::all())
+            .is_some_and(|c| c.scopes == heimdall_domain::entities::api_key::Scopes::all())
     );
     sessions::revoke_api_key(&env.core, &key.id, "admin@example.com", None)
         .await
         .unwrap();
     assert!(
-        heimdall_domain::authz::authenticate_api_key(&env.core, &presented)
+        heimdall_domain::access::authz::authenticate_api_key(&env.core, &presented)
             .await
             .unwrap()
             .is_none()
@@ -474,7 +474,7 @@ async fn the_first_admin_link_expires_and_a_new_one_replaces_it() {
 /// active admin remains; only admins may; every change is recorded.
 #[tokio::test]
 async fn staff_lifecycle_ends_sessions_and_keeps_an_admin() {
-    use heimdall_domain::accounts::{AccountError, StaffChange};
+    use heimdall_domain::access::accounts::{AccountError, StaffChange};
     let env = env_with_user().await;
     let admin = accounts::create_user(
         &env.core,

@@ -71,7 +71,7 @@ async fn a_contact_and_its_consent_are_recorded_together_or_not_at_all() {
     );
     assert_eq!(
         record.consent_text_hash.as_deref(),
-        Some(consent::text_hash("Yes, remind me on WhatsApp.").as_str())
+        Some(heimdall_domain::consent::text_hash("Yes, remind me on WhatsApp.").as_str())
     );
 
     // The same number again: refused with the contact's id, and nothing changes.

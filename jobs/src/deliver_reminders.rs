@@ -1,6 +1,6 @@
 //! Deliver the reminders that came due: each once, through the gates, with
 //! the authorization of the API key that created it; late ones recorded as
-//! missed (all in [`heimdall_domain::reminders::deliver_due`], run and
+//! missed (all in [`heimdall_domain::automations::reminders::deliver_due`], run and
 //! recorded in `job_runs` by [`heimdall_domain::housekeeping::run`]).
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The apalis storages behind [`heimdall_domain::queue::JobQueue`]:
+//! The apalis storages behind [`heimdall_domain::sending::queue::JobQueue`]:
 //! SQLite or PostgreSQL (the same database as the record) by default,
 //! Redis when `HEIMDALL_REDIS_URL` is set. Two queues live there: one for
 //! sending messages, one for fanning campaigns out ([`FanOutQueue`], made
@@ -13,7 +13,7 @@ use apalis_sqlite::SqliteStorage;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use heimdall_domain::queue::{JobQueue, QueueError};
+use heimdall_domain::sending::queue::{JobQueue, QueueError};
 use heimdall_domain::Db;
 
 use crate::fan_out_campaign::{self, FanOutCampaign};

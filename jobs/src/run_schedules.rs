@@ -1,7 +1,7 @@
 //! Run the recurring schedules: each due occurrence once, in the contact's
 //! time zone, through the gates, with variables fetched at send time when
 //! the schedule names a URL (all in
-//! [`heimdall_domain::schedules::run_due`], run and recorded in `job_runs`
+//! [`heimdall_domain::automations::schedules::run_due`], run and recorded in `job_runs`
 //! by [`heimdall_domain::housekeeping::run`]).
 
 use std::sync::Arc;

@@ -14,8 +14,8 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 
+use heimdall_domain::automations::schedules::CronExpr;
 use heimdall_domain::housekeeping::Job;
-use heimdall_domain::schedules::CronExpr;
 use heimdall_domain::Core;
 
 use crate::housekeeping::Housekeeping;

@@ -1,12 +1,12 @@
 //! Send one outbound message: claim it, run the gates again, wait for the
 //! limits, call the provider, record the outcome (all in
-//! [`heimdall_domain::outbound::process_send`]).
+//! [`heimdall_domain::sending::outbound::process_send`]).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use heimdall_domain::outbound;
+use heimdall_domain::sending::outbound;
 use heimdall_domain::Core;
 
 /// The job: which message to send. Stable name: stored in the queue.

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::accounts::{Role, StaffUser};
+use heimdall_domain::access::accounts::{Role, StaffUser};
 use heimdall_domain::campaigns::{self, Audience, CampaignDraft, CampaignStatus, VariableSource};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::core::CoreParts;
 use heimdall_domain::entities::{campaign, outbound_message};
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{authz, templates, Channel, Core};
+use heimdall_domain::{access::authz, templates, Channel, Core};
 use heimdall_jobs::{runner, Queue};
 
 async fn env() -> TestEnv {

@@ -1,7 +1,7 @@
 //! Finished queue jobs are purged after a day, and the SQLite queue keeps
 //! acknowledging by id however many jobs it has run.
 
-use heimdall_domain::queue::JobQueue;
+use heimdall_domain::sending::queue::JobQueue;
 use heimdall_domain::testing::TestEnv;
 use heimdall_jobs::Queue;
 use sea_orm::{ConnectionTrait, Statement};

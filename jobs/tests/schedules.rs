@@ -7,11 +7,13 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 
-use heimdall_domain::authz::{self, ApiPrincipal};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::automations::reminders::{self, NewReminder, Target};
+use heimdall_domain::automations::schedules::{self as domain_schedules, CronExpr, NewSchedule};
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::housekeeping::{self, Job, RunResult};
-use heimdall_domain::reminders::{self, NewReminder, Target};
-use heimdall_domain::schedules::{self as domain_schedules, CronExpr, NewSchedule};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 use heimdall_jobs::housekeeping::Housekeeping;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use heimdall_domain::accounts::{self, Role};
+use heimdall_domain::access::accounts::{self, Role};
 use heimdall_domain::{Settings, SystemClock};
 
 #[derive(Debug, Parser)]
@@ -179,7 +179,7 @@ pub enum UserChange {
 /// `heimdall user setup-link`: a new first-admin link, printed.
 pub async fn setup_link(settings: Settings) -> anyhow::Result<()> {
     let link = with_core(settings, async |core| {
-        Ok(heimdall_domain::sessions::FirstAdminLink::new()
+        Ok(heimdall_domain::access::sessions::FirstAdminLink::new()
             .arm_if_needed(core)
             .await?
             .map(|(token, expires)| (crate::console::setup_url(core, &token), expires)))
@@ -206,7 +206,7 @@ pub async fn api_key_create(
     created_by: String,
     scopes: Vec<String>,
 ) -> anyhow::Result<()> {
-    let scopes = heimdall_domain::authz::Scopes::parse_list(&scopes.join(","))
+    let scopes = heimdall_domain::entities::api_key::Scopes::parse_list(&scopes.join(","))
         .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     let key = with_core(settings, async |core| {
         Ok(accounts::create_api_key(core, &name, &created_by, &scopes).await?)
@@ -233,7 +233,7 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
 pub fn preview() -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
-    let rendered = heimdall_domain::formatting::render_for_whatsapp(&input);
+    let rendered = heimdall_domain::channels::formatting::render_for_whatsapp(&input);
     println!("{}", serde_json::to_string(&rendered)?);
     Ok(())
 }

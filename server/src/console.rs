@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 
 use heimdall_app::api::audit::AuditQuery;
 use heimdall_app::server::{ConsoleState, ErrorAnswered};
-use heimdall_domain::sessions;
+use heimdall_domain::access::sessions;
 
 /// The largest console form accepted (a pasted list of phone numbers).
 pub const MAX_FORM_BYTES: usize = 1024 * 1024;
@@ -153,7 +153,7 @@ async fn inbox_attachment(
 ) -> HttpResponse {
     use futures::TryStreamExt;
     use heimdall_app::model::Role;
-    use heimdall_domain::attachments;
+    use heimdall_domain::channels::attachments;
 
     let contact_id = path.into_inner();
     let back = |query: (&str, &str)| {
@@ -269,7 +269,7 @@ async fn attachment_file(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (token, _name) = path.into_inner();
-    match heimdall_domain::attachments::open(&state.core, &token).await {
+    match heimdall_domain::channels::attachments::open(&state.core, &token).await {
         Ok(Some((a, bytes))) => HttpResponse::Ok()
             .content_type(a.content_type.as_str())
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

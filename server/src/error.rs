@@ -37,7 +37,7 @@ pub enum ApiError {
     Forbidden(String),
     /// The API key lacks the scope this route needs.
     #[error("this API key does not have the scope '{0}'")]
-    MissingScope(heimdall_domain::authz::Scope),
+    MissingScope(heimdall_domain::entities::api_key::Scope),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -20,7 +20,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use heimdall_domain::gates::Gate;
+use heimdall_domain::compliance::gates::Gate;
 
 use crate::routes;
 use crate::routes::api::ROUTE_SCOPES;

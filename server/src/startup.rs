@@ -153,9 +153,9 @@ pub async fn build_core_with(
 /// Start-up work that needs the core: templates, senders, stored settings.
 async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
     heimdall_domain::templates::register_from_settings(core).await?;
-    heimdall_domain::authz::register_senders(core, sandbox).await?;
+    heimdall_domain::access::authz::register_senders(core, sandbox).await?;
     // Settings stored in the console override the environment's.
-    if heimdall_domain::runtime::refresh(core).await? {
+    if heimdall_domain::settings::runtime::refresh(core).await? {
         tracing::info!("settings saved in the console override the environment");
     }
     core.limits.load_tier(&core.db, core.now()).await?;
@@ -319,7 +319,7 @@ impl Application {
         };
         // Every process keeps its runtime settings current (a change in the
         // console, a STOP waiting in another process's spool).
-        let refresher = tokio::spawn(heimdall_domain::runtime::run_refresher(self.core.clone()));
+        let refresher = tokio::spawn(heimdall_domain::core::run_refresher(self.core.clone()));
         let server = tokio::spawn(self.server);
         tracing::info!(
             port = self.port,
@@ -471,7 +471,7 @@ pub async fn run_worker_only(mut settings: Settings) -> anyhow::Result<()> {
     };
     let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
     tracing::info!("heimdall worker running");
-    let refresher = tokio::spawn(heimdall_domain::runtime::run_refresher(core.clone()));
+    let refresher = tokio::spawn(heimdall_domain::core::run_refresher(core.clone()));
     let res = heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await;
     refresher.abort();
     res

@@ -5,7 +5,7 @@
 
 mod support;
 
-use heimdall_domain::authz::{Scope, Scopes};
+use heimdall_domain::entities::api_key::{Scope, Scopes};
 use heimdall_server::routes::api::ROUTE_SCOPES;
 use secrecy::ExposeSecret;
 use support::TestApp;
@@ -35,7 +35,7 @@ async fn a_key_without_a_routes_scope_gets_403_naming_it_on_every_route() {
     for scope in Scope::ALL {
         // Every scope but this one.
         let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
-        let without = heimdall_domain::accounts::create_api_key(
+        let without = heimdall_domain::access::accounts::create_api_key(
             &app.core,
             &format!("without {scope}"),
             "admin@example.com",
@@ -43,7 +43,7 @@ async fn a_key_without_a_routes_scope_gets_403_naming_it_on_every_route() {
         )
         .await
         .unwrap();
-        let only = heimdall_domain::accounts::create_api_key(
+        let only = heimdall_domain::access::accounts::create_api_key(
             &app.core,
             &format!("only {scope}"),
             "admin@example.com",
@@ -109,7 +109,7 @@ async fn every_api_route_has_a_scope_and_a_route_without_one_is_refused() {
     // the routes would reach is in it (a route missing from the table is
     // refused to every key, so forgetting one fails closed).
     let app = TestApp::spawn(&[]).await;
-    let all = heimdall_domain::accounts::create_api_key(
+    let all = heimdall_domain::access::accounts::create_api_key(
         &app.core,
         "everything",
         "admin@example.com",

@@ -20,8 +20,10 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use heimdall_domain::authz::{Scope, Scopes};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::contacts::{self, ContactInput};
+use heimdall_domain::entities::api_key::{Scope, Scopes};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{reminder, schedule};
 use heimdall_domain::Channel;
 use heimdall_server::routes::api::ROUTE_SCOPES;
@@ -249,7 +251,7 @@ async fn the_document_is_openapi_3_1_and_every_ref_resolves() {
     let gate = doc["components"]["schemas"]["Gate"]["enum"]
         .as_array()
         .expect("the Gate schema is an enum");
-    let codes: Vec<&str> = heimdall_domain::gates::Gate::ORDER
+    let codes: Vec<&str> = heimdall_domain::compliance::gates::Gate::ORDER
         .iter()
         .map(|g| g.code())
         .collect();
@@ -504,7 +506,7 @@ async fn every_documented_error_is_what_the_route_answers() {
     let mut without = BTreeMap::new();
     for scope in Scope::ALL {
         let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
-        let k = heimdall_domain::accounts::create_api_key(
+        let k = heimdall_domain::access::accounts::create_api_key(
             core,
             &format!("without {scope}"),
             "admin@example.com",

@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{json, Value};
 
-use heimdall_domain::contacts;
 use heimdall_domain::entities::{consent, contact, outbound_message, qr_code};
 use heimdall_domain::optin;
 use support::{TestApp, API_KEY};
@@ -172,7 +171,10 @@ async fn a_submission_stores_its_evidence_exactly() {
         assert_eq!(r.form_id.as_deref(), form["id"].as_str());
         assert_eq!(r.consent_text_version, Some(format!("{ch}:v1")));
         assert_eq!(r.consent_text.as_deref(), Some(text));
-        assert_eq!(r.consent_text_hash, Some(contacts::text_hash(text)));
+        assert_eq!(
+            r.consent_text_hash,
+            Some(heimdall_domain::consent::text_hash(text))
+        );
     }
     // The same person again: thanked, nothing added.
     let (status, html) = post_form(

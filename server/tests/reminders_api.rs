@@ -11,9 +11,11 @@ use chrono::{Duration, Utc};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{json, Value};
 
-use heimdall_domain::accounts::Role;
-use heimdall_domain::authz;
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::access::accounts::Role;
+use heimdall_domain::access::authz;
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{outbound_message, reminder, schedule};
 use heimdall_domain::{Channel, Core};
 use support::{TestApp, API_KEY};
@@ -318,9 +320,15 @@ async fn schedules_over_http() {
 async fn a_reminder_that_comes_due_is_delivered_by_the_running_workers() {
     let app = TestApp::spawn_with(TEMPLATES, true).await;
     for s in authz::list_senders(&app.core).await.unwrap() {
-        authz::set_sender_active(&app.core, &s.id, true, "admin@example.com", Role::Admin)
-            .await
-            .unwrap();
+        heimdall_domain::sending::senders::set_sender_active(
+            &app.core,
+            &s.id,
+            true,
+            "admin@example.com",
+            Role::Admin,
+        )
+        .await
+        .unwrap();
     }
     let cid = contact(&app.core).await;
     let res = app

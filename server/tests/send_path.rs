@@ -73,7 +73,7 @@ async fn preview_shows_each_part_as_it_would_go() {
     assert_eq!(first["sms"]["encoding"], "GSM-7");
     assert_eq!(
         first["sms"]["segments"].as_u64().unwrap() as usize,
-        heimdall_domain::formatting::sms_segments(text).segments
+        heimdall_domain::channels::formatting::sms_segments(text).segments
     );
 
     let res = app

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use heimdall_domain::channels::meta::MetaClient;
 use heimdall_domain::channels::twilio::{default_http_client, TwilioClient};
+use heimdall_domain::compliance::gates::Gate;
 use heimdall_domain::core::{CoreParts, Providers};
 use heimdall_domain::entities::staff_audit;
-use heimdall_domain::gates::Gate;
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::templates::authoring::{
     self, CreateError, DraftInput, TemplateDraft, TemplateProvider,
 };
@@ -60,7 +60,7 @@ async fn env(sb: &SandboxHandle, provider: &str) -> (TestEnv, Arc<Core>) {
         },
         alerts: None,
     });
-    heimdall_domain::authz::register_senders(&core, true)
+    heimdall_domain::access::authz::register_senders(&core, true)
         .await
         .unwrap();
     (env, core)
@@ -103,7 +103,7 @@ async fn send(core: &Core, name: &str, variables: &[(&str, &str)]) -> Option<Gat
                     .collect::<BTreeMap<_, _>>(),
             },
             origin: Origin::Automation {
-                principal: heimdall_domain::authz::ApiPrincipal {
+                principal: heimdall_domain::access::authz::ApiPrincipal {
                     key_id: None,
                     name: "bootstrap".into(),
                 },

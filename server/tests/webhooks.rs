@@ -323,7 +323,7 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
         .await;
     assert_eq!(res.status(), 200, "the webhook still answers");
     assert!(
-        heimdall_domain::inbound::spool_pending(&app.core),
+        heimdall_domain::store::spool::spool_pending(&app.core),
         "the event is in the spool"
     );
 
@@ -337,7 +337,7 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
             .await
             .unwrap(),
         clock: std::sync::Arc::new(heimdall_domain::SystemClock),
-        queue: std::sync::Arc::new(heimdall_domain::queue::RecordingQueue::default()),
+        queue: std::sync::Arc::new(heimdall_domain::sending::queue::RecordingQueue::default()),
         providers: Default::default(),
         alerts: None,
     });
@@ -345,13 +345,13 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
         .await
         .unwrap();
     assert_eq!(replayed, 1);
-    assert!(!heimdall_domain::inbound::spool_pending(&core2));
+    assert!(!heimdall_domain::store::spool::spool_pending(&core2));
     let c = contact::Entity::find()
         .one(&core2.db.conn)
         .await
         .unwrap()
         .unwrap();
-    let s = heimdall_domain::contacts::active_suppression(
+    let s = heimdall_domain::consent::active_suppression(
         &core2.db.conn,
         &c.id,
         heimdall_domain::Channel::WhatsApp,
@@ -634,7 +634,7 @@ async fn a_flood_of_refused_webhooks_stays_bounded_on_disk() {
     let kept: usize = rows.iter().map(|r| r.body.len()).sum();
     assert!(kept < 100 * 1024, "{kept} bytes for 120 x 60 KiB refused");
     // Nothing was spooled to disk for them either.
-    assert!(!heimdall_domain::inbound::spool_pending(&app.core));
+    assert!(!heimdall_domain::store::spool::spool_pending(&app.core));
 
     // Housekeeping prunes audit rows older than the setting (30 days).
     let old = app.core.now() - chrono::Duration::days(31);

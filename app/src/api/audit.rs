@@ -214,19 +214,20 @@ pub async fn audit_log(
                     actor: actor_label(&names, r.actor),
                 })
                 .collect();
-            let staff_actions = heimdall_domain::sessions::recent_staff_actions(core, None, 100)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .map(|a| StaffActionRow {
-                    actor: a.actor,
-                    action: a.action,
-                    target: a.target,
-                    detail: a.detail,
-                    ip: a.ip,
-                    at: a.at,
-                })
-                .collect();
+            let staff_actions =
+                heimdall_domain::access::sessions::recent_staff_actions(core, None, 100)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|a| StaffActionRow {
+                        actor: a.actor,
+                        action: a.action,
+                        target: a.target,
+                        detail: a.detail,
+                        ip: a.ip,
+                        at: a.at,
+                    })
+                    .collect();
             Ok(AuditView {
                 entries,
                 staff_actions,

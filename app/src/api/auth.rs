@@ -28,7 +28,7 @@ pub async fn whoami() -> Result<Option<Me>, AppError> {
 #[server(prefix = "/_sf", endpoint = "login")]
 pub async fn login(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::sessions::{self, LoginAttempt, LoginError};
+    use heimdall_domain::access::sessions::{self, LoginAttempt, LoginError};
     respond(
         async move {
             let state = state()?;
@@ -74,7 +74,7 @@ pub async fn logout(#[server(default)] csrf: String) -> Result<(), AppError> {
         async move {
             let ctx = mutation(Role::Viewer, &csrf).await?;
             let ip = ctx.ip().await;
-            heimdall_domain::sessions::logout(ctx.core(), &ctx.session, ip.as_deref())
+            heimdall_domain::access::sessions::logout(ctx.core(), &ctx.session, ip.as_deref())
                 .await
                 .map_err(internal)?;
             clear_session_cookie(&ctx.state);
@@ -113,8 +113,8 @@ pub async fn setup_admin(
     password_again: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::accounts::AccountError;
-    use heimdall_domain::sessions::{self, LoginAttempt, SetupError};
+    use heimdall_domain::access::accounts::AccountError;
+    use heimdall_domain::access::sessions::{self, LoginAttempt, SetupError};
     respond(
         async move {
             let state = state()?;

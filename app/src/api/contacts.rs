@@ -139,7 +139,7 @@ impl ContactView {
 pub(crate) mod ssr {
     use super::*;
     use heimdall_domain::contacts::{Contact, WindowState};
-    use heimdall_domain::outbound::MessageView;
+    use heimdall_domain::sending::outbound::MessageView;
 
     /// The contact, 404 when there is none; a database outage stays an outage (500),
     /// never "not found".

@@ -264,11 +264,15 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
             let assignment = heimdall_domain::inbox::assignment(core, &id)
                 .await
                 .map_err(internal)?;
-            let assignable = heimdall_domain::accounts::list_users(core)
+            let assignable = heimdall_domain::access::accounts::list_users(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|u| u.active && u.role.allows(heimdall_domain::accounts::Role::Operator))
+                .filter(|u| {
+                    u.active
+                        && u.role
+                            .allows(heimdall_domain::access::accounts::Role::Operator)
+                })
                 .map(|u| u.email)
                 .collect();
             let canned = heimdall_domain::inbox::canned_replies(core)
@@ -304,23 +308,24 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
 #[server(prefix = "/_sf", endpoint = "inbox_preview")]
 pub async fn inbox_preview(channel: String, text: String) -> Result<ReplyPreview, AppError> {
     use crate::server::*;
-    use heimdall_domain::formatting::{self, SmsEncoding, TextFormat};
+    use heimdall_domain::channels::formatting::{self, SmsEncoding, TextFormat};
     respond(
         async move {
             let ctx = require(Role::Viewer).await?;
             let ch: heimdall_domain::Channel = channel
                 .parse()
                 .map_err(|_| AppError::invalid("channel", "Unknown channel."))?;
-            if formatting::whatsapp_len(&text) > heimdall_domain::outbound::MAX_TEXT_CHARS {
+            if formatting::whatsapp_len(&text) > heimdall_domain::sending::outbound::MAX_TEXT_CHARS
+            {
                 return Err(AppError::invalid(
                     "text",
                     format!(
                         "The message is longer than {} characters.",
-                        heimdall_domain::outbound::MAX_TEXT_CHARS
+                        heimdall_domain::sending::outbound::MAX_TEXT_CHARS
                     ),
                 ));
             }
-            let destination = heimdall_domain::outbound::destination(ctx.core(), ch);
+            let destination = heimdall_domain::sending::outbound::destination(ctx.core(), ch);
             let prepared = formatting::prepare(&text, TextFormat::Markdown, destination, false);
             Ok(ReplyPreview {
                 channel: ch.as_str().to_string(),
@@ -376,7 +381,7 @@ pub async fn inbox_reply(
     #[server(default)] list_button: String,
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
-    use heimdall_domain::outbound::RequestedContent;
+    use heimdall_domain::sending::outbound::RequestedContent;
     respond(
         async move {
             let ctx = mutation(Role::Operator, &csrf).await?;
@@ -424,14 +429,14 @@ pub async fn inbox_reply(
                             "text",
                             "The message",
                             &text,
-                            heimdall_domain::outbound::MAX_TEXT_CHARS,
+                            heimdall_domain::sending::outbound::MAX_TEXT_CHARS,
                         )?
                     };
                     (
                         RequestedContent::Text {
                             body,
                             media_url,
-                            format: heimdall_domain::formatting::TextFormat::Markdown,
+                            format: heimdall_domain::channels::formatting::TextFormat::Markdown,
                             reply_to: quote,
                         },
                         "text",
@@ -461,8 +466,8 @@ fn interactive(
     text: &str,
     choices: &str,
     list_button: &str,
-) -> Result<Option<heimdall_domain::interactive::Interactive>, AppError> {
-    use heimdall_domain::interactive::InteractiveSpec;
+) -> Result<Option<heimdall_domain::channels::interactive::Interactive>, AppError> {
+    use heimdall_domain::channels::interactive::InteractiveSpec;
     let lines: Vec<String> = choices
         .lines()
         .map(str::trim)
@@ -497,13 +502,13 @@ async fn send_reply(
     ctx: &crate::server::Ctx,
     id: String,
     channel: heimdall_domain::Channel,
-    content: heimdall_domain::outbound::RequestedContent,
+    content: heimdall_domain::sending::outbound::RequestedContent,
     field: &'static str,
     reply_key: &str,
 ) -> Result<ReplyResult, AppError> {
     use crate::server::*;
-    use heimdall_domain::gates::Decision;
-    use heimdall_domain::outbound::{self, AcceptError, Origin, Recipient, SendRequest};
+    use heimdall_domain::compliance::gates::Decision;
+    use heimdall_domain::sending::outbound::{self, AcceptError, Origin, Recipient, SendRequest};
     let key = check_id(reply_key, "reply form")
         .map_err(|_| AppError::invalid("", "Reload the page and try again."))?;
     let outcome = outbound::accept(
@@ -585,7 +590,10 @@ fn attachment(ctx: &crate::server::Ctx, url: &str) -> Result<Option<String>, App
     if url.is_empty() {
         return Ok(None);
     }
-    if heimdall_domain::attachments::is_ours(url, ctx.core().settings.public_base().as_str()) {
+    if heimdall_domain::channels::attachments::is_ours(
+        url,
+        ctx.core().settings.public_base().as_str(),
+    ) {
         return Ok(Some(url.to_string()));
     }
     if !url.starts_with("https://") || url.len() > 2000 || url.chars().any(char::is_whitespace) {
@@ -747,7 +755,7 @@ mod tests {
     fn the_reply_box_takes_what_the_send_path_accepts() {
         assert_eq!(
             crate::pages::inbox::MAX_TEXT_CHARS,
-            heimdall_domain::outbound::MAX_TEXT_CHARS
+            heimdall_domain::sending::outbound::MAX_TEXT_CHARS
         );
     }
 }

@@ -124,7 +124,7 @@ mod ssr {
 
     /// A runtime setting as in force, and where it comes from.
     pub fn setting(core: &Core, key: &str, effective: String) -> SettingValue {
-        use heimdall_domain::runtime::Origin;
+        use heimdall_domain::settings::runtime::Origin;
         SettingValue {
             effective,
             origin: match core.live.origin(key) {
@@ -139,7 +139,7 @@ mod ssr {
         }
     }
 
-    pub fn key_row(k: heimdall_domain::accounts::ApiKeyInfo) -> ApiKeyRow {
+    pub fn key_row(k: heimdall_domain::access::accounts::ApiKeyInfo) -> ApiKeyRow {
         ApiKeyRow {
             id: k.id,
             name: k.name,
@@ -160,8 +160,8 @@ mod ssr {
         field: &str,
         value: serde_json::Value,
     ) -> Result<(), AppError> {
-        use heimdall_domain::runtime::StoreError;
-        heimdall_domain::runtime::store(ctx.core(), key, value.clone(), &ctx.actor())
+        use heimdall_domain::settings::runtime::StoreError;
+        heimdall_domain::settings::runtime::store(ctx.core(), key, value.clone(), &ctx.actor())
             .await
             .map_err(|e| match e {
                 StoreError::Invalid(m) => AppError::invalid(field, capitalise(&m)),
@@ -200,8 +200,8 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
             let ctx = require(Role::Admin).await?;
             let core = ctx.core();
             let live = core.live.get();
-            use heimdall_domain::runtime::keys::*;
-            let senders = heimdall_domain::authz::list_senders(core)
+            use heimdall_domain::settings::runtime::keys::*;
+            let senders = heimdall_domain::access::authz::list_senders(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
@@ -216,13 +216,13 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
                     paused_at: x.paused_at,
                 })
                 .collect();
-            let api_keys = heimdall_domain::accounts::list_api_keys(core)
+            let api_keys = heimdall_domain::access::accounts::list_api_keys(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
                 .map(key_row)
                 .collect();
-            let users = heimdall_domain::accounts::list_users(core)
+            let users = heimdall_domain::access::accounts::list_users(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
@@ -309,7 +309,7 @@ pub async fn sender_set_active(
     #[server(default)] authorize: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::authz::SenderError;
+    use heimdall_domain::sending::senders::SenderError;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -330,7 +330,7 @@ pub async fn sender_set_active(
                     "Tick the box to authorize sending from this sender.",
                 ));
             }
-            let sender = heimdall_domain::authz::set_sender_active(
+            let sender = heimdall_domain::sending::senders::set_sender_active(
                 ctx.core(),
                 &id,
                 active,
@@ -445,12 +445,16 @@ pub async fn api_key_create(
                     "Tick at least one thing this key may do.",
                 ));
             }
-            let scopes = heimdall_domain::authz::Scopes::parse_list(&names.join(","))
+            let scopes = heimdall_domain::entities::api_key::Scopes::parse_list(&names.join(","))
                 .map_err(|e| AppError::invalid("scopes", e))?;
-            let key =
-                heimdall_domain::accounts::create_api_key(ctx.core(), &name, &ctx.actor(), &scopes)
-                    .await
-                    .map_err(internal)?;
+            let key = heimdall_domain::access::accounts::create_api_key(
+                ctx.core(),
+                &name,
+                &ctx.actor(),
+                &scopes,
+            )
+            .await
+            .map_err(internal)?;
             ctx.audit(
                 "api_key_created",
                 Some(&format!("api_key:{}", key.id)),
@@ -473,23 +477,28 @@ pub async fn api_key_create(
 #[server(prefix = "/_sf", endpoint = "api_key_revoke")]
 pub async fn api_key_revoke(#[server(default)] csrf: String, id: String) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::sessions::RevokeKeyError;
+    use heimdall_domain::access::sessions::RevokeKeyError;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let id = check_id(&id, "API key")?;
             let ip = ctx.ip().await;
-            heimdall_domain::sessions::revoke_api_key(ctx.core(), &id, &ctx.actor(), ip.as_deref())
-                .await
-                .map_err(|e| match e {
-                    RevokeKeyError::NotFound(_) => {
-                        AppError::NotFound("No API key with that id.".into())
-                    }
-                    RevokeKeyError::AlreadyRevoked => {
-                        AppError::Conflict("That key was already revoked.".into())
-                    }
-                    RevokeKeyError::Db(e) => internal(e),
-                })
+            heimdall_domain::access::sessions::revoke_api_key(
+                ctx.core(),
+                &id,
+                &ctx.actor(),
+                ip.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                RevokeKeyError::NotFound(_) => {
+                    AppError::NotFound("No API key with that id.".into())
+                }
+                RevokeKeyError::AlreadyRevoked => {
+                    AppError::Conflict("That key was already revoked.".into())
+                }
+                RevokeKeyError::Db(e) => internal(e),
+            })
         }
         .await,
     )
@@ -508,7 +517,7 @@ pub async fn staff_update(
     #[server(default)] password: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::accounts::{AccountError, StaffChange};
+    use heimdall_domain::access::accounts::{AccountError, StaffChange};
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -525,18 +534,23 @@ pub async fn staff_update(
                 }
                 _ => return Err(AppError::invalid("action", "Choose what to change.")),
             };
-            heimdall_domain::accounts::change_staff(ctx.core(), Some(ctx.user()), &email, change)
-                .await
-                .map(|_| ())
-                .map_err(|e| match e {
-                    AccountError::NoSuchUser(_) => AppError::NotFound(capitalise(&e.to_string())),
-                    AccountError::LastAdmin => AppError::Conflict(capitalise(&e.to_string())),
-                    AccountError::WeakPassword => {
-                        AppError::invalid("password", capitalise(&e.to_string()))
-                    }
-                    AccountError::NotAdmin => AppError::Forbidden(capitalise(&e.to_string())),
-                    other => internal(other),
-                })
+            heimdall_domain::access::accounts::change_staff(
+                ctx.core(),
+                Some(ctx.user()),
+                &email,
+                change,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                AccountError::NoSuchUser(_) => AppError::NotFound(capitalise(&e.to_string())),
+                AccountError::LastAdmin => AppError::Conflict(capitalise(&e.to_string())),
+                AccountError::WeakPassword => {
+                    AppError::invalid("password", capitalise(&e.to_string()))
+                }
+                AccountError::NotAdmin => AppError::Forbidden(capitalise(&e.to_string())),
+                other => internal(other),
+            })
         }
         .await,
     )
@@ -552,15 +566,15 @@ pub async fn user_create(
     password: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::accounts::AccountError;
+    use heimdall_domain::access::accounts::AccountError;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            let role: heimdall_domain::accounts::Role = role
+            let role: heimdall_domain::access::accounts::Role = role
                 .parse()
                 .map_err(|e: String| AppError::invalid("role", e))?;
             let password = secrecy::SecretString::from(password);
-            let user = heimdall_domain::accounts::create_user(
+            let user = heimdall_domain::access::accounts::create_user(
                 ctx.core(),
                 &email,
                 optional(name),
@@ -594,7 +608,7 @@ pub async fn help_text_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::HELP_TEXT;
+    use heimdall_domain::settings::runtime::keys::HELP_TEXT;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -613,7 +627,7 @@ pub async fn fallback_codes_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::FALLBACK_CODES;
+    use heimdall_domain::settings::runtime::keys::FALLBACK_CODES;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -648,7 +662,7 @@ pub async fn tier_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::TIER_LADDER;
+    use heimdall_domain::settings::runtime::keys::TIER_LADDER;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -693,7 +707,7 @@ pub async fn rates_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::{RATE_PER_SECOND, RECIPIENT_PACE_SECONDS};
+    use heimdall_domain::settings::runtime::keys::{RATE_PER_SECOND, RECIPIENT_PACE_SECONDS};
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -749,7 +763,7 @@ pub async fn quiet_hours_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::QUIET_HOURS;
+    use heimdall_domain::settings::runtime::keys::QUIET_HOURS;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -768,7 +782,7 @@ pub async fn allowlist_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::runtime::keys::PHONE_ALLOWLIST;
+    use heimdall_domain::settings::runtime::keys::PHONE_ALLOWLIST;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -832,7 +846,7 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
         async move {
             let ctx = require(Role::Viewer).await?;
             let core = ctx.core();
-            let keys: Vec<ApiKeyRow> = heimdall_domain::accounts::list_api_keys(core)
+            let keys: Vec<ApiKeyRow> = heimdall_domain::access::accounts::list_api_keys(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
@@ -844,7 +858,7 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
                     .map(|k| format!("{} ({}…)", k.name, k.prefix))
                     .unwrap_or_else(|| id.to_string())
             };
-            let automations = heimdall_domain::authz::list_automations(core)
+            let automations = heimdall_domain::access::authz::list_automations(core)
                 .await
                 .map_err(internal)?
                 .into_iter()
@@ -893,7 +907,7 @@ pub async fn automation_create(
     free_form: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::authz::AutomationError;
+    use heimdall_domain::access::authz::AutomationError;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -902,7 +916,7 @@ pub async fn automation_create(
                 .map_err(|_| AppError::invalid("api_key_id", "Choose an API key."))?;
             let templates: Vec<String> = tpl.into_keys().collect();
             let free_form = free_form.is_some();
-            let a = heimdall_domain::authz::create_automation(
+            let a = heimdall_domain::access::authz::create_automation(
                 ctx.core(),
                 &name,
                 &key,
@@ -941,12 +955,12 @@ pub async fn automation_approve(
     id: String,
 ) -> Result<(), AppError> {
     use crate::server::*;
-    use heimdall_domain::authz::AutomationError;
+    use heimdall_domain::access::authz::AutomationError;
     respond(
         async move {
             let ctx = mutation(Role::Approver, &csrf).await?;
             let id = check_id(&id, "automation")?;
-            let a = heimdall_domain::authz::approve_automation(
+            let a = heimdall_domain::access::authz::approve_automation(
                 ctx.core(),
                 &id,
                 &ctx.actor(),

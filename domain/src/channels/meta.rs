@@ -14,9 +14,9 @@ use url::Url;
 use super::twilio::{endpoint, snippet, transport_failure};
 use super::{Accepted, Content, MessageProvider, OutboundRequest, Rejected};
 use crate::channel::Channel;
-use crate::formatting::{ListMessage, QuickReplies};
+use crate::channels::formatting::{ListMessage, QuickReplies};
+use crate::compliance::provider_errors::ProviderFailure;
 use crate::phone::PhoneNumber;
-use crate::provider_errors::ProviderFailure;
 use crate::settings::MetaSettings;
 
 pub mod templates;
@@ -30,11 +30,11 @@ pub enum Interactive<'a> {
     List(&'a ListMessage),
 }
 
-impl<'a> From<&'a crate::interactive::Interactive> for Interactive<'a> {
-    fn from(content: &'a crate::interactive::Interactive) -> Self {
+impl<'a> From<&'a crate::channels::interactive::Interactive> for Interactive<'a> {
+    fn from(content: &'a crate::channels::interactive::Interactive) -> Self {
         match content {
-            crate::interactive::Interactive::Buttons(q) => Interactive::Buttons(q),
-            crate::interactive::Interactive::List(l) => Interactive::List(l),
+            crate::channels::interactive::Interactive::Buttons(q) => Interactive::Buttons(q),
+            crate::channels::interactive::Interactive::List(l) => Interactive::List(l),
         }
     }
 }
@@ -399,7 +399,7 @@ fn graph_error(status: u16, body: &[u8]) -> Rejected {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formatting::{ListRow, ListSection};
+    use crate::channels::formatting::{ListRow, ListSection};
 
     fn to() -> PhoneNumber {
         PhoneNumber::parse_e164("+14155550101").unwrap()

@@ -5,6 +5,11 @@
 //! requests itself. A provider call happens only after the gate pipeline
 //! has passed the message and its audit row is written: nothing in this
 //! module decides whether a message may go.
+//!
+//! Also here: what a message looks like on the way out ([`formatting`]:
+//! Markdown to WhatsApp, parts, SMS segments; [`interactive`]: buttons and
+//! lists; [`attachments`]: files staff attach). Every request to a URL
+//! someone other than the operator chose obeys [`crate::outbound_http`].
 
 use std::collections::BTreeMap;
 
@@ -12,10 +17,13 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::channel::Channel;
+use crate::compliance::provider_errors::ProviderFailure;
 use crate::phone::PhoneNumber;
-use crate::provider_errors::ProviderFailure;
 
+pub mod attachments;
 pub mod discord;
+pub mod formatting;
+pub mod interactive;
 pub mod meta;
 pub mod twilio;
 
@@ -96,7 +104,7 @@ pub enum Content {
         positional: Vec<String>,
     },
     /// Quick-reply buttons or a list (WhatsApp, only inside the window).
-    Interactive(crate::interactive::Interactive),
+    Interactive(crate::channels::interactive::Interactive),
 }
 
 /// One request to a provider.

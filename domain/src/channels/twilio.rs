@@ -20,7 +20,7 @@ use super::{
     content_variables_json, Accepted, Content, MessageProvider, OutboundRequest, Rejected,
 };
 use crate::channel::Channel;
-use crate::provider_errors::ProviderFailure;
+use crate::compliance::provider_errors::ProviderFailure;
 use crate::settings::TwilioSettings;
 
 /// `Messages` list and Content pages: Twilio's default and maximum useful size.
@@ -258,7 +258,7 @@ impl TwilioClient {
     /// The ContentSid of a Content resource holding `content`, made on first use.
     async fn session_content(
         &self,
-        content: &crate::interactive::Interactive,
+        content: &crate::channels::interactive::Interactive,
     ) -> Result<String, Rejected> {
         use sha2::Digest;
         let types = content.twilio_types();

@@ -54,7 +54,7 @@ pub struct Model {
     /// context; Meta sends it, Twilio's API has none).
     pub reply_to: Option<String>,
     /// Quick-reply buttons or a list (kind `interactive`): the JSON of
-    /// [`crate::interactive::InteractiveSpec`], checked when accepted.
+    /// [`crate::channels::interactive::InteractiveSpec`], checked when accepted.
     pub interactive: Option<String>,
 }
 

@@ -391,7 +391,7 @@ pub async fn create(
     };
     let txn = core.db.conn.begin().await?;
     let template = upsert(&txn, spec, true, now).await?;
-    crate::accounts::record_staff_action(
+    crate::audit::record_staff_action(
         &txn,
         actor,
         "template_created",

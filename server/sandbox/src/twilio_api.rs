@@ -125,7 +125,7 @@ fn is_alphanumeric_sender(s: &str) -> bool {
 /// SMS segments as Twilio bills them (GSM-7 or UCS-2, counted by Heimdall's own counter,
 /// which follows Twilio's segment calculator).
 pub(crate) fn sms_segments(body: &str) -> u32 {
-    let segments = heimdall_domain::formatting::sms_segments(body).segments;
+    let segments = heimdall_domain::channels::formatting::sms_segments(body).segments;
     u32::try_from(segments).unwrap_or(u32::MAX)
 }
 

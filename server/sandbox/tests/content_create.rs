@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use common::sandbox;
 use heimdall_domain::channels::twilio::{default_http_client, TwilioClient};
-use heimdall_domain::provider_errors::ProviderFailure;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_sandbox::{TemplateSpec, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};
 use serde_json::{json, Value};
 

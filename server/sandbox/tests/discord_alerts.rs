@@ -103,6 +103,14 @@ async fn the_summary_goes_out_when_the_window_ends() {
     )
     .await;
     assert_eq!(field(&posts[1].payload["embeds"][0], "Count"), Some("4"));
+    // The sandbox records the post before the alerter has read the answer
+    // and counted it, so the count is polled too, not read once.
+    wait_for(
+        "the alerter to count its second post",
+        Duration::from_secs(10),
+        || (alerter.stats().posted == 2).then_some(()),
+    )
+    .await;
     assert_eq!(alerter.stats().posted, 2);
     sb.stop().await;
 }

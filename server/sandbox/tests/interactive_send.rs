@@ -6,12 +6,12 @@
 mod common;
 
 use common::sandbox;
+use heimdall_domain::channels::interactive::{Interactive, InteractiveSpec};
 use heimdall_domain::channels::meta::MetaClient;
 use heimdall_domain::channels::twilio::{
     default_http_client, TwilioClient, SESSION_CONTENT_PREFIX,
 };
 use heimdall_domain::channels::{Content, MessageProvider, OutboundRequest};
-use heimdall_domain::interactive::{Interactive, InteractiveSpec};
 use heimdall_domain::{Channel, PhoneNumber};
 use heimdall_sandbox::magic::*;
 use serde_json::json;

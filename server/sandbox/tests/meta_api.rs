@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{sandbox, wait_for, Receiver};
+use heimdall_domain::channels::formatting::{ListMessage, ListRow, ListSection, QuickReplies};
 use heimdall_domain::channels::meta::{Interactive, MetaClient};
 use heimdall_domain::channels::twilio::default_http_client;
 use heimdall_domain::channels::{Content, MessageProvider, OutboundRequest, Rejected};
-use heimdall_domain::formatting::{ListMessage, ListRow, ListSection, QuickReplies};
-use heimdall_domain::provider_errors::ProviderFailure;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_domain::signature::verify_meta_signature;
 use heimdall_domain::{Channel, PhoneNumber};
 use heimdall_sandbox::magic::TO_META_131026;

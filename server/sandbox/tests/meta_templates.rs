@@ -7,7 +7,7 @@ mod common;
 use common::sandbox;
 use heimdall_domain::channels::meta::MetaClient;
 use heimdall_domain::channels::twilio::default_http_client;
-use heimdall_domain::provider_errors::ProviderFailure;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_sandbox::{TemplateSpec, DEFAULT_META_TOKEN, DEFAULT_WABA_ID};
 use serde_json::{json, Value};
 

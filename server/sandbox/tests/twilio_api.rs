@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{closed_port, sandbox, wait_for};
 use heimdall_domain::channels::twilio::{default_http_client, TwilioClient};
 use heimdall_domain::channels::{Content, MessageProvider, OutboundRequest, Rejected};
-use heimdall_domain::provider_errors::ProviderFailure;
+use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_domain::{Channel, PhoneNumber};
 use heimdall_sandbox::magic::*;
 use heimdall_sandbox::{content_sid, TemplateSpec, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN};

@@ -39,10 +39,12 @@ use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 
-use heimdall_domain::authz::ApiPrincipal;
+use heimdall_domain::access::authz::ApiPrincipal;
 use heimdall_domain::channels::{Accepted, MessageProvider, OutboundRequest, Rejected};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
-use heimdall_domain::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::contacts::{self, ContactInput};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::settings::{Settings, Source};
 use heimdall_domain::{Channel, Db, SystemClock};
 
@@ -449,7 +451,10 @@ async fn outbound_bench(
                 )
                 .await;
                 match out {
-                    Ok(o) if o.state == heimdall_domain::message_state::MessageState::Queued => {
+                    Ok(o)
+                        if o.state
+                            == heimdall_domain::compliance::message_state::MessageState::Queued =>
+                    {
                         accepted_at.lock().unwrap().insert(o.message_id, t0);
                     }
                     _ => refused += 1,

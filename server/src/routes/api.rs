@@ -12,13 +12,16 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use heimdall_domain::authz::{self, ApiPrincipal, Scope, Scopes};
-use heimdall_domain::contacts::{self, ConsentEvidence, ConsentSource, ContactInput};
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::channels::formatting::TextFormat;
+use heimdall_domain::compliance::gates::Decision;
+use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_domain::contacts::{self, ContactInput};
+use heimdall_domain::entities::api_key::{Scope, Scopes};
+
+use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::outbound_message;
-use heimdall_domain::formatting::TextFormat;
-use heimdall_domain::gates::Decision;
-use heimdall_domain::message_state::MessageState;
-use heimdall_domain::outbound::{
+use heimdall_domain::sending::outbound::{
     self, AcceptError, Origin, Outcome, Recipient, RequestedContent, SendRequest,
 };
 use heimdall_domain::{templates, Channel, Core, PhoneNumber};
@@ -556,9 +559,11 @@ async fn get_contact(
                 );
                 suppressed.insert(
                     ch.to_string(),
-                    json!(contacts::active_suppression(&core.db.conn, &id, ch)
-                        .await?
-                        .is_some()),
+                    json!(
+                        heimdall_domain::consent::active_suppression(&core.db.conn, &id, ch)
+                            .await?
+                            .is_some()
+                    ),
                 );
             }
             Ok(HttpResponse::Ok().json(json!({
@@ -680,8 +685,8 @@ async fn list_consents(
     let id = path.into_inner();
     contact_exists(&core, &id).await?;
     Ok(HttpResponse::Ok().json(json!({
-        "consents": contacts::consent_history(&core, &id).await?,
-        "suppressions": contacts::suppressions(&core, &id).await?,
+        "consents": heimdall_domain::consent::consent_history(&core, &id).await?,
+        "suppressions": heimdall_domain::consent::suppressions(&core, &id).await?,
     })))
 }
 
@@ -747,7 +752,7 @@ struct MessageBody {
     text: Option<String>,
     /// Quick-reply buttons or a list (WhatsApp, inside the 24-hour window; or give
     /// `text` or `template_name`).
-    interactive: Option<heimdall_domain::interactive::InteractiveSpec>,
+    interactive: Option<heimdall_domain::channels::interactive::InteractiveSpec>,
     /// An https link to an attachment sent with `text`.
     media_url: Option<String>,
     /// Heimdall's id of the person's message this text answers (quoted on WhatsApp
@@ -901,7 +906,7 @@ async fn preview(
     if body.markdown.len() > 200_000 {
         return Err(ApiError::TooLarge);
     }
-    let prepared = heimdall_domain::formatting::prepare(
+    let prepared = heimdall_domain::channels::formatting::prepare(
         &body.markdown,
         TextFormat::Markdown,
         outbound::destination(&core, body.channel),

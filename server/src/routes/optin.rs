@@ -27,8 +27,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::contacts::ContactError;
-use heimdall_domain::message_state::MessageState;
 use heimdall_domain::optin::{
     self, ChannelStatus, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError,
     FormInput, FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter,

@@ -1,6 +1,6 @@
 //! `/api/v1/reminders` and `/api/v1/schedules` for automations (API key).
-//! Handlers parse the body, call [`heimdall_domain::reminders`] and
-//! [`heimdall_domain::schedules`], and map their errors: 400 bad input,
+//! Handlers parse the body, call [`heimdall_domain::automations::reminders`] and
+//! [`heimdall_domain::automations::schedules`], and map their errors: 400 bad input,
 //! 404 unknown contact or id, 409 a state that no longer allows it, 422 a
 //! request the gates would always refuse (with the gate's reason code).
 //! Nothing is stored when a request is refused.
@@ -12,8 +12,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use heimdall_domain::reminders::{self, NewReminder, ReminderFilter, RequestError, Target};
-use heimdall_domain::schedules::{self, NewSchedule, ScheduleFilter};
+use heimdall_domain::automations::reminders::{
+    self, NewReminder, ReminderFilter, RequestError, Target,
+};
+use heimdall_domain::automations::schedules::{self, NewSchedule, ScheduleFilter};
 use heimdall_domain::Core;
 
 use crate::error::ApiError;

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use heimdall_domain::inbound::{
     self, InboundMessage, InboundOutcome, SpooledEvent, SpooledPayload, WebhookRecord,
 };
-use heimdall_domain::outbound::StatusReport;
+use heimdall_domain::sending::outbound::StatusReport;
 use heimdall_domain::signature;
 use heimdall_domain::Core;
 

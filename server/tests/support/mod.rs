@@ -136,16 +136,16 @@ impl TestApp {
 
 /// Every sender (WhatsApp and SMS numbers) activated by an admin.
 pub async fn activate_senders(app: &TestApp) {
-    for sender in heimdall_domain::authz::list_senders(&app.core)
+    for sender in heimdall_domain::access::authz::list_senders(&app.core)
         .await
         .unwrap()
     {
-        heimdall_domain::authz::set_sender_active(
+        heimdall_domain::sending::senders::set_sender_active(
             &app.core,
             &sender.id,
             true,
             "admin@example.com",
-            heimdall_domain::accounts::Role::Admin,
+            heimdall_domain::access::accounts::Role::Admin,
         )
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use url::Url;
 use super::super::twilio::endpoint;
 use super::super::Rejected;
 use super::{graph_error, MetaClient};
-use crate::provider_errors::ProviderFailure;
+use crate::compliance::provider_errors::ProviderFailure;
 
 /// A guard against a server that keeps handing out next pages.
 const MAX_PAGES: usize = 1000;

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
-use heimdall_domain::accounts::{self, Role};
+use heimdall_domain::access::accounts::{self, Role};
 use heimdall_domain::campaigns::{self, Audience, CampaignDraft, VariableSource};
 use heimdall_domain::entities::outbound_message;
 use heimdall_domain::settings::{Settings, Source};
@@ -204,10 +204,16 @@ async fn run_in(
     let (core, _queue) =
         heimdall_server::startup::build_core(settings, Arc::new(heimdall_domain::SystemClock))
             .await?;
-    for s in heimdall_domain::authz::list_senders(&core).await? {
-        heimdall_domain::authz::set_sender_active(&core, &s.id, true, "chaos admin", Role::Admin)
-            .await
-            .map_err(|e| anyhow::anyhow!("activating a sender: {e}"))?;
+    for s in heimdall_domain::access::authz::list_senders(&core).await? {
+        heimdall_domain::sending::senders::set_sender_active(
+            &core,
+            &s.id,
+            true,
+            "chaos admin",
+            Role::Admin,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("activating a sender: {e}"))?;
     }
     let password = secrecy::SecretString::from("chaos-bench-password-1".to_string());
     let author =

@@ -30,7 +30,8 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::accounts::{self, AccountError, Role, StaffUser};
+use crate::access::accounts::{self, AccountError, Role, StaffUser};
+use crate::audit;
 use crate::entities::{api_key, staff_audit, staff_session, staff_user};
 use crate::Core;
 
@@ -194,7 +195,7 @@ pub async fn login(
         } else {
             "wrong password"
         };
-        accounts::record_staff_action(
+        audit::record_staff_action(
             &core.db.conn,
             &user.email,
             "login_refused",
@@ -239,7 +240,7 @@ pub async fn login(
     .insert(&core.db.conn)
     .await?;
     let staff = StaffUser::from(user);
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         &staff.email,
         "login",
@@ -349,7 +350,7 @@ pub async fn logout(
     staff_session::Entity::delete_by_id(&session.id)
         .exec(&core.db.conn)
         .await?;
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         &session.user.email,
         "logout",
@@ -532,7 +533,7 @@ impl FirstAdminLink {
             hash: hash_token(&token),
             expires_at: core.now() + FIRST_ADMIN_LINK_TTL,
         };
-        crate::settings_store::put(
+        crate::settings::store::put(
             core,
             FIRST_ADMIN_KEY,
             &serde_json::to_value(&link).unwrap_or_default(),
@@ -550,7 +551,7 @@ impl FirstAdminLink {
     }
 
     async fn stored(core: &Core) -> Result<Option<StoredLink>, sea_orm::DbErr> {
-        Ok(crate::settings_store::get(core, FIRST_ADMIN_KEY)
+        Ok(crate::settings::store::get(core, FIRST_ADMIN_KEY)
             .await?
             .and_then(|v| serde_json::from_value(v).ok()))
     }
@@ -594,7 +595,7 @@ impl FirstAdminLink {
 
     async fn restore(&self, core: &Core, link: StoredLink) -> Result<(), sea_orm::DbErr> {
         if Self::stored(core).await?.is_none() {
-            crate::settings_store::put(
+            crate::settings::store::put(
                 core,
                 FIRST_ADMIN_KEY,
                 &serde_json::to_value(&link).unwrap_or_default(),
@@ -624,7 +625,7 @@ pub async fn create_first_admin(
             return Err(SetupError::LinkInvalid);
         }
         let user = accounts::create_user(core, email, name, Role::Admin, password).await?;
-        accounts::record_staff_action(
+        audit::record_staff_action(
             &core.db.conn,
             &user.email,
             "first_admin_created",
@@ -684,7 +685,7 @@ pub async fn revoke_api_key(
     am.revoked_at = Set(Some(now));
     am.revoked_by = Set(Some(actor.to_string()));
     am.update(&core.db.conn).await?;
-    accounts::record_staff_action(
+    audit::record_staff_action(
         &core.db.conn,
         actor,
         "api_key_revoked",

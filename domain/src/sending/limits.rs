@@ -25,9 +25,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::clock::new_id;
-use crate::db::Db;
+use crate::compliance::gates::TierFact;
 use crate::entities::tier_usage;
-use crate::gates::TierFact;
+use crate::store::db::Db;
 
 /// How long a counted person stays in the tier.
 pub const TIER_WINDOW: Duration = Duration::hours(24);

@@ -305,7 +305,7 @@ pub async fn change_staff(
             .exec(&txn)
             .await?;
     }
-    record_staff_action(
+    crate::audit::record_staff_action(
         &txn,
         by.map(|a| a.email.as_str()).unwrap_or("cli"),
         change.action(),
@@ -369,7 +369,7 @@ pub struct ApiKeyInfo {
 impl From<api_key::Model> for ApiKeyInfo {
     fn from(m: api_key::Model) -> Self {
         ApiKeyInfo {
-            scopes: crate::authz::Scopes::from_stored(&m.scopes).names(),
+            scopes: crate::entities::api_key::Scopes::from_stored(&m.scopes).names(),
             id: m.id,
             name: m.name,
             prefix: m.prefix,
@@ -387,7 +387,7 @@ pub async fn create_api_key(
     core: &Core,
     name: &str,
     created_by: &str,
-    scopes: &crate::authz::Scopes,
+    scopes: &crate::entities::api_key::Scopes,
 ) -> Result<NewApiKey, AccountError> {
     let name = name.trim();
     if name.is_empty() {
@@ -431,30 +431,6 @@ pub async fn list_api_keys(core: &Core) -> Result<Vec<ApiKeyInfo>, sea_orm::DbEr
         .into_iter()
         .map(ApiKeyInfo::from)
         .collect())
-}
-
-/// Record a staff action that changed something (who, what, when, from where).
-pub async fn record_staff_action(
-    db: &impl sea_orm::ConnectionTrait,
-    actor: &str,
-    action: &str,
-    target: Option<&str>,
-    detail: Option<serde_json::Value>,
-    ip: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    crate::entities::staff_audit::ActiveModel {
-        id: Set(new_id()),
-        actor: Set(actor.to_string()),
-        action: Set(action.to_string()),
-        target: Set(target.map(str::to_string)),
-        detail: Set(detail.map(|d| d.to_string())),
-        ip: Set(ip.map(str::to_string)),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,155 +12,14 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::accounts::{hash_api_key, Role};
+use crate::access::accounts::{hash_api_key, Role};
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::entities::{api_key, automation, channel_config, infra_config_change, template};
-use crate::gates::{Authorization, SenderFact};
+use crate::compliance::gates::{Authorization, SenderFact};
+use crate::entities::api_key::{self, Scopes};
+use crate::entities::{automation, campaign, channel_config, template};
 use crate::settings::WhatsAppProvider;
 use crate::Core;
-
-/// What an API key may do. Each route of the API needs one; a key is given
-/// its scopes when it is created (in the console or with `heimdall api-key
-/// create --scope ...`), and the bootstrap key from settings has
-/// `HEIMDALL_API_KEY_SCOPES` (default `send,reminders`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Scope {
-    /// Send messages (templates; free text where the gates allow), read
-    /// their state, the templates and a number's session window.
-    #[serde(rename = "send")]
-    Send,
-    /// One-off reminders.
-    #[serde(rename = "reminders")]
-    Reminders,
-    /// Recurring schedules (their variables URLs are fetched by Heimdall).
-    #[serde(rename = "schedules")]
-    Schedules,
-    #[serde(rename = "contacts:read")]
-    ContactsRead,
-    #[serde(rename = "contacts:write")]
-    ContactsWrite,
-    /// Consent history and its export.
-    #[serde(rename = "consents:read")]
-    ConsentsRead,
-    /// Record consents with evidence, revoke them, import them.
-    #[serde(rename = "consents:write")]
-    ConsentsWrite,
-    #[serde(rename = "forms:read")]
-    FormsRead,
-    /// Create and change opt-in forms, their consent texts and QR codes.
-    #[serde(rename = "forms:write")]
-    FormsWrite,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 9] = [
-        Scope::Send,
-        Scope::Reminders,
-        Scope::Schedules,
-        Scope::ContactsRead,
-        Scope::ContactsWrite,
-        Scope::ConsentsRead,
-        Scope::ConsentsWrite,
-        Scope::FormsRead,
-        Scope::FormsWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Send => "send",
-            Scope::Reminders => "reminders",
-            Scope::Schedules => "schedules",
-            Scope::ContactsRead => "contacts:read",
-            Scope::ContactsWrite => "contacts:write",
-            Scope::ConsentsRead => "consents:read",
-            Scope::ConsentsWrite => "consents:write",
-            Scope::FormsRead => "forms:read",
-            Scope::FormsWrite => "forms:write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s.trim())
-    }
-
-    /// What it allows, for the console.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Scope::Send => "send messages, read their state, templates and session windows",
-            Scope::Reminders => "create, read and cancel reminders",
-            Scope::Schedules => "create, read, pause and resume recurring schedules",
-            Scope::ContactsRead => "read contacts",
-            Scope::ContactsWrite => "create and change contacts",
-            Scope::ConsentsRead => "read consent history and export it",
-            Scope::ConsentsWrite => "record, revoke and import consents (with evidence)",
-            Scope::FormsRead => "read opt-in forms",
-            Scope::FormsWrite => "create and change opt-in forms, consent texts and QR codes",
-        }
-    }
-}
-
-impl std::fmt::Display for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A key's scopes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scopes(std::collections::BTreeSet<Scope>);
-
-impl Scopes {
-    pub fn all() -> Scopes {
-        Scopes(Scope::ALL.into_iter().collect())
-    }
-
-    pub fn of(scopes: &[Scope]) -> Scopes {
-        Scopes(scopes.iter().copied().collect())
-    }
-
-    /// `send, reminders` (commas or spaces); an unknown name is an error
-    /// that names it and lists the known ones.
-    pub fn parse_list(s: &str) -> Result<Scopes, String> {
-        let mut out = std::collections::BTreeSet::new();
-        for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
-            match Scope::parse(part) {
-                Some(x) => {
-                    out.insert(x);
-                }
-                None => {
-                    return Err(format!(
-                        "'{part}' is not a scope (known: {})",
-                        Scope::ALL.map(Scope::as_str).join(", ")
-                    ))
-                }
-            }
-        }
-        Ok(Scopes(out))
-    }
-
-    /// As stored: a JSON array; anything unreadable is no scope at all.
-    pub fn from_stored(s: &str) -> Scopes {
-        let names: Vec<String> = serde_json::from_str(s).unwrap_or_default();
-        Scopes(names.iter().filter_map(|n| Scope::parse(n)).collect())
-    }
-
-    pub fn to_stored(&self) -> String {
-        serde_json::to_string(&self.names()).unwrap_or_else(|_| "[]".into())
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.0.iter().map(|s| s.as_str()).collect()
-    }
-
-    pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// Who is calling the internal API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -484,7 +343,7 @@ pub struct Sender {
     pub activated_by: Option<String>,
     pub activated_at: Option<DateTime<Utc>>,
     pub rate_per_sec: Option<i32>,
-    /// Paused after a fault of ours, and why (see [`crate::senders`]).
+    /// Paused after a fault of ours, and why (see [`crate::sending::senders`]).
     pub paused_at: Option<DateTime<Utc>>,
     pub paused_reason: Option<String>,
 }
@@ -540,7 +399,7 @@ pub async fn register_senders(core: &Core, sandbox: bool) -> Result<(), sea_orm:
         }
         .insert(&core.db.conn)
         .await?;
-        record_change(
+        crate::audit::record_infra_change(
             &core.db.conn,
             if sandbox {
                 "system (sandbox mode)"
@@ -560,93 +419,6 @@ pub async fn register_senders(core: &Core, sandbox: bool) -> Result<(), sea_orm:
         .await?;
     }
     Ok(())
-}
-
-pub async fn record_change(
-    db: &impl ConnectionTrait,
-    actor: &str,
-    target: &str,
-    action: &str,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-    now: DateTime<Utc>,
-) -> Result<(), sea_orm::DbErr> {
-    infra_config_change::ActiveModel {
-        id: Set(new_id()),
-        actor: Set(actor.to_string()),
-        target: Set(target.to_string()),
-        action: Set(action.to_string()),
-        before: Set(before.map(|v| v.to_string())),
-        after: Set(after.map(|v| v.to_string())),
-        created_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SenderError {
-    #[error("no sender with id {0}")]
-    NotFound(String),
-    #[error("only an admin may activate or change a sender")]
-    Forbidden,
-    #[error(transparent)]
-    Db(#[from] sea_orm::DbErr),
-}
-
-/// Activate or deactivate a sender: admins only, always recorded.
-pub async fn set_sender_active(
-    core: &Core,
-    id: &str,
-    active: bool,
-    actor: &str,
-    role: Role,
-) -> Result<Sender, SenderError> {
-    if role != Role::Admin {
-        return Err(SenderError::Forbidden);
-    }
-    let m = channel_config::Entity::find_by_id(id)
-        .one(&core.db.conn)
-        .await?
-        .ok_or_else(|| SenderError::NotFound(id.to_string()))?;
-    let now = core.clock.now();
-    let before = serde_json::json!({
-        "active": m.active,
-        "activated_by": m.activated_by,
-        "paused_reason": m.paused_reason,
-    });
-    let target = format!("sender:{}:{}", m.kind, m.address);
-    // Activating a paused sender is the admin saying it is fixed.
-    let was_paused = m.paused_at.filter(|_| active);
-    let mut am: channel_config::ActiveModel = m.into();
-    am.active = Set(active);
-    am.activated_by = Set(active.then(|| actor.to_string()));
-    am.activated_at = Set(active.then_some(now));
-    if was_paused.is_some() {
-        am.paused_at = Set(None);
-        am.paused_reason = Set(None);
-    }
-    am.updated_at = Set(now);
-    let updated = am.update(&core.db.conn).await?;
-    record_change(
-        &core.db.conn,
-        actor,
-        &target,
-        match (active, was_paused.is_some()) {
-            (true, true) => "re-activated after a pause",
-            (true, false) => "activated",
-            (false, _) => "deactivated",
-        },
-        Some(before),
-        Some(serde_json::json!({"active": active, "activated_by": actor})),
-        now,
-    )
-    .await?;
-    if let Some(paused_at) = was_paused {
-        crate::senders::release(core, &updated, paused_at).await?;
-    }
-    Ok(updated.into())
 }
 
 pub async fn list_senders(core: &Core) -> Result<Vec<Sender>, sea_orm::DbErr> {
@@ -693,5 +465,35 @@ pub fn sender_fact(
             },
             row.and_then(|r| r.rate_per_sec),
         ),
+    }
+}
+
+/// Everyone who wrote or changed a campaign (its creator at least): none of
+/// them may approve it.
+pub fn campaign_authors(m: &campaign::Model) -> Vec<String> {
+    let mut authors: Vec<String> = serde_json::from_str(&m.authors).unwrap_or_default();
+    if !authors.contains(&m.created_by) {
+        authors.insert(0, m.created_by.clone());
+    }
+    authors
+}
+
+/// The human decision behind a campaign's messages, for the gates: its
+/// state, its authors, its approver and the template it approved (the
+/// digest in the approved snapshot, `campaigns::ContentSnapshot`).
+pub fn campaign_authorization(m: &campaign::Model) -> Authorization {
+    #[derive(Deserialize)]
+    struct Approved {
+        template_digest: String,
+    }
+    let approved: Option<Approved> = m
+        .approved_snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    Authorization::Campaign {
+        status: m.status.clone(),
+        authors: campaign_authors(m),
+        approved_by: m.approved_by.clone(),
+        approved_template: approved.map(|a| a.template_digest),
     }
 }

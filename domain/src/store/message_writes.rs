@@ -5,7 +5,7 @@
 //! - a provider's acceptance: the send attempt's audit row and the sid.
 //!
 //! Each is atomic. On SQLite a write becomes statements for the
-//! group-commit writer ([`crate::db::Db::write_together`]). On PostgreSQL
+//! group-commit writer ([`crate::store::db::Db::write_together`]). On PostgreSQL
 //! the writer merges the rows of every caller waiting at that moment into
 //! ONE prepared statement ([`PG_ROWS_SQL`]): the rows travel as JSON arrays
 //! (`json_populate_recordset` into the tables' own row types), so one
@@ -23,8 +23,8 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait};
 use serde::Serialize;
 
+use crate::compliance::message_state::MessageState;
 use crate::entities::{outbound_message, tool_call};
-use crate::message_state::MessageState;
 
 /// One caller's rows, written atomically.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,7 @@ pub struct EvaluationUpdate {
     /// with this write, so a crash during the call still shows it.
     pub attempts_inc: i32,
     /// Set when this evaluation is also the worker's claim (PostgreSQL,
-    /// [`crate::db::Db::write_claiming`]): the update applies only if the
+    /// [`crate::store::db::Db::write_claiming`]): the update applies only if the
     /// message is still waiting (`queued` or `deferred`), has no provider
     /// sid and is due by this time (the compare-and-set that lets exactly
     /// one worker have a message), and the write's audit rows of this
@@ -172,7 +172,7 @@ impl RowWrite {
 
     /// The same write as plain statements for `backend` (SQLite's
     /// writer). Not for a claiming evaluation, whose audit rows depend on
-    /// the claim: [`crate::db::Db::write_claiming`] is PostgreSQL's only.
+    /// the claim: [`crate::store::db::Db::write_claiming`] is PostgreSQL's only.
     pub fn statements(&self, backend: DbBackend) -> Vec<sea_orm::Statement> {
         let mut out = Vec::new();
         for m in &self.messages {

@@ -16,26 +16,27 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{Role, StaffUser};
+use crate::access::accounts::{Role, StaffUser};
+use crate::access::authz::{self, ApiPrincipal};
 use crate::alerts::{self, Alert};
 use crate::audit::{self, Stage};
-use crate::authz::{self, ApiPrincipal};
 use crate::channel::Channel;
+use crate::channels::formatting::{self, Destination, TextFormat};
+use crate::channels::interactive::Interactive;
 use crate::channels::{Content, OutboundRequest};
 use crate::clock::new_id;
-use crate::contacts::{self, ContactKey, FactRows};
-use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
-use crate::formatting::{self, Destination, TextFormat};
-use crate::gates::{
+use crate::compliance::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
 };
-use crate::interactive::Interactive;
-use crate::limits::TierReservation;
-use crate::message_state::{MessageState, ProviderStatus};
-use crate::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
+use crate::compliance::message_state::{MessageState, ProviderStatus};
+use crate::compliance::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
+use crate::contacts;
+use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
 use crate::phone::PhoneNumber;
-use crate::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
+use crate::sending::facts::{self, ContactKey, FactRows};
+use crate::sending::limits::TierReservation;
+use crate::store::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
 use crate::templates::{self, Template};
 use crate::Core;
 
@@ -693,7 +694,7 @@ fn authorization_for<'a>(
                     });
                 };
                 match campaign::Entity::find_by_id(cid.as_str()).one(db).await? {
-                    Some(c) => crate::campaigns::authorization_of(&c),
+                    Some(c) => crate::access::authz::campaign_authorization(&c),
                     None => Authorization::None {
                         why: format!("campaign {cid} does not exist"),
                     },
@@ -766,7 +767,7 @@ struct Loaded {
 
 /// The rows the gates read for a message to `key` on `channel`, in one
 /// statement: on PostgreSQL merged with concurrent callers' reads
-/// ([`FactReads`]), on SQLite alone ([`contacts::fact_rows`]).
+/// ([`FactReads`]), on SQLite alone ([`facts::fact_rows`]).
 async fn read_fact_rows(
     core: &Core,
     key: ContactKey<'_>,
@@ -774,11 +775,11 @@ async fn read_fact_rows(
     template_name: Option<&str>,
 ) -> Result<FactRows, sea_orm::DbErr> {
     if let Some(pool) = core.db.postgres_pool() {
-        let read = contacts::FactRead::new(key, channel, template_name);
+        let read = facts::FactRead::new(key, channel, template_name);
         return core.fact_reads.read(core, pool, read).await;
     }
     let sender = authz::sender_key(core, channel);
-    contacts::fact_rows(
+    facts::fact_rows(
         &core.db.conn,
         key,
         channel,
@@ -952,7 +953,7 @@ pub async fn dry_run_facts(
 
 /// Write the evaluation's audit row and the state it leads to, and enqueue.
 /// With `claim_due_by` the write is also the claim
-/// ([`crate::db::Db::write_claiming`]): `None` when the message was no
+/// ([`crate::store::db::Db::write_claiming`]): `None` when the message was no
 /// longer waiting (another worker has it), and nothing was written.
 #[allow(clippy::too_many_arguments)]
 async fn finish_evaluation(
@@ -1070,7 +1071,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     let now = core.now();
     // Webhook events wait in the local spool (the database was away): one
     // of them may be a STOP, so hold sends until they are replayed.
-    if crate::inbound::spool_pending(core) {
+    if crate::store::spool::spool_pending(core) {
         enqueue(core, message_id, Some(now + Duration::seconds(5))).await;
         return Ok(SendResult::NotDue);
     }
@@ -1241,10 +1242,12 @@ const BATCHES_IN_FLIGHT: usize = 1;
 /// PostgreSQL: the workers' reads of their messages, merged like
 /// [`FactReads`]: a read made while [`BATCHES_IN_FLIGHT`] statements are
 /// running waits for the next one, which reads every waiting id's message
-/// and facts at once ([`contacts::messages_with_fact_rows`]). `None` for a
+/// and facts at once ([`facts::messages_with_fact_rows`]). `None` for a
 /// message that does not exist.
 #[derive(Debug, Default)]
-pub struct MessageReads(crate::db::Batcher<String, Option<(outbound_message::Model, FactRows)>>);
+pub struct MessageReads(
+    crate::store::db::Batcher<String, Option<(outbound_message::Model, FactRows)>>,
+);
 
 impl MessageReads {
     async fn read(
@@ -1259,7 +1262,7 @@ impl MessageReads {
             pool,
             id.to_string(),
             |pool, senders, ids| async move {
-                contacts::messages_with_fact_rows(&pool, &ids, &senders).await
+                facts::messages_with_fact_rows(&pool, &ids, &senders).await
             },
         )
         .await
@@ -1269,7 +1272,7 @@ impl MessageReads {
 /// Send `request` to `batcher`, whose batches run `run` with the pool and
 /// the core's senders (computed once, when the batcher starts).
 async fn batched<Q, A, F, Fut>(
-    batcher: &crate::db::Batcher<Q, A>,
+    batcher: &crate::store::db::Batcher<Q, A>,
     core: &Core,
     pool: &sqlx::PgPool,
     request: Q,
@@ -1291,18 +1294,18 @@ where
 }
 
 /// PostgreSQL: the acceptance reads of concurrent callers, merged into
-/// one statement per batch ([`contacts::fact_rows_many`]), like
-/// [`MessageReads`]. Each caller gets exactly what [`contacts::fact_rows`]
+/// one statement per batch ([`facts::fact_rows_many`]), like
+/// [`MessageReads`]. Each caller gets exactly what [`facts::fact_rows`]
 /// would have read for it.
 #[derive(Debug, Default)]
-pub struct FactReads(crate::db::Batcher<contacts::FactRead, FactRows>);
+pub struct FactReads(crate::store::db::Batcher<facts::FactRead, FactRows>);
 
 impl FactReads {
     async fn read(
         &self,
         core: &Core,
         pool: &sqlx::PgPool,
-        read: contacts::FactRead,
+        read: facts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
         batched(
             &self.0,
@@ -1310,7 +1313,7 @@ impl FactReads {
             pool,
             read,
             |pool, senders, batch| async move {
-                contacts::fact_rows_many(&pool, &batch, &senders).await
+                facts::fact_rows_many(&pool, &batch, &senders).await
             },
         )
         .await
@@ -1732,7 +1735,7 @@ pub async fn handle_failure(
             set_failed(final_state_or(final_state, MessageState::Failed))
                 .exec(&core.db.conn)
                 .await?;
-            crate::senders::pause(core, channel, &class).await?;
+            crate::sending::senders::pause(core, channel, &class).await?;
         }
         ErrorAction::WindowClosed => {
             set_failed(final_state_or(final_state, MessageState::Failed))
@@ -2165,7 +2168,7 @@ pub struct MessageView {
     /// An SMS body's encoding and the segments the carrier bills.
     pub sms: Option<formatting::SmsSegments>,
     /// The buttons or list, for kind `interactive` (as requested: body, choices and ids).
-    pub interactive: Option<crate::interactive::InteractiveSpec>,
+    pub interactive: Option<crate::channels::interactive::InteractiveSpec>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub evaluations: Vec<EvaluationView>,

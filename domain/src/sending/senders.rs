@@ -16,14 +16,16 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
+use crate::access::accounts::Role;
+use crate::access::authz::Sender;
 use crate::alerts::{self, Alert};
 use crate::channel::Channel;
+use crate::compliance::message_state::MessageState;
+use crate::compliance::provider_errors::{ErrorAction, ErrorClass, ProviderFailure};
 use crate::entities::{channel_config, outbound_message};
-use crate::message_state::MessageState;
-use crate::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
-use crate::provider_errors::{ErrorAction, ErrorClass, ProviderFailure};
+use crate::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use crate::Core;
 
 /// What a held message is marked with (`block_reason`) while its sender is
@@ -38,7 +40,7 @@ pub async fn pause(
     channel: Channel,
     class: &ErrorClass,
 ) -> Result<(), sea_orm::DbErr> {
-    let Some((kind, address)) = crate::authz::sender_key(core, channel) else {
+    let Some((kind, address)) = crate::access::authz::sender_key(core, channel) else {
         return Ok(());
     };
     let now = core.now();
@@ -63,7 +65,7 @@ pub async fn pause(
     if !paused {
         return Ok(());
     }
-    crate::authz::record_change(
+    crate::audit::record_infra_change(
         &core.db.conn,
         "system (provider error)",
         &format!("sender:{kind}:{address}"),
@@ -164,7 +166,9 @@ pub async fn release(
                 variables: serde_json::from_str(&m.variables).unwrap_or_default(),
             },
             ("interactive", _) => {
-                match crate::interactive::Interactive::from_stored(m.interactive.as_deref()) {
+                match crate::channels::interactive::Interactive::from_stored(
+                    m.interactive.as_deref(),
+                ) {
                     Ok(content) => RequestedContent::Interactive {
                         content,
                         reply_to: None,
@@ -178,7 +182,7 @@ pub async fn release(
             _ => RequestedContent::Text {
                 body: text_from(&core.db.conn, &m).await?,
                 media_url: m.media_url.clone(),
-                format: crate::formatting::TextFormat::AsIs,
+                format: crate::channels::formatting::TextFormat::AsIs,
                 reply_to: None,
             },
         };
@@ -237,7 +241,71 @@ async fn text_from(
 /// The channel a sender row sends on, under the current settings.
 fn channel_of(core: &Core, row: &channel_config::Model) -> Option<Channel> {
     Channel::ALL.into_iter().find(|c| {
-        crate::authz::sender_key(core, *c)
+        crate::access::authz::sender_key(core, *c)
             .is_some_and(|(kind, address)| kind == row.kind && address == row.address)
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("no sender with id {0}")]
+    NotFound(String),
+    #[error("only an admin may activate or change a sender")]
+    Forbidden,
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Activate or deactivate a sender: admins only, always recorded.
+pub async fn set_sender_active(
+    core: &Core,
+    id: &str,
+    active: bool,
+    actor: &str,
+    role: Role,
+) -> Result<Sender, SenderError> {
+    if role != Role::Admin {
+        return Err(SenderError::Forbidden);
+    }
+    let m = channel_config::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await?
+        .ok_or_else(|| SenderError::NotFound(id.to_string()))?;
+    let now = core.clock.now();
+    let before = serde_json::json!({
+        "active": m.active,
+        "activated_by": m.activated_by,
+        "paused_reason": m.paused_reason,
+    });
+    let target = format!("sender:{}:{}", m.kind, m.address);
+    // Activating a paused sender is the admin saying it is fixed.
+    let was_paused = m.paused_at.filter(|_| active);
+    let mut am: channel_config::ActiveModel = m.into();
+    am.active = Set(active);
+    am.activated_by = Set(active.then(|| actor.to_string()));
+    am.activated_at = Set(active.then_some(now));
+    if was_paused.is_some() {
+        am.paused_at = Set(None);
+        am.paused_reason = Set(None);
+    }
+    am.updated_at = Set(now);
+    let updated = am.update(&core.db.conn).await?;
+    crate::audit::record_infra_change(
+        &core.db.conn,
+        actor,
+        &target,
+        match (active, was_paused.is_some()) {
+            (true, true) => "re-activated after a pause",
+            (true, false) => "activated",
+            (false, _) => "deactivated",
+        },
+        Some(before),
+        Some(serde_json::json!({"active": active, "activated_by": actor})),
+        now,
+    )
+    .await?;
+    if let Some(paused_at) = was_paused {
+        release(core, &updated, paused_at).await?;
+    }
+    Ok(updated.into())
 }

@@ -36,15 +36,15 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::authz::{self, ApiPrincipal};
+use crate::access::authz::{self, ApiPrincipal};
+use crate::automations::schedules::local_instant;
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::compliance::gates::{Authorization, Decision, Gate};
 use crate::contacts;
 use crate::entities::{api_key, contact, outbound_message, reminder, tool_call};
-use crate::gates::{Authorization, Decision, Gate};
-use crate::outbound::{self, AcceptError, Origin, Outcome, Recipient, RequestedContent};
 use crate::phone::PhoneNumber;
-use crate::schedules::local_instant;
+use crate::sending::outbound::{self, AcceptError, Origin, Outcome, Recipient, RequestedContent};
 use crate::templates;
 use crate::Core;
 
@@ -290,7 +290,8 @@ pub async fn resolve_contact(core: &Core, target: &Target) -> Result<contact::Mo
 /// configured default.
 pub fn contact_time_zone(core: &Core, c: &contact::Model) -> Tz {
     let number = crate::phone::PhoneNumber::parse_e164(&c.phone_e164).ok();
-    crate::outbound::local_zones(core, c.time_zone.as_deref(), number.as_ref()).primary(core.now())
+    crate::sending::outbound::local_zones(core, c.time_zone.as_deref(), number.as_ref())
+        .primary(core.now())
 }
 
 /// A send time: RFC 3339 with an offset, or a local time without one read

@@ -13,7 +13,7 @@
 //! nothing measurable.
 //!
 //! The same loop shares "a STOP is waiting in a local spool" across
-//! processes through Redis (see [`crate::inbound::spool_pending`]).
+//! processes through Redis (see [`crate::store::spool::spool_pending`]).
 //!
 //! This module must never accept a stored value that does not parse: such
 //! a row is skipped with a warning and the environment's value stands.
@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::{DateTime, NaiveTime, Utc};
 use sea_orm::EntityTrait;
 
+use crate::compliance::gates::Policy;
+use crate::compliance::provider_errors::ErrorTable;
 use crate::entities::app_setting;
-use crate::gates::Policy;
-use crate::provider_errors::ErrorTable;
 use crate::settings::Settings;
 use crate::Core;
 
@@ -360,9 +360,9 @@ pub async fn store(
     check
         .apply(key, &value, core.settings.default_region)
         .map_err(StoreError::Invalid)?;
-    let before = crate::settings_store::get(core, key).await?;
-    crate::settings_store::put(core, key, &value, actor).await?;
-    crate::authz::record_change(
+    let before = crate::settings::store::get(core, key).await?;
+    crate::settings::store::put(core, key, &value, actor).await?;
+    crate::audit::record_infra_change(
         &core.db.conn,
         actor,
         key,
@@ -382,20 +382,6 @@ pub enum StoreError {
     Invalid(String),
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
-}
-
-/// Keep this process's runtime settings and the shared spool flag current
-/// until the process stops: every [`REFRESH`].
-pub async fn run_refresher(core: Arc<Core>) {
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = refresh(&core).await {
-            tracing::debug!(error = %e, "could not re-read the runtime settings");
-        }
-        crate::inbound::share_spool_state(&core).await;
-    }
 }
 
 #[cfg(test)]
@@ -420,12 +406,12 @@ mod tests {
             (keys::PHONE_ALLOWLIST, serde_json::json!(["+4791234567"])),
             (keys::TIER_LIMIT, serde_json::json!(1000)),
         ] {
-            crate::settings_store::put(core, k, &v, "admin@example.com")
+            crate::settings::store::put(core, k, &v, "admin@example.com")
                 .await
                 .unwrap();
         }
         // A row that does not parse is skipped, the rest apply.
-        crate::settings_store::put(core, keys::RATE_PER_SECOND, &serde_json::json!("x"), "a")
+        crate::settings::store::put(core, keys::RATE_PER_SECOND, &serde_json::json!("x"), "a")
             .await
             .unwrap();
         assert!(refresh(core).await.unwrap());
@@ -470,7 +456,7 @@ mod tests {
         ] {
             let e = store(core, k, v, "admin").await.unwrap_err();
             assert!(matches!(e, StoreError::Invalid(_)), "{k}: {e}");
-            assert_eq!(crate::settings_store::get(core, k).await.unwrap(), None);
+            assert_eq!(crate::settings::store::get(core, k).await.unwrap(), None);
         }
         store(
             core,

@@ -1,5 +1,5 @@
 //! The `app_settings` rows: values stored as JSON by the console (runtime
-//! settings, applied by [`crate::runtime`]) and by Heimdall itself (the
+//! settings, applied by [`crate::settings::runtime`]) and by Heimdall itself (the
 //! tier limit Meta reports, the trusted proxies).
 
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};

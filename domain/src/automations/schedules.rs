@@ -45,17 +45,17 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::access::authz::ApiPrincipal;
 use crate::alerts::{self, Alert};
-use crate::authz::ApiPrincipal;
-use crate::channel::Channel;
-use crate::clock::new_id;
-use crate::entities::{api_key, automation, contact, schedule, schedule_occurrence};
-use crate::gates::Gate;
-use crate::outbound::{self, AcceptError, Origin, Recipient, RequestedContent};
-use crate::reminders::{
+use crate::automations::reminders::{
     self, actor_of, audit, check_template, contact_time_zone, message_for_key, resolve_contact,
     settle, stored_principal, variables_from_json, RequestError, Target, STALE_CLAIM,
 };
+use crate::channel::Channel;
+use crate::clock::new_id;
+use crate::compliance::gates::Gate;
+use crate::entities::{api_key, automation, contact, schedule, schedule_occurrence};
+use crate::sending::outbound::{self, AcceptError, Origin, Recipient, RequestedContent};
 use crate::Core;
 
 /// How long the variables URL has to answer.
@@ -1006,7 +1006,8 @@ async fn may_message(core: &Core, contact: &contact::Model) -> Result<bool, sea_
         crate::consent::current_consent(&core.db.conn, &contact.id, channel)
             .await?
             .is_some_and(|c| {
-                crate::consent::consent_status(&c) == crate::gates::ConsentStatus::Active
+                crate::consent::consent_status(&c)
+                    == crate::compliance::gates::ConsentStatus::Active
             }),
     )
 }

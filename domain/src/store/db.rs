@@ -19,8 +19,8 @@ use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::message_writes::{RowWrite, PG_ROWS_SQL};
 use crate::settings::Settings;
+use crate::store::message_writes::{RowWrite, PG_ROWS_SQL};
 
 /// The database, whichever backend it is.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ struct WriteRequest {
 }
 
 /// The ids of a write's claiming evaluations that were written
-/// ([`crate::message_writes::EvaluationUpdate::claim_due_by`]); empty for
+/// ([`crate::store::message_writes::EvaluationUpdate::claim_due_by`]); empty for
 /// any other write.
 type Claimed = Vec<String>;
 
@@ -272,7 +272,7 @@ impl Db {
             .map(drop)
     }
 
-    /// Write the send path's rows atomically (see [`crate::message_writes`]):
+    /// Write the send path's rows atomically (see [`crate::store::message_writes`]):
     /// on PostgreSQL merged with other callers' rows into one statement, on
     /// SQLite as statements through [`Db::write_together`].
     pub async fn write_rows(&self, rows: RowWrite) -> Result<(), DbErr> {
@@ -281,7 +281,7 @@ impl Db {
 
     /// [`Db::write_rows`] for a worker's evaluation that is also its claim
     /// (one evaluation with
-    /// [`claim_due_by`](crate::message_writes::EvaluationUpdate::claim_due_by)):
+    /// [`claim_due_by`](crate::store::message_writes::EvaluationUpdate::claim_due_by)):
     /// `true` when the message was still waiting and the write was made,
     /// `false` when it was not (another worker has it, or it is finished
     /// or not yet due) and nothing of the message was written. PostgreSQL
@@ -950,6 +950,14 @@ fn renumber_placeholders(sql: &str, offset: usize) -> String {
         }
     }
     out
+}
+
+/// `$n` on PostgreSQL, `?n` on SQLite.
+pub fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
 }
 
 #[cfg(test)]

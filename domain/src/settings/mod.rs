@@ -4,7 +4,13 @@
 //! [`SecretString`] so they cannot be printed by accident, and a bad value
 //! stops start-up with a message that names the setting.
 //!
+//! The settings an admin changes while Heimdall runs are in [`runtime`],
+//! stored as rows by [`store`].
+//!
 //! This module must never log or format a secret's value.
+
+pub mod runtime;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -106,7 +112,7 @@ pub struct Settings {
     pub api_key: Option<SecretString>,
     /// `HEIMDALL_API_KEY_SCOPES`, default `send,reminders`: what the
     /// bootstrap key may do.
-    pub api_key_scopes: crate::authz::Scopes,
+    pub api_key_scopes: crate::entities::api_key::Scopes,
     /// `HEIMDALL_API_KEY_FREE_FORM`, default `false`: whether the bootstrap key
     /// may send free-form text as replies inside the 24-hour window (as an
     /// automation approved for it may), besides the templates from settings.
@@ -559,7 +565,7 @@ impl Settings {
         };
 
         let fallback_codes = match src.get("HEIMDALL_FALLBACK_CODES") {
-            None => crate::provider_errors::DEFAULT_FALLBACK_CODES.to_vec(),
+            None => crate::compliance::provider_errors::DEFAULT_FALLBACK_CODES.to_vec(),
             Some(v) => v
                 .split(',')
                 .map(str::trim)
@@ -634,7 +640,7 @@ impl Settings {
             api_key: src
                 .secret("HEIMDALL_API_KEY")
                 .or_else(|| src.secret("NORNS_API_KEY")),
-            api_key_scopes: crate::authz::Scopes::parse_list(
+            api_key_scopes: crate::entities::api_key::Scopes::parse_list(
                 src.get("HEIMDALL_API_KEY_SCOPES")
                     .unwrap_or("send,reminders"),
             )
@@ -894,7 +900,7 @@ mod tests {
         );
         assert_eq!(
             RUNTIME_VARIABLES.map(|(key, _)| key),
-            crate::runtime::keys::ALL,
+            crate::settings::runtime::keys::ALL,
             "one variable for every runtime setting, in the console's order"
         );
     }

@@ -15,8 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::formatting::{InteractiveError, ListMessage, ListRow, ListSection, QuickReplies};
-use crate::keywords;
+use crate::channels::formatting::{
+    InteractiveError, ListMessage, ListRow, ListSection, QuickReplies,
+};
+use crate::compliance::keywords;
 
 /// Interactive content as a caller asks for it (`POST /api/v1/messages` `interactive`)
 /// and as an outbound message stores it.

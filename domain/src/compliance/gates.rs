@@ -3,7 +3,7 @@
 //!
 //! It never reads the database, the network or the system clock, so the
 //! same inputs always give the same decision and every rule can be tested
-//! on its own. Loading the facts is [`crate::outbound`]'s job; writing the
+//! on its own. Loading the facts is [`crate::sending::outbound`]'s job; writing the
 //! decision to the `tool_calls` audit log happens before any provider call.
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Timelike, Utc};
