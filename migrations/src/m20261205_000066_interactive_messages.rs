@@ -1,6 +1,6 @@
 //! Quick-reply buttons and list pickers: an outbound message of kind
 //! `interactive` keeps its checked content (the JSON of
-//! `heimdall_domain::interactive::InteractiveSpec`) so the worker, a resend
+//! `heimdall_domain::channels::interactive::InteractiveSpec`) so the worker, a resend
 //! and the SMS fallback send what was accepted.
 
 use sea_orm_migration::prelude::*;
