@@ -81,21 +81,4 @@ pub struct FailureView {
 pub type Counts = Vec<(String, usize)>;
 
 /// What a gate reason code means, in a few words, for staff.
-pub fn reason_label(code: &str) -> &'static str {
-    match code {
-        "invalid_number" => "not a valid phone number",
-        "not_allowlisted" => "not on the phone allowlist",
-        "no_consent" => "no recorded opt-in for this channel",
-        "suppressed" => "opted out (STOP), suppressed by staff or by the provider",
-        "outside_window" => "free-form text outside the 24-hour window",
-        "template_not_approved" => "template unknown, not approved, or variables wrong",
-        "not_authorized" => "no human authorization, or the sender is not active",
-        "quiet_hours" => "SMS outside sending hours, the recipient's local time (deferred)",
-        "tier_limit" => "messaging tier used up (deferred)",
-        "rate_limited" => "sender or recipient pace (deferred)",
-        "marketing_paused" => "marketing template to a US number on WhatsApp",
-        "sender_paused" => "held while the sender is paused after a fault of ours",
-        "campaign_paused" => "held while the campaign is paused",
-        _ => "",
-    }
-}
+pub use heimdall_codes::reason_label;

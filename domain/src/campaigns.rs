@@ -452,7 +452,7 @@ pub struct FanOutReport {
 
 /// What a paused campaign's waiting messages are marked with (their
 /// `block_reason`, shown as why they wait) and held until.
-pub const PAUSED_REASON: &str = "campaign_paused";
+pub const PAUSED_REASON: &str = heimdall_codes::CAMPAIGN_PAUSED;
 
 /// A paused message's `defer_until`: far enough that nothing sends it
 /// before a resume releases it.

@@ -101,8 +101,6 @@ pub mod ssr {
     use heimdall_domain::reports::AuditFilter;
     use heimdall_domain::Core;
 
-    const DECISIONS: [&str; 5] = ["pass", "block", "defer", "sent", "failed"];
-
     fn day_start(core: &Core, field: &str, s: &str, next: bool) -> Result<DateTime<Utc>, AppError> {
         let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| AppError::invalid(field, "Enter a date as YYYY-MM-DD."))?;
@@ -141,7 +139,7 @@ pub mod ssr {
     pub fn filter(core: &Core, q: &AuditQuery, limit: u64) -> Result<AuditFilter, AppError> {
         let decision = plain("decision", q.decision.clone())?;
         if let Some(d) = &decision {
-            if !DECISIONS.contains(&d.as_str()) {
+            if !heimdall_codes::AUDIT_DECISIONS.contains(&d.as_str()) {
                 return Err(AppError::invalid(
                     "decision",
                     "Choose pass, block, defer, sent or failed.",

@@ -1,28 +1,13 @@
 //! The audit log page: gate evaluations and send attempts with filters and
 //! a CSV download, and the trail of staff actions.
 
+use heimdall_codes::{Gate, AUDIT_DECISIONS};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::audit::{audit_log, AuditEntry, AuditQuery};
 use crate::components::{error_view, when, Badge, ErrorNote, Loading, PageTitle};
 use crate::error::AppError;
-
-const DECISIONS: [&str; 5] = ["pass", "block", "defer", "sent", "failed"];
-const REASONS: [&str; 12] = [
-    "invalid_number",
-    "not_allowlisted",
-    "suppressed",
-    "no_consent",
-    "outside_window",
-    "template_not_approved",
-    "not_authorized",
-    "marketing_paused",
-    "sender_paused",
-    "quiet_hours",
-    "tier_limit",
-    "rate_limited",
-];
 
 #[component]
 pub fn AuditPage() -> impl IntoView {
@@ -138,7 +123,7 @@ fn Filters(q: AuditQuery, error: Option<AppError>) -> impl IntoView {
                 <label for="decision">"Decision"</label>
                 <select id="decision" name="decision" aria-describedby="decision-error">
                     <option value="" selected=decision.is_empty()>"Any"</option>
-                    {DECISIONS.iter().map(|d| view! { <option value=*d selected=decision == *d>{*d}</option> }).collect_view()}
+                    {AUDIT_DECISIONS.iter().map(|d| view! { <option value=*d selected=decision == *d>{*d}</option> }).collect_view()}
                 </select>
                 {msg("decision")}
             </div>
@@ -146,7 +131,7 @@ fn Filters(q: AuditQuery, error: Option<AppError>) -> impl IntoView {
                 <label for="reason">"Reason"</label>
                 <select id="reason" name="reason" aria-describedby="reason-error">
                     <option value="" selected=reason.is_empty()>"Any"</option>
-                    {REASONS.iter().map(|r| view! { <option value=*r selected=reason == *r>{*r}</option> }).collect_view()}
+                    {Gate::ORDER.iter().map(|g| { let r = g.code(); view! { <option value=r selected=reason == r>{r}</option> } }).collect_view()}
                 </select>
                 {msg("reason")}
             </div>

@@ -12,73 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Channel;
 use crate::phone::PhoneNumber;
 
-/// The stable reason codes, part of the outside contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    InvalidNumber,
-    NotAllowlisted,
-    Suppressed,
-    NoConsent,
-    NotAuthorized,
-    TemplateNotApproved,
-    OutsideWindow,
-    MarketingPaused,
-    SenderPaused,
-    QuietHours,
-    TierLimit,
-    RateLimited,
-}
-
-impl Gate {
-    /// In evaluation order: the first gate that blocks names the decision.
-    pub const ORDER: [Gate; 12] = [
-        Gate::InvalidNumber,
-        Gate::NotAllowlisted,
-        Gate::Suppressed,
-        Gate::NoConsent,
-        Gate::OutsideWindow,
-        Gate::TemplateNotApproved,
-        Gate::NotAuthorized,
-        Gate::MarketingPaused,
-        Gate::SenderPaused,
-        Gate::QuietHours,
-        Gate::TierLimit,
-        Gate::RateLimited,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Gate::InvalidNumber => "invalid_number",
-            Gate::NotAllowlisted => "not_allowlisted",
-            Gate::Suppressed => "suppressed",
-            Gate::NoConsent => "no_consent",
-            Gate::NotAuthorized => "not_authorized",
-            Gate::TemplateNotApproved => "template_not_approved",
-            Gate::OutsideWindow => "outside_window",
-            Gate::MarketingPaused => "marketing_paused",
-            Gate::SenderPaused => "sender_paused",
-            Gate::QuietHours => "quiet_hours",
-            Gate::TierLimit => "tier_limit",
-            Gate::RateLimited => "rate_limited",
-        }
-    }
-
-    /// Deferring gates hold a message until later; the others refuse it.
-    pub fn defers(self) -> bool {
-        matches!(
-            self,
-            Gate::SenderPaused | Gate::QuietHours | Gate::TierLimit | Gate::RateLimited
-        )
-    }
-}
-
-impl std::fmt::Display for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
-    }
-}
+/// The gates and their stable reason codes (part of the outside contract)
+/// live in `heimdall-codes`, which the console's browser build shares.
+pub use heimdall_codes::Gate;
 
 /// One gate's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -641,10 +641,7 @@ pub async fn latest_decision(
 
 pub fn decision_from_row(r: &crate::entities::tool_call::Model) -> GateDecision {
     let verdicts: Vec<gates::GateVerdict> = serde_json::from_str(&r.verdicts).unwrap_or_default();
-    let reason = r
-        .reason_code
-        .as_deref()
-        .and_then(|c| gates::Gate::ORDER.into_iter().find(|g| g.code() == c));
+    let reason = r.reason_code.as_deref().and_then(gates::Gate::parse);
     let decision = match (r.decision.as_str(), reason) {
         ("block", Some(reason)) => Decision::Block { reason },
         ("defer", Some(reason)) => Decision::Defer {
