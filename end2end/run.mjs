@@ -137,7 +137,22 @@ try {
   };
   const ctxBase = {
     browser, baseURL, sandboxURL, apiKey, users, artifacts, api, sandbox, waitFor, staff, signIn,
-    newPage: async (opts = {}) => (await browser.newContext({ baseURL, ...opts })).newPage(),
+    // A page whose navigations wait until the console has hydrated (the
+    // app marks <html data-hydrated>), so a test never clicks a
+    // server-rendered button before its handler exists. Pages without
+    // JavaScript, and pages that are not the console, skip the wait.
+    newPage: async (opts = {}) => {
+      const page = await (await browser.newContext({ baseURL, ...opts })).newPage();
+      if (opts.javaScriptEnabled === false) return page;
+      const goto = page.goto.bind(page);
+      page.goto = async (url, options) => {
+        const res = await goto(url, options);
+        const console = await page.evaluate(() => !!document.querySelector('script[type=module], link[rel=modulepreload]')).catch(() => false);
+        if (console) await page.waitForSelector('html[data-hydrated]', { state: 'attached', timeout: 20000 });
+        return res;
+      };
+      return page;
+    },
     screenshot: (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }),
   };
   const only = process.env.HEIMDALL_E2E_ONLY || '';

@@ -138,4 +138,13 @@ fn NotFound() -> impl IntoView {
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // Mark the page as hydrated once the work queued by hydration has run
+    // (before the next paint): browser tests wait for it before they click,
+    // so a click never lands on the server-rendered page before its
+    // handlers are attached.
+    leptos::prelude::request_animation_frame(|| {
+        if let Some(root) = leptos::prelude::document().document_element() {
+            let _ = root.set_attribute("data-hydrated", "");
+        }
+    });
 }
