@@ -11,6 +11,9 @@
 //!   └───the part before was not sent──────> cancelled   in parts, in order)
 //! ```
 //!
+//! [`MessageState::may_become`] is this diagram as a table; every write of
+//! a message's state is checked against it.
+//!
 //! Provider statuses only ever move a message forward: a late `delivered`
 //! never overwrites `read`, a failure never overwrites a delivery, and a
 //! terminal failure is never overwritten by anything.
@@ -95,6 +98,40 @@ impl MessageState {
     /// Waiting to be sent (a worker may claim it).
     pub fn is_waiting(self) -> bool {
         matches!(self, MessageState::Queued | MessageState::Deferred)
+    }
+
+    /// The moves the diagram above allows a write to make (a provider's
+    /// report is decided by [`MessageState::apply_provider_status`], which
+    /// only ever moves forward). Writing a state onto itself is always
+    /// allowed (a re-defer, a failure a callback already recorded). Every
+    /// write of a message's state names the states it moves from and is
+    /// checked against this table (`sending::state::moving`).
+    pub fn may_become(self, next: MessageState) -> bool {
+        use MessageState::*;
+        if self == next {
+            return true;
+        }
+        match self {
+            // The gates at acceptance.
+            Pending => matches!(next, Blocked | Deferred | Queued | Held),
+            // A worker's claim, a campaign paused or cancelled, a part
+            // stopped because the part before it was not sent.
+            Queued => matches!(next, Sending | Deferred | Cancelled),
+            Deferred => matches!(next, Sending | Queued | Cancelled),
+            Held => matches!(next, Queued | Cancelled),
+            // The gates in the worker, the provider's answer, a retry, a
+            // worker that stopped mid-call (failed for a person to check).
+            Sending => matches!(
+                next,
+                Blocked | Deferred | Sent | Delivered | Read | Undelivered | Failed
+            ),
+            Sent => matches!(next, Delivered | Read | Undelivered | Failed),
+            Delivered => matches!(next, Read),
+            // A failure the provider reported with a code worth retrying is
+            // tried again (the one way out of a failure).
+            Undelivered | Failed => next == Deferred,
+            Blocked | Read | Cancelled => false,
+        }
     }
 
     /// Progress along the delivery path; failures have none.
@@ -202,6 +239,52 @@ mod tests {
     use super::*;
     use MessageState as S;
     use ProviderStatus as P;
+
+    #[test]
+    fn every_move_a_provider_report_makes_is_in_the_table() {
+        for from in S::ALL {
+            for reported in [
+                P::Queued,
+                P::Sent,
+                P::Delivered,
+                P::Read,
+                P::Undelivered,
+                P::Failed,
+            ] {
+                if let Some(next) = from.apply_provider_status(reported) {
+                    assert!(from.may_become(next), "{from} -> {next} ({reported:?})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_follows_the_diagram() {
+        // Nothing leaves a refusal, a read message or a withdrawn one.
+        for end in [S::Blocked, S::Read, S::Cancelled] {
+            for next in S::ALL.into_iter().filter(|n| *n != end) {
+                assert!(!end.may_become(next), "{end} -> {next}");
+            }
+        }
+        // A failure is only ever retried.
+        for end in [S::Failed, S::Undelivered] {
+            let out: Vec<S> = S::ALL
+                .into_iter()
+                .filter(|n| *n != end && end.may_become(*n))
+                .collect();
+            assert_eq!(out, [S::Deferred], "{end}");
+        }
+        // Only a worker's claim leads to the provider; nothing skips the gates.
+        for from in S::ALL {
+            if from.may_become(S::Sending) && from != S::Sending {
+                assert!(from.is_waiting(), "{from} -> sending");
+            }
+        }
+        assert!(!S::Pending.may_become(S::Sending));
+        assert!(!S::Held.may_become(S::Sending));
+        assert!(S::Held.may_become(S::Queued));
+        assert!(S::Deferred.may_become(S::Deferred));
+    }
 
     #[test]
     fn forward_only() {

@@ -14,3 +14,4 @@ pub mod limits;
 pub mod outbound;
 pub mod queue;
 pub mod senders;
+pub mod state;

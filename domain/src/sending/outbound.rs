@@ -36,6 +36,7 @@ use crate::entities::{campaign, message_status_event, outbound_message, staff_us
 use crate::phone::PhoneNumber;
 use crate::sending::facts::{self, ContactKey, FactRows};
 use crate::sending::limits::TierReservation;
+use crate::sending::state::moving;
 use crate::store::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
 use crate::templates::{self, Template};
 use crate::Core;
@@ -1195,23 +1196,18 @@ async fn claim_on_sqlite(
     now: DateTime<Utc>,
     due_by: DateTime<Utc>,
 ) -> Result<Option<outbound_message::Model>, sea_orm::DbErr> {
-    let claim = outbound_message::Entity::update_many()
-        .col_expr(
-            outbound_message::Column::State,
-            Expr::value(MessageState::Sending.as_str()),
-        )
-        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-        .filter(outbound_message::Column::Id.eq(message_id))
-        .filter(outbound_message::Column::State.is_in([
-            MessageState::Queued.as_str(),
-            MessageState::Deferred.as_str(),
-        ]))
-        .filter(outbound_message::Column::ProviderSid.is_null())
-        .filter(
-            sea_orm::Condition::any()
-                .add(outbound_message::Column::DeferUntil.is_null())
-                .add(outbound_message::Column::DeferUntil.lte(due_by)),
-        );
+    let claim = moving(
+        &[MessageState::Queued, MessageState::Deferred],
+        MessageState::Sending,
+    )
+    .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+    .filter(outbound_message::Column::Id.eq(message_id))
+    .filter(outbound_message::Column::ProviderSid.is_null())
+    .filter(
+        sea_orm::Condition::any()
+            .add(outbound_message::Column::DeferUntil.is_null())
+            .add(outbound_message::Column::DeferUntil.lte(due_by)),
+    );
     Ok(claim
         .exec_with_returning(&core.db.conn)
         .await?
@@ -1614,9 +1610,9 @@ pub async fn handle_failure(
     let final_state = from_callback
         .then(|| MessageState::parse(&fresh.state))
         .flatten();
+    // From the worker's claim, or the failure state a callback just wrote.
     let set_failed = |state: MessageState| {
-        outbound_message::Entity::update_many()
-            .col_expr(outbound_message::Column::State, Expr::value(state.as_str()))
+        moving(&[MessageState::Sending, state], state)
             .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
             .col_expr(
                 outbound_message::Column::ErrorMessage,
@@ -1664,28 +1660,32 @@ pub async fn handle_failure(
         ErrorAction::Retry => {
             if let Some(delay) = provider_errors::retry_delay(attempts) {
                 let until = now + Duration::from_std(delay).unwrap_or(Duration::seconds(1));
-                outbound_message::Entity::update_many()
-                    .col_expr(
-                        outbound_message::Column::State,
-                        Expr::value(MessageState::Deferred.as_str()),
-                    )
-                    .col_expr(
-                        outbound_message::Column::DeferUntil,
-                        Expr::value(Some(until)),
-                    )
-                    .col_expr(
-                        outbound_message::Column::ProviderSid,
-                        Expr::value(Option::<String>::None),
-                    )
-                    .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
-                    .col_expr(
-                        outbound_message::Column::ErrorMessage,
-                        Expr::value(Some(class.meaning.clone())),
-                    )
-                    .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-                    .filter(outbound_message::Column::Id.eq(&m.id))
-                    .exec(&core.db.conn)
-                    .await?;
+                // From the worker's claim, or a failure a callback reported.
+                moving(
+                    &[
+                        MessageState::Sending,
+                        MessageState::Failed,
+                        MessageState::Undelivered,
+                    ],
+                    MessageState::Deferred,
+                )
+                .col_expr(
+                    outbound_message::Column::DeferUntil,
+                    Expr::value(Some(until)),
+                )
+                .col_expr(
+                    outbound_message::Column::ProviderSid,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
+                .col_expr(
+                    outbound_message::Column::ErrorMessage,
+                    Expr::value(Some(class.meaning.clone())),
+                )
+                .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+                .filter(outbound_message::Column::Id.eq(&m.id))
+                .exec(&core.db.conn)
+                .await?;
                 enqueue(core, &m.id, Some(until)).await;
                 return Ok(SendResult::Failed {
                     action: ErrorAction::Retry,
@@ -1776,16 +1776,11 @@ pub async fn release_next_part(
     let (Some(first), Some(index)) = (&m.part_of, m.part_index) else {
         return Ok(None);
     };
-    let released = outbound_message::Entity::update_many()
-        .col_expr(
-            outbound_message::Column::State,
-            Expr::value(MessageState::Queued.as_str()),
-        )
+    let released = moving(&[MessageState::Held], MessageState::Queued)
         .col_expr(outbound_message::Column::QueuedAt, Expr::value(Some(now)))
         .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
         .filter(outbound_message::Column::PartOf.eq(first))
         .filter(outbound_message::Column::PartIndex.eq(index + 1))
-        .filter(outbound_message::Column::State.eq(MessageState::Held.as_str()))
         .exec_with_returning(db)
         .await?;
     Ok(released.into_iter().next().map(|n| n.id))
@@ -1806,26 +1801,24 @@ pub async fn stop_later_parts(
         return Ok(vec![]);
     };
     let why = format!("not sent: part {index} of {count} was {how}");
-    let mut stopped = outbound_message::Entity::update_many()
-        .col_expr(
-            outbound_message::Column::State,
-            Expr::value(MessageState::Cancelled.as_str()),
-        )
-        .col_expr(
-            outbound_message::Column::ErrorMessage,
-            Expr::value(Some(why)),
-        )
-        .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-        .filter(outbound_message::Column::PartOf.eq(first))
-        .filter(outbound_message::Column::PartIndex.gt(index))
-        .filter(outbound_message::Column::State.is_in([
-            MessageState::Held.as_str(),
-            MessageState::Queued.as_str(),
-            MessageState::Deferred.as_str(),
-        ]))
-        .filter(outbound_message::Column::ProviderSid.is_null())
-        .exec_with_returning(db)
-        .await?;
+    let mut stopped = moving(
+        &[
+            MessageState::Held,
+            MessageState::Queued,
+            MessageState::Deferred,
+        ],
+        MessageState::Cancelled,
+    )
+    .col_expr(
+        outbound_message::Column::ErrorMessage,
+        Expr::value(Some(why)),
+    )
+    .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+    .filter(outbound_message::Column::PartOf.eq(first))
+    .filter(outbound_message::Column::PartIndex.gt(index))
+    .filter(outbound_message::Column::ProviderSid.is_null())
+    .exec_with_returning(db)
+    .await?;
     stopped.sort_by_key(|p| p.part_index);
     Ok(stopped)
 }
@@ -2064,11 +2057,9 @@ pub async fn apply_status(
         let Some(next) = current.apply_provider_status(status) else {
             return Ok(Some(m.id));
         };
-        let mut update = outbound_message::Entity::update_many()
-            .col_expr(outbound_message::Column::State, Expr::value(next.as_str()))
+        let mut update = moving(&[current], next)
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
-            .filter(outbound_message::Column::Id.eq(&m.id))
-            .filter(outbound_message::Column::State.eq(current.as_str()));
+            .filter(outbound_message::Column::Id.eq(&m.id));
         update = match next {
             MessageState::Sent => {
                 update.col_expr(outbound_message::Column::SentAt, Expr::value(Some(now)))
@@ -2319,13 +2310,11 @@ pub async fn resolve_stuck_sending(
         .await?;
     let mut n = 0;
     for m in stuck {
-        let res = outbound_message::Entity::update_many()
-            .col_expr(outbound_message::Column::State, Expr::value(MessageState::Failed.as_str()))
+        let res = moving(&[MessageState::Sending], MessageState::Failed)
             .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some("the worker stopped during the send; outcome unknown, not re-sent (check the provider's log)".to_string())))
             .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
             .filter(outbound_message::Column::Id.eq(&m.id))
-            .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
             .filter(outbound_message::Column::ProviderSid.is_null())
             .exec(&core.db.conn)
             .await?;
