@@ -2,12 +2,19 @@
 //! means in a few words for staff: the gate reason codes in evaluation
 //! order, the reasons a message is held, the audit log's decisions.
 //!
+//! Also a campaign's states with the one table of what may happen to it
+//! in each ([`CampaignStatus::apply`]): the server applies it, the console
+//! asks it which actions to offer.
+//!
 //! One place for both the server and the console's browser build (this
 //! crate has no dependency a browser cannot build), so no page retypes a
-//! code or its label. It holds no rule: what each gate checks is
+//! code, a label or a transition. What each gate checks is
 //! `heimdall_domain::compliance::gates`.
 
 use serde::{Deserialize, Serialize};
+
+mod campaign;
+pub use campaign::{CampaignAction, CampaignStatus};
 
 /// The gates, each with its stable reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

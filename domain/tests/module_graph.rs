@@ -239,10 +239,10 @@ fn the_top_level_modules_have_no_import_cycle() {
 const LONG_FILES: &[(&str, usize)] = &[
     ("automations/reminders.rs", 944),
     ("automations/schedules.rs", 1400),
-    ("campaigns.rs", 2469),
     ("channels/formatting.rs", 2572),
     ("channels/twilio.rs", 941),
-    ("compliance/gates.rs", 1683),
+    ("compliance/gates/mod.rs", 922),
+    ("compliance/gates/tests.rs", 814),
     ("consent.rs", 928),
     ("inbound.rs", 1185),
     ("outbound_http.rs", 1340),

@@ -17,6 +17,7 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
 use crate::model::{Counts, FailureView};
+use heimdall_codes::{CampaignAction, CampaignStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CampaignRow {
@@ -78,20 +79,20 @@ pub struct CampaignInfo {
 }
 
 impl CampaignInfo {
+    /// Its status as the one table knows it (`None` for a name this build
+    /// does not know: then nothing is offered).
+    pub fn state(&self) -> Option<CampaignStatus> {
+        CampaignStatus::parse(&self.status)
+    }
+
     /// Not yet approved: the review applies.
     pub fn before_sending(&self) -> bool {
-        matches!(self.status.as_str(), "draft" | "submitted" | "rejected")
+        self.state().is_some_and(CampaignStatus::before_approval)
     }
 
-    pub fn editable(&self) -> bool {
-        matches!(self.status.as_str(), "draft" | "rejected")
-    }
-
-    pub fn live(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "approved" | "scheduled" | "sending" | "paused"
-        )
+    /// Whether the server would accept `action` now.
+    pub fn allows(&self, action: CampaignAction) -> bool {
+        self.state().is_some_and(|s| s.allows(action))
     }
 }
 

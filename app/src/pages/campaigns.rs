@@ -18,18 +18,7 @@ use crate::components::{
 use crate::error::AppError;
 use crate::model::{reason_label, Counts, Me, Role};
 use crate::pages::templates::AnnotatedBody;
-
-const STATUSES: [&str; 9] = [
-    "draft",
-    "submitted",
-    "approved",
-    "rejected",
-    "scheduled",
-    "sending",
-    "paused",
-    "completed",
-    "cancelled",
-];
+use heimdall_codes::{CampaignAction, CampaignStatus};
 
 #[component]
 pub fn CampaignsPage() -> impl IntoView {
@@ -52,9 +41,9 @@ pub fn CampaignsPage() -> impl IntoView {
                             <label for="status">"Status"</label>
                             <select id="status" name="status">
                                 <option value="" selected=current.is_empty()>"All"</option>
-                                {STATUSES
+                                {CampaignStatus::ALL
                                     .iter()
-                                    .map(|s| view! { <option value=*s selected=current == *s>{*s}</option> })
+                                    .map(|s| { let s = s.as_str(); view! { <option value=s selected=current == s>{s}</option> } })
                                     .collect_view()}
                             </select>
                             <button type="submit">"Filter"</button>
@@ -498,11 +487,13 @@ fn PreSend(
     let approve_err = error_of(actions.approve);
     let reject_err = error_of(actions.reject);
     let cancel_err = error_of(actions.cancel);
-    let status = c.status.clone();
-    let can_edit = c.editable() && me.can(Role::Operator) && (c.is_author || me.can(Role::Admin));
-    let can_submit = c.editable() && me.can(Role::Operator);
-    let may_decide = status == "submitted" && me.can(Role::Approver) && !c.is_author;
-    let author_waiting = status == "submitted" && c.is_author;
+    let can_edit = c.allows(CampaignAction::Edit)
+        && me.can(Role::Operator)
+        && (c.is_author || me.can(Role::Admin));
+    let can_submit = c.allows(CampaignAction::Submit) && me.can(Role::Operator);
+    let decidable = c.allows(CampaignAction::Reject);
+    let may_decide = decidable && me.can(Role::Approver) && !c.is_author;
+    let author_waiting = decidable && c.is_author;
     let csrf = me.csrf.clone();
     let controls = view! {
         <section class="card" id="decision">
@@ -527,7 +518,7 @@ fn PreSend(
                     "You wrote or changed this campaign, so you cannot approve it: another approver must review it."
                 </p>
             })}
-            {(status == "submitted" && !me.can(Role::Approver) && !c.is_author).then(|| view! {
+            {(decidable && !me.can(Role::Approver) && !c.is_author).then(|| view! {
                 <p class="notice">"Waiting for an approver."</p>
             })}
             {may_decide.then(|| {
@@ -725,11 +716,14 @@ fn ProgressBody(
     cancel: ServerAction<CampaignCancel>,
 ) -> impl IntoView {
     let status = p.status.clone();
-    let can_pause =
-        me.can(Role::Operator) && matches!(status.as_str(), "approved" | "scheduled" | "sending");
-    let can_resume = me.can(Role::Operator) && status == "paused";
-    let can_cancel =
-        me.can(Role::Operator) && !matches!(status.as_str(), "completed" | "cancelled");
+    let state = CampaignStatus::parse(&status);
+    let allows = |action| me.can(Role::Operator) && state.is_some_and(|s| s.allows(action));
+    let can_pause = allows(CampaignAction::Pause);
+    let can_resume = allows(CampaignAction::Resume {
+        fanned_out: false,
+        scheduled_ahead: false,
+    });
+    let can_cancel = allows(CampaignAction::Cancel);
     let csrf = me.csrf.clone();
     let failures = p.failures.clone();
     view! {

@@ -40,7 +40,7 @@ use crate::access::authz::{self, ApiPrincipal};
 use crate::automations::schedules::local_instant;
 use crate::channel::Channel;
 use crate::clock::new_id;
-use crate::compliance::gates::{Authorization, Decision, Gate};
+use crate::compliance::gates::{self, Decision, Gate, TemplateProblem, Verdict};
 use crate::contacts;
 use crate::entities::{api_key, contact, outbound_message, reminder, tool_call};
 use crate::phone::PhoneNumber;
@@ -346,64 +346,44 @@ pub async fn check_template(
         gate: Gate::TemplateNotApproved,
         message,
     };
-    let Some(t) = templates::find_by_name(&core.db.conn, &name).await? else {
-        return Err(refused(format!("template '{name}' is not registered")));
-    };
-    if t.approval_status != "approved" {
-        return Err(refused(format!(
-            "template '{name}' is {}, not approved",
-            t.approval_status
-        )));
-    }
-    let unknown: Vec<&str> = variables
-        .keys()
-        .filter(|k| !t.variables.contains(k))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(refused(format!(
-            "template '{name}' has no variable(s): {}",
-            unknown.join(", ")
-        )));
-    }
-    if complete {
-        let missing: Vec<&str> = t
-            .variables
-            .iter()
-            .filter(|v| !variables.contains_key(*v))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
+    let t = templates::find_by_name(&core.db.conn, &name).await?;
+    let registered = t
+        .as_ref()
+        .map(|t| (t.approval_status.as_str(), t.variables.as_slice()));
+    match gates::template_problem(registered, variables.keys().map(String::as_str)) {
+        Some(TemplateProblem::NotRegistered) => {
+            return Err(refused(format!("template '{name}' is not registered")))
+        }
+        Some(TemplateProblem::NotApproved { status }) => {
+            return Err(refused(format!(
+                "template '{name}' is {status}, not approved"
+            )))
+        }
+        Some(TemplateProblem::Variables { unknown, .. }) if !unknown.is_empty() => {
+            return Err(refused(format!(
+                "template '{name}' has no variable(s): {}",
+                unknown.join(", ")
+            )))
+        }
+        // Values fetched at send time may fill the rest.
+        Some(TemplateProblem::Variables { missing, .. }) if complete => {
             return Err(refused(format!(
                 "template '{name}' needs variable(s): {}",
                 missing.join(", ")
-            )));
+            )))
         }
+        _ => {}
     }
-    match authz::automation_authorization(core, principal).await? {
-        Authorization::Automation {
-            approved: true,
-            templates,
-            ..
-        } if templates.contains(&name) => Ok(t),
-        Authorization::Automation {
-            name: automation,
-            approved: true,
-            ..
-        } => Err(RequestError::Refused {
+    let Some(t) = t else {
+        return Err(refused(format!("template '{name}' is not registered")));
+    };
+    let authorization = authz::automation_authorization(core, principal).await?;
+    match gates::automation_template_verdict(&authorization, &name) {
+        Verdict::Block { detail } => Err(RequestError::Refused {
             gate: Gate::NotAuthorized,
-            message: format!("the automation '{automation}' is not approved for template '{name}'"),
+            message: detail,
         }),
-        Authorization::Automation {
-            name: automation, ..
-        } => Err(RequestError::Refused {
-            gate: Gate::NotAuthorized,
-            message: format!("the automation '{automation}' is not approved"),
-        }),
-        _ => Err(RequestError::Refused {
-            gate: Gate::NotAuthorized,
-            message: "no approved automation stands behind this API key".into(),
-        }),
+        _ => Ok(t),
     }
 }
 
