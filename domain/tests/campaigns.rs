@@ -239,7 +239,7 @@ async fn staff_actions(core: &Core, action: &str) -> u64 {
 
 fn invalid(e: CampaignError) -> String {
     match e {
-        CampaignError::Invalid(m) => m,
+        e @ CampaignError::Invalid { .. } => e.to_string(),
         other => panic!("expected Invalid, got {other:?}"),
     }
 }

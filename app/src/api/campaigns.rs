@@ -162,8 +162,8 @@ mod ssr {
     use crate::server::*;
     use heimdall_domain::campaigns::{self, Audience, CampaignError, CampaignView, VariableSource};
 
-    /// The domain's errors as the console shows them. `Invalid` messages
-    /// start with the field they are about.
+    /// The domain's errors as the console shows them, an invalid value
+    /// beside its field.
     pub fn campaign_error(e: CampaignError) -> AppError {
         match e {
             CampaignError::NotFound => AppError::NotFound("No such campaign.".into()),
@@ -176,21 +176,14 @@ mod ssr {
             e @ CampaignError::InvalidTransition { .. } => {
                 AppError::Conflict(capitalise(&e.to_string()))
             }
-            CampaignError::Invalid(m) => {
-                let (field, message) = match m.split_once(": ") {
-                    Some((f, rest)) if !f.contains(' ') => (f.to_string(), rest.to_string()),
-                    _ => (String::new(), m.clone()),
-                };
-                let field = match field.as_str() {
+            CampaignError::Invalid { field, message } => AppError::Invalid {
+                // The form has one field for the list of numbers.
+                field: match field.as_str() {
                     "audience.phones" => "phones".to_string(),
-                    "audience" => "audience".to_string(),
-                    other => other.to_string(),
-                };
-                AppError::Invalid {
-                    field,
-                    message: capitalise(&message),
-                }
-            }
+                    _ => field,
+                },
+                message: capitalise(&message),
+            },
             CampaignError::Db(e) => internal(e),
         }
     }
@@ -409,14 +402,18 @@ mod tests {
 
     #[test]
     fn domain_errors_land_beside_their_fields() {
-        let e = campaign_error(CampaignError::Invalid(
-            "audience.phones: 2 number(s) refused".into(),
-        ));
+        let e = campaign_error(CampaignError::Invalid {
+            field: "audience.phones".into(),
+            message: "2 number(s) refused".into(),
+        });
         assert_eq!(
             e.for_field("phones").as_deref(),
             Some("2 number(s) refused")
         );
-        let e = campaign_error(CampaignError::Invalid("name: must not be blank".into()));
+        let e = campaign_error(CampaignError::Invalid {
+            field: "name".into(),
+            message: "must not be blank".into(),
+        });
         assert_eq!(e.for_field("name").as_deref(), Some("Must not be blank"));
         assert_eq!(campaign_error(CampaignError::SelfApproval).status(), 403);
         assert_eq!(campaign_error(CampaignError::NotFound).status(), 404);

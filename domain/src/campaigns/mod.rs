@@ -194,9 +194,10 @@ pub enum CampaignError {
         from: CampaignStatus,
         action: &'static str,
     },
-    /// Bad input; the message starts with the field it is about.
-    #[error("{0}")]
-    Invalid(String),
+    /// Bad input, with the field it is about (`name`, `template_name`,
+    /// `variables`, `audience`, `audience.phones`, `scheduled_at`...).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
     #[error(transparent)]
     Db(#[from] DbErr),
 }

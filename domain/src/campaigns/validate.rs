@@ -4,7 +4,10 @@
 use super::*;
 
 pub(super) fn invalid(field: &str, why: impl std::fmt::Display) -> CampaignError {
-    CampaignError::Invalid(format!("{field}: {why}"))
+    CampaignError::Invalid {
+        field: field.to_string(),
+        message: why.to_string(),
+    }
 }
 
 pub(super) fn require(actor: &StaffUser, role: Role, what: &str) -> Result<(), CampaignError> {
