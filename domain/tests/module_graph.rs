@@ -247,7 +247,6 @@ const LONG_FILES: &[(&str, usize)] = &[
     ("inbound.rs", 1185),
     ("outbound_http.rs", 1340),
     ("reports.rs", 821),
-    ("sending/outbound.rs", 2364),
     ("settings/mod.rs", 1055),
     ("store/db.rs", 1052),
     ("time_zones.rs", 805),

@@ -1,0 +1,553 @@
+//! The worker's side: claim the message, evaluate the gates again, wait for the
+//! sender's rate and the tier, look at consent once more, call the provider,
+//! record its answer.
+
+use super::*;
+
+/// What the worker did with one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    /// Someone else has it or it is no longer waiting.
+    NotClaimed,
+    /// Not due yet; re-enqueued.
+    NotDue,
+    Blocked(gates::Gate),
+    Deferred(gates::Gate),
+    Sent {
+        sid: String,
+    },
+    Failed {
+        action: ErrorAction,
+        code: Option<i64>,
+    },
+}
+
+/// Send one message: the whole worker path.
+pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    // Webhook events wait in the local spool (the database was away): one
+    // of them may be a STOP, so hold sends until they are replayed.
+    if crate::store::spool::spool_pending(core) {
+        enqueue(core, message_id, Some(now + Duration::seconds(5))).await;
+        return Ok(SendResult::NotDue);
+    }
+    // Exactly one worker takes a waiting, due message: a compare-and-set
+    // on its state. PostgreSQL: read the message and its facts (one
+    // statement shared with other workers' reads), and claim with the
+    // evaluation's write. SQLite: claim, then read.
+    let due_by = now + Duration::milliseconds(CLAIM_SLACK_MS);
+    let (m, mut rows, claim_due_by) = match core.db.postgres_pool() {
+        Some(pool) => match core.message_reads.read(core, pool, message_id).await? {
+            Some((m, rows)) if claimable(&m, due_by) => (m, rows, Some(due_by)),
+            Some((m, _)) => return Ok(not_claimed(core, &m, now).await),
+            None => return Ok(SendResult::NotClaimed),
+        },
+        None => match claim_on_sqlite(core, message_id, now, due_by).await? {
+            Some(m) => {
+                let rows = read_fact_rows_for(core, &m).await?;
+                (m, rows, None)
+            }
+            None => {
+                return Ok(
+                    match outbound_message::Entity::find_by_id(message_id)
+                        .one(&core.db.conn)
+                        .await?
+                    {
+                        Some(m) => not_claimed(core, &m, now).await,
+                        None => SendResult::NotClaimed,
+                    },
+                )
+            }
+        },
+    };
+    let actor = "worker";
+    let template = rows.template.take().map(Template::from);
+    let (facts, mut loaded, extras) =
+        facts_from_rows(core, &core.db.conn, &m, rows, template, None).await?;
+    let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    if decision.decision == Decision::Pass {
+        // Reserve the limits only for a message that may otherwise go, and
+        // evaluate again if a reservation was refused, so the audit row
+        // holds the final verdicts.
+        if let Some(recipient) = &facts.recipient {
+            if facts.channel == Channel::WhatsApp {
+                if let Err(next) = core.limits.reserve_pace(recipient.as_str(), now).await {
+                    loaded.recipient_next_at = Some(next);
+                }
+            }
+            if loaded.recipient_next_at.is_none() && loaded.tier.limit.is_some() {
+                let business_initiated = facts.channel == Channel::WhatsApp
+                    && matches!(facts.content, MessageContent::Template { .. })
+                    && !gates::in_window(loaded.window_expires_at, now);
+                if business_initiated {
+                    match core
+                        .limits
+                        .reserve_tier(&core.db, recipient.as_str(), &m.id, now)
+                        .await?
+                    {
+                        TierReservation::Full(f) => loaded.tier = f,
+                        TierReservation::Counted { used, newly } => {
+                            if newly {
+                                tier_threshold_alert(core, used).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    }
+    let Some(state) = finish_evaluation(
+        core,
+        &m,
+        Stage::Worker,
+        &decision,
+        actor,
+        now,
+        loaded.window_expires_at,
+        claim_due_by,
+    )
+    .await?
+    else {
+        // Another worker claimed it between the read and the write.
+        return Ok(SendResult::NotClaimed);
+    };
+    metrics::counter!("heimdall_gate_decisions_total", "stage" => "worker", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
+    match decision.decision {
+        Decision::Block { reason } => return blocked(core, &m, reason, now).await,
+        Decision::Defer { reason, .. } => return Ok(SendResult::Deferred(reason)),
+        Decision::Pass => {}
+    }
+    debug_assert_eq!(state, MessageState::Sending);
+    call_provider(core, &m, &facts, &loaded, extras).await
+}
+
+/// How late a deferred message may be claimed early.
+pub(super) const CLAIM_SLACK_MS: i64 = 500;
+
+/// May a worker claim `m` now: waiting, not yet handed to a provider, and
+/// due by `due_by`? (The claim's compare-and-set asks the same.)
+pub(super) fn claimable(m: &outbound_message::Model, due_by: DateTime<Utc>) -> bool {
+    MessageState::parse(&m.state).is_some_and(MessageState::is_waiting)
+        && m.provider_sid.is_none()
+        && m.defer_until.is_none_or(|until| until <= due_by)
+}
+
+/// A message the worker did not claim: re-enqueued for its time if it is
+/// still waiting but not yet due; otherwise gone, taken or finished.
+pub(super) async fn not_claimed(
+    core: &Core,
+    m: &outbound_message::Model,
+    now: DateTime<Utc>,
+) -> SendResult {
+    match m.defer_until {
+        Some(until) if until > now && claimable(m, until) => {
+            enqueue(core, &m.id, Some(until)).await;
+            SendResult::NotDue
+        }
+        _ => SendResult::NotClaimed,
+    }
+}
+
+/// SQLite: claim a message (move it from waiting and due to `sending`, a
+/// compare-and-set only one worker can win). `None` when nothing was
+/// claimed.
+pub(super) async fn claim_on_sqlite(
+    core: &Core,
+    message_id: &str,
+    now: DateTime<Utc>,
+    due_by: DateTime<Utc>,
+) -> Result<Option<outbound_message::Model>, sea_orm::DbErr> {
+    let claim = moving(
+        &[MessageState::Queued, MessageState::Deferred],
+        MessageState::Sending,
+    )
+    .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+    .filter(outbound_message::Column::Id.eq(message_id))
+    .filter(outbound_message::Column::ProviderSid.is_null())
+    .filter(
+        sea_orm::Condition::any()
+            .add(outbound_message::Column::DeferUntil.is_null())
+            .add(outbound_message::Column::DeferUntil.lte(due_by)),
+    );
+    Ok(claim
+        .exec_with_returning(&core.db.conn)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Each channel's sender (kind, address): the same for every merged
+/// read of one [`Core`] (they come from its settings).
+pub(super) type Senders = Vec<(Channel, Option<(&'static str, String)>)>;
+
+pub(super) fn senders(core: &Core) -> Senders {
+    [Channel::WhatsApp, Channel::Sms]
+        .map(|c| (c, authz::sender_key(core, c)))
+        .to_vec()
+}
+
+/// At most this many reads share one statement.
+pub(super) const MAX_BATCH: usize = 64;
+/// Statements of one kind (workers' reads, acceptance reads) in flight
+/// at once (one, for the reason and the figures at
+/// `db::PG_GROUPS_IN_FLIGHT`).
+pub(super) const BATCHES_IN_FLIGHT: usize = 1;
+
+/// PostgreSQL: the workers' reads of their messages, merged like
+/// [`FactReads`]: a read made while [`BATCHES_IN_FLIGHT`] statements are
+/// running waits for the next one, which reads every waiting id's message
+/// and facts at once ([`facts::messages_with_fact_rows`]). `None` for a
+/// message that does not exist.
+#[derive(Debug, Default)]
+pub struct MessageReads(
+    crate::store::db::Batcher<String, Option<(outbound_message::Model, FactRows)>>,
+);
+
+impl MessageReads {
+    pub(super) async fn read(
+        &self,
+        core: &Core,
+        pool: &sqlx::PgPool,
+        id: &str,
+    ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+        batched(
+            &self.0,
+            core,
+            pool,
+            id.to_string(),
+            |pool, senders, ids| async move {
+                facts::messages_with_fact_rows(&pool, &ids, &senders).await
+            },
+        )
+        .await
+    }
+}
+
+/// Send `request` to `batcher`, whose batches run `run` with the pool and
+/// the core's senders (computed once, when the batcher starts).
+pub(super) async fn batched<Q, A, F, Fut>(
+    batcher: &crate::store::db::Batcher<Q, A>,
+    core: &Core,
+    pool: &sqlx::PgPool,
+    request: Q,
+    run: F,
+) -> Result<A, sea_orm::DbErr>
+where
+    Q: Send + 'static,
+    A: Send + 'static,
+    F: Fn(sqlx::PgPool, std::sync::Arc<Senders>, Vec<Q>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<A>, sea_orm::DbErr>> + Send + 'static,
+{
+    let start = || {
+        let (pool, senders) = (pool.clone(), std::sync::Arc::new(senders(core)));
+        move |batch| run(pool.clone(), senders.clone(), batch)
+    };
+    batcher
+        .call(request, BATCHES_IN_FLIGHT, MAX_BATCH, start)
+        .await
+}
+
+/// PostgreSQL: the acceptance reads of concurrent callers, merged into
+/// one statement per batch ([`facts::fact_rows_many`]), like
+/// [`MessageReads`]. Each caller gets exactly what [`facts::fact_rows`]
+/// would have read for it.
+#[derive(Debug, Default)]
+pub struct FactReads(crate::store::db::Batcher<facts::FactRead, FactRows>);
+
+impl FactReads {
+    pub(super) async fn read(
+        &self,
+        core: &Core,
+        pool: &sqlx::PgPool,
+        read: facts::FactRead,
+    ) -> Result<FactRows, sea_orm::DbErr> {
+        batched(
+            &self.0,
+            core,
+            pool,
+            read,
+            |pool, senders, batch| async move {
+                facts::fact_rows_many(&pool, &batch, &senders).await
+            },
+        )
+        .await
+    }
+}
+
+pub(super) async fn tier_threshold_alert(core: &Core, used: u64) {
+    if let Some(limit) = core.limits.tier_limit() {
+        if limit > 0 && used * 5 >= limit * 4 && (used - 1) * 5 < limit * 4 {
+            alerts::raise(
+                core,
+                Alert {
+                    key: "tier:80".into(),
+                    title: "Messaging tier at 80 %".into(),
+                    description: format!(
+                        "{used} of {limit} unique people reached in the moving 24 hours; further business-initiated WhatsApp messages will be deferred at the limit."
+                    ),
+                    error_code: None,
+                    meaning: None,
+                    message_id: None,
+                    campaign_id: None,
+                },
+            )
+            .await;
+        }
+    }
+}
+
+pub(super) fn status_callback(core: &Core, message_id: &str) -> Option<url::Url> {
+    let mut url = core.settings.public_base();
+    url.set_path(STATUS_PATH);
+    url.query_pairs_mut().append_pair("mid", message_id);
+    Some(url)
+}
+
+/// A message that cannot be handed to a provider at all (its content no
+/// longer builds, no provider for its channel): a permanent failure with an
+/// alert, recorded as a send attempt by Heimdall itself.
+pub(super) async fn fail_before_call(
+    core: &Core,
+    m: &outbound_message::Model,
+    why: String,
+    now: DateTime<Utc>,
+) -> Result<SendResult, sea_orm::DbErr> {
+    audit::send_attempt_row(m, false, "heimdall", &why, None, "worker", now)
+        .insert(&core.db.conn)
+        .await?;
+    let class = ErrorClass {
+        code: None,
+        http_status: None,
+        meaning: why,
+        action: ErrorAction::Permanent,
+        alert: true,
+    };
+    handle_failure(core, m, class, false).await
+}
+
+pub(super) async fn call_provider(
+    core: &Core,
+    m: &outbound_message::Model,
+    facts: &MessageFacts,
+    loaded: &LoadedFacts,
+    extras: Loaded,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    let channel = facts.channel;
+    let Some(recipient) = facts.recipient.clone() else {
+        return Ok(SendResult::Blocked(gates::Gate::InvalidNumber));
+    };
+    let rate = extras.sender_rate;
+    let from = loaded.sender.address.clone().unwrap_or_default();
+    let content = match build_content(m, extras.template.as_ref()) {
+        Ok(c) => c,
+        Err(why) => {
+            // The template changed under the message (variables no longer
+            // match): a permanent failure for this message, recorded.
+            return fail_before_call(core, m, why, now).await;
+        }
+    };
+    let Some(provider) = core.providers.for_channel(channel).cloned() else {
+        let why = format!("no provider is configured for {channel}");
+        return fail_before_call(core, m, why, now).await;
+    };
+    let request = OutboundRequest {
+        message_id: m.id.clone(),
+        channel,
+        to: recipient,
+        from,
+        content,
+        status_callback: status_callback(core, &m.id),
+        reply_to: m.reply_to.clone(),
+    };
+    // (The attempt was counted when the worker's evaluation passed.)
+    // The rate limit is taken last, right before the call, so nothing
+    // between the permit and the request can bunch requests together.
+    let waiting = std::time::Instant::now();
+    core.limits
+        .until_sender_ready(&request.from, rate.and_then(|r| u32::try_from(r).ok()))
+        .await;
+    // The limiter may have held the message for a while: a STOP (or a revoked consent)
+    // that came meanwhile must still stop it, so judge it again before the call. (Without
+    // a wait, the last check is the worker's evaluation a few writes ago.)
+    if waiting.elapsed() > RECHECK_AFTER_WAIT && facts.purpose != Purpose::ComplianceReply {
+        if let Some(stopped) = stopped_while_waiting(core, m).await? {
+            return Ok(stopped);
+        }
+    }
+    let started = std::time::Instant::now();
+    let result = provider.send(&request).await;
+    metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str())
+        .record(started.elapsed().as_secs_f64());
+    let now = core.now();
+    match result {
+        Ok(accepted) => {
+            let status = ProviderStatus::parse(&accepted.status).unwrap_or(ProviderStatus::Queued);
+            let state = MessageState::Sending
+                .apply_provider_status(status)
+                .unwrap_or(MessageState::Sending);
+            // The audit row and the sid written together. The
+            // state moves only if no callback moved it further already; the
+            // sid is recorded either way.
+            let attempt = audit::send_attempt_row(
+                m,
+                true,
+                accepted.provider,
+                &accepted.sid,
+                None,
+                "worker",
+                now,
+            )
+            .try_into_model()?;
+            core.db
+                .write_rows(RowWrite {
+                    tool_calls: vec![attempt],
+                    sends: vec![SentUpdate {
+                        id: m.id.clone(),
+                        provider_sid: accepted.sid.clone(),
+                        provider: accepted.provider.to_string(),
+                        price: accepted.price.clone(),
+                        price_unit: accepted.price_unit.clone(),
+                        state: state.as_str().into(),
+                        updated_at: now,
+                    }],
+                    ..Default::default()
+                })
+                .await?;
+            metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "accepted").increment(1);
+            if let Some(next) = release_next_part(&core.db.conn, m, now).await? {
+                enqueue(core, &next, None).await;
+            }
+            Ok(SendResult::Sent { sid: accepted.sid })
+        }
+        Err(rejected) => {
+            let code = match &rejected.failure {
+                ProviderFailure::Code { code, .. } => Some(*code),
+                _ => None,
+            };
+            audit::send_attempt_row(
+                m,
+                false,
+                provider_name(core, channel),
+                &rejected.message,
+                code,
+                "worker",
+                now,
+            )
+            .insert(&core.db.conn)
+            .await?;
+            let mut class = core.live.get().errors.classify(&rejected.failure, channel);
+            if !rejected.message.is_empty() {
+                class.meaning = format!("{} ({})", class.meaning, rejected.message);
+            }
+            metrics::counter!("heimdall_sends_total", "channel" => channel.as_str(), "result" => "rejected").increment(1);
+            handle_failure(core, m, class, false).await
+        }
+    }
+}
+
+/// A wait at the sender's rate limiter longer than this is followed by a fresh look at
+/// the person's consent and opt-outs before the provider call.
+pub(super) const RECHECK_AFTER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// After a wait at the limiter: if the person opted out (or their consent was revoked)
+/// since the worker's evaluation, the message is blocked as the gates block it, with the
+/// fresh evaluation as its audit row, and never reaches the provider.
+pub(super) async fn stopped_while_waiting(
+    core: &Core,
+    m: &outbound_message::Model,
+) -> Result<Option<SendResult>, sea_orm::DbErr> {
+    let Some(contact_id) = m.contact_id.as_deref() else {
+        return Ok(None);
+    };
+    let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
+    if crate::consent::opted_out(&core.db.conn, contact_id, channel)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let now = core.now();
+    let mut rows = read_fact_rows_for(core, m).await?;
+    let template = rows.template.take().map(Template::from);
+    let (facts, loaded, _) = facts_from_rows(core, &core.db.conn, m, rows, template, None).await?;
+    let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
+    let Decision::Block { reason } = decision.decision else {
+        return Ok(None);
+    };
+    finish_evaluation(
+        core,
+        m,
+        Stage::Worker,
+        &decision,
+        "worker",
+        now,
+        loaded.window_expires_at,
+        None,
+    )
+    .await?;
+    tracing::info!(message_id = %m.id, reason = reason.code(), "stopped after waiting for the sender's rate");
+    blocked(core, m, reason, now).await.map(Some)
+}
+
+/// A message the worker's gates blocked: the parts after it stop too.
+pub(super) async fn blocked(
+    core: &Core,
+    m: &outbound_message::Model,
+    reason: gates::Gate,
+    now: DateTime<Utc>,
+) -> Result<SendResult, sea_orm::DbErr> {
+    stop_later_parts(
+        &core.db.conn,
+        m,
+        &format!("blocked ({})", reason.code()),
+        now,
+    )
+    .await?;
+    Ok(SendResult::Blocked(reason))
+}
+
+pub(super) fn provider_name(core: &Core, channel: Channel) -> &'static str {
+    match (channel, core.settings.whatsapp_provider) {
+        (Channel::WhatsApp, crate::settings::WhatsAppProvider::Meta) => "meta",
+        _ => "twilio",
+    }
+}
+
+/// The provider content for a stored message (`template`: the message's
+/// template as loaded for the gates).
+pub(super) fn build_content(
+    m: &outbound_message::Model,
+    template: Option<&Template>,
+) -> Result<Content, String> {
+    if m.kind == "interactive" {
+        return Interactive::from_stored(m.interactive.as_deref())
+            .map(Content::Interactive)
+            .map_err(|e| e.to_string());
+    }
+    if m.kind != "template" {
+        return Ok(Content::Text {
+            body: m.body.clone().unwrap_or_default(),
+            media_url: m.media_url.clone(),
+        });
+    }
+    let Some(name) = &m.template_name else {
+        return Err("template message without a template name".into());
+    };
+    let Some(t) = template else {
+        return Err(format!("template '{name}' is no longer registered"));
+    };
+    let values: BTreeMap<String, String> = serde_json::from_str(&m.variables).unwrap_or_default();
+    let positional =
+        crate::channels::positional_variables(&t.variables, &values).map_err(|e| e.to_string())?;
+    let Some(provider_id) = t.provider_id.clone() else {
+        return Err(format!("template '{name}' has no provider id"));
+    };
+    Ok(Content::Template {
+        name: t.name.clone(),
+        provider_id,
+        language: t.language.clone(),
+        positional,
+    })
+}
