@@ -147,8 +147,8 @@ try {
       const goto = page.goto.bind(page);
       page.goto = async (url, options) => {
         const res = await goto(url, options);
-        const console = await page.evaluate(() => !!document.querySelector('script[type=module], link[rel=modulepreload]')).catch(() => false);
-        if (console) await page.waitForSelector('html[data-hydrated]', { state: 'attached', timeout: 20000 });
+        const isConsole = await page.evaluate(() => !!document.querySelector('script[type=module], link[rel=modulepreload]')).catch(() => false);
+        if (isConsole) await page.waitForSelector('html[data-hydrated]', { state: 'attached', timeout: 20000 });
         return res;
       };
       return page;

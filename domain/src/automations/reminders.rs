@@ -346,14 +346,11 @@ pub async fn check_template(
         gate: Gate::TemplateNotApproved,
         message,
     };
-    let t = templates::find_by_name(&core.db.conn, &name).await?;
-    let registered = t
-        .as_ref()
-        .map(|t| (t.approval_status.as_str(), t.variables.as_slice()));
+    let Some(t) = templates::find_by_name(&core.db.conn, &name).await? else {
+        return Err(refused(format!("template '{name}' is not registered")));
+    };
+    let registered = Some((t.approval_status.as_str(), t.variables.as_slice()));
     match gates::template_problem(registered, variables.keys().map(String::as_str)) {
-        Some(TemplateProblem::NotRegistered) => {
-            return Err(refused(format!("template '{name}' is not registered")))
-        }
         Some(TemplateProblem::NotApproved { status }) => {
             return Err(refused(format!(
                 "template '{name}' is {status}, not approved"
@@ -374,9 +371,6 @@ pub async fn check_template(
         }
         _ => {}
     }
-    let Some(t) = t else {
-        return Err(refused(format!("template '{name}' is not registered")));
-    };
     let authorization = authz::automation_authorization(core, principal).await?;
     match gates::automation_template_verdict(&authorization, &name) {
         Verdict::Block { detail } => Err(RequestError::Refused {

@@ -87,9 +87,8 @@ pub async fn update_draft(
     if !authors.contains(&actor.id) {
         authors.push(actor.id.clone());
     }
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(
+    let txn = begin_move(core, &m.id, from, to, "edit", now, |u| {
+        u.col_expr(
             campaign::Column::Authors,
             Expr::value(serde_json::json!(authors).to_string()),
         )
@@ -121,7 +120,6 @@ pub async fn update_draft(
             campaign::Column::SendOnApproval,
             Expr::value(draft.scheduled_at.is_none()),
         )
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
         .col_expr(
             campaign::Column::RejectionReason,
             Expr::value(Option::<String>::None),
@@ -130,12 +128,8 @@ pub async fn update_draft(
             campaign::Column::SubmittedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "edit").await);
-    }
+    })
+    .await?;
     if from == CampaignStatus::Rejected {
         record(&txn, &m.id, Some(actor), "reopened", None, None, None, now).await?;
     }
@@ -167,16 +161,10 @@ pub async fn submit(
     let template = template_of(core, &m).await?;
     validate(core, &draft_of(&m, template.name)).await?;
     let now = core.now();
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .col_expr(campaign::Column::SubmittedAt, Expr::value(Some(now)))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "submit").await);
-    }
+    let txn = begin_move(core, &m.id, from, to, "submit", now, |u| {
+        u.col_expr(campaign::Column::SubmittedAt, Expr::value(Some(now)))
+    })
+    .await?;
     record(
         &txn,
         &m.id,
@@ -224,10 +212,8 @@ pub async fn approve(
             "its template, mapping, audience or schedule is not what the review showed".into(),
         ));
     }
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .col_expr(
+    let txn = begin_move(core, &m.id, from, to, "approve", now, |u| {
+        u.col_expr(
             campaign::Column::ApprovedBy,
             Expr::value(Some(actor.id.clone())),
         )
@@ -242,12 +228,8 @@ pub async fn approve(
         )
         // The authors who were current when it was reviewed.
         .filter(campaign::Column::Authors.eq(m.authors.clone()))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "approve").await);
-    }
+    })
+    .await?;
     record(
         &txn,
         &m.id,
@@ -291,19 +273,13 @@ pub async fn reject(
     let from = status_of(&m);
     let to = next_status(from, CampaignAction::Reject)?;
     let now = core.now();
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .col_expr(
+    let txn = begin_move(core, &m.id, from, to, "reject", now, |u| {
+        u.col_expr(
             campaign::Column::RejectionReason,
             Expr::value(Some(reason.clone())),
         )
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "reject").await);
-    }
+    })
+    .await?;
     record(
         &txn,
         &m.id,
@@ -332,15 +308,7 @@ pub async fn pause(
     let from = status_of(&m);
     let to = next_status(from, CampaignAction::Pause)?;
     let now = core.now();
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "pause").await);
-    }
+    let txn = begin_move(core, &m.id, from, to, "pause", now, |u| u).await?;
     let held = moving(
         &[MessageState::Queued, MessageState::Deferred],
         MessageState::Deferred,
@@ -396,15 +364,7 @@ pub async fn resume(
             .filter(outbound_message::Column::State.eq(MessageState::Deferred.as_str()))
             .filter(outbound_message::Column::BlockReason.eq(PAUSED_REASON))
     };
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "resume").await);
-    }
+    let txn = begin_move(core, &m.id, from, to, "resume", now, |u| u).await?;
     let released: Vec<String> = held(outbound_message::Entity::find())
         .select_only()
         .column(outbound_message::Column::Id)
@@ -449,15 +409,7 @@ pub async fn cancel(
     let from = status_of(&m);
     let to = next_status(from, CampaignAction::Cancel)?;
     let now = core.now();
-    let txn = core.db.begin_write().await?;
-    let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
-        .exec(&txn)
-        .await?;
-    if res.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(lost(core, &m.id, "cancel").await);
-    }
+    let txn = begin_move(core, &m.id, from, to, "cancel", now, |u| u).await?;
     let cancelled = moving(
         &[MessageState::Queued, MessageState::Deferred],
         MessageState::Cancelled,

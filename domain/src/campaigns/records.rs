@@ -270,6 +270,29 @@ pub(super) fn cas(
         .filter(campaign::Column::Status.eq(from.as_str()))
 }
 
+/// Open the write that moves a campaign from `from` to `to`: the
+/// compare-and-set (with `more` columns or conditions) in a transaction the
+/// caller goes on with (its history row, its messages) and commits. When
+/// someone else moved it first, nothing is written and the error says what
+/// it is now (`action` names what was tried).
+pub(super) async fn begin_move(
+    core: &Core,
+    id: &str,
+    from: CampaignStatus,
+    to: CampaignStatus,
+    action: &'static str,
+    now: DateTime<Utc>,
+    more: impl FnOnce(sea_orm::UpdateMany<campaign::Entity>) -> sea_orm::UpdateMany<campaign::Entity>,
+) -> Result<sea_orm::DatabaseTransaction, CampaignError> {
+    let txn = core.db.begin_write().await?;
+    let update = cas(id, from, now).col_expr(campaign::Column::Status, Expr::value(to.as_str()));
+    if more(update).exec(&txn).await?.rows_affected != 1 {
+        txn.rollback().await?;
+        return Err(lost(core, id, action).await);
+    }
+    Ok(txn)
+}
+
 /// The error for a compare-and-set that lost: the status someone else set.
 pub(super) async fn lost(core: &Core, id: &str, action: &'static str) -> CampaignError {
     match load(core, id).await {

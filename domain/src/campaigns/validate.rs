@@ -132,18 +132,15 @@ pub(super) async fn check_template(
     if template_name.is_empty() {
         return Err(invalid("template_name", "choose a template"));
     }
-    let t = templates::find_by_name(&core.db.conn, template_name).await?;
-    let registered = t
-        .as_ref()
-        .map(|t| (t.approval_status.as_str(), t.variables.as_slice()));
-    let shown = t.as_ref().map_or(template_name, |t| t.name.as_str());
+    let Some(t) = templates::find_by_name(&core.db.conn, template_name).await? else {
+        return Err(invalid(
+            "template_name",
+            format!("template '{template_name}' is not registered"),
+        ));
+    };
+    let registered = Some((t.approval_status.as_str(), t.variables.as_slice()));
+    let shown = t.name.as_str();
     match gates::template_problem(registered, variables.keys().map(String::as_str)) {
-        Some(gates::TemplateProblem::NotRegistered) => {
-            return Err(invalid(
-                "template_name",
-                format!("template '{template_name}' is not registered"),
-            ))
-        }
         Some(gates::TemplateProblem::NotApproved { status }) => {
             return Err(invalid(
                 "template_name",
@@ -166,14 +163,9 @@ pub(super) async fn check_template(
                 },
             ))
         }
-        None => {}
+        // Not registered was answered above.
+        Some(gates::TemplateProblem::NotRegistered) | None => {}
     }
-    let Some(t) = t else {
-        return Err(invalid(
-            "template_name",
-            format!("template '{template_name}' is not registered"),
-        ));
-    };
     for (k, v) in variables {
         if let VariableSource::Field(f) = v {
             if f.is_empty() {
