@@ -61,6 +61,29 @@ pub struct Core {
     pub fetch: Fetch,
     /// Which refused webhook requests get an audit row (per address).
     pub refused_webhooks: crate::inbound::RefusedWebhooks,
+    /// Redis as this process last saw it ([`crate::housekeeping::watch_redis`]).
+    pub redis_watch: RedisWatch,
+}
+
+/// Whether Redis answered this process's last look, and the mark this process
+/// leaves in it (`Limits::mark_key`): a Redis that no longer holds the mark
+/// has lost what it held (restarted without persistence), queues included.
+#[derive(Debug)]
+pub struct RedisWatch {
+    pub answering: std::sync::atomic::AtomicBool,
+    /// This process has seen Redis answer (with the mark, or after setting it).
+    pub seen: std::sync::atomic::AtomicBool,
+    pub mark: String,
+}
+
+impl Default for RedisWatch {
+    fn default() -> Self {
+        RedisWatch {
+            answering: std::sync::atomic::AtomicBool::new(true),
+            seen: Default::default(),
+            mark: crate::clock::new_id(),
+        }
+    }
 }
 
 /// The guarded client for URLs chosen by API clients or staff, and the
@@ -134,9 +157,15 @@ pub async fn connect_redis(
         None => Ok(None),
         Some(url) => {
             let client = redis::Client::open(url.expose_secret())?;
+            // A command while Redis is away fails within about a second
+            // (two quick reconnection attempts), rather than after the
+            // client's default six: the callers wait and ask again themselves
+            // (the limits fail closed; the watch alerts once).
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-                .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+                .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+                .set_number_of_retries(2)
+                .set_max_delay(std::time::Duration::from_millis(500));
             Ok(Some(
                 redis::aio::ConnectionManager::new_with_config(client, config).await?,
             ))
@@ -188,6 +217,7 @@ impl Core {
             fact_reads: crate::sending::outbound::FactReads::default(),
             fetch,
             refused_webhooks: Default::default(),
+            redis_watch: RedisWatch::default(),
         })
     }
 
@@ -210,8 +240,9 @@ impl Core {
     }
 }
 
-/// Keep this process's runtime settings and the shared spool flag current
-/// until the process stops: every [`crate::settings::runtime::REFRESH`].
+/// Keep this process's runtime settings and the shared spool flag current,
+/// and watch Redis, until the process stops: every
+/// [`crate::settings::runtime::REFRESH`].
 pub async fn run_refresher(core: Arc<Core>) {
     let mut tick = tokio::time::interval(crate::settings::runtime::REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,5 +252,14 @@ pub async fn run_refresher(core: Arc<Core>) {
             tracing::debug!(error = %e, "could not re-read the runtime settings");
         }
         crate::store::spool::share_spool_state(&core).await;
+        // This process's own spool is replayed as soon as the database takes it: every
+        // process holds its sends while any spool waits (a STOP may be in it), so it is
+        // not left to the cluster-wide replay job, which another process may win.
+        if core.spool.pending.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Err(e) = crate::inbound::replay_spool(&core).await {
+                tracing::debug!(error = %e, "the local spool could not be replayed yet");
+            }
+        }
+        crate::housekeeping::watch_redis(&core).await;
     }
 }

@@ -292,6 +292,8 @@ impl TestEnv {
             },
             alerts: None,
         });
+        // As at a process's start: the shared limits ready in Redis.
+        crate::housekeeping::watch_redis(&core).await;
         TestEnv {
             core,
             clock,

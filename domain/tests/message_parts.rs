@@ -16,7 +16,7 @@ use heimdall_domain::compliance::provider_errors::ProviderFailure;
 use heimdall_domain::contacts;
 use heimdall_domain::entities::{outbound_message, tool_call};
 use heimdall_domain::sending::outbound::{
-    self, Origin, Outcome, Recipient, RequestedContent, SendRequest, SendResult,
+    self, Origin, Outcome, Recipient, RequestedContent, SendRequest, SendResult, StatusReport,
 };
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{access::authz, housekeeping, Channel, Core};
@@ -265,6 +265,47 @@ async fn a_part_that_fails_stops_the_rest_and_says_so() {
         Some("not sent: part 2 of 3 was failed")
     );
     assert_eq!(rows(&env.core, &out.parts[2], "send_attempt").await, 0);
+}
+
+#[tokio::test]
+async fn the_parts_after_an_unconfirmed_part_wait_for_its_report() {
+    let env = env().await;
+    let cid = contact(&env.core, &[Channel::WhatsApp]).await;
+    let staff = operator(&env.core).await;
+    let lost = Err(Rejected {
+        failure: ProviderFailure::Broken,
+        message: "Twilio: request failed: connection reset".into(),
+    });
+    env.provider.script(PHONE, vec![lost]);
+    let out = accept(
+        &env,
+        reply(&cid, Channel::WhatsApp, &staff, long_markdown(3500)),
+    )
+    .await;
+    assert_eq!(out.parts.len(), 3);
+    drain_all(&env).await;
+    assert_eq!(env.provider.count(), 1);
+    assert_eq!(message(&env.core, &out.parts[0]).await.state, "sending");
+    assert_eq!(message(&env.core, &out.parts[1]).await.state, "held");
+    // The provider's report says it had the first part: the rest go, in order.
+    let report = StatusReport {
+        message_id: Some(out.parts[0].clone()),
+        provider_sid: Some("SMfirstpart".into()),
+        status: "sent".into(),
+        error_code: None,
+        error_message: None,
+        price: None,
+        price_unit: None,
+        source: "twilio".into(),
+    };
+    outbound::apply_status(&env.core, report).await.unwrap();
+    drain_all(&env).await;
+    assert_eq!(env.provider.count(), 3, "each part once");
+    for id in &out.parts {
+        let m = message(&env.core, id).await;
+        assert!(matches!(&m.state[..], "sent" | "sending"), "{}", m.state);
+        assert!(m.provider_sid.is_some());
+    }
 }
 
 #[tokio::test]

@@ -1216,6 +1216,150 @@ async fn a_worker_that_died_mid_send_is_not_resent() {
     assert_eq!(env.provider.count(), 0);
 }
 
+fn answer_lost(failure: ProviderFailure) -> Result<Accepted, Rejected> {
+    Err(Rejected {
+        failure,
+        message: "Twilio: request failed: connection reset".into(),
+    })
+}
+
+async fn message(core: &Core, id: &str) -> outbound_message::Model {
+    outbound_message::Entity::find_by_id(id)
+        .one(&core.db.conn)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_send_whose_answer_was_lost_is_never_sent_again_and_its_report_settles_it() {
+    for failure in [ProviderFailure::Broken, ProviderFailure::Timeout] {
+        let env = env().await;
+        env.provider
+            .script(PHONE, vec![answer_lost(failure.clone())]);
+        let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+        // The provider may have it: still `sending`, no retry queued, no claim possible.
+        let m = message(&env.core, &id).await;
+        assert_eq!(m.state, "sending", "{failure:?}");
+        assert!(m.provider_sid.is_none());
+        assert!(
+            m.error_message
+                .as_deref()
+                .is_some_and(|e| e.starts_with(outbound::UNCONFIRMED)),
+            "{:?}",
+            m.error_message
+        );
+        assert!(env.take_enqueued().is_empty(), "{failure:?}: re-enqueued");
+        assert_eq!(
+            outbound::process_send(&env.core, &id).await.unwrap(),
+            SendResult::NotClaimed
+        );
+        env.clock.advance(Duration::minutes(5));
+        assert!(env.take_enqueued().is_empty());
+        // The provider's report (by our id, with its sid) settles it: handed over after all.
+        let mut report = status(&id, "delivered", None);
+        report.provider_sid = Some("SMlateanswer".into());
+        outbound::apply_status(&env.core, report).await.unwrap();
+        let m = message(&env.core, &id).await;
+        assert_eq!(m.state, "delivered");
+        assert_eq!(m.provider_sid.as_deref(), Some("SMlateanswer"));
+        assert_eq!(m.error_message, None, "the unconfirmed note is cleared");
+        // Housekeeping leaves a settled message alone; the provider saw one request.
+        env.clock.advance(Duration::minutes(30));
+        assert_eq!(
+            outbound::resolve_stuck_sending(&env.core, Duration::minutes(15))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(env.provider.count(), 1);
+        assert_eq!(
+            alert::Entity::find()
+                .count(&env.core.db.conn)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unconfirmed_send_with_no_report_is_failed_for_a_person_with_an_alert() {
+    let env = env().await;
+    env.provider
+        .script(PHONE, vec![answer_lost(ProviderFailure::Timeout)]);
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    env.clock.advance(Duration::minutes(10));
+    assert_eq!(
+        outbound::resolve_stuck_sending(&env.core, Duration::minutes(15))
+            .await
+            .unwrap(),
+        0,
+        "not before the grace"
+    );
+    env.clock.advance(Duration::minutes(10));
+    assert_eq!(
+        outbound::resolve_stuck_sending(&env.core, Duration::minutes(15))
+            .await
+            .unwrap(),
+        1
+    );
+    let m = message(&env.core, &id).await;
+    assert_eq!(m.state, "failed");
+    let why = m.error_message.unwrap_or_default();
+    assert!(
+        why.contains("answer was lost") && why.contains("not re-sent"),
+        "{why}"
+    );
+    let alerts = alert::Entity::find().all(&env.core.db.conn).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].title, "Send outcome unknown");
+    assert_eq!(env.provider.count(), 1, "never sent a second time");
+}
+
+#[tokio::test]
+async fn a_request_that_never_reached_the_provider_is_retried() {
+    let env = env().await;
+    env.provider.script(
+        PHONE,
+        vec![Err(Rejected {
+            failure: ProviderFailure::Network,
+            message: "Twilio: could not connect".into(),
+        })],
+    );
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    assert_eq!(state(&env.core, &id).await, MessageState::Deferred);
+    env.clock.advance(Duration::seconds(2));
+    assert!(matches!(drain(&env).await[..], [SendResult::Sent { .. }]));
+    assert_eq!(state(&env.core, &id).await, MessageState::Sending);
+    assert_eq!(env.provider.count(), 2);
+}
+
+#[tokio::test]
+async fn a_late_report_of_a_failed_attempt_does_not_keep_its_retry_from_going() {
+    let env = env().await;
+    let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
+    // The provider reports a failure worth retrying (Twilio's 20429 throttle)...
+    let mut failed = status(&id, "failed", Some(20429));
+    failed.provider_sid = Some(message(&env.core, &id).await.provider_sid.unwrap());
+    outbound::apply_status(&env.core, failed.clone())
+        .await
+        .unwrap();
+    assert_eq!(state(&env.core, &id).await, MessageState::Deferred);
+    assert!(message(&env.core, &id).await.provider_sid.is_none());
+    // ...and reports it again (a duplicate callback, by our id and the old sid).
+    outbound::apply_status(&env.core, failed).await.unwrap();
+    let m = message(&env.core, &id).await;
+    assert_eq!(m.state, "deferred");
+    assert!(
+        m.provider_sid.is_none(),
+        "the old attempt's sid was adopted"
+    );
+    env.clock.advance(Duration::seconds(2));
+    assert!(matches!(drain(&env).await[..], [SendResult::Sent { .. }]));
+    assert_eq!(env.provider.count(), 2);
+}
+
 #[tokio::test]
 async fn every_accepted_message_has_its_audit_rows() {
     let env = env().await;

@@ -19,8 +19,17 @@ pub const QUEUE: &str = "heimdall.send_message";
 
 /// An error here is an infrastructure failure (database away): apalis
 /// retries the job. Provider failures are handled by the domain.
+///
+/// The send runs as a task of its own, awaited here: if the queue's worker
+/// stops mid-job (its Redis restarted, say) and drops this future, the send
+/// still finishes (its claim, its provider call and the record of the
+/// answer), instead of stopping between the claim and the call, which would
+/// leave the message for a person to check. A redelivered job finds the
+/// message claimed and does nothing.
 pub async fn run(job: SendMessage, core: Arc<Core>) -> Result<(), anyhow::Error> {
-    let result = outbound::process_send(&core, &job.message_id).await?;
+    let id = job.message_id.clone();
+    let send = tokio::spawn(async move { outbound::process_send(&core, &id).await });
+    let result = send.await??;
     tracing::debug!(message_id = %job.message_id, ?result, "send job done");
     Ok(())
 }

@@ -159,6 +159,9 @@ async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
         tracing::info!("settings saved in the console override the environment");
     }
     core.limits.load_tier(&core.db, core.now()).await?;
+    // With Redis: the shared limits ready (restored if Redis lost them) before any
+    // worker asks them, and waiting work enqueued again if the queue was lost.
+    heimdall_domain::housekeeping::watch_redis(core).await;
     // Twilio's Content API, and Meta's template list when Meta is configured.
     if core.providers.twilio.is_some()
         || !heimdall_domain::templates::authoring::available_providers(core).is_empty()

@@ -301,17 +301,8 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
             txn.rollback().await?;
         }
     }
-    let stale = campaign::Entity::find()
+    let stale = unfinished_fan_outs()
         .filter(campaign::Column::UpdatedAt.lt(now - STALE_AFTER))
-        .filter(
-            Condition::any()
-                .add(campaign::Column::Status.eq(CampaignStatus::Approved.as_str()))
-                .add(
-                    Condition::all()
-                        .add(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
-                        .add(campaign::Column::FanOutFinishedAt.is_null()),
-                ),
-        )
         .all(&core.db.conn)
         .await?;
     for m in stale {
@@ -325,6 +316,31 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
         enqueue_fan_out(core, id).await;
     }
     Ok(enqueued.len())
+}
+
+/// Approved campaigns and fan-outs that did not finish.
+fn unfinished_fan_outs() -> sea_orm::Select<campaign::Entity> {
+    campaign::Entity::find().filter(
+        Condition::any()
+            .add(campaign::Column::Status.eq(CampaignStatus::Approved.as_str()))
+            .add(
+                Condition::all()
+                    .add(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
+                    .add(campaign::Column::FanOutFinishedAt.is_null()),
+            ),
+    )
+}
+
+/// The queue lost its jobs (Redis came back empty): every approved campaign and
+/// unfinished fan-out is enqueued again at once, without waiting for
+/// [`STALE_AFTER`] (a fan-out run twice sends no one anything twice: each
+/// recipient's message has its idempotency key). Returns how many.
+pub async fn resume_fan_outs(core: &Core) -> Result<usize, DbErr> {
+    let unfinished = unfinished_fan_outs().all(&core.db.conn).await?;
+    for m in &unfinished {
+        enqueue_fan_out(core, &m.id).await;
+    }
+    Ok(unfinished.len())
 }
 
 /// Message states in which Heimdall still has work to do for a campaign.

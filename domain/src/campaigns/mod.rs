@@ -439,8 +439,12 @@ pub fn paused_until() -> DateTime<Utc> {
 const CHECK_EVERY: usize = 20;
 
 /// After this long without a sign of life, housekeeping enqueues an
-/// approved campaign's or an unfinished fan-out's job again.
-const STALE_AFTER: Duration = Duration::minutes(5);
+/// approved campaign's or an unfinished fan-out's job again. A running
+/// fan-out shows it is alive every [`CHECK_EVERY`] recipients (well under a
+/// second); a second run of a live one is harmless (idempotency keys), so
+/// this is short: a fan-out whose worker died resumes within two minutes
+/// (housekeeping looks every minute).
+const STALE_AFTER: Duration = Duration::minutes(1);
 
 const MAX_NAME: usize = 200;
 const MAX_PHONES: usize = 100_000;

@@ -6,7 +6,8 @@
 //! error message and never shown by `Debug`. Errors are reported as
 //! [`Rejected`] with a [`ProviderFailure`] the error table can classify:
 //! Twilio's own `code` when the body says one, the bare HTTP status
-//! otherwise, and `Timeout`/`Network` when Twilio could not be reached.
+//! otherwise, `Network` when Twilio could not be reached, and `Timeout` or
+//! `Broken` when the request went out but its answer was lost.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -634,20 +635,19 @@ pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, Rejected> {
     Ok(url)
 }
 
-/// A reqwest failure as a [`Rejected`]: timeouts and connection failures
-/// apart, with a message that carries neither the URL nor any header.
+/// A reqwest failure as a [`Rejected`], with a message that carries neither
+/// the URL nor any header. Whether the request may have reached the provider
+/// decides what happens next, so the three are kept apart: no connection
+/// (`Network`: it never left), no answer in time (`Timeout`) and a connection
+/// that broke after the request was sent (`Broken`): the last two may have
+/// been taken by the provider, and are never sent again.
 pub(crate) fn transport_failure(provider: &str, error: reqwest::Error) -> Rejected {
-    let failure = if error.is_timeout() {
-        ProviderFailure::Timeout
+    let (failure, what) = if error.is_connect() || error.is_builder() {
+        (ProviderFailure::Network, "could not connect")
+    } else if error.is_timeout() {
+        (ProviderFailure::Timeout, "timed out")
     } else {
-        ProviderFailure::Network
-    };
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
+        (ProviderFailure::Broken, "request failed")
     };
     Rejected {
         failure,

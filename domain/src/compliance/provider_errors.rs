@@ -32,6 +32,12 @@ pub enum ErrorAction {
     /// The person stopped marketing messages (Meta's 131050): suppress
     /// marketing templates only; other messages still go.
     StopMarketing,
+    /// The request went out but its answer was lost (no answer in time, or
+    /// the connection broke): the provider may have taken the message. It is
+    /// never sent again (a second request could reach the person twice); it
+    /// stays `sending` for the provider's status report to settle it, and is
+    /// failed for a person to check if none comes.
+    Unconfirmed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,15 +53,33 @@ pub struct ErrorClass {
 /// How a send failed, as the channel clients report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderFailure {
-    Code { code: i64, http_status: Option<u16> },
+    Code {
+        code: i64,
+        http_status: Option<u16>,
+    },
     Http(u16),
+    /// The request was sent and no answer came in time: the provider may
+    /// have taken it.
     Timeout,
+    /// No connection could be made: the provider never saw the request.
     Network,
+    /// The connection broke after the request was sent: the provider may
+    /// have taken it.
+    Broken,
+}
+
+impl ProviderFailure {
+    /// Could the provider have taken the message, although no answer says so?
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ProviderFailure::Timeout | ProviderFailure::Broken)
+    }
 }
 
 pub use crate::channel::Channel;
 
-use ErrorAction::{Fallback, OptOut, PauseSender, Permanent, Retry, StopMarketing, WindowClosed};
+use ErrorAction::{
+    Fallback, OptOut, PauseSender, Permanent, Retry, StopMarketing, Unconfirmed, WindowClosed,
+};
 
 /// The table: (code, meaning, action). Twilio codes are 5 digits; Meta's
 /// Cloud API codes are 1-3 or 6 digits (plus 80007). Rows for the default
@@ -300,7 +324,18 @@ impl ErrorTable {
                 class
             }
             ProviderFailure::Http(status) => classify_http(*status),
-            ProviderFailure::Timeout => make(None, None, "request timed out".to_owned(), Retry),
+            ProviderFailure::Timeout => make(
+                None,
+                None,
+                "no answer from the provider in time; it may have taken the message".to_owned(),
+                Unconfirmed,
+            ),
+            ProviderFailure::Broken => make(
+                None,
+                None,
+                "the connection to the provider broke after the request was sent; it may have taken the message".to_owned(),
+                Unconfirmed,
+            ),
             ProviderFailure::Network => make(
                 None,
                 None,
@@ -506,13 +541,20 @@ mod tests {
     }
 
     #[test]
-    fn timeout_and_network_retry() {
+    fn a_request_that_never_left_is_retried_one_that_may_have_arrived_is_not() {
         let table = ErrorTable::new();
-        for failure in [ProviderFailure::Timeout, ProviderFailure::Network] {
-            let class = table.classify(&failure, Channel::WhatsApp);
-            assert_eq!(class.action, Retry);
-            assert!(!class.alert);
-            assert_eq!((class.code, class.http_status), (None, None));
+        let class = table.classify(&ProviderFailure::Network, Channel::WhatsApp);
+        assert_eq!(class.action, Retry);
+        assert!(!ProviderFailure::Network.outcome_unknown());
+        for failure in [ProviderFailure::Timeout, ProviderFailure::Broken] {
+            assert!(failure.outcome_unknown());
+            for channel in [Channel::WhatsApp, Channel::Sms] {
+                let class = table.classify(&failure, channel);
+                assert_eq!(class.action, Unconfirmed, "{failure:?} on {channel}");
+                // A person hears of it only if no status report settles it.
+                assert!(!class.alert);
+                assert_eq!((class.code, class.http_status), (None, None));
+            }
         }
     }
 

@@ -11,6 +11,12 @@
 //!   The `tier_usage` table is the record; Redis (a sorted set) or an
 //!   in-process index answers the count quickly.
 //!
+//! With Redis configured (several processes share the limits), a Redis that
+//! does not answer is never replaced by a count of this process alone: each
+//! process would then send at the full rate and count the tier on its own.
+//! The reservations say [`LimitsUnavailable`] instead, and the worker holds
+//! the message until Redis answers again (fail closed).
+//!
 //! Nothing here sends or refuses a message: the gates decide, with the
 //! facts this module provides.
 
@@ -33,8 +39,13 @@ use crate::store::db::Db;
 pub const TIER_WINDOW: Duration = Duration::hours(24);
 
 const GCRA_SCRIPT: &str = r#"
--- KEYS[1] = key; ARGV[1] = now (us); ARGV[2] = interval (us)
--- Returns 0 when a message may go now, else microseconds to wait.
+-- KEYS[1] = key; KEYS[2] = the mark (gone: Redis lost what it held);
+-- KEYS[3] = the hold after such a loss; ARGV[1] = now (us); ARGV[2] = interval (us)
+-- Returns 0 when a message may go now, -1 when the shared count cannot be
+-- trusted (yet), else microseconds to wait.
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+local hold = redis.call('PTTL', KEYS[3])
+if hold > 0 then return hold * 1000 end
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -51,9 +62,10 @@ static PACE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PACE_
 static TIER: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TIER_SCRIPT));
 
 const PACE_SCRIPT: &str = r#"
--- KEYS[1] = key; ARGV[1] = now (ms, Heimdall's clock); ARGV[2] = pace (ms)
--- Returns 0 when a message may go now (and reserves the slot), else the
--- time (ms) the next one may.
+-- KEYS[1] = key; KEYS[2] = the mark; ARGV[1] = now (ms, Heimdall's clock); ARGV[2] = pace (ms)
+-- Returns 0 when a message may go now (and reserves the slot), -1 when the
+-- shared reservations cannot be trusted (yet), else the time (ms) the next one may.
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
 local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 if nxt > now then return nxt end
@@ -62,8 +74,10 @@ return 0
 "#;
 
 const TIER_SCRIPT: &str = r#"
--- KEYS[1] = zset; ARGV[1] = now (ms); ARGV[2] = window (ms); ARGV[3] = recipient; ARGV[4] = limit (-1 = none)
--- Returns {allowed (1/0), used, oldest score or -1, newly counted (1/0)}
+-- KEYS[1] = zset; KEYS[2] = the mark; ARGV[1] = now (ms); ARGV[2] = window (ms);
+-- ARGV[3] = recipient; ARGV[4] = limit (-1 = none)
+-- Returns {allowed (1/0, -1: the count cannot be trusted yet), used, oldest score or -1, newly counted (1/0)}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, 0, -1, 0} end
 local now = tonumber(ARGV[1])
 local from = now - tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', from)
@@ -130,7 +144,20 @@ pub enum TierReservation {
     Counted { used: u64, newly: bool },
     /// The tier is full: the fact says until when.
     Full(TierFact),
+    /// The shared count (Redis) did not answer: nothing was counted, and the
+    /// message must wait (see [`LimitsUnavailable`]).
+    Unavailable,
 }
+
+/// The limits are shared through Redis and Redis did not answer: a message
+/// must not go on this process's count alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the shared rate limits (Redis) are not answering")]
+pub struct LimitsUnavailable;
+
+/// How long the sender's limiter keeps asking an unanswering Redis before
+/// it gives up (the worker then gives the message back, to wait).
+pub const SHARED_WAIT: StdDuration = StdDuration::from_secs(5);
 
 pub struct Limits {
     redis: Option<redis::aio::ConnectionManager>,
@@ -145,6 +172,8 @@ pub struct Limits {
     tier_limit: AtomicU64,
     portfolio: String,
     namespace: String,
+    /// How long [`Limits::until_sender_ready`] waits for an unanswering Redis.
+    shared_wait: Mutex<StdDuration>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -177,7 +206,66 @@ impl Limits {
             tier_limit: AtomicU64::new(tier_limit.unwrap_or(u64::MAX)),
             portfolio: portfolio.to_string(),
             namespace: namespace.to_string(),
+            shared_wait: Mutex::new(SHARED_WAIT),
         }
+    }
+
+    /// Are the limits shared with other processes (through Redis)?
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// The mark Heimdall leaves in Redis: while it is missing (Redis lost what
+    /// it held, or has not been looked at yet), the shared limits refuse
+    /// rather than count from nothing (`housekeeping::watch_redis` rebuilds
+    /// the tier from its record, then sets it).
+    pub fn mark_key(&self) -> String {
+        format!("{}:mark", self.namespace)
+    }
+
+    /// Set after Redis lost what it held, for a second: the sends made just
+    /// before the loss are no longer in the rate's count, so none go until
+    /// they are a second old.
+    pub fn hold_key(&self) -> String {
+        format!("{}:hold", self.namespace)
+    }
+
+    /// The tier's shared count, rebuilt from its record (`tier_usage`, the last
+    /// [`TIER_WINDOW`]): after Redis lost it. Returns how many people it holds.
+    pub async fn rebuild_shared_tier(&self, db: &Db, now: DateTime<Utc>) -> Result<usize, String> {
+        let Some(conn) = &self.redis else {
+            return Ok(0);
+        };
+        let rows = tier_usage::Entity::find()
+            .filter(tier_usage::Column::Portfolio.eq(&self.portfolio))
+            .filter(tier_usage::Column::ReachedAt.gt(now - TIER_WINDOW))
+            .order_by_asc(tier_usage::Column::ReachedAt)
+            .all(&db.conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut conn = conn.clone();
+        let key = self.key("tier", "set");
+        let mut people = std::collections::HashSet::new();
+        for chunk in rows.chunks(1000) {
+            let members: Vec<(i64, &str)> = chunk
+                .iter()
+                .map(|r| (r.reached_at.timestamp_millis(), r.recipient.as_str()))
+                .collect();
+            people.extend(chunk.iter().map(|r| r.recipient.as_str()));
+            redis::cmd("ZADD")
+                .arg(&key)
+                .arg(&members)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(people.len())
+    }
+
+    /// How long the sender's limiter waits for an unanswering Redis (tests
+    /// shorten it).
+    pub fn set_shared_wait(&self, wait: StdDuration) {
+        *self.shared_wait.lock().unwrap_or_else(|e| e.into_inner()) = wait;
     }
 
     pub fn tier_limit(&self) -> Option<u64> {
@@ -275,6 +363,7 @@ impl Limits {
                 let mut conn = conn.clone();
                 let res: Result<(i64, u64, i64, i64), _> = TIER
                     .key(self.key("tier", "set"))
+                    .key(self.mark_key())
                     .arg(now.timestamp_millis())
                     .arg(TIER_WINDOW.num_milliseconds())
                     .arg(recipient)
@@ -282,6 +371,12 @@ impl Limits {
                     .invoke_async(&mut conn)
                     .await;
                 match res {
+                    Ok((-1, ..)) => {
+                        tracing::warn!(
+                            "tier: the shared count is being rebuilt; the message waits"
+                        );
+                        return Ok(TierReservation::Unavailable);
+                    }
                     Ok((1, used, _, newly)) => TierReservation::Counted {
                         used,
                         newly: newly == 1,
@@ -294,8 +389,8 @@ impl Limits {
                             .map(|t| t + TIER_WINDOW),
                     }),
                     Err(e) => {
-                        tracing::warn!(error = %e, "tier: redis unavailable, counting in process");
-                        self.reserve_tier_local(recipient, limit, now)
+                        tracing::warn!(error = %e, "tier: redis unavailable, nothing counted; the message waits");
+                        return Ok(TierReservation::Unavailable);
                     }
                 }
             }
@@ -346,48 +441,61 @@ impl Limits {
         }
     }
 
-    /// Reserve the next slot to this recipient: `Ok` when a message may go
-    /// now, else when the next one may.
+    /// Reserve the next slot to this recipient: `Ok(Ok)` when a message may
+    /// go now, `Ok(Err(when))` when the next one may, and
+    /// [`LimitsUnavailable`] when the shared reservation did not answer.
     pub async fn reserve_pace(
         &self,
         recipient: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), DateTime<Utc>> {
+    ) -> Result<Result<(), DateTime<Utc>>, LimitsUnavailable> {
         let pace = self.pace();
         if pace <= Duration::zero() {
-            return Ok(());
+            return Ok(Ok(()));
         }
         if let Some(conn) = &self.redis {
             let mut conn = conn.clone();
             let res: Result<i64, _> = PACE
                 .key(self.key("pace", recipient))
+                .key(self.mark_key())
                 .arg(now.timestamp_millis())
                 .arg(pace.num_milliseconds().max(1))
                 .invoke_async(&mut conn)
                 .await;
-            match res {
-                Ok(0) => return Ok(()),
-                Ok(next) => return Err(DateTime::from_timestamp_millis(next).unwrap_or(now + pace)),
-                Err(e) => tracing::warn!(error = %e, "pace: redis unavailable, pacing in process"),
-            }
+            return match res {
+                Ok(0) => Ok(Ok(())),
+                Ok(-1) => Err(LimitsUnavailable),
+                Ok(next) => Ok(Err(
+                    DateTime::from_timestamp_millis(next).unwrap_or(now + pace)
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pace: redis unavailable; the message waits");
+                    Err(LimitsUnavailable)
+                }
+            };
         }
         let mut pacer = self.pacer.lock().unwrap_or_else(|e| e.into_inner());
         if pacer.len() > 100_000 {
             pacer.retain(|_, at| *at > now);
         }
-        match pacer.get(recipient) {
+        Ok(match pacer.get(recipient) {
             Some(next) if *next > now => Err(*next),
             _ => {
                 pacer.insert(recipient.to_string(), now + pace);
                 Ok(())
             }
-        }
+        })
     }
 
     /// Wait until the sender may send one more message. With `rate`
     /// (messages per second) set per sender, or the default. Returns how
-    /// long it waited.
-    pub async fn until_sender_ready(&self, sender: &str, rate: Option<u32>) -> StdDuration {
+    /// long it waited; [`LimitsUnavailable`] when the limits are shared and
+    /// Redis has not answered for [`SHARED_WAIT`] (nothing was taken).
+    pub async fn until_sender_ready(
+        &self,
+        sender: &str,
+        rate: Option<u32>,
+    ) -> Result<StdDuration, LimitsUnavailable> {
         let rate = rate.unwrap_or_else(|| self.default_rate()).max(1);
         let start = std::time::Instant::now();
         if let Some(conn) = &self.redis {
@@ -397,22 +505,35 @@ impl Limits {
             // their spacing. Rounded up (and 1 % wider, as in process):
             // never faster than the rate.
             let interval_us = (1_010_000.0 / f64::from(rate)).ceil().max(1.0) as i64;
-            for _ in 0..10_000 {
+            let give_up = *self.shared_wait.lock().unwrap_or_else(|e| e.into_inner());
+            let mut warned = false;
+            loop {
                 let now_us = Utc::now().timestamp_micros();
                 let res: Result<i64, _> = GCRA
                     .key(&key)
+                    .key(self.mark_key())
+                    .key(self.hold_key())
                     .arg(now_us)
                     .arg(interval_us)
                     .invoke_async(&mut conn)
                     .await;
-                match res {
-                    Ok(0) => return start.elapsed(),
-                    Ok(wait) => tokio::time::sleep(StdDuration::from_micros(wait as u64)).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate: redis unavailable, limiting in process");
-                        break;
+                let trouble = match res {
+                    Ok(0) => return Ok(start.elapsed()),
+                    Ok(wait) if wait > 0 => {
+                        tokio::time::sleep(StdDuration::from_micros(wait as u64)).await;
+                        continue;
                     }
+                    Ok(_) => "the shared count is being rebuilt".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if !warned {
+                    tracing::warn!(error = %trouble, "rate: redis unavailable; waiting for it, not sending on this process's count alone");
+                    warned = true;
                 }
+                if start.elapsed() >= give_up {
+                    return Err(LimitsUnavailable);
+                }
+                tokio::time::sleep(SHARED_RETRY.min(give_up)).await;
             }
         }
         let limiter = {
@@ -426,9 +547,12 @@ impl Limits {
             entry.1.clone()
         };
         limiter.until_ready().await;
-        start.elapsed()
+        Ok(start.elapsed())
     }
 }
+
+/// How often an unanswering Redis is asked again while the limiter waits.
+const SHARED_RETRY: StdDuration = StdDuration::from_millis(250);
 
 fn direct_limiter(rate: u32) -> DefaultDirectRateLimiter {
     // No burst: messages are spaced evenly, so any one-second window holds
@@ -454,19 +578,19 @@ mod tests {
     #[tokio::test]
     async fn pace_reserves_one_slot_per_recipient() {
         let l = Limits::new(None, 80, 6, None, "p", "t");
-        assert!(l.reserve_pace("+1", t0()).await.is_ok());
+        assert_eq!(l.reserve_pace("+1", t0()).await, Ok(Ok(())));
         assert_eq!(
             l.reserve_pace("+1", t0()).await,
-            Err(t0() + Duration::seconds(6))
+            Ok(Err(t0() + Duration::seconds(6)))
         );
-        assert!(l.reserve_pace("+2", t0()).await.is_ok());
-        assert!(l
-            .reserve_pace("+1", t0() + Duration::seconds(6))
-            .await
-            .is_ok());
+        assert_eq!(l.reserve_pace("+2", t0()).await, Ok(Ok(())));
+        assert_eq!(
+            l.reserve_pace("+1", t0() + Duration::seconds(6)).await,
+            Ok(Ok(()))
+        );
         let off = Limits::new(None, 80, 0, None, "p", "t");
-        assert!(off.reserve_pace("+1", t0()).await.is_ok());
-        assert!(off.reserve_pace("+1", t0()).await.is_ok());
+        assert_eq!(off.reserve_pace("+1", t0()).await, Ok(Ok(())));
+        assert_eq!(off.reserve_pace("+1", t0()).await, Ok(Ok(())));
     }
 
     #[test]
@@ -507,7 +631,7 @@ mod tests {
         let l = Limits::new(None, 50, 0, None, "p", "t");
         let start = std::time::Instant::now();
         for _ in 0..11 {
-            l.until_sender_ready("+1", None).await;
+            l.until_sender_ready("+1", None).await.unwrap();
         }
         // 11 messages at 50/s with no burst need at least 10 intervals of 20 ms.
         assert!(

@@ -62,7 +62,9 @@ pub async fn handle_failure(
     let retrying =
         class.action == ErrorAction::Retry && provider_errors::retry_delay(attempts).is_some();
     let falls_back = class.action == ErrorAction::Fallback && channel == Channel::WhatsApp;
-    if !retrying && !falls_back {
+    // An unconfirmed send may yet be reported delivered: its later parts wait with it.
+    let unconfirmed = class.action == ErrorAction::Unconfirmed;
+    if !retrying && !falls_back && !unconfirmed {
         let state = if class.action == ErrorAction::Fallback {
             "undelivered"
         } else {
@@ -71,6 +73,24 @@ pub async fn handle_failure(
         stop_later_parts(&core.db.conn, &fresh, state, now).await?;
     }
     match class.action {
+        ErrorAction::Unconfirmed => {
+            // The provider may have the message: it stays `sending` (and is never claimed
+            // again) with the reason noted, for the provider's status report to settle it
+            // (`apply_status` takes the sid from the report); if none comes, housekeeping
+            // fails it for a person to check (`resolve_stuck_sending`), with an alert.
+            moving(&[MessageState::Sending], MessageState::Sending)
+                .col_expr(
+                    outbound_message::Column::ErrorMessage,
+                    Expr::value(Some(format!("{UNCONFIRMED}{}", class.meaning))),
+                )
+                .col_expr(outbound_message::Column::ErrorCode, Expr::value(code32))
+                .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+                .filter(outbound_message::Column::Id.eq(&m.id))
+                .filter(outbound_message::Column::ProviderSid.is_null())
+                .exec(&core.db.conn)
+                .await?;
+            tracing::warn!(message_id = %m.id, "send unconfirmed: waiting for the provider's status report, not re-sent");
+        }
         ErrorAction::Retry => {
             if let Some(delay) = provider_errors::retry_delay(attempts) {
                 let until = now + Duration::from_std(delay).unwrap_or(Duration::seconds(1));

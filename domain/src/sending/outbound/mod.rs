@@ -39,7 +39,7 @@ use crate::contacts;
 use crate::entities::{campaign, message_status_event, outbound_message, staff_user};
 use crate::phone::PhoneNumber;
 use crate::sending::facts::{self, ContactKey, FactRows};
-use crate::sending::limits::TierReservation;
+use crate::sending::limits::{LimitsUnavailable, TierReservation};
 use crate::sending::state::moving;
 use crate::store::message_writes::{EvaluationUpdate, RowWrite, SentUpdate};
 use crate::templates::{self, Template};

@@ -174,9 +174,10 @@ pub async fn view(core: &Core, id: &str) -> Result<Option<MessageView>, sea_orm:
     }))
 }
 
-/// Messages claimed by a worker that died before calling the provider (no
-/// sid, no callback) are not re-sent (a provider may have accepted them):
-/// they are failed for a person to check.
+/// Messages whose send has no recorded outcome (no sid, no status report) are not
+/// re-sent (a provider may have accepted them): claimed by a worker that stopped
+/// mid-call, or unconfirmed (the provider's answer was lost) with no report since.
+/// They are failed for a person to check, with an alert.
 pub async fn resolve_stuck_sending(
     core: &Core,
     older_than: Duration,
@@ -191,7 +192,10 @@ pub async fn resolve_stuck_sending(
     let mut n = 0;
     for m in stuck {
         let res = moving(&[MessageState::Sending], MessageState::Failed)
-            .col_expr(outbound_message::Column::ErrorMessage, Expr::value(Some("the worker stopped during the send; outcome unknown, not re-sent (check the provider's log)".to_string())))
+            .col_expr(
+                outbound_message::Column::ErrorMessage,
+                Expr::value(Some(stuck_reason(&m))),
+            )
             .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
             .filter(outbound_message::Column::Id.eq(&m.id))
@@ -205,7 +209,7 @@ pub async fn resolve_stuck_sending(
                 Alert {
                     key: "stuck_sending".into(),
                     title: "Send outcome unknown".into(),
-                    description: format!("Message {} was claimed by a worker that stopped before recording the provider's answer; it was not re-sent.", m.id),
+                    description: format!("Message {}: {}.", m.id, stuck_reason(&m)),
                     error_code: None,
                     meaning: None,
                     message_id: Some(m.id.clone()),
@@ -217,3 +221,18 @@ pub async fn resolve_stuck_sending(
     }
     Ok(n)
 }
+
+/// Why a send stuck without an outcome was failed: the worker stopped, or the provider's
+/// answer was lost (noted by the worker, after [`UNCONFIRMED`]) and no status report came.
+fn stuck_reason(m: &outbound_message::Model) -> String {
+    match m.error_message.as_deref().and_then(|e| e.strip_prefix(UNCONFIRMED)) {
+        Some(why) => format!(
+            "the provider's answer was lost ({why}) and no status report came since; not re-sent (check the provider's log)"
+        ),
+        None => "the worker stopped during the send; outcome unknown, not re-sent (check the provider's log)".to_string(),
+    }
+}
+
+/// How the error message of a send whose answer was lost begins (the message stays
+/// `sending`, waiting for the provider's status report).
+pub const UNCONFIRMED: &str = "unconfirmed: ";

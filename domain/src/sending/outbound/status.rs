@@ -44,19 +44,47 @@ pub async fn apply_status(
         return Ok(None);
     };
     let now = core.now();
-    // The worker may have died before recording the sid: take it from here.
-    if m.provider_sid.is_none() {
+    // The worker's record of the provider's answer was lost (it stopped mid-call, or the
+    // answer never came: an unconfirmed send): take the sid from here. Only a message still
+    // `sending` waits for it: one waiting for a retry after a reported failure keeps no sid
+    // (a late report of the failed attempt must not make it look handed over, which would
+    // keep every worker from claiming it again).
+    if m.provider_sid.is_none() && m.state == MessageState::Sending.as_str() {
         if let Some(sid) = &report.provider_sid {
-            outbound_message::Entity::update_many()
+            let adopted = outbound_message::Entity::update_many()
                 .col_expr(
                     outbound_message::Column::ProviderSid,
                     Expr::value(Some(sid.clone())),
                 )
                 .filter(outbound_message::Column::Id.eq(&m.id))
+                .filter(outbound_message::Column::State.eq(MessageState::Sending.as_str()))
                 .filter(outbound_message::Column::ProviderSid.is_null())
                 .exec(&core.db.conn)
                 .await?;
-            m.provider_sid = Some(sid.clone());
+            if adopted.rows_affected == 1 {
+                m.provider_sid = Some(sid.clone());
+                // No longer unconfirmed: the provider says it has the message.
+                outbound_message::Entity::update_many()
+                    .col_expr(
+                        outbound_message::Column::ErrorMessage,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(
+                        outbound_message::Column::ErrorCode,
+                        Expr::value(Option::<i32>::None),
+                    )
+                    .filter(outbound_message::Column::Id.eq(&m.id))
+                    .filter(outbound_message::Column::ErrorMessage.starts_with(UNCONFIRMED))
+                    .exec(&core.db.conn)
+                    .await?;
+                // Handed over after all: the part after it may go (a failure report
+                // stops the later parts instead, below).
+                if !status.is_failure() {
+                    if let Some(next) = release_next_part(&core.db.conn, &m, now).await? {
+                        enqueue(core, &next, None).await;
+                    }
+                }
+            }
         }
     }
     message_status_event::ActiveModel {

@@ -71,8 +71,12 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         // holds the final verdicts.
         if let Some(recipient) = &facts.recipient {
             if facts.channel == Channel::WhatsApp {
-                if let Err(next) = core.limits.reserve_pace(recipient.as_str(), now).await {
-                    loaded.recipient_next_at = Some(next);
+                match core.limits.reserve_pace(recipient.as_str(), now).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(next)) => loaded.recipient_next_at = Some(next),
+                    Err(LimitsUnavailable) => {
+                        return wait_for_shared_limits(core, &m, claim_due_by.is_none()).await;
+                    }
                 }
             }
             if loaded.recipient_next_at.is_none() && loaded.tier.limit.is_some() {
@@ -86,6 +90,9 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                         .await?
                     {
                         TierReservation::Full(f) => loaded.tier = f,
+                        TierReservation::Unavailable => {
+                            return wait_for_shared_limits(core, &m, claim_due_by.is_none()).await;
+                        }
                         TierReservation::Counted { used, newly } => {
                             if newly {
                                 tier_threshold_alert(core, used).await;
@@ -365,9 +372,14 @@ pub(super) async fn call_provider(
     // The rate limit is taken last, right before the call, so nothing
     // between the permit and the request can bunch requests together.
     let waiting = std::time::Instant::now();
-    core.limits
+    if core
+        .limits
         .until_sender_ready(&request.from, rate.and_then(|r| u32::try_from(r).ok()))
-        .await;
+        .await
+        .is_err()
+    {
+        return wait_for_shared_limits(core, m, true).await;
+    }
     // The limiter may have held the message for a while: a STOP (or a revoked consent)
     // that came meanwhile must still stop it, so judge it again before the call. (Without
     // a wait, the last check is the worker's evaluation a few writes ago.)
@@ -446,6 +458,40 @@ pub(super) async fn call_provider(
         }
     }
 }
+
+/// The limits are shared (Redis) and did not answer: the message does not go on this
+/// process's count alone. A message this worker claimed (`claimed`) is given back
+/// (`sending` to `deferred`, only while no provider has it); either way it is enqueued
+/// for [`LIMITS_RETRY`] later. If the queue (Redis too) is away, the watch on Redis
+/// (`housekeeping::watch_shared_state`) enqueues every waiting message again once it
+/// answers.
+pub(super) async fn wait_for_shared_limits(
+    core: &Core,
+    m: &outbound_message::Model,
+    claimed: bool,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let now = core.now();
+    let until = now + LIMITS_RETRY;
+    if claimed {
+        moving(&[MessageState::Sending], MessageState::Deferred)
+            .col_expr(
+                outbound_message::Column::DeferUntil,
+                Expr::value(Some(until)),
+            )
+            .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
+            .filter(outbound_message::Column::Id.eq(&m.id))
+            .filter(outbound_message::Column::ProviderSid.is_null())
+            .exec(&core.db.conn)
+            .await?;
+    }
+    metrics::counter!("heimdall_sends_held_total", "reason" => "limits_unavailable").increment(1);
+    tracing::warn!(message_id = %m.id, "held: the shared rate limits (Redis) are not answering");
+    enqueue(core, &m.id, Some(until)).await;
+    Ok(SendResult::NotDue)
+}
+
+/// How long a message held for unanswering shared limits waits before a worker tries again.
+pub(super) const LIMITS_RETRY: Duration = Duration::seconds(5);
 
 /// A wait at the sender's rate limiter longer than this is followed by a fresh look at
 /// the person's consent and opt-outs before the provider call.

@@ -1,0 +1,457 @@
+//! The limits several processes share through Redis fail closed: while Redis
+//! does not answer, no message goes on one process's count alone (each would
+//! send at the full rate and count the tier on its own); the message waits,
+//! and goes once Redis answers again, even when Redis came back empty (its
+//! queue entries lost). One alert per outage.
+//!
+//! Each test runs a `redis-server` of its own on a spare loopback port (the
+//! machine's Redis is never stopped); `scripts/test` installs it when missing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use sea_orm::{EntityTrait, PaginatorTrait};
+
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::consent::ConsentSource;
+use heimdall_domain::contacts::{self, ContactInput};
+use heimdall_domain::entities::{alert, outbound_message};
+use heimdall_domain::sending::limits::{Limits, LimitsUnavailable};
+use heimdall_domain::sending::outbound::{
+    self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
+};
+use heimdall_domain::testing::{api_evidence, TestEnv};
+use heimdall_domain::{housekeeping, templates, Channel};
+
+const PHONE: &str = "+4791234567";
+
+/// A `redis-server` on a port of its own, without persistence (a restart
+/// comes back empty, as Redis without persistence does).
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a spare port")
+            .port();
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn env_on(redis: &OwnRedis, extra: &[(&str, &str)]) -> TestEnv {
+    let url = redis.url();
+    let mut pairs = vec![
+        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+        (
+            "WA_TEMPLATE_TASK_REMINDER",
+            "HX00000000000000000000000000000001",
+        ),
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+        ("HEIMDALL_REDIS_URL", url.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let env = TestEnv::new(&pairs).await;
+    authz::register_senders(&env.core, true).await.unwrap();
+    templates::register_from_settings(&env.core).await.unwrap();
+    env.core
+        .limits
+        .set_shared_wait(StdDuration::from_millis(300));
+    env
+}
+
+async fn accept_reminder(env: &TestEnv) -> String {
+    accept_reminder_to(env, PHONE).await
+}
+
+async fn accept_reminder_to(env: &TestEnv, phone: &str) -> String {
+    let (c, _) = contacts::upsert(
+        &env.core,
+        &ContactInput {
+            phone: phone.into(),
+            name: Some("Test Person".into()),
+            time_zone: Some("Europe/Oslo".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    heimdall_domain::consent::record_opt_in(
+        &env.core.db.conn,
+        &c.id,
+        Channel::WhatsApp,
+        ConsentSource::Api,
+        &api_evidence(),
+        "test",
+        false,
+        env.core.now(),
+    )
+    .await
+    .unwrap();
+    let variables = [
+        ("task_name".to_string(), "Call Bob".to_string()),
+        ("due_time".to_string(), "17:00".to_string()),
+    ]
+    .into();
+    outbound::accept(
+        &env.core,
+        SendRequest {
+            recipient: Recipient::Contact(c.id),
+            channel: Channel::WhatsApp,
+            content: RequestedContent::Template {
+                name: "task_reminder".into(),
+                variables,
+            },
+            origin: Origin::Automation {
+                principal: ApiPrincipal {
+                    key_id: None,
+                    name: "bootstrap".into(),
+                },
+                source: "api",
+                reminder_id: None,
+            },
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap()
+    .message_id
+}
+
+async fn state(env: &TestEnv, id: &str) -> String {
+    outbound_message::Entity::find_by_id(id)
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+async fn alerts(env: &TestEnv) -> u64 {
+    alert::Entity::find()
+        .count(&env.core.db.conn)
+        .await
+        .unwrap()
+}
+
+/// Until `f` is true, with a deadline.
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_limits_refuse_rather_than_count_alone_while_redis_is_away() {
+    let mut redis = OwnRedis::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(StdDuration::from_secs(1)))
+        .set_response_timeout(Some(StdDuration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_max_delay(StdDuration::from_millis(500));
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .unwrap();
+    let limits = Limits::new(
+        Some(conn.clone()),
+        50,
+        6,
+        Some(10),
+        "p",
+        "shared-limits-test",
+    );
+    limits.set_shared_wait(StdDuration::from_millis(300));
+    let now = chrono::Utc::now();
+    // Before Heimdall's mark is in Redis (set by the watch once the tier is
+    // rebuilt), the shared limits refuse.
+    assert_eq!(
+        limits.until_sender_ready("+1", None).await,
+        Err(LimitsUnavailable)
+    );
+    assert_eq!(
+        limits.reserve_pace("+47", now).await,
+        Err(LimitsUnavailable)
+    );
+    let set_mark = || {
+        let mut conn = conn.clone();
+        let key = limits.mark_key();
+        async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg("test")
+                .query_async::<()>(&mut conn)
+                .await
+        }
+    };
+    set_mark().await.unwrap();
+    assert!(limits.until_sender_ready("+1", None).await.is_ok());
+    assert_eq!(limits.reserve_pace("+47", now).await, Ok(Ok(())));
+    assert!(matches!(limits.reserve_pace("+47", now).await, Ok(Err(_))));
+
+    redis.kill();
+    let started = Instant::now();
+    assert_eq!(
+        limits.until_sender_ready("+1", None).await,
+        Err(LimitsUnavailable)
+    );
+    assert!(
+        started.elapsed() >= StdDuration::from_millis(300),
+        "gave up before the shared wait"
+    );
+    // Not the in-process pacer either: another recipient is refused too.
+    assert_eq!(
+        limits.reserve_pace("+48", now).await,
+        Err(LimitsUnavailable)
+    );
+
+    redis.restart();
+    eventually("Redis to answer again", || async {
+        let mut conn = conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    })
+    .await;
+    // It came back empty: without the mark, the counts it lost are not
+    // started again from nothing.
+    assert_eq!(
+        limits.until_sender_ready("+1", None).await,
+        Err(LimitsUnavailable)
+    );
+    assert_eq!(
+        limits.reserve_pace("+48", now).await,
+        Err(LimitsUnavailable)
+    );
+    set_mark().await.unwrap();
+    assert!(limits.until_sender_ready("+1", None).await.is_ok());
+    assert_eq!(limits.reserve_pace("+48", now).await, Ok(Ok(())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_waits_while_redis_is_away_and_goes_once_when_it_is_back_empty() {
+    let mut redis = OwnRedis::start();
+    let env = env_on(&redis, &[]).await;
+    housekeeping::watch_redis(&env.core).await;
+    let id = accept_reminder(&env).await;
+    let queued = env.take_enqueued();
+    assert_eq!(queued, vec![id.clone()]);
+
+    redis.kill();
+    let result = outbound::process_send(&env.core, &id).await.unwrap();
+    assert_eq!(result, SendResult::NotDue);
+    assert_eq!(env.provider.count(), 0, "sent without the shared limits");
+    let s = state(&env, &id).await;
+    assert!(s == "deferred" || s == "queued", "{s}");
+    // One alert for the outage, not one per look.
+    for _ in 0..3 {
+        housekeeping::watch_redis(&env.core).await;
+    }
+    assert_eq!(alerts(&env).await, 1);
+    let a = alert::Entity::find()
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.title, "Redis not answering");
+
+    // Redis comes back empty (its queue entries gone): the watch enqueues
+    // the waiting message again, and it goes exactly once.
+    redis.restart();
+    env.take_enqueued();
+    eventually("the watch to see Redis again", || async {
+        housekeeping::watch_redis(&env.core).await;
+        env.core
+            .redis_watch
+            .answering
+            .load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let again = env.take_enqueued();
+    assert!(again.contains(&id), "{again:?}");
+    env.clock.advance(Duration::seconds(10));
+    let results: Vec<SendResult> = {
+        let mut r = Vec::new();
+        for m in again {
+            r.push(outbound::process_send(&env.core, &m).await.unwrap());
+        }
+        r
+    };
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, SendResult::Sent { .. }))
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(env.provider.count(), 1);
+    assert_eq!(alerts(&env).await, 1, "no alert when it comes back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recipient_pace_and_the_tier_wait_for_redis_too() {
+    for extra in [
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "6"),
+        ("HEIMDALL_TIER_LIMIT", "1000"),
+    ] {
+        let mut redis = OwnRedis::start();
+        let env = env_on(&redis, &[extra]).await;
+        let id = accept_reminder(&env).await;
+        env.take_enqueued();
+        redis.kill();
+        assert_eq!(
+            outbound::process_send(&env.core, &id).await.unwrap(),
+            SendResult::NotDue,
+            "{extra:?}"
+        );
+        assert_eq!(env.provider.count(), 0, "{extra:?}");
+        let s = state(&env, &id).await;
+        assert!(s == "deferred" || s == "queued", "{extra:?}: {s}");
+        assert_eq!(env.take_enqueued(), vec![id.clone()], "tried again later");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_count_lost_with_redis_is_rebuilt_from_its_record_before_anyone_is_counted() {
+    let mut redis = OwnRedis::start();
+    let env = env_on(&redis, &[("HEIMDALL_TIER_LIMIT", "1")]).await;
+    let first = accept_reminder_to(&env, "+4791234501").await;
+    env.take_enqueued();
+    assert!(matches!(
+        outbound::process_send(&env.core, &first).await.unwrap(),
+        SendResult::Sent { .. }
+    ));
+    // Redis restarts empty: the tier's one person is no longer in its count.
+    redis.kill();
+    redis.restart();
+    eventually("Redis to answer again", || async {
+        env.core.ping_redis().await.is_ok()
+    })
+    .await;
+    // Accepted on the empty count's word (acceptance only reads it)...
+    let second = accept_reminder_to(&env, "+4791234502").await;
+    assert_eq!(env.take_enqueued(), vec![second.clone()]);
+    assert_eq!(state(&env, &second).await, "queued");
+    // ...but until the watch has rebuilt the count, the worker counts no one
+    // from nothing.
+    assert_eq!(
+        outbound::process_send(&env.core, &second).await.unwrap(),
+        SendResult::NotDue
+    );
+    assert_eq!(env.provider.count(), 1);
+    // The watch rebuilds it from tier_usage: the second person is over the limit.
+    housekeeping::watch_redis(&env.core).await;
+    env.clock.advance(Duration::seconds(10));
+    assert_eq!(
+        outbound::process_send(&env.core, &second).await.unwrap(),
+        SendResult::Deferred(heimdall_domain::compliance::gates::Gate::TierLimit)
+    );
+    assert_eq!(
+        env.provider.count(),
+        1,
+        "the tier's limit held across the loss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiters_in_several_processes_get_permits_spaced_by_the_rate() {
+    let redis = OwnRedis::start();
+    let mut processes = Vec::new();
+    for _ in 0..3 {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+        let limits = Limits::new(Some(conn), 20, 0, None, "p", "spacing-test");
+        processes.push(std::sync::Arc::new(limits));
+    }
+    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap())
+        .await
+        .unwrap();
+    redis::cmd("SET")
+        .arg(processes[0].mark_key())
+        .arg("test")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // 48 waiters at once (16 per process, as three workers' concurrency), 20/s.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for limits in &processes {
+        for _ in 0..16 {
+            let limits = limits.clone();
+            tasks.push(tokio::spawn(async move {
+                limits.until_sender_ready("+1", None).await.unwrap();
+                start.elapsed()
+            }));
+        }
+    }
+    let mut granted = Vec::new();
+    for t in tasks {
+        granted.push(t.await.unwrap());
+    }
+    granted.sort();
+    // No one-second window holds more than the rate.
+    let mut busiest = 0;
+    for (i, at) in granted.iter().enumerate() {
+        let n = granted[i..]
+            .iter()
+            .take_while(|g| **g < *at + StdDuration::from_secs(1))
+            .count();
+        busiest = busiest.max(n);
+    }
+    assert!(
+        busiest <= 20,
+        "{busiest} permits in one second: {granted:?}"
+    );
+    assert!(
+        granted[47] >= StdDuration::from_millis(47 * 50),
+        "{granted:?}"
+    );
+}
