@@ -63,6 +63,34 @@ pub struct Core {
     pub refused_webhooks: crate::inbound::RefusedWebhooks,
     /// Redis as this process last saw it ([`crate::housekeeping::watch_redis`]).
     pub redis_watch: RedisWatch,
+    /// Set when the process is asked to stop: sends waiting for their slot give their
+    /// message back instead of holding it ([`Core::stop`]).
+    pub stopping: Stopping,
+}
+
+/// The process is stopping (SIGTERM): a flag, and a wake-up for those waiting.
+#[derive(Debug, Default)]
+pub struct Stopping {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Stopping {
+    pub fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sleep until `deadline`; `false` when the process was asked to stop first.
+    pub async fn sleep_until(&self, deadline: tokio::time::Instant) -> bool {
+        let notified = self.notify.notified();
+        if self.is_set() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => !self.is_set(),
+            _ = notified => false,
+        }
+    }
 }
 
 /// Whether Redis answered this process's last look, and the mark this process
@@ -218,7 +246,17 @@ impl Core {
             fetch,
             refused_webhooks: Default::default(),
             redis_watch: RedisWatch::default(),
+            stopping: Stopping::default(),
         })
+    }
+
+    /// The process is stopping: sends waiting for their slot give their message
+    /// back to the queue (another process takes it) rather than hold it.
+    pub fn stop(&self) {
+        self.stopping
+            .flag
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopping.notify.notify_waiters();
     }
 
     /// Is Redis answering (when configured)?

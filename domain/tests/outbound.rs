@@ -1360,6 +1360,62 @@ async fn a_late_report_of_a_failed_attempt_does_not_keep_its_retry_from_going() 
     assert_eq!(env.provider.count(), 2);
 }
 
+/// Found by the fault harness: a worker asked to stop (SIGTERM) while messages waited for
+/// the sender's rate left them claimed, to be failed for a person. They are given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_gives_back_the_messages_waiting_for_their_slot() {
+    let env = env_with(&[("HEIMDALL_RATE_PER_SECOND", "1")]).await;
+    let first = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let second = contact(&env.core, "+4791234568", &[Channel::WhatsApp]).await;
+    let mut ids = Vec::new();
+    for cid in [first, second] {
+        let out = outbound::accept(
+            &env.core,
+            reminder(Recipient::Contact(cid), Channel::WhatsApp),
+        )
+        .await
+        .unwrap();
+        ids.push(out.message_id);
+    }
+    env.take_enqueued();
+    assert!(matches!(
+        outbound::process_send(&env.core, &ids[0]).await.unwrap(),
+        SendResult::Sent { .. }
+    ));
+    // The second waits about a second for its slot; the process is asked to stop.
+    let core = env.core.clone();
+    let id = ids[1].clone();
+    let worker = tokio::spawn(async move { outbound::process_send(&core, &id).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    env.core.stop();
+    assert_eq!(worker.await.unwrap(), SendResult::NotDue);
+    assert_eq!(env.provider.count(), 1, "the waiting message was sent");
+    let s = state(&env.core, &ids[1]).await;
+    assert!(
+        matches!(s, MessageState::Deferred | MessageState::Queued),
+        "{s}"
+    );
+    assert_eq!(
+        env.take_enqueued(),
+        vec![ids[1].clone()],
+        "given to the queue"
+    );
+    // Whoever takes it next sends it.
+    let other = env
+        .sibling(&[
+            ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+            ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+            (
+                "WA_TEMPLATE_TASK_REMINDER",
+                "HX00000000000000000000000000000001",
+            ),
+        ])
+        .await;
+    let sent = outbound::process_send(&other.core, &ids[1]).await.unwrap();
+    assert!(matches!(sent, SendResult::Sent { .. }), "{sent:?}");
+    assert_eq!(other.provider.count(), 1);
+}
+
 #[tokio::test]
 async fn every_accepted_message_has_its_audit_rows() {
     let env = env().await;

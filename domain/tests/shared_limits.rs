@@ -455,3 +455,46 @@ async fn many_waiters_in_several_processes_get_permits_spaced_by_the_rate() {
         "{granted:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_handed_out_before_redis_lost_its_count_never_overlap_the_new_ones() {
+    use heimdall_domain::sending::limits::FURTHEST_SLOT;
+    let mut redis = OwnRedis::start();
+    let env = env_on(&redis, &[]).await;
+    let limits = &env.core.limits;
+    // Twenty-five at 10/s: the last ones are not handed out until they are
+    // within reach.
+    let mut old = Vec::new();
+    for _ in 0..25 {
+        let slot = limits.reserve_slot("+1", Some(10)).await.unwrap();
+        let granted = tokio::time::Instant::now();
+        assert!(
+            slot <= granted + FURTHEST_SLOT,
+            "a slot {:?} ahead",
+            slot - granted
+        );
+        old.push(slot);
+    }
+    let last_old = *old.iter().max().unwrap();
+    assert!(last_old - old[0] >= StdDuration::from_millis(24 * 100));
+
+    // Redis restarts empty; the watch restores the limits.
+    redis.kill();
+    redis.restart();
+    eventually("the watch to restore the limits", || async {
+        housekeeping::watch_redis(&env.core).await;
+        let mut conn = env.core.redis.clone().unwrap();
+        redis::cmd("EXISTS")
+            .arg(limits.mark_key())
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+    let new = limits.reserve_slot("+1", Some(10)).await.unwrap();
+    assert!(
+        new > last_old,
+        "a new slot {:?} before the last one handed out before the loss",
+        last_old - new
+    );
+}

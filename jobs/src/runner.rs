@@ -94,9 +94,12 @@ pub async fn run(
     };
     let monitor = crate::fan_out_campaign::register(monitor, &core, &queue_for_hooks);
     let monitor = crate::schedules::register(monitor, &core, &queue_for_hooks);
+    let stopping = core.clone();
     monitor
         .run_with_signal(async move {
             shutdown.await;
+            // Sends waiting for their slot give their message back now.
+            stopping.stop();
             Ok(())
         })
         .await

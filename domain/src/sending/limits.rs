@@ -1,9 +1,11 @@
 //! Rate limits and the messaging tier.
 //!
 //! - The sender's rate (80 msg/s per number by default): a GCRA with no
-//!   burst, so no one-second window ever holds more than the rate. In
-//!   process with governor; shared across processes through Redis when
-//!   configured (the same algorithm in a Lua script).
+//!   burst that hands out slots, evenly spaced, so no one-second window ever
+//!   holds more than the rate. A worker reserves its slot before it claims
+//!   the message and calls the provider at the slot (see
+//!   [`Limits::reserve_slot`]). In process, or shared across processes
+//!   through Redis when configured (the same algorithm in a Lua script).
 //! - The per-recipient pace on WhatsApp (about one message per 6 s to one
 //!   person): a reservation, `SET NX PX` in Redis or a map in process.
 //! - The messaging tier: unique people reached with business-initiated
@@ -21,13 +23,11 @@
 //! facts this module provides.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::clock::new_id;
@@ -40,19 +40,22 @@ pub const TIER_WINDOW: Duration = Duration::hours(24);
 
 const GCRA_SCRIPT: &str = r#"
 -- KEYS[1] = key; KEYS[2] = the mark (gone: Redis lost what it held);
--- KEYS[3] = the hold after such a loss; ARGV[1] = now (us); ARGV[2] = interval (us)
--- Returns 0 when a message may go now, -1 when the shared count cannot be
--- trusted (yet), else microseconds to wait.
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-local hold = redis.call('PTTL', KEYS[3])
-if hold > 0 then return hold * 1000 end
+-- KEYS[3] = the hold after such a loss;
+-- ARGV[1] = now (us); ARGV[2] = interval (us); ARGV[3] = furthest slot (us ahead)
+-- Returns {1, us}: the sender's next slot, reserved, us from now;
+-- {0, us}: no slot that close, ask again in us; {-1, 0}: the shared count
+-- cannot be trusted (yet).
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, 0} end
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
+local furthest = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-if tat > now then return tat - now end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(interval * 2 / 1000) + 1000)
-return 0
+local hold = redis.call('PTTL', KEYS[3])
+if hold > 0 and tat < now + hold * 1000 then tat = now + hold * 1000 end
+if tat - now > furthest then return {0, tat - now - furthest} end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor((tat + interval - now) / 1000) + 1000)
+return {1, tat - now}
 "#;
 
 /// The scripts, each hashed once (invoking sends EVALSHA, loading the
@@ -165,7 +168,8 @@ pub struct Limits {
     default_rate: AtomicU32,
     /// The per-recipient pace, in milliseconds.
     pace_ms: AtomicI64,
-    senders: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
+    /// In process: each sender's next free slot.
+    slots: Mutex<HashMap<String, tokio::time::Instant>>,
     pacer: Mutex<HashMap<String, DateTime<Utc>>>,
     tier: Mutex<LocalTier>,
     /// Current tier limit; `u64::MAX` is unlimited.
@@ -200,7 +204,7 @@ impl Limits {
             redis,
             default_rate: AtomicU32::new(default_rate.max(1)),
             pace_ms: AtomicI64::new(i64::from(pace_seconds) * 1000),
-            senders: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             pacer: Mutex::new(HashMap::new()),
             tier: Mutex::new(LocalTier::default()),
             tier_limit: AtomicU64::new(tier_limit.unwrap_or(u64::MAX)),
@@ -223,11 +227,17 @@ impl Limits {
         format!("{}:mark", self.namespace)
     }
 
-    /// Set after Redis lost what it held, for a second: the sends made just
-    /// before the loss are no longer in the rate's count, so none go until
-    /// they are a second old.
+    /// Set after Redis lost what it held, for [`Limits::hold_after_loss`]: the
+    /// slots handed out before the loss are no longer in the rate's count, so
+    /// no new one starts until they and the second before them are past.
     pub fn hold_key(&self) -> String {
         format!("{}:hold", self.namespace)
+    }
+
+    /// How long new slots wait after Redis lost the rate's count: the furthest
+    /// slot handed out before it, and a second.
+    pub fn hold_after_loss(&self) -> StdDuration {
+        FURTHEST_SLOT + StdDuration::from_secs(1)
     }
 
     /// The tier's shared count, rebuilt from its record (`tier_usage`, the last
@@ -487,84 +497,103 @@ impl Limits {
         })
     }
 
-    /// Wait until the sender may send one more message. With `rate`
-    /// (messages per second) set per sender, or the default. Returns how
-    /// long it waited; [`LimitsUnavailable`] when the limits are shared and
-    /// Redis has not answered for [`SHARED_WAIT`] (nothing was taken).
+    /// Reserve the sender's next slot at `rate` (messages per second; the
+    /// default when `None`): the moment its request may go out. Slots are
+    /// spaced by 1 % more than 1/rate (so the jitter of the request on the
+    /// wire cannot squeeze an extra one into a second) and handed out in
+    /// order, across processes when shared. A slot not used is lost (fewer
+    /// messages, never more). [`LimitsUnavailable`] when the limits are shared
+    /// and Redis has not answered, or cannot be trusted, for [`SHARED_WAIT`].
+    pub async fn reserve_slot(
+        &self,
+        sender: &str,
+        rate: Option<u32>,
+    ) -> Result<tokio::time::Instant, LimitsUnavailable> {
+        let rate = rate.unwrap_or_else(|| self.default_rate()).max(1);
+        // In microseconds, so that rates up to and past 1,000/s keep their
+        // spacing; rounded up: never faster than the rate.
+        let interval_us = (1_010_000.0 / f64::from(rate)).ceil().max(1.0) as u64;
+        let Some(conn) = &self.redis else {
+            let now = tokio::time::Instant::now();
+            {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                if slots.len() > 10_000 {
+                    slots.retain(|_, next| *next > now);
+                }
+            }
+            loop {
+                let slot = {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = slots.entry(sender.to_string()).or_insert(now);
+                    let slot = (*next).max(tokio::time::Instant::now());
+                    let ahead = slot - tokio::time::Instant::now();
+                    if ahead <= FURTHEST_SLOT {
+                        *next = slot + StdDuration::from_micros(interval_us);
+                        return Ok(slot);
+                    }
+                    ahead - FURTHEST_SLOT
+                };
+                tokio::time::sleep(slot).await;
+            }
+        };
+        let mut conn = conn.clone();
+        let key = self.key("rate", sender);
+        let start = std::time::Instant::now();
+        let give_up = *self.shared_wait.lock().unwrap_or_else(|e| e.into_inner());
+        let mut warned = false;
+        loop {
+            let asked = tokio::time::Instant::now();
+            let res: Result<(i64, i64), _> = GCRA
+                .key(&key)
+                .key(self.mark_key())
+                .key(self.hold_key())
+                .arg(Utc::now().timestamp_micros())
+                .arg(interval_us)
+                .arg(FURTHEST_SLOT.as_micros() as i64)
+                .invoke_async(&mut conn)
+                .await;
+            let trouble = match res {
+                Ok((1, us)) => return Ok(asked + StdDuration::from_micros(us.max(0) as u64)),
+                Ok((0, us)) => {
+                    tokio::time::sleep(StdDuration::from_micros(us.max(1) as u64)).await;
+                    continue;
+                }
+                Ok(_) => "the shared count is being rebuilt".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if !warned {
+                tracing::warn!(error = %trouble, "rate: redis unavailable; waiting for it, not sending on this process's count alone");
+                warned = true;
+            }
+            if start.elapsed() >= give_up {
+                return Err(LimitsUnavailable);
+            }
+            tokio::time::sleep(SHARED_RETRY.min(give_up)).await;
+        }
+    }
+
+    /// Reserve the sender's next slot and wait for it ([`Limits::reserve_slot`]).
+    /// Returns how long it waited.
     pub async fn until_sender_ready(
         &self,
         sender: &str,
         rate: Option<u32>,
     ) -> Result<StdDuration, LimitsUnavailable> {
-        let rate = rate.unwrap_or_else(|| self.default_rate()).max(1);
-        let start = std::time::Instant::now();
-        if let Some(conn) = &self.redis {
-            let mut conn = conn.clone();
-            let key = self.key("rate", sender);
-            // In microseconds, so that rates up to and past 1,000/s keep
-            // their spacing. Rounded up (and 1 % wider, as in process):
-            // never faster than the rate.
-            let interval_us = (1_010_000.0 / f64::from(rate)).ceil().max(1.0) as i64;
-            let give_up = *self.shared_wait.lock().unwrap_or_else(|e| e.into_inner());
-            let mut warned = false;
-            loop {
-                let now_us = Utc::now().timestamp_micros();
-                let res: Result<i64, _> = GCRA
-                    .key(&key)
-                    .key(self.mark_key())
-                    .key(self.hold_key())
-                    .arg(now_us)
-                    .arg(interval_us)
-                    .invoke_async(&mut conn)
-                    .await;
-                let trouble = match res {
-                    Ok(0) => return Ok(start.elapsed()),
-                    Ok(wait) if wait > 0 => {
-                        tokio::time::sleep(StdDuration::from_micros(wait as u64)).await;
-                        continue;
-                    }
-                    Ok(_) => "the shared count is being rebuilt".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                if !warned {
-                    tracing::warn!(error = %trouble, "rate: redis unavailable; waiting for it, not sending on this process's count alone");
-                    warned = true;
-                }
-                if start.elapsed() >= give_up {
-                    return Err(LimitsUnavailable);
-                }
-                tokio::time::sleep(SHARED_RETRY.min(give_up)).await;
-            }
-        }
-        let limiter = {
-            let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = senders
-                .entry(sender.to_string())
-                .or_insert_with(|| (rate, Arc::new(direct_limiter(rate))));
-            if entry.0 != rate {
-                *entry = (rate, Arc::new(direct_limiter(rate)));
-            }
-            entry.1.clone()
-        };
-        limiter.until_ready().await;
+        let start = tokio::time::Instant::now();
+        let slot = self.reserve_slot(sender, rate).await?;
+        tokio::time::sleep_until(slot).await;
         Ok(start.elapsed())
     }
 }
 
+/// No slot is handed out further ahead than this: a message waits for a closer one
+/// without holding one. It bounds how long a slot is held (a worker that dies with one
+/// wastes it), and how far ahead slots handed out before Redis lost its count can
+/// reach: the hold after such a loss ([`Limits::hold_after_loss`]) outlasts them.
+pub const FURTHEST_SLOT: StdDuration = StdDuration::from_secs(2);
+
 /// How often an unanswering Redis is asked again while the limiter waits.
 const SHARED_RETRY: StdDuration = StdDuration::from_millis(250);
-
-fn direct_limiter(rate: u32) -> DefaultDirectRateLimiter {
-    // No burst: messages are spaced evenly, so any one-second window holds
-    // at most `rate` of them. The spacing is 1 % wider than 1/rate, so the
-    // scheduling jitter between the permit and the request on the wire
-    // cannot squeeze an extra message into a second.
-    let period = StdDuration::from_nanos((1_010_000_000u64 / u64::from(rate.max(1))).max(1));
-    let quota = Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
-}
 
 #[cfg(test)]
 mod tests {

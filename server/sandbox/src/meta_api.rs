@@ -111,6 +111,9 @@ async fn send(
     body: web::Bytes,
     shared: web::Data<Arc<Shared>>,
 ) -> HttpResponse {
+    // When the request arrived: a slow answer (the latency fault) is slow on the way
+    // back, as a provider's would be; the message was taken when it came.
+    let received = Utc::now();
     let shared = shared.get_ref().clone();
     let token = req
         .headers()
@@ -267,7 +270,7 @@ async fn send(
             at: now,
         }],
         callbacks: Vec::new(),
-        date_created: now,
+        date_created: received,
         date_updated: now,
         date_sent: None,
     };

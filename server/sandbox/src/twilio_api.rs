@@ -178,6 +178,9 @@ async fn create_message(
     body: web::Bytes,
     shared: web::Data<Arc<Shared>>,
 ) -> HttpResponse {
+    // When the request arrived: a slow answer (the latency fault) is slow on the way
+    // back, as a provider's would be; the message was taken when it came.
+    let received = Utc::now();
     let shared = shared.get_ref().clone();
     if let Err(response) = authorize(&req, &shared, &path) {
         return response;
@@ -389,7 +392,7 @@ async fn create_message(
             at: now,
         }],
         callbacks: Vec::new(),
-        date_created: now,
+        date_created: received,
         date_updated: now,
         date_sent: None,
     };

@@ -75,7 +75,13 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                     Ok(Ok(())) => {}
                     Ok(Err(next)) => loaded.recipient_next_at = Some(next),
                     Err(LimitsUnavailable) => {
-                        return wait_for_shared_limits(core, &m, claim_due_by.is_none()).await;
+                        return hand_back(
+                            core,
+                            &m,
+                            claim_due_by.is_none(),
+                            HandBack::LimitsUnavailable,
+                        )
+                        .await;
                     }
                 }
             }
@@ -91,7 +97,13 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                     {
                         TierReservation::Full(f) => loaded.tier = f,
                         TierReservation::Unavailable => {
-                            return wait_for_shared_limits(core, &m, claim_due_by.is_none()).await;
+                            return hand_back(
+                                core,
+                                &m,
+                                claim_due_by.is_none(),
+                                HandBack::LimitsUnavailable,
+                            )
+                            .await;
                         }
                         TierReservation::Counted { used, newly } => {
                             if newly {
@@ -104,6 +116,29 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         }
         decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     }
+    // A message that may go takes the sender's slot now, and is claimed only shortly
+    // before it (on PostgreSQL; on SQLite the claim came first): a worker that dies while
+    // it waits leaves the message waiting, not claimed for a person to sort out.
+    let slot = match decision.decision {
+        Decision::Pass => {
+            let evaluated = tokio::time::Instant::now();
+            let (from, rate) = sender_of(&loaded, &extras);
+            let claimed = claim_due_by.is_none();
+            match core.limits.reserve_slot(&from, rate).await {
+                Ok(at) => {
+                    let claim_at = at.checked_sub(CLAIM_LEAD).unwrap_or(at);
+                    if !core.stopping.sleep_until(claim_at).await {
+                        return hand_back(core, &m, claimed, HandBack::Stopping).await;
+                    }
+                    Some(Slot { at, evaluated })
+                }
+                Err(LimitsUnavailable) => {
+                    return hand_back(core, &m, claimed, HandBack::LimitsUnavailable).await;
+                }
+            }
+        }
+        _ => None,
+    };
     let Some(state) = finish_evaluation(
         core,
         &m,
@@ -126,7 +161,40 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         Decision::Pass => {}
     }
     debug_assert_eq!(state, MessageState::Sending);
-    call_provider(core, &m, &facts, &loaded, extras).await
+    let Some(slot) = slot else {
+        return Ok(SendResult::NotClaimed);
+    };
+    call_provider(core, &m, &facts, &loaded, extras, slot).await
+}
+
+/// The sender's slot a message goes out at ([`Limits::reserve_slot`]), and when the
+/// worker's gates judged it.
+///
+/// [`Limits::reserve_slot`]: crate::sending::limits::Limits::reserve_slot
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    at: tokio::time::Instant,
+    evaluated: tokio::time::Instant,
+}
+
+/// How long before its slot a message is claimed (the claim's write fits in it).
+pub(super) const CLAIM_LEAD: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long before its slot the worker looks at the person's consent again, after a
+/// wait (the look fits in it).
+pub(super) const RECHECK_LEAD: std::time::Duration = std::time::Duration::from_millis(25);
+/// How late a call may still use its slot; later, it could bunch with the next slot's
+/// call, so a new slot is taken.
+pub(super) const SLOT_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(2);
+/// New slots taken at most for one message before it goes at the next one without
+/// another look (each look came just before its slot).
+const MAX_NEW_SLOTS: u32 = 5;
+
+/// The sender's address and rate (messages per second) for the worker's message.
+fn sender_of(loaded: &LoadedFacts, extras: &Loaded) -> (String, Option<u32>) {
+    (
+        loaded.sender.address.clone().unwrap_or_default(),
+        extras.sender_rate.and_then(|r| u32::try_from(r).ok()),
+    )
 }
 
 /// How late a deferred message may be claimed early.
@@ -339,14 +407,14 @@ pub(super) async fn call_provider(
     facts: &MessageFacts,
     loaded: &LoadedFacts,
     extras: Loaded,
+    mut slot: Slot,
 ) -> Result<SendResult, sea_orm::DbErr> {
     let now = core.now();
     let channel = facts.channel;
     let Some(recipient) = facts.recipient.clone() else {
         return Ok(SendResult::Blocked(gates::Gate::InvalidNumber));
     };
-    let rate = extras.sender_rate;
-    let from = loaded.sender.address.clone().unwrap_or_default();
+    let (from, rate) = sender_of(loaded, &extras);
     let content = match build_content(m, extras.template.as_ref()) {
         Ok(c) => c,
         Err(why) => {
@@ -369,26 +437,44 @@ pub(super) async fn call_provider(
         reply_to: m.reply_to.clone(),
     };
     // (The attempt was counted when the worker's evaluation passed.)
-    // The rate limit is taken last, right before the call, so nothing
-    // between the permit and the request can bunch requests together.
-    let waiting = std::time::Instant::now();
-    if core
-        .limits
-        .until_sender_ready(&request.from, rate.and_then(|r| u32::try_from(r).ok()))
-        .await
-        .is_err()
-    {
-        return wait_for_shared_limits(core, m, true).await;
-    }
-    // The limiter may have held the message for a while: a STOP (or a revoked consent)
-    // that came meanwhile must still stop it, so judge it again before the call. (Without
-    // a wait, the last check is the worker's evaluation a few writes ago.)
-    if waiting.elapsed() > RECHECK_AFTER_WAIT && facts.purpose != Purpose::ComplianceReply {
-        if let Some(stopped) = stopped_while_waiting(core, m).await? {
-            return Ok(stopped);
+    // The call goes out at the slot: nothing between the slot and the request
+    // can bunch requests together. A message that waited for its slot is
+    // looked at again just before it: a STOP (or a revoked consent) that came
+    // meanwhile must still stop it. (Without a wait, the last check is the
+    // worker's evaluation a few writes ago.)
+    let mut new_slots = 0;
+    loop {
+        let waited = slot.at.saturating_duration_since(slot.evaluated) > RECHECK_AFTER_WAIT;
+        if waited && facts.purpose != Purpose::ComplianceReply {
+            let look_at = slot.at.checked_sub(RECHECK_LEAD).unwrap_or(slot.at);
+            if !core.stopping.sleep_until(look_at).await {
+                return hand_back(core, m, true, HandBack::Stopping).await;
+            }
+            if let Some(stopped) = stopped_while_waiting(core, m).await? {
+                return Ok(stopped);
+            }
+        }
+        if tokio::time::Instant::now() <= slot.at + SLOT_TOLERANCE || new_slots == MAX_NEW_SLOTS {
+            if !core.stopping.sleep_until(slot.at).await {
+                return hand_back(core, m, true, HandBack::Stopping).await;
+            }
+            break;
+        }
+        // The slot went by while the claim or the look took their time: a late call could
+        // bunch with the next slot's, so the message takes a new one.
+        new_slots += 1;
+        metrics::counter!("heimdall_rate_slots_missed_total").increment(1);
+        match core.limits.reserve_slot(&request.from, rate).await {
+            Ok(at) => slot.at = at,
+            Err(LimitsUnavailable) => {
+                return hand_back(core, m, true, HandBack::LimitsUnavailable).await
+            }
         }
     }
     let started = std::time::Instant::now();
+    // The attempt's audit row is dated when the request went out (its slot), not when
+    // the answer came: the record of what the sender's rate allowed.
+    let called_at = core.now();
     let result = provider.send(&request).await;
     metrics::histogram!("heimdall_provider_call_seconds", "channel" => channel.as_str())
         .record(started.elapsed().as_secs_f64());
@@ -409,7 +495,7 @@ pub(super) async fn call_provider(
                 &accepted.sid,
                 None,
                 "worker",
-                now,
+                called_at,
             )
             .try_into_model()?;
             core.db
@@ -445,7 +531,7 @@ pub(super) async fn call_provider(
                 &rejected.message,
                 code,
                 "worker",
-                now,
+                called_at,
             )
             .insert(&core.db.conn)
             .await?;
@@ -459,19 +545,32 @@ pub(super) async fn call_provider(
     }
 }
 
-/// The limits are shared (Redis) and did not answer: the message does not go on this
-/// process's count alone. A message this worker claimed (`claimed`) is given back
-/// (`sending` to `deferred`, only while no provider has it); either way it is enqueued
-/// for [`LIMITS_RETRY`] later. If the queue (Redis too) is away, the watch on Redis
-/// (`housekeeping::watch_shared_state`) enqueues every waiting message again once it
-/// answers.
-pub(super) async fn wait_for_shared_limits(
+/// Why a worker gives a message back to wait instead of sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandBack {
+    /// The limits are shared (Redis) and did not answer (or cannot be trusted yet): the
+    /// message does not go on this process's count alone.
+    LimitsUnavailable,
+    /// The process is stopping (SIGTERM): another process takes it at once.
+    Stopping,
+}
+
+/// Give a message back to wait ([`HandBack`] says why). A message this worker claimed
+/// (`claimed`) goes from `sending` back to `deferred` (only while no provider has it);
+/// either way it is enqueued again: for [`LIMITS_RETRY`] later, or at once for another
+/// process when this one stops. If the queue (Redis too) is away, the watch on Redis
+/// (`housekeeping::watch_redis`) enqueues every waiting message again once it answers.
+pub(super) async fn hand_back(
     core: &Core,
     m: &outbound_message::Model,
     claimed: bool,
+    why: HandBack,
 ) -> Result<SendResult, sea_orm::DbErr> {
     let now = core.now();
-    let until = now + LIMITS_RETRY;
+    let until = match why {
+        HandBack::LimitsUnavailable => now + LIMITS_RETRY,
+        HandBack::Stopping => now,
+    };
     if claimed {
         moving(&[MessageState::Sending], MessageState::Deferred)
             .col_expr(
@@ -484,8 +583,17 @@ pub(super) async fn wait_for_shared_limits(
             .exec(&core.db.conn)
             .await?;
     }
-    metrics::counter!("heimdall_sends_held_total", "reason" => "limits_unavailable").increment(1);
-    tracing::warn!(message_id = %m.id, "held: the shared rate limits (Redis) are not answering");
+    let reason = match why {
+        HandBack::LimitsUnavailable => {
+            tracing::warn!(message_id = %m.id, "held: the shared rate limits (Redis) are not answering");
+            "limits_unavailable"
+        }
+        HandBack::Stopping => {
+            tracing::info!(message_id = %m.id, "given back: the process is stopping");
+            "stopping"
+        }
+    };
+    metrics::counter!("heimdall_sends_held_total", "reason" => reason).increment(1);
     enqueue(core, &m.id, Some(until)).await;
     Ok(SendResult::NotDue)
 }

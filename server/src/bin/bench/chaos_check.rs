@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use heimdall_domain::entities::{alert, contact, outbound_message};
+use heimdall_domain::entities::{alert, contact, outbound_message, tool_call};
 use heimdall_domain::Db;
 
 use crate::chaos::{FAULT_NUMBERS, WHATSAPP_FROM};
@@ -180,18 +180,27 @@ pub async fn check(
         true,
     ));
 
-    // 3. The sender's rate, in the busiest one-second window across all processes.
-    times.sort();
-    let mut busiest = 0usize;
-    let mut j = 0;
-    for i in 0..times.len() {
-        while times[i] - times[j] >= chrono::Duration::seconds(1) {
-            j += 1;
-        }
-        busiest = busiest.max(i - j + 1);
-    }
+    // 3. The sender's rate, in the busiest one-second window across all processes: of the
+    // requests as they left (each attempt's audit row is dated at its call, accepted or
+    // not), and, printed beside it, of the messages as the sandbox took them in. On this
+    // two-core machine the sandbox is one process among eight, and its arrivals bunch when
+    // it is not scheduled for a moment; the limiter controls the departures.
+    let attempts = tool_call::Entity::find()
+        .filter(tool_call::Column::Kind.eq("send_attempt"))
+        .filter(tool_call::Column::Channel.eq("whatsapp"))
+        .filter(tool_call::Column::Actor.eq("worker"))
+        .all(&db.conn)
+        .await?;
+    let mut departures: Vec<DateTime<Utc>> = attempts
+        .iter()
+        // (not the attempts Heimdall failed itself, before any call)
+        .filter(|a| !a.detail.as_deref().unwrap_or("").starts_with("heimdall:"))
+        .map(|a| a.created_at)
+        .collect();
+    let busiest = busiest_second(&mut departures);
+    let arrivals = busiest_second(&mut times);
     rows.push((
-        format!("busiest one-second window above the sender rate of {rate}/s"),
+        format!("busiest one-second window of requests sent above the sender rate of {rate}/s ({busiest} sent; {arrivals} taken in by the sandbox)"),
         (busiest as u64).saturating_sub(u64::from(rate)),
         true,
     ));
@@ -224,4 +233,18 @@ pub async fn check(
         provider_records: outbound.len() as u64,
         busiest: busiest as u64,
     })
+}
+
+/// The most times in any one-second window.
+fn busiest_second(times: &mut [DateTime<Utc>]) -> usize {
+    times.sort();
+    let mut busiest = 0usize;
+    let mut j = 0;
+    for i in 0..times.len() {
+        while times[i] - times[j] >= chrono::Duration::seconds(1) {
+            j += 1;
+        }
+        busiest = busiest.max(i - j + 1);
+    }
+    busiest
 }
