@@ -182,9 +182,11 @@ pub(super) const CLAIM_LEAD: std::time::Duration = std::time::Duration::from_mil
 /// How long before its slot the worker looks at the person's consent again, after a
 /// wait (the look fits in it).
 pub(super) const RECHECK_LEAD: std::time::Duration = std::time::Duration::from_millis(25);
-/// How late a call may still use its slot; later, it could bunch with the next slot's
-/// call, so a new slot is taken.
-pub(super) const SLOT_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(2);
+/// How late a call may still use its slot; later, a new slot is taken. Slots are spaced
+/// 1 % wider than 1/rate, so a one-second window of calls made up to this late holds calls
+/// of slots from a window of 1 s + this: at most `(1 s + 9 ms) / (1.01 s / rate) < rate`
+/// of them, at any rate. (A slot missed by more is lost: fewer messages, never more.)
+pub(super) const SLOT_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(9);
 /// New slots taken at most for one message before it goes at the next one without
 /// another look (each look came just before its slot).
 const MAX_NEW_SLOTS: u32 = 5;
