@@ -14,14 +14,12 @@ use chrono::Duration;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use heimdall_domain::access::authz::{self, ApiPrincipal};
-use heimdall_domain::consent::ConsentSource;
-use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::entities::{alert, outbound_message};
 use heimdall_domain::sending::limits::{Limits, LimitsUnavailable};
 use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
 };
-use heimdall_domain::testing::{api_evidence, TestEnv};
+use heimdall_domain::testing::{contact_with_consent, TestEnv};
 use heimdall_domain::{housekeeping, templates, Channel};
 
 const PHONE: &str = "+4791234567";
@@ -105,29 +103,7 @@ async fn accept_reminder(env: &TestEnv) -> String {
 }
 
 async fn accept_reminder_to(env: &TestEnv, phone: &str) -> String {
-    let (c, _) = contacts::upsert(
-        &env.core,
-        &ContactInput {
-            phone: phone.into(),
-            name: Some("Test Person".into()),
-            time_zone: Some("Europe/Oslo".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    heimdall_domain::consent::record_opt_in(
-        &env.core.db.conn,
-        &c.id,
-        Channel::WhatsApp,
-        ConsentSource::Api,
-        &api_evidence(),
-        "test",
-        false,
-        env.core.now(),
-    )
-    .await
-    .unwrap();
+    let contact = contact_with_consent(&env.core, phone, &[Channel::WhatsApp]).await;
     let variables = [
         ("task_name".to_string(), "Call Bob".to_string()),
         ("due_time".to_string(), "17:00".to_string()),
@@ -136,7 +112,7 @@ async fn accept_reminder_to(env: &TestEnv, phone: &str) -> String {
     outbound::accept(
         &env.core,
         SendRequest {
-            recipient: Recipient::Contact(c.id),
+            recipient: Recipient::Contact(contact),
             channel: Channel::WhatsApp,
             content: RequestedContent::Template {
                 name: "task_reminder".into(),
