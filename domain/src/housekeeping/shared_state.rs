@@ -67,6 +67,35 @@ pub async fn watch_redis(core: &Core) {
             return;
         }
     }
+    // One process enqueues again (every process sees the same event): the others would
+    // only add duplicates.
+    let lease = format!("{mark}:requeue");
+    let taken: Result<Option<String>, _> = redis::cmd("SET")
+        .arg(&lease)
+        .arg(&core.redis_watch.mark)
+        .arg("NX")
+        .arg("PX")
+        .arg(REQUEUE_LEASE_MS)
+        .query_async(&mut conn)
+        .await;
+    let leader = match taken {
+        Ok(Some(_)) => true,
+        // This process's own lease (a retry after a failed attempt).
+        Ok(None) => {
+            redis::cmd("GET")
+                .arg(&lease)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some(core.redis_watch.mark.as_str())
+        }
+        Err(_) => false,
+    };
+    if !leader {
+        return;
+    }
     let messages = requeue_waiting(core).await;
     let fan_outs = campaigns::resume_fan_outs(core).await;
     match (messages, fan_outs) {
@@ -125,7 +154,14 @@ async fn restore_shared_limits(
     Ok(())
 }
 
-/// Enqueue every waiting message (queued, or deferred for its time) again.
+/// How long the process that enqueues the waiting work again after an outage keeps
+/// the others from doing the same.
+const REQUEUE_LEASE_MS: u64 = 10_000;
+
+/// Enqueue every waiting message again: those due at once (straight onto the queue),
+/// the others for their time. (A queue's scheduled jobs that fall due together are
+/// moved in one step, which apalis-redis cannot do for more than about 8,000: due
+/// messages never go through it.)
 async fn requeue_waiting(core: &Core) -> Result<u64, sea_orm::DbErr> {
     let mut after = String::new();
     let mut n = 0;
@@ -144,8 +180,10 @@ async fn requeue_waiting(core: &Core) -> Result<u64, sea_orm::DbErr> {
             return Ok(n);
         };
         after = last.id.clone();
+        let now = core.now();
         for m in page {
-            match core.queue.enqueue_send(m.id.clone(), m.defer_until).await {
+            let not_before = m.defer_until.filter(|at| *at > now);
+            match core.queue.enqueue_send(m.id.clone(), not_before).await {
                 Ok(()) => n += 1,
                 Err(e) => {
                     tracing::warn!(message_id = %m.id, error = %e, "could not re-enqueue");

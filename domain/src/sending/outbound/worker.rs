@@ -456,14 +456,18 @@ pub(super) async fn call_provider(
                 return Ok(stopped);
             }
         }
-        if tokio::time::Instant::now() <= slot.at + SLOT_TOLERANCE || new_slots == MAX_NEW_SLOTS {
+        let in_time = || tokio::time::Instant::now() <= slot.at + SLOT_TOLERANCE;
+        if in_time() || new_slots == MAX_NEW_SLOTS {
             if !core.stopping.sleep_until(slot.at).await {
                 return hand_back(core, m, true, HandBack::Stopping).await;
             }
-            break;
+            // (A busy machine may wake the task late.)
+            if in_time() || new_slots == MAX_NEW_SLOTS {
+                break;
+            }
         }
-        // The slot went by while the claim or the look took their time: a late call could
-        // bunch with the next slot's, so the message takes a new one.
+        // The slot went by while the claim or the look took their time (or the task woke
+        // late): a late call could bunch with the next slot's, so the message takes a new one.
         new_slots += 1;
         metrics::counter!("heimdall_rate_slots_missed_total").increment(1);
         match core.limits.reserve_slot(&request.from, rate).await {
