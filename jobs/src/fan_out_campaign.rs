@@ -67,7 +67,8 @@ async fn handler(job: FanOutCampaign, core: Data<Arc<Core>>) -> Result<(), BoxDy
 
 /// Register this module's workers with the monitor.
 pub fn register(monitor: Monitor, core: &Arc<Core>, queue: &Queue) -> Monitor {
-    // Worker names must be unique among live workers: one per process and start.
+    // Worker names must be unique among live workers: one per process and start,
+    // and a fresh one for each restart (see `runner::run`).
     let worker_name = format!(
         "heimdall-fan-out-{}-{}",
         std::process::id(),
@@ -75,22 +76,22 @@ pub fn register(monitor: Monitor, core: &Arc<Core>, queue: &Queue) -> Monitor {
     );
     let core = core.clone();
     match queue.fan_out() {
-        FanOutQueue::Sqlite(storage) => monitor.register(move |_| {
-            WorkerBuilder::new(worker_name.clone())
+        FanOutQueue::Sqlite(storage) => monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
                 .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                 .concurrency(CONCURRENCY)
                 .data(core.clone())
                 .build(handler)
         }),
-        FanOutQueue::Postgres(storage) => monitor.register(move |_| {
-            WorkerBuilder::new(worker_name.clone())
+        FanOutQueue::Postgres(storage) => monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
                 .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                 .concurrency(CONCURRENCY)
                 .data(core.clone())
                 .build(handler)
         }),
-        FanOutQueue::Redis(storage) => monitor.register(move |_| {
-            WorkerBuilder::new(worker_name.clone())
+        FanOutQueue::Redis(storage) => monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
                 .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
                 .concurrency(CONCURRENCY)
                 .data(core.clone())
