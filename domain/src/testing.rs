@@ -232,6 +232,20 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// The test's world (settings, storage, clock, provider) around another
+    /// queue: the real apalis queue, in the jobs crate's tests.
+    pub fn core_with_queue(&self, queue: Arc<dyn crate::sending::queue::JobQueue>) -> Arc<Core> {
+        Core::new(CoreParts {
+            settings: (*self.core.settings).clone(),
+            db: self.core.db.clone(),
+            redis: self.core.redis.clone(),
+            clock: self.core.clock.clone(),
+            queue,
+            providers: self.core.providers.clone(),
+            alerts: None,
+        })
+    }
+
     /// A Tuesday at 12:00 UTC, so SMS quiet hours are not in play unless a
     /// test moves the clock.
     pub fn start_time() -> chrono::DateTime<Utc> {
@@ -429,4 +443,61 @@ pub async fn contact_with_consent(
         .expect("the test consent");
     }
     c.id
+}
+
+/// A `redis-server` of a test's own on a spare loopback port (the machine's
+/// Redis is never stopped), without persistence (a restart
+/// comes back empty, as Redis without persistence does).
+pub struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a spare port")
+            .port();
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -7,7 +7,6 @@
 //! Each test runs a `redis-server` of its own on a spare loopback port (the
 //! machine's Redis is never stopped); `scripts/test` installs it when missing.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
@@ -19,63 +18,10 @@ use heimdall_domain::sending::limits::{Limits, LimitsUnavailable};
 use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
 };
-use heimdall_domain::testing::{contact_with_consent, TestEnv};
+use heimdall_domain::testing::{contact_with_consent, OwnRedis, TestEnv};
 use heimdall_domain::{housekeeping, templates, Channel};
 
 const PHONE: &str = "+4791234567";
-
-/// A `redis-server` on a port of its own, without persistence (a restart
-/// comes back empty, as Redis without persistence does).
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a spare port")
-            .port();
-        let mut r = OwnRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + StdDuration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(StdDuration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn env_on(redis: &OwnRedis, extra: &[(&str, &str)]) -> TestEnv {
     let url = redis.url();

@@ -4,6 +4,7 @@
 //! [`runner`]; apalis itself is kept behind [`queue`] and [`runner`] so an
 //! upgrade touches those two files.
 
+pub mod deferred;
 pub mod deliver_reminders;
 pub mod fan_out_campaign;
 pub mod housekeeping;

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use heimdall_domain::sending::queue::{JobQueue, QueueError};
 use heimdall_domain::Db;
 
+use crate::deferred::{self, DeferredKeys};
 use crate::fan_out_campaign::{self, FanOutCampaign};
 use crate::send_message::{self, SendMessage};
 
@@ -134,6 +135,43 @@ impl Queue {
         ))
     }
 
+    /// On Redis: the connection and the keys of the messages deferred for later
+    /// (see [`crate::deferred`]).
+    fn redis_deferred(&self) -> Option<(redis::aio::ConnectionManager, DeferredKeys)> {
+        match self {
+            Queue::Redis(s) => {
+                let mut s = s.clone();
+                let keys = DeferredKeys::beside(s.get_config().queue.as_ref());
+                Some((s.get_connection().clone(), keys))
+            }
+            _ => None,
+        }
+    }
+
+    /// On Redis, move the deferred messages that are due onto the queue (in
+    /// bounded batches); how many moved. Nothing to do on the SQL backends,
+    /// whose fetch takes due jobs a page at a time.
+    pub async fn promote_due(&self) -> Result<usize, String> {
+        let Some((mut conn, keys)) = self.redis_deferred() else {
+            return Ok(0);
+        };
+        deferred::promote(&mut conn, &keys, Utc::now(), |ids| async move {
+            let tasks = ids.into_iter().map(|message_id| {
+                TaskBuilder::new(SendMessage { message_id })
+                    .max_attempts(MAX_ATTEMPTS)
+                    .build()
+            });
+            match self.clone() {
+                Queue::Redis(mut s) => s
+                    .push_all(futures::stream::iter(tasks))
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn push(&self, task: Task<SendMessage>) -> Result<(), QueueError> {
         let err = |e: String| QueueError(e);
         match self.clone() {
@@ -151,6 +189,13 @@ impl JobQueue for Queue {
         not_before: Option<DateTime<Utc>>,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
+            if let (Some(at), Some((mut conn, keys))) = (not_before, self.redis_deferred()) {
+                if at > Utc::now() {
+                    return deferred::defer(&mut conn, &keys, &message_id, at)
+                        .await
+                        .map_err(|e| QueueError(e.to_string()));
+                }
+            }
             let mut builder =
                 TaskBuilder::new(SendMessage { message_id }).max_attempts(MAX_ATTEMPTS);
             if let Some(at) = not_before {
@@ -181,7 +226,8 @@ impl JobQueue for Queue {
         })
     }
 
-    /// Jobs waiting in both queues (due or not yet due); `None` when the
+    /// Jobs waiting in both queues (due or not yet due, and on Redis the
+    /// messages deferred for later); `None` when the
     /// backend cannot be asked.
     fn depth(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async move {
@@ -216,10 +262,16 @@ impl Queue {
                     pipe.llen(config.active_jobs_list())
                         .zcard(config.scheduled_jobs_set());
                 }
-                pipe.query_async::<Vec<u64>>(&mut conn)
+                let queued = pipe
+                    .query_async::<Vec<u64>>(&mut conn)
                     .await
-                    .map(|counts| counts.iter().sum())
-                    .map_err(|e| e.to_string())
+                    .map(|counts| counts.iter().sum::<u64>())
+                    .map_err(|e| e.to_string())?;
+                let keys = DeferredKeys::beside(send.get_config().queue.as_ref());
+                let later = deferred::count(&mut conn, &keys)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(queued + later)
             }
             _ => Err("the send and fan-out queues are on different backends".into()),
         }

@@ -9,6 +9,7 @@ use futures::Future;
 
 use heimdall_domain::Core;
 
+use crate::deferred;
 use crate::poll::Tick;
 use crate::queue::Queue;
 use crate::send_message::{self, SendMessage};
@@ -57,6 +58,7 @@ pub async fn run(
     );
     let monitor = monitor();
     let queue_for_hooks = queue.clone();
+    let promoter = tokio::spawn(promote_deferred(queue.clone()));
     // Each start of a worker takes a fresh name (`{worker_name}-{restarts}`): a
     // restarted worker must not re-register under the name its dead self still
     // holds (apalis refuses it until that one's heartbeats lapse, and the worker
@@ -99,7 +101,7 @@ pub async fn run(
     let monitor = crate::fan_out_campaign::register(monitor, &core, &queue_for_hooks);
     let monitor = crate::schedules::register(monitor, &core, &queue_for_hooks);
     let stopping = core.clone();
-    monitor
+    let ran = monitor
         .run_with_signal(async move {
             shutdown.await;
             // Sends waiting for their slot give their message back now.
@@ -107,5 +109,37 @@ pub async fn run(
             Ok(())
         })
         .await
-        .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))
+        .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"));
+    promoter.abort();
+    ran
+}
+
+/// On Redis: every [`deferred::TICK`], move the deferred messages that fell due
+/// onto the queue (see [`crate::deferred`]). Every worker process does it; an
+/// entry is moved by one of them. A failure is logged once until it clears
+/// (Redis away is alerted by the domain's watch).
+async fn promote_deferred(queue: Queue) {
+    if !matches!(queue, Queue::Redis(_)) {
+        return;
+    }
+    let mut failing = false;
+    let mut tick = tokio::time::interval(deferred::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match queue.promote_due().await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(messages = n, "deferred messages due: enqueued");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "could not move due deferred messages onto the queue; trying again");
+                }
+                failing = true;
+            }
+        }
+    }
 }

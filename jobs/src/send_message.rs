@@ -26,10 +26,39 @@ pub const QUEUE: &str = "heimdall.send_message";
 /// answer), instead of stopping between the claim and the call, which would
 /// leave the message for a person to check. A redelivered job finds the
 /// message claimed and does nothing.
+///
+/// A send that fails for an infrastructure reason (the database away) is
+/// enqueued again for [`RETRY_AFTER`] later, and the job ends well: apalis'
+/// own retry would give up after a number of attempts (a longer outage
+/// would leave the message to housekeeping's 15-minute sweep), and on Redis
+/// it goes through the scheduled set that [`crate::deferred`] keeps
+/// messages out of. Only when even that enqueue fails does the job fail and
+/// apalis retry it.
 pub async fn run(job: SendMessage, core: Arc<Core>) -> Result<(), anyhow::Error> {
     let id = job.message_id.clone();
-    let send = tokio::spawn(async move { outbound::process_send(&core, &id).await });
-    let result = send.await??;
-    tracing::debug!(message_id = %job.message_id, ?result, "send job done");
-    Ok(())
+    let task_core = core.clone();
+    let send = tokio::spawn(async move { outbound::process_send(&task_core, &id).await });
+    match send.await? {
+        Ok(result) => {
+            tracing::debug!(message_id = %job.message_id, ?result, "send job done");
+            Ok(())
+        }
+        Err(e) => {
+            let at = chrono::Utc::now() + RETRY_AFTER;
+            match core
+                .queue
+                .enqueue_send(job.message_id.clone(), Some(at))
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(message_id = %job.message_id, error = %e, "send failed for an infrastructure reason; trying again shortly");
+                    Ok(())
+                }
+                Err(_) => Err(e.into()),
+            }
+        }
+    }
 }
+
+/// How long after an infrastructure failure a send is tried again.
+pub const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);

@@ -13,7 +13,6 @@ use heimdall_domain::campaigns::{self, Audience, CampaignDraft, CampaignStatus, 
 use heimdall_domain::contacts::{self, ContactInput};
 
 use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
-use heimdall_domain::core::CoreParts;
 use heimdall_domain::entities::{campaign, outbound_message};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{access::authz, templates, Channel, Core};
@@ -42,15 +41,7 @@ async fn with_real_queue(env: &TestEnv) -> (Arc<Core>, Queue) {
     )
     .await
     .unwrap();
-    let core = Core::new(CoreParts {
-        settings: (*env.core.settings).clone(),
-        db: env.core.db.clone(),
-        redis: env.core.redis.clone(),
-        clock: env.core.clock.clone(),
-        queue: Arc::new(queue.clone()),
-        providers: env.core.providers.clone(),
-        alerts: None,
-    });
+    let core = env.core_with_queue(Arc::new(queue.clone()));
     (core, queue)
 }
 

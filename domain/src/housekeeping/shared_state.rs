@@ -159,9 +159,8 @@ async fn restore_shared_limits(
 const REQUEUE_LEASE_MS: u64 = 10_000;
 
 /// Enqueue every waiting message again: those due at once (straight onto the queue),
-/// the others for their time. (A queue's scheduled jobs that fall due together are
-/// moved in one step, which apalis-redis cannot do for more than about 8,000: due
-/// messages never go through it.)
+/// the others for their time (on Redis they wait in Heimdall's own deferred set,
+/// moved onto the queue in bounded batches: `heimdall_jobs::deferred`).
 async fn requeue_waiting(core: &Core) -> Result<u64, sea_orm::DbErr> {
     let mut after = String::new();
     let mut n = 0;

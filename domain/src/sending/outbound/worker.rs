@@ -139,7 +139,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         }
         _ => None,
     };
-    let Some(state) = finish_evaluation(
+    let written = finish_evaluation(
         core,
         &m,
         Stage::Worker,
@@ -149,8 +149,14 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         loaded.window_expires_at,
         claim_due_by,
     )
-    .await?
-    else {
+    .await;
+    let written = match written {
+        Err(e) if claim_due_by.is_some() && matches!(decision.decision, Decision::Pass) => {
+            return claim_cut_off(core, &m, now, e).await;
+        }
+        other => other?,
+    };
+    let Some(state) = written else {
         // Another worker claimed it between the read and the write.
         return Ok(SendResult::NotClaimed);
     };
@@ -559,6 +565,9 @@ pub(super) enum HandBack {
     LimitsUnavailable,
     /// The process is stopping (SIGTERM): another process takes it at once.
     Stopping,
+    /// The claim's commit was cut off and turned out to have landed: the message goes
+    /// back to wait, for any worker at once.
+    ClaimCutOff,
 }
 
 /// Give a message back to wait ([`HandBack`] says why). A message this worker claimed
@@ -575,7 +584,7 @@ pub(super) async fn hand_back(
     let now = core.now();
     let until = match why {
         HandBack::LimitsUnavailable => now + LIMITS_RETRY,
-        HandBack::Stopping => now,
+        HandBack::Stopping | HandBack::ClaimCutOff => now,
     };
     if claimed {
         moving(&[MessageState::Sending], MessageState::Deferred)
@@ -598,11 +607,56 @@ pub(super) async fn hand_back(
             tracing::info!(message_id = %m.id, "given back: the process is stopping");
             "stopping"
         }
+        HandBack::ClaimCutOff => {
+            tracing::warn!(message_id = %m.id, "given back: the claim's commit was cut off, and had landed");
+            "claim_cut_off"
+        }
     };
     metrics::counter!("heimdall_sends_held_total", "reason" => reason).increment(1);
     enqueue(core, &m.id, Some(until)).await;
     Ok(SendResult::NotDue)
 }
+
+/// The write that claims a message failed (its connection was cut, say): it may have
+/// been committed or not, and no provider has been called. Read the message again
+/// (while the database comes back, up to [`CLAIM_CUT_OFF_WAIT`]): if this claim landed
+/// (`sending`, no provider id, dated this worker's `now`), give the message back to wait
+/// at once, instead of leaving it claimed by no one until it is failed for a person
+/// after 15 minutes. If it did not land, or the database stays away, the error stands
+/// (the job is tried again; a landed claim left then still goes to a person).
+async fn claim_cut_off(
+    core: &Core,
+    m: &outbound_message::Model,
+    now: DateTime<Utc>,
+    error: sea_orm::DbErr,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let deadline = tokio::time::Instant::now() + CLAIM_CUT_OFF_WAIT;
+    loop {
+        match outbound_message::Entity::find_by_id(m.id.as_str())
+            .one(&core.db.conn)
+            .await
+        {
+            Ok(Some(current)) => {
+                let ours = current.state == MessageState::Sending.as_str()
+                    && current.provider_sid.is_none()
+                    // The database keeps microseconds.
+                    && (current.updated_at - now).abs() < Duration::microseconds(1);
+                if ours {
+                    return hand_back(core, &current, true, HandBack::ClaimCutOff).await;
+                }
+                return Err(error);
+            }
+            Ok(None) => return Err(error),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(_) => return Err(error),
+        }
+    }
+}
+
+/// How long a worker whose claim was cut off keeps asking whether it landed.
+const CLAIM_CUT_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long a message held for unanswering shared limits waits before a worker tries again.
 pub(super) const LIMITS_RETRY: Duration = Duration::seconds(5);

@@ -1,0 +1,260 @@
+//! Messages deferred for later on the Redis queue: thousands falling due
+//! together all go (apalis-redis' own scheduled set stops its queue above
+//! about 8,000: its fetch moves every due job in one Lua `unpack`), and an
+//! entry whose mover died is moved again, never lost.
+//!
+//! Each test runs a `redis-server` of its own on a spare loopback port, so
+//! the Redis path is what runs on every backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::testing::{contact_with_consent, OwnRedis, TestEnv};
+use heimdall_domain::{templates, Channel};
+use heimdall_jobs::deferred::{self, DeferredKeys};
+use heimdall_jobs::{runner, Queue};
+
+async fn env_on(redis: &OwnRedis) -> TestEnv {
+    let url = redis.url();
+    let env = TestEnv::new(&[
+        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+        (
+            "WA_TEMPLATE_TASK_REMINDER",
+            "HX00000000000000000000000000000001",
+        ),
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+        ("HEIMDALL_REDIS_URL", url.as_str()),
+    ])
+    .await;
+    authz::register_senders(&env.core, true).await.unwrap();
+    templates::register_from_settings(&env.core).await.unwrap();
+    env
+}
+
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A reminder accepted on the test's recording queue: recorded, queued, and
+/// not yet on the real queue.
+async fn accepted_reminder(env: &TestEnv) -> String {
+    let contact = contact_with_consent(&env.core, "+4791234567", &[Channel::WhatsApp]).await;
+    outbound::accept(
+        &env.core,
+        SendRequest {
+            recipient: Recipient::Contact(contact),
+            channel: Channel::WhatsApp,
+            content: RequestedContent::Template {
+                name: "task_reminder".into(),
+                variables: [
+                    ("task_name".to_string(), "Call Bob".to_string()),
+                    ("due_time".to_string(), "17:00".to_string()),
+                ]
+                .into(),
+            },
+            origin: Origin::Automation {
+                principal: ApiPrincipal {
+                    key_id: None,
+                    name: "bootstrap".into(),
+                },
+                source: "api",
+                reminder_id: None,
+            },
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap()
+    .message_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_deferred_messages_falling_due_together_all_go() {
+    let redis = OwnRedis::start();
+    let env = env_on(&redis).await;
+    let queue = Queue::open(
+        &env.core.db,
+        env.core.redis.clone(),
+        &env.core.settings.redis_namespace,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(queue, Queue::Redis(_)));
+    let core = env.core_with_queue(Arc::new(queue.clone()));
+
+    // A real message and 10,000 jobs for messages that do not exist (the
+    // worker finds nothing to claim), all deferred to the same moment.
+    let real = accepted_reminder(&env).await;
+    let due = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| format!("no-such-message-{i}"))
+        .chain([real.clone()])
+        .collect();
+    futures::stream::iter(ids)
+        .map(|id| {
+            let core = core.clone();
+            async move { core.queue.enqueue_send(id, Some(due)).await }
+        })
+        .buffer_unordered(64)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+    assert!(
+        chrono::Utc::now() < due,
+        "the jobs were enqueued before their time"
+    );
+    // All waiting, none on apalis' scheduled set.
+    assert_eq!(core.queue.depth().await, Some(10_001));
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(runner::run(core.clone(), queue.clone(), async move {
+        let _ = stopped.await;
+    }));
+    eventually("the real message sent", || async {
+        env.provider.sent_to("+4791234567") == 1
+    })
+    .await;
+    eventually("every job taken off the queue", || async {
+        core.queue.depth().await == Some(0)
+    })
+    .await;
+    assert!(chrono::Utc::now() >= due, "nothing went before its time");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(60), workers)
+        .await
+        .expect("workers stop")
+        .expect("worker task")
+        .expect("workers ran");
+}
+
+#[tokio::test]
+async fn an_entry_whose_mover_died_is_moved_again_after_a_while_and_only_then() {
+    let redis = OwnRedis::start();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let keys = DeferredKeys::beside("test:heimdall.send_message");
+    let now = chrono::Utc::now();
+    deferred::defer(&mut conn, &keys, "m-1", now - chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    deferred::defer(&mut conn, &keys, "m-2", now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    // An earlier time for a waiting entry wins; a later one does not.
+    deferred::defer(&mut conn, &keys, "m-2", now + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    deferred::defer(&mut conn, &keys, "m-3", now + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    deferred::defer(&mut conn, &keys, "m-3", now + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+
+    // The mover takes m-1 and dies before pushing it.
+    let died = deferred::promote(&mut conn, &keys, now, |_| async {
+        Err("killed".to_string())
+    })
+    .await;
+    assert!(died.is_err());
+    assert_eq!(deferred::count(&mut conn, &keys).await.unwrap(), 3);
+
+    // Another mover, soon after: m-1 is still being moved (not pushed twice).
+    let mut pushed = Vec::new();
+    let n = deferred::promote(&mut conn, &keys, now, |ids| {
+        pushed.extend(ids);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+    assert!(pushed.is_empty());
+
+    // Once the move counts as abandoned: m-1 goes back and is moved.
+    let later = now + chrono::Duration::milliseconds(deferred::ABANDONED_AFTER_MS + 1);
+    let n = deferred::promote(&mut conn, &keys, later, |ids| {
+        pushed.extend(ids);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(pushed, vec!["m-1".to_string()]);
+
+    // m-3 kept its earlier time (a minute), m-2 its earlier one (an hour).
+    let at_two_minutes = now + chrono::Duration::minutes(2);
+    pushed.clear();
+    deferred::promote(&mut conn, &keys, at_two_minutes, |ids| {
+        pushed.extend(ids);
+        async { Ok(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(pushed, vec!["m-3".to_string()]);
+    pushed.clear();
+    deferred::promote(
+        &mut conn,
+        &keys,
+        now + chrono::Duration::minutes(61),
+        |ids| {
+            pushed.extend(ids);
+            async { Ok(()) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(pushed, vec!["m-2".to_string()]);
+    assert_eq!(deferred::count(&mut conn, &keys).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn due_entries_move_in_bounded_batches_each_once() {
+    let redis = OwnRedis::start();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let keys = DeferredKeys::beside("test:heimdall.send_message");
+    let now = chrono::Utc::now();
+    let n = 12_345;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.zadd(&keys.waiting, format!("m-{i}"), now.timestamp_millis() - 1)
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+
+    let mut batches = Vec::new();
+    let mut moved = 0;
+    while moved < n {
+        let m = deferred::promote(&mut conn, &keys, now, |ids| {
+            batches.push(ids);
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        assert!(m > 0, "due entries left behind");
+        moved += m;
+    }
+    assert!(batches.iter().all(|b| b.len() <= deferred::BATCH));
+    let mut all: Vec<String> = batches.concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "each entry moved exactly once");
+    assert_eq!(deferred::count(&mut conn, &keys).await.unwrap(), 0);
+}
