@@ -458,8 +458,11 @@ pub(super) async fn call_provider(
             if !core.stopping.sleep_until(look_at).await {
                 return hand_back(core, m, true, HandBack::Stopping).await;
             }
-            if let Some(stopped) = stopped_while_waiting(core, m).await? {
-                return Ok(stopped);
+            match stopped_while_waiting(core, m).await {
+                Ok(Some(stopped)) => return Ok(stopped),
+                Ok(None) => {}
+                // Not looked at, so not sent: back to wait, no provider called.
+                Err(e) => return give_back_after_error(core, m, e).await,
             }
         }
         let in_time = || tokio::time::Instant::now() <= slot.at + SLOT_TOLERANCE;
@@ -565,9 +568,10 @@ pub(super) enum HandBack {
     LimitsUnavailable,
     /// The process is stopping (SIGTERM): another process takes it at once.
     Stopping,
-    /// The claim's commit was cut off and turned out to have landed: the message goes
-    /// back to wait, for any worker at once.
-    ClaimCutOff,
+    /// The database failed after the claim and before the provider was called (the
+    /// claim's commit was cut off and had landed, or the last look at consent failed):
+    /// the message goes back to wait, for any worker at once.
+    DatabaseError,
 }
 
 /// Give a message back to wait ([`HandBack`] says why). A message this worker claimed
@@ -584,7 +588,7 @@ pub(super) async fn hand_back(
     let now = core.now();
     let until = match why {
         HandBack::LimitsUnavailable => now + LIMITS_RETRY,
-        HandBack::Stopping | HandBack::ClaimCutOff => now,
+        HandBack::Stopping | HandBack::DatabaseError => now,
     };
     if claimed {
         moving(&[MessageState::Sending], MessageState::Deferred)
@@ -607,9 +611,9 @@ pub(super) async fn hand_back(
             tracing::info!(message_id = %m.id, "given back: the process is stopping");
             "stopping"
         }
-        HandBack::ClaimCutOff => {
-            tracing::warn!(message_id = %m.id, "given back: the claim's commit was cut off, and had landed");
-            "claim_cut_off"
+        HandBack::DatabaseError => {
+            tracing::warn!(message_id = %m.id, "given back: the database failed between the claim and the call");
+            "database_error"
         }
     };
     metrics::counter!("heimdall_sends_held_total", "reason" => reason).increment(1);
@@ -642,7 +646,7 @@ async fn claim_cut_off(
                     // The database keeps microseconds.
                     && (current.updated_at - now).abs() < Duration::microseconds(1);
                 if ours {
-                    return hand_back(core, &current, true, HandBack::ClaimCutOff).await;
+                    return give_back_after_error(core, &current, error).await;
                 }
                 return Err(error);
             }
@@ -655,7 +659,30 @@ async fn claim_cut_off(
     }
 }
 
-/// How long a worker whose claim was cut off keeps asking whether it landed.
+/// A message this worker claimed, and for which it called no provider, goes back to
+/// wait after a database error ([`HandBack::DatabaseError`]); the hand-back is tried
+/// again while the database comes back (up to [`CLAIM_CUT_OFF_WAIT`]). If it never
+/// lands the error stands, and the message is failed for a person after 15 minutes
+/// (`housekeeping`), as for a worker that died.
+async fn give_back_after_error(
+    core: &Core,
+    m: &outbound_message::Model,
+    error: sea_orm::DbErr,
+) -> Result<SendResult, sea_orm::DbErr> {
+    let deadline = tokio::time::Instant::now() + CLAIM_CUT_OFF_WAIT;
+    loop {
+        match hand_back(core, m, true, HandBack::DatabaseError).await {
+            Ok(result) => return Ok(result),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(_) => return Err(error),
+        }
+    }
+}
+
+/// How long a worker keeps trying to learn whether its cut-off claim landed, and to
+/// give back a message after a database error.
 const CLAIM_CUT_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long a message held for unanswering shared limits waits before a worker tries again.
