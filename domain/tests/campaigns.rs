@@ -956,6 +956,29 @@ async fn a_fan_out_interrupted_half_way_resumes_without_duplicates() {
 }
 
 #[tokio::test]
+async fn a_fan_out_in_a_stopping_process_hands_the_campaign_over_at_once() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 20, "all", 0).await;
+    let id = approved(&env, &p, draft("Handed over", "all")).await;
+    env.queue.campaigns.lock().unwrap().clear();
+    // SIGTERM: the process stops taking work.
+    env.core.stop();
+    let report = campaigns::fan_out(&env.core, &id).await.unwrap();
+    assert!(report.claimed);
+    assert!(!report.finished);
+    assert_eq!(report.created, 0, "a stopping process accepts no one");
+    // Enqueued again for another process, not left to be found stale.
+    assert_eq!(*env.queue.campaigns.lock().unwrap(), vec![id.clone()]);
+    // Another process continues it: everyone once.
+    let other = env.core_with_queue(env.queue.clone());
+    let report = campaigns::fan_out(&other, &id).await.unwrap();
+    assert!(report.finished);
+    assert_eq!(report.created, 20);
+    assert_eq!(messages_of(&env.core, &id).await.len(), 20);
+}
+
+#[tokio::test]
 async fn two_approvers_at_once_only_one_wins() {
     let env = env().await;
     let p = people(&env.core).await;

@@ -110,6 +110,21 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
             report.status = status_of(&load(core, &m.id).await?);
             return Ok(report);
         }
+        if core.stopping.is_set() {
+            // This process is stopping (SIGTERM): the fan-out is enqueued again for
+            // another process to continue at once (the recipients done so far are
+            // found by their idempotency keys), instead of waiting for this run to be
+            // found stale.
+            match core.queue.enqueue_campaign(m.id.clone()).await {
+                Ok(()) => {
+                    tracing::info!(campaign_id = %m.id, done = i, "fan-out handed over: this process is stopping")
+                }
+                Err(e) => {
+                    tracing::warn!(campaign_id = %m.id, error = %e, "fan-out stopped with its process; it resumes when found stale")
+                }
+            }
+            return Ok(report);
+        }
         let (variables, _) = variables_for(&mapping, c);
         let res = outbound::accept(
             core,
