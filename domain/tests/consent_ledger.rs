@@ -445,6 +445,51 @@ async fn a_setting_changed_in_one_process_applies_in_another() {
     assert_eq!(b.core.limits.tier_limit(), Some(2000));
 }
 
+/// A process replays its own spool by itself as soon as the database takes it
+/// (its refresher, every second), not only when the cluster-wide replay job
+/// happens to run in it: meanwhile every process holds its sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_replays_its_own_spool_by_itself() {
+    let a = env().await;
+    let cid = kari(&a.core).await;
+    let msg = from_person(&a, "SMownspool", "STOP");
+    let record = inbound::WebhookRecord {
+        provider: "twilio".into(),
+        path: "/webhooks/twilio/inbound".into(),
+        verdict: "accepted".into(),
+        headers: Default::default(),
+        body: String::new(),
+        event_id: Some("SMownspool".into()),
+        received_at: a.core.now(),
+    };
+    inbound::spool(
+        &a.core,
+        &inbound::SpooledEvent {
+            record,
+            event: inbound::SpooledPayload::Message(msg),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(heimdall_domain::store::spool::spool_pending(&a.core));
+    let refresher = tokio::spawn(heimdall_domain::core::run_refresher(a.core.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while heimdall_domain::store::spool::spool_pending(&a.core) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool was not replayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    refresher.abort();
+    assert!(
+        heimdall_domain::consent::opted_out(&a.core.db.conn, &cid, Channel::WhatsApp)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// Finding 9 (spool): a STOP waiting in one process's local spool holds the
 /// sends of every process (through Redis), not only its own.
 #[tokio::test]

@@ -11,28 +11,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
-use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
-use heimdall_domain::testing::{contact_with_consent, OwnRedis, TestEnv};
-use heimdall_domain::{templates, Channel};
+use heimdall_domain::testing::{OwnRedis, TestEnv};
 use heimdall_jobs::deferred::{self, DeferredKeys};
 use heimdall_jobs::{runner, Queue};
 
+mod common;
+
 async fn env_on(redis: &OwnRedis) -> TestEnv {
-    let url = redis.url();
-    let env = TestEnv::new(&[
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-        ("HEIMDALL_REDIS_URL", url.as_str()),
-    ])
-    .await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
-    env
+    common::env(&[("HEIMDALL_REDIS_URL", redis.url().as_str())]).await
 }
 
 async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -45,39 +31,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A reminder accepted on the test's recording queue: recorded, queued, and
-/// not yet on the real queue.
-async fn accepted_reminder(env: &TestEnv) -> String {
-    let contact = contact_with_consent(&env.core, "+4791234567", &[Channel::WhatsApp]).await;
-    outbound::accept(
-        &env.core,
-        SendRequest {
-            recipient: Recipient::Contact(contact),
-            channel: Channel::WhatsApp,
-            content: RequestedContent::Template {
-                name: "task_reminder".into(),
-                variables: [
-                    ("task_name".to_string(), "Call Bob".to_string()),
-                    ("due_time".to_string(), "17:00".to_string()),
-                ]
-                .into(),
-            },
-            origin: Origin::Automation {
-                principal: ApiPrincipal {
-                    key_id: None,
-                    name: "bootstrap".into(),
-                },
-                source: "api",
-                reminder_id: None,
-            },
-            idempotency_key: None,
-        },
-    )
-    .await
-    .unwrap()
-    .message_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +49,7 @@ async fn ten_thousand_deferred_messages_falling_due_together_all_go() {
 
     // A real message and 10,000 jobs for messages that do not exist (the
     // worker finds nothing to claim), all deferred to the same moment.
-    let real = accepted_reminder(&env).await;
+    let real = common::accepted_reminder(&env).await;
     let due = chrono::Utc::now() + chrono::Duration::seconds(4);
     let ids: Vec<String> = (0..10_000)
         .map(|i| format!("no-such-message-{i}"))

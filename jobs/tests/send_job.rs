@@ -1,0 +1,57 @@
+//! The send job: the send runs as a task of its own, so a job dropped half
+//! way (its apalis worker stopped, its Redis restarted) does not cut the send
+//! off between the claim and the call, which would leave the message for a
+//! person to check.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::EntityTrait;
+
+use heimdall_domain::entities::outbound_message;
+use heimdall_jobs::send_message::{self, SendMessage};
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_job_dropped_half_way_still_finishes_its_send() {
+    let env = common::env(&[]).await;
+    let id = common::accepted_reminder(&env).await;
+    // The provider takes its time: the job is dropped while the call is out.
+    let (called_tx, called_rx) = tokio::sync::oneshot::channel::<()>();
+    let called_tx = std::sync::Mutex::new(Some(called_tx));
+    env.provider.on_send(Arc::new(move |_| {
+        if let Some(tx) = called_tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        Box::pin(tokio::time::sleep(Duration::from_millis(500)))
+    }));
+    let job = tokio::spawn(send_message::run(
+        SendMessage {
+            message_id: id.clone(),
+        },
+        env.core.clone(),
+    ));
+    called_rx.await.expect("the provider was called");
+    job.abort();
+    assert!(job.await.unwrap_err().is_cancelled());
+
+    // The send goes on without its job: the provider's answer is recorded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = outbound_message::Entity::find_by_id(id.as_str())
+            .one(&env.core.db.conn)
+            .await
+            .unwrap()
+            .unwrap();
+        if m.provider_sid.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the send was cut off with its job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.provider.sent_to(common::PHONE), 1);
+}
