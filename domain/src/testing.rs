@@ -501,3 +501,55 @@ impl Drop for OwnRedis {
         self.kill();
     }
 }
+
+/// A task reminder to `phone` (a contact with WhatsApp consent, made if
+/// needed), accepted from the bootstrap API key on `core`: its id. Needs the
+/// settings `HEIMDALL_API_KEY` and `WA_TEMPLATE_TASK_REMINDER`, with the
+/// senders and templates registered.
+pub async fn accept_reminder_to(core: &Core, phone: &str) -> String {
+    use crate::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+    let contact = contact_with_consent(core, phone, &[crate::Channel::WhatsApp]).await;
+    outbound::accept(
+        core,
+        SendRequest {
+            recipient: Recipient::Contact(contact),
+            channel: crate::Channel::WhatsApp,
+            content: RequestedContent::Template {
+                name: "task_reminder".into(),
+                variables: [
+                    ("task_name".to_string(), "Call Bob".to_string()),
+                    ("due_time".to_string(), "17:00".to_string()),
+                ]
+                .into(),
+            },
+            origin: Origin::Automation {
+                principal: crate::access::authz::ApiPrincipal {
+                    key_id: None,
+                    name: "bootstrap".into(),
+                },
+                source: "api",
+                reminder_id: None,
+            },
+            idempotency_key: None,
+        },
+    )
+    .await
+    .expect("the reminder is accepted")
+    .message_id
+}
+
+/// Poll `done` every 50 ms until it holds; fail the test after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -445,25 +445,21 @@ async fn a_setting_changed_in_one_process_applies_in_another() {
     assert_eq!(b.core.limits.tier_limit(), Some(2000));
 }
 
-/// A process replays its own spool by itself as soon as the database takes it
-/// (its refresher, every second), not only when the cluster-wide replay job
-/// happens to run in it: meanwhile every process holds its sends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_replays_its_own_spool_by_itself() {
-    let a = env().await;
-    let cid = kari(&a.core).await;
-    let msg = from_person(&a, "SMownspool", "STOP");
+/// A STOP from Kari (`sid`) in `env`'s local spool, as a webhook leaves it
+/// there while the database is away.
+async fn spool_stop(env: &TestEnv, sid: &str) {
+    let msg = from_person(env, sid, "STOP");
     let record = inbound::WebhookRecord {
         provider: "twilio".into(),
         path: "/webhooks/twilio/inbound".into(),
         verdict: "accepted".into(),
         headers: Default::default(),
         body: String::new(),
-        event_id: Some("SMownspool".into()),
-        received_at: a.core.now(),
+        event_id: Some(sid.into()),
+        received_at: env.core.now(),
     };
     inbound::spool(
-        &a.core,
+        &env.core,
         &inbound::SpooledEvent {
             record,
             event: inbound::SpooledPayload::Message(msg),
@@ -471,6 +467,16 @@ async fn a_process_replays_its_own_spool_by_itself() {
     )
     .await
     .unwrap();
+}
+
+/// A process replays its own spool by itself as soon as the database takes it
+/// (its refresher, every second), not only when the cluster-wide replay job
+/// happens to run in it: meanwhile every process holds its sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_replays_its_own_spool_by_itself() {
+    let a = env().await;
+    let cid = kari(&a.core).await;
+    spool_stop(&a, "SMownspool").await;
     assert!(heimdall_domain::store::spool::spool_pending(&a.core));
     let refresher = tokio::spawn(heimdall_domain::core::run_refresher(a.core.clone()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -504,25 +510,7 @@ async fn a_stop_waiting_in_another_processes_spool_holds_this_ones_sends() {
     }
     let b = a.sibling(&[]).await;
     let cid = kari(&a.core).await;
-    let msg = from_person(&a, "SMspooled", "STOP");
-    let record = inbound::WebhookRecord {
-        provider: "twilio".into(),
-        path: "/webhooks/twilio/inbound".into(),
-        verdict: "accepted".into(),
-        headers: Default::default(),
-        body: String::new(),
-        event_id: Some("SMspooled".into()),
-        received_at: a.core.now(),
-    };
-    inbound::spool(
-        &a.core,
-        &inbound::SpooledEvent {
-            record,
-            event: inbound::SpooledPayload::Message(msg),
-        },
-    )
-    .await
-    .unwrap();
+    spool_stop(&a, "SMspooled").await;
     heimdall_domain::store::spool::share_spool_state(&b.core).await;
     assert!(heimdall_domain::store::spool::spool_pending(&b.core));
     let out = outbound::accept(&b.core, reminder(&cid)).await.unwrap();

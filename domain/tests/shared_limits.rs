@@ -18,7 +18,7 @@ use heimdall_domain::sending::limits::{Limits, LimitsUnavailable};
 use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
 };
-use heimdall_domain::testing::{contact_with_consent, OwnRedis, TestEnv};
+use heimdall_domain::testing::{self, contact_with_consent, OwnRedis, TestEnv};
 use heimdall_domain::{housekeeping, templates, Channel};
 
 const PHONE: &str = "+4791234567";
@@ -49,35 +49,7 @@ async fn accept_reminder(env: &TestEnv) -> String {
 }
 
 async fn accept_reminder_to(env: &TestEnv, phone: &str) -> String {
-    let contact = contact_with_consent(&env.core, phone, &[Channel::WhatsApp]).await;
-    let variables = [
-        ("task_name".to_string(), "Call Bob".to_string()),
-        ("due_time".to_string(), "17:00".to_string()),
-    ]
-    .into();
-    outbound::accept(
-        &env.core,
-        SendRequest {
-            recipient: Recipient::Contact(contact),
-            channel: Channel::WhatsApp,
-            content: RequestedContent::Template {
-                name: "task_reminder".into(),
-                variables,
-            },
-            origin: Origin::Automation {
-                principal: ApiPrincipal {
-                    key_id: None,
-                    name: "bootstrap".into(),
-                },
-                source: "api",
-                reminder_id: None,
-            },
-            idempotency_key: None,
-        },
-    )
-    .await
-    .unwrap()
-    .message_id
+    testing::accept_reminder_to(&env.core, phone).await
 }
 
 async fn state(env: &TestEnv, id: &str) -> String {
@@ -97,16 +69,12 @@ async fn alerts(env: &TestEnv) -> u64 {
 }
 
 /// Until `f` is true, with a deadline.
-async fn eventually<F, Fut>(what: &str, mut f: F)
+async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + StdDuration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
+    testing::eventually(what, StdDuration::from_secs(20), f).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 //! the Redis path is what runs on every backend.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -21,16 +21,14 @@ async fn env_on(redis: &OwnRedis) -> TestEnv {
     common::env(&[("HEIMDALL_REDIS_URL", redis.url().as_str())]).await
 }
 
-async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A connection to `redis` and the deferred set beside a queue there.
+async fn deferred_set(redis: &OwnRedis) -> (redis::aio::ConnectionManager, DeferredKeys) {
+    let conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    (conn, DeferredKeys::beside("test:heimdall.send_message"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,11 +72,11 @@ async fn ten_thousand_deferred_messages_falling_due_together_all_go() {
     let workers = tokio::spawn(runner::run(core.clone(), queue.clone(), async move {
         let _ = stopped.await;
     }));
-    eventually("the real message sent", || async {
+    common::eventually("the real message sent", || async {
         env.provider.sent_to("+4791234567") == 1
     })
     .await;
-    eventually("every job taken off the queue", || async {
+    common::eventually("every job taken off the queue", || async {
         core.queue.depth().await == Some(0)
     })
     .await;
@@ -94,12 +92,7 @@ async fn ten_thousand_deferred_messages_falling_due_together_all_go() {
 #[tokio::test]
 async fn an_entry_whose_mover_died_is_moved_again_after_a_while_and_only_then() {
     let redis = OwnRedis::start();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
-    let keys = DeferredKeys::beside("test:heimdall.send_message");
+    let (mut conn, keys) = deferred_set(&redis).await;
     let now = chrono::Utc::now();
     deferred::defer(&mut conn, &keys, "m-1", now - chrono::Duration::seconds(1))
         .await
@@ -177,12 +170,7 @@ async fn an_entry_whose_mover_died_is_moved_again_after_a_while_and_only_then() 
 #[tokio::test]
 async fn due_entries_move_in_bounded_batches_each_once() {
     let redis = OwnRedis::start();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
-    let keys = DeferredKeys::beside("test:heimdall.send_message");
+    let (mut conn, keys) = deferred_set(&redis).await;
     let now = chrono::Utc::now();
     let n = 12_345;
     let mut pipe = redis::pipe();

@@ -4,7 +4,7 @@
 //! when the job is enqueued more than once; the queue reports its depth.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -106,16 +106,12 @@ fn draft() -> CampaignDraft {
 }
 
 /// Poll `done` until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut done: F)
+async fn eventually<F, Fut>(what: &str, done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    heimdall_domain::testing::eventually(what, Duration::from_secs(60), done).await
 }
 
 async fn messages(core: &Core, campaign_id: &str) -> u64 {

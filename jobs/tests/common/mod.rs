@@ -1,10 +1,9 @@
 //! What the jobs crate's tests share: a test world with a sender and the
 //! reminder template, and a message accepted in it.
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
-use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
-use heimdall_domain::testing::{contact_with_consent, TestEnv};
-use heimdall_domain::{templates, Channel};
+use heimdall_domain::access::authz;
+use heimdall_domain::templates;
+use heimdall_domain::testing::{self, TestEnv};
 
 /// The number [`accepted_reminder`] sends to.
 pub const PHONE: &str = "+4791234567";
@@ -30,32 +29,14 @@ pub async fn env(extra: &[(&str, &str)]) -> TestEnv {
 /// A reminder to [`PHONE`] accepted on the test's recording queue: recorded
 /// and queued, and on no real queue.
 pub async fn accepted_reminder(env: &TestEnv) -> String {
-    let contact = contact_with_consent(&env.core, PHONE, &[Channel::WhatsApp]).await;
-    outbound::accept(
-        &env.core,
-        SendRequest {
-            recipient: Recipient::Contact(contact),
-            channel: Channel::WhatsApp,
-            content: RequestedContent::Template {
-                name: "task_reminder".into(),
-                variables: [
-                    ("task_name".to_string(), "Call Bob".to_string()),
-                    ("due_time".to_string(), "17:00".to_string()),
-                ]
-                .into(),
-            },
-            origin: Origin::Automation {
-                principal: ApiPrincipal {
-                    key_id: None,
-                    name: "bootstrap".into(),
-                },
-                source: "api",
-                reminder_id: None,
-            },
-            idempotency_key: None,
-        },
-    )
-    .await
-    .unwrap()
-    .message_id
+    testing::accept_reminder_to(&env.core, PHONE).await
+}
+
+/// Poll `done` until it holds (90 s at most: the queue tests move thousands of jobs).
+pub async fn eventually<F, Fut>(what: &str, done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    testing::eventually(what, std::time::Duration::from_secs(90), done).await
 }
