@@ -101,9 +101,12 @@ pub async fn run(
     let monitor = crate::fan_out_campaign::register(monitor, &core, &queue_for_hooks);
     let monitor = crate::schedules::register(monitor, &core, &queue_for_hooks);
     let stopping = core.clone();
+    let asked = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
+    let asked_at = asked.clone();
     let ran = monitor
         .run_with_signal(async move {
             shutdown.await;
+            let _ = asked_at.set(std::time::Instant::now());
             // Sends waiting for their slot give their message back now.
             stopping.stop();
             Ok(())
@@ -111,6 +114,12 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"));
     promoter.abort();
+    if let Some(at) = asked.get() {
+        tracing::info!(
+            after_ms = at.elapsed().as_millis() as u64,
+            "workers stopped: jobs in flight finished"
+        );
+    }
     ran
 }
 

@@ -81,6 +81,9 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
         .recipients
         .unwrap_or(if opts.short { 400 } else { 5000 });
     let rate = opts.rate.unwrap_or(if opts.short { 10 } else { 50 });
+    // The messaging tier: fewer unique people than the workload reaches (every
+    // contact is in the campaign), so the last tenth waits for it.
+    let tier = n - n / 10;
     let stretch = if opts.short { 1.0 } else { 2.5 };
     let bin = opts.bin.clone().unwrap_or_else(|| {
         std::env::current_exe()
@@ -94,10 +97,10 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
     let logs = dir.path().to_path_buf();
     let db_url = crate::fresh_db(Some(&opts.database_url), &logs, "chaos").await?;
     println!(
-        "== chaos: {n} campaign recipients, sender rate {rate}/s, 2 serve + 2 worker on PostgreSQL + Redis; logs in {}",
+        "== chaos: {n} campaign recipients, sender rate {rate}/s, messaging tier {tier} people, 2 serve + 2 worker on PostgreSQL + Redis; logs in {}",
         logs.display()
     );
-    let result = run_in(&opts, n, rate, stretch, &bin, &logs, &db_url).await;
+    let result = run_in(&opts, n, rate, tier, stretch, &bin, &logs, &db_url).await;
     if !opts.keep {
         let _ = crate::drop_fresh_db(Some(&opts.database_url), &db_url).await;
     }
@@ -118,10 +121,12 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_in(
     opts: &Options,
     n: usize,
     rate: u32,
+    tier: usize,
     stretch: f64,
     bin: &std::path::Path,
     logs: &std::path::Path,
@@ -146,6 +151,7 @@ async fn run_in(
     let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
     let ns = format!("chaos{}", std::process::id());
     let rate_s = rate.to_string();
+    let tier_s = tier.to_string();
     let discord = format!(
         "{sandbox_url}/api/webhooks/{}/{}",
         heimdall_sandbox::DISCORD_WEBHOOK_ID,
@@ -171,7 +177,7 @@ async fn run_in(
             ("WA_TEMPLATE_TASK_REMINDER", &template_sid),
             ("HEIMDALL_RATE_PER_SECOND", &rate_s),
             ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-            ("HEIMDALL_TIER_LIMIT", "unlimited"),
+            ("HEIMDALL_TIER_LIMIT", &tier_s),
             ("HEIMDALL_WORKER_CONCURRENCY", "16"),
             ("HEIMDALL_STATUS_STEP_MS", "200"),
             ("HEIMDALL_DATA_DIR", data),
@@ -180,7 +186,7 @@ async fn run_in(
                 "HEIMDALL_FETCH_ALLOWLIST",
                 &format!("127.0.0.1:{sandbox_port}"),
             ),
-            ("RUST_LOG", "warn,heimdall_server=info"),
+            ("RUST_LOG", "warn,heimdall_server=info,heimdall_jobs=info"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -400,7 +406,7 @@ async fn run_in(
         .json()
         .await?;
     let stops = stop_answers.lock().unwrap().clone();
-    let report = check(&db, &draft.id, &sandbox_messages, &stops, rate).await?;
+    let report = check(&db, &draft.id, &sandbox_messages, &stops, rate, tier).await?;
     for p in cluster.serves.iter_mut().chain(cluster.workers.iter_mut()) {
         p.terminate(Duration::from_secs(35)).await;
     }
@@ -461,7 +467,7 @@ async fn run_in(
         .filter_map(|f| f.recovery)
         .fold(0.0f64, f64::max);
     println!(
-        "chaos: {} messages={} provider_records={} duration={:.1}s end_to_end={:.1} msg/s faults={} unrecovered={unrecovered} max_recovery={max_recovery:.1}s busiest_second={}/{rate} unexplained={} reached_twice={} after_stop={} campaign_skipped={} campaign_doubled={}",
+        "chaos: {} messages={} provider_records={} duration={:.1}s end_to_end={:.1} msg/s faults={} unrecovered={unrecovered} max_recovery={max_recovery:.1}s busiest_second={}/{rate} tier_people={}/{tier} unexplained={} reached_twice={} after_stop={} campaign_skipped={} campaign_doubled={}",
         if pass { "PASS" } else { "FAIL" },
         report.messages,
         report.provider_records,
@@ -469,6 +475,7 @@ async fn run_in(
         report.provider_records as f64 / elapsed.as_secs_f64(),
         faults.len(),
         report.busiest,
+        report.tier_people,
         report.get("unexplained"),
         report.get("reached the sandbox twice"),
         report.get("after its STOP"),
@@ -498,11 +505,7 @@ async fn provider_taken(db: &Db) -> u64 {
 /// Messages still to be sent (nothing left: a fault's recovery is then
 /// measured by readiness alone).
 async fn waiting(db: &Db) -> u64 {
-    outbound_message::Entity::find()
-        .filter(outbound_message::Column::State.is_in(["pending", "queued", "deferred", "held"]))
-        .count(&db.conn)
-        .await
-        .unwrap_or(0)
+    crate::chaos_load::waiting_to_send(db).await
 }
 
 /// Time from the fault until every process is ready again and (when work

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use heimdall_domain::entities::{alert, contact, outbound_message, tool_call};
+use heimdall_domain::entities::{alert, contact, outbound_message, tier_usage, tool_call};
 use heimdall_domain::Db;
 
 use crate::chaos::{FAULT_NUMBERS, WHATSAPP_FROM};
+use crate::chaos_load::HELD_BY_TIER;
 
 /// The invariants' counts, in order: (name, count, must be zero).
 pub struct Report {
@@ -18,6 +19,8 @@ pub struct Report {
     pub messages: u64,
     pub provider_records: u64,
     pub busiest: u64,
+    /// Unique people the sandbox took a business-initiated message for.
+    pub tier_people: u64,
 }
 
 impl Report {
@@ -36,6 +39,7 @@ pub async fn check(
     sandbox: &[Value],
     stops: &HashMap<String, DateTime<Utc>>,
     rate: u32,
+    tier: usize,
 ) -> anyhow::Result<Report> {
     let messages = outbound_message::Entity::find().all(&db.conn).await?;
     let contacts = contact::Entity::find().all(&db.conn).await?;
@@ -58,6 +62,8 @@ pub async fn check(
             // Taken by the provider; its status callbacks were lost with a process.
             "sending" => m.provider_sid.is_none(),
             "blocked" => m.block_reason.is_none(),
+            // Waiting, rightly, for the messaging tier to free a place.
+            "deferred" => m.block_reason.as_deref() != Some(HELD_BY_TIER),
             "failed" | "undelivered" => m.error_code.is_none() && m.error_message.is_none(),
             "cancelled" => m.error_message.is_none() && m.block_reason.is_none(),
             _ => true,
@@ -102,15 +108,7 @@ pub async fn check(
     let mut after_stop = 0u64;
     let mut confirmations = 0u64;
     for m in &outbound {
-        let mid = m["status_callback"]
-            .as_str()
-            .and_then(|u| url::Url::parse(u).ok())
-            .and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "mid")
-                    .map(|(_, v)| v.to_string())
-            })
-            .unwrap_or_default();
+        let mid = message_id_of(m);
         *per_mid.entry(mid.clone()).or_default() += 1;
         let to = m["to"]
             .as_str()
@@ -205,7 +203,52 @@ pub async fn check(
         true,
     ));
 
-    // 4. Each campaign recipient fanned out exactly once.
+    // 4. The messaging tier: unique people reached by business-initiated messages
+    // (everything but Heimdall's own compliance answers, which go inside the window the
+    // person's STOP opened), as the tier's record counts them and as the sandbox took
+    // them in, never above the limit; the messages held for it are explained.
+    let counted: HashSet<String> = tier_usage::Entity::find()
+        .all(&db.conn)
+        .await?
+        .into_iter()
+        .map(|u| u.recipient)
+        .collect();
+    let mut reached: HashSet<&str> = HashSet::new();
+    for m in &outbound {
+        let mid = message_id_of(m);
+        if by_id.get(mid.as_str()).map(|r| r.source.as_str()) != Some("compliance") {
+            if let Some(to) = m["to"].as_str() {
+                reached.insert(to.trim_start_matches("whatsapp:"));
+            }
+        }
+    }
+    let held = messages
+        .iter()
+        .filter(|m| m.state == "deferred" && m.block_reason.as_deref() == Some(HELD_BY_TIER))
+        .count() as u64;
+    rows.push((
+        format!(
+            "unique people counted in the tier above its limit of {tier} ({} counted)",
+            counted.len()
+        ),
+        (counted.len() as u64).saturating_sub(tier as u64),
+        true,
+    ));
+    rows.push((
+        format!(
+            "unique people the sandbox took business-initiated messages for above the tier ({} reached)",
+            reached.len()
+        ),
+        (reached.len() as u64).saturating_sub(tier as u64),
+        true,
+    ));
+    rows.push((
+        "messages held for the tier (explained: they wait for a place)".into(),
+        held,
+        false,
+    ));
+
+    // 5. Each campaign recipient fanned out exactly once.
     let mut per_contact: HashMap<&str, u64> = HashMap::new();
     for m in messages.iter().filter(|m| {
         m.campaign_id.as_deref() == Some(campaign_id)
@@ -232,7 +275,21 @@ pub async fn check(
         messages: messages.len() as u64,
         provider_records: outbound.len() as u64,
         busiest: busiest as u64,
+        tier_people: reached.len() as u64,
     })
+}
+
+/// Heimdall's id of a message the sandbox took (its status callback names it).
+fn message_id_of(m: &Value) -> String {
+    m["status_callback"]
+        .as_str()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "mid")
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// The most times in any one-second window.

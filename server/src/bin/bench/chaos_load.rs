@@ -211,16 +211,27 @@ pub async fn api_sends(
     (accepted, lost)
 }
 
-async fn count_state(db: &Db, states: &[&str]) -> u64 {
+/// The reason a message waits for the messaging tier (its gate's code).
+pub const HELD_BY_TIER: &str = "tier_limit";
+
+/// Messages waiting to be sent, but for those the messaging tier holds (they
+/// wait, rightly, for the moving 24 hours to free a place: explained, not
+/// stuck).
+pub async fn waiting_to_send(db: &Db) -> u64 {
     outbound_message::Entity::find()
-        .filter(outbound_message::Column::State.is_in(states.iter().copied()))
+        .filter(outbound_message::Column::State.is_in(["pending", "queued", "deferred", "held"]))
+        .filter(
+            sea_orm::Condition::any()
+                .add(outbound_message::Column::BlockReason.is_null())
+                .add(outbound_message::Column::BlockReason.ne(HELD_BY_TIER)),
+        )
         .count(&db.conn)
         .await
         .unwrap_or(u64::MAX)
 }
 
 async fn unsettled(db: &Db) -> u64 {
-    let waiting = count_state(db, &["pending", "queued", "deferred", "held"]).await;
+    let waiting = waiting_to_send(db).await;
     let claimed = outbound_message::Entity::find()
         .filter(outbound_message::Column::State.eq("sending"))
         .filter(outbound_message::Column::ProviderSid.is_null())
