@@ -12,14 +12,12 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::Duration;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz;
 use heimdall_domain::entities::{alert, outbound_message};
 use heimdall_domain::sending::limits::{Limits, LimitsUnavailable};
-use heimdall_domain::sending::outbound::{
-    self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
-};
-use heimdall_domain::testing::{self, contact_with_consent, OwnRedis, TestEnv};
-use heimdall_domain::{housekeeping, templates, Channel};
+use heimdall_domain::sending::outbound::{self, SendResult};
+use heimdall_domain::testing::{self, OwnRedis, TestEnv};
+use heimdall_domain::{housekeeping, templates};
 
 const PHONE: &str = "+4791234567";
 

@@ -18,6 +18,10 @@ use crate::send_message::{self, SendMessage};
 /// without a push, so polling is needed besides wake-on-push).
 const POLL: Duration = Duration::from_millis(50);
 
+/// How long a stopping process waits for its sends still running (a provider call
+/// times out well within it).
+const SENDS_AT_SHUTDOWN: Duration = Duration::from_secs(20);
+
 async fn send_message_handler(job: SendMessage, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
     send_message::run(job, (*core).clone())
         .await
@@ -114,9 +118,13 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"));
     promoter.abort();
+    // Sends are tasks of their own: let those still running finish (a send waiting
+    // for its slot gives its message back at once; one in its call records the answer).
+    let left = send_message::wait_for_sends(SENDS_AT_SHUTDOWN).await;
     if let Some(at) = asked.get() {
         tracing::info!(
             after_ms = at.elapsed().as_millis() as u64,
+            sends_cut_off = left,
             "workers stopped: jobs in flight finished"
         );
     }

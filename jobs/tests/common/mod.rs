@@ -1,5 +1,7 @@
 //! What the jobs crate's tests share: a test world with a sender and the
-//! reminder template, and a message accepted in it.
+//! reminder template, and a message accepted in it. (Each test file uses
+//! what it needs.)
+#![allow(dead_code)]
 
 use heimdall_domain::access::authz;
 use heimdall_domain::templates;
