@@ -109,7 +109,12 @@ impl Queue {
                 // either way, and is re-enqueued from it if the worker
                 // dies (heartbeats); the message's state is the record, and
                 // its claim the guard against sending it twice.
-                .lock_tasks(false);
+                .lock_tasks(false)
+                // A dead worker's fetched jobs go back to the queue when another
+                // worker's heartbeat finds it silent for this long (apalis' default:
+                // 10 × 30 s, five minutes in which its messages wait for nothing).
+                .heartbeat_interval(std::time::Duration::from_secs(5))
+                .missed_heartbeats(3);
             return Ok(Queue::Redis(RedisStorage::new(conn).with_config(config)));
         }
         if let Some(pool) = db.sqlite_pool() {
@@ -170,6 +175,52 @@ impl Queue {
             }
         })
         .await
+    }
+
+    /// On Redis, at the end of a graceful stop: the jobs this process's send workers
+    /// (named `{worker_prefix}-{restarts}`) had fetched and not finished go back to the
+    /// queue at once, instead of when their silence is noticed. apalis may drop a
+    /// fetched job at shutdown without running it; its message is still waiting. (Run
+    /// after the sends still running have finished: a job done but not yet
+    /// acknowledged is pushed again, which is harmless.) How many went back.
+    pub async fn release_in_flight(&self, worker_prefix: &str) -> Result<u64, String> {
+        let Queue::Redis(s) = self else {
+            return Ok(0);
+        };
+        let mut s = s.clone();
+        let config = s.get_config().clone();
+        let mut conn = s.get_connection().clone();
+        let pattern = format!("{}:{worker_prefix}-*", config.inflight_jobs_set());
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut moved = 0u64;
+        for key in keys {
+            let n: u64 = RELEASE_SCRIPT
+                .key(&key)
+                .key(config.active_jobs_list())
+                .key(config.signal_list())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            moved += n;
+        }
+        Ok(moved)
     }
 
     async fn push(&self, task: Task<SendMessage>) -> Result<(), QueueError> {
@@ -277,6 +328,25 @@ impl Queue {
         }
     }
 }
+
+/// A stopped worker's in-flight set onto the active list (one by one: Lua's `unpack`
+/// has a limit), then deleted; the signal list told. KEYS: in-flight set, active
+/// list, signal list.
+const RELEASE: &str = r"
+local ids = redis.call('SMEMBERS', KEYS[1])
+for _, id in ipairs(ids) do
+  redis.call('RPUSH', KEYS[2], id)
+end
+redis.call('DEL', KEYS[1])
+if #ids > 0 then
+  redis.call('DEL', KEYS[3])
+  redis.call('LPUSH', KEYS[3], 1)
+end
+return #ids
+";
+
+static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(RELEASE));
 
 /// Jobs waiting to run, from a SQL backend's per-queue statistics.
 fn pending(stats: Vec<Statistic>) -> u64 {

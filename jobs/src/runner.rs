@@ -121,6 +121,13 @@ pub async fn run(
     // Sends are tasks of their own: let those still running finish (a send waiting
     // for its slot gives its message back at once; one in its call records the answer).
     let left = send_message::wait_for_sends(SENDS_AT_SHUTDOWN).await;
+    match queue_for_hooks.release_in_flight(&worker_name).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "fetched jobs not run given back to the queue"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not give back the fetched jobs; they return when this worker's silence is noticed")
+        }
+    }
     if let Some(at) = asked.get() {
         tracing::info!(
             after_ms = at.elapsed().as_millis() as u64,

@@ -53,3 +53,52 @@ async fn a_send_job_dropped_half_way_still_finishes_its_send() {
     );
     assert_eq!(env.provider.sent_to(common::PHONE), 1);
 }
+
+#[tokio::test]
+async fn a_stopped_workers_fetched_jobs_go_back_to_the_queue() {
+    use heimdall_domain::sending::queue::JobQueue;
+    let redis = heimdall_domain::testing::OwnRedis::start();
+    let env = common::env(&[("HEIMDALL_REDIS_URL", redis.url().as_str())]).await;
+    let queue = heimdall_jobs::Queue::open(
+        &env.core.db,
+        env.core.redis.clone(),
+        &env.core.settings.redis_namespace,
+    )
+    .await
+    .unwrap();
+    let heimdall_jobs::Queue::Redis(storage) = &queue else {
+        panic!("the queue is on Redis");
+    };
+    // As apalis leaves them when it drops fetched jobs at shutdown: in the
+    // worker's in-flight set (two starts of it), not on the queue.
+    let inflight = storage.get_config().inflight_jobs_set();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .sadd(format!("{inflight}:heimdall-send-1-abc-0"), "job-1")
+        .sadd(
+            format!("{inflight}:heimdall-send-1-abc-1"),
+            &["job-2", "job-3"],
+        )
+        .sadd(
+            format!("{inflight}:heimdall-send-2-def-0"),
+            "job-of-another",
+        )
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await, Some(0));
+    assert_eq!(queue.release_in_flight("heimdall-send-1-abc").await, Ok(3));
+    assert_eq!(queue.depth().await, Some(3));
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{inflight}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![format!("{inflight}:heimdall-send-2-def-0")]);
+    // Nothing twice.
+    assert_eq!(queue.release_in_flight("heimdall-send-1-abc").await, Ok(0));
+}
