@@ -106,6 +106,19 @@ pub async fn check(
     let mut per_campaign_to: HashMap<(String, String), u64> = HashMap::new();
     let mut times: Vec<DateTime<Utc>> = Vec::new();
     let mut after_stop = 0u64;
+    let mut in_flight = 0u64;
+    // When each message's request left (its attempts' audit rows are dated at the call).
+    let mut left_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for a in tool_call::Entity::find()
+        .filter(tool_call::Column::Kind.eq("send_attempt"))
+        .all(&db.conn)
+        .await?
+    {
+        if let Some(mid) = a.message_id {
+            let e = left_at.entry(mid).or_insert(a.created_at);
+            *e = (*e).max(a.created_at);
+        }
+    }
     let mut confirmations = 0u64;
     for m in &outbound {
         let mid = message_id_of(m);
@@ -130,11 +143,18 @@ pub async fn check(
             {
                 times.push(at);
             }
-            if stops.get(&to).is_some_and(|answered| at > *answered) {
+            if let Some(answered) = stops.get(&to).filter(|answered| at > **answered) {
                 // Heimdall's own answer to the STOP (the opt-out confirmation)
                 // is the one message that may follow it.
                 if by_id.get(mid.as_str()).map(|r| r.source.as_str()) == Some("compliance") {
                     confirmations += 1;
+                } else if left_at
+                    .get(mid.as_str())
+                    .is_some_and(|left| *left <= *answered + in_flight_allowance())
+                {
+                    // Its request left (its last look at consent came before the STOP
+                    // was recorded) and reached the sandbox after the answer.
+                    in_flight += 1;
                 } else {
                     after_stop += 1;
                 }
@@ -170,6 +190,12 @@ pub async fn check(
     rows.push((
         "STOP confirmations sent after the STOP (expected, one each)".into(),
         confirmations,
+        false,
+    ));
+    rows.push((
+        "in flight when the STOP came: left before it was answered, arrived after (explained)"
+            .into(),
+        in_flight,
         false,
     ));
     rows.push((
@@ -277,6 +303,16 @@ pub async fn check(
         busiest: busiest as u64,
         tier_people: reached.len() as u64,
     })
+}
+
+/// How long after its last look at consent a request may leave: the look is made
+/// 25 ms before the call's slot (`RECHECK_LEAD`), or, without a wait, is the worker's
+/// evaluation at most 50 ms before it (`RECHECK_AFTER_WAIT`), and a call may go up to
+/// 9 ms after its slot (`SLOT_TOLERANCE`): 59 ms, plus the look's own read, which saw
+/// the database as it was when the read began. A request that left later than this
+/// after the STOP was answered (so, recorded) was sent against it.
+fn in_flight_allowance() -> chrono::Duration {
+    chrono::Duration::milliseconds(100)
 }
 
 /// Heimdall's id of a message the sandbox took (its status callback names it).
