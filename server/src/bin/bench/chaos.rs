@@ -101,8 +101,11 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
         logs.display()
     );
     let result = run_in(&opts, n, rate, tier, stretch, &bin, &logs, &db_url).await;
-    if !opts.keep {
+    // A failed run keeps its database (and logs) for reading.
+    if !opts.keep && matches!(result, Ok(true)) {
         let _ = crate::drop_fresh_db(Some(&opts.database_url), &db_url).await;
+    } else {
+        println!("database kept: {db_url}");
     }
     match result {
         Ok(pass) => {
