@@ -37,11 +37,7 @@ pub const QUEUE: &str = "heimdall.send_message";
 pub async fn run(job: SendMessage, core: Arc<Core>) -> Result<(), anyhow::Error> {
     let id = job.message_id.clone();
     let task_core = core.clone();
-    let in_flight = InFlight::enter();
-    let send = tokio::spawn(async move {
-        let _in_flight = in_flight;
-        outbound::process_send(&task_core, &id).await
-    });
+    let send = SENDS.spawn(async move { outbound::process_send(&task_core, &id).await });
     match send.await? {
         Ok(result) => {
             tracing::debug!(message_id = %job.message_id, ?result, "send job done");
@@ -67,25 +63,10 @@ pub async fn run(job: SendMessage, core: Arc<Core>) -> Result<(), anyhow::Error>
 /// How long after an infrastructure failure a send is tried again.
 pub const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
-/// Sends running in this process (their own tasks, which outlive a job its
-/// worker dropped).
-static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// One send counted in [`IN_FLIGHT`] while it lives.
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> InFlight {
-        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
+/// Sends running in this process: their own tasks, which outlive a job its
+/// worker dropped.
+static SENDS: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+    std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
 
 /// At shutdown, after the queue's workers stopped: wait (up to `within`) for the
 /// sends still running in this process, so that the process does not exit between
@@ -94,12 +75,9 @@ impl Drop for InFlight {
 /// and goes on, but only while the process lives.) Returns how many were still
 /// running when the wait ended.
 pub async fn wait_for_sends(within: std::time::Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let n = IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst);
-        if n == 0 || tokio::time::Instant::now() >= deadline {
-            return n;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    SENDS.close();
+    let _ = tokio::time::timeout(within, SENDS.wait()).await;
+    // (Closing only lets `wait` end when the tasks have; sends still start.)
+    SENDS.reopen();
+    SENDS.len()
 }

@@ -6,10 +6,10 @@
 //! Each test runs a `redis-server` of its own on a spare loopback port, so
 //! the Redis path is what runs on every backend.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use sea_orm::EntityTrait;
 
 use heimdall_domain::testing::{OwnRedis, TestEnv};
 use heimdall_jobs::deferred::{self, DeferredKeys};
@@ -35,15 +35,8 @@ async fn deferred_set(redis: &OwnRedis) -> (redis::aio::ConnectionManager, Defer
 async fn ten_thousand_deferred_messages_falling_due_together_all_go() {
     let redis = OwnRedis::start();
     let env = env_on(&redis).await;
-    let queue = Queue::open(
-        &env.core.db,
-        env.core.redis.clone(),
-        &env.core.settings.redis_namespace,
-    )
-    .await
-    .unwrap();
+    let (core, queue) = common::with_real_queue(&env).await;
     assert!(matches!(queue, Queue::Redis(_)));
-    let core = env.core_with_queue(Arc::new(queue.clone()));
 
     // A real message and 10,000 jobs for messages that do not exist (the
     // worker finds nothing to claim), all deferred to the same moment.
@@ -198,4 +191,65 @@ async fn due_entries_move_in_bounded_batches_each_once() {
     all.dedup();
     assert_eq!(all.len(), n, "each entry moved exactly once");
     assert_eq!(deferred::count(&mut conn, &keys).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_message_whose_person_said_stop_before_its_time_is_not_sent() {
+    let redis = OwnRedis::start();
+    let env = env_on(&redis).await;
+    let (core, queue) = common::with_real_queue(&env).await;
+    let id = common::accepted_reminder(&env).await;
+    core.queue
+        .enqueue_send(
+            id.clone(),
+            Some(chrono::Utc::now() + chrono::Duration::seconds(2)),
+        )
+        .await
+        .unwrap();
+    // The person writes STOP while the message waits in the deferred set.
+    heimdall_domain::inbound::handle_message(
+        &env.core,
+        heimdall_domain::inbound::InboundMessage {
+            provider: "twilio".into(),
+            provider_message_id: "SMstopdeferred".into(),
+            channel: heimdall_domain::Channel::WhatsApp,
+            from: format!("whatsapp:{}", common::PHONE),
+            to: None,
+            body: Some("STOP".into()),
+            media: vec![],
+            button_text: None,
+            button_payload: None,
+            profile_name: None,
+            received_at: env.core.now(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(runner::run(core.clone(), queue.clone(), async move {
+        let _ = stopped.await;
+    }));
+    common::eventually("the message taken off the queue and judged", || async {
+        heimdall_domain::entities::outbound_message::Entity::find_by_id(id.as_str())
+            .one(&core.db.conn)
+            .await
+            .unwrap()
+            .is_some_and(|m| m.state == "blocked")
+    })
+    .await;
+    // Nothing reached the provider for the person but the STOP's confirmation.
+    assert!(env
+        .provider
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.message_id != id));
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(60), workers)
+        .await
+        .expect("workers stop")
+        .expect("worker task")
+        .expect("workers ran");
 }

@@ -3,7 +3,6 @@
 //! worker fans it out and the send worker sends every message once, even
 //! when the job is enqueued more than once; the queue reports its depth.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -16,7 +15,9 @@ use heimdall_domain::consent::{ConsentEvidence, ConsentSource};
 use heimdall_domain::entities::{campaign, outbound_message};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{access::authz, templates, Channel, Core};
-use heimdall_jobs::{runner, Queue};
+use heimdall_jobs::runner;
+
+mod common;
 
 async fn env() -> TestEnv {
     let env = TestEnv::new(&[
@@ -30,19 +31,6 @@ async fn env() -> TestEnv {
     authz::register_senders(&env.core, true).await.unwrap();
     templates::register_from_settings(&env.core).await.unwrap();
     env
-}
-
-/// The test's world with the real apalis queue in place of the recording one.
-async fn with_real_queue(env: &TestEnv) -> (Arc<Core>, Queue) {
-    let queue = Queue::open(
-        &env.core.db,
-        env.core.redis.clone(),
-        &env.core.settings.redis_namespace,
-    )
-    .await
-    .unwrap();
-    let core = env.core_with_queue(Arc::new(queue.clone()));
-    (core, queue)
 }
 
 async fn staff(core: &Core, email: &str, role: Role) -> StaffUser {
@@ -125,7 +113,7 @@ async fn messages(core: &Core, campaign_id: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_campaign_is_fanned_out_and_sent_once_even_if_enqueued_again() {
     let env = env().await;
-    let (core, queue) = with_real_queue(&env).await;
+    let (core, queue) = common::with_real_queue(&env).await;
     crowd(&core, 30).await;
     let author = staff(&core, "author@example.com", Role::Operator).await;
     let approver = staff(&core, "approver@example.com", Role::Approver).await;
@@ -186,7 +174,7 @@ async fn an_approved_campaign_is_fanned_out_and_sent_once_even_if_enqueued_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_counts_waiting_fan_out_and_send_jobs() {
     let env = env().await;
-    let (core, _queue) = with_real_queue(&env).await;
+    let (core, _queue) = common::with_real_queue(&env).await;
     assert_eq!(core.queue.depth().await, Some(0));
     core.queue
         .enqueue_campaign("campaign-1".into())
@@ -214,7 +202,7 @@ async fn the_queue_counts_waiting_fan_out_and_send_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_job_for_a_campaign_that_is_gone_or_not_approved_is_dropped() {
     let env = env().await;
-    let (core, _queue) = with_real_queue(&env).await;
+    let (core, _queue) = common::with_real_queue(&env).await;
     crowd(&core, 2).await;
     let author = staff(&core, "author@example.com", Role::Operator).await;
     let c = campaigns::create_draft(&core, &author, draft())

@@ -3,9 +3,12 @@
 //! what it needs.)
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
 use heimdall_domain::access::authz;
-use heimdall_domain::templates;
 use heimdall_domain::testing::{self, TestEnv};
+use heimdall_domain::{templates, Core};
+use heimdall_jobs::Queue;
 
 /// The number [`accepted_reminder`] sends to.
 pub const PHONE: &str = "+4791234567";
@@ -41,4 +44,18 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     testing::eventually(what, std::time::Duration::from_secs(90), done).await
+}
+
+/// The test's world with the real apalis queue (on the test's backend, or its
+/// own Redis) in place of the recording one.
+pub async fn with_real_queue(env: &TestEnv) -> (Arc<Core>, Queue) {
+    let queue = Queue::open(
+        &env.core.db,
+        env.core.redis.clone(),
+        &env.core.settings.redis_namespace,
+    )
+    .await
+    .unwrap();
+    let core = env.core_with_queue(Arc::new(queue.clone()));
+    (core, queue)
 }

@@ -108,13 +108,13 @@ pub async fn check(
     let mut after_stop = 0u64;
     let mut in_flight = 0u64;
     // When each message's request left (its attempts' audit rows are dated at the call).
-    let mut left_at: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for a in tool_call::Entity::find()
+    let attempts = tool_call::Entity::find()
         .filter(tool_call::Column::Kind.eq("send_attempt"))
         .all(&db.conn)
-        .await?
-    {
-        if let Some(mid) = a.message_id {
+        .await?;
+    let mut left_at: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for a in &attempts {
+        if let Some(mid) = a.message_id.as_deref() {
             let e = left_at.entry(mid).or_insert(a.created_at);
             *e = (*e).max(a.created_at);
         }
@@ -209,14 +209,9 @@ pub async fn check(
     // not), and, printed beside it, of the messages as the sandbox took them in. On this
     // two-core machine the sandbox is one process among eight, and its arrivals bunch when
     // it is not scheduled for a moment; the limiter controls the departures.
-    let attempts = tool_call::Entity::find()
-        .filter(tool_call::Column::Kind.eq("send_attempt"))
-        .filter(tool_call::Column::Channel.eq("whatsapp"))
-        .filter(tool_call::Column::Actor.eq("worker"))
-        .all(&db.conn)
-        .await?;
     let mut departures: Vec<DateTime<Utc>> = attempts
         .iter()
+        .filter(|a| a.channel.as_deref() == Some("whatsapp") && a.actor == "worker")
         // (not the attempts Heimdall failed itself, before any call)
         .filter(|a| !a.detail.as_deref().unwrap_or("").starts_with("heimdall:"))
         .map(|a| a.created_at)
