@@ -5,7 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Stored as its [`as_str`](CampaignStatus::as_str) name; with the `db`
+/// feature it is the `campaigns.status` column's own type (a stored name
+/// this enum does not know is a read error, never a silent draft).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "db", derive(sea_orm::DeriveValueType))]
+#[cfg_attr(
+    feature = "db",
+    sea_orm(value_type = "String", from_str = "CampaignStatus::from_stored")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
@@ -100,6 +108,14 @@ impl CampaignStatus {
 
     pub fn parse(s: &str) -> Option<CampaignStatus> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The stored name read back (the `db` column type's reader).
+    pub fn from_stored(s: &str) -> Result<CampaignStatus, crate::UnknownName> {
+        Self::parse(s).ok_or_else(|| crate::UnknownName {
+            kind: "campaign status",
+            name: s.to_string(),
+        })
     }
 
     /// Nothing more can happen to the campaign.

@@ -16,6 +16,23 @@ use serde::{Deserialize, Serialize};
 mod campaign;
 pub use campaign::{CampaignAction, CampaignStatus};
 
+/// A stored or sent name that none of a code's values has (reading a row
+/// whose state this build does not know fails with it, never guesses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    /// What kind of code (`campaign status`, `message state`).
+    pub kind: &'static str,
+    pub name: String,
+}
+
+impl std::fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown {} '{}'", self.kind, self.name)
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
 /// The gates, each with its stable reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -535,7 +535,7 @@ pub enum ConversationItem {
         /// The text as sent (a template rendered with its variables).
         text: Option<String>,
         template_name: Option<String>,
-        state: String,
+        state: MessageState,
         /// The gate that refused or holds it.
         block_reason: Option<String>,
         error_code: Option<i32>,

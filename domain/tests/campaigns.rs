@@ -4,6 +4,7 @@
 //! once under a race and resumes after a crash, pause/resume/cancel of
 //! waiting messages, progress, and scheduled starts.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::BTreeMap;
 
 use chrono::Duration;
@@ -1028,7 +1029,7 @@ async fn pause_holds_waiting_messages_and_resume_releases_them() {
     let c = campaigns::pause(&env.core, &p.operator, &id).await.unwrap();
     assert_eq!(c.status, CampaignStatus::Paused);
     for m in messages_of(&env.core, &id).await {
-        assert_eq!(m.state, "deferred");
+        assert_eq!(m.state, MessageState::Deferred);
         assert_eq!(m.block_reason.as_deref(), Some(campaigns::PAUSED_REASON));
         assert!(m.defer_until.unwrap() > env.core.now() + Duration::days(3650));
     }
@@ -1167,7 +1168,10 @@ async fn cancel_cancels_waiting_messages_and_nothing_is_sent() {
         .unwrap();
     assert_eq!(c.status, CampaignStatus::Cancelled);
     let msgs = messages_of(&env.core, &id).await;
-    let cancelled = msgs.iter().filter(|m| m.state == "cancelled").count();
+    let cancelled = msgs
+        .iter()
+        .filter(|m| m.state == MessageState::Cancelled)
+        .count();
     assert_eq!(cancelled, 3);
     for mid in &queued[1..] {
         assert_eq!(
@@ -1213,7 +1217,7 @@ async fn progress_counts_states_reasons_rates_and_failures() {
     let msgs: Vec<_> = messages_of(&env.core, &id)
         .await
         .into_iter()
-        .filter(|m| m.state == "sending")
+        .filter(|m| m.state == MessageState::Sending)
         .collect();
     assert_eq!(msgs.len(), 3);
     outbound::apply_status(&env.core, status(&msgs[0].id, "delivered", None))

@@ -3,6 +3,7 @@
 //! last run, next run and outcome for the console; a failing job is
 //! recorded and alerted.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -115,7 +116,7 @@ async fn set_message(core: &Core, id: &str, cols: Vec<(outbound_message::Column,
         .unwrap();
 }
 
-async fn state(core: &Core, id: &str) -> String {
+async fn state(core: &Core, id: &str) -> MessageState {
     outbound_message::Entity::find_by_id(id)
         .one(&core.db.conn)
         .await
@@ -512,10 +513,10 @@ async fn reconcile_requeues_lost_messages_and_asks_twilio_about_stale_statuses()
     assert_eq!(r.requeued, 1, "{r:?}");
     assert_eq!(env.take_enqueued(), vec![lost.clone()]);
     assert_eq!((r.asked, r.moved, r.errors), (2, 1, 0), "{r:?}");
-    assert_eq!(state(&core, &stale).await, "delivered");
-    assert_eq!(state(&core, &unmoved).await, "sent");
-    assert_eq!(state(&core, &ancient).await, "sent");
-    assert_eq!(state(&core, &waiting).await, "deferred");
+    assert_eq!(state(&core, &stale).await, MessageState::Delivered);
+    assert_eq!(state(&core, &unmoved).await, MessageState::Sent);
+    assert_eq!(state(&core, &ancient).await, MessageState::Sent);
+    assert_eq!(state(&core, &waiting).await, MessageState::Deferred);
 
     // The unmoved one is not asked again until another day has passed.
     env.clock.advance(Duration::hours(1));
@@ -545,5 +546,5 @@ async fn a_send_stuck_without_a_provider_id_is_resolved() {
     .await;
     let r = housekeeping::reconcile_messages(&env.core).await.unwrap();
     assert_eq!(r.stuck, 1, "{r:?}");
-    assert_eq!(state(&env.core, &id).await, "failed");
+    assert_eq!(state(&env.core, &id).await, MessageState::Failed);
 }

@@ -337,7 +337,7 @@ async fn an_sms_fallback_lists_the_choices_as_numbered_lines() {
         "plain text, without WhatsApp's markers, every choice numbered"
     );
     let original = message(&env.core, &out.message_id).await;
-    assert_ne!(original.state, "sent");
+    assert_ne!(original.state, MessageState::Sent);
 }
 
 /// Found by the fault harness: a message that passed the worker's gates and then waited at
@@ -369,7 +369,7 @@ async fn a_stop_while_the_message_waits_for_the_senders_rate_stops_it() {
     let worker = tokio::spawn(async move { outbound::process_send(&core, &id).await.unwrap() });
     // The worker has judged and claimed it, and waits at the limiter.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while message(&env.core, &second.message_id).await.state != "sending" {
+    while message(&env.core, &second.message_id).await.state != MessageState::Sending {
         assert!(
             std::time::Instant::now() < deadline,
             "the worker never claimed it"
@@ -380,7 +380,7 @@ async fn a_stop_while_the_message_waits_for_the_senders_rate_stops_it() {
     say(&env, "STOP", "SMstop3").await;
     assert_eq!(worker.await.unwrap(), SendResult::Blocked(Gate::Suppressed));
     let stored = message(&env.core, &second.message_id).await;
-    assert_eq!(stored.state, "blocked");
+    assert_eq!(stored.state, MessageState::Blocked);
     assert_eq!(stored.block_reason.as_deref(), Some("suppressed"));
     assert_eq!(
         env.provider

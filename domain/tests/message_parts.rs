@@ -171,7 +171,7 @@ async fn a_long_inbox_reply_goes_in_parts_in_order_each_gated_and_audited() {
         } else {
             MessageState::Held
         };
-        assert_eq!(m.state, expected.as_str(), "part {i}");
+        assert_eq!(m.state, expected, "part {i}");
         assert_eq!(m.source_text.is_some(), i == 0);
     }
     assert_eq!(
@@ -221,7 +221,7 @@ async fn a_long_inbox_reply_goes_in_parts_in_order_each_gated_and_audited() {
         .unwrap();
     assert_eq!(view.part_index, Some(2));
     assert_eq!(view.parts.len(), 3);
-    assert!(view.parts.iter().all(|p| p.state == "sending"));
+    assert!(view.parts.iter().all(|p| p.state == MessageState::Sending));
 }
 
 #[tokio::test]
@@ -257,9 +257,12 @@ async fn a_part_that_fails_stops_the_rest_and_says_so() {
     assert_eq!(out.parts.len(), 3);
     drain_all(&env).await;
     assert_eq!(env.provider.count(), 2, "the third part never went");
-    assert_eq!(message(&env.core, &out.parts[1]).await.state, "failed");
+    assert_eq!(
+        message(&env.core, &out.parts[1]).await.state,
+        MessageState::Failed
+    );
     let third = message(&env.core, &out.parts[2]).await;
-    assert_eq!(third.state, "cancelled");
+    assert_eq!(third.state, MessageState::Cancelled);
     assert_eq!(
         third.error_message.as_deref(),
         Some("not sent: part 2 of 3 was failed")
@@ -285,8 +288,14 @@ async fn the_parts_after_an_unconfirmed_part_wait_for_its_report() {
     assert_eq!(out.parts.len(), 3);
     drain_all(&env).await;
     assert_eq!(env.provider.count(), 1);
-    assert_eq!(message(&env.core, &out.parts[0]).await.state, "sending");
-    assert_eq!(message(&env.core, &out.parts[1]).await.state, "held");
+    assert_eq!(
+        message(&env.core, &out.parts[0]).await.state,
+        MessageState::Sending
+    );
+    assert_eq!(
+        message(&env.core, &out.parts[1]).await.state,
+        MessageState::Held
+    );
     // The provider's report says it had the first part: the rest go, in order.
     let report = StatusReport {
         message_id: Some(out.parts[0].clone()),
@@ -303,7 +312,11 @@ async fn the_parts_after_an_unconfirmed_part_wait_for_its_report() {
     assert_eq!(env.provider.count(), 3, "each part once");
     for id in &out.parts {
         let m = message(&env.core, id).await;
-        assert!(matches!(&m.state[..], "sent" | "sending"), "{}", m.state);
+        assert!(
+            matches!(m.state, MessageState::Sent | MessageState::Sending),
+            "{}",
+            m.state
+        );
         assert!(m.provider_sid.is_some());
     }
 }
@@ -339,9 +352,12 @@ async fn a_stop_between_parts_blocks_the_next_and_stops_the_rest() {
     let results = drain_all(&env).await;
     assert_eq!(results, vec![SendResult::Blocked(Gate::Suppressed)]);
     assert_eq!(env.provider.count(), 1, "nothing after the STOP");
-    assert_eq!(message(&env.core, &out.parts[1]).await.state, "blocked");
+    assert_eq!(
+        message(&env.core, &out.parts[1]).await.state,
+        MessageState::Blocked
+    );
     let third = message(&env.core, &out.parts[2]).await;
-    assert_eq!(third.state, "cancelled");
+    assert_eq!(third.state, MessageState::Cancelled);
     assert_eq!(
         third.error_message.as_deref(),
         Some("not sent: part 2 of 3 was blocked (suppressed)")
@@ -365,7 +381,7 @@ async fn a_blocked_text_blocks_every_part_and_enqueues_none() {
     assert_eq!(out.parts.len(), 3);
     for id in &out.parts {
         let m = message(&env.core, id).await;
-        assert_eq!(m.state, "blocked");
+        assert_eq!(m.state, MessageState::Blocked);
         assert!(m.block_reason.is_some());
         assert_eq!(rows(&env.core, id, "gate_evaluation").await, 1);
     }
@@ -455,7 +471,7 @@ async fn an_sms_fallback_takes_the_unsent_parts_along_as_plain_text() {
     assert_eq!(out.parts.len(), 2);
     drain_all(&env).await;
     let second = message(&env.core, &out.parts[1]).await;
-    assert_eq!(second.state, "cancelled");
+    assert_eq!(second.state, MessageState::Cancelled);
     assert_eq!(
         second.error_message.as_deref(),
         Some("not sent: part 1 of 2 was undelivered on WhatsApp; the text went by SMS instead")
@@ -530,10 +546,16 @@ async fn reconcile_releases_a_part_whose_release_was_lost_and_stops_one_after_a_
     env.take_enqueued();
     // Within the grace period nothing moves.
     housekeeping::reconcile_messages(&env.core).await.unwrap();
-    assert_eq!(message(&env.core, &out.parts[1]).await.state, "held");
+    assert_eq!(
+        message(&env.core, &out.parts[1]).await.state,
+        MessageState::Held
+    );
     env.clock.advance(Duration::minutes(20));
     housekeeping::reconcile_messages(&env.core).await.unwrap();
-    assert_eq!(message(&env.core, &out.parts[1]).await.state, "queued");
+    assert_eq!(
+        message(&env.core, &out.parts[1]).await.state,
+        MessageState::Queued
+    );
     assert_eq!(env.take_enqueued(), vec![out.parts[1].clone()]);
 
     // A held part after a part that failed (its stop was lost) is stopped instead.
@@ -549,7 +571,7 @@ async fn reconcile_releases_a_part_whose_release_was_lost_and_stops_one_after_a_
     env.clock.advance(Duration::minutes(20));
     housekeeping::reconcile_messages(&env.core).await.unwrap();
     let third = message(&env.core, &out.parts[2]).await;
-    assert_eq!(third.state, "cancelled");
+    assert_eq!(third.state, MessageState::Cancelled);
     assert_eq!(
         third.error_message.as_deref(),
         Some("not sent: part 2 of 3 was failed")

@@ -6,6 +6,7 @@
 //! the state only while the message is still `sending`.
 
 use chrono::Utc;
+use heimdall_domain::compliance::message_state::MessageState;
 use sea_orm::EntityTrait;
 
 use heimdall_domain::entities::{outbound_message, tool_call};
@@ -25,7 +26,7 @@ async fn migrated_db(dir: &std::path::Path) -> Db {
 fn message(id: &str, state: &str) -> outbound_message::Model {
     let now = heimdall_domain::clock::Clock::now(&heimdall_domain::SystemClock);
     outbound_message::Model {
-        state: state.into(),
+        state: MessageState::parse(state).expect("a message state"),
         ..pending_message(id.into(), "+4790000001".into(), now)
     }
 }
@@ -290,7 +291,10 @@ async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits(
         // and changes nothing.
         assert!(db.write_claiming(claiming("queued", now)).await.is_err());
         assert!(db.write_rows(claiming("queued", now)).await.is_err());
-        assert_eq!(stored(&db, "queued").await.unwrap().state, "queued");
+        assert_eq!(
+            stored(&db, "queued").await.unwrap().state,
+            MessageState::Queued
+        );
         assert_eq!(audit_rows_of(&db, "queued").await, 0);
         return;
     }
@@ -361,5 +365,8 @@ async fn a_claiming_evaluation_is_written_once_and_only_while_its_message_waits(
     let mut two = claiming("plain", now);
     two.evaluations.extend(claiming("due", now).evaluations);
     assert!(db.write_claiming(two).await.is_err());
-    assert_eq!(stored(&db, "plain").await.unwrap().state, "queued");
+    assert_eq!(
+        stored(&db, "plain").await.unwrap().state,
+        MessageState::Queued
+    );
 }

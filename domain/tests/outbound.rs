@@ -127,7 +127,7 @@ async fn state(core: &Core, id: &str) -> MessageState {
         .await
         .unwrap()
         .unwrap();
-    MessageState::parse(&m.state).unwrap()
+    m.state
 }
 
 async fn evaluations(core: &Core, id: &str) -> u64 {
@@ -791,7 +791,7 @@ async fn a_callback_matches_by_our_id_even_when_the_sid_was_never_recorded() {
         .unwrap()
         .unwrap();
     assert_eq!(m.provider_sid.as_deref(), Some("SMfromcallback"));
-    assert_eq!(m.state, "delivered");
+    assert_eq!(m.state, MessageState::Delivered);
 }
 
 #[tokio::test]
@@ -808,7 +808,7 @@ async fn error_63003_falls_back_to_sms_when_sms_consent_exists() {
         .await
         .unwrap();
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
-    assert_eq!(view.state, "undelivered");
+    assert_eq!(view.state, MessageState::Undelivered);
     let fb = view.fallback_message_id.expect("a fallback message");
     // Every fallback is told to a person (throttled by code).
     let alerts = alert::Entity::find().all(&env.core.db.conn).await.unwrap();
@@ -854,7 +854,7 @@ async fn error_63003_without_sms_consent_records_a_blocked_fallback() {
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
     let fb = view.fallback_message_id.expect("the fallback is recorded");
     let fb_view = outbound::view(&env.core, &fb).await.unwrap().unwrap();
-    assert_eq!(fb_view.state, "blocked");
+    assert_eq!(fb_view.state, MessageState::Blocked);
     assert_eq!(fb_view.block_reason.as_deref(), Some("no_consent"));
     assert!(env.take_enqueued().is_empty());
 }
@@ -884,7 +884,7 @@ async fn error_63007_pauses_the_sender_instead_of_turning_whatsapp_into_sms() {
     )
     .await;
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
-    assert_eq!(view.state, "failed");
+    assert_eq!(view.state, MessageState::Failed);
     assert_eq!(view.error_code, Some(63007));
     // No SMS went and none was created: a fault of ours is not a fallback.
     assert!(view.fallback_message_id.is_none());
@@ -1016,7 +1016,7 @@ async fn a_message_held_by_a_paused_sender_is_not_resent_to_someone_who_said_sto
         .await
         .unwrap()
         .expect("the resend is recorded");
-    assert_eq!(resend.state, "blocked");
+    assert_eq!(resend.state, MessageState::Blocked);
     assert_eq!(resend.block_reason.as_deref(), Some("suppressed"));
     assert_eq!(env.provider.count(), 1);
 }
@@ -1068,7 +1068,7 @@ async fn a_terminal_failure_is_never_overwritten_by_a_late_delivery() {
             .unwrap();
     }
     let view = outbound::view(&env.core, &id).await.unwrap().unwrap();
-    assert_eq!(view.state, "undelivered");
+    assert_eq!(view.state, MessageState::Undelivered);
     // The late reports are in the history all the same.
     assert!(view.status_history.len() >= 3, "{:?}", view.status_history);
     assert_eq!(state(&env.core, &fb).await, MessageState::Queued);
@@ -1240,7 +1240,7 @@ async fn a_send_whose_answer_was_lost_is_never_sent_again_and_its_report_settles
         let (id, _) = sent_message(&env, Channel::WhatsApp, PHONE, &[Channel::WhatsApp]).await;
         // The provider may have it: still `sending`, no retry queued, no claim possible.
         let m = message(&env.core, &id).await;
-        assert_eq!(m.state, "sending", "{failure:?}");
+        assert_eq!(m.state, MessageState::Sending, "{failure:?}");
         assert!(m.provider_sid.is_none());
         assert!(
             m.error_message
@@ -1261,7 +1261,7 @@ async fn a_send_whose_answer_was_lost_is_never_sent_again_and_its_report_settles
         report.provider_sid = Some("SMlateanswer".into());
         outbound::apply_status(&env.core, report).await.unwrap();
         let m = message(&env.core, &id).await;
-        assert_eq!(m.state, "delivered");
+        assert_eq!(m.state, MessageState::Delivered);
         assert_eq!(m.provider_sid.as_deref(), Some("SMlateanswer"));
         assert_eq!(m.error_message, None, "the unconfirmed note is cleared");
         // Housekeeping leaves a settled message alone; the provider saw one request.
@@ -1305,7 +1305,7 @@ async fn an_unconfirmed_send_with_no_report_is_failed_for_a_person_with_an_alert
         1
     );
     let m = message(&env.core, &id).await;
-    assert_eq!(m.state, "failed");
+    assert_eq!(m.state, MessageState::Failed);
     let why = m.error_message.unwrap_or_default();
     assert!(
         why.contains("answer was lost") && why.contains("not re-sent"),
@@ -1350,7 +1350,7 @@ async fn a_late_report_of_a_failed_attempt_does_not_keep_its_retry_from_going() 
     // ...and reports it again (a duplicate callback, by our id and the old sid).
     outbound::apply_status(&env.core, failed).await.unwrap();
     let m = message(&env.core, &id).await;
-    assert_eq!(m.state, "deferred");
+    assert_eq!(m.state, MessageState::Deferred);
     assert!(
         m.provider_sid.is_none(),
         "the old attempt's sid was adopted"

@@ -6,6 +6,7 @@
 //! sending twice, and the automation's authorization and the person's
 //! consent are checked again when it comes due.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -198,7 +199,7 @@ async fn a_reminder_fires_once_at_its_time() {
         msgs[0].idempotency_key.as_deref(),
         Some(format!("reminder:{}", r.id).as_str())
     );
-    assert_eq!(r.message_state.as_deref(), Some("sending"));
+    assert_eq!(r.message_state, Some(MessageState::Sending));
 }
 
 #[tokio::test]
@@ -419,7 +420,7 @@ async fn revoked_consent_blocks_the_reminder_when_it_comes_due() {
     // The refusal is a recorded message with its gate evaluation, never sent.
     let msgs = messages_for(&env.core, &r.id).await;
     assert_eq!(msgs.len(), 1);
-    assert_eq!(msgs[0].state, "blocked");
+    assert_eq!(msgs[0].state, MessageState::Blocked);
     assert!(env.take_enqueued().is_empty());
     assert_eq!(env.provider.count(), 0);
 }

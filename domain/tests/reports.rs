@@ -534,7 +534,7 @@ async fn the_inbox_lists_threads_newest_first_and_the_conversation_interleaves()
             text, state, id, ..
         } => {
             assert_eq!(text.as_deref(), Some("Yes, how can I help?"));
-            assert_eq!(state, "queued");
+            assert_eq!(*state, MessageState::Queued);
             assert_eq!(id, &reply.message_id);
         }
         other => panic!("{other:?}"),
@@ -600,7 +600,7 @@ async fn a_contact_timeline_has_consents_suppressions_windows_and_messages() {
     // The reminder, and the STOP confirmation on SMS.
     assert_eq!(t.messages.len(), 2);
     let m = t.messages.iter().find(|m| m.id == sent).unwrap();
-    assert_eq!(m.state, "delivered");
+    assert_eq!(m.state, MessageState::Delivered);
     let gate_rows = m
         .evaluations
         .iter()

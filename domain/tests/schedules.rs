@@ -5,6 +5,7 @@
 //! within tolerance, variables fetched from a URL, and a failing URL
 //! recorded and alerted.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -328,7 +329,7 @@ async fn a_revoked_consent_blocks_the_recurring_briefing() {
     assert!(s.active);
     let msgs = schedule_messages(&env.core).await;
     assert_eq!(msgs.len(), 2);
-    assert_eq!(msgs[1].state, "blocked");
+    assert_eq!(msgs[1].state, MessageState::Blocked);
     assert_eq!(msgs[1].block_reason.as_deref(), Some("suppressed"));
     assert_eq!(env.take_enqueued().len(), 1, "only the first went on");
 }

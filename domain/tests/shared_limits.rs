@@ -7,6 +7,7 @@
 //! Each test runs a `redis-server` of its own on a spare loopback port (the
 //! machine's Redis is never stopped); `scripts/test` installs it when missing.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
@@ -50,7 +51,7 @@ async fn accept_reminder_to(env: &TestEnv, phone: &str) -> String {
     testing::accept_reminder_to(&env.core, phone).await
 }
 
-async fn state(env: &TestEnv, id: &str) -> String {
+async fn state(env: &TestEnv, id: &str) -> MessageState {
     outbound_message::Entity::find_by_id(id)
         .one(&env.core.db.conn)
         .await
@@ -177,7 +178,10 @@ async fn a_message_waits_while_redis_is_away_and_goes_once_when_it_is_back_empty
     assert_eq!(result, SendResult::NotDue);
     assert_eq!(env.provider.count(), 0, "sent without the shared limits");
     let s = state(&env, &id).await;
-    assert!(s == "deferred" || s == "queued", "{s}");
+    assert!(
+        s == MessageState::Deferred || s == MessageState::Queued,
+        "{s}"
+    );
     // One alert for the outage, not one per look.
     for _ in 0..3 {
         housekeeping::watch_redis(&env.core).await;
@@ -242,7 +246,10 @@ async fn the_recipient_pace_and_the_tier_wait_for_redis_too() {
         );
         assert_eq!(env.provider.count(), 0, "{extra:?}");
         let s = state(&env, &id).await;
-        assert!(s == "deferred" || s == "queued", "{extra:?}: {s}");
+        assert!(
+            s == MessageState::Deferred || s == MessageState::Queued,
+            "{extra:?}: {s}"
+        );
         assert_eq!(env.take_enqueued(), vec![id.clone()], "tried again later");
     }
 }
@@ -267,7 +274,7 @@ async fn the_tier_count_lost_with_redis_is_rebuilt_from_its_record_before_anyone
     // Accepted on the empty count's word (acceptance only reads it)...
     let second = accept_reminder_to(&env, "+4791234502").await;
     assert_eq!(env.take_enqueued(), vec![second.clone()]);
-    assert_eq!(state(&env, &second).await, "queued");
+    assert_eq!(state(&env, &second).await, MessageState::Queued);
     // ...but until the watch has rebuilt the count, the worker counts no one
     // from nothing.
     assert_eq!(

@@ -6,6 +6,7 @@
 //! Each test runs a `redis-server` of its own on a spare loopback port, so
 //! the Redis path is what runs on every backend.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -235,7 +236,7 @@ async fn a_deferred_message_whose_person_said_stop_before_its_time_is_not_sent()
             .one(&core.db.conn)
             .await
             .unwrap()
-            .is_some_and(|m| m.state == "blocked")
+            .is_some_and(|m| m.state == MessageState::Blocked)
     })
     .await;
     // Nothing reached the provider for the person but the STOP's confirmation.

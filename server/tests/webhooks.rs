@@ -5,6 +5,7 @@
 
 mod support;
 
+use heimdall_domain::compliance::message_state::MessageState;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
@@ -512,7 +513,7 @@ async fn a_stop_from_outside_the_phone_allowlist_is_honoured_and_nothing_else_is
         .await
         .unwrap()
         .expect("the keyword reply is recorded");
-    assert_eq!(reply.state, "blocked");
+    assert_eq!(reply.state, MessageState::Blocked);
     assert_eq!(reply.block_reason.as_deref(), Some("not_allowlisted"));
     // Anything else from outside the list is only logged.
     let params = inbound("SM00000000000000000000000000000011", "+4793333333", "hi");

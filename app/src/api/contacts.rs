@@ -240,7 +240,7 @@ pub(crate) mod ssr {
             source: m.source,
             campaign_id: m.campaign_id,
             actor: m.actor,
-            state: m.state,
+            state: m.state.to_string(),
             block_reason: m.block_reason,
             error_code: m.error_code,
             error_message: m.error_message,

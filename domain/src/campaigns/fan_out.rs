@@ -23,7 +23,7 @@ pub fn idempotency_key(campaign_id: &str, contact_id: &str) -> String {
 pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignError> {
     let m = load(core, id).await?;
     let now = core.now();
-    let status = status_of(&m);
+    let status = m.status;
     let due = match status {
         CampaignStatus::Approved | CampaignStatus::Sending => true,
         CampaignStatus::Scheduled => m.scheduled_at.is_none_or(|at| at <= now),
@@ -39,7 +39,7 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
             return Ok(FanOutReport {
                 campaign_id: m.id.clone(),
                 claimed: false,
-                status: status_of(&after),
+                status: after.status,
                 recipients: 0,
                 created: 0,
                 existing: 0,
@@ -53,17 +53,17 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
     let claimed = campaign::Entity::update_many()
         .col_expr(
             campaign::Column::Status,
-            Expr::value(CampaignStatus::Sending.as_str()),
+            Expr::value(CampaignStatus::Sending),
         )
         .col_expr(campaign::Column::FannedOutAt, Expr::value(Some(now)))
         .col_expr(campaign::Column::UpdatedAt, Expr::value(now))
         .filter(campaign::Column::Id.eq(&m.id))
         .filter(
             Condition::any()
-                .add(campaign::Column::Status.eq(CampaignStatus::Approved.as_str()))
+                .add(campaign::Column::Status.eq(CampaignStatus::Approved))
                 .add(
                     Condition::all()
-                        .add(campaign::Column::Status.eq(CampaignStatus::Scheduled.as_str()))
+                        .add(campaign::Column::Status.eq(CampaignStatus::Scheduled))
                         .add(campaign::Column::ScheduledAt.lte(now)),
                 ),
         )
@@ -76,7 +76,7 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
     }
     txn.commit().await?;
     let m = load(core, id).await?;
-    let status = status_of(&m);
+    let status = m.status;
     let mut report = FanOutReport {
         campaign_id: m.id.clone(),
         claimed,
@@ -107,7 +107,7 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
             current_status(core, &m.id).await? == Some(CampaignStatus::Sending)
         };
         if !going_on {
-            report.status = status_of(&load(core, &m.id).await?);
+            report.status = load(core, &m.id).await?.status;
             return Ok(report);
         }
         if core.stopping.is_set() {
@@ -164,12 +164,12 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
         )
         .col_expr(campaign::Column::UpdatedAt, Expr::value(done))
         .filter(campaign::Column::Id.eq(&m.id))
-        .filter(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Sending))
         .filter(campaign::Column::FanOutFinishedAt.is_null())
         .exec(&core.db.conn)
         .await?;
     let after = load(core, &m.id).await?;
-    report.status = status_of(&after);
+    report.status = after.status;
     report.finished = after.fan_out_finished_at.is_some();
     tracing::info!(
         campaign_id = %m.id,
@@ -206,7 +206,7 @@ pub(super) async fn return_to_review(
     let txn = core.db.begin_write().await?;
     let to = next_status(from, CampaignAction::ReturnToReview)?;
     let res = cas(&m.id, from, now)
-        .col_expr(campaign::Column::Status, Expr::value(to.as_str()))
+        .col_expr(campaign::Column::Status, Expr::value(to))
         .col_expr(
             campaign::Column::ApprovedBy,
             Expr::value(Option::<String>::None),
@@ -279,7 +279,7 @@ pub(super) async fn still_sending(core: &Core, id: &str) -> Result<bool, DbErr> 
     Ok(campaign::Entity::update_many()
         .col_expr(campaign::Column::UpdatedAt, Expr::value(core.now()))
         .filter(campaign::Column::Id.eq(id))
-        .filter(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Sending))
         .exec(&core.db.conn)
         .await?
         .rows_affected
@@ -294,7 +294,7 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
     let now = core.now();
     let mut enqueued = Vec::new();
     let due = campaign::Entity::find()
-        .filter(campaign::Column::Status.eq(CampaignStatus::Scheduled.as_str()))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Scheduled))
         .filter(campaign::Column::ScheduledAt.lte(now))
         .all(&core.db.conn)
         .await?;
@@ -303,7 +303,7 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
         let res = cas(&m.id, CampaignStatus::Scheduled, now)
             .col_expr(
                 campaign::Column::Status,
-                Expr::value(CampaignStatus::Approved.as_str()),
+                Expr::value(CampaignStatus::Approved),
             )
             .filter(campaign::Column::ScheduledAt.lte(now))
             .exec(&txn)
@@ -322,7 +322,7 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
         .await?;
     for m in stale {
         // Touch it, so it is not enqueued again on every tick while the job waits.
-        let res = cas(&m.id, status_of(&m), now).exec(&core.db.conn).await?;
+        let res = cas(&m.id, m.status, now).exec(&core.db.conn).await?;
         if res.rows_affected == 1 {
             enqueued.push(m.id);
         }
@@ -337,10 +337,10 @@ pub async fn start_due(core: &Core) -> Result<usize, DbErr> {
 fn unfinished_fan_outs() -> sea_orm::Select<campaign::Entity> {
     campaign::Entity::find().filter(
         Condition::any()
-            .add(campaign::Column::Status.eq(CampaignStatus::Approved.as_str()))
+            .add(campaign::Column::Status.eq(CampaignStatus::Approved))
             .add(
                 Condition::all()
-                    .add(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
+                    .add(campaign::Column::Status.eq(CampaignStatus::Sending))
                     .add(campaign::Column::FanOutFinishedAt.is_null()),
             ),
     )
@@ -372,7 +372,7 @@ pub(super) const UNFINISHED: [MessageState; 3] = [
 pub async fn complete_finished(core: &Core) -> Result<usize, DbErr> {
     let now = core.now();
     let candidates = campaign::Entity::find()
-        .filter(campaign::Column::Status.eq(CampaignStatus::Sending.as_str()))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Sending))
         .filter(campaign::Column::FanOutFinishedAt.is_not_null())
         .all(&core.db.conn)
         .await?;
@@ -401,7 +401,7 @@ pub async fn complete_finished(core: &Core) -> Result<usize, DbErr> {
         let res = cas(&m.id, CampaignStatus::Sending, now)
             .col_expr(
                 campaign::Column::Status,
-                Expr::value(CampaignStatus::Completed.as_str()),
+                Expr::value(CampaignStatus::Completed),
             )
             .col_expr(campaign::Column::CompletedAt, Expr::value(Some(now)))
             .exec(&txn)

@@ -30,7 +30,7 @@ pub async fn create_draft(
         ),
         scheduled_at: Set(draft.scheduled_at),
         send_on_approval: Set(draft.scheduled_at.is_none()),
-        status: Set(CampaignStatus::Draft.as_str().into()),
+        status: Set(CampaignStatus::Draft),
         created_by: Set(actor.id.clone()),
         submitted_at: Set(None),
         approved_by: Set(None),
@@ -77,7 +77,7 @@ pub async fn update_draft(
             "only the campaign's author or an admin may edit it".into(),
         ));
     }
-    let from = status_of(&m);
+    let from = m.status;
     let to = next_status(from, CampaignAction::Edit)?;
     let draft = normalise(draft);
     let template = validate(core, &draft).await?;
@@ -156,7 +156,7 @@ pub async fn submit(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Operator, "submit campaigns")?;
     let m = load(core, id).await?;
-    let from = status_of(&m);
+    let from = m.status;
     let to = next_status(from, CampaignAction::Submit)?;
     let template = template_of(core, &m).await?;
     validate(core, &draft_of(&m, template.name)).await?;
@@ -195,7 +195,7 @@ pub async fn approve(
     if authz::campaign_authors(&m).contains(&actor.id) {
         return Err(CampaignError::SelfApproval);
     }
-    let from = status_of(&m);
+    let from = m.status;
     let now = core.now();
     let to = next_status(
         from,
@@ -270,7 +270,7 @@ pub async fn reject(
         return Err(invalid("reason", "say why the campaign is rejected"));
     }
     let reason: String = reason.chars().take(2000).collect();
-    let from = status_of(&m);
+    let from = m.status;
     let to = next_status(from, CampaignAction::Reject)?;
     let now = core.now();
     let txn = begin_move(core, &m.id, from, to, "reject", now, |u| {
@@ -305,7 +305,7 @@ pub async fn pause(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Operator, "pause campaigns")?;
     let m = load(core, id).await?;
-    let from = status_of(&m);
+    let from = m.status;
     let to = next_status(from, CampaignAction::Pause)?;
     let now = core.now();
     let txn = begin_move(core, &m.id, from, to, "pause", now, |u| u).await?;
@@ -350,7 +350,7 @@ pub async fn resume(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Operator, "resume campaigns")?;
     let m = load(core, id).await?;
-    let from = status_of(&m);
+    let from = m.status;
     let now = core.now();
     let to = next_status(
         from,
@@ -406,7 +406,7 @@ pub async fn cancel(
 ) -> Result<CampaignView, CampaignError> {
     require(actor, Role::Operator, "cancel campaigns")?;
     let m = load(core, id).await?;
-    let from = status_of(&m);
+    let from = m.status;
     let to = next_status(from, CampaignAction::Cancel)?;
     let now = core.now();
     let txn = begin_move(core, &m.id, from, to, "cancel", now, |u| u).await?;

@@ -108,7 +108,7 @@ pub async fn progress(core: &Core, id: &str) -> Result<Progress, CampaignError> 
     }
     let (delivered_rate, read_rate) = rates(&counts);
     Ok(Progress {
-        status: status_of(&m),
+        status: m.status,
         total,
         recipients: m.recipients.and_then(|r| usize::try_from(r).ok()),
         by_state,

@@ -29,10 +29,6 @@ pub(super) fn parse_variables(s: &str) -> BTreeMap<String, VariableSource> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-pub(super) fn status_of(m: &campaign::Model) -> CampaignStatus {
-    CampaignStatus::parse(&m.status).unwrap_or(CampaignStatus::Draft)
-}
-
 pub(super) fn draft_of(m: &campaign::Model, template_name: String) -> CampaignDraft {
     CampaignDraft {
         name: m.name.clone(),
@@ -146,7 +142,7 @@ pub(super) async fn views(
                 .collect();
             CampaignView {
                 authors: authz::campaign_authors(&m),
-                status: status_of(&m),
+                status: m.status,
                 channel: m.channel.parse().unwrap_or(Channel::WhatsApp),
                 audience: parse_audience(&m.audience),
                 variables: parse_variables(&m.variable_mapping),
@@ -199,7 +195,7 @@ pub async fn list(
         .order_by_desc(campaign::Column::Id)
         .limit(limit.clamp(1, MAX_LIST));
     if let Some(s) = status {
-        q = q.filter(campaign::Column::Status.eq(s.as_str()));
+        q = q.filter(campaign::Column::Status.eq(s));
     }
     if let Some(id) = before {
         if let Some(b) = campaign::Entity::find_by_id(id).one(&core.db.conn).await? {
@@ -267,7 +263,7 @@ pub(super) fn cas(
     campaign::Entity::update_many()
         .col_expr(campaign::Column::UpdatedAt, Expr::value(now))
         .filter(campaign::Column::Id.eq(id))
-        .filter(campaign::Column::Status.eq(from.as_str()))
+        .filter(campaign::Column::Status.eq(from))
 }
 
 /// Open the write that moves a campaign from `from` to `to`: the
@@ -285,7 +281,7 @@ pub(super) async fn begin_move(
     more: impl FnOnce(sea_orm::UpdateMany<campaign::Entity>) -> sea_orm::UpdateMany<campaign::Entity>,
 ) -> Result<sea_orm::DatabaseTransaction, CampaignError> {
     let txn = core.db.begin_write().await?;
-    let update = cas(id, from, now).col_expr(campaign::Column::Status, Expr::value(to.as_str()));
+    let update = cas(id, from, now).col_expr(campaign::Column::Status, Expr::value(to));
     if more(update).exec(&txn).await?.rows_affected != 1 {
         txn.rollback().await?;
         return Err(lost(core, id, action).await);
@@ -297,7 +293,7 @@ pub(super) async fn begin_move(
 pub(super) async fn lost(core: &Core, id: &str, action: &'static str) -> CampaignError {
     match load(core, id).await {
         Ok(m) => CampaignError::InvalidTransition {
-            from: status_of(&m),
+            from: m.status,
             action,
         },
         Err(e) => e,

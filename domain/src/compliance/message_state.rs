@@ -18,9 +18,15 @@
 //! never overwrites `read`, a failure never overwrites a delivery, and a
 //! terminal failure is never overwritten by anything.
 
+use sea_orm::DeriveValueType;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Stored as its [`as_str`](MessageState::as_str) name: the
+/// `outbound_messages.state` column's own type, so a stored name this enum
+/// does not know is a read error, never a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, DeriveValueType)]
+#[sea_orm(value_type = "String", from_str = "MessageState::from_stored")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     /// Written, gates not yet evaluated.
@@ -81,6 +87,14 @@ impl MessageState {
 
     pub fn parse(s: &str) -> Option<MessageState> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// The stored name read back (the column type's reader).
+    pub fn from_stored(s: &str) -> Result<MessageState, heimdall_codes::UnknownName> {
+        Self::parse(s).ok_or_else(|| heimdall_codes::UnknownName {
+            kind: "message state",
+            name: s.to_string(),
+        })
     }
 
     /// No further change can come from Heimdall itself.

@@ -1,5 +1,6 @@
 //! The `campaigns` table.
 
+use heimdall_codes::CampaignStatus;
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ pub struct Model {
     pub variable_mapping: String,
     pub scheduled_at: Option<DateTimeUtc>,
     pub send_on_approval: bool,
-    pub status: String,
+    pub status: CampaignStatus,
     pub created_by: String,
     pub submitted_at: Option<DateTimeUtc>,
     pub approved_by: Option<String>,

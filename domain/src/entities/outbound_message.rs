@@ -1,6 +1,8 @@
 //! The `outbound_messages` table.
 
 use sea_orm::entity::prelude::*;
+
+use crate::compliance::message_state::MessageState;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
@@ -22,7 +24,9 @@ pub struct Model {
     pub automation_id: Option<String>,
     pub reminder_id: Option<String>,
     pub actor: String,
-    pub state: String,
+    /// Written only through `sending::state::moving` and the send path's
+    /// claim (the one state machine, `MessageState::may_become`).
+    pub state: MessageState,
     pub block_reason: Option<String>,
     pub defer_until: Option<DateTimeUtc>,
     pub provider: Option<String>,

@@ -582,7 +582,7 @@ pub async fn reconcile_messages(core: &Core) -> Result<Reconciliation, sea_orm::
         let touched = outbound_message::Entity::update_many()
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(core.now()))
             .filter(outbound_message::Column::Id.eq(&m.id))
-            .filter(outbound_message::Column::State.eq(&m.state))
+            .filter(outbound_message::Column::State.eq(m.state))
             .filter(outbound_message::Column::UpdatedAt.eq(m.updated_at))
             .exec(&core.db.conn)
             .await?;

@@ -228,7 +228,7 @@ async fn text_from(
     if let (Some(first), Some(index)) = (&m.part_of, m.part_index) {
         for later in outbound::parts_of(db, first).await? {
             if later.part_index > Some(index)
-                && later.state == MessageState::Cancelled.as_str()
+                && later.state == MessageState::Cancelled
                 && later.provider_sid.is_none()
             {
                 text.push_str(later.body.as_deref().unwrap_or_default());

@@ -345,7 +345,7 @@ async fn whatsapp_send(
         return Err(e);
     }
     let m = wait_for_sid(&core, &outcome.message_id, Duration::from_secs(10)).await?;
-    let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+    let state = m.state;
     if matches!(state, MessageState::Failed | MessageState::Undelivered) {
         // The provider refused it: say so, with its code (502: the request
         // was fine, the provider's answer was not).
@@ -383,7 +383,7 @@ async fn wait_for_sid(
             .one(&core.db.conn)
             .await?
             .ok_or_else(|| ApiError::NotFound(id.to_string()))?;
-        let state = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+        let state = m.state;
         let settled = m.provider_sid.is_some()
             || state.is_final()
             || (state == MessageState::Deferred

@@ -152,7 +152,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         facts_from_rows(core, &core.db.conn, &message, rows, template, authorization).await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     let outcome = EvaluationOutcome::of(Stage::Accept, &decision);
-    message.state = outcome.state.as_str().into();
+    message.state = outcome.state;
     message.block_reason = outcome.reason.map(str::to_string);
     message.defer_until = outcome.until;
     message.in_window = Some(gates::in_window(loaded.window_expires_at, now));
@@ -251,7 +251,7 @@ pub(super) fn into_parts(
         return vec![first];
     }
     let count32 = i32::try_from(count).unwrap_or(i32::MAX);
-    let blocked = first.state == MessageState::Blocked.as_str();
+    let blocked = first.state == MessageState::Blocked;
     let mut out = Vec::with_capacity(count);
     for (i, text) in parts.into_iter().enumerate() {
         let index = i32::try_from(i + 1).unwrap_or(i32::MAX);
@@ -263,7 +263,7 @@ pub(super) fn into_parts(
             m.source_text = None;
             m.reply_to = None;
             if !blocked {
-                m.state = MessageState::Held.as_str().into();
+                m.state = MessageState::Held;
                 m.block_reason = None;
                 m.defer_until = None;
                 m.queued_at = None;
@@ -301,7 +301,7 @@ pub fn pending_message(
         automation_id: None,
         reminder_id: None,
         actor: String::new(),
-        state: MessageState::Pending.as_str().into(),
+        state: MessageState::Pending,
         block_reason: None,
         defer_until: None,
         provider: None,
@@ -395,7 +395,7 @@ pub(super) async fn existing_outcome(
         None => vec![m.id.clone()],
     };
     Ok(Outcome {
-        state: MessageState::parse(&m.state).unwrap_or(MessageState::Pending),
+        state: m.state,
         message_id: m.id,
         parts,
         decision,

@@ -21,9 +21,7 @@ pub async fn handle_failure(
     let attempts = u32::try_from(fresh.attempts).unwrap_or(u32::MAX);
     // A callback already set the reported failure state; a synchronous
     // failure takes the state its action implies.
-    let final_state = from_callback
-        .then(|| MessageState::parse(&fresh.state))
-        .flatten();
+    let final_state = from_callback.then_some(fresh.state);
     // From the worker's claim, or the failure state a callback just wrote.
     let set_failed = |state: MessageState| {
         moving(&[MessageState::Sending, state], state)
@@ -286,7 +284,7 @@ pub async fn reconcile_held_parts(core: &Core, grace: Duration) -> Result<u64, s
         else {
             continue;
         };
-        let state = MessageState::parse(&before.state).unwrap_or(MessageState::Pending);
+        let state = before.state;
         let delivered = matches!(
             state,
             MessageState::Sent | MessageState::Delivered | MessageState::Read

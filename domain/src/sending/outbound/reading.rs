@@ -15,7 +15,7 @@ pub struct MessageView {
     pub source: String,
     pub campaign_id: Option<String>,
     pub actor: String,
-    pub state: String,
+    pub state: MessageState,
     pub block_reason: Option<String>,
     pub defer_until: Option<DateTime<Utc>>,
     pub provider: Option<String>,
@@ -61,7 +61,7 @@ pub struct EvaluationView {
 pub struct PartView {
     pub id: String,
     pub index: i32,
-    pub state: String,
+    pub state: MessageState,
     pub error_message: Option<String>,
 }
 

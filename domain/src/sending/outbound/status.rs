@@ -49,7 +49,7 @@ pub async fn apply_status(
     // `sending` waits for it: one waiting for a retry after a reported failure keeps no sid
     // (a late report of the failed attempt must not make it look handed over, which would
     // keep every worker from claiming it again).
-    if m.provider_sid.is_none() && m.state == MessageState::Sending.as_str() {
+    if m.provider_sid.is_none() && m.state == MessageState::Sending {
         if let Some(sid) = &report.provider_sid {
             let adopted = outbound_message::Entity::update_many()
                 .col_expr(
@@ -99,7 +99,7 @@ pub async fn apply_status(
     .await?;
     // Compare-and-set, retried when another report moved it meanwhile.
     for _ in 0..5 {
-        let current = MessageState::parse(&m.state).unwrap_or(MessageState::Pending);
+        let current = m.state;
         let Some(next) = current.apply_provider_status(status) else {
             return Ok(Some(m.id));
         };
@@ -149,7 +149,7 @@ pub async fn apply_status(
                 if let Some(msg) = &report.error_message {
                     class.meaning = format!("{} ({msg})", class.meaning);
                 }
-                m.state = next.as_str().into();
+                m.state = next;
                 handle_failure(core, &m, class, true).await?;
             }
             return Ok(Some(m.id));

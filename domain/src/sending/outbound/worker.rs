@@ -211,7 +211,7 @@ pub(super) const CLAIM_SLACK_MS: i64 = 500;
 /// May a worker claim `m` now: waiting, not yet handed to a provider, and
 /// due by `due_by`? (The claim's compare-and-set asks the same.)
 pub(super) fn claimable(m: &outbound_message::Model, due_by: DateTime<Utc>) -> bool {
-    MessageState::parse(&m.state).is_some_and(MessageState::is_waiting)
+    m.state.is_waiting()
         && m.provider_sid.is_none()
         && m.defer_until.is_none_or(|until| until <= due_by)
 }
@@ -641,7 +641,7 @@ async fn claim_cut_off(
             .await
         {
             Ok(Some(current)) => {
-                let ours = current.state == MessageState::Sending.as_str()
+                let ours = current.state == MessageState::Sending
                     && current.provider_sid.is_none()
                     // The database keeps microseconds.
                     && (current.updated_at - now).abs() < Duration::microseconds(1);

@@ -1,6 +1,7 @@
 //! The invariants `heimdall-bench chaos` checks after its run, from the
 //! database and the sandbox's record.
 
+use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -76,15 +77,17 @@ pub async fn check(
     ));
     let accepted_no_status = messages
         .iter()
-        .filter(|m| m.state == "sending" && m.provider_sid.is_some())
+        .filter(|m| m.state == MessageState::Sending && m.provider_sid.is_some())
         .count() as u64;
     rows.push((
         "taken by the provider, status callbacks lost (explained)".into(),
         accepted_no_status,
         false,
     ));
-    let needs_person: Vec<&outbound_message::Model> =
-        messages.iter().filter(|m| m.state == "failed").collect();
+    let needs_person: Vec<&outbound_message::Model> = messages
+        .iter()
+        .filter(|m| m.state == MessageState::Failed)
+        .collect();
     let alerted: HashSet<Option<i32>> = alerts.iter().map(|a| a.error_code).collect();
     let unalerted = needs_person
         .iter()
@@ -245,7 +248,9 @@ pub async fn check(
     }
     let held = messages
         .iter()
-        .filter(|m| m.state == "deferred" && m.block_reason.as_deref() == Some(HELD_BY_TIER))
+        .filter(|m| {
+            m.state == MessageState::Deferred && m.block_reason.as_deref() == Some(HELD_BY_TIER)
+        })
         .count() as u64;
     rows.push((
         format!(
