@@ -191,7 +191,7 @@ pub struct Reminder {
     pub outcome: Option<String>,
     pub message_id: Option<String>,
     /// The message's own state (queued, sent, delivered, ...), when there is one.
-    pub message_state: Option<String>,
+    pub message_state: Option<crate::compliance::message_state::MessageState>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -1,0 +1,123 @@
+//! Reading the ledger: the consent that decides, a contact's consents and
+//! suppressions, and whether they opted out on a channel.
+
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::records::{ConsentRecord, OptedOut, Scope, Suppression};
+use crate::channel::Channel;
+use crate::compliance::gates::ConsentStatus;
+use crate::entities::{consent, suppression};
+use crate::Core;
+
+/// The consent that decides: the newest record for the contact and channel.
+pub async fn current_consent(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Option<consent::Model>, sea_orm::DbErr> {
+    consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .order_by_desc(consent::Column::CreatedAt)
+        .order_by_desc(consent::Column::Id)
+        .one(db)
+        .await
+}
+
+pub fn consent_status(m: &consent::Model) -> ConsentStatus {
+    status_of(&m.status, m.revoked_at.is_some())
+}
+
+/// A consent row's status: revoked (by status or a revocation time),
+/// pending, or active.
+pub(crate) fn status_of(status: &str, revoked: bool) -> ConsentStatus {
+    if revoked || status == "revoked" {
+        ConsentStatus::Revoked
+    } else if status == "pending" {
+        ConsentStatus::Pending
+    } else {
+        ConsentStatus::Active
+    }
+}
+
+pub async fn consent_history(
+    core: &Core,
+    contact_id: &str,
+) -> Result<Vec<ConsentRecord>, sea_orm::DbErr> {
+    Ok(consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .order_by_desc(consent::Column::CreatedAt)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(ConsentRecord::from)
+        .collect())
+}
+
+/// Active suppressions that cover `channel`: on it or on every channel.
+pub(super) fn covering(contact_id: &str, channel: Channel) -> Condition {
+    Condition::all()
+        .add(suppression::Column::ContactId.eq(contact_id))
+        .add(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
+        .add(suppression::Column::LiftedAt.is_null())
+}
+
+/// The oldest active suppression that stops everything on the channel.
+pub async fn active_suppression(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Option<suppression::Model>, sea_orm::DbErr> {
+    suppression::Entity::find()
+        .filter(covering(contact_id, channel))
+        .filter(suppression::Column::Scope.eq(Scope::All.as_str()))
+        .order_by_asc(suppression::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+pub async fn suppressions(
+    core: &Core,
+    contact_id: &str,
+) -> Result<Vec<Suppression>, sea_orm::DbErr> {
+    Ok(suppression::Entity::find()
+        .filter(suppression::Column::ContactId.eq(contact_id))
+        .order_by_desc(suppression::Column::CreatedAt)
+        .all(&core.db.conn)
+        .await?
+        .into_iter()
+        .map(Suppression::from)
+        .collect())
+}
+
+/// Has the contact opted out on the channel: an active suppression that
+/// stops everything there, or a latest consent that was revoked?
+pub async fn opted_out(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Option<OptedOut>, sea_orm::DbErr> {
+    if let Some(s) = active_suppression(db, contact_id, channel).await? {
+        return Ok(Some(OptedOut {
+            reason: match s.source_ref {
+                Some(r) => format!("{} ({r})", s.reason),
+                None => s.reason,
+            },
+            since: s.created_at,
+        }));
+    }
+    Ok(current_consent(db, contact_id, channel)
+        .await?
+        .and_then(|c| revoked(&c)))
+}
+
+/// A revoked consent as the opt-out it stands for.
+pub(super) fn revoked(c: &consent::Model) -> Option<OptedOut> {
+    (consent_status(c) == ConsentStatus::Revoked).then(|| OptedOut {
+        reason: format!(
+            "consent revoked ({})",
+            c.revocation_source.as_deref().unwrap_or("unknown")
+        ),
+        since: c.revoked_at.unwrap_or(c.created_at),
+    })
+}
