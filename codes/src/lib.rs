@@ -14,7 +14,9 @@
 use serde::{Deserialize, Serialize};
 
 mod campaign;
+mod template;
 pub use campaign::{CampaignAction, CampaignStatus};
+pub use template::TemplateApproval;
 
 /// A stored or sent name that none of a code's values has (reading a row
 /// whose state this build does not know fails with it, never guesses).

@@ -3,6 +3,7 @@
 //! API, or by staff. The gates read their approval state from here.
 
 use chrono::{DateTime, Utc};
+pub use heimdall_codes::TemplateApproval;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
@@ -52,7 +53,7 @@ pub struct Template {
     pub language: String,
     pub body: String,
     pub variables: Vec<String>,
-    pub approval_status: String,
+    pub approval_status: TemplateApproval,
     pub rejection_reason: Option<String>,
     pub source: String,
     pub synced_at: Option<DateTime<Utc>>,
@@ -81,7 +82,7 @@ impl Template {
     pub fn fact(&self) -> TemplateFact {
         TemplateFact {
             name: self.name.clone(),
-            approval_status: self.approval_status.clone(),
+            approval_status: self.approval_status,
             category: parse_category(&self.category),
             variable_names: self.variables.clone(),
             digest: self.digest(),
@@ -147,7 +148,7 @@ pub struct TemplateSpec {
     pub language: String,
     pub body: String,
     pub variables: Vec<String>,
-    pub approval_status: String,
+    pub approval_status: TemplateApproval,
     pub rejection_reason: Option<String>,
     pub source: String,
 }
@@ -268,7 +269,7 @@ pub async fn register_from_settings(core: &Core) -> Result<Vec<String>, sea_orm:
                 } else {
                     t.variables
                 },
-                approval_status: "approved".into(),
+                approval_status: TemplateApproval::Approved,
                 rejection_reason: None,
                 source: "settings".into(),
             },
@@ -280,7 +281,7 @@ pub async fn register_from_settings(core: &Core) -> Result<Vec<String>, sea_orm:
                 language: "en".into(),
                 body,
                 variables: vars,
-                approval_status: "approved".into(),
+                approval_status: TemplateApproval::Approved,
                 rejection_reason: None,
                 source: "settings".into(),
             },
@@ -297,17 +298,6 @@ pub struct SyncReport {
     pub seen: usize,
     pub updated: Vec<String>,
     pub failed: Vec<String>,
-}
-
-/// Heimdall's status for Twilio's WhatsApp approval state.
-fn approval_from_twilio(status: &str) -> &'static str {
-    match status {
-        "approved" => "approved",
-        "rejected" => "rejected",
-        "paused" => "paused",
-        "disabled" => "disabled",
-        _ => "pending",
-    }
 }
 
 /// Read every template and its approval state from Twilio's Content API.
@@ -394,7 +384,7 @@ pub async fn sync_from_twilio(core: &Core) -> Result<SyncReport, String> {
             language: c.language.clone(),
             body: c.body.clone().unwrap_or_default(),
             variables,
-            approval_status: approval_from_twilio(&approval.status).into(),
+            approval_status: TemplateApproval::from_provider(&approval.status),
             rejection_reason: approval.rejection_reason.clone(),
             source: by_sid
                 .as_ref()

@@ -53,7 +53,8 @@ async fn template(core: &Core, name: &str, category: &str, approval: &str) {
             language: "en".into(),
             body: "Hi {{1}}, spring sale: {{2}}".into(),
             variables: vec!["first_name".into(), "offer".into()],
-            approval_status: approval.into(),
+            approval_status: heimdall_domain::templates::TemplateApproval::parse(approval)
+                .expect("an approval status"),
             rejection_reason: None,
             source: "staff".into(),
         },

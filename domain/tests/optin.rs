@@ -690,7 +690,7 @@ async fn a_whatsapp_confirmation_needs_a_template_outside_the_window() {
         language: "en".into(),
         body: body.into(),
         variables: vec!["program".into(), "form_title".into(), "confirm_url".into()],
-        approval_status: "approved".into(),
+        approval_status: heimdall_domain::templates::TemplateApproval::Approved,
         rejection_reason: None,
         source: "staff".into(),
     };

@@ -643,7 +643,7 @@ async fn marketing_to_plus_one_is_refused_on_whatsapp() {
             language: "en".into(),
             body: "Hi {{1}}".into(),
             variables: vec!["name".into()],
-            approval_status: "approved".into(),
+            approval_status: heimdall_domain::templates::TemplateApproval::Approved,
             rejection_reason: None,
             source: "settings".into(),
         },

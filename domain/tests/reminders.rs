@@ -788,7 +788,7 @@ async fn the_seed_templates_register_with_their_variables_from_settings() {
             .unwrap_or_else(|| panic!("{name} not registered"));
         assert_eq!(t.provider_id.as_deref(), Some(sid), "{name}");
         assert_eq!(t.variables, vars, "{name}");
-        assert_eq!(t.approval_status, "approved", "{name}");
+        assert!(t.approval_status.is_approved(), "{name}");
         assert_eq!(t.source, "settings", "{name}");
     }
 }

@@ -136,7 +136,7 @@ async fn through_twilio_created_pending_refused_then_rejected_with_its_reason() 
     )
     .await
     .expect("created");
-    assert_eq!(t.approval_status, "pending");
+    assert_eq!(t.approval_status.as_str(), "pending");
     assert_eq!(t.source, "console");
     assert_eq!(t.provider, "twilio");
     assert_eq!(t.body, "Hi {{1}}, order {{2}} is ready.");
@@ -191,7 +191,7 @@ async fn through_twilio_created_pending_refused_then_rejected_with_its_reason() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.approval_status, "rejected");
+    assert_eq!(t.approval_status.as_str(), "rejected");
     assert_eq!(
         t.rejection_reason.as_deref(),
         Some("The sample values look like placeholders")
@@ -214,7 +214,7 @@ async fn through_twilio_created_pending_refused_then_rejected_with_its_reason() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.approval_status, "approved");
+    assert_eq!(t.approval_status.as_str(), "approved");
     assert_eq!(t.rejection_reason, None);
 }
 
@@ -264,7 +264,7 @@ async fn through_meta_created_pending_and_refreshed() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.approval_status, "rejected");
+    assert_eq!(t.approval_status.as_str(), "rejected");
     assert_eq!(t.rejection_reason.as_deref(), Some("INVALID_FORMAT"));
     assert_eq!(t.provider_id.as_deref(), Some(id.as_str()));
     assert_eq!(t.variables, vec!["name", "day"]);

@@ -550,7 +550,7 @@ pub async fn campaign_form(
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|t| t.approval_status == "approved")
+                .filter(|t| t.approval_status.is_approved())
                 .map(crate::api::templates::row)
                 .collect();
             let draft = match optional(id) {

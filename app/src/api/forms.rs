@@ -386,7 +386,7 @@ pub async fn form_editor(id: Option<String>) -> Result<FormEditData, AppError> {
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|t| t.approval_status == "approved")
+                .filter(|t| t.approval_status.is_approved())
                 .map(crate::api::templates::row)
                 .collect();
             Ok(FormEditData { form, templates })

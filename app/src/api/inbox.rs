@@ -258,7 +258,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|t| t.approval_status == "approved")
+                .filter(|t| t.approval_status.is_approved())
                 .map(crate::api::templates::row)
                 .collect();
             let assignment = heimdall_domain::inbox::assignment(core, &id)

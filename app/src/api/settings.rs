@@ -878,7 +878,7 @@ pub async fn automations_data() -> Result<AutomationsView, AppError> {
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|t| t.approval_status == "approved")
+                .filter(|t| t.approval_status.is_approved())
                 .map(crate::api::templates::row)
                 .collect();
             Ok(AutomationsView {

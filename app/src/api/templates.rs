@@ -17,7 +17,7 @@ pub struct TemplateRow {
     pub provider: String,
     pub category: String,
     pub language: String,
-    pub approval_status: String,
+    pub approval_status: heimdall_codes::TemplateApproval,
     pub rejection_reason: Option<String>,
     pub source: String,
     pub synced_at: Option<DateTime<Utc>>,
@@ -28,7 +28,7 @@ pub struct TemplateRow {
 
 impl TemplateRow {
     pub fn approved(&self) -> bool {
-        self.approval_status == "approved"
+        self.approval_status.is_approved()
     }
 }
 

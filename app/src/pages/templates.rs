@@ -148,12 +148,12 @@ fn template_row(t: TemplateRow) -> impl IntoView {
         )
         .collect_view();
     view! {
-        <tr data-template=t.name.clone() data-status=t.approval_status.clone()>
+        <tr data-template=t.name.clone() data-status=t.approval_status.as_str()>
             <th scope="row"><code>{t.name.clone()}</code><div class="muted small">{format!("{} · {}", t.source, t.provider)}</div></th>
             <td>{t.category.clone()}</td>
             <td>{t.language.clone()}</td>
             <td>
-                <Badge state=t.approval_status.clone()/>
+                <Badge state=t.approval_status.as_str()/>
                 {t.rejection_reason.clone().map(|r| view! { <div class="rejection small">"Rejected: " {r}</div> })}
             </td>
             <td>{when_opt(&t.synced_at)}</td>

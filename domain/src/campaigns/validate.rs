@@ -138,7 +138,7 @@ pub(super) async fn check_template(
             format!("template '{template_name}' is not registered"),
         ));
     };
-    let registered = Some((t.approval_status.as_str(), t.variables.as_slice()));
+    let registered = Some((t.approval_status, t.variables.as_slice()));
     let shown = t.name.as_str();
     match gates::template_problem(registered, variables.keys().map(String::as_str)) {
         Some(gates::TemplateProblem::NotApproved { status }) => {

@@ -1,5 +1,6 @@
 //! The `templates` table.
 
+use heimdall_codes::TemplateApproval;
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ pub struct Model {
     pub language: String,
     pub body: String,
     pub variables: String,
-    pub approval_status: String,
+    pub approval_status: TemplateApproval,
     pub rejection_reason: Option<String>,
     pub source: String,
     pub synced_at: Option<DateTimeUtc>,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use sea_orm::TransactionTrait;
 use serde::Serialize;
 
-use super::{find_by_name, upsert, SyncReport, Template, TemplateSpec};
+use super::{find_by_name, upsert, SyncReport, Template, TemplateApproval, TemplateSpec};
 use crate::settings::WhatsAppProvider;
 use crate::Core;
 
@@ -317,17 +317,6 @@ pub enum CreateError {
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Heimdall's approval status for Meta's template status.
-pub(crate) fn approval_from_meta(status: &str) -> &'static str {
-    match status.to_ascii_uppercase().as_str() {
-        "APPROVED" => "approved",
-        "REJECTED" => "rejected",
-        "PAUSED" => "paused",
-        "DISABLED" => "disabled",
-        _ => "pending",
-    }
-}
-
 /// Create the template at the provider, submit it for WhatsApp approval,
 /// and record it here as `pending` (source `console`) with the staff audit
 /// row, in one transaction. A refusal by the provider records nothing (and
@@ -371,7 +360,7 @@ pub async fn create(
                 .map_err(|e| CreateError::Provider(e.message))?;
             (
                 created.id,
-                approval_from_meta(&created.status).to_string(),
+                TemplateApproval::from_provider(&created.status),
                 None,
             )
         }
@@ -418,7 +407,7 @@ pub async fn create(
 async fn submit_to_twilio(
     core: &Core,
     draft: &TemplateDraft,
-) -> Result<(String, String, Option<String>), CreateError> {
+) -> Result<(String, TemplateApproval, Option<String>), CreateError> {
     let twilio = core
         .providers
         .twilio
@@ -445,7 +434,7 @@ async fn submit_to_twilio(
     {
         Ok(approval) => Ok((
             content.sid,
-            super::approval_from_twilio(&approval.status).to_string(),
+            TemplateApproval::from_provider(&approval.status),
             approval.rejection_reason,
         )),
         Err(e) => {
@@ -515,7 +504,7 @@ pub async fn sync_from_meta(core: &Core) -> Result<SyncReport, String> {
             language: t.language.clone(),
             body,
             variables,
-            approval_status: approval_from_meta(&t.status).into(),
+            approval_status: TemplateApproval::from_provider(&t.status),
             rejection_reason: t.rejected_reason.clone(),
             source: existing
                 .as_ref()
@@ -697,9 +686,10 @@ mod tests {
 
     #[test]
     fn meta_statuses_map_to_ours() {
-        assert_eq!(approval_from_meta("APPROVED"), "approved");
-        assert_eq!(approval_from_meta("REJECTED"), "rejected");
-        assert_eq!(approval_from_meta("IN_APPEAL"), "pending");
-        assert_eq!(approval_from_meta("PAUSED"), "paused");
+        use heimdall_codes::TemplateApproval as A;
+        assert_eq!(A::from_provider("APPROVED"), A::Approved);
+        assert_eq!(A::from_provider("REJECTED"), A::Rejected);
+        assert_eq!(A::from_provider("IN_APPEAL"), A::Pending);
+        assert_eq!(A::from_provider("PAUSED"), A::Paused);
     }
 }

@@ -416,7 +416,7 @@ async fn whatsapp_templates(
             "sid": t.provider_id,
             "provider": t.provider,
             "status": t.approval_status,
-            "approved": t.approval_status == "approved",
+            "approved": t.approval_status.is_approved(),
             "category": t.category,
             "language": t.language,
             "variables": t.variables,

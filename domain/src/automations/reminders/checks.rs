@@ -140,7 +140,7 @@ pub async fn check_template(
     let Some(t) = templates::find_by_name(&core.db.conn, &name).await? else {
         return Err(refused(format!("template '{name}' is not registered")));
     };
-    let registered = Some((t.approval_status.as_str(), t.variables.as_slice()));
+    let registered = Some((t.approval_status, t.variables.as_slice()));
     match gates::template_problem(registered, variables.keys().map(String::as_str)) {
         Some(TemplateProblem::NotApproved { status }) => {
             return Err(refused(format!(

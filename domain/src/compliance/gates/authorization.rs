@@ -127,7 +127,7 @@ pub(super) fn template_not_approved(msg: &MessageFacts, facts: &LoadedFacts) -> 
     let registered = facts
         .template
         .as_ref()
-        .map(|t| (t.approval_status.as_str(), t.variable_names.as_slice()));
+        .map(|t| (t.approval_status, t.variable_names.as_slice()));
     let name = facts.template.as_ref().map_or(name, |t| &t.name);
     match template_problem(registered, supplied.iter().map(String::as_str)) {
         Some(TemplateProblem::NotRegistered) => {
@@ -161,7 +161,7 @@ pub(super) fn template_not_approved(msg: &MessageFacts, facts: &LoadedFacts) -> 
 pub enum TemplateProblem {
     NotRegistered,
     NotApproved {
-        status: String,
+        status: heimdall_codes::TemplateApproval,
     },
     /// `missing`: the template's variables not supplied; `unknown`:
     /// supplied names the template does not have. At least one is not empty.
@@ -174,16 +174,14 @@ pub enum TemplateProblem {
 /// `registered`: the template's approval status and variable names, if it
 /// is registered; `supplied`: the variable names the message fills.
 pub fn template_problem<'a>(
-    registered: Option<(&str, &[String])>,
+    registered: Option<(heimdall_codes::TemplateApproval, &[String])>,
     supplied: impl IntoIterator<Item = &'a str>,
 ) -> Option<TemplateProblem> {
     let Some((status, variables)) = registered else {
         return Some(TemplateProblem::NotRegistered);
     };
-    if status != "approved" {
-        return Some(TemplateProblem::NotApproved {
-            status: status.to_string(),
-        });
+    if !status.is_approved() {
+        return Some(TemplateProblem::NotApproved { status });
     }
     let supplied: Vec<&str> = supplied.into_iter().collect();
     let missing: Vec<String> = variables

@@ -81,7 +81,7 @@ pub enum TemplateCategory {
 pub struct TemplateFact {
     pub name: String,
     /// approved, pending, rejected, paused, disabled, unknown
-    pub approval_status: String,
+    pub approval_status: heimdall_codes::TemplateApproval,
     pub category: TemplateCategory,
     pub variable_names: Vec<String>,
     /// What the template sends (provider id, body, language, category,

@@ -1,19 +1,23 @@
 //! Who stands behind the message, and its template.
 
 use super::*;
+use heimdall_codes::TemplateApproval;
 
 #[test]
 fn one_template_rule_for_the_gate_and_every_earlier_check() {
     let vars = vec!["name".to_string(), "day".to_string()];
-    let approved = Some(("approved", vars.as_slice()));
+    let approved = Some((TemplateApproval::Approved, vars.as_slice()));
     assert_eq!(
         template_problem(None, ["name"]),
         Some(TemplateProblem::NotRegistered)
     );
     assert_eq!(
-        template_problem(Some(("pending", vars.as_slice())), ["name", "day"]),
+        template_problem(
+            Some((TemplateApproval::Pending, vars.as_slice())),
+            ["name", "day"]
+        ),
         Some(TemplateProblem::NotApproved {
-            status: "pending".into()
+            status: TemplateApproval::Pending
         })
     );
     assert_eq!(template_problem(approved, ["day", "name"]), None);
@@ -141,9 +145,14 @@ fn template_not_approved_blocks_unknown_unapproved_and_mismatched() {
             reason: Gate::TemplateNotApproved
         }
     );
-    for status in ["pending", "rejected", "paused", "disabled"] {
+    for status in [
+        TemplateApproval::Pending,
+        TemplateApproval::Rejected,
+        TemplateApproval::Paused,
+        TemplateApproval::Disabled,
+    ] {
         let mut f = facts();
-        f.template.as_mut().unwrap().approval_status = status.into();
+        f.template.as_mut().unwrap().approval_status = status;
         let d = run(&m, &f);
         assert_eq!(
             d.decision,
@@ -151,7 +160,7 @@ fn template_not_approved_blocks_unknown_unapproved_and_mismatched() {
                 reason: Gate::TemplateNotApproved
             }
         );
-        assert!(d.explanation().contains(status));
+        assert!(d.explanation().contains(status.as_str()));
     }
     let mut missing = m.clone();
     missing.content = MessageContent::Template {

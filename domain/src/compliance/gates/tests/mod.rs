@@ -45,7 +45,7 @@ fn facts() -> LoadedFacts {
         window_expires_at: None,
         template: Some(TemplateFact {
             name: "task_reminder".into(),
-            approval_status: "approved".into(),
+            approval_status: heimdall_codes::TemplateApproval::Approved,
             category: TemplateCategory::Utility,
             variable_names: vec!["task_name".into(), "due_time".into()],
             digest: "d1".into(),
