@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 use heimdall_domain::campaigns::{self, CampaignError};
 use heimdall_domain::Core;
 
-use crate::poll::Tick;
-use crate::queue::{FanOutQueue, Queue};
-
 /// The job: which campaign. Stable name: stored in the queue.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FanOutCampaign {
@@ -29,10 +26,10 @@ pub struct FanOutCampaign {
 pub const QUEUE: &str = "heimdall.fan_out_campaign";
 
 /// Fan-outs in flight per process: each is a long loop of database work.
-const CONCURRENCY: usize = 2;
+pub(crate) const CONCURRENCY: usize = 2;
 
 /// How often an idle worker looks for jobs.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// An error here is an infrastructure failure (database away): apalis
 /// retries the job, and the retry continues where this run stopped. A
@@ -59,43 +56,9 @@ pub async fn run(job: FanOutCampaign, core: Arc<Core>) -> Result<(), anyhow::Err
     }
 }
 
-async fn handler(job: FanOutCampaign, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
+/// The worker's entry (registered in [`crate::runner`]).
+pub(crate) async fn handler(job: FanOutCampaign, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
     run(job, (*core).clone())
         .await
         .map_err(|e| -> BoxDynError { e.into() })
-}
-
-/// Register this module's workers with the monitor.
-pub fn register(monitor: Monitor, core: &Arc<Core>, queue: &Queue) -> Monitor {
-    // Worker names must be unique among live workers: one per process and start,
-    // and a fresh one for each restart (see `runner::run`).
-    let worker_name = format!(
-        "heimdall-fan-out-{}-{}",
-        std::process::id(),
-        heimdall_domain::clock::new_id()
-    );
-    let core = core.clone();
-    match queue.fan_out() {
-        FanOutQueue::Sqlite(storage) => monitor.register(move |restarts| {
-            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                .concurrency(CONCURRENCY)
-                .data(core.clone())
-                .build(handler)
-        }),
-        FanOutQueue::Postgres(storage) => monitor.register(move |restarts| {
-            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                .concurrency(CONCURRENCY)
-                .data(core.clone())
-                .build(handler)
-        }),
-        FanOutQueue::Redis(storage) => monitor.register(move |restarts| {
-            WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                .concurrency(CONCURRENCY)
-                .data(core.clone())
-                .build(handler)
-        }),
-    }
 }

@@ -10,9 +10,10 @@ use futures::Future;
 use heimdall_domain::Core;
 
 use crate::deferred;
+use crate::fan_out_campaign;
 use crate::poll::Tick;
-use crate::queue::Queue;
-use crate::send_message::{self, SendMessage};
+use crate::queue::{FanOutQueue, Queue};
+use crate::send_message;
 
 /// How often an idle worker looks for due jobs (deferred jobs become due
 /// without a push, so polling is needed besides wake-on-push).
@@ -22,10 +23,43 @@ const POLL: Duration = Duration::from_millis(50);
 /// times out well within it).
 const SENDS_AT_SHUTDOWN: Duration = Duration::from_secs(20);
 
-async fn send_message_handler(job: SendMessage, core: Data<Arc<Core>>) -> Result<(), BoxDynError> {
-    send_message::run(job, (*core).clone())
-        .await
-        .map_err(|e| -> BoxDynError { e.into() })
+/// Register one job's worker on whichever of the three backends `$queue`
+/// is (`$queues`: the job's queue enum, with `Sqlite`, `Postgres` and
+/// `Redis` arms). The arms differ only in the storage's type; a generic
+/// function would have to restate apalis' backend bounds for each, so the
+/// one registration is this macro. Each start of a worker takes a fresh
+/// name (`{name}-{restarts}`): a restarted worker must not re-register under
+/// the name its dead self still holds (apalis refuses it until that one's
+/// heartbeats lapse, and the worker restarts in a loop meanwhile: seen
+/// 741,005 times in four minutes).
+macro_rules! register_queue_worker {
+    ($monitor:expr, $queues:ident, $queue:expr, $name:expr, $poll:expr, $concurrency:expr, $core:expr, $handler:expr) => {{
+        let name: String = $name;
+        let core = $core;
+        match $queue {
+            $queues::Sqlite(storage) => $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(storage.clone().poll_with_strategy(Tick::new($poll)))
+                    .concurrency($concurrency)
+                    .data(core.clone())
+                    .build($handler)
+            }),
+            $queues::Postgres(storage) => $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(storage.clone().poll_with_strategy(Tick::new($poll)))
+                    .concurrency($concurrency)
+                    .data(core.clone())
+                    .build($handler)
+            }),
+            $queues::Redis(storage) => $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(storage.clone().poll_with_strategy(Tick::new($poll)))
+                    .concurrency($concurrency)
+                    .data(core.clone())
+                    .build($handler)
+            }),
+        }
+    }};
 }
 
 /// The monitor every worker runs under: a worker that ends with an error
@@ -63,46 +97,32 @@ pub async fn run(
     let monitor = monitor();
     let queue_for_hooks = queue.clone();
     let promoter = tokio::spawn(promote_deferred(queue.clone()));
-    // Each start of a worker takes a fresh name (`{worker_name}-{restarts}`): a
-    // restarted worker must not re-register under the name its dead self still
-    // holds (apalis refuses it until that one's heartbeats lapse, and the worker
-    // restarts in a loop meanwhile: seen 741,005 times in four minutes).
-    let monitor = match queue {
-        Queue::Sqlite(storage) => {
-            let core = core.clone();
-            let worker_name = worker_name.clone();
-            monitor.register(move |restarts| {
-                WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                    .concurrency(concurrency)
-                    .data(core.clone())
-                    .build(send_message_handler)
-            })
-        }
-        Queue::Postgres(storage) => {
-            let core = core.clone();
-            let worker_name = worker_name.clone();
-            monitor.register(move |restarts| {
-                WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                    .concurrency(concurrency)
-                    .data(core.clone())
-                    .build(send_message_handler)
-            })
-        }
-        Queue::Redis(storage) => {
-            let core = core.clone();
-            let worker_name = worker_name.clone();
-            monitor.register(move |restarts| {
-                WorkerBuilder::new(format!("{worker_name}-{restarts}"))
-                    .backend(storage.clone().poll_with_strategy(Tick::new(POLL)))
-                    .concurrency(concurrency)
-                    .data(core.clone())
-                    .build(send_message_handler)
-            })
-        }
-    };
-    let monitor = crate::fan_out_campaign::register(monitor, &core, &queue_for_hooks);
+    let monitor = register_queue_worker!(
+        monitor,
+        Queue,
+        queue,
+        worker_name.clone(),
+        POLL,
+        concurrency,
+        core.clone(),
+        send_message::handler
+    );
+    // Names unique among live workers, as above.
+    let fan_out_name = format!(
+        "heimdall-fan-out-{}-{}",
+        std::process::id(),
+        heimdall_domain::clock::new_id()
+    );
+    let monitor = register_queue_worker!(
+        monitor,
+        FanOutQueue,
+        queue_for_hooks.fan_out(),
+        fan_out_name,
+        fan_out_campaign::POLL,
+        fan_out_campaign::CONCURRENCY,
+        core.clone(),
+        fan_out_campaign::handler
+    );
     let monitor = crate::schedules::register(monitor, &core, &queue_for_hooks);
     let stopping = core.clone();
     let asked = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());

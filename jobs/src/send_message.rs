@@ -34,6 +34,16 @@ pub const QUEUE: &str = "heimdall.send_message";
 /// it goes through the scheduled set that [`crate::deferred`] keeps
 /// messages out of. Only when even that enqueue fails does the job fail and
 /// apalis retry it.
+/// The worker's entry (registered in [`crate::runner`]).
+pub(crate) async fn handler(
+    job: SendMessage,
+    core: apalis::prelude::Data<Arc<Core>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    run(job, (*core).clone())
+        .await
+        .map_err(|e| -> apalis::prelude::BoxDynError { e.into() })
+}
+
 pub async fn run(job: SendMessage, core: Arc<Core>) -> Result<(), anyhow::Error> {
     let id = job.message_id.clone();
     let task_core = core.clone();
