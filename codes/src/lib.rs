@@ -14,8 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 mod campaign;
+mod consent;
 mod template;
 pub use campaign::{CampaignAction, CampaignStatus};
+pub use consent::ConsentStatus;
 pub use template::TemplateApproval;
 
 /// A stored or sent name that none of a code's values has (reading a row

@@ -211,7 +211,7 @@ async fn a_submission_records_one_consent_per_ticked_channel_with_its_evidence()
     for (channel, text) in [(Channel::WhatsApp, WA_TEXT), (Channel::Sms, SMS_TEXT)] {
         let row = rows.iter().find(|r| r.channel == channel.as_str()).unwrap();
         assert_eq!(row.contact_id, r.contact_id);
-        assert_eq!(row.status, "active");
+        assert_eq!(row.status, ConsentStatus::Active);
         assert_eq!(row.source, "web_form");
         assert_eq!(row.captured_at, TestEnv::start_time());
         assert_eq!(row.ip.as_deref(), Some("203.0.113.7"));
@@ -491,7 +491,7 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "pending");
+    assert_eq!(row.status, ConsentStatus::Pending);
 
     // The confirmation went through the gates as an opt-in confirmation.
     let m = message(core, &sent.message_id).await;
@@ -558,7 +558,7 @@ async fn double_opt_in_by_sms_stays_pending_until_the_link_confirms() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, ConsentStatus::Active);
     assert_eq!(
         row.confirmed_at,
         Some(TestEnv::start_time() + Duration::hours(2))
@@ -607,7 +607,7 @@ async fn a_confirmation_link_expires_and_a_new_submission_asks_again() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "pending");
+    assert_eq!(row.status, ConsentStatus::Pending);
     let again = recorded(
         optin::submit(core, &form, None, &input(PHONE, &[(Channel::Sms, 1)]), &req)
             .await
@@ -647,7 +647,7 @@ async fn double_opt_in_is_confirmed_by_replying_yes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, ConsentStatus::Active);
     assert!(row.confirmed_at.is_some());
     // YES confirmed the form's consent; it did not add a keyword one.
     assert_eq!(consents(core).await.len(), 1);

@@ -4,6 +4,7 @@
 //! callbacks out of order, fallback to SMS, retries and alerts, and the
 //! audit trail.
 
+use heimdall_domain::compliance::gates::ConsentStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -1494,7 +1495,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
     );
     // The staff suppression revoked the consent with it.
     let consent = by_id.gate.consent.as_ref().expect("the consent");
-    assert_eq!(consent.status, "revoked");
+    assert_eq!(consent.status, ConsentStatus::Revoked);
     assert!(consent.revoked_at.is_some());
     let suppression = by_id.gate.suppression.as_ref().expect("the suppression");
     assert_eq!(suppression.reason, "staff");

@@ -2,6 +2,7 @@
 //! recorded together or not at all; an existing number is refused, never changed; an edit
 //! replaces name, tags, time zone and fields, and a bad zone changes nothing.
 
+use heimdall_domain::compliance::gates::ConsentStatus;
 use std::collections::BTreeMap;
 
 use heimdall_domain::consent::{self, ConsentEvidence, NewContactError, StaffOptIn};
@@ -61,7 +62,7 @@ async fn a_contact_and_its_consent_are_recorded_together_or_not_at_all() {
     .unwrap();
     assert_eq!(c.tags, vec!["newcomers".to_string(), "oslo".to_string()]);
     let record = outcome.expect("a consent").consent().clone();
-    assert_eq!(record.status, "active");
+    assert_eq!(record.status, ConsentStatus::Active);
     assert_eq!(record.source, "staff");
     assert_eq!(record.strength, "attested");
     assert_eq!(record.recorded_by, "op@x");

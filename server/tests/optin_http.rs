@@ -6,6 +6,7 @@
 
 mod support;
 
+use heimdall_domain::compliance::gates::ConsentStatus;
 use std::net::IpAddr;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -163,7 +164,7 @@ async fn a_submission_stores_its_evidence_exactly() {
     assert_eq!(rows.len(), 2);
     for (ch, text) in [("whatsapp", WA_TEXT), ("sms", SMS_TEXT)] {
         let r = rows.iter().find(|r| r.channel == ch).unwrap();
-        assert_eq!(r.status, "active");
+        assert_eq!(r.status, ConsentStatus::Active);
         assert_eq!(r.source, "web_form");
         assert_eq!(r.ip.as_deref(), Some("203.0.113.10"));
         assert_eq!(r.user_agent.as_deref(), Some(UA));
@@ -341,7 +342,7 @@ async fn double_opt_in_is_confirmed_by_the_link_and_its_button() {
     .await;
     assert_eq!(status, 200, "{html}");
     let rows = all_consents(&app).await;
-    assert_eq!(rows[0].status, "pending");
+    assert_eq!(rows[0].status, ConsentStatus::Pending);
     let m = outbound_message::Entity::find()
         .filter(outbound_message::Column::Source.eq("optin"))
         .one(&app.core.db.conn)
@@ -365,12 +366,12 @@ async fn double_opt_in_is_confirmed_by_the_link_and_its_button() {
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
     assert!(html.contains(&format!("<form method=\"post\" action=\"{link}\">")));
-    assert_eq!(all_consents(&app).await[0].status, "pending");
+    assert_eq!(all_consents(&app).await[0].status, ConsentStatus::Pending);
     let done = app.http.post(app.url(&link)).send().await.unwrap();
     assert_eq!(done.status(), 200);
     assert!(done.text().await.unwrap().contains("you&#39;re confirmed"));
     let row = &all_consents(&app).await[0];
-    assert_eq!(row.status, "active");
+    assert_eq!(row.status, ConsentStatus::Active);
     assert!(row.confirmed_at.is_some());
 
     let bad = app

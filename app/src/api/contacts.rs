@@ -288,7 +288,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .into_iter()
                     .map(|c| ConsentView {
                         channel: c.channel,
-                        status: c.status,
+                        status: c.status.to_string(),
                         source: c.source,
                         captured_at: c.captured_at,
                         ip: c.ip,

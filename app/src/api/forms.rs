@@ -287,7 +287,7 @@ mod ssr {
                     status: if c.revoked_at.is_some() {
                         "revoked".into()
                     } else {
-                        c.status
+                        c.status.to_string()
                     },
                     source: c.source,
                     text_version: c.consent_text_version,

@@ -100,9 +100,9 @@ pub async fn record_opt_in(
         evidence,
         recorded_by,
         if pending || opted_out.is_some() {
-            "pending"
+            ConsentStatus::Pending
         } else {
-            "active"
+            ConsentStatus::Active
         },
         strength,
         now,
@@ -195,7 +195,7 @@ async fn insert_consent(
     source: ConsentSource,
     evidence: &ConsentEvidence,
     recorded_by: &str,
-    status: &str,
+    status: ConsentStatus,
     strength: Strength,
     now: DateTime<Utc>,
 ) -> Result<ConsentRecord, ContactError> {
@@ -207,7 +207,7 @@ async fn insert_consent(
         id: Set(new_id()),
         contact_id: Set(contact_id.to_string()),
         channel: Set(channel.as_str().to_string()),
-        status: Set(status.to_string()),
+        status: Set(status),
         source: Set(source.as_str().to_string()),
         strength: Set(strength.as_str().to_string()),
         captured_at: Set(evidence.captured_at.unwrap_or(now)),
@@ -265,14 +265,14 @@ pub async fn confirm_by_link(
         return Ok(LinkConfirmation::OptedOut(o));
     }
     let res = consent::Entity::update_many()
-        .col_expr(consent::Column::Status, Expr::value("active"))
+        .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Active))
         .col_expr(consent::Column::ConfirmedAt, Expr::value(Some(now)))
         .col_expr(
             consent::Column::Strength,
             Expr::value(Strength::Confirmed.as_str()),
         )
         .filter(consent::Column::Id.eq(&c.id))
-        .filter(consent::Column::Status.eq("pending"))
+        .filter(consent::Column::Status.eq(ConsentStatus::Pending))
         .filter(consent::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
@@ -302,7 +302,7 @@ async fn opted_out_besides(
         .filter(consent::Column::Id.ne(pending_id))
         .filter(
             Condition::any()
-                .add(consent::Column::Status.ne("pending"))
+                .add(consent::Column::Status.ne(ConsentStatus::Pending))
                 .add(consent::Column::RevokedAt.is_not_null()),
         )
         .order_by_desc(consent::Column::CreatedAt)
@@ -351,7 +351,7 @@ pub async fn opt_in_from_number(
 ) -> Result<NumberOptIn, sea_orm::DbErr> {
     let opted_out = opted_out(db, contact_id, channel).await?;
     let confirmed = consent::Entity::update_many()
-        .col_expr(consent::Column::Status, Expr::value("active"))
+        .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Active))
         .col_expr(consent::Column::ConfirmedAt, Expr::value(Some(now)))
         .col_expr(
             consent::Column::Strength,
@@ -359,7 +359,7 @@ pub async fn opt_in_from_number(
         )
         .filter(consent::Column::ContactId.eq(contact_id))
         .filter(consent::Column::Channel.eq(channel.as_str()))
-        .filter(consent::Column::Status.eq("pending"))
+        .filter(consent::Column::Status.eq(ConsentStatus::Pending))
         .filter(consent::Column::RevokedAt.is_null())
         .exec(db)
         .await?
@@ -387,7 +387,7 @@ pub async fn opt_in_from_number(
             ConsentSource::Keyword,
             &evidence,
             "inbound",
-            "active",
+            ConsentStatus::Active,
             Strength::Number,
             now,
         )

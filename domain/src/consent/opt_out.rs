@@ -8,6 +8,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use super::records::Scope;
 use crate::channel::Channel;
 use crate::clock::new_id;
+use crate::compliance::gates::ConsentStatus;
 use crate::entities::{consent, suppression};
 
 /// Who or what opted the contact out.
@@ -54,7 +55,7 @@ pub async fn opt_out(
     let mut changed = false;
     if scope == Scope::All {
         let mut revoke = consent::Entity::update_many()
-            .col_expr(consent::Column::Status, Expr::value("revoked"))
+            .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
             .col_expr(consent::Column::RevokedAt, Expr::value(Some(now)))
             .col_expr(
                 consent::Column::RevocationSource,

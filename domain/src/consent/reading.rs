@@ -25,18 +25,16 @@ pub async fn current_consent(
 }
 
 pub fn consent_status(m: &consent::Model) -> ConsentStatus {
-    status_of(&m.status, m.revoked_at.is_some())
+    status_of(m.status, m.revoked_at.is_some())
 }
 
-/// A consent row's status: revoked (by status or a revocation time),
-/// pending, or active.
-pub(crate) fn status_of(status: &str, revoked: bool) -> ConsentStatus {
-    if revoked || status == "revoked" {
+/// A consent row's status: revoked by a revocation time whatever its
+/// status says, else its status.
+pub(crate) fn status_of(status: ConsentStatus, revoked: bool) -> ConsentStatus {
+    if revoked {
         ConsentStatus::Revoked
-    } else if status == "pending" {
-        ConsentStatus::Pending
     } else {
-        ConsentStatus::Active
+        status
     }
 }
 

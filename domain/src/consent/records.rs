@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::compliance::gates::ConsentStatus;
 use crate::contacts::ContactError;
 use crate::entities::{consent, suppression};
 
@@ -157,7 +158,7 @@ pub struct ConsentRecord {
     pub id: String,
     pub contact_id: String,
     pub channel: String,
-    pub status: String,
+    pub status: ConsentStatus,
     pub source: String,
     /// `number`, `confirmed`, `declared` or `attested` ([`Strength`]).
     pub strength: String,

@@ -1,5 +1,6 @@
 //! The `consents` table.
 
+use heimdall_codes::ConsentStatus;
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
@@ -10,7 +11,7 @@ pub struct Model {
     pub id: String,
     pub contact_id: String,
     pub channel: String,
-    pub status: String,
+    pub status: ConsentStatus,
     pub source: String,
     pub captured_at: DateTimeUtc,
     pub ip: Option<String>,

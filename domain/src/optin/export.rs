@@ -106,7 +106,7 @@ pub async fn export_consents_csv(core: &Core, contact_id: &str) -> Result<String
             name.clone(),
             c.id.clone(),
             c.channel.clone(),
-            c.status.clone(),
+            c.status.to_string(),
             c.source.clone(),
             ts(Some(c.captured_at)),
             c.ip.clone().unwrap_or_default(),

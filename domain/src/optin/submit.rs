@@ -2,6 +2,7 @@
 //! evidence, and double opt-in confirmation.
 
 use super::*;
+use crate::compliance::gates::ConsentStatus;
 
 /// A submission as the browser sent it (parsed by [`SubmissionInput::from_pairs`]).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -382,19 +383,18 @@ pub async fn submit(
             .is_some()
         {
             // The same claim again adds nothing.
-            if let Some(c) = same.iter().find(|c| c.status == "pending") {
+            if let Some(c) = same.iter().find(|c| c.status == ConsentStatus::Pending) {
                 receipts.push(receipt(ChannelStatus::NeedsProofFromNumber, &c.id));
                 continue;
             }
         } else {
-            if let Some(c) = same.iter().find(|c| c.status == "active") {
+            if let Some(c) = same.iter().find(|c| c.status == ConsentStatus::Active) {
                 receipts.push(receipt(ChannelStatus::AlreadySubscribed, &c.id));
                 continue;
             }
-            if let Some(c) = same
-                .iter()
-                .find(|c| c.status == "pending" && c.created_at + CONFIRMATION_TTL > now)
-            {
+            if let Some(c) = same.iter().find(|c| {
+                c.status == ConsentStatus::Pending && c.created_at + CONFIRMATION_TTL > now
+            }) {
                 receipts.push(receipt(ChannelStatus::AlreadyAwaitingConfirmation, &c.id));
                 continue;
             }
@@ -404,7 +404,7 @@ pub async fn submit(
                 if let Some(cur) =
                     crate::consent::current_consent(&txn, &contact.id, channel).await?
                 {
-                    if cur.status == "active" && cur.revoked_at.is_none() {
+                    if cur.status == ConsentStatus::Active && cur.revoked_at.is_none() {
                         receipts.push(receipt(ChannelStatus::AlreadySubscribed, &cur.id));
                         continue;
                     }

@@ -28,7 +28,7 @@ pub struct GateState {
 
 #[derive(Debug, Clone)]
 pub struct LatestConsent {
-    pub status: String,
+    pub status: ConsentStatus,
     pub source: String,
     pub captured_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -51,7 +51,7 @@ impl GateState {
     pub fn consent_status(&self) -> Option<ConsentStatus> {
         self.consent
             .as_ref()
-            .map(|c| status_of(&c.status, c.revoked_at.is_some()))
+            .map(|c| status_of(c.status, c.revoked_at.is_some()))
     }
 }
 
@@ -160,7 +160,9 @@ fn facts_sql(src: &FactSources<'_>) -> String {
 
 /// The facts row decoded; `sender` picks which sender's row is the one.
 fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, sea_orm::DbErr> {
-    let consent = match row.try_get::<Option<String>>("", "lc_status")? {
+    // A stored status this build does not know is an error (the send waits and is
+    // tried again), never read as consent.
+    let consent = match row.try_get::<Option<ConsentStatus>>("", "lc_status")? {
         Some(status) => Some(LatestConsent {
             status,
             source: row.try_get("", "lc_source")?,

@@ -44,13 +44,7 @@ pub struct MessageFacts {
     pub purpose: Purpose,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentStatus {
-    Active,
-    Pending,
-    Revoked,
-}
+pub use heimdall_codes::ConsentStatus;
 
 /// The latest consent record for the recipient and channel.
 #[derive(Debug, Clone)]
