@@ -491,7 +491,7 @@ pub fn campaign_authorization(m: &campaign::Model) -> Authorization {
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok());
     Authorization::Campaign {
-        status: m.status.to_string(),
+        status: m.status,
         authors: campaign_authors(m),
         approved_by: m.approved_by.clone(),
         approved_template: approved.map(|a| a.template_digest),

@@ -130,7 +130,7 @@ pub async fn review_by(
     let policy = outbound::policy(core);
     // As it would be once approved by someone other than its authors.
     let authorization = Authorization::Campaign {
-        status: CampaignStatus::Approved.as_str().into(),
+        status: CampaignStatus::Approved,
         authors: authz::campaign_authors(&m),
         approved_by: Some("review:another approver".into()),
         approved_template: None,

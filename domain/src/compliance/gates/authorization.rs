@@ -45,9 +45,7 @@ pub(super) fn not_authorized(
                     "the template changed since the campaign was approved (provider id, body, language, category or variables); it must be approved again",
                 )
             }
-            Some(_)
-                if !heimdall_codes::CampaignStatus::parse(status)
-                    .is_some_and(|s| s.authorizes_sending()) =>
+            Some(_) if !status.authorizes_sending() =>
             {
                 Verdict::block(format!("the campaign is {status}"))
             }

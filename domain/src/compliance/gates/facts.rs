@@ -88,7 +88,7 @@ pub struct TemplateFact {
 pub enum Authorization {
     /// A campaign and who wrote and approved it.
     Campaign {
-        status: String,
+        status: heimdall_codes::CampaignStatus,
         /// Everyone who wrote or changed the content, audience or schedule.
         authors: Vec<String>,
         approved_by: Option<String>,

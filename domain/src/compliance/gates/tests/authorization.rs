@@ -192,7 +192,7 @@ fn not_authorized_covers_campaigns_automations_staff_and_senders() {
     );
     let mut f = facts();
     f.authorization = Authorization::Campaign {
-        status: "approved".into(),
+        status: heimdall_codes::CampaignStatus::Approved,
         authors: vec!["a@x.com".into()],
         approved_by: Some("a@x.com".into()),
         approved_template: None,
@@ -204,7 +204,7 @@ fn not_authorized_covers_campaigns_automations_staff_and_senders() {
         }
     );
     f.authorization = Authorization::Campaign {
-        status: "approved".into(),
+        status: heimdall_codes::CampaignStatus::Approved,
         authors: vec!["a@x.com".into()],
         approved_by: None,
         approved_template: None,
@@ -216,14 +216,14 @@ fn not_authorized_covers_campaigns_automations_staff_and_senders() {
         }
     );
     f.authorization = Authorization::Campaign {
-        status: "sending".into(),
+        status: heimdall_codes::CampaignStatus::Sending,
         authors: vec!["a@x.com".into()],
         approved_by: Some("b@x.com".into()),
         approved_template: None,
     };
     assert_eq!(run(&campaign, &f).decision, Decision::Pass);
     f.authorization = Authorization::Campaign {
-        status: "cancelled".into(),
+        status: heimdall_codes::CampaignStatus::Cancelled,
         authors: vec!["a@x.com".into()],
         approved_by: Some("b@x.com".into()),
         approved_template: None,
@@ -306,7 +306,7 @@ fn no_author_may_approve_and_approval_binds_to_the_template() {
     let mut f = facts();
     // A second author (who edited the draft) approved it: refused.
     f.authorization = Authorization::Campaign {
-        status: "approved".into(),
+        status: heimdall_codes::CampaignStatus::Approved,
         authors: vec!["a".into(), "b".into()],
         approved_by: Some("b".into()),
         approved_template: Some("d1".into()),
@@ -317,7 +317,7 @@ fn no_author_may_approve_and_approval_binds_to_the_template() {
     );
     // Someone else approved the template as it is now: passes.
     f.authorization = Authorization::Campaign {
-        status: "approved".into(),
+        status: heimdall_codes::CampaignStatus::Approved,
         authors: vec!["a".into(), "b".into()],
         approved_by: Some("c".into()),
         approved_template: Some("d1".into()),
