@@ -527,7 +527,7 @@ pub async fn accept_reminder_to(core: &Core, phone: &str) -> String {
                     key_id: None,
                     name: "bootstrap".into(),
                 },
-                source: "api",
+                source: crate::compliance::message_source::MessageSource::Api,
                 reminder_id: None,
             },
             idempotency_key: None,

@@ -4,6 +4,7 @@
 //! refused; what goes is formatted and split as an inbox reply is.
 
 use chrono::Duration;
+use heimdall_domain::compliance::message_source::MessageSource;
 
 use heimdall_domain::access::accounts::{self, Role};
 use heimdall_domain::access::authz::{self, ApiPrincipal, AutomationError};
@@ -64,7 +65,7 @@ fn text(cid: &str, principal: ApiPrincipal, body: &str) -> SendRequest {
         },
         origin: Origin::Automation {
             principal,
-            source: "api",
+            source: MessageSource::Api,
             reminder_id: None,
         },
         idempotency_key: None,

@@ -4,6 +4,7 @@
 //! once under a race and resumes after a crash, pause/resume/cancel of
 //! waiting messages, progress, and scheduled starts.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::BTreeMap;
 
@@ -300,7 +301,7 @@ async fn the_full_life_cycle_from_draft_to_completed() {
     let msgs = messages_of(&env.core, &c.id).await;
     assert_eq!(msgs.len(), 3);
     for m in &msgs {
-        assert_eq!(m.source, "campaign");
+        assert_eq!(m.source, MessageSource::Campaign);
         assert!(ids.contains(m.contact_id.as_ref().unwrap()));
         assert_eq!(
             m.idempotency_key.as_deref(),

@@ -23,6 +23,7 @@
 //!
 //! `HEIMDALL_INVARIANT_CASES` sets the number of cases (default 32).
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -344,7 +345,7 @@ fn bootstrap() -> Origin {
             key_id: None,
             name: "bootstrap".into(),
         },
-        source: "api",
+        source: MessageSource::Api,
         reminder_id: None,
     }
 }

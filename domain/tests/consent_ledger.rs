@@ -4,6 +4,7 @@
 //! would, and the rule that only the person's own number lifts an opt-out.
 
 use heimdall_domain::compliance::gates::ConsentStatus;
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -117,7 +118,7 @@ fn reminder(contact_id: &str) -> SendRequest {
                 key_id: None,
                 name: "bootstrap".into(),
             },
-            source: "api",
+            source: MessageSource::Api,
             reminder_id: None,
         },
         idempotency_key: None,

@@ -3,6 +3,7 @@
 //! last run, next run and outcome for the console; a failing job is
 //! recorded and alerted.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ async fn message(core: &Core, contact_id: &str) -> String {
                     key_id: None,
                     name: "bootstrap".into(),
                 },
-                source: "api",
+                source: MessageSource::Api,
                 reminder_id: None,
             },
             idempotency_key: None,

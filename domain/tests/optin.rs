@@ -5,6 +5,7 @@
 //! the right URL, the WhatsApp link that only opens the window), CSV
 //! import with its per-row report, and the audit export.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration as StdDuration;
@@ -129,7 +130,7 @@ fn reminder(contact_id: &str) -> SendRequest {
         },
         origin: Origin::Automation {
             principal: bootstrap(),
-            source: "api",
+            source: MessageSource::Api,
             reminder_id: None,
         },
         idempotency_key: None,

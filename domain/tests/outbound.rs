@@ -5,6 +5,7 @@
 //! audit trail.
 
 use heimdall_domain::compliance::gates::ConsentStatus;
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -107,7 +108,7 @@ fn reminder(to: Recipient, channel: Channel) -> SendRequest {
         },
         origin: Origin::Automation {
             principal: bootstrap(),
-            source: "api",
+            source: MessageSource::Api,
             reminder_id: None,
         },
         idempotency_key: None,
@@ -371,7 +372,7 @@ async fn automations_must_be_approved_by_someone_else_for_the_template() {
     let mut req = reminder(Recipient::Contact(cid.clone()), Channel::WhatsApp);
     req.origin = Origin::Automation {
         principal: principal.clone(),
-        source: "api",
+        source: MessageSource::Api,
         reminder_id: None,
     };
     let out = outbound::accept(&env.core, req.clone()).await.unwrap();
@@ -958,7 +959,7 @@ async fn error_63007_pauses_the_sender_instead_of_turning_whatsapp_into_sms() {
         .await
         .unwrap()
         .expect("the failed message is sent again");
-    assert_eq!(resend.source, "api");
+    assert_eq!(resend.source, MessageSource::Api);
     assert_eq!(resend.template_name.as_deref(), Some("task_reminder"));
     assert_eq!(
         state(&env.core, &next.message_id).await,

@@ -6,6 +6,7 @@
 //! sending twice, and the automation's authorization and the person's
 //! consent are checked again when it comes due.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use heimdall_domain::compliance::message_state::MessageState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -192,7 +193,7 @@ async fn a_reminder_fires_once_at_its_time() {
     let msgs = messages_for(&env.core, &r.id).await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(r.message_id.as_deref(), Some(msgs[0].id.as_str()));
-    assert_eq!(msgs[0].source, "reminder");
+    assert_eq!(msgs[0].source, MessageSource::Reminder);
     assert_eq!(msgs[0].actor, "api_key:bootstrap");
     assert_eq!(msgs[0].template_name.as_deref(), Some("task_reminder"));
     assert_eq!(
@@ -361,7 +362,7 @@ async fn a_claim_left_by_a_stopped_worker_is_taken_up_without_sending_twice() {
             },
             origin: heimdall_domain::sending::outbound::Origin::Automation {
                 principal: bootstrap(),
-                source: "reminder",
+                source: MessageSource::Reminder,
                 reminder_id: Some(a.id.clone()),
             },
             idempotency_key: Some(format!("reminder:{}", a.id)),

@@ -3,6 +3,7 @@
 //! local day, the audit log and its CSV export (formula cells escaped), the
 //! inbox and a conversation, and a contact's timeline.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate};
@@ -119,7 +120,7 @@ fn reminder(to: Recipient) -> SendRequest {
                 key_id: None,
                 name: "bootstrap".into(),
             },
-            source: "api",
+            source: MessageSource::Api,
             reminder_id: None,
         },
         idempotency_key: None,
@@ -222,7 +223,7 @@ async fn the_dashboard_counts_one_local_day() {
                     key_id: None,
                     name: "bootstrap".into(),
                 },
-                source: "api",
+                source: MessageSource::Api,
                 reminder_id: None,
             },
         ),

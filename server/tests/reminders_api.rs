@@ -5,6 +5,7 @@
 
 mod support;
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
@@ -372,7 +373,7 @@ async fn a_reminder_that_comes_due_is_delivered_by_the_running_workers() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(m.source, "reminder");
+    assert_eq!(m.source, MessageSource::Reminder);
     assert_eq!(m.reminder_id.as_deref(), Some(id.as_str()));
     // Sent: too late to cancel.
     let res = delete(&app, &format!("/api/v1/reminders/{id}")).await;

@@ -4,6 +4,7 @@
 //! with an audit row, refused by the gates until approved, and refreshed
 //! with the review's outcome (rejection reasons included).
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -107,7 +108,7 @@ async fn send(core: &Core, name: &str, variables: &[(&str, &str)]) -> Option<Gat
                     key_id: None,
                     name: "bootstrap".into(),
                 },
-                source: "api",
+                source: MessageSource::Api,
                 reminder_id: None,
             },
             idempotency_key: None,

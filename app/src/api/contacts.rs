@@ -237,7 +237,7 @@ pub(crate) mod ssr {
             kind: m.kind,
             template_name: m.template_name,
             body: m.body,
-            source: m.source,
+            source: m.source.to_string(),
             campaign_id: m.campaign_id,
             actor: m.actor,
             state: m.state.to_string(),

@@ -2,6 +2,7 @@
 //! renders, the dry-run of the gates and the cost.
 
 use super::*;
+use crate::compliance::message_source::MessageSource;
 
 /// The contacts a campaign goes to, and the numbers of a `Phones` audience
 /// that no longer match a contact.
@@ -274,7 +275,7 @@ pub(super) fn unsent_message(
         template_id: Some(template.id.clone()),
         template_name: Some(template.name.clone()),
         variables: serde_json::to_string(values).unwrap_or_else(|_| "{}".into()),
-        source: "campaign".into(),
+        source: MessageSource::Campaign,
         campaign_id: Some(m.id.clone()),
         actor: format!("campaign:{}", m.id),
         ..crate::sending::outbound::pending_message(

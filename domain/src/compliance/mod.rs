@@ -9,5 +9,6 @@
 
 pub mod gates;
 pub mod keywords;
+pub mod message_source;
 pub mod message_state;
 pub mod provider_errors;

@@ -2,6 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::compliance::message_source::MessageSource;
 use crate::compliance::message_state::MessageState;
 use serde::Serialize;
 
@@ -19,7 +20,7 @@ pub struct Model {
     pub variables: String,
     pub body: Option<String>,
     pub media_url: Option<String>,
-    pub source: String,
+    pub source: MessageSource,
     pub campaign_id: Option<String>,
     pub automation_id: Option<String>,
     pub reminder_id: Option<String>,

@@ -272,7 +272,7 @@ pub async fn conversation(
             error_message: m.error_message,
             part: m.part_index.zip(m.part_count),
             media_url: m.media_url,
-            source: m.source,
+            source: m.source.to_string(),
             actor: m.actor,
             at: m.created_at,
         });

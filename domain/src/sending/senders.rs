@@ -22,6 +22,7 @@ use crate::access::accounts::Role;
 use crate::access::authz::Sender;
 use crate::alerts::{self, Alert};
 use crate::channel::Channel;
+use crate::compliance::message_source::MessageSource;
 use crate::compliance::message_state::MessageState;
 use crate::compliance::provider_errors::{ErrorAction, ErrorClass, ProviderFailure};
 use crate::entities::{channel_config, outbound_message};
@@ -157,7 +158,7 @@ pub async fn release(
                 .action
                 == ErrorAction::PauseSender
         });
-        if !pausing || m.source == "compliance" {
+        if !pausing || m.source == MessageSource::Compliance {
             continue;
         }
         let content = match (&m.kind[..], &m.template_name) {

@@ -17,6 +17,7 @@
 //! `--database-url postgres://...` (an empty database is created under it)
 //! and `--redis-url redis://...` run the same on PostgreSQL and Redis.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -443,7 +444,7 @@ async fn outbound_bench(
                                 key_id: None,
                                 name: "bench".into(),
                             },
-                            source: "api",
+                            source: MessageSource::Api,
                             reminder_id: None,
                         },
                         idempotency_key: None,

@@ -3,6 +3,7 @@
 //! message refused by a gate is HTTP 422 with the gate's reason code, and
 //! it is still recorded.
 
+use heimdall_domain::compliance::message_source::MessageSource;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -333,7 +334,7 @@ async fn whatsapp_send(
             },
             origin: Origin::Automation {
                 principal: auth.0,
-                source: "api",
+                source: MessageSource::Api,
                 reminder_id: None,
             },
             idempotency_key: body.idempotency_key,
@@ -828,7 +829,7 @@ async fn send_message(
             content,
             origin: Origin::Automation {
                 principal: auth.0,
-                source: "api",
+                source: MessageSource::Api,
                 reminder_id: None,
             },
             idempotency_key: b.idempotency_key,

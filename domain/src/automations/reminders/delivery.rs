@@ -3,6 +3,7 @@
 //! became a message, and what an accepted message means.
 
 use super::*;
+use crate::compliance::message_source::MessageSource;
 
 const BATCH: u64 = 200;
 
@@ -153,7 +154,7 @@ async fn process(
             },
             origin: Origin::Automation {
                 principal,
-                source: "reminder",
+                source: MessageSource::Reminder,
                 reminder_id: Some(r.id.clone()),
             },
             idempotency_key: Some(key),

@@ -3,6 +3,7 @@
 //! recorded.
 
 use super::*;
+use crate::compliance::message_source::MessageSource;
 
 /// What one run of the schedules did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -506,7 +507,7 @@ pub(super) async fn process(
             },
             origin: Origin::Automation {
                 principal,
-                source: "schedule",
+                source: MessageSource::Schedule,
                 reminder_id: None,
             },
             idempotency_key: Some(key),

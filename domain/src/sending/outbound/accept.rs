@@ -183,7 +183,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
             None => Err(e.into()),
         };
     }
-    metrics::counter!("heimdall_messages_accepted_total", "source" => source).increment(1);
+    metrics::counter!("heimdall_messages_accepted_total", "source" => source.as_str()).increment(1);
     outcome.enqueue(core, &message.id).await;
     let state = outcome.state;
     metrics::counter!("heimdall_gate_decisions_total", "stage" => "accept", "decision" => decision.decision.as_str(), "reason" => decision.decision.reason().map(|g| g.code()).unwrap_or("none")).increment(1);
@@ -296,7 +296,7 @@ pub fn pending_message(
         variables: "{}".into(),
         body: None,
         media_url: None,
-        source: "api".into(),
+        source: MessageSource::Api,
         campaign_id: None,
         automation_id: None,
         reminder_id: None,
@@ -456,17 +456,6 @@ pub fn policy(core: &Core) -> Policy {
     core.live.get().policy()
 }
 
-pub(super) fn purpose_of(source: &str) -> Purpose {
-    match source {
-        "campaign" => Purpose::Campaign,
-        "inbox" => Purpose::InboxReply,
-        "fallback" => Purpose::Fallback,
-        "compliance" => Purpose::ComplianceReply,
-        "optin" => Purpose::OptInConfirmation,
-        _ => Purpose::Automation,
-    }
-}
-
 /// Rebuild the authorization behind a stored message.
 pub(super) fn authorization_for<'a>(
     core: &'a Core,
@@ -475,8 +464,8 @@ pub(super) fn authorization_for<'a>(
     template: Option<&'a Template>,
 ) -> futures::future::BoxFuture<'a, Result<Authorization, sea_orm::DbErr>> {
     Box::pin(async move {
-        Ok(match m.source.as_str() {
-            "campaign" => {
+        Ok(match m.source {
+            MessageSource::Campaign => {
                 let Some(cid) = &m.campaign_id else {
                     return Ok(Authorization::None {
                         why: "campaign message without a campaign".into(),
@@ -489,7 +478,7 @@ pub(super) fn authorization_for<'a>(
                     },
                 }
             }
-            "inbox" => {
+            MessageSource::Inbox => {
                 let user_id = m.actor.strip_prefix("staff:").unwrap_or_default();
                 match staff_user::Entity::find_by_id(user_id).one(db).await? {
                     Some(u) => {
@@ -504,8 +493,8 @@ pub(super) fn authorization_for<'a>(
                     },
                 }
             }
-            "compliance" | "optin" => Authorization::System,
-            "fallback" => {
+            MessageSource::Compliance | MessageSource::Optin => Authorization::System,
+            MessageSource::Fallback => {
                 let Some(of) = &m.fallback_of else {
                     return Ok(Authorization::None {
                         why: "fallback without an original message".into(),
@@ -515,7 +504,7 @@ pub(super) fn authorization_for<'a>(
                     .one(db)
                     .await?
                 {
-                    Some(original) if original.source != "fallback" => {
+                    Some(original) if original.source != MessageSource::Fallback => {
                         authorization_for(core, db, &original, None).await?
                     }
                     _ => Authorization::None {
@@ -523,7 +512,7 @@ pub(super) fn authorization_for<'a>(
                     },
                 }
             }
-            _ => {
+            MessageSource::Api | MessageSource::Reminder | MessageSource::Schedule => {
                 let principal = match m.automation_id.as_deref() {
                     Some("bootstrap") | None => ApiPrincipal {
                         key_id: None,

@@ -85,7 +85,7 @@ pub(super) async fn facts_from_rows(
         },
         _ => MessageContent::FreeForm,
     };
-    let purpose = purpose_of(&m.source);
+    let purpose = m.source.purpose();
     let facts = MessageFacts {
         channel,
         raw_to: m.to_address.clone(),

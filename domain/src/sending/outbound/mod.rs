@@ -33,6 +33,7 @@ use crate::compliance::gates::{
     self, Authorization, ConsentFact, Decision, GateDecision, LoadedFacts, MessageContent,
     MessageFacts, Policy, Purpose, SuppressionFact, TierFact,
 };
+pub use crate::compliance::message_source::MessageSource;
 use crate::compliance::message_state::{MessageState, ProviderStatus};
 use crate::compliance::provider_errors::{self, ErrorAction, ErrorClass, ProviderFailure};
 use crate::contacts;
@@ -99,8 +100,8 @@ pub enum Origin {
     /// The internal API, a reminder or a schedule, under an API key.
     Automation {
         principal: ApiPrincipal,
-        /// `api`, `reminder` or `schedule`.
-        source: &'static str,
+        /// `Api`, `Reminder` or `Schedule`.
+        source: MessageSource,
         reminder_id: Option<String>,
     },
     Campaign {
@@ -161,7 +162,7 @@ const STATUS_PATH: &str = "/webhooks/twilio/status";
 
 /// What a message's origin puts in its row.
 struct OriginColumns {
-    source: &'static str,
+    source: MessageSource,
     campaign_id: Option<String>,
     /// The API key behind an automation (`bootstrap` for the settings key).
     automation_id: Option<String>,
@@ -192,21 +193,21 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
                     .unwrap_or_else(|| "bootstrap".into()),
             ),
             reminder_id: reminder_id.clone(),
-            ..base(source, principal.actor())
+            ..base(*source, principal.actor())
         },
         Origin::Campaign { campaign_id } => OriginColumns {
             campaign_id: Some(campaign_id.clone()),
-            ..base("campaign", format!("campaign:{campaign_id}"))
+            ..base(MessageSource::Campaign, format!("campaign:{campaign_id}"))
         },
-        Origin::Inbox { staff } => base("inbox", format!("staff:{}", staff.id)),
+        Origin::Inbox { staff } => base(MessageSource::Inbox, format!("staff:{}", staff.id)),
         Origin::Fallback { of } => OriginColumns {
             fallback_of: Some(of.clone()),
-            ..base("fallback", "system:fallback".into())
+            ..base(MessageSource::Fallback, "system:fallback".into())
         },
-        Origin::ComplianceReply => base("compliance", "system:keyword".into()),
-        Origin::OptInConfirmation => base("optin", "system:optin".into()),
+        Origin::ComplianceReply => base(MessageSource::Compliance, "system:keyword".into()),
+        Origin::OptInConfirmation => base(MessageSource::Optin, "system:optin".into()),
         Origin::Resend { original } => OriginColumns {
-            source: known_source(&original.source),
+            source: original.source,
             campaign_id: original.campaign_id.clone(),
             automation_id: original.automation_id.clone(),
             reminder_id: original.reminder_id.clone(),
@@ -214,23 +215,6 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
             actor: original.actor.clone(),
         },
     }
-}
-
-/// A stored message's source as one of the names [`origin_columns`] writes.
-fn known_source(s: &str) -> &'static str {
-    [
-        "campaign",
-        "inbox",
-        "fallback",
-        "compliance",
-        "optin",
-        "reminder",
-        "schedule",
-        "api",
-    ]
-    .into_iter()
-    .find(|k| *k == s)
-    .unwrap_or("api")
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub struct MessageView {
     pub kind: String,
     pub template_name: Option<String>,
     pub body: Option<String>,
-    pub source: String,
+    pub source: MessageSource,
     pub campaign_id: Option<String>,
     pub actor: String,
     pub state: MessageState,
