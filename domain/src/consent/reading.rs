@@ -60,7 +60,9 @@ pub(super) fn covering(contact_id: &str, channel: Channel) -> Condition {
         .add(suppression::Column::LiftedAt.is_null())
 }
 
-/// The oldest active suppression that stops everything on the channel.
+/// The oldest active suppression that stops everything on the channel
+/// (ties by id): the one the gates' facts statement reads when one stops
+/// everything (`sending::facts`).
 pub async fn active_suppression(
     db: &impl ConnectionTrait,
     contact_id: &str,
@@ -70,6 +72,7 @@ pub async fn active_suppression(
         .filter(covering(contact_id, channel))
         .filter(suppression::Column::Scope.eq(Scope::All.as_str()))
         .order_by_asc(suppression::Column::CreatedAt)
+        .order_by_asc(suppression::Column::Id)
         .one(db)
         .await
 }

@@ -43,9 +43,30 @@ pub struct ActiveSuppression {
     pub marketing_only: bool,
 }
 
-/// The suppression the gates read: one that stops everything first, then
-/// the oldest.
-const SUPPRESSION_ORDER: &str = "(scope <> 'all') ASC, created_at ASC";
+/// The consent the gates read, for the contact `contact_id` (an SQL
+/// expression) on `channel`: the latest one (ties by id), as
+/// `consent::current_consent` picks it. Written once for both facts
+/// statements; `domain/tests/selection_agrees.rs` checks the two paths
+/// agree on generated ledgers.
+fn latest_consent_sql(contact_id: &str, channel: &str) -> String {
+    format!(
+        "SELECT status, source, captured_at, revoked_at FROM consents \
+         WHERE contact_id = {contact_id} AND channel = {channel} \
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    )
+}
+
+/// The suppression the gates read, for `contact_id` on `channel`: an
+/// active one on the channel or on `all`, one that stops everything first,
+/// then the oldest (ties by id). When it stops everything it is the one
+/// `consent::active_suppression` picks.
+fn gate_suppression_sql(contact_id: &str, channel: &str) -> String {
+    format!(
+        "SELECT reason, source_ref, created_at, scope FROM suppressions \
+         WHERE contact_id = {contact_id} AND channel IN ({channel}, 'all') \
+         AND lifted_at IS NULL ORDER BY (scope <> 'all') ASC, created_at ASC, id ASC LIMIT 1"
+    )
+}
 
 impl GateState {
     pub fn consent_status(&self) -> Option<ConsentStatus> {
@@ -143,17 +164,15 @@ fn facts_sql(src: &FactSources<'_>) -> String {
          SELECT {columns} \
          FROM (SELECT 1 AS one) one \
          LEFT JOIN k ON TRUE \
-         LEFT JOIN (SELECT status, source, captured_at, revoked_at FROM consents \
-           WHERE contact_id = (SELECT id FROM k) AND channel = {ch} \
-           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
-         LEFT JOIN (SELECT reason, source_ref, created_at, scope FROM suppressions \
-           WHERE contact_id = (SELECT id FROM k) AND channel IN ({ch}, 'all') \
-           AND lifted_at IS NULL ORDER BY {SUPPRESSION_ORDER} LIMIT 1) ls ON TRUE \
+         LEFT JOIN ({lc}) lc ON TRUE \
+         LEFT JOIN ({ls}) ls ON TRUE \
          LEFT JOIN service_windows w \
            ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
          LEFT JOIN templates t ON t.name = {tn}{senders_joins}",
         contact_where = src.contact_where,
         ch = src.channel,
+        lc = latest_consent_sql("(SELECT id FROM k)", src.channel),
+        ls = gate_suppression_sql("(SELECT id FROM k)", src.channel),
         tn = src.template,
     )
 }
@@ -240,16 +259,14 @@ pub async fn fact_rows(
 fn lateral_fact_joins(contact: &str, channel: &str, template: &str) -> String {
     format!(
         "LEFT JOIN LATERAL ({contact}) k ON TRUE \
-         LEFT JOIN LATERAL (SELECT status, source, captured_at, revoked_at FROM consents \
-           WHERE contact_id = k.id AND channel = {channel} \
-           ORDER BY created_at DESC, id DESC LIMIT 1) lc ON TRUE \
-         LEFT JOIN LATERAL (SELECT reason, source_ref, created_at, scope FROM suppressions \
-           WHERE contact_id = k.id AND channel IN ({channel}, 'all') \
-           AND lifted_at IS NULL ORDER BY {SUPPRESSION_ORDER} LIMIT 1) ls ON TRUE \
+         LEFT JOIN LATERAL ({lc}) lc ON TRUE \
+         LEFT JOIN LATERAL ({ls}) ls ON TRUE \
          LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
            WHERE contact_id = k.id AND channel = {channel} LIMIT 1) w ON TRUE \
          LEFT JOIN LATERAL (SELECT * FROM templates \
-           WHERE name = {template} LIMIT 1) t ON TRUE"
+           WHERE name = {template} LIMIT 1) t ON TRUE",
+        lc = latest_consent_sql("k.id", channel),
+        ls = gate_suppression_sql("k.id", channel),
     )
 }
 
