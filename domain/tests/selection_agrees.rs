@@ -4,7 +4,8 @@
 //! statements, `sending::facts`: one statement per message, and on
 //! PostgreSQL one for many). This test generates ledgers (consents and
 //! suppressions on both channels and on `all`, with ties in time, revoked
-//! and lifted ones) and checks that every path picks the same rows.
+//! and lifted ones) and checks that every path picks the same rows, and
+//! that the console's contact page shows what the gates read.
 
 use chrono::{Duration, TimeZone, Utc};
 use sea_orm::{ActiveModelTrait, Set};
@@ -144,6 +145,24 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                 }
                 None => assert!(stops_all.is_none(), "case {case} {channel:?}"),
             }
+            // The console's contact page: the gates' answer, not its own.
+            let standing = heimdall_domain::reports::contact_timeline(&env.core, &contact.id)
+                .await
+                .unwrap()
+                .standing
+                .into_iter()
+                .find(|s| s.channel == channel)
+                .expect("a standing per channel");
+            assert_eq!(standing.consent, sql.0.as_ref().map(|c| c.0), "case {case}");
+            assert_eq!(
+                standing.suppression.map(|v| (
+                    v.suppression.reason,
+                    v.suppression.created_at,
+                    v.suppression.scope != "all"
+                )),
+                sql.1,
+                "case {case} {channel:?}: the console's suppression"
+            );
             reads.push(FactRead::new(ContactKey::Id(&contact.id), channel, None));
             expected.push(sql);
         }

@@ -49,6 +49,15 @@ pub struct ConsentView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandingRow {
+    pub channel: String,
+    /// The latest consent's status as the gates read it, or `none`.
+    pub consent: String,
+    /// The suppression the gates read, if any.
+    pub suppression: Option<SuppressionRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuppressionRow {
     pub channel: String,
     /// keyword, provider, api, import or staff.
@@ -120,19 +129,13 @@ pub struct MessageRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactView {
     pub contact: ContactRow,
+    /// WhatsApp, then SMS: what the gates read (the server's answer; the
+    /// page never works it out again).
+    pub standing: Vec<StandingRow>,
     pub consents: Vec<ConsentView>,
     pub suppressions: Vec<SuppressionRow>,
     pub windows: Vec<WindowView>,
     pub messages: Vec<MessageRow>,
-}
-
-impl ContactView {
-    /// Is the contact suppressed (on `channel`, or on every channel)?
-    pub fn suppressed_on(&self, channel: &str) -> bool {
-        self.suppressions
-            .iter()
-            .any(|s| s.active && (s.channel == channel || s.channel == "all"))
-    }
 }
 
 #[cfg(feature = "ssr")]
@@ -165,6 +168,18 @@ pub(crate) mod ssr {
             needs_manual_outreach: c.needs_manual_outreach,
             manual_outreach_reason: c.manual_outreach_reason,
             created_at: c.created_at,
+        }
+    }
+
+    pub fn suppression_row(s: heimdall_domain::reports::SuppressionView) -> SuppressionRow {
+        SuppressionRow {
+            channel: s.suppression.channel,
+            origin: s.origin,
+            source_ref: s.suppression.source_ref,
+            created_by: s.suppression.created_by,
+            created_at: s.suppression.created_at,
+            lifted_at: s.suppression.lifted_at,
+            active: s.active,
         }
     }
 
@@ -283,12 +298,23 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                 .map_err(internal)?;
             Ok(ContactView {
                 contact: ssr::contact_row(t.contact),
+                standing: t
+                    .standing
+                    .into_iter()
+                    .map(|s| StandingRow {
+                        channel: s.channel.to_string(),
+                        consent: s
+                            .consent
+                            .map_or_else(|| "none".to_string(), |c| c.to_string()),
+                        suppression: s.suppression.map(ssr::suppression_row),
+                    })
+                    .collect(),
                 consents: t
                     .consents
                     .into_iter()
                     .map(|c| ConsentView {
+                        status: c.standing().to_string(),
                         channel: c.channel,
-                        status: c.status.to_string(),
                         source: c.source,
                         captured_at: c.captured_at,
                         ip: c.ip,
@@ -310,15 +336,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                 suppressions: t
                     .suppressions
                     .into_iter()
-                    .map(|s| SuppressionRow {
-                        channel: s.suppression.channel,
-                        origin: s.origin,
-                        source_ref: s.suppression.source_ref,
-                        created_by: s.suppression.created_by,
-                        created_at: s.suppression.created_at,
-                        lifted_at: s.suppression.lifted_at,
-                        active: s.active,
-                    })
+                    .map(ssr::suppression_row)
                     .collect(),
                 windows: t
                     .windows

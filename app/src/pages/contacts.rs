@@ -246,25 +246,17 @@ fn ContactBody(
     let c = d.contact.clone();
     let title = c.name.clone().unwrap_or_else(|| c.phone.clone());
     let err = error_of(suppress);
-    let channels = ["whatsapp", "sms"];
-    let standing = channels
+    let standing = d
+        .standing
         .iter()
-        .map(|ch| {
-            let consent = d.consents.iter().find(|x| x.channel == *ch);
-            let consent_text = match consent {
-                Some(x) if x.revoked_at.is_some() => "revoked".to_string(),
-                Some(x) => x.status.clone(),
-                None => "none".to_string(),
-            };
-            let suppression = d
-                .suppressions
-                .iter()
-                .find(|s| s.active && (s.channel == *ch || s.channel == "all"))
-                .cloned();
+        .map(|st| {
+            let ch = &st.channel;
+            let consent_text = st.consent.clone();
+            let suppression = st.suppression.clone();
             let window = d.windows.iter().find(|w| w.channel == *ch).cloned();
             view! {
-                <div class="standing card" data-channel=*ch>
-                    <h3>{if *ch == "sms" { "SMS" } else { "WhatsApp" }}</h3>
+                <div class="standing card" data-channel=ch.clone()>
+                    <h3>{if ch == "sms" { "SMS" } else { "WhatsApp" }}</h3>
                     <dl>
                         <dt>"Consent"</dt><dd><Badge state=consent_text/></dd>
                         <dt>"Suppression"</dt>
@@ -404,11 +396,8 @@ fn ContactBody(
 }
 
 fn consent_item(c: ConsentView) -> impl IntoView {
-    let state = if c.revoked_at.is_some() {
-        "revoked".to_string()
-    } else {
-        c.status.clone()
-    };
+    // The server's answer (revoked once it has a revocation time).
+    let state = c.status.clone();
     let evidence: Vec<(&'static str, Option<String>)> = vec![
         ("Captured", Some(when(&c.captured_at))),
         ("Source", Some(c.source.clone())),

@@ -180,6 +180,14 @@ pub struct ConsentRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl ConsentRecord {
+    /// Its status as the gates read it: revoked once it has a revocation
+    /// time, whatever its status column says.
+    pub fn standing(&self) -> ConsentStatus {
+        super::reading::status_of(self.status, self.revoked_at.is_some())
+    }
+}
+
 impl From<consent::Model> for ConsentRecord {
     fn from(m: consent::Model) -> Self {
         ConsentRecord {

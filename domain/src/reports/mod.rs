@@ -22,4 +22,6 @@ pub use audit_log::{audit_csv, audit_log, compact_verdicts, csv_safe, AuditFilte
 pub(crate) use conversations::NOT_OUT;
 pub use conversations::{conversation, inbox, ConversationItem, InboxThread};
 pub use dashboard::{dashboard, Dashboard, TierUsage, WindowCoverage};
-pub use timeline::{contact_timeline, ChannelWindow, ContactTimeline, SuppressionView};
+pub use timeline::{
+    contact_timeline, ChannelStanding, ChannelWindow, ContactTimeline, SuppressionView,
+};

@@ -6,9 +6,11 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySel
 use serde::Serialize;
 
 use crate::channel::Channel;
+use crate::compliance::gates::ConsentStatus;
 use crate::consent::{ConsentRecord, Suppression};
 use crate::contacts::{self, Contact, WindowState};
 use crate::entities::{contact, outbound_message, suppression};
+use crate::sending::facts::{self, ContactKey};
 use crate::sending::outbound::{self, MessageView};
 use crate::Core;
 
@@ -24,6 +26,18 @@ pub struct SuppressionView {
     pub active: bool,
 }
 
+/// The consent and suppression the gates read on one channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelStanding {
+    pub channel: Channel,
+    /// The latest consent's status (revoked once it has a revocation
+    /// time); none without a consent.
+    pub consent: Option<ConsentStatus>,
+    /// The suppression the gates read: one that stops everything first,
+    /// else a marketing-only one.
+    pub suppression: Option<SuppressionView>,
+}
+
 /// A contact's window on one channel.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelWindow {
@@ -36,6 +50,10 @@ pub struct ChannelWindow {
 #[derive(Debug, Clone, Serialize)]
 pub struct ContactTimeline {
     pub contact: Contact,
+    /// What the gates read for the contact on each channel, by their own
+    /// statement (`sending::facts`), so the console never restates which
+    /// consent and which suppression count.
+    pub standing: Vec<ChannelStanding>,
     /// Newest first, with their evidence.
     pub consents: Vec<ConsentRecord>,
     /// Newest first.
@@ -63,7 +81,7 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("no contact with id {contact_id}")))?;
     let consents = crate::consent::consent_history(core, contact_id).await?;
-    let suppressions = suppression::Entity::find()
+    let suppressions: Vec<SuppressionView> = suppression::Entity::find()
         .filter(suppression::Column::ContactId.eq(contact_id))
         .order_by_desc(suppression::Column::CreatedAt)
         .all(db)
@@ -75,6 +93,28 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
             suppression: Suppression::from(s),
         })
         .collect();
+    let mut standing = Vec::new();
+    for channel in Channel::ALL {
+        let gate = facts::fact_rows(db, ContactKey::Id(contact_id), channel, None, None)
+            .await?
+            .gate;
+        let suppression = gate.suppression.as_ref().and_then(|read| {
+            suppressions
+                .iter()
+                .find(|v| {
+                    v.active
+                        && v.suppression.reason == read.reason
+                        && v.suppression.created_at == read.since
+                        && [channel.as_str(), "all"].contains(&v.suppression.channel.as_str())
+                })
+                .cloned()
+        });
+        standing.push(ChannelStanding {
+            channel,
+            consent: gate.consent_status(),
+            suppression,
+        });
+    }
     let now = core.now();
     let mut windows = Vec::new();
     for channel in Channel::ALL {
@@ -101,6 +141,7 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
     }
     Ok(ContactTimeline {
         contact: Contact::from(c),
+        standing,
         consents,
         suppressions,
         windows,
