@@ -153,6 +153,23 @@ impl From<conversation_assignment::Model> for Assignment {
     }
 }
 
+/// The channel a staff reply to the contact goes on: the one the person
+/// last wrote on (their newest message), WhatsApp when they never wrote.
+pub async fn reply_channel(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+) -> Result<Channel, sea_orm::DbErr> {
+    let last = inbound_message::Entity::find()
+        .filter(inbound_message::Column::ContactId.eq(contact_id))
+        .order_by_desc(inbound_message::Column::ReceivedAt)
+        .order_by_desc(inbound_message::Column::Id)
+        .one(db)
+        .await?;
+    Ok(last
+        .and_then(|m| m.channel.parse().ok())
+        .unwrap_or(Channel::WhatsApp))
+}
+
 /// Assign a contact's conversation to an active staff member who may reply (operator or
 /// above), or unassign it (`to` = `None`).
 pub async fn assign(

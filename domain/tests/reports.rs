@@ -550,6 +550,31 @@ async fn the_inbox_lists_threads_newest_first_and_the_conversation_interleaves()
 }
 
 #[tokio::test]
+async fn a_staff_reply_goes_on_the_channel_the_person_last_wrote_on() {
+    let env = env().await;
+    let a = contact(&env.core, A, &[Channel::WhatsApp, Channel::Sms]).await;
+    let db = &env.core.db.conn;
+    // Never wrote: WhatsApp.
+    assert_eq!(
+        heimdall_domain::inbox::reply_channel(db, &a).await.unwrap(),
+        Channel::WhatsApp
+    );
+    inbound_from(&env, A, Channel::WhatsApp, "Hi").await;
+    env.clock.advance(Duration::minutes(1));
+    inbound_from(&env, A, Channel::Sms, "Texting now").await;
+    assert_eq!(
+        heimdall_domain::inbox::reply_channel(db, &a).await.unwrap(),
+        Channel::Sms
+    );
+    env.clock.advance(Duration::minutes(1));
+    inbound_from(&env, A, Channel::WhatsApp, "Back on WhatsApp").await;
+    assert_eq!(
+        heimdall_domain::inbox::reply_channel(db, &a).await.unwrap(),
+        Channel::WhatsApp
+    );
+}
+
+#[tokio::test]
 async fn a_contact_timeline_has_consents_suppressions_windows_and_messages() {
     let env = env().await;
     let a = contact(&env.core, A, &[Channel::WhatsApp, Channel::Sms]).await;

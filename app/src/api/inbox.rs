@@ -169,18 +169,10 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
             let items = heimdall_domain::reports::conversation(core, &id, 200)
                 .await
                 .map_err(internal)?;
-            // Replies go on the channel the person last wrote on.
-            let channel = items
-                .iter()
-                .rev()
-                .find_map(|i| match i {
-                    ConversationItem::Inbound { channel, .. } => Some(channel.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| "whatsapp".to_string());
-            let ch: heimdall_domain::Channel = channel
-                .parse()
-                .unwrap_or(heimdall_domain::Channel::WhatsApp);
+            let ch = heimdall_domain::inbox::reply_channel(&core.db.conn, &id)
+                .await
+                .map_err(internal)?;
+            let channel = ch.as_str().to_string();
             let window = heimdall_domain::contacts::window(&core.db.conn, &id, ch, core.now())
                 .await
                 .map_err(internal)?;
