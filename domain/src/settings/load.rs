@@ -308,7 +308,11 @@ impl Settings {
                 .get("HEIMDALL_PROGRAM_NAME")
                 .unwrap_or("Heimdall")
                 .to_string(),
-            help_text: src.get("HEIMDALL_HELP_TEXT").map(str::to_string),
+            help_text: src
+                .get("HEIMDALL_HELP_TEXT")
+                .map(parse_help_text)
+                .transpose()
+                .map_err(|m| invalid("HEIMDALL_HELP_TEXT", m))?,
             phone_allowlist: parse_allowlist(
                 src.get("HEIMDALL_PHONE_ALLOWLIST").unwrap_or(""),
                 default_region,
@@ -373,6 +377,19 @@ pub fn template_name_from_setting(suffix: &str) -> String {
     } else {
         name
     }
+}
+
+/// The HELP reply, from the environment or the console: text that tells
+/// people how to opt out (STOP). The one rule for both.
+pub(crate) fn parse_help_text(v: &str) -> Result<String, String> {
+    let text = v.trim();
+    if text.is_empty() {
+        return Err("the HELP reply must be text".into());
+    }
+    if !text.to_ascii_uppercase().contains("STOP") {
+        return Err("the HELP reply must tell people how to opt out (STOP)".into());
+    }
+    Ok(text.to_string())
 }
 
 pub(crate) fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {

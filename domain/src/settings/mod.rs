@@ -21,7 +21,7 @@ pub mod store;
 mod tests;
 
 pub use load::template_name_from_setting;
-pub(crate) use load::{parse_allowlist, parse_hours, parse_ladder};
+pub(crate) use load::{parse_allowlist, parse_help_text, parse_hours, parse_ladder};
 pub use source::{Source, ValueSource};
 
 use std::collections::BTreeMap;

@@ -111,15 +111,8 @@ impl Runtime {
         use keys::*;
         match key {
             HELP_TEXT => {
-                let text = value
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .ok_or("the HELP reply must be text")?;
-                if !text.to_ascii_uppercase().contains("STOP") {
-                    return Err("the HELP reply must tell people how to opt out (STOP)".into());
-                }
-                self.help_text = Some(text.to_string());
+                let text = value.as_str().ok_or("the HELP reply must be text")?;
+                self.help_text = Some(crate::settings::parse_help_text(text)?);
             }
             FALLBACK_CODES => {
                 let codes = value

@@ -40,6 +40,26 @@ fn each_runtime_setting_says_where_its_value_comes_from() {
     );
 }
 
+#[test]
+fn a_help_text_from_the_environment_must_say_how_to_opt_out_as_in_the_console() {
+    let refused = settings(&[("HEIMDALL_HELP_TEXT", "Call us at 555.")]).unwrap_err();
+    assert!(
+        refused.to_string().contains("HEIMDALL_HELP_TEXT"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("STOP"), "{refused}");
+    // Blank is unset: the compliant default.
+    assert_eq!(
+        settings(&[("HEIMDALL_HELP_TEXT", "  ")]).unwrap().help_text,
+        None
+    );
+    let ok = settings(&[("HEIMDALL_HELP_TEXT", " Call 555. Reply STOP to opt out. ")]).unwrap();
+    assert_eq!(
+        ok.help_text.as_deref(),
+        Some("Call 555. Reply STOP to opt out.")
+    );
+}
+
 fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
     Settings::from_source(&Source::from_pairs(pairs.iter().copied()))
 }
