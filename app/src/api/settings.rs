@@ -711,25 +711,22 @@ pub async fn rates_save(
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            let rate: u32 = rate_per_second
-                .trim()
-                .parse()
-                .ok()
-                .filter(|r| (1..=1000).contains(r))
-                .ok_or_else(|| {
-                    AppError::invalid("rate_per_second", "Enter 1 to 1000 messages per second.")
-                })?;
-            let pace: u32 = recipient_pace_seconds
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p <= 3600)
-                .ok_or_else(|| {
-                    AppError::invalid(
-                        "recipient_pace_seconds",
-                        "Enter 0 to 3600 seconds (0 turns it off).",
-                    )
-                })?;
+            // Both are checked by the domain's one rule before either is saved.
+            let number = |field: &str, text: &str, key: &str| {
+                let n: u32 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| AppError::invalid(field, "Enter a whole number."))?;
+                heimdall_domain::settings::runtime::check(ctx.core(), key, &serde_json::json!(n))
+                    .map_err(|m| AppError::invalid(field, capitalise(&m)))?;
+                Ok::<u32, AppError>(n)
+            };
+            let rate = number("rate_per_second", &rate_per_second, RATE_PER_SECOND)?;
+            let pace = number(
+                "recipient_pace_seconds",
+                &recipient_pace_seconds,
+                RECIPIENT_PACE_SECONDS,
+            )?;
             let live = ctx.core().live.get();
             if rate != live.rate_per_second {
                 save(

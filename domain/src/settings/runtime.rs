@@ -349,10 +349,7 @@ pub async fn store(
     value: serde_json::Value,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let mut check = core.live.get().as_ref().clone();
-    check
-        .apply(key, &value, core.settings.default_region)
-        .map_err(StoreError::Invalid)?;
+    check(core, key, &value).map_err(StoreError::Invalid)?;
     let before = crate::settings::store::get(core, key).await?;
     crate::settings::store::put(core, key, &value, actor).await?;
     crate::audit::record_infra_change(
@@ -367,6 +364,15 @@ pub async fn store(
     .await?;
     refresh(core).await?;
     Ok(())
+}
+
+/// Whether `value` is a valid stored value of `key` (the one parser,
+/// [`Runtime::apply`], on a copy of what is in force): the console asks
+/// before saving several settings together, so none is saved when one is
+/// refused.
+pub fn check(core: &Core, key: &str, value: &serde_json::Value) -> Result<(), String> {
+    let mut copy = core.live.get().as_ref().clone();
+    copy.apply(key, value, core.settings.default_region)
 }
 
 #[derive(Debug, thiserror::Error)]
