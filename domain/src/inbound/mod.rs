@@ -16,9 +16,10 @@
 //! messages, statuses and a tier limit; a message's keyword), `dedup` (an
 //! event claimed once, in Redis and in the database), `persist` (a message
 //! stored with what its keyword changes, and the reply it calls for),
-//! `audit_log` (every webhook request recorded, secrets redacted) and
+//! `audit_log` (every webhook request recorded, secrets redacted),
 //! `spool` (events kept on local disk while the database is away, and
-//! replayed).
+//! replayed) and `take` (a webhook's events taken whole: handled, or
+//! spooled, and the request recorded; what the routes call).
 
 use sea_orm::EntityTrait;
 use serde::Serialize;
@@ -35,6 +36,7 @@ mod dedup;
 mod parse;
 mod persist;
 mod spool;
+mod take;
 
 pub use audit_log::{
     prune_webhook_audit, record_refused, record_webhook, redact_body, refused_body,
@@ -43,6 +45,9 @@ pub use audit_log::{
 pub use dedup::{purge_dedup, DEDUP_TTL};
 pub use parse::{parse_meta, parse_meta_limit, InboundMessage, MetaEvents};
 pub use spool::{replay_spool, spool, SpooledEvent, SpooledPayload, StatusReportData};
+pub use take::{
+    record_or_spool, spool_logged, take_meta_events, take_status, twilio_status_report, Taken,
+};
 
 use dedup::{claim_db, claim_redis, release_redis};
 use persist::{reply_to_keyword, store_message, store_plain_message};

@@ -11,9 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 
 use heimdall_domain::inbound::{
-    self, InboundMessage, InboundOutcome, SpooledEvent, SpooledPayload, WebhookRecord,
+    self, InboundMessage, InboundOutcome, SpooledPayload, Taken, WebhookRecord,
 };
-use heimdall_domain::sending::outbound::StatusReport;
 use heimdall_domain::signature;
 use heimdall_domain::Core;
 
@@ -84,28 +83,6 @@ fn record(
 async fn refused(core: &Core, req: &HttpRequest, rec: WebhookRecord, body: &[u8]) {
     let ip = crate::routes::optin::client_address(core, req).await;
     inbound::record_refused(core, ip, rec, body).await;
-}
-
-/// Write the audit row; if the database is away, spool the event instead.
-/// Returns false only when neither worked.
-async fn audit_or_spool(core: &Core, rec: WebhookRecord, payload: SpooledPayload) -> bool {
-    match inbound::record_webhook(&core.db.conn, &rec, false, core.now()).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "webhook audit: database unavailable, spooling");
-            spool(core, rec, payload).await
-        }
-    }
-}
-
-async fn spool(core: &Core, record: WebhookRecord, event: SpooledPayload) -> bool {
-    match inbound::spool(core, &SpooledEvent { record, event }).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "could not write the webhook spool");
-            false
-        }
-    }
 }
 
 /// The URL Twilio signed: the public base plus this request's path and query.
@@ -217,7 +194,7 @@ async fn twilio_inbound(
     let msg = match InboundMessage::from_twilio(&map, core.now()) {
         Ok(m) => m,
         Err(why) => {
-            audit_or_spool(
+            inbound::record_or_spool(
                 &core,
                 record(&req, "twilio", "malformed", &body, None, &core),
                 SpooledPayload::None,
@@ -239,7 +216,7 @@ async fn twilio_inbound(
             };
             metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict).increment(1);
             if !handled.audited {
-                audit_or_spool(
+                inbound::record_or_spool(
                     &core,
                     record(&req, "twilio", verdict, &body, event_id, &core),
                     SpooledPayload::None,
@@ -249,7 +226,7 @@ async fn twilio_inbound(
             twiml()
         }
         Err(inbound::InboundError::Malformed(why)) => {
-            audit_or_spool(
+            inbound::record_or_spool(
                 &core,
                 record(&req, "twilio", "malformed", &body, event_id, &core),
                 SpooledPayload::None,
@@ -260,7 +237,7 @@ async fn twilio_inbound(
         }
         Err(inbound::InboundError::Db(e)) => {
             tracing::error!(error = %e, "inbound message: database unavailable, spooling");
-            if spool(
+            if inbound::spool_logged(
                 &core,
                 record(&req, "twilio", "accepted", &body, event_id, &core),
                 SpooledPayload::Message(msg),
@@ -311,13 +288,14 @@ async fn twilio_status(
         Err(resp) => return resp,
     };
     let map: BTreeMap<String, String> = params.into_iter().collect();
-    let status = map
-        .get("MessageStatus")
-        .or_else(|| map.get("SmsStatus"))
-        .cloned();
-    let sid = map.get("MessageSid").or_else(|| map.get("SmsSid")).cloned();
-    let (Some(status), Some(sid)) = (status, sid) else {
-        audit_or_spool(
+    let mid = req
+        .query_string()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "mid")
+        .map(|(_, v)| v.to_string());
+    let Some(report) = inbound::twilio_status_report(&map, mid) else {
+        inbound::record_or_spool(
             &core,
             record(&req, "twilio", "malformed", &body, None, &core),
             SpooledPayload::None,
@@ -325,49 +303,24 @@ async fn twilio_status(
         .await;
         return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "MessageSid and MessageStatus are required"}}));
     };
-    let mid = req
-        .query_string()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "mid")
-        .map(|(_, v)| v.to_string());
-    let report = StatusReport {
-        message_id: mid,
-        provider_sid: Some(sid.clone()),
-        status,
-        error_code: map.get("ErrorCode").and_then(|c| c.parse().ok()),
-        error_message: map.get("ErrorMessage").cloned(),
-        price: map.get("Price").cloned().filter(|p| !p.is_empty()),
-        price_unit: map.get("PriceUnit").cloned().filter(|p| !p.is_empty()),
-        source: "twilio".into(),
+    let sid = report.provider_sid.clone();
+    let taken = inbound::take_status(&core, report, |verdict| {
+        record(&req, "twilio", verdict, &body, sid.clone(), &core)
+    })
+    .await;
+    // Counted when handled (a spooled one is counted when replayed).
+    let verdict = match taken {
+        Taken::Accepted => Some("accepted"),
+        Taken::Duplicate => Some("duplicate"),
+        Taken::Spooled | Taken::Lost => None,
     };
-    let data = inbound::StatusReportData::from(&report);
-    match inbound::handle_status(&core, report).await {
-        Ok(first) => {
-            let verdict = if first { "accepted" } else { "duplicate" };
-            metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict).increment(1);
-            audit_or_spool(
-                &core,
-                record(&req, "twilio", verdict, &body, Some(sid), &core),
-                SpooledPayload::None,
-            )
-            .await;
-            HttpResponse::NoContent().finish()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "status callback: database unavailable, spooling");
-            if spool(
-                &core,
-                record(&req, "twilio", "accepted", &body, Some(sid), &core),
-                SpooledPayload::Status(data),
-            )
-            .await
-            {
-                HttpResponse::NoContent().finish()
-            } else {
-                HttpResponse::ServiceUnavailable().finish()
-            }
-        }
+    if let Some(verdict) = verdict {
+        metrics::counter!("heimdall_webhooks_total", "provider" => "twilio", "verdict" => verdict)
+            .increment(1);
+    }
+    match taken {
+        Taken::Lost => HttpResponse::ServiceUnavailable().finish(),
+        _ => HttpResponse::NoContent().finish(),
     }
 }
 
@@ -412,7 +365,7 @@ async fn meta_verify(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpRespon
             t.len() == expected.len() && bool::from(t.as_bytes().ct_eq(expected.as_bytes()))
         });
     if ok {
-        audit_or_spool(
+        inbound::record_or_spool(
             &core,
             record(
                 &req,
@@ -487,7 +440,7 @@ async fn meta_events(
     let events = match parsed {
         Ok(e) => e,
         Err(why) => {
-            audit_or_spool(
+            inbound::record_or_spool(
                 &core,
                 record(&req, "meta", "malformed", &body, None, &core),
                 SpooledPayload::None,
@@ -497,62 +450,11 @@ async fn meta_events(
                 .json(serde_json::json!({"error": {"code": "malformed", "message": why}}));
         }
     };
-    if let Some(limit) = events.tier_limit {
-        if let Err(e) =
-            inbound::set_tier_limit(&core, limit, "meta:business_capability_update").await
-        {
-            tracing::error!(error = %e, "could not store the new messaging limit");
-        }
-    }
-    let mut spooled_all = true;
-    for msg in events.messages {
-        let wamid = msg.provider_message_id.clone();
-        match inbound::handle_message(&core, msg.clone()).await {
-            Ok(InboundOutcome::Stored { .. }) => {
-                if core.settings.meta_read_receipts {
-                    if let Some(client) = core.providers.meta.clone() {
-                        tokio::spawn(async move {
-                            if let Err(e) = client.mark_as_read(&wamid).await {
-                                tracing::warn!(error = %e, "could not mark a message read");
-                            }
-                        });
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(inbound::InboundError::Db(e)) => {
-                tracing::error!(error = %e, "meta message: database unavailable, spooling");
-                spooled_all &= spool(
-                    &core,
-                    record(&req, "meta", "accepted", &body, Some(wamid), &core),
-                    SpooledPayload::Message(msg),
-                )
-                .await;
-            }
-            Err(inbound::InboundError::Malformed(why)) => {
-                tracing::warn!(%why, "meta message skipped")
-            }
-        }
-    }
-    for st in events.statuses {
-        let data = inbound::StatusReportData::from(&st);
-        if let Err(e) = inbound::handle_status(&core, st).await {
-            tracing::error!(error = %e, "meta status: database unavailable, spooling");
-            spooled_all &= spool(
-                &core,
-                record(&req, "meta", "accepted", &body, None, &core),
-                SpooledPayload::Status(data),
-            )
-            .await;
-        }
-    }
     metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "accepted")
         .increment(1);
-    audit_or_spool(
-        &core,
-        record(&req, "meta", "accepted", &body, None, &core),
-        SpooledPayload::None,
-    )
+    let spooled_all = inbound::take_meta_events(&core, events, |verdict, event_id| {
+        record(&req, "meta", verdict, &body, event_id, &core)
+    })
     .await;
     if spooled_all {
         HttpResponse::Ok().finish()
