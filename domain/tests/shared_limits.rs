@@ -332,19 +332,20 @@ async fn many_waiters_in_several_processes_get_permits_spaced_by_the_rate() {
         granted.push(t.await.unwrap());
     }
     granted.sort();
-    // No one-second window holds more than the rate.
-    let mut busiest = 0;
-    for (i, at) in granted.iter().enumerate() {
-        let n = granted[i..]
-            .iter()
-            .take_while(|g| **g < *at + StdDuration::from_secs(1))
-            .count();
-        busiest = busiest.max(n);
+    // No one-second window holds more than the rate: any 21 permits in a
+    // row span a second. What is measured is when each waiter woke, its
+    // slot plus the scheduler's delay, so 20 ms of that delay is allowed
+    // (a CI run saw 21 wake-ups 999.8 ms apart, the first woken 12.7 ms
+    // after its slot).
+    let jitter = StdDuration::from_millis(20);
+    for (i, w) in granted.windows(21).enumerate() {
+        assert!(
+            w[20] - w[0] >= StdDuration::from_secs(1) - jitter,
+            "permits {i}..{} within {:?}: {granted:?}",
+            i + 20,
+            w[20] - w[0]
+        );
     }
-    assert!(
-        busiest <= 20,
-        "{busiest} permits in one second: {granted:?}"
-    );
     assert!(
         granted[47] >= StdDuration::from_millis(47 * 50),
         "{granted:?}"
