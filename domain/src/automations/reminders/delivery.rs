@@ -161,20 +161,11 @@ async fn process(
         },
     )
     .await;
-    let (state, message_id, outcome) = match res {
-        Ok(o) => {
-            let (went, text) = settle(&o);
-            let state = if went {
-                ReminderState::Sent
-            } else {
-                ReminderState::Blocked
-            };
-            (state, Some(o.message_id), text)
-        }
-        Err(AcceptError::Db(e)) => return Err(e),
-        Err(e @ (AcceptError::ContactNotFound(_) | AcceptError::BadRequest(_))) => {
-            (ReminderState::Failed, None, e.to_string())
-        }
+    let (settled, message_id, outcome) = settle(res)?;
+    let state = match settled {
+        Settled::Sent => ReminderState::Sent,
+        Settled::Blocked => ReminderState::Blocked,
+        Settled::Failed => ReminderState::Failed,
     };
     finish(&core.db.conn, r, state, message_id, outcome, core.now()).await?;
     tracing::info!(reminder_id = %r.id, state = %state, "reminder came due");
@@ -278,24 +269,47 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// What an accepted (or refused) message means for the reminder or
-/// occurrence behind it: `true` when it was handed to the send path.
-pub(crate) fn settle(outcome: &Outcome) -> (bool, String) {
-    match outcome.decision.decision {
+/// What became of an automation's message, for the reminder or schedule
+/// occurrence behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Handed to the send path (passed, or held by a gate until later).
+    Sent,
+    /// Refused by a gate.
+    Blocked,
+    /// Not accepted at all (no such contact, a bad request).
+    Failed,
+}
+
+/// What `accept`'s answer means for the reminder or occurrence behind the
+/// message: how it settled, the message (if one was made) and why, in
+/// words. A database error stays an error (the run is tried again).
+pub(crate) fn settle(
+    res: Result<Outcome, AcceptError>,
+) -> Result<(Settled, Option<String>, String), sea_orm::DbErr> {
+    let o = match res {
+        Ok(o) => o,
+        Err(AcceptError::Db(e)) => return Err(e),
+        Err(e @ (AcceptError::ContactNotFound(_) | AcceptError::BadRequest(_))) => {
+            return Ok((Settled::Failed, None, e.to_string()))
+        }
+    };
+    let (settled, text) = match o.decision.decision {
         Decision::Block { reason } => (
-            false,
-            format!("{}: {}", reason.code(), outcome.decision.explanation()),
+            Settled::Blocked,
+            format!("{}: {}", reason.code(), o.decision.explanation()),
         ),
         Decision::Defer { reason, until } => (
-            true,
+            Settled::Sent,
             format!(
                 "accepted; held by {} until {}",
                 reason.code(),
                 until.to_rfc3339()
             ),
         ),
-        Decision::Pass => (true, format!("accepted ({})", outcome.state)),
-    }
+        Decision::Pass => (Settled::Sent, format!("accepted ({})", o.state)),
+    };
+    Ok((settled, Some(o.message_id), text))
 }
 
 /// Is there already a message for this idempotency key (a claim taken up

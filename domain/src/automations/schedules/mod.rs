@@ -53,13 +53,13 @@ use crate::access::authz::ApiPrincipal;
 use crate::alerts::{self, Alert};
 use crate::automations::reminders::{
     self, actor_of, audit, check_template, contact_time_zone, message_for_key, resolve_contact,
-    settle, stored_principal, variables_from_json, RequestError, Target, STALE_CLAIM,
+    settle, stored_principal, variables_from_json, RequestError, Settled, Target, STALE_CLAIM,
 };
 use crate::channel::Channel;
 use crate::clock::new_id;
 use crate::compliance::gates::Gate;
 use crate::entities::{api_key, automation, contact, schedule, schedule_occurrence};
-use crate::sending::outbound::{self, AcceptError, Origin, Recipient, RequestedContent};
+use crate::sending::outbound::{self, Origin, Recipient, RequestedContent};
 use crate::Core;
 
 mod manage;

@@ -514,20 +514,11 @@ pub(super) async fn process(
         },
     )
     .await;
-    let (state, message_id, outcome) = match res {
-        Ok(o) => {
-            let (went, text) = settle(&o);
-            let state = if went {
-                OccurrenceState::Sent
-            } else {
-                OccurrenceState::Blocked
-            };
-            (state, Some(o.message_id), text)
-        }
-        Err(AcceptError::Db(e)) => return Err(e),
-        Err(e @ (AcceptError::ContactNotFound(_) | AcceptError::BadRequest(_))) => {
-            (OccurrenceState::Failed, None, e.to_string())
-        }
+    let (settled, message_id, outcome) = settle(res)?;
+    let state = match settled {
+        Settled::Sent => OccurrenceState::Sent,
+        Settled::Blocked => OccurrenceState::Blocked,
+        Settled::Failed => OccurrenceState::Failed,
     };
     settle_occurrence(core, s, at, state, message_id, outcome).await
 }
