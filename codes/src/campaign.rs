@@ -78,46 +78,19 @@ impl CampaignAction {
     }
 }
 
+crate::named_values!(CampaignStatus, "campaign status", {
+    Draft => "draft",
+    Submitted => "submitted",
+    Approved => "approved",
+    Rejected => "rejected",
+    Scheduled => "scheduled",
+    Sending => "sending",
+    Paused => "paused",
+    Completed => "completed",
+    Cancelled => "cancelled",
+});
+
 impl CampaignStatus {
-    pub const ALL: [CampaignStatus; 9] = [
-        CampaignStatus::Draft,
-        CampaignStatus::Submitted,
-        CampaignStatus::Approved,
-        CampaignStatus::Rejected,
-        CampaignStatus::Scheduled,
-        CampaignStatus::Sending,
-        CampaignStatus::Paused,
-        CampaignStatus::Completed,
-        CampaignStatus::Cancelled,
-    ];
-
-    /// The stored name (also what the gates read).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CampaignStatus::Draft => "draft",
-            CampaignStatus::Submitted => "submitted",
-            CampaignStatus::Approved => "approved",
-            CampaignStatus::Rejected => "rejected",
-            CampaignStatus::Scheduled => "scheduled",
-            CampaignStatus::Sending => "sending",
-            CampaignStatus::Paused => "paused",
-            CampaignStatus::Completed => "completed",
-            CampaignStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CampaignStatus> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// The stored name read back (the `db` column type's reader).
-    pub fn from_stored(s: &str) -> Result<CampaignStatus, crate::UnknownName> {
-        Self::parse(s).ok_or_else(|| crate::UnknownName {
-            kind: "campaign status",
-            name: s.to_string(),
-        })
-    }
-
     /// Nothing more can happen to the campaign.
     pub fn is_terminal(self) -> bool {
         matches!(self, CampaignStatus::Completed | CampaignStatus::Cancelled)
@@ -183,12 +156,6 @@ impl CampaignStatus {
     /// Whether `action` may happen now (for the console's buttons).
     pub fn allows(self, action: CampaignAction) -> bool {
         self.apply(action).is_some()
-    }
-}
-
-impl std::fmt::Display for CampaignStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

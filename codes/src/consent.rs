@@ -23,39 +23,11 @@ pub enum ConsentStatus {
     Revoked,
 }
 
-impl ConsentStatus {
-    pub const ALL: [ConsentStatus; 3] = [
-        ConsentStatus::Active,
-        ConsentStatus::Pending,
-        ConsentStatus::Revoked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentStatus::Active => "active",
-            ConsentStatus::Pending => "pending",
-            ConsentStatus::Revoked => "revoked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ConsentStatus> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// The stored name read back (the `db` column type's reader).
-    pub fn from_stored(s: &str) -> Result<ConsentStatus, crate::UnknownName> {
-        Self::parse(s).ok_or_else(|| crate::UnknownName {
-            kind: "consent status",
-            name: s.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for ConsentStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::named_values!(ConsentStatus, "consent status", {
+    Active => "active",
+    Pending => "pending",
+    Revoked => "revoked",
+});
 
 #[cfg(test)]
 mod tests {

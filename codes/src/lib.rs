@@ -37,6 +37,47 @@ impl std::fmt::Display for UnknownName {
 
 impl std::error::Error for UnknownName {}
 
+/// The names of a code's values, written once: `ALL` (in declaration
+/// order), `as_str`, `parse`, `from_stored` (the reader of a column that
+/// stores them, failing with [`UnknownName`]) and `Display`. Each enum
+/// keeps its own derives and docs; its serde names must be these names
+/// (each has a test that says so).
+#[macro_export]
+macro_rules! named_values {
+    ($ty:ident, $kind:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: [$ty; $crate::named_values!(@count $($variant)+)] = [$($ty::$variant),+];
+
+            /// The stored (and sent) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$ty> {
+                Self::ALL.into_iter().find(|v| v.as_str() == s)
+            }
+
+            /// The stored name read back.
+            pub fn from_stored(s: &str) -> Result<$ty, $crate::UnknownName> {
+                Self::parse(s).ok_or_else(|| $crate::UnknownName {
+                    kind: $kind,
+                    name: s.to_string(),
+                })
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+    (@count) => { 0 };
+    (@count $head:ident $($tail:ident)*) => { 1 + $crate::named_values!(@count $($tail)*) };
+}
+
 /// The gates, each with its stable reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -26,37 +26,15 @@ pub enum TemplateApproval {
     Disabled,
 }
 
+crate::named_values!(TemplateApproval, "template approval status", {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+    Paused => "paused",
+    Disabled => "disabled",
+});
+
 impl TemplateApproval {
-    pub const ALL: [TemplateApproval; 5] = [
-        TemplateApproval::Pending,
-        TemplateApproval::Approved,
-        TemplateApproval::Rejected,
-        TemplateApproval::Paused,
-        TemplateApproval::Disabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TemplateApproval::Pending => "pending",
-            TemplateApproval::Approved => "approved",
-            TemplateApproval::Rejected => "rejected",
-            TemplateApproval::Paused => "paused",
-            TemplateApproval::Disabled => "disabled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TemplateApproval> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-
-    /// The stored name read back (the `db` column type's reader).
-    pub fn from_stored(s: &str) -> Result<TemplateApproval, crate::UnknownName> {
-        Self::parse(s).ok_or_else(|| crate::UnknownName {
-            kind: "template approval status",
-            name: s.to_string(),
-        })
-    }
-
     /// What Twilio's Content API (`approval_requests.whatsapp.status`) or
     /// Meta's Graph API (`status`, upper case) reports, in either case.
     /// Anything else (`received`, `in_review`, `unsubmitted`, a state added
@@ -73,12 +51,6 @@ impl TemplateApproval {
 
     pub fn is_approved(self) -> bool {
         self == TemplateApproval::Approved
-    }
-}
-
-impl std::fmt::Display for TemplateApproval {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -33,43 +33,18 @@ pub enum MessageSource {
     Optin,
 }
 
+heimdall_codes::named_values!(MessageSource, "message source", {
+    Api => "api",
+    Reminder => "reminder",
+    Schedule => "schedule",
+    Campaign => "campaign",
+    Inbox => "inbox",
+    Fallback => "fallback",
+    Compliance => "compliance",
+    Optin => "optin",
+});
+
 impl MessageSource {
-    pub const ALL: [MessageSource; 8] = [
-        MessageSource::Api,
-        MessageSource::Reminder,
-        MessageSource::Schedule,
-        MessageSource::Campaign,
-        MessageSource::Inbox,
-        MessageSource::Fallback,
-        MessageSource::Compliance,
-        MessageSource::Optin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageSource::Api => "api",
-            MessageSource::Reminder => "reminder",
-            MessageSource::Schedule => "schedule",
-            MessageSource::Campaign => "campaign",
-            MessageSource::Inbox => "inbox",
-            MessageSource::Fallback => "fallback",
-            MessageSource::Compliance => "compliance",
-            MessageSource::Optin => "optin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MessageSource> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
-    /// The stored name read back (the column type's reader).
-    pub fn from_stored(s: &str) -> Result<MessageSource, heimdall_codes::UnknownName> {
-        Self::parse(s).ok_or_else(|| heimdall_codes::UnknownName {
-            kind: "message source",
-            name: s.to_string(),
-        })
-    }
-
     /// What the gates judge a message from here as.
     pub fn purpose(self) -> Purpose {
         match self {
@@ -82,12 +57,6 @@ impl MessageSource {
                 Purpose::Automation
             }
         }
-    }
-}
-
-impl std::fmt::Display for MessageSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

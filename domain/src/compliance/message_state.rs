@@ -52,51 +52,22 @@ pub enum MessageState {
     Cancelled,
 }
 
+heimdall_codes::named_values!(MessageState, "message state", {
+    Pending => "pending",
+    Blocked => "blocked",
+    Deferred => "deferred",
+    Queued => "queued",
+    Held => "held",
+    Sending => "sending",
+    Sent => "sent",
+    Delivered => "delivered",
+    Read => "read",
+    Undelivered => "undelivered",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
 impl MessageState {
-    pub const ALL: [MessageState; 12] = [
-        MessageState::Pending,
-        MessageState::Blocked,
-        MessageState::Deferred,
-        MessageState::Queued,
-        MessageState::Held,
-        MessageState::Sending,
-        MessageState::Sent,
-        MessageState::Delivered,
-        MessageState::Read,
-        MessageState::Undelivered,
-        MessageState::Failed,
-        MessageState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageState::Pending => "pending",
-            MessageState::Blocked => "blocked",
-            MessageState::Deferred => "deferred",
-            MessageState::Queued => "queued",
-            MessageState::Held => "held",
-            MessageState::Sending => "sending",
-            MessageState::Sent => "sent",
-            MessageState::Delivered => "delivered",
-            MessageState::Read => "read",
-            MessageState::Undelivered => "undelivered",
-            MessageState::Failed => "failed",
-            MessageState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MessageState> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
-    /// The stored name read back (the column type's reader).
-    pub fn from_stored(s: &str) -> Result<MessageState, heimdall_codes::UnknownName> {
-        Self::parse(s).ok_or_else(|| heimdall_codes::UnknownName {
-            kind: "message state",
-            name: s.to_string(),
-        })
-    }
-
     /// No further change can come from Heimdall itself.
     pub fn is_final(self) -> bool {
         matches!(
@@ -178,12 +149,6 @@ impl MessageState {
             // the person got the message twice, or that no fallback went).
             (None, _) => None,
         }
-    }
-}
-
-impl std::fmt::Display for MessageState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -353,7 +318,13 @@ mod tests {
     fn names_round_trip() {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
+            // The stored name is the JSON name.
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
+        assert!(S::from_stored("SENT").is_err());
         for p in [
             "queued",
             "sending",
