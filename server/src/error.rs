@@ -128,6 +128,24 @@ impl ResponseError for ApiError {
     }
 }
 
+/// An error answer in the one shape (`{"error": {"code", "message"}}`)
+/// for a route that answers a provider or a scraper rather than an API
+/// client (webhooks, metrics), whose codes are not [`ApiError`]'s.
+pub fn error_answer(
+    status: actix_web::http::StatusCode,
+    code: &str,
+    message: impl std::fmt::Display,
+) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+            scope: None,
+            fields: None,
+        },
+    })
+}
+
 /// JSON and query errors from actix's extractors, as our error shape.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()

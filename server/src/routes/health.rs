@@ -102,13 +102,20 @@ pub async fn metrics(core: web::Data<Arc<Core>>, req: HttpRequest) -> HttpRespon
             let ok = presented.len() == expected.len()
                 && bool::from(presented.as_bytes().ct_eq(expected));
             if !ok {
-                return HttpResponse::Unauthorized()
-                    .insert_header(("WWW-Authenticate", "Bearer"))
-                    .json(serde_json::json!({"error": {"code": "unauthorized", "message": "the metrics need HEIMDALL_METRICS_TOKEN as a bearer token"}}));
+                let mut answer = crate::error::error_answer(
+                    actix_web::http::StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the metrics need HEIMDALL_METRICS_TOKEN as a bearer token",
+                );
+                answer.headers_mut().insert(
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    actix_web::http::header::HeaderValue::from_static("Bearer"),
+                );
+                return answer;
             }
         }
         None if !core.settings.only_this_machine() => {
-            return HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "forbidden", "message": "set HEIMDALL_METRICS_TOKEN to read the metrics of a Heimdall reachable from elsewhere"}}));
+            return crate::error::error_answer(actix_web::http::StatusCode::FORBIDDEN, "forbidden", "set HEIMDALL_METRICS_TOKEN to read the metrics of a Heimdall reachable from elsewhere");
         }
         None => {}
     }

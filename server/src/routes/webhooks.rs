@@ -109,7 +109,11 @@ async fn verify_twilio(
     body: &web::Bytes,
 ) -> Result<TwilioBody, HttpResponse> {
     let Some(twilio) = &core.settings.twilio else {
-        return Err(HttpResponse::NotFound().json(serde_json::json!({"error": {"code": "not_configured", "message": "Twilio is not configured"}})));
+        return Err(crate::error::error_answer(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_configured",
+            "Twilio is not configured",
+        ));
     };
     let token = twilio.auth_token.expose_secret();
     let sig = req
@@ -154,9 +158,17 @@ async fn verify_twilio(
         )
         .await;
         return Err(if verdict == "malformed" {
-            HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "the body is not form-encoded"}}))
+            crate::error::error_answer(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed",
+                "the body is not form-encoded",
+            )
         } else {
-            HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "bad_signature", "message": "missing or invalid X-Twilio-Signature"}}))
+            crate::error::error_answer(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "bad_signature",
+                "missing or invalid X-Twilio-Signature",
+            )
         });
     }
     Ok(parsed.unwrap_or(TwilioBody::Json))
@@ -186,7 +198,11 @@ async fn twilio_inbound(
     let params = match verify_twilio(&core, &req, &body).await {
         Ok(TwilioBody::Form(p)) => p,
         Ok(TwilioBody::Json) => {
-            return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "inbound messages are form-encoded"}}))
+            return crate::error::error_answer(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed",
+                "inbound messages are form-encoded",
+            )
         }
         Err(resp) => return resp,
     };
@@ -200,8 +216,11 @@ async fn twilio_inbound(
                 SpooledPayload::None,
             )
             .await;
-            return HttpResponse::BadRequest()
-                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}));
+            return crate::error::error_answer(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed",
+                why,
+            );
         }
     };
     let event_id = Some(msg.provider_message_id.clone());
@@ -232,8 +251,7 @@ async fn twilio_inbound(
                 SpooledPayload::None,
             )
             .await;
-            HttpResponse::BadRequest()
-                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}))
+            crate::error::error_answer(actix_web::http::StatusCode::BAD_REQUEST, "malformed", why)
         }
         Err(inbound::InboundError::Db(e)) => {
             tracing::error!(error = %e, "inbound message: database unavailable, spooling");
@@ -283,7 +301,11 @@ async fn twilio_status(
     let params = match verify_twilio(&core, &req, &body).await {
         Ok(TwilioBody::Form(p)) => p,
         Ok(TwilioBody::Json) => {
-            return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "status callbacks are form-encoded"}}))
+            return crate::error::error_answer(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed",
+                "status callbacks are form-encoded",
+            )
         }
         Err(resp) => return resp,
     };
@@ -301,7 +323,11 @@ async fn twilio_status(
             SpooledPayload::None,
         )
         .await;
-        return HttpResponse::BadRequest().json(serde_json::json!({"error": {"code": "malformed", "message": "MessageSid and MessageStatus are required"}}));
+        return crate::error::error_answer(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "malformed",
+            "MessageSid and MessageStatus are required",
+        );
     };
     let sid = report.provider_sid.clone();
     let taken = inbound::take_status(&core, report, |verdict| {
@@ -432,7 +458,11 @@ async fn meta_events(
             &body,
         )
         .await;
-        return HttpResponse::Forbidden().json(serde_json::json!({"error": {"code": "bad_signature", "message": "missing or invalid X-Hub-Signature-256"}}));
+        return crate::error::error_answer(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "bad_signature",
+            "missing or invalid X-Hub-Signature-256",
+        );
     }
     let parsed = serde_json::from_slice::<serde_json::Value>(&body)
         .map_err(|e| e.to_string())
@@ -446,8 +476,11 @@ async fn meta_events(
                 SpooledPayload::None,
             )
             .await;
-            return HttpResponse::BadRequest()
-                .json(serde_json::json!({"error": {"code": "malformed", "message": why}}));
+            return crate::error::error_answer(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed",
+                why,
+            );
         }
     };
     metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "accepted")
