@@ -666,15 +666,9 @@ pub async fn tier_save(
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            let steps: Vec<Option<u64>> = ladder
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| parse_limit("ladder", p))
-                .collect::<Result<_, _>>()?;
-            if steps.is_empty() {
-                return Err(AppError::invalid("ladder", "Give at least one step."));
-            }
+            // The domain's one rule for a ladder (as for the environment's).
+            let steps = heimdall_domain::settings::parse_ladder(&ladder)
+                .map_err(|m| AppError::invalid("ladder", format!("Tier ladder: {m}.")))?;
             let limit = parse_limit("limit", &limit)?;
             let live = ctx.core().live.get();
             let wanted: Vec<String> = steps.iter().map(|l| limit_text(*l)).collect();

@@ -392,7 +392,9 @@ pub(crate) fn parse_help_text(v: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-pub(crate) fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
+/// A tier ladder, `1000,10000,unlimited`: the one rule for the
+/// environment, the stored value and the console.
+pub fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if part.eq_ignore_ascii_case("unlimited") {

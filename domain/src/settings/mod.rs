@@ -20,8 +20,9 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use load::parse_ladder;
 pub use load::template_name_from_setting;
-pub(crate) use load::{parse_allowlist, parse_help_text, parse_hours, parse_ladder};
+pub(crate) use load::{parse_allowlist, parse_help_text, parse_hours};
 pub use source::{Source, ValueSource};
 
 use std::collections::BTreeMap;
