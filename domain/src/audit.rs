@@ -149,6 +149,35 @@ pub async fn record_staff_action(
     Ok(())
 }
 
+/// The staff audit row of a staff member's inbox reply (`inbox_reply`),
+/// written in the same statement as the message
+/// (`sending::outbound::accept`): there is no reply without its row.
+pub fn inbox_reply_row(
+    staff_email: &str,
+    ip: Option<&str>,
+    message: &crate::entities::outbound_message::Model,
+    decision: &crate::compliance::gates::Decision,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::entities::staff_audit::Model {
+    crate::entities::staff_audit::Model {
+        id: new_id(),
+        actor: staff_email.to_string(),
+        action: "inbox_reply".into(),
+        target: Some(format!("message:{}", message.id)),
+        detail: Some(
+            serde_json::json!({
+                "contact_id": message.contact_id,
+                "channel": message.channel,
+                "decision": decision.as_str(),
+                "reason": decision.reason().map(|r| r.code()),
+            })
+            .to_string(),
+        ),
+        ip: ip.map(str::to_string),
+        created_at: now,
+    }
+}
+
 /// One `infra_config_changes` row: who changed a sender or a setting, from what, to what.
 pub async fn record_infra_change(
     db: &impl ConnectionTrait,

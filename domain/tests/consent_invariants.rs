@@ -555,6 +555,7 @@ async fn apply(w: &mut World, step: Step) {
                     },
                     origin: Origin::Inbox {
                         staff: w.staff[0].clone(),
+                        ip: None,
                     },
                     idempotency_key: None,
                 },

@@ -76,6 +76,7 @@ fn request(cid: &str, channel: Channel, staff: &StaffUser, content: Interactive)
         },
         origin: Origin::Inbox {
             staff: staff.clone(),
+            ip: None,
         },
         idempotency_key: None,
     }

@@ -85,6 +85,7 @@ fn reply(cid: &str, channel: Channel, staff: &StaffUser, body: String) -> SendRe
         },
         origin: Origin::Inbox {
             staff: staff.clone(),
+            ip: None,
         },
         idempotency_key: None,
     }

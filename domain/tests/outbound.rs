@@ -331,6 +331,7 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
         },
         origin: Origin::Inbox {
             staff: staff.clone(),
+            ip: None,
         },
         idempotency_key: None,
     };

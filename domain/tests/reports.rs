@@ -241,9 +241,12 @@ async fn the_dashboard_counts_one_local_day() {
     // A reply inside the window, waiting for the worker.
     env.clock.advance(Duration::minutes(5));
     inbound_from(&env, A, Channel::WhatsApp, "Thanks, what time again?").await;
-    let reply = outbound::accept(&env.core, text(&a, "17:00!", Origin::Inbox { staff }))
-        .await
-        .unwrap();
+    let reply = outbound::accept(
+        &env.core,
+        text(&a, "17:00!", Origin::Inbox { staff, ip: None }),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.state, MessageState::Queued);
     let d = reports::dashboard(&env.core, day(), chrono_tz::UTC)
         .await
@@ -513,7 +516,11 @@ async fn the_inbox_lists_threads_newest_first_and_the_conversation_interleaves()
     env.clock.advance(Duration::minutes(1));
     let reply = outbound::accept(
         &env.core,
-        text(&a, "Yes, how can I help?", Origin::Inbox { staff }),
+        text(
+            &a,
+            "Yes, how can I help?",
+            Origin::Inbox { staff, ip: None },
+        ),
     )
     .await
     .unwrap();
@@ -547,6 +554,46 @@ async fn the_inbox_lists_threads_newest_first_and_the_conversation_interleaves()
     // Serialised with its direction, for the console.
     let json = serde_json::to_value(&items[2]).unwrap();
     assert_eq!(json["direction"], "outbound");
+}
+
+#[tokio::test]
+async fn a_staff_reply_is_written_with_its_staff_audit_row_once() {
+    use heimdall_domain::entities::staff_audit;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let env = env().await;
+    let a = contact(&env.core, A, &[Channel::WhatsApp]).await;
+    let staff = operator(&env.core).await;
+    inbound_from(&env, A, Channel::WhatsApp, "Hello").await;
+    let mut req = text(
+        &a,
+        "Hi, how can we help?",
+        Origin::Inbox {
+            staff: staff.clone(),
+            ip: Some("198.51.100.4".into()),
+        },
+    );
+    req.idempotency_key = Some("inbox:reply-1".into());
+    let first = outbound::accept(&env.core, req.clone()).await.unwrap();
+    // The form sent twice: the same message, and still one row.
+    let again = outbound::accept(&env.core, req).await.unwrap();
+    assert_eq!(again.message_id, first.message_id);
+    let rows = staff_audit::Entity::find()
+        .filter(staff_audit::Column::Action.eq("inbox_reply"))
+        .all(&env.core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.actor, staff.email);
+    assert_eq!(
+        row.target.as_deref(),
+        Some(format!("message:{}", first.message_id).as_str())
+    );
+    assert_eq!(row.ip.as_deref(), Some("198.51.100.4"));
+    let detail: serde_json::Value = serde_json::from_str(row.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["contact_id"], a.as_str());
+    assert_eq!(detail["channel"], "whatsapp");
+    assert_eq!(detail["decision"], "pass");
 }
 
 #[tokio::test]
@@ -784,6 +831,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
             },
             origin: Origin::Inbox {
                 staff: staff.clone(),
+                ip: None,
             },
             idempotency_key: None,
         },

@@ -511,6 +511,7 @@ async fn send_reply(
             content,
             origin: Origin::Inbox {
                 staff: ctx.user().clone(),
+                ip: ctx.ip().await,
             },
             idempotency_key: Some(format!("inbox:{}:{key}", ctx.user().id)),
         },
@@ -521,18 +522,8 @@ async fn send_reply(
         AcceptError::ContactNotFound(_) => AppError::NotFound("No contact with that id.".into()),
         AcceptError::Db(e) => internal(e),
     })?;
+    // Its `inbox_reply` staff audit row went in with the message (`accept`).
     let decision = outcome.decision.decision;
-    ctx.audit(
-        "inbox_reply",
-        Some(&format!("message:{}", outcome.message_id)),
-        Some(serde_json::json!({
-            "contact_id": id,
-            "channel": channel.as_str(),
-            "decision": decision.as_str(),
-            "reason": decision.reason().map(|r| r.code()),
-        })),
-    )
-    .await?;
     match decision {
         Decision::Block { reason } => Err(AppError::Refused {
             reason: reason.code().to_string(),

@@ -24,13 +24,16 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DbBackend, EntityTrait, QueryFilter
 use serde::Serialize;
 
 use crate::compliance::message_state::MessageState;
-use crate::entities::{outbound_message, tool_call};
+use crate::entities::{outbound_message, staff_audit, tool_call};
 
 /// One caller's rows, written atomically.
 #[derive(Debug, Clone, Default)]
 pub struct RowWrite {
     pub messages: Vec<outbound_message::Model>,
     pub tool_calls: Vec<tool_call::Model>,
+    /// Staff actions that stand or fall with the messages (a staff reply
+    /// and its `inbox_reply` row).
+    pub staff_actions: Vec<staff_audit::Model>,
     pub evaluations: Vec<EvaluationUpdate>,
     pub sends: Vec<SentUpdate>,
 }
@@ -100,6 +103,8 @@ pub(crate) const PG_ROWS_SQL: &str = "WITH \
    SELECT t.* FROM json_populate_recordset(NULL::tool_calls, $2::json) AS t \
    WHERE t.message_id IS NULL OR NOT (t.message_id = ANY($7::varchar[])) \
      OR t.message_id IN (SELECT id FROM ue)), \
+ sa AS (INSERT INTO staff_audit_log \
+   SELECT * FROM json_populate_recordset(NULL::staff_audit_log, $8::json)), \
  us AS (UPDATE outbound_messages o SET provider_sid = v.provider_sid, provider = v.provider, \
    price = v.price, price_unit = v.price_unit, \
    state = CASE WHEN o.state = 'sending' THEN v.state ELSE o.state END, \
@@ -141,7 +146,7 @@ impl RowWrite {
     /// claiming evaluations.
     pub(crate) fn merged_json<'a>(
         writes: &[&'a RowWrite],
-    ) -> Result<([String; 4], [Vec<&'a str>; 3]), serde_json::Error> {
+    ) -> Result<([String; 5], [Vec<&'a str>; 3]), serde_json::Error> {
         fn all<'a, T: Serialize + 'a>(
             writes: &[&'a RowWrite],
             rows: impl Fn(&'a RowWrite) -> &'a Vec<T>,
@@ -165,6 +170,7 @@ impl RowWrite {
                 all(writes, |w| &w.tool_calls)?,
                 all(writes, |w| &w.evaluations)?,
                 all(writes, |w| &w.sends)?,
+                all(writes, |w| &w.staff_actions)?,
             ],
             ids,
         ))
@@ -186,6 +192,12 @@ impl RowWrite {
         for t in &self.tool_calls {
             out.push(
                 tool_call::Entity::insert(tool_call::ActiveModel::from(t.clone()).reset_all())
+                    .build(backend),
+            );
+        }
+        for a in &self.staff_actions {
+            out.push(
+                staff_audit::Entity::insert(staff_audit::ActiveModel::from(a.clone()).reset_all())
                     .build(backend),
             );
         }

@@ -168,11 +168,23 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         .collect::<Result<Vec<_>, _>>()?;
     let message = messages[0].clone();
     let part_ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    // A staff member's reply and its staff audit row stand or fall together.
+    let staff_actions = match &req.origin {
+        Origin::Inbox { staff, ip } => vec![audit::inbox_reply_row(
+            &staff.email,
+            ip.as_deref(),
+            &message,
+            &decision.decision,
+            now,
+        )],
+        _ => vec![],
+    };
     let written = core
         .db
         .write_rows(RowWrite {
             messages,
             tool_calls: evaluations,
+            staff_actions,
             ..Default::default()
         })
         .await;
@@ -366,7 +378,7 @@ impl SendRequest {
                 )
                 .await?,
             ),
-            Origin::Inbox { staff } => Some(Authorization::Staff {
+            Origin::Inbox { staff, .. } => Some(Authorization::Staff {
                 user: staff.email.clone(),
                 may_reply: staff.active && staff.role.allows(Role::Operator),
             }),

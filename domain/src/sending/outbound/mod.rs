@@ -109,6 +109,8 @@ pub enum Origin {
     },
     Inbox {
         staff: StaffUser,
+        /// Their address, for the staff audit row written with the reply.
+        ip: Option<String>,
     },
     Fallback {
         of: String,
@@ -199,7 +201,7 @@ fn origin_columns(origin: &Origin) -> OriginColumns {
             campaign_id: Some(campaign_id.clone()),
             ..base(MessageSource::Campaign, format!("campaign:{campaign_id}"))
         },
-        Origin::Inbox { staff } => base(MessageSource::Inbox, format!("staff:{}", staff.id)),
+        Origin::Inbox { staff, .. } => base(MessageSource::Inbox, format!("staff:{}", staff.id)),
         Origin::Fallback { of } => OriginColumns {
             fallback_of: Some(of.clone()),
             ..base(MessageSource::Fallback, "system:fallback".into())

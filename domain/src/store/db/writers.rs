@@ -254,7 +254,7 @@ pub(super) async fn pg_rows(
     pool: &sqlx::PgPool,
     writes: &[&RowWrite],
 ) -> Result<Claimed, sqlx::Error> {
-    let ([messages, tool_calls, evaluations, sends], [evaluated, sent, claiming]) =
+    let ([messages, tool_calls, evaluations, sends, staff_actions], [evaluated, sent, claiming]) =
         RowWrite::merged_json(writes).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query_scalar(PG_ROWS_SQL)
         .bind(messages)
@@ -264,6 +264,7 @@ pub(super) async fn pg_rows(
         .bind(evaluated)
         .bind(sent)
         .bind(claiming)
+        .bind(staff_actions)
         .fetch_all(pool)
         .await
 }
