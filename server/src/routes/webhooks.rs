@@ -85,6 +85,24 @@ async fn refused(core: &Core, req: &HttpRequest, rec: WebhookRecord, body: &[u8]
     inbound::record_refused(core, ip, rec, body).await;
 }
 
+/// A request that does not parse: recorded (or spooled), answered 400.
+async fn malformed(
+    core: &Core,
+    req: &HttpRequest,
+    provider: &str,
+    body: &[u8],
+    event_id: Option<String>,
+    why: impl std::fmt::Display,
+) -> HttpResponse {
+    inbound::record_or_spool(
+        core,
+        record(req, provider, "malformed", body, event_id, core),
+        SpooledPayload::None,
+    )
+    .await;
+    crate::error::error_answer(actix_web::http::StatusCode::BAD_REQUEST, "malformed", why)
+}
+
 /// The URL Twilio signed: the public base plus this request's path and query.
 fn public_url(core: &Core, req: &HttpRequest) -> String {
     let base = core.settings.public_base();
@@ -210,17 +228,7 @@ async fn twilio_inbound(
     let msg = match InboundMessage::from_twilio(&map, core.now()) {
         Ok(m) => m,
         Err(why) => {
-            inbound::record_or_spool(
-                &core,
-                record(&req, "twilio", "malformed", &body, None, &core),
-                SpooledPayload::None,
-            )
-            .await;
-            return crate::error::error_answer(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "malformed",
-                why,
-            );
+            return malformed(&core, &req, "twilio", &body, None, why).await;
         }
     };
     let event_id = Some(msg.provider_message_id.clone());
@@ -245,13 +253,7 @@ async fn twilio_inbound(
             twiml()
         }
         Err(inbound::InboundError::Malformed(why)) => {
-            inbound::record_or_spool(
-                &core,
-                record(&req, "twilio", "malformed", &body, event_id, &core),
-                SpooledPayload::None,
-            )
-            .await;
-            crate::error::error_answer(actix_web::http::StatusCode::BAD_REQUEST, "malformed", why)
+            malformed(&core, &req, "twilio", &body, event_id, why).await
         }
         Err(inbound::InboundError::Db(e)) => {
             tracing::error!(error = %e, "inbound message: database unavailable, spooling");
@@ -317,17 +319,15 @@ async fn twilio_status(
         .find(|(k, _)| *k == "mid")
         .map(|(_, v)| v.to_string());
     let Some(report) = inbound::twilio_status_report(&map, mid) else {
-        inbound::record_or_spool(
+        return malformed(
             &core,
-            record(&req, "twilio", "malformed", &body, None, &core),
-            SpooledPayload::None,
+            &req,
+            "twilio",
+            &body,
+            None,
+            "MessageSid and MessageStatus are required",
         )
         .await;
-        return crate::error::error_answer(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "malformed",
-            "MessageSid and MessageStatus are required",
-        );
     };
     let sid = report.provider_sid.clone();
     let taken = inbound::take_status(&core, report, |verdict| {
@@ -470,17 +470,7 @@ async fn meta_events(
     let events = match parsed {
         Ok(e) => e,
         Err(why) => {
-            inbound::record_or_spool(
-                &core,
-                record(&req, "meta", "malformed", &body, None, &core),
-                SpooledPayload::None,
-            )
-            .await;
-            return crate::error::error_answer(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "malformed",
-                why,
-            );
+            return malformed(&core, &req, "meta", &body, None, why).await;
         }
     };
     metrics::counter!("heimdall_webhooks_total", "provider" => "meta", "verdict" => "accepted")
