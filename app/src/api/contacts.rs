@@ -29,7 +29,8 @@ pub struct ContactRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsentView {
     pub channel: String,
-    pub status: String,
+    /// As the gates read it (revoked once it has a revocation time).
+    pub status: heimdall_codes::ConsentStatus,
     pub source: String,
     pub captured_at: DateTime<Utc>,
     pub ip: Option<String>,
@@ -51,8 +52,8 @@ pub struct ConsentView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandingRow {
     pub channel: String,
-    /// The latest consent's status as the gates read it, or `none`.
-    pub consent: String,
+    /// The latest consent's status as the gates read it; none without one.
+    pub consent: Option<heimdall_codes::ConsentStatus>,
     /// The suppression the gates read, if any.
     pub suppression: Option<SuppressionRow>,
 }
@@ -303,9 +304,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .into_iter()
                     .map(|s| StandingRow {
                         channel: s.channel.to_string(),
-                        consent: s
-                            .consent
-                            .map_or_else(|| "none".to_string(), |c| c.to_string()),
+                        consent: s.consent,
                         suppression: s.suppression.map(ssr::suppression_row),
                     })
                     .collect(),
@@ -313,7 +312,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .consents
                     .into_iter()
                     .map(|c| ConsentView {
-                        status: c.standing().to_string(),
+                        status: c.standing(),
                         channel: c.channel,
                         source: c.source,
                         captured_at: c.captured_at,

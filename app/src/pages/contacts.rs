@@ -251,7 +251,7 @@ fn ContactBody(
         .iter()
         .map(|st| {
             let ch = &st.channel;
-            let consent_text = st.consent.clone();
+            let consent_text = st.consent.map_or("none", |c| c.as_str());
             let suppression = st.suppression.clone();
             let window = d.windows.iter().find(|w| w.channel == *ch).cloned();
             view! {
@@ -397,7 +397,7 @@ fn ContactBody(
 
 fn consent_item(c: ConsentView) -> impl IntoView {
     // The server's answer (revoked once it has a revocation time).
-    let state = c.status.clone();
+    let state = c.status.as_str();
     let evidence: Vec<(&'static str, Option<String>)> = vec![
         ("Captured", Some(when(&c.captured_at))),
         ("Source", Some(c.source.clone())),
