@@ -4,7 +4,9 @@
 //!
 //! Also a campaign's states with the one table of what may happen to it
 //! in each ([`CampaignStatus::apply`]): the server applies it, the console
-//! asks it which actions to offer.
+//! asks it which actions to offer; the life of an outbound message
+//! ([`message_state`]); a consent's and a template's status. With the `db`
+//! feature each state is its database column's own type.
 //!
 //! One place for both the server and the console's browser build (this
 //! crate has no dependency a browser cannot build), so no page retypes a
@@ -15,9 +17,11 @@ use serde::{Deserialize, Serialize};
 
 mod campaign;
 mod consent;
+pub mod message_state;
 mod template;
 pub use campaign::{CampaignAction, CampaignStatus};
 pub use consent::ConsentStatus;
+pub use message_state::{MessageState, ProviderStatus};
 pub use template::TemplateApproval;
 
 /// A stored or sent name that none of a code's values has (reading a row

@@ -47,7 +47,7 @@ pub enum ConversationEntry {
     Outbound {
         text: Option<String>,
         template_name: Option<String>,
-        state: String,
+        state: heimdall_codes::MessageState,
         block_reason: Option<String>,
         error_code: Option<i32>,
         error_message: Option<String>,
@@ -119,7 +119,7 @@ pub struct InboxCountsView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplyResult {
     pub message_id: String,
-    pub state: String,
+    pub state: heimdall_codes::MessageState,
     pub note: String,
 }
 
@@ -226,7 +226,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         media_url,
                         text,
                         template_name,
-                        state: state.to_string(),
+                        state,
                         block_reason,
                         error_code,
                         error_message,
@@ -531,7 +531,7 @@ async fn send_reply(
         }),
         Decision::Defer { reason, until } => Ok(ReplyResult {
             message_id: outcome.message_id,
-            state: outcome.state.as_str().to_string(),
+            state: outcome.state,
             note: format!(
                 "Held by the {} gate until {}: {}",
                 reason.code(),
@@ -545,7 +545,7 @@ async fn send_reply(
                 n => format!("Sent to the queue in {n} parts, one after the other."),
             },
             message_id: outcome.message_id,
-            state: outcome.state.as_str().to_string(),
+            state: outcome.state,
         }),
     }
 }

@@ -440,12 +440,12 @@ fn message_item(m: MessageRow) -> impl IntoView {
     };
     let reason = m.block_reason.clone();
     let reason_attr = reason.clone().unwrap_or_default();
-    let state_attr = m.state.clone();
+    let state_attr = m.state.as_str();
     view! {
         <li class="message" data-state=state_attr data-reason=reason_attr>
             <div class="message-head">
                 <time>{when(&m.created_at)}</time>
-                " " <Badge state=m.state.clone()/>
+                " " <Badge state=m.state.as_str()/>
                 {reason.map(|r| view! {
                     " " <code class="reason">{r.clone()}</code>
                     <span class="muted small">{format!(" {}", reason_label(&r))}</span>

@@ -2,6 +2,7 @@
 //! reply box (free text inside the 24-hour window, an approved template
 //! outside it) with the window's remaining time.
 
+use heimdall_codes::MessageState;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
@@ -545,8 +546,10 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
             at,
             statuses,
         } => {
-            let state_attr = state.clone();
-            let stopped = (state == "cancelled").then_some(error_message).flatten();
+            let state_attr = state.as_str();
+            let stopped = (state == MessageState::Cancelled)
+                .then_some(error_message)
+                .flatten();
             view! {
             <li class="chat-out" data-state=state_attr data-part=part.map(|(i, _)| i)>
                 <div class="bubble">
@@ -554,7 +557,7 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
                     {media_url.map(|u| view! { <div class="small attachment">"Attachment: " <a href=u.clone() rel="noopener noreferrer" target="_blank">{u.clone()}</a></div> })}
                 </div>
                 <div class="chat-meta">
-                    <time>{when(&at)}</time> " · " <Badge state=state/>
+                    <time>{when(&at)}</time> " · " <Badge state=state.as_str()/>
                     {part.map(|(i, n)| view! { " · " <span class="part-label">{format!("part {i} of {n}")}</span> })}
                     {stopped.map(|m| view! { " · " <span class="warn-text">{m}</span> })}
                     {block_reason.map(|r| view! { " " <code>{r.clone()}</code> <span class="small">{format!(" {}", reason_label(&r))}</span> })}
