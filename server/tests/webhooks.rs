@@ -369,6 +369,89 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
     assert_eq!(replayed_rows, 1);
 }
 
+/// Meta's events and Twilio's status callbacks while the database is
+/// away: answered, spooled, and the STOP applied on replay.
+#[tokio::test]
+async fn when_the_database_is_away_meta_events_and_status_callbacks_are_spooled() {
+    let app = TestApp::spawn_with(&[], false).await;
+    let meta_post = |body: Vec<u8>| {
+        app.http
+            .post(app.url("/webhooks/meta"))
+            .header(
+                "X-Hub-Signature-256",
+                heimdall_domain::signature::meta_signature(support::APP_SECRET, &body),
+            )
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    // The person writes first (the contact exists for the replay).
+    assert_eq!(
+        meta_post(meta_body("wamid.HELLO", "hello"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    if let Some(pool) = app.core.db.sqlite_pool() {
+        pool.close().await;
+    } else if let Some(pool) = app.core.db.postgres_pool() {
+        pool.close().await;
+    }
+    let stop = meta_post(meta_body("wamid.STOP", "STOP")).await.unwrap();
+    assert_eq!(stop.status(), 200, "Meta's webhook still answers");
+    let status = app
+        .twilio_post(
+            "/webhooks/twilio/status",
+            &[
+                ("MessageSid", "SM00000000000000000000000000000099"),
+                ("MessageStatus", "delivered"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        status.status(),
+        204,
+        "Twilio's status callback still answers"
+    );
+    assert!(heimdall_domain::store::spool::spool_pending(&app.core));
+
+    let settings = (*app.core.settings).clone();
+    let db = heimdall_domain::Db::connect(&settings).await.unwrap();
+    let core2 = heimdall_domain::Core::new(heimdall_domain::core::CoreParts {
+        settings,
+        db,
+        redis: heimdall_domain::core::connect_redis(&app.core.settings)
+            .await
+            .unwrap(),
+        clock: std::sync::Arc::new(heimdall_domain::SystemClock),
+        queue: std::sync::Arc::new(heimdall_domain::sending::queue::RecordingQueue::default()),
+        providers: Default::default(),
+        alerts: None,
+    });
+    let replayed = heimdall_domain::inbound::replay_spool(&core2)
+        .await
+        .unwrap();
+    assert!(
+        replayed >= 2,
+        "the STOP and the status at least: {replayed}"
+    );
+    assert!(!heimdall_domain::store::spool::spool_pending(&core2));
+    let c = contact::Entity::find()
+        .one(&core2.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let s = heimdall_domain::consent::active_suppression(
+        &core2.db.conn,
+        &c.id,
+        heimdall_domain::Channel::WhatsApp,
+    )
+    .await
+    .unwrap();
+    assert!(s.is_some(), "Meta's STOP was applied on replay");
+}
+
 fn meta_body(wamid: &str, text: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
