@@ -298,7 +298,8 @@ impl Settings {
             data_dir: PathBuf::from(src.get("HEIMDALL_DATA_DIR").unwrap_or("data")),
             log_json,
             rate_per_second,
-            recipient_pace_seconds: src.parse("HEIMDALL_RECIPIENT_PACE_SECONDS", 6)?,
+            recipient_pace_seconds: check_pace(src.parse("HEIMDALL_RECIPIENT_PACE_SECONDS", 6)?)
+                .map_err(|m| invalid("HEIMDALL_RECIPIENT_PACE_SECONDS", m))?,
             tier_ladder,
             tier_limit,
             fallback_codes,
@@ -377,6 +378,15 @@ pub fn template_name_from_setting(suffix: &str) -> String {
     } else {
         name
     }
+}
+
+/// The per-recipient pace in seconds, from the environment or the
+/// console: 0 (off) to an hour. The one rule for both.
+pub(crate) fn check_pace(seconds: u64) -> Result<u32, String> {
+    u32::try_from(seconds)
+        .ok()
+        .filter(|n| *n <= 3600)
+        .ok_or_else(|| "the pace must be 0 to 3600 seconds".to_string())
 }
 
 /// The HELP reply, from the environment or the console: text that tells

@@ -22,7 +22,7 @@ mod tests;
 
 pub use load::parse_ladder;
 pub use load::template_name_from_setting;
-pub(crate) use load::{parse_allowlist, parse_help_text, parse_hours};
+pub(crate) use load::{check_pace, parse_allowlist, parse_help_text, parse_hours};
 pub use source::{Source, ValueSource};
 
 use std::collections::BTreeMap;

@@ -154,11 +154,9 @@ impl Runtime {
                     .ok_or("the rate must be 1 to 1000 messages per second")?;
             }
             RECIPIENT_PACE_SECONDS => {
-                self.recipient_pace_seconds = value
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|n| *n <= 3600)
-                    .ok_or("the pace must be 0 to 3600 seconds")?;
+                self.recipient_pace_seconds = crate::settings::check_pace(
+                    value.as_u64().ok_or("the pace must be 0 to 3600 seconds")?,
+                )?;
             }
             QUIET_HOURS => {
                 let text = value

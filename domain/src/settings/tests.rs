@@ -60,6 +60,23 @@ fn a_help_text_from_the_environment_must_say_how_to_opt_out_as_in_the_console() 
     );
 }
 
+#[test]
+fn the_pace_from_the_environment_has_the_consoles_range() {
+    assert_eq!(
+        settings(&[("HEIMDALL_RECIPIENT_PACE_SECONDS", "3600")])
+            .unwrap()
+            .recipient_pace_seconds,
+        3600
+    );
+    let refused = settings(&[("HEIMDALL_RECIPIENT_PACE_SECONDS", "3601")]).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("HEIMDALL_RECIPIENT_PACE_SECONDS"),
+        "{refused}"
+    );
+}
+
 fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
     Settings::from_source(&Source::from_pairs(pairs.iter().copied()))
 }
