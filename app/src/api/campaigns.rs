@@ -25,7 +25,7 @@ pub struct CampaignRow {
     pub name: String,
     pub channel: String,
     pub template_name: String,
-    pub status: String,
+    pub status: CampaignStatus,
     pub author: Option<String>,
     pub audience: String,
     pub recipients: Option<u32>,
@@ -58,7 +58,7 @@ pub struct CampaignInfo {
     pub template_category: String,
     pub template_body: Option<String>,
     pub template_variables: Vec<String>,
-    pub status: String,
+    pub status: CampaignStatus,
     /// `tags` or `phones`.
     pub audience_kind: String,
     pub tags: Vec<String>,
@@ -79,20 +79,14 @@ pub struct CampaignInfo {
 }
 
 impl CampaignInfo {
-    /// Its status as the one table knows it (`None` for a name this build
-    /// does not know: then nothing is offered).
-    pub fn state(&self) -> Option<CampaignStatus> {
-        CampaignStatus::parse(&self.status)
-    }
-
     /// Not yet approved: the review applies.
     pub fn before_sending(&self) -> bool {
-        self.state().is_some_and(CampaignStatus::before_approval)
+        self.status.before_approval()
     }
 
     /// Whether the server would accept `action` now.
     pub fn allows(&self, action: CampaignAction) -> bool {
-        self.state().is_some_and(|s| s.allows(action))
+        self.status.allows(action)
     }
 }
 
@@ -124,7 +118,7 @@ pub struct ReviewView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressView {
-    pub status: String,
+    pub status: CampaignStatus,
     pub total: usize,
     pub recipients: Option<usize>,
     pub by_state: Counts,
@@ -202,7 +196,7 @@ mod ssr {
             name: v.name,
             channel: v.channel.to_string(),
             template_name: v.template_name,
-            status: v.status.to_string(),
+            status: v.status,
             author: v.created_by_email,
             recipients: v.recipients,
             scheduled_at: v.scheduled_at,
@@ -257,7 +251,7 @@ mod ssr {
             channel: v.channel.to_string(),
             template_name: v.template_name,
             template_category: v.template_category,
-            status: v.status.to_string(),
+            status: v.status,
             author: v.created_by_email,
             submitted_at: v.submitted_at,
             approved_by: v.approved_by_email,
@@ -519,7 +513,7 @@ pub async fn campaign_progress(id: String) -> Result<ProgressView, AppError> {
                 .await
                 .map_err(campaign_error)?;
             Ok(ProgressView {
-                status: p.status.to_string(),
+                status: p.status,
                 total: p.total,
                 recipients: p.recipients,
                 by_state: counts(p.by_state),

@@ -73,7 +73,7 @@ pub fn CampaignsPage() -> impl IntoView {
                                         {list.into_iter().map(|c| view! {
                                             <tr>
                                                 <th scope="row"><a href=format!("/campaigns/{}", c.id)>{c.name}</a></th>
-                                                <td><Badge state=c.status/></td>
+                                                <td><Badge state=c.status.as_str()/></td>
                                                 <td>{c.channel}</td>
                                                 <td><code>{c.template_name}</code></td>
                                                 <td>{c.audience}</td>
@@ -384,12 +384,12 @@ pub fn CampaignPage() -> impl IntoView {
                 let title = format!("Campaign: {}", c.name);
                 let before = c.before_sending();
                 let id = c.id.clone();
-                let status = c.status.clone();
+                let status = c.status;
                 let review = page.review;
                 view! {
                     // While sending, the progress section shows the live status.
                     <PageTitle title=title>
-                        {before.then(|| view! { <Badge state=status.clone()/> })}
+                        {before.then(|| view! { <Badge state=status.as_str()/> })}
                     </PageTitle>
                     <Summary c=c.clone()/>
                     {before.then(|| view! { <PreSend me=me.clone() c=c.clone() review=review.clone() actions=actions/> })}
@@ -715,9 +715,8 @@ fn ProgressBody(
     resume: ServerAction<CampaignResume>,
     cancel: ServerAction<CampaignCancel>,
 ) -> impl IntoView {
-    let status = p.status.clone();
-    let state = CampaignStatus::parse(&status);
-    let allows = |action| me.can(Role::Operator) && state.is_some_and(|s| s.allows(action));
+    let status = p.status;
+    let allows = |action| me.can(Role::Operator) && status.allows(action);
     let can_pause = allows(CampaignAction::Pause);
     let can_resume = allows(CampaignAction::Resume {
         fanned_out: false,
@@ -727,7 +726,7 @@ fn ProgressBody(
     let csrf = me.csrf.clone();
     let failures = p.failures.clone();
     view! {
-        <p>"Status: " <span id="progress-status"><Badge state=status.clone()/></span></p>
+        <p>"Status: " <span id="progress-status"><Badge state=status.as_str()/></span></p>
         <div class="stats">
             <div class="stat"><span class="stat-value" id="progress-total">{p.total}</span>
                 <span class="stat-label">{match p.recipients { Some(r) => format!("messages of {r} recipients"), None => "messages so far".to_string() }}</span></div>
