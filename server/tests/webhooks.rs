@@ -300,6 +300,23 @@ async fn status_callbacks_are_deduplicated_by_sid_and_status() {
     app.shutdown().await;
 }
 
+/// The database back (a new connection, as after a restart).
+async fn reconnected(app: &TestApp) -> std::sync::Arc<heimdall_domain::Core> {
+    let settings = (*app.core.settings).clone();
+    let db = heimdall_domain::Db::connect(&settings).await.unwrap();
+    heimdall_domain::Core::new(heimdall_domain::core::CoreParts {
+        settings,
+        db,
+        redis: heimdall_domain::core::connect_redis(&app.core.settings)
+            .await
+            .unwrap(),
+        clock: std::sync::Arc::new(heimdall_domain::SystemClock),
+        queue: std::sync::Arc::new(heimdall_domain::sending::queue::RecordingQueue::default()),
+        providers: Default::default(),
+        alerts: None,
+    })
+}
+
 #[tokio::test]
 async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
     let app = TestApp::spawn_with(&[], false).await;
@@ -329,19 +346,7 @@ async fn when_the_database_is_away_a_stop_is_spooled_answered_and_replayed() {
     );
 
     // The database returns (a new connection, as after a restart): replay.
-    let settings = (*app.core.settings).clone();
-    let db = heimdall_domain::Db::connect(&settings).await.unwrap();
-    let core2 = heimdall_domain::Core::new(heimdall_domain::core::CoreParts {
-        settings,
-        db,
-        redis: heimdall_domain::core::connect_redis(&app.core.settings)
-            .await
-            .unwrap(),
-        clock: std::sync::Arc::new(heimdall_domain::SystemClock),
-        queue: std::sync::Arc::new(heimdall_domain::sending::queue::RecordingQueue::default()),
-        providers: Default::default(),
-        alerts: None,
-    });
+    let core2 = reconnected(&app).await;
     let replayed = heimdall_domain::inbound::replay_spool(&core2)
         .await
         .unwrap();
@@ -416,19 +421,7 @@ async fn when_the_database_is_away_meta_events_and_status_callbacks_are_spooled(
     );
     assert!(heimdall_domain::store::spool::spool_pending(&app.core));
 
-    let settings = (*app.core.settings).clone();
-    let db = heimdall_domain::Db::connect(&settings).await.unwrap();
-    let core2 = heimdall_domain::Core::new(heimdall_domain::core::CoreParts {
-        settings,
-        db,
-        redis: heimdall_domain::core::connect_redis(&app.core.settings)
-            .await
-            .unwrap(),
-        clock: std::sync::Arc::new(heimdall_domain::SystemClock),
-        queue: std::sync::Arc::new(heimdall_domain::sending::queue::RecordingQueue::default()),
-        providers: Default::default(),
-        alerts: None,
-    });
+    let core2 = reconnected(&app).await;
     let replayed = heimdall_domain::inbound::replay_spool(&core2)
         .await
         .unwrap();
