@@ -1195,10 +1195,15 @@ async fn a_worker_that_died_mid_send_is_not_resent() {
     )
     .await
     .unwrap();
+    // Claimed for a second attempt (the first got a retryable 20500).
     outbound_message::Entity::update_many()
         .col_expr(
             outbound_message::Column::State,
             sea_orm::sea_query::Expr::value("sending"),
+        )
+        .col_expr(
+            outbound_message::Column::ErrorCode,
+            sea_orm::sea_query::Expr::value(Some(20500)),
         )
         .filter(outbound_message::Column::Id.eq(&out.message_id))
         .exec(&env.core.db.conn)
@@ -1212,10 +1217,15 @@ async fn a_worker_that_died_mid_send_is_not_resent() {
             .unwrap(),
         1
     );
-    assert_eq!(
-        state(&env.core, &out.message_id).await,
-        MessageState::Failed
-    );
+    let m = message(&env.core, &out.message_id).await;
+    assert_eq!(m.state, MessageState::Failed);
+    // Its failure is the unknown outcome, not the earlier attempt's code
+    // (the alert, "Send outcome unknown", carries none either).
+    assert_eq!(m.error_code, None);
+    assert!(m
+        .error_message
+        .unwrap_or_default()
+        .contains("the worker stopped during the send"));
     assert_eq!(env.provider.count(), 0);
 }
 

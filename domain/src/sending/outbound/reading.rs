@@ -196,6 +196,12 @@ pub async fn resolve_stuck_sending(
                 outbound_message::Column::ErrorMessage,
                 Expr::value(Some(stuck_reason(&m))),
             )
+            // The failure is "outcome unknown": an earlier attempt's code
+            // (a retried 20500, say) does not describe it.
+            .col_expr(
+                outbound_message::Column::ErrorCode,
+                Expr::value(Option::<i32>::None),
+            )
             .col_expr(outbound_message::Column::FailedAt, Expr::value(Some(now)))
             .col_expr(outbound_message::Column::UpdatedAt, Expr::value(now))
             .filter(outbound_message::Column::Id.eq(&m.id))
