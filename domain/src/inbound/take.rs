@@ -77,8 +77,7 @@ pub async fn take_status(
     report: StatusReport,
     record: impl Fn(&str) -> WebhookRecord,
 ) -> Taken {
-    let data = StatusReportData::from(&report);
-    match handle_status(core, report).await {
+    match status_or_spool(core, report, || record("accepted")).await {
         Ok(first) => {
             let verdict = if first { "accepted" } else { "duplicate" };
             record_or_spool(core, record(verdict), SpooledPayload::None).await;
@@ -88,13 +87,25 @@ pub async fn take_status(
                 Taken::Duplicate
             }
         }
+        Err(true) => Taken::Spooled,
+        Err(false) => Taken::Lost,
+    }
+}
+
+/// Apply one status report (`Ok(first time)`); when the database is away,
+/// spool it with the audit row `record()` builds (`Err(whether the spool
+/// took it)`).
+async fn status_or_spool(
+    core: &Core,
+    report: StatusReport,
+    record: impl FnOnce() -> WebhookRecord,
+) -> Result<bool, bool> {
+    let data = StatusReportData::from(&report);
+    match handle_status(core, report).await {
+        Ok(first) => Ok(first),
         Err(e) => {
-            tracing::error!(error = %e, "status callback: database unavailable, spooling");
-            if spool_logged(core, record("accepted"), SpooledPayload::Status(data)).await {
-                Taken::Spooled
-            } else {
-                Taken::Lost
-            }
+            tracing::error!(error = %e, "status report: database unavailable, spooling");
+            Err(spool_logged(core, record(), SpooledPayload::Status(data)).await)
         }
     }
 }
@@ -143,11 +154,8 @@ pub async fn take_meta_events(
         }
     }
     for st in events.statuses {
-        let data = StatusReportData::from(&st);
-        if let Err(e) = handle_status(core, st).await {
-            tracing::error!(error = %e, "meta status: database unavailable, spooling");
-            taken_all &=
-                spool_logged(core, record("accepted", None), SpooledPayload::Status(data)).await;
+        if let Err(kept) = status_or_spool(core, st, || record("accepted", None)).await {
+            taken_all &= kept;
         }
     }
     record_or_spool(core, record("accepted", None), SpooledPayload::None).await;
