@@ -5,7 +5,8 @@
 //! Also a campaign's states with the one table of what may happen to it
 //! in each ([`CampaignStatus::apply`]): the server applies it, the console
 //! asks it which actions to offer; the life of an outbound message
-//! ([`message_state`]); a consent's and a template's status. With the `db`
+//! ([`message_state`]) and where it came from ([`MessageSource`]); a
+//! consent's and a template's status. With the `db`
 //! feature each state is its database column's own type.
 //!
 //! One place for both the server and the console's browser build (this
@@ -17,10 +18,12 @@ use serde::{Deserialize, Serialize};
 
 mod campaign;
 mod consent;
+mod message_source;
 pub mod message_state;
 mod template;
 pub use campaign::{CampaignAction, CampaignStatus};
 pub use consent::ConsentStatus;
+pub use message_source::MessageSource;
 pub use message_state::{MessageState, ProviderStatus};
 pub use template::TemplateApproval;
 

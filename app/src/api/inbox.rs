@@ -55,7 +55,7 @@ pub enum ConversationEntry {
         part: Option<(i32, i32)>,
         /// The attachment's link.
         media_url: Option<String>,
-        source: String,
+        source: heimdall_codes::MessageSource,
         actor: String,
         at: DateTime<Utc>,
         statuses: Vec<StatusRow>,

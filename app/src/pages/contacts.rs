@@ -451,7 +451,7 @@ fn message_item(m: MessageRow) -> impl IntoView {
                     <span class="muted small">{format!(" {}", reason_label(&r))}</span>
                 })}
             </div>
-            <div>{m.channel.clone()} " · " {what} " · from " {m.source.clone()}
+            <div>{m.channel.clone()} " · " {what} " · from " {m.source.as_str()}
                 {m.campaign_id.clone().map(|c| view! { " (" <a href=format!("/campaigns/{c}")>"campaign"</a> ")" })}
             </div>
             {m.error_code.map(|code| view! {

@@ -562,7 +562,7 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
                     {stopped.map(|m| view! { " · " <span class="warn-text">{m}</span> })}
                     {block_reason.map(|r| view! { " " <code>{r.clone()}</code> <span class="small">{format!(" {}", reason_label(&r))}</span> })}
                     {error_code.map(|c| format!(" · error {c}"))}
-                    " · " {source} " · " {actor}
+                    " · " {source.as_str()} " · " {actor}
                     {(!statuses.is_empty()).then(|| {
                         let trail: Vec<String> = statuses.iter().map(|s| s.status.clone()).collect();
                         view! { <span class="small">{format!(" · {}", trail.join(" → "))}</span> }

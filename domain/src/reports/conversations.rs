@@ -153,7 +153,7 @@ pub enum ConversationItem {
         part: Option<(i32, i32)>,
         /// The attachment's link, when one went with it.
         media_url: Option<String>,
-        source: String,
+        source: crate::compliance::message_source::MessageSource,
         actor: String,
         at: DateTime<Utc>,
         status_history: Vec<StatusEventView>,
@@ -272,7 +272,7 @@ pub async fn conversation(
             error_message: m.error_message,
             part: m.part_index.zip(m.part_count),
             media_url: m.media_url,
-            source: m.source.to_string(),
+            source: m.source,
             actor: m.actor,
             at: m.created_at,
         });

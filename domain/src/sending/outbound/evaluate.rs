@@ -85,7 +85,7 @@ pub(super) async fn facts_from_rows(
         },
         _ => MessageContent::FreeForm,
     };
-    let purpose = m.source.purpose();
+    let purpose = Purpose::from(m.source);
     let facts = MessageFacts {
         channel,
         raw_to: m.to_address.clone(),
