@@ -117,9 +117,31 @@ mod ssr {
     use crate::server::*;
     use heimdall_domain::Core;
 
-    pub fn limit_text(l: Option<u64>) -> String {
-        l.map(|n| n.to_string())
-            .unwrap_or_else(|| "unlimited".into())
+    use heimdall_domain::settings::runtime::{RuntimeSetting, RuntimeValue};
+    pub use heimdall_domain::settings::runtime_setting::limit_text;
+
+    /// A form field read by its setting's one rule (the environment's and the
+    /// stored value's too); the error names the field.
+    pub fn parse(
+        ctx: &Ctx,
+        setting: RuntimeSetting,
+        field: &str,
+        text: &str,
+    ) -> Result<RuntimeValue, AppError> {
+        setting
+            .parse(text, ctx.core().settings.default_region)
+            .map_err(|m| AppError::invalid(field, capitalise(&m)))
+    }
+
+    /// Store a form field's value, read by [`parse`] first.
+    pub async fn save_field(
+        ctx: &Ctx,
+        setting: RuntimeSetting,
+        field: &str,
+        text: &str,
+    ) -> Result<(), AppError> {
+        let value = parse(ctx, setting, field, text)?;
+        save(ctx, setting.key(), field, value.stored()).await
     }
 
     /// A runtime setting as in force, and where it comes from.
@@ -173,21 +195,6 @@ mod ssr {
             Some(value),
         )
         .await
-    }
-
-    pub fn parse_limit(field: &str, s: &str) -> Result<Option<u64>, AppError> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("unlimited") || s.eq_ignore_ascii_case("none") {
-            return Ok(None);
-        }
-        s.replace([',', '_', ' '], "")
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                AppError::invalid(field, "Enter a whole number above 0, or 'unlimited'.")
-            })
     }
 }
 
@@ -608,12 +615,12 @@ pub async fn help_text_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::settings::runtime::keys::HELP_TEXT;
+    use heimdall_domain::settings::runtime::RuntimeSetting;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let text = required("help_text", "The HELP reply", &help_text, 1000)?;
-            save(&ctx, HELP_TEXT, "help_text", serde_json::json!(text)).await
+            save_field(&ctx, RuntimeSetting::HelpText, "help_text", &text).await
         }
         .await,
     )
@@ -627,27 +634,11 @@ pub async fn fallback_codes_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::settings::runtime::keys::FALLBACK_CODES;
+    use heimdall_domain::settings::runtime::RuntimeSetting;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            let mut list = Vec::new();
-            for part in codes
-                .split([',', ' ', '\n'])
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-            {
-                let n: i64 = part.parse().map_err(|_| {
-                    AppError::invalid(
-                        "codes",
-                        format!("'{part}' is not an error code (digits only)."),
-                    )
-                })?;
-                list.push(n);
-            }
-            list.sort_unstable();
-            list.dedup();
-            save(&ctx, FALLBACK_CODES, "codes", serde_json::json!(list)).await
+            save_field(&ctx, RuntimeSetting::FallbackCodes, "codes", &codes).await
         }
         .await,
     )
@@ -663,17 +654,20 @@ pub async fn tier_save(
     use self::ssr::*;
     use crate::server::*;
     use heimdall_domain::settings::runtime::keys::TIER_LADDER;
+    use heimdall_domain::settings::runtime::{RuntimeSetting, RuntimeValue};
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            // The domain's one rule for a ladder (as for the environment's).
-            let steps = heimdall_domain::settings::parse_ladder(&ladder)
-                .map_err(|m| AppError::invalid("ladder", format!("Tier ladder: {m}.")))?;
-            let limit = parse_limit("limit", &limit)?;
+            // Both read by the domain's one rule before either is saved.
+            let steps = parse(&ctx, RuntimeSetting::TierLadder, "ladder", &ladder)?;
+            let RuntimeValue::TierLimit(limit) =
+                parse(&ctx, RuntimeSetting::TierLimit, "limit", &limit)?
+            else {
+                return Err(AppError::Internal);
+            };
             let live = ctx.core().live.get();
-            let wanted: Vec<String> = steps.iter().map(|l| limit_text(*l)).collect();
-            if steps != live.tier_ladder {
-                save(&ctx, TIER_LADDER, "ladder", serde_json::json!(wanted)).await?;
+            if steps != RuntimeValue::TierLadder(live.tier_ladder.clone()) {
+                save(&ctx, TIER_LADDER, "ladder", steps.stored()).await?;
             }
             if limit != live.tier_limit {
                 heimdall_domain::inbound::set_tier_limit(ctx.core(), limit, &ctx.actor())
@@ -702,41 +696,33 @@ pub async fn rates_save(
     use self::ssr::*;
     use crate::server::*;
     use heimdall_domain::settings::runtime::keys::{RATE_PER_SECOND, RECIPIENT_PACE_SECONDS};
+    use heimdall_domain::settings::runtime::{RuntimeSetting, RuntimeValue};
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
-            // Both are checked by the domain's one rule before either is saved.
-            let number = |field: &str, text: &str, key: &str| {
-                let n: u32 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| AppError::invalid(field, "Enter a whole number."))?;
-                heimdall_domain::settings::runtime::check(ctx.core(), key, &serde_json::json!(n))
-                    .map_err(|m| AppError::invalid(field, capitalise(&m)))?;
-                Ok::<u32, AppError>(n)
-            };
-            let rate = number("rate_per_second", &rate_per_second, RATE_PER_SECOND)?;
-            let pace = number(
+            // Both read by the domain's one rule before either is saved.
+            let rate = parse(
+                &ctx,
+                RuntimeSetting::RatePerSecond,
+                "rate_per_second",
+                &rate_per_second,
+            )?;
+            let pace = parse(
+                &ctx,
+                RuntimeSetting::RecipientPaceSeconds,
                 "recipient_pace_seconds",
                 &recipient_pace_seconds,
-                RECIPIENT_PACE_SECONDS,
             )?;
             let live = ctx.core().live.get();
-            if rate != live.rate_per_second {
-                save(
-                    &ctx,
-                    RATE_PER_SECOND,
-                    "rate_per_second",
-                    serde_json::json!(rate),
-                )
-                .await?;
+            if rate != RuntimeValue::RatePerSecond(live.rate_per_second) {
+                save(&ctx, RATE_PER_SECOND, "rate_per_second", rate.stored()).await?;
             }
-            if pace != live.recipient_pace_seconds {
+            if pace != RuntimeValue::RecipientPaceSeconds(live.recipient_pace_seconds) {
                 save(
                     &ctx,
                     RECIPIENT_PACE_SECONDS,
                     "recipient_pace_seconds",
-                    serde_json::json!(pace),
+                    pace.stored(),
                 )
                 .await?;
             }
@@ -754,12 +740,12 @@ pub async fn quiet_hours_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::settings::runtime::keys::QUIET_HOURS;
+    use heimdall_domain::settings::runtime::RuntimeSetting;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let hours = required("quiet_hours", "The sending hours", &quiet_hours, 20)?;
-            save(&ctx, QUIET_HOURS, "quiet_hours", serde_json::json!(hours)).await
+            save_field(&ctx, RuntimeSetting::QuietHours, "quiet_hours", &hours).await
         }
         .await,
     )
@@ -773,7 +759,7 @@ pub async fn allowlist_save(
 ) -> Result<(), AppError> {
     use self::ssr::*;
     use crate::server::*;
-    use heimdall_domain::settings::runtime::keys::PHONE_ALLOWLIST;
+    use heimdall_domain::settings::runtime::RuntimeSetting;
     respond(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
@@ -783,11 +769,11 @@ pub async fn allowlist_save(
                     "The allowlist is too long (at most 20,000 characters).",
                 ));
             }
-            save(
+            save_field(
                 &ctx,
-                PHONE_ALLOWLIST,
+                RuntimeSetting::PhoneAllowlist,
                 "allowlist",
-                serde_json::json!(allowlist.trim()),
+                &allowlist,
             )
             .await
         }

@@ -1,6 +1,6 @@
 //! [`Settings`] built from the raw values: every value parsed and checked
-//! (a bad one names its setting), the providers' groups assembled, and the
-//! parsers the runtime settings share.
+//! (a bad one names its setting; a runtime setting by its own rule in
+//! [`super::runtime_setting`]) and the providers' groups assembled.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,8 +11,9 @@ use url::Url;
 
 use super::{
     invalid, MetaSettings, SandboxMode, Settings, SettingsError, Source, TwilioSettings,
-    WhatsAppProvider, RUNTIME_VARIABLES,
+    WhatsAppProvider,
 };
+use crate::settings::runtime::{Runtime, RuntimeSetting};
 
 impl Settings {
     /// Read settings from `heimdall.toml` and the environment.
@@ -185,41 +186,22 @@ impl Settings {
                 )
             })?;
 
-        let tier_ladder = parse_ladder(
-            src.get("HEIMDALL_TIER_LADDER")
-                .unwrap_or("250,2000,10000,100000,unlimited"),
-        )
-        .map_err(|m| invalid("HEIMDALL_TIER_LADDER", m))?;
-        let tier_limit = match src.get("HEIMDALL_TIER_LIMIT") {
-            None => tier_ladder.first().copied().flatten(),
-            Some(v) if v.eq_ignore_ascii_case("unlimited") => None,
-            Some(v) => Some(v.parse().map_err(|_| {
-                invalid(
-                    "HEIMDALL_TIER_LIMIT",
-                    format!("'{v}' is not a number or 'unlimited'"),
-                )
-            })?),
-        };
-
-        let fallback_codes = match src.get("HEIMDALL_FALLBACK_CODES") {
-            None => crate::compliance::provider_errors::DEFAULT_FALLBACK_CODES.to_vec(),
-            Some(v) => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<i64>().map_err(|_| {
-                        invalid(
-                            "HEIMDALL_FALLBACK_CODES",
-                            format!("'{s}' is not an error code"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-
-        let sms_hours = parse_hours(src.get("HEIMDALL_QUIET_HOURS").unwrap_or("08:00-21:00"))
-            .map_err(|m| invalid("HEIMDALL_QUIET_HOURS", m))?;
+        // The runtime settings, each read by its one rule (as a stored
+        // value and the console's field are).
+        let mut runtime = Runtime::defaults();
+        for setting in RuntimeSetting::ALL {
+            if let Some(text) = src.get(setting.variable()) {
+                runtime.set(
+                    setting
+                        .parse(text, default_region)
+                        .map_err(|m| invalid(setting.variable(), m))?,
+                );
+            }
+        }
+        if src.get(RuntimeSetting::TierLimit.variable()).is_none() {
+            // Unset, the limit is the ladder's first step.
+            runtime.tier_limit = runtime.tier_ladder.first().copied().flatten();
+        }
         let tz_name = src.get("HEIMDALL_DEFAULT_TIME_ZONE").unwrap_or("UTC");
         let default_time_zone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
             invalid(
@@ -228,10 +210,6 @@ impl Settings {
             )
         })?;
 
-        let rate_per_second: u32 = src.parse("HEIMDALL_RATE_PER_SECOND", 80)?;
-        if rate_per_second == 0 {
-            return Err(invalid("HEIMDALL_RATE_PER_SECOND", "must be at least 1"));
-        }
         let worker_concurrency: usize = src.parse("HEIMDALL_WORKER_CONCURRENCY", 32)?;
         if worker_concurrency == 0 {
             return Err(invalid("HEIMDALL_WORKER_CONCURRENCY", "must be at least 1"));
@@ -283,9 +261,9 @@ impl Settings {
             )
             .map_err(|m| invalid("HEIMDALL_API_KEY_SCOPES", m))?,
             api_key_free_form: src.bool("HEIMDALL_API_KEY_FREE_FORM", false)?,
-            runtime_sources: RUNTIME_VARIABLES
+            runtime_sources: RuntimeSetting::ALL
                 .iter()
-                .map(|(_, name)| (*name, src.origin(name)))
+                .map(|s| (s.variable(), src.origin(s.variable())))
                 .collect(),
             twilio,
             meta,
@@ -297,28 +275,19 @@ impl Settings {
             site_root: src.get("HEIMDALL_SITE_ROOT").map(PathBuf::from),
             data_dir: PathBuf::from(src.get("HEIMDALL_DATA_DIR").unwrap_or("data")),
             log_json,
-            rate_per_second,
-            recipient_pace_seconds: check_pace(src.parse("HEIMDALL_RECIPIENT_PACE_SECONDS", 6)?)
-                .map_err(|m| invalid("HEIMDALL_RECIPIENT_PACE_SECONDS", m))?,
-            tier_ladder,
-            tier_limit,
-            fallback_codes,
-            sms_hours,
+            rate_per_second: runtime.rate_per_second,
+            recipient_pace_seconds: runtime.recipient_pace_seconds,
+            tier_ladder: runtime.tier_ladder,
+            tier_limit: runtime.tier_limit,
+            fallback_codes: runtime.fallback_codes,
+            sms_hours: runtime.sms_hours,
             default_time_zone,
             program_name: src
                 .get("HEIMDALL_PROGRAM_NAME")
                 .unwrap_or("Heimdall")
                 .to_string(),
-            help_text: src
-                .get("HEIMDALL_HELP_TEXT")
-                .map(parse_help_text)
-                .transpose()
-                .map_err(|m| invalid("HEIMDALL_HELP_TEXT", m))?,
-            phone_allowlist: parse_allowlist(
-                src.get("HEIMDALL_PHONE_ALLOWLIST").unwrap_or(""),
-                default_region,
-            )
-            .map_err(|m| invalid("HEIMDALL_PHONE_ALLOWLIST", m))?,
+            help_text: runtime.help_text,
+            phone_allowlist: runtime.allowlist.iter().cloned().collect(),
             meta_read_receipts: src.bool("HEIMDALL_META_READ_RECEIPTS", false)?,
             worker_concurrency,
             sqlite_synchronous_full,
@@ -378,92 +347,4 @@ pub fn template_name_from_setting(suffix: &str) -> String {
     } else {
         name
     }
-}
-
-/// The per-recipient pace in seconds, from the environment or the
-/// console: 0 (off) to an hour. The one rule for both.
-pub(crate) fn check_pace(seconds: u64) -> Result<u32, String> {
-    u32::try_from(seconds)
-        .ok()
-        .filter(|n| *n <= 3600)
-        .ok_or_else(|| "the pace must be 0 to 3600 seconds".to_string())
-}
-
-/// The HELP reply, from the environment or the console: text that tells
-/// people how to opt out (STOP). The one rule for both.
-pub(crate) fn parse_help_text(v: &str) -> Result<String, String> {
-    let text = v.trim();
-    if text.is_empty() {
-        return Err("the HELP reply must be text".into());
-    }
-    if !text.to_ascii_uppercase().contains("STOP") {
-        return Err("the HELP reply must tell people how to opt out (STOP)".into());
-    }
-    Ok(text.to_string())
-}
-
-/// A tier ladder, `1000,10000,unlimited`: the one rule for the
-/// environment, the stored value and the console.
-pub fn parse_ladder(v: &str) -> Result<Vec<Option<u64>>, String> {
-    let mut out = Vec::new();
-    for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if part.eq_ignore_ascii_case("unlimited") {
-            out.push(None);
-        } else {
-            out.push(Some(part.parse().map_err(|_| {
-                format!("'{part}' is not a number or 'unlimited'")
-            })?));
-        }
-    }
-    if out.is_empty() {
-        return Err("must list at least one step".into());
-    }
-    let finite: Vec<u64> = out.iter().flatten().copied().collect();
-    if finite.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("steps must increase".into());
-    }
-    if out
-        .iter()
-        .position(Option::is_none)
-        .is_some_and(|i| i != out.len() - 1)
-    {
-        return Err("'unlimited' can only be the last step".into());
-    }
-    Ok(out)
-}
-
-/// The phone allowlist: numbers separated by commas, spaces or lines, each
-/// parsed (and so written) as E.164; empty means everyone.
-pub(crate) fn parse_allowlist(
-    v: &str,
-    region: phonenumber::country::Id,
-) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for part in v
-        .split([',', ' ', '\n', ';'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let p =
-            crate::phone::PhoneNumber::parse(part, region).map_err(|e| format!("'{part}': {e}"))?;
-        out.push(p.to_string());
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-pub(crate) fn parse_hours(v: &str) -> Result<(chrono::NaiveTime, chrono::NaiveTime), String> {
-    let (a, b) = v
-        .split_once('-')
-        .ok_or_else(|| format!("'{v}' is not of the form HH:MM-HH:MM"))?;
-    let parse = |s: &str| {
-        chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M")
-            .map_err(|_| format!("'{s}' is not a time HH:MM"))
-    };
-    let (start, end) = (parse(a)?, parse(b)?);
-    if start >= end {
-        return Err("the start must be before the end".into());
-    }
-    Ok((start, end))
 }

@@ -15,14 +15,13 @@
 
 mod load;
 pub mod runtime;
+pub mod runtime_setting;
 mod source;
 pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use load::parse_ladder;
 pub use load::template_name_from_setting;
-pub(crate) use load::{check_pace, parse_allowlist, parse_help_text, parse_hours};
 pub use source::{Source, ValueSource};
 
 use std::collections::BTreeMap;
@@ -131,7 +130,7 @@ pub struct Settings {
     /// automation approved for it may), besides the templates from settings.
     pub api_key_free_form: bool,
     /// Where each runtime setting's configured value comes from, by its variable name
-    /// ([`RUNTIME_VARIABLES`]).
+    /// ([`runtime_setting::RuntimeSetting::variable`]).
     pub runtime_sources: BTreeMap<&'static str, ValueSource>,
     /// `TWILIO_*`; `None` when no Twilio credentials are set.
     pub twilio: Option<TwilioSettings>,
@@ -206,19 +205,6 @@ pub struct Settings {
     /// message went).
     pub attachment_days: u32,
 }
-
-/// The runtime settings (their `app_settings` keys) and the variables that configure
-/// them.
-pub const RUNTIME_VARIABLES: [(&str, &str); 8] = [
-    ("help_text", "HEIMDALL_HELP_TEXT"),
-    ("fallback_codes", "HEIMDALL_FALLBACK_CODES"),
-    ("tier_ladder", "HEIMDALL_TIER_LADDER"),
-    ("tier_limit", "HEIMDALL_TIER_LIMIT"),
-    ("rate_per_second", "HEIMDALL_RATE_PER_SECOND"),
-    ("recipient_pace_seconds", "HEIMDALL_RECIPIENT_PACE_SECONDS"),
-    ("quiet_hours", "HEIMDALL_QUIET_HOURS"),
-    ("phone_allowlist", "HEIMDALL_PHONE_ALLOWLIST"),
-];
 
 impl Settings {
     /// Is Heimdall reachable from this machine only: its public URL (or,

@@ -27,6 +27,7 @@ use sea_orm::EntityTrait;
 use crate::compliance::gates::Policy;
 use crate::compliance::provider_errors::ErrorTable;
 use crate::entities::app_setting;
+pub use crate::settings::runtime_setting::{RuntimeSetting, RuntimeValue};
 use crate::settings::Settings;
 use crate::Core;
 
@@ -43,17 +44,6 @@ pub mod keys {
     pub const RECIPIENT_PACE_SECONDS: &str = "recipient_pace_seconds";
     pub const QUIET_HOURS: &str = "quiet_hours";
     pub const PHONE_ALLOWLIST: &str = "phone_allowlist";
-    /// Every runtime setting, in the order the console shows them.
-    pub const ALL: [&str; 8] = [
-        HELP_TEXT,
-        FALLBACK_CODES,
-        TIER_LADDER,
-        TIER_LIMIT,
-        RATE_PER_SECOND,
-        RECIPIENT_PACE_SECONDS,
-        QUIET_HOURS,
-        PHONE_ALLOWLIST,
-    ];
 }
 
 /// The runtime settings in force.
@@ -85,6 +75,23 @@ pub enum Origin {
 }
 
 impl Runtime {
+    /// The built-in defaults (the README's table).
+    pub fn defaults() -> Runtime {
+        let fallback_codes = crate::compliance::provider_errors::DEFAULT_FALLBACK_CODES.to_vec();
+        let hour = |h| NaiveTime::from_hms_opt(h, 0, 0).expect("a whole hour is a time");
+        Runtime {
+            help_text: None,
+            errors: ErrorTable::new().with_fallback_codes(&fallback_codes),
+            fallback_codes,
+            tier_ladder: vec![Some(250), Some(2000), Some(10_000), Some(100_000), None],
+            tier_limit: Some(250),
+            rate_per_second: 80,
+            recipient_pace_seconds: 6,
+            sms_hours: (hour(8), hour(21)),
+            allowlist: Arc::new(BTreeSet::new()),
+        }
+    }
+
     /// The values the environment gives.
     pub fn from_settings(s: &Settings) -> Runtime {
         Runtime {
@@ -101,89 +108,35 @@ impl Runtime {
     }
 
     /// Apply one stored value; an error says why it does not parse (and
-    /// nothing changed). The one parser of every stored runtime setting.
+    /// nothing changed). Read by the one rule of each setting,
+    /// [`RuntimeSetting::read_stored`].
     pub fn apply(
         &mut self,
         key: &str,
         value: &serde_json::Value,
         region: phonenumber::country::Id,
     ) -> Result<(), String> {
-        use keys::*;
-        match key {
-            HELP_TEXT => {
-                let text = value.as_str().ok_or("the HELP reply must be text")?;
-                self.help_text = Some(crate::settings::parse_help_text(text)?);
-            }
-            FALLBACK_CODES => {
-                let codes = value
-                    .as_array()
-                    .and_then(|a| a.iter().map(|v| v.as_i64()).collect::<Option<Vec<i64>>>())
-                    .ok_or("fallback codes must be a list of numbers")?;
+        let setting = RuntimeSetting::from_key(key)
+            .ok_or_else(|| format!("'{key}' is not a runtime setting"))?;
+        self.set(setting.read_stored(value, region)?);
+        Ok(())
+    }
+
+    /// Put a parsed value in force.
+    pub fn set(&mut self, value: RuntimeValue) {
+        match value {
+            RuntimeValue::HelpText(t) => self.help_text = Some(t),
+            RuntimeValue::FallbackCodes(codes) => {
                 self.errors = ErrorTable::new().with_fallback_codes(&codes);
                 self.fallback_codes = codes;
             }
-            TIER_LADDER => {
-                let text = match value {
-                    serde_json::Value::Array(a) => a
-                        .iter()
-                        .map(|v| match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    serde_json::Value::String(s) => s.clone(),
-                    _ => return Err("the tier ladder must be a list of steps".into()),
-                };
-                self.tier_ladder = crate::settings::parse_ladder(&text)?;
-            }
-            TIER_LIMIT => {
-                self.tier_limit = match value {
-                    serde_json::Value::Null => None,
-                    v => Some(
-                        v.as_u64()
-                            .ok_or("the tier limit must be a number or null")?,
-                    ),
-                };
-            }
-            RATE_PER_SECOND => {
-                self.rate_per_second = value
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or("the rate must be 1 to 1000 messages per second")?;
-            }
-            RECIPIENT_PACE_SECONDS => {
-                self.recipient_pace_seconds = crate::settings::check_pace(
-                    value.as_u64().ok_or("the pace must be 0 to 3600 seconds")?,
-                )?;
-            }
-            QUIET_HOURS => {
-                let text = value
-                    .as_str()
-                    .ok_or("quiet hours must be text HH:MM-HH:MM")?;
-                self.sms_hours = crate::settings::parse_hours(text)?;
-            }
-            PHONE_ALLOWLIST => {
-                let text = match value {
-                    serde_json::Value::Array(a) => a
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_string))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or("the allowlist must be a list of numbers")?
-                        .join(","),
-                    serde_json::Value::String(s) => s.clone(),
-                    _ => return Err("the allowlist must be a list of numbers".into()),
-                };
-                self.allowlist = Arc::new(
-                    crate::settings::parse_allowlist(&text, region)?
-                        .into_iter()
-                        .collect(),
-                );
-            }
-            other => return Err(format!("'{other}' is not a runtime setting")),
+            RuntimeValue::TierLadder(steps) => self.tier_ladder = steps,
+            RuntimeValue::TierLimit(limit) => self.tier_limit = limit,
+            RuntimeValue::RatePerSecond(n) => self.rate_per_second = n,
+            RuntimeValue::RecipientPaceSeconds(n) => self.recipient_pace_seconds = n,
+            RuntimeValue::QuietHours(hours) => self.sms_hours = hours,
+            RuntimeValue::PhoneAllowlist(set) => self.allowlist = Arc::new(set),
         }
-        Ok(())
     }
 
     /// The gates' rules that are settings.
@@ -236,14 +189,14 @@ impl Live {
             region: settings.default_region,
             origins: RwLock::new(Default::default()),
             seen: Mutex::new(None),
-            configured: crate::settings::RUNTIME_VARIABLES
+            configured: RuntimeSetting::ALL
                 .iter()
-                .map(|(key, name)| {
+                .map(|setting| {
                     (
-                        key.to_string(),
+                        setting.key().to_string(),
                         settings
                             .runtime_sources
-                            .get(name)
+                            .get(setting.variable())
                             .copied()
                             .unwrap_or(crate::settings::ValueSource::Default),
                     )
@@ -287,7 +240,7 @@ impl Live {
         let mut next = self.base.clone();
         let mut origins = std::collections::BTreeMap::new();
         for (key, value, by, at) in &rows {
-            if !keys::ALL.contains(&key.as_str()) {
+            if RuntimeSetting::from_key(key).is_none() {
                 continue;
             }
             let parsed = serde_json::from_str::<serde_json::Value>(value)

@@ -33,10 +33,25 @@ fn each_runtime_setting_says_where_its_value_comes_from() {
         settings.runtime_sources["HEIMDALL_HELP_TEXT"],
         ValueSource::Default
     );
+    let runtime = runtime::RuntimeSetting::ALL;
+    for setting in runtime {
+        assert_eq!(
+            runtime::RuntimeSetting::from_key(setting.key()),
+            Some(setting)
+        );
+        assert!(
+            settings.runtime_sources.contains_key(setting.variable()),
+            "{setting:?}"
+        );
+    }
     assert_eq!(
-        RUNTIME_VARIABLES.map(|(key, _)| key),
-        crate::settings::runtime::keys::ALL,
-        "one variable for every runtime setting, in the console's order"
+        runtime.map(|s| s.variable()).len(),
+        runtime
+            .map(|s| s.variable())
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "one variable for each runtime setting"
     );
 }
 
