@@ -1,5 +1,6 @@
 //! Heimdall's console and public pages, rendered on the server and hydrated
-//! in the browser.
+//! in the browser; the public opt-in pages (`public`, `ssr` only) are
+//! rendered on the server only and never hydrated.
 //!
 //! Server functions here are public HTTP endpoints: each one checks the
 //! session and the role first, then calls `heimdall-domain`. No business
@@ -15,6 +16,8 @@ pub mod error;
 pub mod layout;
 pub mod model;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod public;
 #[cfg(feature = "ssr")]
 pub mod server;
 

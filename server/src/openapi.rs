@@ -24,7 +24,6 @@ use heimdall_domain::compliance::gates::Gate;
 
 use crate::routes;
 use crate::routes::api::ROUTE_SCOPES;
-use crate::routes::optin::esc;
 
 /// A request refused by a gate (HTTP 422): the error's code is the gate's
 /// reason. A refused send is still recorded, and its answer says which
@@ -358,6 +357,22 @@ th{background:#f3f4f6;font-weight:600}
 .muted{color:#6b7280}
 "#;
 
+/// Escape text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Text from the document as HTML: escaped, `code` spans kept, blank lines
 /// as paragraphs.
 fn text(s: &str) -> String {
@@ -687,4 +702,17 @@ pub fn render(doc: &Value) -> String {
         desc = doc["info"]["description"].as_str().map(text).unwrap_or_default(),
         openapi = esc(doc["openapi"].as_str().unwrap_or("")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
 }

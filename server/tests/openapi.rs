@@ -1178,7 +1178,7 @@ async fn the_reference_page_renders_the_document_without_scripts() {
         assert!(page.contains(&format!("id=\"op-{id}\"")), "{method} {path}");
         // Paths are escaped like every text.
         assert!(
-            page.contains(&heimdall_server::routes::optin::esc(&path)),
+            page.contains(&heimdall_server::openapi::esc(&path)),
             "{path}"
         );
     }

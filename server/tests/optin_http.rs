@@ -130,7 +130,7 @@ async fn the_form_page_is_accessible_escaped_html_that_needs_no_script() {
     }
     assert!(!html.contains(" checked"));
     // The honeypot is hidden from people and assistive technology.
-    assert!(html.contains("<div class=\"hp\" aria-hidden=\"true\">"));
+    assert!(html.contains("<div aria-hidden=\"true\" class=\"hp\">"));
     assert!(html.contains("name=\"website\" value=\"\" tabindex=\"-1\" autocomplete=\"off\""));
     let css = app
         .http
@@ -159,7 +159,7 @@ async fn a_submission_stores_its_evidence_exactly() {
     .await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Thanks for visiting!"));
-    assert!(html.contains("<strong>WhatsApp:</strong> you&#39;re signed up."));
+    assert!(html.contains("<strong>WhatsApp:</strong> you're signed up."));
     let rows = all_consents(&app).await;
     assert_eq!(rows.len(), 2);
     for (ch, text) in [("whatsapp", WA_TEXT), ("sms", SMS_TEXT)] {
@@ -226,12 +226,14 @@ async fn errors_are_shown_beside_their_fields_and_nothing_is_recorded() {
     .await;
     assert_eq!(status, 400);
     assert!(html.contains("<title>Error: "));
-    assert!(html.contains("<div class=\"summary\" role=\"alert\""));
+    assert!(html.contains(
+        "<div role=\"alert\" tabindex=\"-1\" id=\"error-summary\" autofocus class=\"summary\">"
+    ));
     assert!(html.contains("<a href=\"#phone\">"));
     assert!(html.contains("<a href=\"#channel-whatsapp\">"));
     // The phone field: marked invalid, described by its hint and error.
     assert!(html.contains("aria-describedby=\"phone-hint phone-error\" aria-invalid=\"true\""));
-    assert!(html.contains("<p class=\"error\" id=\"phone-error\">"));
+    assert!(html.contains("<p id=\"phone-error\" class=\"error\">"));
     // The channels: the fieldset points at its error.
     assert!(html.contains("aria-describedby=\"channels-hint channels-error\""));
     assert!(html.contains("Tick at least one way we may message you."));
@@ -369,7 +371,7 @@ async fn double_opt_in_is_confirmed_by_the_link_and_its_button() {
     assert_eq!(all_consents(&app).await[0].status, ConsentStatus::Pending);
     let done = app.http.post(app.url(&link)).send().await.unwrap();
     assert_eq!(done.status(), 200);
-    assert!(done.text().await.unwrap().contains("you&#39;re confirmed"));
+    assert!(done.text().await.unwrap().contains("you're confirmed"));
     let row = &all_consents(&app).await[0];
     assert_eq!(row.status, ConsentStatus::Active);
     assert!(row.confirmed_at.is_some());

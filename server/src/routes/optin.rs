@@ -5,18 +5,19 @@
 //! confirms, so a link preview cannot confirm for the person), `/q/{code}`
 //! (QR landing: counts the scan, offers the form and a WhatsApp link;
 //! POST submits through the code), `/q/{code}.svg`, `/q/{code}.png`,
-//! `/q/{code}/print`, and `/optin-assets/optin.css`. Server-rendered HTML
-//! that needs no JavaScript; every value is escaped by [`esc`].
+//! `/q/{code}/print`, and `/optin-assets/optin.css`. The pages are
+//! rendered on the server by [`heimdall_app::public`] (Leptos components,
+//! never hydrated): HTML that needs no JavaScript, every value escaped.
 //!
 //! API (API key): `/api/v1/forms...`, `/api/v1/consents/import` (CSV) and
 //! `/api/v1/contacts/{id}/consents/export`.
 //!
-//! Handlers parse the request, call `heimdall_domain::optin` and render;
-//! the rules live there. The client address is the peer's, or the
-//! `X-Forwarded-For` entry added by a proxy named in the admin setting
-//! `optin_trusted_proxies` (none by default).
+//! Handlers parse the request, call `heimdall_domain::optin`, choose the
+//! status code and headers, and send the page `heimdall_app::public`
+//! renders; the rules live in the domain. The client address is the
+//! peer's, or the `X-Forwarded-For` entry added by a proxy named in the
+//! admin setting `optin_trusted_proxies` (none by default).
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, LazyLock};
 
@@ -27,12 +28,12 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use heimdall_domain::compliance::message_state::MessageState;
+use heimdall_app::public::{self, FormPage};
 use heimdall_domain::contacts::ContactError;
 use heimdall_domain::optin::{
-    self, ChannelStatus, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError,
-    FormInput, FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter,
-    SubmitError, SubmitOutcome, SubmitReceipt, HONEYPOT_FIELD,
+    self, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError, FormInput,
+    FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter, SubmitError,
+    SubmitOutcome, SubmitReceipt,
 };
 use heimdall_domain::{Channel, Core};
 
@@ -90,84 +91,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 // ---------------------------------------------------------------------------
 // HTML
 
-/// Escape text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Plain text as paragraphs: blank lines separate them, single newlines
-/// break lines.
-fn paragraphs(text: &str) -> String {
-    text.split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            format!(
-                "<p>{}</p>",
-                p.lines().map(esc).collect::<Vec<_>>().join("<br>")
-            )
-        })
-        .collect()
-}
-
-const CSS: &str = r#"*,*::before,*::after{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%}
-body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;font-size:1.0625rem;line-height:1.5;color:#1b1f24;background:#f3f4f6}
-main{max-width:36rem;margin:0 auto;padding:1rem;background:#fff;min-height:100vh}
-@media (min-width:40rem){main{margin:2rem auto;min-height:0;border-radius:12px;padding:2rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}}
-h1{font-size:1.6rem;line-height:1.25;margin:.25rem 0 1rem}
-h2{font-size:1.15rem;margin:1.5rem 0 .5rem}
-p{margin:0 0 1rem}
-a{color:#0b57d0}
-a:focus,button:focus,input:focus{outline:3px solid #f5b400;outline-offset:2px}
-.field{margin:0 0 1.25rem}
-label,legend{display:block;font-weight:600;margin-bottom:.25rem}
-.hint{color:#4b5563;font-size:.95rem;margin:0 0 .35rem}
-input[type=text],input[type=tel],input[type=email]{display:block;width:100%;font:inherit;padding:.7rem .75rem;border:2px solid #6b7280;border-radius:6px;background:#fff;color:inherit;min-height:48px}
-.invalid input[type=text],.invalid input[type=tel],.invalid input[type=email]{border-color:#b3261e}
-.error{color:#b3261e;font-weight:600;margin:.35rem 0 0}
-fieldset{border:0;padding:0;margin:0 0 1.25rem;min-width:0}
-fieldset.invalid{border-left:4px solid #b3261e;padding-left:.75rem}
-.choice{display:flex;gap:.75rem;align-items:flex-start;padding:.75rem;border:2px solid #d1d5db;border-radius:8px;margin-top:.5rem}
-.choice input{width:1.6rem;height:1.6rem;margin:.1rem 0 0;flex:none;accent-color:#0b57d0}
-.choice label{font-weight:400;margin:0}
-.choice strong{display:block}
-.consent{display:block;color:#374151;font-size:.95rem}
-button,.button{display:inline-block;width:100%;font:inherit;font-weight:700;padding:.85rem 1rem;border:0;border-radius:8px;background:#0b57d0;color:#fff;text-align:center;text-decoration:none;cursor:pointer;min-height:48px}
-.button.whatsapp{background:#1a7f37}
-.fine{color:#4b5563;font-size:.9rem;margin-top:1rem}
-.summary{border:3px solid #b3261e;border-radius:8px;padding:1rem;margin:0 0 1.5rem}
-.summary h2{margin-top:0;color:#b3261e}
-.summary ul{margin:0;padding-left:1.25rem}
-.notice{border-left:4px solid #0b57d0;background:#eef4ff;padding:.75rem 1rem;margin:0 0 1.25rem}
-.status{list-style:none;padding:0}
-.status li{padding:.6rem 0;border-bottom:1px solid #e5e7eb}
-.or{text-align:center;color:#4b5563;margin:1.5rem 0 .75rem}
-.visually-hidden{position:absolute!important;width:1px!important;height:1px!important;padding:0!important;margin:-1px!important;overflow:hidden!important;clip:rect(0,0,0,0)!important;white-space:nowrap!important;border:0!important}
-.hp{position:absolute!important;left:-10000px!important;top:auto!important;width:1px!important;height:1px!important;overflow:hidden!important}
-.print{text-align:center}
-.print svg{width:100%;max-width:18cm;height:auto}
-.print .url{font-family:ui-monospace,monospace;word-break:break-all;font-size:1.1rem}
-.print .label{font-size:1.3rem;font-weight:700}
-@media print{body{background:#fff}main{box-shadow:none;margin:0;max-width:none}.noprint{display:none}@page{margin:1.5cm}}
-"#;
-
 async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(CSS)
+        .body(public::STYLESHEET)
 }
 
 fn html_headers(status: StatusCode) -> HttpResponseBuilder {
@@ -184,367 +112,28 @@ fn html_headers(status: StatusCode) -> HttpResponseBuilder {
     b
 }
 
-/// A whole page.
-fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
-    html_headers(status).body(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><link rel=\"stylesheet\" href=\"/optin-assets/optin.css\">\
-         <meta name=\"robots\" content=\"noindex\"></head><body><main>{body}</main></body></html>",
-        esc(title)
-    ))
-}
-
-fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
-    page(
-        status,
-        title,
-        &format!("<h1>{}</h1>{}", esc(title), paragraphs(text)),
-    )
+/// A whole page, rendered by [`heimdall_app::public`].
+fn page(status: StatusCode, html: String) -> HttpResponse {
+    html_headers(status).body(html)
 }
 
 fn not_found_page() -> HttpResponse {
-    message_page(
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "We couldn't find this sign-up page. Check the address, or ask the person who gave it to you.",
-    )
+    page(StatusCode::NOT_FOUND, public::not_found_page_html())
 }
 
 fn error_page() -> HttpResponse {
-    message_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "We couldn't save your answer because of a problem on our side. Nothing was recorded. Please try again in a few minutes.",
-    )
-}
-
-fn channel_name(c: Channel) -> &'static str {
-    match c {
-        Channel::WhatsApp => "WhatsApp",
-        Channel::Sms => "Text message (SMS)",
-    }
-}
-
-/// What the form page shows besides the form itself.
-struct FormPage<'a> {
-    form: &'a Form,
-    action: String,
-    input: Option<&'a SubmissionInput>,
-    errors: &'a FieldErrors,
-    /// A general message above the form (rate limit).
-    notice: Option<String>,
-    qr: Option<&'a QrCode>,
-    whatsapp_link: Option<String>,
-}
-
-fn error_id(field: &str) -> String {
-    format!("{}-error", field.replace('_', "-"))
-}
-
-/// The input for a text field, with its label, hint and error.
-#[allow(clippy::too_many_arguments)]
-fn text_field(
-    out: &mut String,
-    errors: &FieldErrors,
-    name: &str,
-    id: &str,
-    label: &str,
-    hint: Option<&str>,
-    kind: &str,
-    autocomplete: &str,
-    value: &str,
-    required: bool,
-) {
-    let err = errors.get(name);
-    let mut described = Vec::new();
-    if hint.is_some() {
-        described.push(format!("{id}-hint"));
-    }
-    if err.is_some() {
-        described.push(error_id(name));
-    }
-    let _ = write!(
-        out,
-        "<div class=\"field{}\"><label for=\"{id}\">{}{}</label>",
-        if err.is_some() { " invalid" } else { "" },
-        esc(label),
-        if required { "" } else { " (optional)" }
-    );
-    if let Some(h) = hint {
-        let _ = write!(out, "<p class=\"hint\" id=\"{id}-hint\">{}</p>", esc(h));
-    }
-    let _ = write!(
-        out,
-        "<input type=\"{kind}\" id=\"{id}\" name=\"{}\" value=\"{}\" autocomplete=\"{autocomplete}\"{}{}{}{}>",
-        esc(name),
-        esc(value),
-        if kind == "tel" { " inputmode=\"tel\"" } else { "" },
-        if required { " required" } else { "" },
-        if described.is_empty() {
-            String::new()
-        } else {
-            format!(" aria-describedby=\"{}\"", described.join(" "))
-        },
-        if err.is_some() {
-            " aria-invalid=\"true\""
-        } else {
-            ""
-        },
-    );
-    if let Some(e) = err {
-        let _ = write!(
-            out,
-            "<p class=\"error\" id=\"{}\"><span class=\"visually-hidden\">Error: </span>{}</p>",
-            error_id(name),
-            esc(e)
-        );
-    }
-    out.push_str("</div>");
-}
-
-/// Where each error's field is, for the summary's links.
-fn anchor_for(form: &Form, field: &str) -> String {
-    match field {
-        "channels" => form
-            .channels
-            .first()
-            .map(|c| format!("channel-{}", c.channel.as_str()))
-            .unwrap_or_else(|| "submit".into()),
-        "form" => "submit".into(),
-        f => f.replace('_', "-"),
-    }
-}
-
-fn render_form(p: &FormPage<'_>) -> String {
-    let form = p.form;
-    let mut out = String::new();
-    let value = |f: fn(&SubmissionInput) -> &str| p.input.map(f).unwrap_or("").to_string();
-    let _ = write!(out, "<h1>{}</h1>", esc(&form.title));
-    if let Some(q) = p.qr {
-        let _ = write!(
-            out,
-            "<p class=\"hint\">You scanned our code at {}.</p>",
-            esc(&q.source_label)
-        );
-    }
-    out.push_str(&paragraphs(&form.intro));
-    if !p.errors.is_empty() {
-        out.push_str("<div class=\"summary\" role=\"alert\" tabindex=\"-1\" id=\"error-summary\" autofocus><h2>There is a problem</h2><ul>");
-        let mut order: Vec<&String> = p.errors.keys().collect();
-        let rank = |k: &str| match k {
-            "form" => 0,
-            "name" => 1,
-            "phone" => 2,
-            "channels" => 9,
-            _ => 5,
-        };
-        order.sort_by_key(|k| rank(k));
-        for k in order {
-            let _ = write!(
-                out,
-                "<li><a href=\"#{}\">{}</a></li>",
-                anchor_for(form, k),
-                esc(&p.errors[k])
-            );
-        }
-        out.push_str("</ul></div>");
-    }
-    if let Some(n) = &p.notice {
-        let _ = write!(out, "<p class=\"notice\" role=\"status\">{}</p>", esc(n));
-    }
-    if !form.active {
-        out.push_str("<p class=\"notice\">This sign-up form is closed.</p>");
-    } else {
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"{}\" accept-charset=\"utf-8\">",
-            esc(&p.action)
-        );
-        if let Some(e) = p.errors.get("form") {
-            let _ = write!(out, "<p class=\"error\" id=\"form-error\">{}</p>", esc(e));
-        }
-        text_field(
-            &mut out,
-            p.errors,
-            "name",
-            "name",
-            "Your name",
-            None,
-            "text",
-            "name",
-            &value(|i| &i.name),
-            true,
-        );
-        text_field(
-            &mut out,
-            p.errors,
-            "phone",
-            "phone",
-            "Mobile number",
-            Some("Include the country code if your number is from another country, like +1 415 555 2671."),
-            "tel",
-            "tel",
-            &value(|i| &i.phone),
-            true,
-        );
-        for f in &form.fields {
-            let name = format!("field_{}", f.key);
-            let kind = if f.key.contains("email") {
-                "email"
-            } else {
-                "text"
-            };
-            let auto = if f.key.contains("email") {
-                "email"
-            } else {
-                "off"
-            };
-            let v = p
-                .input
-                .and_then(|i| i.fields.get(&f.key))
-                .cloned()
-                .unwrap_or_default();
-            text_field(
-                &mut out,
-                p.errors,
-                &name,
-                &name.replace('_', "-"),
-                &f.label,
-                None,
-                kind,
-                auto,
-                &v,
-                f.required,
-            );
-        }
-        let ch_err = p.errors.get("channels");
-        let _ = write!(
-            out,
-            "<fieldset{}{}><legend>How may we message you?</legend><p class=\"hint\" id=\"channels-hint\">Tick each one you agree to. You can opt out at any time by replying STOP.</p>",
-            if ch_err.is_some() { " class=\"invalid\"" } else { "" },
-            if ch_err.is_some() {
-                " aria-describedby=\"channels-hint channels-error\""
-            } else {
-                " aria-describedby=\"channels-hint\""
-            }
-        );
-        if let Some(e) = ch_err {
-            let _ = write!(
-                out,
-                "<p class=\"error\" id=\"channels-error\"><span class=\"visually-hidden\">Error: </span>{}</p>",
-                esc(e)
-            );
-        }
-        for text in &form.channels {
-            let id = format!("channel-{}", text.channel.as_str());
-            // The version beside each box is what the consent records.
-            let ticked = p.input.is_some_and(|inp| inp.ticked(text.channel)) && ch_err.is_none();
-            let _ = write!(
-                out,
-                "<div class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"channel\" value=\"{}\"{}><label for=\"{id}\"><strong>{}</strong><span class=\"consent\">{}</span></label><input type=\"hidden\" name=\"text_version_{}\" value=\"{}\"></div>",
-                text.channel.as_str(),
-                if ticked { " checked" } else { "" },
-                esc(channel_name(text.channel)),
-                esc(&text.text),
-                text.channel.as_str(),
-                text.version
-            );
-        }
-        out.push_str("</fieldset>");
-        let _ = write!(
-            out,
-            "<div class=\"hp\" aria-hidden=\"true\"><label for=\"{HONEYPOT_FIELD}\">Leave this field empty</label><input type=\"text\" id=\"{HONEYPOT_FIELD}\" name=\"{HONEYPOT_FIELD}\" value=\"\" tabindex=\"-1\" autocomplete=\"off\"></div>"
-        );
-        out.push_str("<button type=\"submit\" id=\"submit\">Sign up</button>");
-        let _ = write!(
-            out,
-            "<p class=\"fine\">{}By signing up you agree to receive the messages you ticked. Reply STOP to opt out, HELP for help. Msg &amp; data rates may apply.</p>",
-            if form.double_opt_in {
-                "We'll send you a message to confirm. "
-            } else {
-                ""
-            }
-        );
-        out.push_str("</form>");
-    }
-    if let Some(link) = &p.whatsapp_link {
-        let _ = write!(
-            out,
-            "<p class=\"or\">or</p><a class=\"button whatsapp\" href=\"{}\" rel=\"noopener\">Message us on WhatsApp</a><p class=\"fine\">Writing to us lets us reply to you for 24 hours. It does not sign you up for messages.</p>",
-            esc(link)
-        );
-    }
-    out
+    page(StatusCode::INTERNAL_SERVER_ERROR, public::error_page_html())
 }
 
 fn form_response(status: StatusCode, p: &FormPage<'_>) -> HttpResponse {
-    let title = if p.errors.is_empty() {
-        p.form.title.clone()
-    } else {
-        format!("Error: {}", p.form.title)
-    };
-    page(status, &title, &render_form(p))
+    page(status, public::form_page_html(p))
 }
 
 fn receipt_page(form: &Form, receipt: Option<&SubmitReceipt>, core: &Core) -> HttpResponse {
-    let mut out = String::new();
-    let _ = write!(out, "<h1>{}</h1>", esc(&form.title));
-    out.push_str(&paragraphs(&form.thank_you));
-    if let Some(r) = receipt {
-        out.push_str("<ul class=\"status\">");
-        for c in &r.channels {
-            let name = channel_name(c.channel);
-            let reply_to = core
-                .settings
-                .sender_for(c.channel)
-                .filter(|s| s.starts_with('+'))
-                .map(|s| format!(" to {s}"))
-                .unwrap_or_default();
-            let text = match c.status {
-                ChannelStatus::Subscribed => "you're signed up.".to_string(),
-                ChannelStatus::AlreadySubscribed => "you were already signed up.".to_string(),
-                ChannelStatus::NeedsProofFromNumber => format!(
-                    "this number opted out of our messages earlier, so a form cannot sign it up again. To receive messages again, send START{reply_to} from that phone on {}.",
-                    match c.channel {
-                        Channel::WhatsApp => "WhatsApp",
-                        Channel::Sms => "SMS",
-                    }
-                ),
-                ChannelStatus::AlreadyAwaitingConfirmation => {
-                    "we already sent you a message to confirm. Reply YES to it, or open the link in it.".to_string()
-                }
-                ChannelStatus::AwaitingConfirmation => match &c.confirmation {
-                    Some(m) if m.state == MessageState::Deferred => format!(
-                        "we'll send you a message to confirm shortly ({}). Reply YES to it, or open the link in it.",
-                        if m.gate.as_deref() == Some("quiet_hours") {
-                            "we don't send texts at night"
-                        } else {
-                            "we're sending many messages right now"
-                        }
-                    ),
-                    Some(m) if m.state == MessageState::Blocked => format!(
-                        "we couldn't send you a confirmation message right now. To confirm, send YES{reply_to} on {}.",
-                        match c.channel {
-                            Channel::WhatsApp => "WhatsApp",
-                            Channel::Sms => "SMS",
-                        }
-                    ),
-                    Some(_) => "we've sent you a message to confirm. Reply YES to it, or open the link in it.".to_string(),
-                    None => format!("please confirm by sending YES{reply_to}."),
-                },
-            };
-            let _ = write!(
-                out,
-                "<li><strong>{}:</strong> {}</li>",
-                esc(name),
-                esc(&text)
-            );
-        }
-        out.push_str("</ul>");
-    }
-    out.push_str("<p class=\"fine\">You can opt out at any time by replying STOP to any of our messages.</p>");
-    page(StatusCode::OK, &form.title, &out)
+    page(
+        StatusCode::OK,
+        public::receipt_page_html(form, receipt, |c| core.settings.sender_for(c)),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -694,11 +283,7 @@ async fn submit(
         Err(SubmitError::Invalid(errors)) => {
             render(StatusCode::BAD_REQUEST, Some(&input), &errors, None)
         }
-        Err(SubmitError::Closed) => message_page(
-            StatusCode::GONE,
-            &form.title,
-            "This sign-up form is closed. Nothing was saved.",
-        ),
+        Err(SubmitError::Closed) => page(StatusCode::GONE, public::form_closed_page_html(form)),
         Err(SubmitError::Db(e)) => {
             tracing::error!(error = %e, form = %form.slug, "could not record an opt-in");
             error_page()
@@ -817,28 +402,7 @@ async fn qr_print(core: web::Data<Arc<Core>>, code: web::Path<String>) -> HttpRe
             return error_page();
         }
     };
-    // Inline the SVG element (without its XML declaration).
-    let svg = svg
-        .find("<svg")
-        .map(|i| svg[i..].to_string())
-        .unwrap_or_default();
-    let body = format!(
-        "<div class=\"print\"><h1>{}</h1><p>Scan with your phone's camera to sign up.</p>\
-         <div role=\"img\" aria-label=\"QR code for {}\">{svg}</div>\
-         <p class=\"url\">{}</p><p class=\"label\">{}</p>\
-         <p class=\"noprint hint\">Print this page from your browser's menu. <a href=\"{}\">Download PNG</a> · <a href=\"{}\">Download SVG</a></p></div>",
-        esc(&form.title),
-        esc(&qr.url),
-        esc(&qr.url),
-        esc(&qr.source_label),
-        esc(&format!("/q/{}.png?size=1200", qr.code)),
-        esc(&format!("/q/{}.svg", qr.code)),
-    );
-    page(
-        StatusCode::OK,
-        &format!("{} — {}", form.title, qr.source_label),
-        &body,
-    )
+    page(StatusCode::OK, public::qr_print_page_html(&form, &qr, &svg))
 }
 
 fn confirmation_response(
@@ -846,53 +410,20 @@ fn confirmation_response(
     token: &str,
     just_confirmed: bool,
 ) -> HttpResponse {
-    let what = view.form_title.clone().unwrap_or_else(|| "our".to_string());
-    let channel = channel_name(view.channel);
-    match view.status {
-        ConfirmationStatus::Pending => page(
-            StatusCode::OK,
-            "Confirm your sign-up",
-            &format!(
-                "<h1>Confirm your sign-up</h1><p>Press the button to confirm that you want {} messages by {}.</p>\
-                 <form method=\"post\" action=\"/optin/confirm/{}\"><button type=\"submit\" id=\"confirm\">Yes, confirm</button></form>\
-                 <p class=\"fine\">If you didn't ask for this, ignore the message: nothing will be sent to you. You can opt out at any time by replying STOP.</p>",
-                esc(&what),
-                esc(channel),
-                esc(token)
-            ),
-        ),
-        ConfirmationStatus::Confirmed => message_page(
-            StatusCode::OK,
-            if just_confirmed {
-                "Thank you, you're confirmed"
-            } else {
-                "You're already confirmed"
-            },
-            &format!(
-                "You'll receive {what} messages by {channel}. You can opt out at any time by replying STOP."
-            ),
-        ),
-        ConfirmationStatus::Expired => message_page(
-            StatusCode::GONE,
-            "This link has expired",
-            "Confirmation links work for 7 days. Reply YES to our message, or sign up again on the form.",
-        ),
-        ConfirmationStatus::Revoked => message_page(
-            StatusCode::GONE,
-            "You've opted out",
-            "You opted out of these messages, so this link no longer confirms anything. To receive messages again, send START from your phone to the number that messaged you.",
-        ),
-    }
+    let status = match view.status {
+        ConfirmationStatus::Pending | ConfirmationStatus::Confirmed => StatusCode::OK,
+        ConfirmationStatus::Expired | ConfirmationStatus::Revoked => StatusCode::GONE,
+    };
+    page(
+        status,
+        public::confirmation_page_html(view, token, just_confirmed),
+    )
 }
 
 async fn confirm_page(core: web::Data<Arc<Core>>, token: web::Path<String>) -> HttpResponse {
     match optin::confirmation_view(&core, &token).await {
         Ok(Some(v)) => confirmation_response(&v, &token, false),
-        Ok(None) => message_page(
-            StatusCode::NOT_FOUND,
-            "This link is not valid",
-            "Check that you opened the whole link from our message.",
-        ),
+        Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
         Err(e) => {
             tracing::error!(error = %e, "could not look up a confirmation");
             error_page()
@@ -903,11 +434,7 @@ async fn confirm_page(core: web::Data<Arc<Core>>, token: web::Path<String>) -> H
 async fn confirm_submit(core: web::Data<Arc<Core>>, token: web::Path<String>) -> HttpResponse {
     match optin::confirm(&core, &token).await {
         Ok(Some(v)) => confirmation_response(&v, &token, true),
-        Ok(None) => message_page(
-            StatusCode::NOT_FOUND,
-            "This link is not valid",
-            "Check that you opened the whole link from our message.",
-        ),
+        Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
         Err(e) => {
             tracing::error!(error = %e, "could not confirm");
             error_page()
@@ -1207,19 +734,5 @@ async fn api_export(
         other => Err(ApiError::bad(format!(
             "format '{other}' is not json or csv"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(
-            esc("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
-        assert_eq!(paragraphs("a\nb\n\n<c>"), "<p>a<br>b</p><p>&lt;c&gt;</p>");
     }
 }
