@@ -61,6 +61,8 @@ pub struct Core {
     pub fetch: Fetch,
     /// Which refused webhook requests get an audit row (per address).
     pub refused_webhooks: crate::inbound::RefusedWebhooks,
+    /// Opt-in form submissions per address (shared through Redis when set).
+    pub optin_limiter: crate::optin::SubmissionLimiter,
     /// Redis as this process last saw it ([`crate::housekeeping::watch_redis`]).
     pub redis_watch: RedisWatch,
     /// Set when the process is asked to stop: sends waiting for their slot give their
@@ -245,6 +247,7 @@ impl Core {
             fact_reads: crate::sending::outbound::FactReads::default(),
             fetch,
             refused_webhooks: Default::default(),
+            optin_limiter: Default::default(),
             redis_watch: RedisWatch::default(),
             stopping: Stopping::default(),
         })

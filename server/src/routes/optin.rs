@@ -19,7 +19,7 @@
 //! admin setting `optin_trusted_proxies` (none by default).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -32,16 +32,13 @@ use heimdall_app::public::{self, FormPage};
 use heimdall_domain::contacts::ContactError;
 use heimdall_domain::optin::{
     self, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError, FormInput,
-    FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmissionLimiter, SubmitError,
-    SubmitOutcome, SubmitReceipt,
+    FormUpdate, QrCode, QrInput, RequestEvidence, SubmissionInput, SubmitError, SubmitOutcome,
+    SubmitReceipt,
 };
 use heimdall_domain::{Channel, Core};
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::routes::api::ApiAuth;
-
-/// One limiter per process (per address; shared through Redis when set).
-static LIMITER: LazyLock<SubmissionLimiter> = LazyLock::new(SubmissionLimiter::default);
 
 /// The largest CSV import accepted.
 const MAX_IMPORT_BYTES: usize = 5 * 1024 * 1024;
@@ -243,7 +240,7 @@ async fn submit(
             },
         )
     };
-    if let Err(wait) = LIMITER.check(core, ip).await {
+    if let Err(wait) = core.optin_limiter.check(core, ip).await {
         tracing::warn!(%ip, form = %form.slug, "opt-in submissions from this address are over the limit");
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut res = render(
