@@ -30,6 +30,7 @@ mod m20261204_000064_team_inbox;
 mod m20261204_000065_reply_context;
 mod m20261205_000066_interactive_messages;
 mod m20261205_000067_attachments;
+mod m20261206_000068_audit_chain;
 mod util;
 
 pub struct Migrator;
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000065_reply_context::Migration),
             Box::new(m20261205_000066_interactive_messages::Migration),
             Box::new(m20261205_000067_attachments::Migration),
+            Box::new(m20261206_000068_audit_chain::Migration),
         ]
     }
 }

@@ -5,6 +5,8 @@ pub mod alert;
 pub mod api_key;
 pub mod app_setting;
 pub mod attachment;
+pub mod audit_anchor;
+pub mod audit_chain;
 pub mod automation;
 pub mod campaign;
 pub mod campaign_approval;

@@ -1,7 +1,8 @@
 //! Periodic work: delivering reminders, running schedules, and the
 //! housekeeping that keeps Heimdall tidy (dedup entries, service windows,
 //! tier usage, scheduled campaigns, template approvals, the webhook spool,
-//! messages whose status stopped moving). Each job is a function here that
+//! messages whose status stopped moving, the audit chain's sealer and daily
+//! anchor). Each job is a function here that
 //! can be run and tested directly; [`run`] runs one as the scheduler does,
 //! at most once per cadence across all processes, and records it in
 //! `job_runs` (last run, next run, outcome) for the console.
@@ -62,10 +63,12 @@ pub enum Job {
     ReconcileMessages,
     PruneWebhookAudit,
     PruneAttachments,
+    SealAuditChain,
+    AnchorAuditChain,
 }
 
 impl Job {
-    pub const ALL: [Job; 11] = [
+    pub const ALL: [Job; 13] = [
         Job::DeliverReminders,
         Job::RunSchedules,
         Job::PurgeDedup,
@@ -77,6 +80,8 @@ impl Job {
         Job::ReconcileMessages,
         Job::PruneWebhookAudit,
         Job::PruneAttachments,
+        Job::SealAuditChain,
+        Job::AnchorAuditChain,
     ];
 
     /// The stable name (the `job_runs` key).
@@ -93,6 +98,8 @@ impl Job {
             Job::ReconcileMessages => "reconcile_messages",
             Job::PruneWebhookAudit => "prune_webhook_audit",
             Job::PruneAttachments => "prune_attachments",
+            Job::SealAuditChain => "seal_audit_chain",
+            Job::AnchorAuditChain => "anchor_audit_chain",
         }
     }
 
@@ -114,6 +121,8 @@ impl Job {
             Job::ReconcileMessages => "0 */10 * * * *",
             Job::PruneWebhookAudit => "0 41 3 * * *",
             Job::PruneAttachments => "0 47 3 * * *",
+            Job::SealAuditChain => "* * * * * *",
+            Job::AnchorAuditChain => "0 53 3 * * *",
         }
     }
 
@@ -130,6 +139,8 @@ impl Job {
             Job::ReconcileMessages => "every 10 minutes",
             Job::PruneWebhookAudit => "daily at 03:41 UTC",
             Job::PruneAttachments => "daily at 03:47 UTC",
+            Job::SealAuditChain => "every second",
+            Job::AnchorAuditChain => "daily at 03:53 UTC",
         }
     }
 
@@ -148,6 +159,8 @@ impl Job {
             Job::ReconcileMessages => "Re-enqueue lost jobs, resolve stuck sends, ask Twilio about statuses that stopped moving",
             Job::PruneWebhookAudit => "Delete webhook audit rows older than HEIMDALL_WEBHOOK_AUDIT_DAYS",
             Job::PruneAttachments => "Delete files attached to inbox replies older than HEIMDALL_ATTACHMENT_DAYS",
+            Job::SealAuditChain => "Chain new audit rows (tool calls, consents, suppressions, approvals) into the tamper-evident audit chain",
+            Job::AnchorAuditChain => "Write the audit chain's heads to the log, audit_anchors and HEIMDALL_AUDIT_ANCHOR_URL",
         }
     }
 
@@ -332,6 +345,14 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
                 )
             })
             .map_err(db),
+        Job::SealAuditChain => crate::audit::chain::seal(core)
+            .await
+            .map(|r| r.to_string())
+            .map_err(db),
+        Job::AnchorAuditChain => crate::audit::chain::anchor(core)
+            .await
+            .map(|r| r.to_string())
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -270,6 +270,19 @@ impl Settings {
             whatsapp_provider,
             templates,
             discord_webhook_url: src.secret("DISCORD_WEBHOOK_URL"),
+            audit_anchor_url: match src.secret("HEIMDALL_AUDIT_ANCHOR_URL") {
+                Some(u) => {
+                    let parsed = Url::parse(u.expose_secret().trim());
+                    if !parsed.is_ok_and(|p| matches!(p.scheme(), "http" | "https")) {
+                        return Err(invalid(
+                            "HEIMDALL_AUDIT_ANCHOR_URL",
+                            "must be an http(s) URL",
+                        ));
+                    }
+                    Some(u)
+                }
+                None => None,
+            },
             sandbox,
             default_region,
             site_root: src.get("HEIMDALL_SITE_ROOT").map(PathBuf::from),

@@ -143,6 +143,11 @@ pub struct Settings {
     pub templates: BTreeMap<String, String>,
     /// `DISCORD_WEBHOOK_URL`: where alerts go (the URL carries a token: secret).
     pub discord_webhook_url: Option<SecretString>,
+    /// `HEIMDALL_AUDIT_ANCHOR_URL`: where the daily anchor of the audit
+    /// chain's heads is POSTed as JSON (it may carry a token: secret); like
+    /// the Discord webhook, a public address unless `HEIMDALL_FETCH_ALLOWLIST`
+    /// names it. Unset: the anchor goes to the log and `audit_anchors` only.
+    pub audit_anchor_url: Option<SecretString>,
     /// `HEIMDALL_SANDBOX` (`auto`, `on`, `off`), default `auto`.
     pub sandbox: SandboxMode,
     /// `HEIMDALL_DEFAULT_REGION`, default `US`: region for numbers without `+`.

@@ -10,6 +10,10 @@
 //!
 //! (The webhook audit, every provider request received, is the inbound
 //! side's own: `inbound::record_webhook`.)
+//!
+//! [`chain`] makes `tool_calls`, consents, suppressions and campaign
+//! approvals tamper-evident: each row chained by hash shortly after it is
+//! written, verified by `heimdall audit verify`, anchored daily.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
@@ -18,6 +22,8 @@ use serde::Serialize;
 use crate::clock::new_id;
 use crate::compliance::gates::GateDecision;
 use crate::entities::{infra_config_change, outbound_message, tool_call};
+
+pub mod chain;
 
 /// Where an evaluation happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
