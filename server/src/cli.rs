@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// A local stand-in for Twilio, Meta's Graph API and a Discord webhook.
     Sandbox {
         /// Where the sandbox listens.
@@ -109,6 +114,14 @@ pub enum ApiKeyCommand {
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every audit chain (tool calls, consents, suppressions, campaign
+    /// approvals) and print each one's head, or its first broken link.
+    /// Exit status: 0 intact, 2 broken, 1 could not verify.
+    Verify,
 }
 
 fn read_password() -> anyhow::Result<SecretString> {
@@ -220,6 +233,57 @@ pub async fn api_key_create(
     );
     println!("{}", key.key.expose_secret());
     Ok(())
+}
+
+/// `heimdall audit verify` found a broken link (and printed it).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit chain is broken")]
+pub struct ChainBroken;
+
+/// `heimdall audit verify`: every stream's head or first broken link, on
+/// stdout; [`ChainBroken`] when a link is broken. It only reads: no
+/// migration, no sealing (rows not chained yet are counted, as a warning).
+pub async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
+    use heimdall_domain::audit::chain;
+    let db = heimdall_domain::Db::connect(&settings).await?;
+    let report = chain::verify(&db.conn).await.map_err(|e| {
+        anyhow::anyhow!("could not read the audit chain (is the database migrated?): {e}")
+    })?;
+    for s in &report.streams {
+        match &s.broken {
+            None => println!(
+                "{}: intact, {} entries, head {}",
+                s.stream, s.head_seq, s.head_hash
+            ),
+            Some(b) => println!("{}: BROKEN at {b}", s.stream),
+        }
+        if let Some((seq, at)) = s.anchor {
+            println!(
+                "  last anchored at seq {seq} on {}",
+                at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        if s.unsealed > 0 {
+            println!(
+                "  warning: {} rows or changes not chained yet (the sealer chains them within seconds)",
+                s.unsealed
+            );
+        }
+    }
+    let intact = report.intact();
+    println!(
+        "audit chain: {}",
+        if intact {
+            "intact"
+        } else {
+            "BROKEN (a chained row or entry was changed, removed or reordered)"
+        }
+    );
+    if intact {
+        Ok(())
+    } else {
+        Err(ChainBroken.into())
+    }
 }
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use heimdall_domain::Settings;
-use heimdall_server::cli::{ApiKeyCommand, Cli, Command, UserCommand};
+use heimdall_server::cli::{ApiKeyCommand, AuditCommand, Cli, Command, UserCommand};
 use heimdall_server::{cli, startup, telemetry};
 
 fn main() -> std::process::ExitCode {
@@ -74,10 +74,16 @@ fn main() -> std::process::ExitCode {
                 heimdall_server::sandbox::run_standalone(settings, bind).await
             }
             Command::Preview => cli::preview(),
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => cli::audit_verify(settings).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Already reported on stdout; its own status, so scripts can tell
+        // "broken" from "could not check".
+        Err(e) if e.is::<cli::ChainBroken>() => std::process::ExitCode::from(2),
         Err(e) => {
             eprintln!("heimdall: {e:#}");
             std::process::ExitCode::FAILURE

@@ -344,6 +344,9 @@ impl Application {
                 ),
             }
         }
+        if self.options.workers {
+            seal_before_exit(&self.core).await;
+        }
         refresher.abort();
         if let Some(sb) = self.sandbox {
             sb.stop().await;
@@ -475,7 +478,25 @@ pub async fn run_worker_only(mut settings: Settings) -> anyhow::Result<()> {
     let (core, queue) = build_core(settings, Arc::new(SystemClock)).await?;
     tracing::info!("heimdall worker running");
     let refresher = tokio::spawn(heimdall_domain::core::run_refresher(core.clone()));
-    let res = heimdall_jobs::runner::run(core, queue, wait_for_stop(None)).await;
+    let res = heimdall_jobs::runner::run(core.clone(), queue, wait_for_stop(None)).await;
+    seal_before_exit(&core).await;
     refresher.abort();
     res
+}
+
+/// One last run of the audit chain's sealer at a graceful stop (it runs
+/// every second in housekeeping; this chains what the last second wrote).
+/// Bounded, and never an error: any other process's sealer, or this one's
+/// next start, chains what is left.
+async fn seal_before_exit(core: &Core) {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        heimdall_domain::audit::chain::seal(core),
+    )
+    .await
+    {
+        Ok(Ok(report)) => tracing::info!(%report, "audit chain sealed before stopping"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "audit chain not sealed before stopping"),
+        Err(_) => tracing::warn!("audit chain not sealed before stopping: took over 5 s"),
+    }
 }
