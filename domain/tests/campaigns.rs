@@ -1338,7 +1338,7 @@ async fn change_template_body(core: &Core, body: &str) {
             language: t.language.clone(),
             body: body.into(),
             variables: t.variables.clone(),
-            approval_status: t.approval_status.clone(),
+            approval_status: t.approval_status,
             rejection_reason: None,
             source: t.source.clone(),
         },

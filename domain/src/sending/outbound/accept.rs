@@ -136,7 +136,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         body: parts.first().filter(|b| !b.is_empty()).cloned(),
         media_url,
         source_text,
-        source: source.into(),
+        source,
         campaign_id,
         automation_id,
         reminder_id,
