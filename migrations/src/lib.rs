@@ -31,6 +31,7 @@ mod m20261204_000065_reply_context;
 mod m20261205_000066_interactive_messages;
 mod m20261205_000067_attachments;
 mod m20261206_000068_audit_chain;
+mod m20261207_000069_retention_runs;
 mod util;
 
 pub struct Migrator;
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000066_interactive_messages::Migration),
             Box::new(m20261205_000067_attachments::Migration),
             Box::new(m20261206_000068_audit_chain::Migration),
+            Box::new(m20261207_000069_retention_runs::Migration),
         ]
     }
 }

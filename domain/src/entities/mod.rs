@@ -25,6 +25,7 @@ pub mod outbound_message;
 pub mod processed_webhook_event;
 pub mod qr_code;
 pub mod reminder;
+pub mod retention_run;
 pub mod schedule;
 pub mod schedule_occurrence;
 pub mod service_window;

@@ -2,7 +2,7 @@
 //! housekeeping that keeps Heimdall tidy (dedup entries, service windows,
 //! tier usage, scheduled campaigns, template approvals, the webhook spool,
 //! messages whose status stopped moving, the audit chain's sealer and daily
-//! anchor). Each job is a function here that
+//! anchor, retention). Each job is a function here that
 //! can be run and tested directly; [`run`] runs one as the scheduler does,
 //! at most once per cadence across all processes, and records it in
 //! `job_runs` (last run, next run, outcome) for the console.
@@ -29,6 +29,7 @@ use crate::sending::limits::TIER_WINDOW;
 use crate::sending::outbound::{self, StatusReport};
 use crate::{automations::reminders, automations::schedules, campaigns, inbound, templates, Core};
 
+pub mod retention;
 mod shared_state;
 pub use shared_state::watch_redis;
 
@@ -65,10 +66,11 @@ pub enum Job {
     PruneAttachments,
     SealAuditChain,
     AnchorAuditChain,
+    ApplyRetention,
 }
 
 impl Job {
-    pub const ALL: [Job; 13] = [
+    pub const ALL: [Job; 14] = [
         Job::DeliverReminders,
         Job::RunSchedules,
         Job::PurgeDedup,
@@ -82,6 +84,7 @@ impl Job {
         Job::PruneAttachments,
         Job::SealAuditChain,
         Job::AnchorAuditChain,
+        Job::ApplyRetention,
     ];
 
     /// The stable name (the `job_runs` key).
@@ -100,6 +103,7 @@ impl Job {
             Job::PruneAttachments => "prune_attachments",
             Job::SealAuditChain => "seal_audit_chain",
             Job::AnchorAuditChain => "anchor_audit_chain",
+            Job::ApplyRetention => "apply_retention",
         }
     }
 
@@ -123,6 +127,7 @@ impl Job {
             Job::PruneAttachments => "0 47 3 * * *",
             Job::SealAuditChain => "* * * * * *",
             Job::AnchorAuditChain => "0 53 3 * * *",
+            Job::ApplyRetention => "0 35 3 * * *",
         }
     }
 
@@ -141,6 +146,7 @@ impl Job {
             Job::PruneAttachments => "daily at 03:47 UTC",
             Job::SealAuditChain => "every second",
             Job::AnchorAuditChain => "daily at 03:53 UTC",
+            Job::ApplyRetention => "daily at 03:35 UTC",
         }
     }
 
@@ -161,6 +167,7 @@ impl Job {
             Job::PruneAttachments => "Delete files attached to inbox replies older than HEIMDALL_ATTACHMENT_DAYS",
             Job::SealAuditChain => "Chain new audit rows (tool calls, consents, suppressions, approvals) into the tamper-evident audit chain",
             Job::AnchorAuditChain => "Write the audit chain's heads to the log, audit_anchors and HEIMDALL_AUDIT_ANCHOR_URL",
+            Job::ApplyRetention => "Clear message bodies and inbound texts, delete webhook audit rows and redact the evidence of long-revoked consents past their HEIMDALL_RETAIN_*_DAYS (and HEIMDALL_WEBHOOK_AUDIT_DAYS); counts in retention_runs",
         }
     }
 
@@ -327,9 +334,9 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
             .await
             .map(|r| r.to_string())
             .map_err(db),
-        Job::PruneWebhookAudit => inbound::prune_webhook_audit(core)
+        Job::PruneWebhookAudit => retention::purge(core, retention::Kind::WebhookAudit)
             .await
-            .map(|n| {
+            .map(|retention::Purged { purged: n, .. }| {
                 format!(
                     "{n} webhook audit rows older than {} days deleted",
                     core.settings.webhook_audit_days
@@ -353,6 +360,10 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
             .await
             .map(|r| r.to_string())
             .map_err(|e| e.to_string()),
+        Job::ApplyRetention => retention::apply(core)
+            .await
+            .map(|r| r.to_string())
+            .map_err(db),
     }
 }
 

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::new_id;
@@ -144,14 +147,37 @@ pub async fn record_refused(
 }
 
 /// Delete webhook audit rows older than `HEIMDALL_WEBHOOK_AUDIT_DAYS`
-/// (housekeeping, daily).
+/// (housekeeping, daily: [`crate::housekeeping::retention`]).
+/// In batches of 1,000 rows, each its own statement, so that a backlog
+/// never holds a long transaction.
 pub async fn prune_webhook_audit(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    const BATCH: u64 = 1_000;
     let cutoff = core.now() - Duration::days(i64::from(core.settings.webhook_audit_days));
-    Ok(webhook_audit::Entity::delete_many()
-        .filter(webhook_audit::Column::ReceivedAt.lt(cutoff))
-        .exec(&core.db.conn)
-        .await?
-        .rows_affected)
+    let mut total = 0;
+    loop {
+        let ids: Vec<String> = webhook_audit::Entity::find()
+            .select_only()
+            .column(webhook_audit::Column::Id)
+            .filter(webhook_audit::Column::ReceivedAt.lt(cutoff))
+            .order_by_asc(webhook_audit::Column::ReceivedAt)
+            .limit(BATCH)
+            .into_tuple()
+            .all(&core.db.conn)
+            .await?;
+        let n = ids.len() as u64;
+        if n == 0 {
+            break;
+        }
+        total += webhook_audit::Entity::delete_many()
+            .filter(webhook_audit::Column::Id.is_in(ids))
+            .exec(&core.db.conn)
+            .await?
+            .rows_affected;
+        if n < BATCH {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 pub async fn record_webhook(

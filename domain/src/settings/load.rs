@@ -321,6 +321,36 @@ impl Settings {
                 }
                 days
             },
+            retain_message_body_days: {
+                let days: u32 = src.parse("HEIMDALL_RETAIN_MESSAGE_BODY_DAYS", 90)?;
+                if days == 0 {
+                    return Err(invalid(
+                        "HEIMDALL_RETAIN_MESSAGE_BODY_DAYS",
+                        "must be at least 1",
+                    ));
+                }
+                days
+            },
+            retain_inbound_text_days: {
+                let days: u32 = src.parse("HEIMDALL_RETAIN_INBOUND_TEXT_DAYS", 90)?;
+                if days == 0 {
+                    return Err(invalid(
+                        "HEIMDALL_RETAIN_INBOUND_TEXT_DAYS",
+                        "must be at least 1",
+                    ));
+                }
+                days
+            },
+            retain_consent_evidence_days: {
+                let days: u32 = src.parse("HEIMDALL_RETAIN_CONSENT_EVIDENCE_DAYS", 1826)?;
+                if days == 0 {
+                    return Err(invalid(
+                        "HEIMDALL_RETAIN_CONSENT_EVIDENCE_DAYS",
+                        "must be at least 1",
+                    ));
+                }
+                days
+            },
             fetch_allowlist: {
                 let v = src
                     .get("HEIMDALL_FETCH_ALLOWLIST")

@@ -209,6 +209,19 @@ pub struct Settings {
     /// deleted by housekeeping after this many days (the provider fetched them when the
     /// message went).
     pub attachment_days: u32,
+    /// `HEIMDALL_RETAIN_MESSAGE_BODY_DAYS`, default 90: the content of
+    /// outbound messages (text, variables, media link, buttons) older than
+    /// this is cleared by housekeeping; the row, its state and its audit stay.
+    pub retain_message_body_days: u32,
+    /// `HEIMDALL_RETAIN_INBOUND_TEXT_DAYS`, default 90: the text and media
+    /// links of inbound messages older than this are cleared; the row (who,
+    /// when, the keyword it was read as: a STOP) stays.
+    pub retain_inbound_text_days: u32,
+    /// `HEIMDALL_RETAIN_CONSENT_EVIDENCE_DAYS`, default 1826 (five years):
+    /// the IP address and user agent of a consent revoked longer ago than
+    /// this are redacted (through the audit chain); a consent in force keeps
+    /// them.
+    pub retain_consent_evidence_days: u32,
 }
 
 impl Settings {
