@@ -87,6 +87,25 @@ pub struct SettingsView {
     /// Reverse proxies whose `X-Forwarded-For` is believed (comma separated).
     pub trusted_proxies: String,
     pub error_codes: Vec<ErrorCodeRow>,
+    /// How long each kind of personal content is kept, and what the daily
+    /// retention job purged.
+    pub retention: Vec<RetentionRow>,
+}
+
+/// One kind of data retention purges, as the Settings page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRow {
+    pub kind: String,
+    /// What it is, in words.
+    pub label: String,
+    /// The setting that says how long it is kept, and its value.
+    pub variable: String,
+    pub days: u32,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_purged: Option<i64>,
+    /// Due at the last run but left for the next (a consent not chained yet).
+    pub last_deferred: Option<i64>,
+    pub purged_last_30_days: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,7 +267,23 @@ pub async fn settings_data() -> Result<SettingsView, AppError> {
             let fallback: Vec<String> = live.fallback_codes.iter().map(|c| c.to_string()).collect();
             let ladder: Vec<String> = live.tier_ladder.iter().map(|l| limit_text(*l)).collect();
             let (start, end) = live.sms_hours;
+            let retention = heimdall_domain::housekeeping::retention::overview(core)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| RetentionRow {
+                    kind: r.kind,
+                    label: r.label,
+                    variable: r.variable,
+                    days: r.days,
+                    last_run_at: r.last_run_at,
+                    last_purged: r.last_purged,
+                    last_deferred: r.last_deferred,
+                    purged_last_30_days: r.purged_last_30_days,
+                })
+                .collect();
             Ok(SettingsView {
+                retention,
                 senders,
                 api_keys,
                 new_key,

@@ -259,6 +259,35 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         .filter(|e| e.action == "fallback")
         .map(|e| view! { <li><code>{e.code.map(|c| c.to_string()).unwrap_or_default()}</code> " " {e.meaning.clone()}</li> })
         .collect_view();
+    let retention = s
+        .retention
+        .iter()
+        .map(|r| {
+            let last = match (r.last_run_at, r.last_purged) {
+                (Some(at), Some(n)) => {
+                    let deferred = match r.last_deferred {
+                        Some(d) if d > 0 => format!(" ({d} left for the next run)"),
+                        _ => String::new(),
+                    };
+                    format!("{}: {n} purged{deferred}", when(&at))
+                }
+                _ => "not run yet".to_string(),
+            };
+            let days = if r.days == 1 {
+                "1 day".to_string()
+            } else {
+                format!("{} days", r.days)
+            };
+            view! {
+                <tr data-kind=r.kind.clone()>
+                    <th scope="row">{r.label.clone()}</th>
+                    <td>{days}<div class="muted small"><code>{r.variable.clone()}</code></div></td>
+                    <td>{last}</td>
+                    <td class="num">{r.purged_last_30_days.to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
     let [csrf1, csrf2, csrf3, csrf4, csrf5, csrf6, csrf7, csrf8, csrf9] =
         std::array::from_fn(|_| csrf.clone());
     view! {
@@ -461,6 +490,16 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
                 </div>
                 <button type="submit">"Save proxies"</button>
             </ActionForm>
+        </section>
+        <section class="card" id="retention">
+            <h2>"Retention"</h2>
+            <p class="muted">"Personal content past its time is purged daily (job apply_retention). The rows stay: that a message was sent or received, when, its state, the gates' verdicts, a STOP and every suppression. Set in the environment or heimdall.toml."</p>
+            <div class="table-wrap">
+                <table class="data">
+                    <thead><tr><th scope="col">"What"</th><th scope="col">"Kept for"</th><th scope="col">"Last run"</th><th scope="col">"Purged, last 30 days"</th></tr></thead>
+                    <tbody>{retention}</tbody>
+                </table>
+            </div>
         </section>
     }
 }
