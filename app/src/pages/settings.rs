@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use crate::api::settings::{
     automations_data, settings_data, AllowlistSave, ApiKeyCreate, ApiKeyRevoke, AutomationApprove,
     AutomationCreate, FallbackCodesSave, HelpTextSave, ProxiesSave, QuietHoursSave, RatesSave,
-    SenderSetActive, SettingValue, SettingsView, StaffUpdate, TierSave, UserCreate, API_KEY_SCOPES,
+    RetentionRow, SenderSetActive, SettingValue, SettingsView, StaffUpdate, TierSave, UserCreate,
+    API_KEY_SCOPES,
 };
 use crate::components::{
     both, error_of, error_view, reset_on_success, succeeded, use_me, when, when_opt, Badge, Csrf,
@@ -263,21 +264,8 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
         .retention
         .iter()
         .map(|r| {
-            let last = match (r.last_run_at, r.last_purged) {
-                (Some(at), Some(n)) => {
-                    let deferred = match r.last_deferred {
-                        Some(d) if d > 0 => format!(" ({d} left for the next run)"),
-                        _ => String::new(),
-                    };
-                    format!("{}: {n} purged{deferred}", when(&at))
-                }
-                _ => "not run yet".to_string(),
-            };
-            let days = if r.days == 1 {
-                "1 day".to_string()
-            } else {
-                format!("{} days", r.days)
-            };
+            let last = last_run_text(r);
+            let days = kept_for(r.days);
             view! {
                 <tr data-kind=r.kind.clone()>
                     <th scope="row">{r.label.clone()}</th>
@@ -504,6 +492,30 @@ fn SettingsBody(me: Me, s: SettingsView, a: SettingsActions) -> impl IntoView {
     }
 }
 
+/// A retention kind's last run: when, how many purged, how many left.
+fn last_run_text(r: &RetentionRow) -> String {
+    match (r.last_run_at, r.last_purged) {
+        (Some(at), Some(n)) => {
+            let deferred = match r.last_deferred {
+                Some(d) if d > 0 => format!(" ({d} left for the next run)"),
+                _ => String::new(),
+            };
+            format!("{}: {n} purged{deferred}", when(&at))
+        }
+        _ => "not run yet".to_string(),
+    }
+}
+
+/// `90 days`, `1826 days (about 5 years)`.
+fn kept_for(days: u32) -> String {
+    match days {
+        1 => "1 day".to_string(),
+        365 | 366 => format!("{days} days (about a year)"),
+        d if d >= 730 && d % 365 <= 1 => format!("{d} days (about {} years)", d / 365),
+        d => format!("{d} days"),
+    }
+}
+
 #[component]
 pub fn AutomationsPage() -> impl IntoView {
     let me = use_me();
@@ -620,5 +632,42 @@ pub fn AutomationsPage() -> impl IntoView {
                 .into_any()
             })}
         </Transition>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn row(last: Option<(i64, i64)>) -> RetentionRow {
+        RetentionRow {
+            kind: "consent_evidence".into(),
+            label: "Evidence".into(),
+            variable: "HEIMDALL_RETAIN_CONSENT_EVIDENCE_DAYS".into(),
+            days: 1826,
+            last_run_at: last.map(|_| Utc.with_ymd_and_hms(2026, 12, 5, 3, 35, 0).unwrap()),
+            last_purged: last.map(|(p, _)| p),
+            last_deferred: last.map(|(_, d)| d),
+            purged_last_30_days: 0,
+        }
+    }
+
+    #[test]
+    fn a_retention_run_reads_as_when_purged_and_left() {
+        assert_eq!(last_run_text(&row(None)), "not run yet");
+        assert_eq!(
+            last_run_text(&row(Some((12, 0)))),
+            "2026-12-05 03:35 UTC: 12 purged"
+        );
+        assert_eq!(
+            last_run_text(&row(Some((3, 2)))),
+            "2026-12-05 03:35 UTC: 3 purged (2 left for the next run)"
+        );
+        assert_eq!(kept_for(1), "1 day");
+        assert_eq!(kept_for(90), "90 days");
+        assert_eq!(kept_for(1826), "1826 days (about 5 years)");
+        assert_eq!(kept_for(730), "730 days (about 2 years)");
+        assert_eq!(kept_for(365), "365 days (about a year)");
     }
 }
