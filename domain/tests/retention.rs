@@ -474,3 +474,59 @@ async fn shorter_limits_are_read_from_the_settings_and_zero_is_refused() {
         assert!(err.contains(var) && err.contains("at least 1"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_a_batch_is_purged_in_one_run() {
+    use sea_orm::Set;
+    let env = env().await;
+    let core = &env.core;
+    let contact = testing::contact_with_consent(core, "+4791230010", &[Channel::WhatsApp]).await;
+    let n = retention::BATCH as usize * 2 + 7;
+    let at = core.now();
+    let rows: Vec<inbound_message::ActiveModel> = (0..n)
+        .map(|i| inbound_message::ActiveModel {
+            id: Set(heimdall_domain::clock::new_id()),
+            contact_id: Set(contact.clone()),
+            channel: Set("whatsapp".into()),
+            provider: Set("twilio".into()),
+            provider_message_id: Set(format!("SMBACKLOG{i:06}")),
+            from_address: Set("+4791230010".into()),
+            to_address: Set(None),
+            body: Set(Some(format!("message {i}"))),
+            media: Set("[]".into()),
+            button_text: Set(None),
+            button_payload: Set(None),
+            profile_name: Set(None),
+            keyword_action: Set(None),
+            needs_review: Set(false),
+            reviewed_at: Set(None),
+            reviewed_by: Set(None),
+            review_outcome: Set(None),
+            received_at: Set(at),
+            created_at: Set(at),
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        inbound_message::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&core.db.conn)
+            .await
+            .unwrap();
+    }
+    env.clock.advance(Duration::days(91));
+    let done = retention::purge(core, Kind::InboundTexts).await.unwrap();
+    assert_eq!(done.purged, n as u64);
+    let left = inbound_message::Entity::find()
+        .filter(inbound_message::Column::Body.is_not_null())
+        .count(&core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(
+        inbound_message::Entity::find()
+            .count(&core.db.conn)
+            .await
+            .unwrap(),
+        n as u64,
+        "every row kept"
+    );
+}
