@@ -62,7 +62,6 @@ pub enum Job {
     SyncTemplates,
     ReplayWebhookSpool,
     ReconcileMessages,
-    PruneWebhookAudit,
     PruneAttachments,
     SealAuditChain,
     AnchorAuditChain,
@@ -70,7 +69,7 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 14] = [
+    pub const ALL: [Job; 13] = [
         Job::DeliverReminders,
         Job::RunSchedules,
         Job::PurgeDedup,
@@ -80,7 +79,6 @@ impl Job {
         Job::SyncTemplates,
         Job::ReplayWebhookSpool,
         Job::ReconcileMessages,
-        Job::PruneWebhookAudit,
         Job::PruneAttachments,
         Job::SealAuditChain,
         Job::AnchorAuditChain,
@@ -99,7 +97,6 @@ impl Job {
             Job::SyncTemplates => "sync_templates",
             Job::ReplayWebhookSpool => "replay_webhook_spool",
             Job::ReconcileMessages => "reconcile_messages",
-            Job::PruneWebhookAudit => "prune_webhook_audit",
             Job::PruneAttachments => "prune_attachments",
             Job::SealAuditChain => "seal_audit_chain",
             Job::AnchorAuditChain => "anchor_audit_chain",
@@ -123,7 +120,6 @@ impl Job {
             Job::SyncTemplates => "0 */30 * * * *",
             Job::ReplayWebhookSpool => "10/30 * * * * *",
             Job::ReconcileMessages => "0 */10 * * * *",
-            Job::PruneWebhookAudit => "0 41 3 * * *",
             Job::PruneAttachments => "0 47 3 * * *",
             Job::SealAuditChain => "* * * * * *",
             Job::AnchorAuditChain => "0 53 3 * * *",
@@ -142,7 +138,6 @@ impl Job {
             Job::SyncTemplates => "every 30 minutes",
             Job::ReplayWebhookSpool => "every 30 seconds",
             Job::ReconcileMessages => "every 10 minutes",
-            Job::PruneWebhookAudit => "daily at 03:41 UTC",
             Job::PruneAttachments => "daily at 03:47 UTC",
             Job::SealAuditChain => "every second",
             Job::AnchorAuditChain => "daily at 03:53 UTC",
@@ -163,7 +158,6 @@ impl Job {
             Job::SyncTemplates => "Read template approval states from Twilio's Content API",
             Job::ReplayWebhookSpool => "Replay webhook events saved to the local fallback file",
             Job::ReconcileMessages => "Re-enqueue lost jobs, resolve stuck sends, ask Twilio about statuses that stopped moving",
-            Job::PruneWebhookAudit => "Delete webhook audit rows older than HEIMDALL_WEBHOOK_AUDIT_DAYS",
             Job::PruneAttachments => "Delete files attached to inbox replies older than HEIMDALL_ATTACHMENT_DAYS",
             Job::SealAuditChain => "Chain new audit rows (tool calls, consents, suppressions, approvals) into the tamper-evident audit chain",
             Job::AnchorAuditChain => "Write the audit chain's heads to the log, audit_anchors and HEIMDALL_AUDIT_ANCHOR_URL",
@@ -333,15 +327,6 @@ pub async fn execute(core: &Core, job: Job) -> Result<String, String> {
         Job::ReconcileMessages => reconcile_messages(core)
             .await
             .map(|r| r.to_string())
-            .map_err(db),
-        Job::PruneWebhookAudit => retention::purge(core, retention::Kind::WebhookAudit)
-            .await
-            .map(|retention::Purged { purged: n, .. }| {
-                format!(
-                    "{n} webhook audit rows older than {} days deleted",
-                    core.settings.webhook_audit_days
-                )
-            })
             .map_err(db),
         Job::PruneAttachments => crate::channels::attachments::prune(core)
             .await
