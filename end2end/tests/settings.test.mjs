@@ -92,6 +92,14 @@ export async function run(ctx) {
   const runtimeText = await page.textContent('#runtime');
   assert.match(runtimeText, /In force: 500 \(set by admin@example\.com on /);
   assert.match(runtimeText, /In force: 0 \(from the environment\)/);
+  // --- Retention: each kind, how long it is kept and what sets it.
+  const retention = await page.textContent('#retention');
+  for (const v of ['HEIMDALL_RETAIN_MESSAGE_BODY_DAYS', 'HEIMDALL_RETAIN_INBOUND_TEXT_DAYS',
+    'HEIMDALL_WEBHOOK_AUDIT_DAYS', 'HEIMDALL_RETAIN_CONSENT_EVIDENCE_DAYS']) {
+    assert.ok(retention.includes(v), `${v} in ${retention}`);
+  }
+  assert.match(retention, /1826 days \(about 5 years\)/);
+  assert.equal(await page.locator('#retention tbody tr').count(), 4);
 
   // --- Automations: the admin creates one; the approver approves it.
   await page.goto('/automations');
