@@ -243,23 +243,28 @@ fn message_has_content() -> Condition {
         .add(outbound_message::Column::Variables.ne("{}"))
 }
 
-async fn clear_message_bodies(core: &Core) -> Result<u64, sea_orm::DbErr> {
-    let cutoff = Kind::MessageBodies.cutoff(core);
-    let due = || {
-        Condition::all()
-            .add(outbound_message::Column::CreatedAt.lt(cutoff))
-            .add(message_settled())
-            .add(message_has_content())
-    };
+/// Clear the content of `E`'s rows that are `due`, in batches of [`BATCH`]
+/// ids (read in id order, then updated by id with `due` checked again, so a
+/// row that changed since it was read is left): each batch is one short
+/// statement. `clear` sets the content columns. The rows cleared.
+async fn clear_in_batches<E>(
+    core: &Core,
+    id: E::Column,
+    due: impl Fn() -> Condition,
+    clear: impl Fn(sea_orm::UpdateMany<E>) -> sea_orm::UpdateMany<E>,
+) -> Result<u64, sea_orm::DbErr>
+where
+    E: EntityTrait,
+{
     let mut total = 0;
     let mut after = String::new();
     loop {
-        let ids: Vec<String> = outbound_message::Entity::find()
+        let ids: Vec<String> = E::find()
             .select_only()
-            .column(outbound_message::Column::Id)
+            .column(id)
             .filter(due())
-            .filter(outbound_message::Column::Id.gt(after.clone()))
-            .order_by_asc(outbound_message::Column::Id)
+            .filter(id.gt(after.clone()))
+            .order_by_asc(id)
             .limit(BATCH)
             .into_tuple()
             .all(&core.db.conn)
@@ -268,23 +273,8 @@ async fn clear_message_bodies(core: &Core) -> Result<u64, sea_orm::DbErr> {
             break;
         };
         let n = ids.len() as u64;
-        total += outbound_message::Entity::update_many()
-            .col_expr(outbound_message::Column::Body, Expr::value(None::<String>))
-            .col_expr(
-                outbound_message::Column::SourceText,
-                Expr::value(None::<String>),
-            )
-            .col_expr(
-                outbound_message::Column::MediaUrl,
-                Expr::value(None::<String>),
-            )
-            .col_expr(
-                outbound_message::Column::Interactive,
-                Expr::value(None::<String>),
-            )
-            .col_expr(outbound_message::Column::Variables, Expr::value("{}"))
-            .filter(outbound_message::Column::Id.is_in(ids))
-            // Checked again: a message that moved since it was read is left.
+        total += clear(E::update_many())
+            .filter(id.is_in(ids))
             .filter(due())
             .exec(&core.db.conn)
             .await?
@@ -295,6 +285,30 @@ async fn clear_message_bodies(core: &Core) -> Result<u64, sea_orm::DbErr> {
         after = last;
     }
     Ok(total)
+}
+
+async fn clear_message_bodies(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    use outbound_message::Column as C;
+    let cutoff = Kind::MessageBodies.cutoff(core);
+    clear_in_batches::<outbound_message::Entity>(
+        core,
+        C::Id,
+        || {
+            Condition::all()
+                .add(C::CreatedAt.lt(cutoff))
+                .add(message_settled())
+                .add(message_has_content())
+        },
+        |update| {
+            update
+                .col_expr(C::Body, Expr::value(None::<String>))
+                .col_expr(C::SourceText, Expr::value(None::<String>))
+                .col_expr(C::MediaUrl, Expr::value(None::<String>))
+                .col_expr(C::Interactive, Expr::value(None::<String>))
+                .col_expr(C::Variables, Expr::value("{}"))
+        },
+    )
+    .await
 }
 
 fn inbound_has_content() -> Condition {
@@ -305,47 +319,24 @@ fn inbound_has_content() -> Condition {
 }
 
 async fn clear_inbound_texts(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    use inbound_message::Column as C;
     let cutoff = Kind::InboundTexts.cutoff(core);
-    let due = || {
-        Condition::all()
-            .add(inbound_message::Column::ReceivedAt.lt(cutoff))
-            .add(inbound_has_content())
-    };
-    let mut total = 0;
-    let mut after = String::new();
-    loop {
-        let ids: Vec<String> = inbound_message::Entity::find()
-            .select_only()
-            .column(inbound_message::Column::Id)
-            .filter(due())
-            .filter(inbound_message::Column::Id.gt(after.clone()))
-            .order_by_asc(inbound_message::Column::Id)
-            .limit(BATCH)
-            .into_tuple()
-            .all(&core.db.conn)
-            .await?;
-        let Some(last) = ids.last().cloned() else {
-            break;
-        };
-        let n = ids.len() as u64;
-        total += inbound_message::Entity::update_many()
-            .col_expr(inbound_message::Column::Body, Expr::value(None::<String>))
-            .col_expr(
-                inbound_message::Column::ButtonText,
-                Expr::value(None::<String>),
-            )
-            .col_expr(inbound_message::Column::Media, Expr::value("[]"))
-            .filter(inbound_message::Column::Id.is_in(ids))
-            .filter(due())
-            .exec(&core.db.conn)
-            .await?
-            .rows_affected;
-        if n < BATCH {
-            break;
-        }
-        after = last;
-    }
-    Ok(total)
+    clear_in_batches::<inbound_message::Entity>(
+        core,
+        C::Id,
+        || {
+            Condition::all()
+                .add(C::ReceivedAt.lt(cutoff))
+                .add(inbound_has_content())
+        },
+        |update| {
+            update
+                .col_expr(C::Body, Expr::value(None::<String>))
+                .col_expr(C::ButtonText, Expr::value(None::<String>))
+                .col_expr(C::Media, Expr::value("[]"))
+        },
+    )
+    .await
 }
 
 /// The evidence fields retention erases.
