@@ -127,6 +127,17 @@ pub async fn run(
     let stopping = core.clone();
     let asked = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
     let asked_at = asked.clone();
+    // A worker that takes a second or more to stop once asked is named, so a
+    // slow graceful stop says what it waited for.
+    let asked_for_events = asked.clone();
+    let monitor = monitor.on_event(move |worker, event| {
+        if let (apalis::prelude::Event::Exit, Some(at)) = (event, asked_for_events.get()) {
+            let after_ms = at.elapsed().as_millis() as u64;
+            if after_ms >= 1000 {
+                tracing::info!(worker = worker.name(), after_ms, "worker slow to stop");
+            }
+        }
+    });
     let ran = monitor
         .run_with_signal(async move {
             shutdown.await;
