@@ -695,11 +695,8 @@ pub async fn tier_save(
             let ctx = mutation(Role::Admin, &csrf).await?;
             // Both read by the domain's one rule before either is saved.
             let steps = parse(&ctx, RuntimeSetting::TierLadder, "ladder", &ladder)?;
-            let RuntimeValue::TierLimit(limit) =
-                parse(&ctx, RuntimeSetting::TierLimit, "limit", &limit)?
-            else {
-                return Err(AppError::Internal);
-            };
+            let limit = heimdall_domain::settings::runtime_setting::parse_tier_limit(&limit)
+                .map_err(|m| AppError::invalid("limit", capitalise(&m)))?;
             let live = ctx.core().live.get();
             if steps != RuntimeValue::TierLadder(live.tier_ladder.clone()) {
                 save(&ctx, TIER_LADDER, "ladder", steps.stored()).await?;

@@ -116,9 +116,7 @@ impl Runtime {
         value: &serde_json::Value,
         region: phonenumber::country::Id,
     ) -> Result<(), String> {
-        let setting = RuntimeSetting::from_key(key)
-            .ok_or_else(|| format!("'{key}' is not a runtime setting"))?;
-        self.set(setting.read_stored(value, region)?);
+        self.set(RuntimeSetting::read(key, value, region)?);
         Ok(())
     }
 
@@ -290,7 +288,7 @@ pub async fn refresh(core: &Core) -> Result<bool, sea_orm::DbErr> {
     Ok(changed)
 }
 
-/// Store a runtime setting (checked with [`Runtime::apply`] first, so a
+/// Store a runtime setting (read by its rule first, [`RuntimeSetting::read`], so a
 /// value that would not parse is refused and nothing is stored), record
 /// who changed it, and apply it in this process at once (the others follow
 /// within [`REFRESH`]).
@@ -300,7 +298,7 @@ pub async fn store(
     value: serde_json::Value,
     actor: &str,
 ) -> Result<(), StoreError> {
-    check(core, key, &value).map_err(StoreError::Invalid)?;
+    RuntimeSetting::read(key, &value, core.settings.default_region).map_err(StoreError::Invalid)?;
     let before = crate::settings::store::get(core, key).await?;
     crate::settings::store::put(core, key, &value, actor).await?;
     crate::audit::record_infra_change(
@@ -315,15 +313,6 @@ pub async fn store(
     .await?;
     refresh(core).await?;
     Ok(())
-}
-
-/// Whether `value` is a valid stored value of `key` (the one parser,
-/// [`Runtime::apply`], on a copy of what is in force): the console asks
-/// before saving several settings together, so none is saved when one is
-/// refused.
-pub fn check(core: &Core, key: &str, value: &serde_json::Value) -> Result<(), String> {
-    let mut copy = core.live.get().as_ref().clone();
-    copy.apply(key, value, core.settings.default_region)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -114,7 +114,7 @@ impl RuntimeSetting {
             RuntimeSetting::HelpText => RuntimeValue::HelpText(parse_help_text(text)?),
             RuntimeSetting::FallbackCodes => RuntimeValue::FallbackCodes(parse_codes(text)?),
             RuntimeSetting::TierLadder => RuntimeValue::TierLadder(parse_ladder(text)?),
-            RuntimeSetting::TierLimit => RuntimeValue::TierLimit(parse_limit(text)?),
+            RuntimeSetting::TierLimit => RuntimeValue::TierLimit(parse_tier_limit(text)?),
             RuntimeSetting::RatePerSecond => RuntimeValue::RatePerSecond(
                 whole_number(text)
                     .and_then(|n| u32::try_from(n).ok())
@@ -134,6 +134,18 @@ impl RuntimeSetting {
                 RuntimeValue::PhoneAllowlist(parse_allowlist(text, region)?)
             }
         })
+    }
+
+    /// The stored value of `key`, read by its setting's rule; an unknown key
+    /// is refused.
+    pub fn read(
+        key: &str,
+        value: &Value,
+        region: phonenumber::country::Id,
+    ) -> Result<RuntimeValue, String> {
+        RuntimeSetting::from_key(key)
+            .ok_or_else(|| format!("'{key}' is not a runtime setting"))?
+            .read_stored(value, region)
     }
 
     /// A stored value: its JSON shape checked, then read by [`Self::parse`]
@@ -269,8 +281,10 @@ fn parse_codes(v: &str) -> Result<Vec<i64>, String> {
     Ok(codes)
 }
 
-/// A tier limit: a number above 0, or `unlimited` (`none` too).
-fn parse_limit(v: &str) -> Result<Option<u64>, String> {
+/// A tier limit: a number above 0, or `unlimited` (`none` too). The rule
+/// [`RuntimeSetting::parse`] reads `TierLimit` by, public for the console's
+/// tier form, which stores the limit through the tier's own path.
+pub fn parse_tier_limit(v: &str) -> Result<Option<u64>, String> {
     let v = v.trim();
     if v.eq_ignore_ascii_case("unlimited") || v.eq_ignore_ascii_case("none") {
         return Ok(None);
