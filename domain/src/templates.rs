@@ -57,6 +57,8 @@ pub struct Template {
     pub rejection_reason: Option<String>,
     pub source: String,
     pub synced_at: Option<DateTime<Utc>>,
+    /// What its messages are sent for (`purposes.name`).
+    pub purpose: Option<String>,
 }
 
 impl From<template::Model> for Template {
@@ -74,6 +76,7 @@ impl From<template::Model> for Template {
             rejection_reason: m.rejection_reason,
             source: m.source,
             synced_at: m.synced_at,
+            purpose: m.purpose,
         }
     }
 }
@@ -196,7 +199,19 @@ pub async fn upsert(
         .await?;
     let model = match existing {
         Some(t) => {
+            // A template that became MARKETING keeps a purpose of its own
+            // only when that is a marketing one.
+            let retag = spec.category.eq_ignore_ascii_case("MARKETING")
+                && !match t.purpose.as_deref() {
+                    Some(p) => crate::consent::purposes::find(db, p)
+                        .await?
+                        .is_some_and(|p| p.marketing),
+                    None => false,
+                };
             let mut am: template::ActiveModel = t.into();
+            if retag {
+                am.purpose = Set(Some(default_purpose(&spec.category).to_string()));
+            }
             am.provider = Set(spec.provider);
             am.provider_id = Set(spec.provider_id);
             am.category = Set(spec.category);
@@ -218,12 +233,13 @@ pub async fn upsert(
                 name: Set(name),
                 provider: Set(spec.provider),
                 provider_id: Set(spec.provider_id),
-                category: Set(spec.category),
+                category: Set(spec.category.clone()),
                 language: Set(spec.language),
                 body: Set(spec.body),
                 variables: Set(vars),
                 approval_status: Set(spec.approval_status),
                 rejection_reason: Set(spec.rejection_reason),
+                purpose: Set(Some(default_purpose(&spec.category).to_string())),
                 source: Set(spec.source),
                 synced_at: Set(synced.then_some(now)),
                 created_at: Set(now),
@@ -397,4 +413,45 @@ pub async fn sync_from_twilio(core: &Core) -> Result<SyncReport, String> {
         report.updated.push(name);
     }
     Ok(report)
+}
+
+/// The purpose a new template is tagged with until staff tag it
+/// otherwise: `marketing` for a MARKETING template, else `service` (the
+/// two purposes that always exist).
+pub fn default_purpose(category: &str) -> &'static str {
+    if category.eq_ignore_ascii_case("MARKETING") {
+        "marketing"
+    } else {
+        "service"
+    }
+}
+
+/// Tag a template with a purpose. A MARKETING template must have a
+/// marketing purpose: otherwise a consent to something else would let it
+/// go (the marketing opt-outs would still stop it, the consent gate would
+/// not).
+pub async fn set_purpose(
+    db: &impl sea_orm::ConnectionTrait,
+    template_id: &str,
+    purpose: &str,
+) -> Result<Template, crate::consent::purposes::PurposeError> {
+    use crate::consent::purposes::{self, PurposeError};
+    let p = purposes::require(db, purpose).await?;
+    let Some(m) = template::Entity::find_by_id(template_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Err(PurposeError::Invalid(format!(
+            "no template with id {template_id}"
+        )));
+    };
+    if m.category.eq_ignore_ascii_case("MARKETING") && !p.marketing {
+        return Err(PurposeError::Invalid(format!(
+            "{} is a MARKETING template: its purpose must be a marketing one, and {} is not",
+            m.name, p.name
+        )));
+    }
+    let mut am: template::ActiveModel = m.into();
+    am.purpose = Set(Some(p.name));
+    Ok(am.update(db).await?.into())
 }

@@ -429,10 +429,13 @@ pub async fn contact_with_consent(
     .await
     .expect("the test contact");
     for channel in channels {
+        // One consent, as recorded before purposes: it covers both
+        // purposes that exist from the start.
         crate::consent::record_opt_in(
             &core.db.conn,
             &c.id,
             *channel,
+            None,
             crate::consent::ConsentSource::Api,
             &api_evidence(),
             "test",
@@ -531,6 +534,7 @@ pub async fn accept_reminder_to(core: &Core, phone: &str) -> String {
                 reminder_id: None,
             },
             idempotency_key: None,
+            purpose: None,
         },
     )
     .await

@@ -69,6 +69,7 @@ fn text(cid: &str, principal: ApiPrincipal, body: &str) -> SendRequest {
             reminder_id: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -196,6 +197,7 @@ async fn an_agent_approved_for_templates_only_may_not_reply_in_free_text() {
         &env.core.db.conn,
         &cid,
         Channel::WhatsApp,
+        None,
         heimdall_domain::consent::ConsentSource::Api,
         &heimdall_domain::testing::api_evidence(),
         "test",

@@ -122,6 +122,7 @@ async fn contact(
             &core.db.conn,
             &c.id,
             *ch,
+            None,
             ConsentSource::Api,
             &evidence(),
             "test",
@@ -936,6 +937,7 @@ async fn a_fan_out_interrupted_half_way_resumes_without_duplicates() {
                     campaign_id: id.clone(),
                 },
                 idempotency_key: Some(campaigns::idempotency_key(&id, cid)),
+                purpose: None,
             },
         )
         .await
@@ -1112,6 +1114,7 @@ async fn a_fan_out_paused_half_way_continues_on_resume() {
                     campaign_id: id.clone(),
                 },
                 idempotency_key: Some(campaigns::idempotency_key(&id, cid)),
+                purpose: None,
             },
         )
         .await

@@ -483,6 +483,7 @@ async fn apply(w: &mut World, step: Step) {
                 &w.core().db.conn,
                 &cid,
                 channel,
+                None,
                 ConsentSource::Api,
                 &evidence(),
                 "api_key:bootstrap",
@@ -535,6 +536,7 @@ async fn apply(w: &mut World, step: Step) {
                     content: reminder_content(),
                     origin: bootstrap(),
                     idempotency_key: None,
+                    purpose: None,
                 },
             )
             .await
@@ -558,6 +560,7 @@ async fn apply(w: &mut World, step: Step) {
                         ip: None,
                     },
                     idempotency_key: None,
+                    purpose: None,
                 },
             )
             .await

@@ -74,6 +74,7 @@ async fn kari(core: &Core) -> String {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &api_evidence(),
         "api_key:bootstrap",
@@ -122,6 +123,7 @@ fn reminder(contact_id: &str) -> SendRequest {
             reminder_id: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -290,6 +292,7 @@ async fn no_api_call_import_or_staff_consent_lifts_an_opt_out() {
             &core.db.conn,
             &cid,
             Channel::WhatsApp,
+            None,
             source,
             &evidence,
             "api_key:bootstrap",
@@ -356,6 +359,7 @@ async fn yes_or_start_with_nothing_asked_creates_no_consent() {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::WebForm,
         &api_evidence(),
         "optin:form",
@@ -491,7 +495,7 @@ async fn a_process_replays_its_own_spool_by_itself() {
     }
     refresher.abort();
     assert!(
-        heimdall_domain::consent::opted_out(&a.core.db.conn, &cid, Channel::WhatsApp)
+        heimdall_domain::consent::opted_out(&a.core.db.conn, &cid, Channel::WhatsApp, None)
             .await
             .unwrap()
             .is_some()

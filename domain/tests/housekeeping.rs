@@ -59,6 +59,7 @@ async fn contact(core: &Core, phone: &str) -> String {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &ConsentEvidence {
             ip: Some("203.0.113.7".into()),
@@ -99,6 +100,7 @@ async fn message(core: &Core, contact_id: &str) -> String {
                 reminder_id: None,
             },
             idempotency_key: None,
+            purpose: None,
         },
     )
     .await

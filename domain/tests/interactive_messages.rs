@@ -79,6 +79,7 @@ fn request(cid: &str, channel: Channel, staff: &StaffUser, content: Interactive)
             ip: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -271,6 +272,7 @@ async fn a_tap_never_invents_a_consent_and_a_stop_button_stops() {
         &env.core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         consent::ConsentSource::Api,
         &heimdall_domain::testing::api_evidence(),
         "test",
@@ -298,7 +300,7 @@ async fn a_tap_never_invents_a_consent_and_a_stop_button_stops() {
         .await
         .unwrap();
     assert!(
-        consent::opted_out(&env.core.db.conn, &c.id, Channel::WhatsApp)
+        consent::opted_out(&env.core.db.conn, &c.id, Channel::WhatsApp, None)
             .await
             .unwrap()
             .is_some()

@@ -88,6 +88,7 @@ fn reply(cid: &str, channel: Channel, staff: &StaffUser, body: String) -> SendRe
             ip: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 

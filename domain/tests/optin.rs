@@ -134,6 +134,7 @@ fn reminder(contact_id: &str) -> SendRequest {
             reminder_id: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -1106,7 +1107,9 @@ async fn a_csv_import_records_good_rows_and_reports_each_refused_one() {
         .iter()
         .filter(|r| r.recorded_by.starts_with("staff:9"))
         .collect();
-    assert_eq!(imported.len(), 2);
+    // Two rows, each for every purpose (the file names none).
+    assert_eq!(imported.len(), 4);
+    assert!(imported.iter().all(|r| r.purpose.is_some()));
     let ada = imported.iter().find(|r| r.source == "import").unwrap();
     assert_eq!(
         ada.recorded_by,

@@ -76,6 +76,7 @@ async fn contact(core: &Core, phone: &str, consent: &[Channel]) -> String {
             &core.db.conn,
             &c.id,
             *ch,
+            None,
             ConsentSource::Api,
             &evidence(),
             "test",
@@ -112,6 +113,7 @@ fn reminder(to: Recipient, channel: Channel) -> SendRequest {
             reminder_id: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -334,6 +336,7 @@ async fn free_form_needs_the_window_and_an_inbox_reply_inside_it_passes() {
             ip: None,
         },
         idempotency_key: None,
+        purpose: None,
     };
     let out = outbound::accept(&env.core, text(&cid)).await.unwrap();
     assert_eq!(out.decision.decision.reason(), Some(Gate::OutsideWindow));
@@ -519,6 +522,7 @@ async fn quiet_hours_use_the_zone_a_number_is_in_when_the_contact_has_none() {
         &core.db.conn,
         &c.id,
         Channel::Sms,
+        None,
         ConsentSource::Api,
         &evidence(),
         "test",
@@ -1493,6 +1497,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         ContactKey::Id(&id),
         Channel::WhatsApp,
         Some(" Task_Reminder "),
+        None,
         Some((kind, &address)),
     )
     .await
@@ -1532,6 +1537,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         Channel::Sms,
         None,
         None,
+        None,
     )
     .await
     .unwrap();
@@ -1548,6 +1554,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
             key,
             Channel::WhatsApp,
             Some("task_reminder"),
+            None,
             Some((kind, &address)),
         )
         .await
@@ -1587,7 +1594,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
         let reads: Vec<heimdall_domain::sending::facts::FactRead> = cases
             .iter()
             .map(|(key, channel, template)| {
-                heimdall_domain::sending::facts::FactRead::new(*key, *channel, *template)
+                heimdall_domain::sending::facts::FactRead::new(*key, *channel, *template, None)
             })
             .collect();
         let merged = heimdall_domain::sending::facts::fact_rows_many(pool, &reads, &senders)
@@ -1604,6 +1611,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
                 *key,
                 *channel,
                 *template,
+                None,
                 sender,
             )
             .await
@@ -1645,6 +1653,7 @@ async fn the_facts_statement_reads_every_row_the_gates_need() {
             ContactKey::Id(&id),
             Channel::WhatsApp,
             Some("task_reminder"),
+            None,
             Some((kind, address.as_str())),
         )
         .await

@@ -77,6 +77,7 @@ async fn contact(core: &Core, phone: &str, consent: bool) -> String {
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,
+            None,
             ConsentSource::Api,
             &evidence(),
             "test",
@@ -366,6 +367,7 @@ async fn a_claim_left_by_a_stopped_worker_is_taken_up_without_sending_twice() {
                 reminder_id: Some(a.id.clone()),
             },
             idempotency_key: Some(format!("reminder:{}", a.id)),
+            purpose: None,
         },
     )
     .await

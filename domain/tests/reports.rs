@@ -60,6 +60,7 @@ async fn contact(core: &Core, phone: &str, consent: &[Channel]) -> String {
             &core.db.conn,
             &c.id,
             *ch,
+            None,
             ConsentSource::Api,
             &ConsentEvidence {
                 ip: Some("203.0.113.7".into()),
@@ -124,6 +125,7 @@ fn reminder(to: Recipient) -> SendRequest {
             reminder_id: None,
         },
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -139,6 +141,7 @@ fn text(to: &str, body: &str, origin: Origin) -> SendRequest {
         },
         origin,
         idempotency_key: None,
+        purpose: None,
     }
 }
 
@@ -834,6 +837,7 @@ async fn a_team_reviews_a_possible_opt_out_assigns_conversations_and_keeps_canne
                 ip: None,
             },
             idempotency_key: None,
+            purpose: None,
         },
     )
     .await

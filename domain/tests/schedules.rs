@@ -76,6 +76,7 @@ async fn contact(core: &Core, phone: &str) -> String {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &ConsentEvidence {
             ip: Some("203.0.113.7".into()),

@@ -8,7 +8,7 @@
 //! that the console's contact page shows what the gates read.
 
 use chrono::{Duration, TimeZone, Utc};
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use heimdall_domain::channel::Channel;
 use heimdall_domain::compliance::gates::ConsentStatus;
@@ -39,7 +39,7 @@ const CASES: u64 = 80;
 /// (status, source, when) and the suppression (reason, when, marketing only).
 type Picked = (
     Option<(ConsentStatus, String, chrono::DateTime<Utc>)>,
-    Option<(String, chrono::DateTime<Utc>, bool)>,
+    Option<(String, chrono::DateTime<Utc>, String)>,
 );
 
 fn from_gate(g: &GateState) -> Picked {
@@ -47,9 +47,14 @@ fn from_gate(g: &GateState) -> Picked {
         g.consent
             .as_ref()
             .map(|c| (g.consent_status().unwrap(), c.source.clone(), c.captured_at)),
-        g.suppression
-            .as_ref()
-            .map(|s| (s.reason.clone(), s.since, s.marketing_only)),
+        g.suppression.as_ref().map(|s| {
+            let scope = match (&s.purpose, s.marketing_only) {
+                (Some(p), _) => format!("purpose:{p}"),
+                (None, true) => "marketing".to_string(),
+                (None, false) => "all".to_string(),
+            };
+            (s.reason.clone(), s.since, scope)
+        }),
     )
 }
 
@@ -88,6 +93,9 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                 created_at: Set(captured),
                 revoked_at: Set((g.below(4) == 0).then_some(captured)),
                 strength: Set("declared".into()),
+                purpose: Set(g
+                    .pick(&[None, Some("service"), Some("marketing")])
+                    .map(String::from)),
                 ..Default::default()
             }
             .insert(db)
@@ -104,16 +112,22 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                 created_by: Set("test".into()),
                 created_at: Set(created),
                 lifted_at: Set((g.below(3) == 0).then_some(created)),
-                scope: Set(g.pick(&["all", "marketing"]).into()),
+                scope: Set(g
+                    .pick(&["all", "marketing", "purpose:service", "purpose:marketing"])
+                    .into()),
                 ..Default::default()
             }
             .insert(db)
             .await
             .unwrap();
         }
-        for channel in [Channel::WhatsApp, Channel::Sms] {
+        let purposes = consent::purposes::list(db).await.unwrap();
+        for (channel, purpose) in [Channel::WhatsApp, Channel::Sms]
+            .into_iter()
+            .flat_map(|c| purposes.iter().map(move |p| (c, p)))
+        {
             // Rust: the ledger's reads.
-            let consent = consent::current_consent(db, &contact.id, channel)
+            let consent = consent::current_consent_for(db, &contact.id, channel, purpose)
                 .await
                 .unwrap()
                 .map(|m| (consent::consent_status(&m), m.source, m.captured_at));
@@ -121,13 +135,20 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                 .await
                 .unwrap();
             // SQL: the gates' statement for one message.
-            let one = facts::fact_rows(db, ContactKey::Id(&contact.id), channel, None, None)
-                .await
-                .unwrap();
+            let one = facts::fact_rows(
+                db,
+                ContactKey::Id(&contact.id),
+                channel,
+                None,
+                Some(&purpose.name),
+                None,
+            )
+            .await
+            .unwrap();
             let sql = from_gate(&one.gate);
             assert_eq!(sql.0, consent, "case {case} {channel:?}: the consent");
             match &sql.1 {
-                Some((reason, since, false)) => {
+                Some((reason, since, scope)) if scope == "all" => {
                     seen_suppressed += 1;
                     let rust = stops_all.expect("Rust finds the suppression SQL stops on");
                     assert_eq!(
@@ -136,12 +157,34 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                         "case {case} {channel:?}: the suppression"
                     );
                 }
-                Some((_, _, true)) => {
+                Some((_, _, scope)) => {
                     seen_marketing_only += 1;
                     assert!(
-                        stops_all.is_none(),
-                        "case {case} {channel:?}: SQL reads a marketing-only one first, so none stops everything"
+                        scope == "marketing" || *scope == format!("purpose:{}", purpose.name),
+                        "case {case} {channel:?}: a suppression of another purpose ({scope}) read for {}",
+                        purpose.name
                     );
+                    assert!(
+                        stops_all.is_none(),
+                        "case {case} {channel:?}: SQL reads a narrower one first, so none stops everything"
+                    );
+                    // A purpose's own suppression comes before marketing's.
+                    if scope == "marketing" {
+                        let own = suppression::Entity::find()
+                            .filter(suppression::Column::ContactId.eq(&contact.id))
+                            .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
+                            .filter(suppression::Column::LiftedAt.is_null())
+                            .filter(
+                                suppression::Column::Scope.eq(format!("purpose:{}", purpose.name)),
+                            )
+                            .one(db)
+                            .await
+                            .unwrap();
+                        assert!(
+                            own.is_none(),
+                            "case {case}: the purpose's own suppression first"
+                        );
+                    }
                 }
                 None => assert!(stops_all.is_none(), "case {case} {channel:?}"),
             }
@@ -151,19 +194,24 @@ async fn the_rust_and_sql_selections_pick_the_same_consent_and_suppression() {
                 .unwrap()
                 .standing
                 .into_iter()
-                .find(|s| s.channel == channel)
-                .expect("a standing per channel");
+                .find(|s| s.channel == channel && s.purpose == purpose.name)
+                .expect("a standing per channel and purpose");
             assert_eq!(standing.consent, sql.0.as_ref().map(|c| c.0), "case {case}");
             assert_eq!(
                 standing.suppression.map(|v| (
                     v.suppression.reason,
                     v.suppression.created_at,
-                    v.suppression.scope != "all"
+                    v.suppression.scope
                 )),
                 sql.1,
                 "case {case} {channel:?}: the console's suppression"
             );
-            reads.push(FactRead::new(ContactKey::Id(&contact.id), channel, None));
+            reads.push(FactRead::new(
+                ContactKey::Id(&contact.id),
+                channel,
+                None,
+                Some(&purpose.name),
+            ));
             expected.push(sql);
         }
     }

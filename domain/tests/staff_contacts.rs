@@ -24,6 +24,7 @@ fn input() -> ContactInput {
 fn opt_in(page_url: Option<&str>) -> StaffOptIn {
     StaffOptIn {
         channel: Channel::WhatsApp,
+        purposes: vec![],
         evidence: ConsentEvidence {
             page_url: page_url.map(str::to_string),
             consent_text_version: Some("front-desk-v1".into()),
@@ -61,7 +62,7 @@ async fn a_contact_and_its_consent_are_recorded_together_or_not_at_all() {
     .await
     .unwrap();
     assert_eq!(c.tags, vec!["newcomers".to_string(), "oslo".to_string()]);
-    let record = outcome.expect("a consent").consent().clone();
+    let record = outcome.first().expect("a consent").consent().clone();
     assert_eq!(record.status, ConsentStatus::Active);
     assert_eq!(record.source, "staff");
     assert_eq!(record.strength, "attested");
@@ -97,7 +98,7 @@ async fn a_contact_and_its_consent_are_recorded_together_or_not_at_all() {
     let (_, outcome) = consent::create_contact_with_opt_in(&env.core, &quiet, None, "op@x")
         .await
         .unwrap();
-    assert!(outcome.is_none());
+    assert!(outcome.is_empty());
 }
 
 #[tokio::test]

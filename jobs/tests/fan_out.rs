@@ -54,6 +54,7 @@ async fn crowd(core: &Core, n: usize) {
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,
+            None,
             ConsentSource::Api,
             &ConsentEvidence {
                 ip: Some("203.0.113.7".into()),

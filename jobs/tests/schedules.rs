@@ -53,6 +53,7 @@ async fn contact(core: &Core) -> String {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &ConsentEvidence {
             ip: Some("203.0.113.7".into()),

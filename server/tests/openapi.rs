@@ -430,6 +430,7 @@ async fn every_documented_error_is_what_the_route_answers() {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &ConsentEvidence {
             ip: Some("203.0.113.7".into()),

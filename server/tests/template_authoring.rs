@@ -112,6 +112,7 @@ async fn send(core: &Core, name: &str, variables: &[(&str, &str)]) -> Option<Gat
                 reminder_id: None,
             },
             idempotency_key: None,
+            purpose: None,
         },
     )
     .await

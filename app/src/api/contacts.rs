@@ -29,6 +29,10 @@ pub struct ContactRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsentView {
     pub channel: String,
+    /// The purpose it covers; none: recorded before purposes (covers the
+    /// purposes that existed then).
+    #[serde(default)]
+    pub purpose: Option<String>,
     /// As the gates read it (revoked once it has a revocation time).
     pub status: heimdall_codes::ConsentStatus,
     pub source: String,
@@ -52,6 +56,9 @@ pub struct ConsentView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandingRow {
     pub channel: String,
+    /// The purpose (`purposes.name`) a message would be sent for.
+    #[serde(default)]
+    pub purpose: String,
     /// The latest consent's status as the gates read it; none without one.
     pub consent: Option<heimdall_codes::ConsentStatus>,
     /// The suppression the gates read, if any.
@@ -304,6 +311,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .into_iter()
                     .map(|s| StandingRow {
                         channel: s.channel.to_string(),
+                        purpose: s.purpose,
                         consent: s.consent,
                         suppression: s.suppression.map(ssr::suppression_row),
                     })
@@ -313,6 +321,7 @@ pub async fn contact_detail(id: String) -> Result<ContactView, AppError> {
                     .into_iter()
                     .map(|c| ConsentView {
                         status: c.standing(),
+                        purpose: c.purpose.clone(),
                         channel: c.channel,
                         source: c.source,
                         captured_at: c.captured_at,
@@ -469,6 +478,10 @@ pub async fn contact_create(
     #[server(default)] ip: String,
     #[server(default)] user_agent: String,
     #[server(default)] pending: Option<String>,
+    /// The purposes the consent covers, by name (separated by spaces or
+    /// commas); empty: every purpose defined.
+    #[server(default)]
+    purposes: String,
 ) -> Result<String, AppError> {
     use crate::server::*;
     use heimdall_domain::consent::{self, ConsentEvidence, NewContactError, StaffOptIn};
@@ -523,6 +536,7 @@ pub async fn contact_create(
                     }
                     Some(StaffOptIn {
                         channel,
+                        purposes: heimdall_domain::consent::purposes::parse_list(&purposes),
                         evidence: ConsentEvidence {
                             ip,
                             user_agent,
@@ -567,11 +581,12 @@ pub async fn contact_create(
                 Some(&format!("contact:{}", contact.id)),
                 Some(serde_json::json!({
                     "phone": contact.phone,
-                    "consent": outcome.as_ref().map(|o| serde_json::json!({
+                    "consent": outcome.iter().map(|o| serde_json::json!({
                         "channel": o.consent().channel,
+                        "purpose": o.consent().purpose,
                         "status": o.consent().status,
                         "consent_text_version": o.consent().consent_text_version,
-                    })),
+                    })).collect::<Vec<_>>(),
                 })),
             )
             .await?;

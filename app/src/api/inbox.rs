@@ -514,6 +514,7 @@ async fn send_reply(
                 ip: ctx.ip().await,
             },
             idempotency_key: Some(format!("inbox:{}:{key}", ctx.user().id)),
+            purpose: None,
         },
     )
     .await

@@ -255,8 +255,8 @@ fn ContactBody(
             let suppression = st.suppression.clone();
             let window = d.windows.iter().find(|w| w.channel == *ch).cloned();
             view! {
-                <div class="standing card" data-channel=ch.clone()>
-                    <h3>{if ch == "sms" { "SMS" } else { "WhatsApp" }}</h3>
+                <div class="standing card" data-channel=ch.clone() data-purpose=st.purpose.clone()>
+                    <h3>{if ch == "sms" { "SMS" } else { "WhatsApp" }} " · " {st.purpose.clone()}</h3>
                     <dl>
                         <dt>"Consent"</dt><dd><Badge state=consent_text/></dd>
                         <dt>"Suppression"</dt>
@@ -399,6 +399,12 @@ fn consent_item(c: ConsentView) -> impl IntoView {
     // The server's answer (revoked once it has a revocation time).
     let state = c.status.as_str();
     let evidence: Vec<(&'static str, Option<String>)> = vec![
+        (
+            "Purpose",
+            Some(c.purpose.clone().unwrap_or_else(|| {
+                "every purpose that existed before purposes (marketing, service)".into()
+            })),
+        ),
         ("Captured", Some(when(&c.captured_at))),
         ("Source", Some(c.source.clone())),
         ("Consent text version", c.consent_text_version.clone()),

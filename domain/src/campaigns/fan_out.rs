@@ -139,6 +139,7 @@ pub async fn fan_out(core: &Core, id: &str) -> Result<FanOutReport, CampaignErro
                     campaign_id: m.id.clone(),
                 },
                 idempotency_key: Some(idempotency_key(&m.id, &c.id)),
+                purpose: None,
             },
         )
         .await;

@@ -45,6 +45,7 @@ pub async fn create_draft(
         authors: Set(serde_json::json!([actor.id]).to_string()),
         approved_hash: Set(None),
         approved_snapshot: Set(None),
+        purpose: Set(template.purpose.clone()),
     }
     .insert(&txn)
     .await?;
@@ -100,6 +101,10 @@ pub async fn update_draft(
         .col_expr(
             campaign::Column::TemplateId,
             Expr::value(template.id.clone()),
+        )
+        .col_expr(
+            campaign::Column::Purpose,
+            Expr::value(template.purpose.clone()),
         )
         .col_expr(
             campaign::Column::Audience,

@@ -13,9 +13,29 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum KeywordAction {
     OptOut,
+    /// A marketing-only opt-out ("STOP PROMOTIONS"): only ever an exact
+    /// phrase from `HEIMDALL_MARKETING_STOP_PHRASES`, never found inside a
+    /// longer message.
+    OptOutMarketing,
     OptIn,
     Help,
 }
+
+impl KeywordAction {
+    /// Its name in the inbox row and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeywordAction::OptOut => "opt_out",
+            KeywordAction::OptOutMarketing => "opt_out_marketing",
+            KeywordAction::OptIn => "opt_in",
+            KeywordAction::Help => "help",
+        }
+    }
+}
+
+/// The name a marketing-only opt-out is recorded under (the phrase itself
+/// is the inbound message's text).
+pub const MARKETING_OPT_OUT: &str = "STOP PROMOTIONS";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeywordMatch {
@@ -193,6 +213,22 @@ pub fn classify(body: &str) -> Option<KeywordMatch> {
         keyword,
         exact: false,
     })
+}
+
+/// [`classify`], and before it the marketing-only phrases (`(language,
+/// normalised phrase)`): a whole message equal to one stops marketing
+/// only. The settings refuse a phrase [`classify`] reads as anything, so a
+/// full opt-out is never narrowed by this.
+pub fn classify_with(body: &str, marketing: &[(String, String)]) -> Option<KeywordMatch> {
+    let whole = normalise(body);
+    if !whole.is_empty() && marketing.iter().any(|(_, p)| *p == whole) {
+        return Some(KeywordMatch {
+            action: KeywordAction::OptOutMarketing,
+            keyword: MARKETING_OPT_OUT,
+            exact: true,
+        });
+    }
+    classify(body)
 }
 
 /// Searches sentence by sentence, so a negation in one sentence cannot

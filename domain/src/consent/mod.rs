@@ -36,17 +36,19 @@
 
 mod opt_in;
 mod opt_out;
+pub mod purposes;
 mod reading;
 mod records;
 
 pub use opt_in::{
-    confirm_by_link, create_contact_with_opt_in, opt_in_from_number, record_opt_in, FromNumber,
-    LinkConfirmation, NewContactError, NumberOptIn, OptInOutcome, StaffOptIn,
+    confirm_by_link, create_contact_with_opt_in, opt_in_from_number, record_opt_in, record_opt_ins,
+    FromNumber, LinkConfirmation, NewContactError, NumberOptIn, OptInOutcome, StaffOptIn,
 };
 pub use opt_out::{opt_out, OptOutSource};
 pub(crate) use reading::status_of;
 pub use reading::{
-    active_suppression, consent_history, consent_status, current_consent, opted_out, suppressions,
+    active_suppression, consent_history, consent_status, current_consent, current_consent_for,
+    opted_out, suppressions,
 };
 pub use records::{
     text_hash, ConsentEvidence, ConsentRecord, ConsentSource, OptedOut, Scope, Strength,

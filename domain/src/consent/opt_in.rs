@@ -11,7 +11,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::reading::{consent_status, covering, current_consent, opted_out, revoked};
+use super::purposes::Purpose;
+use super::reading::{consent_status, covering, opted_out, revoked};
 use super::records::{
     text_hash, ConsentEvidence, ConsentRecord, ConsentSource, OptedOut, Strength,
 };
@@ -83,6 +84,7 @@ pub async fn record_opt_in(
     db: &impl ConnectionTrait,
     contact_id: &str,
     channel: Channel,
+    purpose: Option<&Purpose>,
     source: ConsentSource,
     evidence: &ConsentEvidence,
     recorded_by: &str,
@@ -90,12 +92,13 @@ pub async fn record_opt_in(
     now: DateTime<Utc>,
 ) -> Result<OptInOutcome, ContactError> {
     evidence.validate(source)?;
-    let opted_out = opted_out(db, contact_id, channel).await?;
+    let opted_out = opted_out(db, contact_id, channel, purpose).await?;
     let strength = Strength::of_claim(source);
     let record = insert_consent(
         db,
         contact_id,
         channel,
+        purpose.map(|p| p.name.as_str()),
         source,
         evidence,
         recorded_by,
@@ -118,11 +121,54 @@ pub async fn record_opt_in(
     })
 }
 
+/// [`record_opt_in`] for each purpose a claim names (none named: every
+/// purpose defined now), each its own consent row with the same evidence.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_opt_ins(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    purposes: &[String],
+    source: ConsentSource,
+    evidence: &ConsentEvidence,
+    recorded_by: &str,
+    pending: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<OptInOutcome>, ContactError> {
+    evidence.validate(source)?;
+    let purposes = super::purposes::claimed(db, purposes)
+        .await
+        .map_err(|e| match e {
+            super::purposes::PurposeError::Db(d) => ContactError::Db(d),
+            other => ContactError::Evidence(format!("purposes: {other}")),
+        })?;
+    let mut out = Vec::with_capacity(purposes.len());
+    for p in &purposes {
+        out.push(
+            record_opt_in(
+                db,
+                contact_id,
+                channel,
+                Some(p),
+                source,
+                evidence,
+                recorded_by,
+                pending,
+                now,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
 /// The consent a staff member records with a new contact: they vouch for it
 /// (`attested`), with the evidence the API requires of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StaffOptIn {
     pub channel: Channel,
+    /// The purposes it covers (none named: every purpose defined now).
+    pub purposes: Vec<String>,
     pub evidence: ConsentEvidence,
     /// Kept pending until the person confirms from their number (YES or START).
     pub pending: bool,
@@ -150,7 +196,7 @@ pub async fn create_contact_with_opt_in(
     input: &crate::contacts::ContactInput,
     opt_in: Option<&StaffOptIn>,
     actor: &str,
-) -> Result<(crate::contacts::Contact, Option<OptInOutcome>), NewContactError> {
+) -> Result<(crate::contacts::Contact, Vec<OptInOutcome>), NewContactError> {
     use sea_orm::TransactionTrait;
     let phone = crate::PhoneNumber::parse(&input.phone, core.settings.default_region)
         .map_err(ContactError::from)?;
@@ -168,20 +214,21 @@ pub async fn create_contact_with_opt_in(
     }
     let contact = crate::contacts::insert_new(&txn, &phone, input, now).await?;
     let outcome = match opt_in {
-        Some(o) => Some(
-            record_opt_in(
+        Some(o) => {
+            record_opt_ins(
                 &txn,
                 &contact.id,
                 o.channel,
+                &o.purposes,
                 ConsentSource::Staff,
                 &o.evidence,
                 actor,
                 o.pending,
                 now,
             )
-            .await?,
-        ),
-        None => None,
+            .await?
+        }
+        None => Vec::new(),
     };
     txn.commit().await?;
     Ok((contact.into(), outcome))
@@ -192,6 +239,7 @@ async fn insert_consent(
     db: &impl ConnectionTrait,
     contact_id: &str,
     channel: Channel,
+    purpose: Option<&str>,
     source: ConsentSource,
     evidence: &ConsentEvidence,
     recorded_by: &str,
@@ -227,6 +275,7 @@ async fn insert_consent(
         revocation_source: Set(None),
         revocation_ref: Set(None),
         created_at: Set(now),
+        purpose: Set(purpose.map(str::to_string)),
     }
     .insert(db)
     .await?;
@@ -261,7 +310,11 @@ pub async fn confirm_by_link(
     let Ok(channel) = c.channel.parse::<Channel>() else {
         return Ok(LinkConfirmation::NotPending);
     };
-    if let Some(o) = opted_out_besides(db, &c.contact_id, channel, &c.id).await? {
+    let purpose = match c.purpose.as_deref() {
+        Some(name) => super::purposes::find(db, name).await?,
+        None => None,
+    };
+    if let Some(o) = opted_out_besides(db, &c.contact_id, channel, purpose.as_ref(), &c.id).await? {
         return Ok(LinkConfirmation::OptedOut(o));
     }
     let res = consent::Entity::update_many()
@@ -289,16 +342,21 @@ async fn opted_out_besides(
     db: &impl ConnectionTrait,
     contact_id: &str,
     channel: Channel,
+    purpose: Option<&Purpose>,
     pending_id: &str,
 ) -> Result<Option<OptedOut>, sea_orm::DbErr> {
-    if let Some(o) = opted_out(db, contact_id, channel).await? {
+    if let Some(o) = opted_out(db, contact_id, channel, purpose).await? {
         return Ok(Some(o));
     }
-    // The latest consent other than the pending ones: a revocation there
-    // still stands (a pending claim does not undo it).
-    let latest_settled = consent::Entity::find()
+    // The latest consent (for the purpose) other than the pending ones: a
+    // revocation there still stands (a pending claim does not undo it).
+    let mut settled = consent::Entity::find()
         .filter(consent::Column::ContactId.eq(contact_id))
-        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .filter(consent::Column::Channel.eq(channel.as_str()));
+    if let Some(p) = purpose {
+        settled = settled.filter(super::reading::covering_purpose(p));
+    }
+    let latest_settled = settled
         .filter(consent::Column::Id.ne(pending_id))
         .filter(
             Condition::any()
@@ -349,7 +407,7 @@ pub async fn opt_in_from_number(
     from: &FromNumber<'_>,
     now: DateTime<Utc>,
 ) -> Result<NumberOptIn, sea_orm::DbErr> {
-    let opted_out = opted_out(db, contact_id, channel).await?;
+    let opted_out = opted_out(db, contact_id, channel, None).await?;
     let confirmed = consent::Entity::update_many()
         .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Active))
         .col_expr(consent::Column::ConfirmedAt, Expr::value(Some(now)))
@@ -369,21 +427,21 @@ pub async fn opt_in_from_number(
     }
     lift(db, contact_id, channel, from.provider_message_id, now).await?;
     // A confirmed pending consent is newer than any revocation. Otherwise
-    // (or if a revocation is still the latest) the keyword is the consent.
-    let latest = current_consent(db, contact_id, channel).await?;
-    let needs_record = latest.is_none_or(|c| consent_status(&c) != ConsentStatus::Active);
-    if needs_record {
-        let evidence = ConsentEvidence {
-            captured_at: Some(from.received_at),
-            inbound_message_id: Some(from.provider_message_id.to_string()),
-            consent_text_version: Some(format!("keyword:{}", from.keyword)),
-            consent_text: from.body.map(str::to_string),
-            ..Default::default()
-        };
+    // (or if a revocation is still the latest) the keyword is the consent,
+    // for each purpose it resumes.
+    let evidence = ConsentEvidence {
+        captured_at: Some(from.received_at),
+        inbound_message_id: Some(from.provider_message_id.to_string()),
+        consent_text_version: Some(format!("keyword:{}", from.keyword)),
+        consent_text: from.body.map(str::to_string),
+        ..Default::default()
+    };
+    for purpose in resumed_purposes(db, contact_id, channel).await? {
         insert_consent(
             db,
             contact_id,
             channel,
+            purpose.as_deref(),
             ConsentSource::Keyword,
             &evidence,
             "inbound",
@@ -402,6 +460,44 @@ pub async fn opt_in_from_number(
     } else {
         NumberOptIn::Resubscribed
     })
+}
+
+/// The purposes a START from the number resumes: each purpose (`None`:
+/// a consent recorded before purposes) whose latest consent on the channel
+/// is revoked; with no consent at all, every non-marketing purpose
+/// (marketing needs an opt-in that names it).
+async fn resumed_purposes(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+) -> Result<Vec<Option<String>>, sea_orm::DbErr> {
+    let rows = consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .order_by_desc(consent::Column::CreatedAt)
+        .order_by_desc(consent::Column::Id)
+        .all(db)
+        .await?;
+    if rows.is_empty() {
+        return Ok(super::purposes::list(db)
+            .await?
+            .into_iter()
+            .filter(|p| !p.marketing)
+            .map(|p| Some(p.name))
+            .collect());
+    }
+    let mut seen: Vec<Option<String>> = Vec::new();
+    let mut resumed = Vec::new();
+    for c in rows {
+        if seen.contains(&c.purpose) {
+            continue;
+        }
+        seen.push(c.purpose.clone());
+        if consent_status(&c) == ConsentStatus::Revoked {
+            resumed.push(c.purpose);
+        }
+    }
+    Ok(resumed)
 }
 
 /// Lift the contact's suppressions that cover the channel (on it, or on

@@ -9,7 +9,7 @@ use super::records::Scope;
 use crate::channel::Channel;
 use crate::clock::new_id;
 use crate::compliance::gates::ConsentStatus;
-use crate::entities::{consent, suppression};
+use crate::entities::{consent, purpose, suppression};
 
 /// Who or what opted the contact out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +38,12 @@ impl OptOutSource {
 /// An opt-out from any origin: every live consent (active or pending) on
 /// the channel is revoked and the contact suppressed there, in the
 /// caller's transaction, before the caller answers. `channel` `None` is
-/// every channel. A [`Scope::Marketing`] opt-out stops marketing
-/// templates only and revokes no consent. Returns whether anything
-/// changed (a second STOP changes nothing).
+/// every channel. A [`Scope::Marketing`] opt-out ("STOP PROMOTIONS",
+/// Meta's 131050) revokes the consents for marketing purposes only and
+/// suppresses marketing (a consent recorded before purposes, which covers
+/// marketing and the rest alike, stays: the suppression stops its
+/// marketing). Returns whether anything changed (a second STOP changes
+/// nothing).
 #[allow(clippy::too_many_arguments)]
 pub async fn opt_out(
     db: &impl ConnectionTrait,
@@ -53,7 +56,7 @@ pub async fn opt_out(
     now: DateTime<Utc>,
 ) -> Result<bool, sea_orm::DbErr> {
     let mut changed = false;
-    if scope == Scope::All {
+    {
         let mut revoke = consent::Entity::update_many()
             .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
             .col_expr(consent::Column::RevokedAt, Expr::value(Some(now)))
@@ -69,6 +72,17 @@ pub async fn opt_out(
             .filter(consent::Column::RevokedAt.is_null());
         if let Some(ch) = channel {
             revoke = revoke.filter(consent::Column::Channel.eq(ch.as_str()));
+        }
+        if scope == Scope::Marketing {
+            revoke = revoke.filter(
+                consent::Column::Purpose.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(purpose::Column::Name)
+                        .from(purpose::Entity)
+                        .and_where(purpose::Column::Marketing.eq(true))
+                        .to_owned(),
+                ),
+            );
         }
         changed |= revoke.exec(db).await?.rows_affected > 0;
     }

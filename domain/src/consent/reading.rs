@@ -3,13 +3,16 @@
 
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use super::purposes::Purpose;
 use super::records::{ConsentRecord, OptedOut, Scope, Suppression};
 use crate::channel::Channel;
 use crate::compliance::gates::ConsentStatus;
 use crate::entities::{consent, suppression};
 use crate::Core;
 
-/// The consent that decides: the newest record for the contact and channel.
+/// The newest consent record for the contact and channel, whatever its
+/// purpose (what a person's page shows first; the gates read
+/// [`current_consent_for`]).
 pub async fn current_consent(
     db: &impl ConnectionTrait,
     contact_id: &str,
@@ -22,6 +25,34 @@ pub async fn current_consent(
         .order_by_desc(consent::Column::Id)
         .one(db)
         .await
+}
+
+/// The consent that decides for a purpose: the newest record for the
+/// contact and channel that covers it (its own, or one recorded before
+/// purposes when the purpose is a legacy one).
+pub async fn current_consent_for(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    purpose: &Purpose,
+) -> Result<Option<consent::Model>, sea_orm::DbErr> {
+    consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .filter(covering_purpose(purpose))
+        .order_by_desc(consent::Column::CreatedAt)
+        .order_by_desc(consent::Column::Id)
+        .one(db)
+        .await
+}
+
+/// The consent rows that cover `purpose`.
+pub(super) fn covering_purpose(purpose: &Purpose) -> Condition {
+    let mut c = Condition::any().add(consent::Column::Purpose.eq(purpose.name.as_str()));
+    if purpose.legacy {
+        c = c.add(consent::Column::Purpose.is_null());
+    }
+    c
 }
 
 pub fn consent_status(m: &consent::Model) -> ConsentStatus {
@@ -92,22 +123,46 @@ pub async fn suppressions(
 }
 
 /// Has the contact opted out on the channel: an active suppression that
-/// stops everything there, or a latest consent that was revoked?
+/// stops everything there, or a latest consent that was revoked? For a
+/// `purpose`: also a suppression of that purpose (or of marketing, for a
+/// marketing purpose), and the latest consent is the latest that covers
+/// it. Without one, the latest consent of any purpose.
 pub async fn opted_out(
     db: &impl ConnectionTrait,
     contact_id: &str,
     channel: Channel,
+    purpose: Option<&Purpose>,
 ) -> Result<Option<OptedOut>, sea_orm::DbErr> {
+    let as_opted_out = |s: suppression::Model| OptedOut {
+        reason: match s.source_ref {
+            Some(r) => format!("{} ({r})", s.reason),
+            None => s.reason,
+        },
+        since: s.created_at,
+    };
     if let Some(s) = active_suppression(db, contact_id, channel).await? {
-        return Ok(Some(OptedOut {
-            reason: match s.source_ref {
-                Some(r) => format!("{} ({r})", s.reason),
-                None => s.reason,
-            },
-            since: s.created_at,
-        }));
+        return Ok(Some(as_opted_out(s)));
     }
-    Ok(current_consent(db, contact_id, channel)
+    let Some(purpose) = purpose else {
+        return Ok(current_consent(db, contact_id, channel)
+            .await?
+            .and_then(|c| revoked(&c)));
+    };
+    let mut scopes = vec![Scope::purpose(&purpose.name)];
+    if purpose.marketing {
+        scopes.push(Scope::Marketing.as_str().to_string());
+    }
+    if let Some(s) = suppression::Entity::find()
+        .filter(covering(contact_id, channel))
+        .filter(suppression::Column::Scope.is_in(scopes))
+        .order_by_asc(suppression::Column::CreatedAt)
+        .order_by_asc(suppression::Column::Id)
+        .one(db)
+        .await?
+    {
+        return Ok(Some(as_opted_out(s)));
+    }
+    Ok(current_consent_for(db, contact_id, channel, purpose)
         .await?
         .and_then(|c| revoked(&c)))
 }

@@ -178,6 +178,9 @@ pub struct ConsentRecord {
     pub revocation_source: Option<String>,
     pub revocation_ref: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The purpose it covers; `None`: recorded before purposes existed,
+    /// covering the purposes that existed then (the `legacy` ones).
+    pub purpose: Option<String>,
 }
 
 impl ConsentRecord {
@@ -213,6 +216,7 @@ impl From<consent::Model> for ConsentRecord {
             revocation_source: m.revocation_source,
             revocation_ref: m.revocation_ref,
             created_at: m.created_at,
+            purpose: m.purpose,
         }
     }
 }
@@ -266,6 +270,12 @@ impl Scope {
             Scope::All => "all",
             Scope::Marketing => "marketing",
         }
+    }
+
+    /// The scope of a suppression that stops one purpose only (the person
+    /// withdrew it): `purpose:<name>`.
+    pub fn purpose(name: &str) -> String {
+        format!("purpose:{name}")
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Model {
     pub recipients: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What its messages are sent for (`purposes.name`): its template's.
+    pub purpose: Option<String>,
     /// JSON array of the staff ids who wrote or changed the content,
     /// audience or schedule: none of them may approve.
     pub authors: String,

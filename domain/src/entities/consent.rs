@@ -33,6 +33,9 @@ pub struct Model {
     /// How strong the proof is: `number`, `confirmed`, `declared` or
     /// `attested` (see [`crate::consent::Strength`]).
     pub strength: String,
+    /// The purpose it covers (`purposes.name`); NULL for a consent
+    /// recorded before purposes existed, which covers the `legacy` ones.
+    pub purpose: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

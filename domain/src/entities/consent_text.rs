@@ -16,6 +16,9 @@ pub struct Model {
     pub current: bool,
     pub created_by: String,
     pub created_at: DateTimeUtc,
+    /// The purpose this text asks consent for; NULL: the form's one
+    /// consent text, for every purpose the form asks for.
+    pub purpose: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

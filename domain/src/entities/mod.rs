@@ -23,6 +23,7 @@ pub mod message_status_event;
 pub mod optin_form;
 pub mod outbound_message;
 pub mod processed_webhook_event;
+pub mod purpose;
 pub mod qr_code;
 pub mod reminder;
 pub mod retention_run;

@@ -61,6 +61,8 @@ pub struct Model {
     /// Quick-reply buttons or a list (kind `interactive`): the JSON of
     /// [`crate::channels::interactive::InteractiveSpec`], checked when accepted.
     pub interactive: Option<String>,
+    /// The purpose the consent gate checked it for (`purposes.name`).
+    pub purpose: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

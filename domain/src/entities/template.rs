@@ -22,6 +22,8 @@ pub struct Model {
     pub synced_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What its messages are sent for (`purposes.name`).
+    pub purpose: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -113,13 +113,16 @@ pub async fn handle_message_audited(
         outcome,
         audited: false,
     };
-    let matched = msg.keyword();
+    let matched = msg.keyword(&core.settings.marketing_stop_phrases);
     // Outside the phone allowlist a message is only logged, but an opt-out
     // is honoured from every number (nothing is sent to them anyway: the
     // `not_allowlisted` gate refuses it).
-    let opt_out = matched
-        .as_ref()
-        .is_some_and(|k| k.action == KeywordAction::OptOut);
+    let opt_out = matched.as_ref().is_some_and(|k| {
+        matches!(
+            k.action,
+            KeywordAction::OptOut | KeywordAction::OptOutMarketing
+        )
+    });
     if !opt_out && !core.live.get().allows(phone.as_str()) {
         return Ok(unaudited(InboundOutcome::Ignored));
     }

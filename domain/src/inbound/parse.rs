@@ -79,12 +79,13 @@ impl InboundMessage {
     /// button answering an unrelated question must not become a consent.
     /// An opt-out is honoured from the payload, the button's text or the
     /// body alike: a STOP is never lost.
-    pub fn keyword(&self) -> Option<keywords::KeywordMatch> {
+    /// `marketing` are the marketing-only opt-out phrases (settings).
+    pub fn keyword(&self, marketing: &[(String, String)]) -> Option<keywords::KeywordMatch> {
         fn text(t: &Option<String>) -> Option<&str> {
             t.as_deref().filter(|b| !b.trim().is_empty())
         }
         if let Some(payload) = text(&self.button_payload) {
-            if let Some(k) = keywords::classify(payload) {
+            if let Some(k) = keywords::classify_with(payload, marketing) {
                 return Some(k);
             }
             return [text(&self.body), text(&self.button_text)]
@@ -95,7 +96,7 @@ impl InboundMessage {
         }
         text(&self.body)
             .or(text(&self.button_text))
-            .and_then(keywords::classify)
+            .and_then(|t| keywords::classify_with(t, marketing))
     }
 }
 

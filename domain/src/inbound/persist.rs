@@ -103,7 +103,7 @@ fn inbound_row(
         button_text: Set(msg.button_text.clone()),
         button_payload: Set(msg.button_payload.clone()),
         profile_name: Set(msg.profile_name.clone()),
-        keyword_action: Set(matched.map(|k| format!("{:?}", k.action).to_lowercase())),
+        keyword_action: Set(matched.map(|k| keyword_action(k.action).to_string())),
         needs_review: Set(matched.is_some_and(|k| !k.exact)),
         reviewed_at: Set(None),
         reviewed_by: Set(None),
@@ -168,6 +168,19 @@ pub(super) async fn store_message(
                 )
                 .await?;
             }
+            KeywordAction::OptOutMarketing => {
+                changed = consent::opt_out(
+                    &txn,
+                    &contact.id,
+                    Some(msg.channel),
+                    Scope::Marketing,
+                    OptOutSource::Keyword,
+                    Some(&format!("{} ({})", k.keyword, msg.provider_message_id)),
+                    "inbound",
+                    now,
+                )
+                .await?;
+            }
             KeywordAction::OptIn => {
                 // Proof from the number: it confirms what is pending and
                 // lifts an opt-out; a YES to nothing changes nothing.
@@ -190,7 +203,7 @@ pub(super) async fn store_message(
     contacts::open_window(&txn, &contact.id, msg.channel, msg.received_at, now).await?;
     txn.commit().await?;
     contacts::cache_window(core, phone.as_str(), msg.channel, msg.received_at).await;
-    metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| match k.action { KeywordAction::OptOut => "opt_out", KeywordAction::OptIn => "opt_in", KeywordAction::Help => "help" }).unwrap_or("none")).increment(1);
+    metrics::counter!("heimdall_inbound_messages_total", "channel" => msg.channel.as_str(), "keyword" => matched.as_ref().map(|k| k.action.as_str()).unwrap_or("none")).increment(1);
     Ok(Some(Stored {
         inbound_id,
         contact_id: contact.id,
@@ -217,6 +230,10 @@ pub(super) async fn reply_to_keyword(
                 "{}: you are unsubscribed and will receive no more messages on this number. Reply START to resubscribe.",
                 core.settings.program_name
             ),
+            KeywordAction::OptOutMarketing => format!(
+                "{}: you will receive no more offers or promotions on this number; reminders and account messages still come. Reply STOP to stop everything.",
+                core.settings.program_name
+            ),
             KeywordAction::OptIn => format!(
                 "{}: you are subscribed. Msg frequency varies. Msg & data rates may apply. Reply HELP for help, STOP to unsubscribe.",
                 core.settings.program_name
@@ -241,6 +258,7 @@ pub(super) async fn reply_to_keyword(
                     },
                     origin: Origin::ComplianceReply,
                     idempotency_key: Some(format!("reply:{}", msg.provider_message_id)),
+                    purpose: None,
                 },
             )
             .await;
@@ -259,5 +277,17 @@ pub(super) async fn reply_to_keyword(
         contact_id,
         keyword: matched.map(|k| k.keyword.to_string()),
         reply_message_id,
+    }
+}
+
+/// How the inbox row names a keyword's action: as it always did
+/// (`optout`, `optin`, `help`), and `optoutmarketing` for the
+/// marketing-only opt-out.
+fn keyword_action(action: KeywordAction) -> &'static str {
+    match action {
+        KeywordAction::OptOut => "optout",
+        KeywordAction::OptOutMarketing => "optoutmarketing",
+        KeywordAction::OptIn => "optin",
+        KeywordAction::Help => "help",
     }
 }

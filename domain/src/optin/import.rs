@@ -45,6 +45,8 @@ pub const IMPORT_EVIDENCE_COLUMNS: &[&str] = &["ip", "page_url", "inbound_messag
 /// Further columns an import may have.
 pub const IMPORT_OPTIONAL_COLUMNS: &[&str] = &[
     "name",
+    // Purpose names, separated by spaces, commas or |; empty: every purpose.
+    "purposes",
     "user_agent",
     "consent_text",
     "consent_text_hash",
@@ -88,6 +90,8 @@ pub(super) struct ImportRow {
     /// A source described in words (kept with who recorded it).
     described: Option<String>,
     evidence: ConsentEvidence,
+    /// The purposes it names (none: every purpose defined).
+    purposes: Vec<String>,
 }
 
 pub(super) fn read_row(
@@ -181,6 +185,9 @@ pub(super) fn read_row(
         source,
         described,
         evidence,
+        purposes: get("purposes")
+            .map(|p| crate::consent::purposes::parse_list(&p))
+            .unwrap_or_default(),
     })
 }
 
@@ -342,17 +349,29 @@ pub(super) async fn import_row(
             )));
         }
     }
+    let purposes = match crate::consent::purposes::claimed(&txn, &row.purposes).await {
+        Ok(p) => p,
+        Err(crate::consent::purposes::PurposeError::Db(e)) => return Err(e),
+        Err(other) => {
+            txn.rollback().await?;
+            return Ok(RowResult::Refused(format!("purposes: {other}")));
+        }
+    };
     let contact =
         contacts::find_or_create_by_phone(&txn, &row.phone, row.name.clone(), now).await?;
-    if let Some(o) = crate::consent::opted_out(&txn, &contact.id, row.channel).await? {
-        txn.rollback().await?;
-        return Ok(RowResult::Refused(format!(
-            "{} opted out on {} ({}, {}); an import cannot override an opt-out: only the person, from their own number (START), can",
-            row.phone,
-            row.channel,
-            o.reason,
-            o.since.format("%Y-%m-%d")
-        )));
+    for purpose in &purposes {
+        if let Some(o) =
+            crate::consent::opted_out(&txn, &contact.id, row.channel, Some(purpose)).await?
+        {
+            txn.rollback().await?;
+            return Ok(RowResult::Refused(format!(
+                "{} opted out on {} ({}, {}); an import cannot override an opt-out: only the person, from their own number (START), can",
+                row.phone,
+                row.channel,
+                o.reason,
+                o.since.format("%Y-%m-%d")
+            )));
+        }
     }
     let dup = consent::Entity::find()
         .filter(consent::Column::ContactId.eq(&contact.id))
@@ -376,17 +395,25 @@ pub(super) async fn import_row(
         Some(d) => format!("{actor} (CSV import; source: {d})"),
         None => format!("{actor} (CSV import)"),
     };
-    let res = crate::consent::record_opt_in(
-        &txn,
-        &contact.id,
-        row.channel,
-        row.source,
-        &row.evidence,
-        &recorded_by,
-        false,
-        now,
-    )
-    .await;
+    let mut res = Ok(());
+    for purpose in &purposes {
+        res = crate::consent::record_opt_in(
+            &txn,
+            &contact.id,
+            row.channel,
+            Some(purpose),
+            row.source,
+            &row.evidence,
+            &recorded_by,
+            false,
+            now,
+        )
+        .await
+        .map(|_| ());
+        if res.is_err() {
+            break;
+        }
+    }
     match res {
         Ok(_) => {
             txn.commit().await?;

@@ -378,7 +378,7 @@ pub async fn submit(
             consent_text_version: text.label.clone(),
             confirmation: None,
         };
-        if crate::consent::opted_out(&txn, &contact.id, channel)
+        if crate::consent::opted_out(&txn, &contact.id, channel, None)
             .await?
             .is_some()
         {
@@ -423,10 +423,14 @@ pub async fn submit(
             consent_text: Some(text.text.clone()),
             consent_text_hash: Some(text.hash.clone()),
         };
+        // A form asks once for its whole text: its consent covers the
+        // purposes that existed before purposes (recorded without one),
+        // as every form's did. (Asking per purpose is not built yet.)
         let outcome = crate::consent::record_opt_in(
             &txn,
             &contact.id,
             channel,
+            None,
             source,
             &evidence,
             &recorded_by,
@@ -550,6 +554,7 @@ pub(super) async fn request_confirmation(
             content,
             origin: Origin::OptInConfirmation,
             idempotency_key: Some(format!("optin-confirm:{consent_id}")),
+            purpose: None,
         },
     )
     .await;

@@ -59,6 +59,7 @@ pub(super) async fn put_text(
         current: Set(true),
         created_by: Set(actor.to_string()),
         created_at: Set(now),
+        purpose: Set(None),
     }
     .insert(db)
     .await?;

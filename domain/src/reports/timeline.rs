@@ -26,10 +26,13 @@ pub struct SuppressionView {
     pub active: bool,
 }
 
-/// The consent and suppression the gates read on one channel.
+/// The consent and suppression the gates read on one channel for one
+/// purpose.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelStanding {
     pub channel: Channel,
+    /// The purpose (`purposes.name`) a message would be sent for.
+    pub purpose: String,
     /// The latest consent's status (revoked once it has a revocation
     /// time); none without a consent.
     pub consent: Option<ConsentStatus>,
@@ -94,10 +97,21 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
         })
         .collect();
     let mut standing = Vec::new();
-    for channel in Channel::ALL {
-        let gate = facts::fact_rows(db, ContactKey::Id(contact_id), channel, None, None)
-            .await?
-            .gate;
+    let purposes = crate::consent::purposes::list(db).await?;
+    for (channel, purpose) in Channel::ALL
+        .into_iter()
+        .flat_map(|c| purposes.iter().map(move |p| (c, p)))
+    {
+        let gate = facts::fact_rows(
+            db,
+            ContactKey::Id(contact_id),
+            channel,
+            None,
+            Some(&purpose.name),
+            None,
+        )
+        .await?
+        .gate;
         let suppression = gate.suppression.as_ref().and_then(|read| {
             suppressions
                 .iter()
@@ -111,6 +125,7 @@ pub async fn contact_timeline(core: &Core, contact_id: &str) -> Result<ContactTi
         });
         standing.push(ChannelStanding {
             channel,
+            purpose: purpose.name.clone(),
             consent: gate.consent_status(),
             suppression,
         });

@@ -32,6 +32,9 @@ pub struct LatestConsent {
     pub source: String,
     pub captured_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The purpose it covers; `None`: recorded before purposes, covering
+    /// the legacy ones.
+    pub purpose: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,31 +44,62 @@ pub struct ActiveSuppression {
     pub since: DateTime<Utc>,
     /// It stops marketing templates only (Meta's 131050).
     pub marketing_only: bool,
+    /// It stops one purpose only (the person withdrew it): that purpose.
+    pub purpose: Option<String>,
+}
+
+/// The purpose the consent was read for, as defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeRow {
+    pub name: String,
+    pub marketing: bool,
+    pub legacy: bool,
 }
 
 /// The consent the gates read, for the contact `contact_id` (an SQL
-/// expression) on `channel`: the latest one (ties by id), as
-/// `consent::current_consent` picks it. Written once for both facts
-/// statements; `domain/tests/selection_agrees.rs` checks the two paths
-/// agree on generated ledgers.
-fn latest_consent_sql(contact_id: &str, channel: &str) -> String {
+/// expression) on `channel` and the purpose `pp` (the `purposes` row
+/// joined before it): the latest one (ties by id) that covers the purpose,
+/// its own or, recorded before purposes, one covering the legacy purposes;
+/// as `consent::current_consent_for` picks it. `columns` is what to
+/// select. Written once for every facts statement;
+/// `domain/tests/selection_agrees.rs` checks the paths agree on generated
+/// ledgers.
+fn latest_consent_sql(columns: &str, contact_id: &str, channel: &str) -> String {
     format!(
-        "SELECT status, source, captured_at, revoked_at FROM consents \
+        "SELECT {columns} FROM consents \
          WHERE contact_id = {contact_id} AND channel = {channel} \
+         AND (purpose = pp.name OR (purpose IS NULL AND pp.legacy = TRUE)) \
          ORDER BY created_at DESC, id DESC LIMIT 1"
     )
 }
 
-/// The suppression the gates read, for `contact_id` on `channel`: an
-/// active one on the channel or on `all`, one that stops everything first,
-/// then the oldest (ties by id). When it stops everything it is the one
+/// The suppression the gates read, for `contact_id` on `channel` and the
+/// purpose `pp`: an active one on the channel or on `all` that stops
+/// everything, or this purpose, or marketing; in that order, then the
+/// oldest (ties by id). When it stops everything it is the one
 /// `consent::active_suppression` picks.
-fn gate_suppression_sql(contact_id: &str, channel: &str) -> String {
+fn gate_suppression_sql(columns: &str, contact_id: &str, channel: &str) -> String {
     format!(
-        "SELECT reason, source_ref, created_at, scope FROM suppressions \
+        "SELECT {columns} FROM suppressions \
          WHERE contact_id = {contact_id} AND channel IN ({channel}, 'all') \
-         AND lifted_at IS NULL ORDER BY (scope <> 'all') ASC, created_at ASC, id ASC LIMIT 1"
+         AND lifted_at IS NULL \
+         AND (scope IN ('all', 'marketing') OR scope = 'purpose:' || pp.name) \
+         ORDER BY CASE scope WHEN 'all' THEN 0 WHEN 'marketing' THEN 2 ELSE 1 END, \
+         created_at ASC, id ASC LIMIT 1"
     )
+}
+
+/// The purpose a message is checked for: the one it names (`named`, an SQL
+/// expression), else its template's.
+fn purpose_join(lateral: bool, named: &str) -> String {
+    if lateral {
+        format!(
+            "LEFT JOIN LATERAL (SELECT * FROM purposes \
+               WHERE name = COALESCE({named}, t.purpose) LIMIT 1) pp ON TRUE"
+        )
+    } else {
+        format!("LEFT JOIN purposes pp ON pp.name = COALESCE({named}, t.purpose)")
+    }
 }
 
 impl GateState {
@@ -95,6 +129,9 @@ pub struct FactRows {
     pub contact: Option<contact::Model>,
     pub gate: GateState,
     pub template: Option<template::Model>,
+    /// The purpose the message is checked for (the one it names, else its
+    /// template's), as defined; `None` when it names none or an unknown one.
+    pub purpose: Option<PurposeRow>,
     pub sender: Option<channel_config::Model>,
 }
 
@@ -124,6 +161,8 @@ struct FactSources<'a> {
     contact_where: &'a str,
     channel: &'a str,
     template: &'a str,
+    /// The purpose the message names (NULL: its template's).
+    purpose: &'a str,
     senders: &'a [(String, String)],
 }
 
@@ -137,6 +176,8 @@ fn fact_columns(senders: &[(String, String)]) -> (String, String) {
         "{c}, \
          lc.status AS lc_status, lc.source AS lc_source, \
          lc.captured_at AS lc_captured_at, lc.revoked_at AS lc_revoked_at, \
+         lc.purpose AS lc_purpose, \
+         pp.name AS pp_name, pp.marketing AS pp_marketing, pp.legacy AS pp_legacy, \
          ls.reason AS ls_reason, ls.source_ref AS ls_source_ref, ls.created_at AS ls_since, \
          ls.scope AS ls_scope, \
          w.window_expires_at AS w_expires_at, {t}",
@@ -164,15 +205,17 @@ fn facts_sql(src: &FactSources<'_>) -> String {
          SELECT {columns} \
          FROM (SELECT 1 AS one) one \
          LEFT JOIN k ON TRUE \
-         LEFT JOIN ({lc}) lc ON TRUE \
-         LEFT JOIN ({ls}) ls ON TRUE \
+         LEFT JOIN templates t ON t.name = {tn} \
+         {pp} \
+         LEFT JOIN consents lc ON lc.id = ({lc}) \
+         LEFT JOIN suppressions ls ON ls.id = ({ls}) \
          LEFT JOIN service_windows w \
-           ON w.contact_id = (SELECT id FROM k) AND w.channel = {ch} \
-         LEFT JOIN templates t ON t.name = {tn}{senders_joins}",
+           ON w.contact_id = k.id AND w.channel = {ch}{senders_joins}",
         contact_where = src.contact_where,
         ch = src.channel,
-        lc = latest_consent_sql("(SELECT id FROM k)", src.channel),
-        ls = gate_suppression_sql("(SELECT id FROM k)", src.channel),
+        pp = purpose_join(false, src.purpose),
+        lc = latest_consent_sql("id", "k.id", src.channel),
+        ls = gate_suppression_sql("id", "k.id", src.channel),
         tn = src.template,
     )
 }
@@ -187,15 +230,28 @@ fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, s
             source: row.try_get("", "lc_source")?,
             captured_at: row.try_get("", "lc_captured_at")?,
             revoked_at: row.try_get("", "lc_revoked_at")?,
+            purpose: row.try_get("", "lc_purpose")?,
         }),
         None => None,
     };
+    let scope: String = row
+        .try_get::<Option<String>>("", "ls_scope")?
+        .unwrap_or_default();
     let suppression = match row.try_get::<Option<String>>("", "ls_reason")? {
         Some(reason) => Some(ActiveSuppression {
             reason,
             source_ref: row.try_get("", "ls_source_ref")?,
             since: row.try_get("", "ls_since")?,
-            marketing_only: row.try_get::<String>("", "ls_scope")? == "marketing",
+            marketing_only: scope == "marketing",
+            purpose: scope.strip_prefix("purpose:").map(str::to_string),
+        }),
+        None => None,
+    };
+    let purpose = match row.try_get::<Option<String>>("", "pp_name")? {
+        Some(name) => Some(PurposeRow {
+            name,
+            marketing: row.try_get("", "pp_marketing")?,
+            legacy: row.try_get("", "pp_legacy")?,
         }),
         None => None,
     };
@@ -207,6 +263,7 @@ fn decode_facts(row: &sea_orm::QueryResult, sender: usize) -> Result<FactRows, s
             window_expires_at: row.try_get("", "w_expires_at")?,
         },
         template: joined(row, "t_")?,
+        purpose,
         sender: joined(row, &format!("s{sender}_"))?,
     })
 }
@@ -218,6 +275,7 @@ pub async fn fact_rows(
     key: ContactKey<'_>,
     channel: Channel,
     template: Option<&str>,
+    purpose: Option<&str>,
     sender: Option<(&str, &str)>,
 ) -> Result<FactRows, sea_orm::DbErr> {
     use sea_orm::Statement;
@@ -232,6 +290,7 @@ pub async fn fact_rows(
         contact_where: &contact_where,
         channel: &p(2),
         template: &p(3),
+        purpose: &p(6),
         senders: &[(p(4), p(5))],
     });
     let row = db
@@ -244,6 +303,7 @@ pub async fn fact_rows(
                 template.map(|t| t.trim().to_lowercase()).into(),
                 sender.map(|s| s.0.to_string()).into(),
                 sender.map(|s| s.1.to_string()).into(),
+                purpose.map(str::to_string).into(),
             ],
         ))
         .await?
@@ -255,18 +315,25 @@ pub async fn fact_rows(
 /// (`contact` is a subquery giving at most one contacts row), its latest
 /// consent `lc`, oldest active suppression `ls` and window `w` on
 /// `channel`, and the template `t` named `template` (SQL expressions of
-/// the row being read for). Each is an index lookup by key per row.
-fn lateral_fact_joins(contact: &str, channel: &str, template: &str) -> String {
+/// the row being read for; `purpose` the one it names). Each is an index
+/// lookup by key per row.
+fn lateral_fact_joins(contact: &str, channel: &str, template: &str, purpose: &str) -> String {
     format!(
         "LEFT JOIN LATERAL ({contact}) k ON TRUE \
+         LEFT JOIN LATERAL (SELECT * FROM templates \
+           WHERE name = {template} LIMIT 1) t ON TRUE \
+         {pp} \
          LEFT JOIN LATERAL ({lc}) lc ON TRUE \
          LEFT JOIN LATERAL ({ls}) ls ON TRUE \
          LEFT JOIN LATERAL (SELECT window_expires_at FROM service_windows \
-           WHERE contact_id = k.id AND channel = {channel} LIMIT 1) w ON TRUE \
-         LEFT JOIN LATERAL (SELECT * FROM templates \
-           WHERE name = {template} LIMIT 1) t ON TRUE",
-        lc = latest_consent_sql("k.id", channel),
-        ls = gate_suppression_sql("k.id", channel),
+           WHERE contact_id = k.id AND channel = {channel} LIMIT 1) w ON TRUE",
+        pp = purpose_join(true, purpose),
+        lc = latest_consent_sql(
+            "status, source, captured_at, revoked_at, purpose",
+            "k.id",
+            channel
+        ),
+        ls = gate_suppression_sql("reason, source_ref, created_at, scope", "k.id", channel),
     )
 }
 
@@ -317,10 +384,17 @@ pub struct FactRead {
     pub phone: Option<String>,
     pub channel: Channel,
     pub template: Option<String>,
+    /// The purpose the message names (`None`: its template's).
+    pub purpose: Option<String>,
 }
 
 impl FactRead {
-    pub fn new(key: ContactKey<'_>, channel: Channel, template: Option<&str>) -> FactRead {
+    pub fn new(
+        key: ContactKey<'_>,
+        channel: Channel,
+        template: Option<&str>,
+        purpose: Option<&str>,
+    ) -> FactRead {
         let (contact_id, phone) = match key {
             ContactKey::Id(id) => (Some(id.to_string()), None),
             ContactKey::Phone(p) => (None, Some(p.to_string())),
@@ -331,6 +405,7 @@ impl FactRead {
             phone,
             channel,
             template: template.map(|t| t.trim().to_lowercase()),
+            purpose: purpose.map(str::to_string),
         }
     }
 }
@@ -345,11 +420,12 @@ pub async fn fact_rows_many(
     reads: &[FactRead],
     senders: &[(Channel, Option<(&str, String)>)],
 ) -> Result<Vec<FactRows>, sea_orm::DbErr> {
-    let (columns, senders_joins) = fact_columns(&sender_params(senders, 5));
+    let (columns, senders_joins) = fact_columns(&sender_params(senders, 6));
     let sql = format!(
         "SELECT {columns} \
-         FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[]) \
-           WITH ORDINALITY AS r(cid, phone, channel, tname, ord) \
+         FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], \
+           $5::varchar[]) \
+           WITH ORDINALITY AS r(cid, phone, channel, tname, purpose, ord) \
          {joins}{senders_joins} \
          ORDER BY r.ord",
         joins = lateral_fact_joins(
@@ -357,6 +433,7 @@ pub async fn fact_rows_many(
              UNION ALL (SELECT * FROM contacts WHERE phone_e164 = r.phone LIMIT 1) LIMIT 1",
             "r.channel",
             "r.tname",
+            "r.purpose",
         ),
     );
     let column = |f: fn(&FactRead) -> Option<String>| reads.iter().map(f).collect::<Vec<_>>();
@@ -364,7 +441,8 @@ pub async fn fact_rows_many(
         .bind(column(|r| r.contact_id.clone()))
         .bind(column(|r| r.phone.clone()))
         .bind(column(|r| Some(r.channel.as_str().to_string())))
-        .bind(column(|r| r.template.clone()));
+        .bind(column(|r| r.template.clone()))
+        .bind(column(|r| r.purpose.clone()));
     let rows = bind_senders(query, senders)
         .fetch_all(pool)
         .await
@@ -409,6 +487,7 @@ pub async fn messages_with_fact_rows(
             "SELECT * FROM contacts WHERE id = m.contact_id LIMIT 1",
             "m.channel",
             "lower(trim(m.template_name))",
+            "m.purpose",
         ),
         mc = prefixed_columns::<outbound_message::Entity>("m", "m_"),
     );

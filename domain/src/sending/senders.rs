@@ -198,6 +198,7 @@ pub async fn release(
                 channel,
                 content,
                 idempotency_key: Some(format!("resend:{}", m.id)),
+                purpose: None,
                 origin: Origin::Resend {
                     original: Box::new(m.clone()),
                 },

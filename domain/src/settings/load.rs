@@ -295,6 +295,16 @@ impl Settings {
             fallback_codes: runtime.fallback_codes,
             sms_hours: runtime.sms_hours,
             default_time_zone,
+            default_purpose: match src.get("HEIMDALL_DEFAULT_PURPOSE") {
+                None => "service".into(),
+                Some(v) => crate::consent::purposes::check_name(v)
+                    .map_err(|m| invalid("HEIMDALL_DEFAULT_PURPOSE", m))?,
+            },
+            marketing_stop_phrases: parse_marketing_stop_phrases(
+                src.get("HEIMDALL_MARKETING_STOP_PHRASES")
+                    .unwrap_or(DEFAULT_MARKETING_STOP_PHRASES),
+            )
+            .map_err(|m| invalid("HEIMDALL_MARKETING_STOP_PHRASES", m))?,
             program_name: src
                 .get("HEIMDALL_PROGRAM_NAME")
                 .unwrap_or("Heimdall")
@@ -390,4 +400,50 @@ pub fn template_name_from_setting(suffix: &str) -> String {
     } else {
         name
     }
+}
+
+/// The marketing-only opt-out phrases when `HEIMDALL_MARKETING_STOP_PHRASES`
+/// is not set.
+pub const DEFAULT_MARKETING_STOP_PHRASES: &str =
+    "en: STOP PROMOTIONS, STOP PROMOS, STOP MARKETING, STOP OFFERS, NO PROMOTIONS; \
+es: STOP PROMOCIONES, BAJA PROMOCIONES; \
+fr: STOP PROMOTIONS, STOP PUB; \
+de: STOP WERBUNG; \
+pt: PARAR PROMOCOES, STOP PROMOCOES; \
+it: STOP PROMOZIONI";
+
+/// `lang: PHRASE, PHRASE; lang: ...` as (language, normalised phrase)
+/// pairs. A phrase that is an opt-out keyword by itself ("STOP") is
+/// refused: it must stop everything.
+pub fn parse_marketing_stop_phrases(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for group in text.split(';').map(str::trim).filter(|g| !g.is_empty()) {
+        let (lang, phrases) = group.split_once(':').ok_or_else(|| {
+            format!("'{group}' has no language: write it as 'en: STOP PROMOTIONS, ...'")
+        })?;
+        let lang = lang.trim().to_lowercase();
+        if lang.is_empty()
+            || lang.len() > 8
+            || !lang.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
+        {
+            return Err(format!(
+                "'{lang}' is not a language code (such as en, es, pt-br)"
+            ));
+        }
+        for phrase in phrases.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let normalised = crate::compliance::keywords::normalise(phrase);
+            if normalised.is_empty() {
+                return Err(format!("'{phrase}' is empty once normalised"));
+            }
+            // Never let a full opt-out (even one for staff to review) be
+            // read as marketing only.
+            if crate::compliance::keywords::classify(phrase).is_some() {
+                return Err(format!(
+                    "'{phrase}' is read as a keyword or an opt-out already: it cannot stop marketing only"
+                ));
+            }
+            out.push((lang.clone(), normalised));
+        }
+    }
+    Ok(out)
 }

@@ -21,7 +21,9 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use load::template_name_from_setting;
+pub use load::{
+    parse_marketing_stop_phrases, template_name_from_setting, DEFAULT_MARKETING_STOP_PHRASES,
+};
 pub use source::{Source, ValueSource};
 
 use std::collections::BTreeMap;
@@ -175,6 +177,13 @@ pub struct Settings {
     pub sms_hours: (chrono::NaiveTime, chrono::NaiveTime),
     /// `HEIMDALL_DEFAULT_TIME_ZONE`, default `UTC`: for contacts without one.
     pub default_time_zone: chrono_tz::Tz,
+    /// `HEIMDALL_DEFAULT_PURPOSE`, default `service`: the purpose a free-form
+    /// message that names none is checked for (a template's is its own).
+    pub default_purpose: String,
+    /// `HEIMDALL_MARKETING_STOP_PHRASES`: per language, the whole messages
+    /// that stop marketing only ("STOP PROMOTIONS"), normalised as keywords
+    /// are. `(language, phrase)`.
+    pub marketing_stop_phrases: Vec<(String, String)>,
     /// `HEIMDALL_PROGRAM_NAME`, default `Heimdall`: used in HELP and opt-out replies.
     pub program_name: String,
     /// `HEIMDALL_HELP_TEXT`: the HELP reply; a compliant default is built from the program name.

@@ -396,6 +396,7 @@ async fn outbound_bench(
             &core.db.conn,
             &c.id,
             Channel::WhatsApp,
+            None,
             ConsentSource::Api,
             &ConsentEvidence {
                 ip: Some("203.0.113.1".into()),
@@ -455,6 +456,7 @@ async fn outbound_bench(
                             reminder_id: None,
                         },
                         idempotency_key: None,
+                        purpose: None,
                     },
                 )
                 .await;

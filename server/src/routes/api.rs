@@ -338,6 +338,7 @@ async fn whatsapp_send(
                 reminder_id: None,
             },
             idempotency_key: body.idempotency_key,
+            purpose: None,
         },
     )
     .await
@@ -591,6 +592,11 @@ struct ConsentBody {
     /// Double opt-in: recorded as pending until the person confirms.
     #[serde(default)]
     pending: bool,
+    /// The purposes the person agreed to (`purposes` names, e.g.
+    /// `["service"]`): one consent row each. Omitted or empty: every
+    /// purpose defined now, each named in its row.
+    #[serde(default)]
+    purposes: Vec<String>,
 }
 
 #[utoipa::path(
@@ -620,32 +626,51 @@ async fn record_consent(
     // An API client's word never lifts an opt-out: for an opted-out number
     // the consent is recorded as pending (202) and only the person's own
     // number (START) can make it count.
-    match heimdall_domain::consent::record_opt_in(
-        &core.db.conn,
+    use heimdall_domain::consent::OptInOutcome;
+    let txn = core.db.begin_write().await?;
+    let recorded = heimdall_domain::consent::record_opt_ins(
+        &txn,
         &id,
         body.channel,
+        &body.purposes,
         body.source,
         &body.evidence,
         &auth.0.actor(),
         body.pending,
         core.now(),
     )
-    .await
-    {
-        Ok(outcome) => {
-            let status = match &outcome {
-                heimdall_domain::consent::OptInOutcome::NeedsProofFromNumber { .. } => {
-                    actix_web::http::StatusCode::ACCEPTED
-                }
-                _ => actix_web::http::StatusCode::CREATED,
+    .await;
+    match recorded {
+        Ok(outcomes) if !outcomes.is_empty() => {
+            txn.commit().await?;
+            // The answer is the first purpose's consent (as before
+            // purposes), every purpose's in `consents`, and the note of
+            // the one that counts least (held for proof, then pending).
+            let weakest = outcomes
+                .iter()
+                .find(|o| matches!(o, OptInOutcome::NeedsProofFromNumber { .. }))
+                .or_else(|| {
+                    outcomes
+                        .iter()
+                        .find(|o| matches!(o, OptInOutcome::Pending { .. }))
+                })
+                .unwrap_or(&outcomes[0]);
+            let needs_proof = matches!(weakest, OptInOutcome::NeedsProofFromNumber { .. });
+            let status = if needs_proof {
+                actix_web::http::StatusCode::ACCEPTED
+            } else {
+                actix_web::http::StatusCode::CREATED
             };
-            let note = outcome.explanation();
-            let needs_proof = status == actix_web::http::StatusCode::ACCEPTED;
-            let mut body = json!(outcome.into_consent());
-            body["note"] = json!(note);
+            let mut body = json!(outcomes[0].consent());
+            body["note"] = json!(weakest.explanation());
             body["needs_proof_from_number"] = json!(needs_proof);
+            body["consents"] = json!(outcomes.iter().map(|o| o.consent()).collect::<Vec<_>>());
             Ok(HttpResponse::build(status).json(body))
         }
+        Ok(_) => Err(ApiError::BadRequest {
+            code: "invalid_evidence",
+            message: "no purpose is defined: define one before recording consents".into(),
+        }),
         Err(contacts::ContactError::Db(e)) => Err(e.into()),
         Err(e) => Err(ApiError::BadRequest {
             code: "invalid_evidence",
@@ -761,6 +786,11 @@ struct MessageBody {
     reply_to: Option<String>,
     /// A repeated request with the same key sends nothing again.
     idempotency_key: Option<String>,
+    /// What the message is sent for (a `purposes` name): the consent gate
+    /// looks for a consent to it. A template goes for its own purpose
+    /// (naming another is refused); a text that names none is for
+    /// `HEIMDALL_DEFAULT_PURPOSE` (`service`).
+    purpose: Option<String>,
 }
 
 fn default_channel() -> Channel {
@@ -833,6 +863,7 @@ async fn send_message(
                 reminder_id: None,
             },
             idempotency_key: b.idempotency_key,
+            purpose: b.purpose,
         },
     )
     .await

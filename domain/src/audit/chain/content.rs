@@ -233,6 +233,15 @@ pub(super) fn content_pairs(
             .unwrap_or_else(|| digest(row.get(field)));
         pairs.push((field.to_string(), d));
     }
+    for (_, field) in table.appended.iter().filter(|(e, _)| *e == event) {
+        let d = originals
+            .get(*field)
+            .copied()
+            .unwrap_or_else(|| digest(row.get(field)));
+        if d != digest(None) {
+            pairs.push((field.to_string(), d));
+        }
+    }
     for field in table.recorded {
         let value = detail
             .recorded

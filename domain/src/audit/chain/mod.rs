@@ -179,6 +179,12 @@ struct Table {
     /// The personal columns [`redact`] may replace, each with the value it
     /// puts in their place by default (`None`: NULL).
     personal: &'static [(&'static str, Option<&'static str>)],
+    /// Columns added to an event's content after rows were chained
+    /// without them, as (event, column): hashed after the event's fields,
+    /// and only when not NULL, so entries chained before the column
+    /// existed still verify, and a value set or cleared by hand later does
+    /// not.
+    appended: &'static [(&'static str, &'static str)],
 }
 
 impl Table {
@@ -248,6 +254,7 @@ static TOOL_CALLS: Table = Table {
     // The gates' verdicts and the explanation can name the number (an
     // invalid one, a provider's error text).
     personal: &[("verdicts", Some("[]")), ("detail", None)],
+    appended: &[],
 };
 
 static CONSENTS: Table = Table {
@@ -276,6 +283,7 @@ static CONSENTS: Table = Table {
         ("revocation_ref", Kind::Text),
         ("created_at", Kind::Time),
         ("strength", Kind::Text),
+        ("purpose", Kind::Text),
     ],
     events: &[
         EventSpec {
@@ -332,6 +340,9 @@ static CONSENTS: Table = Table {
         ("page_url", None),
         ("consent_text", None),
     ],
+    // The purpose a consent covers (migration 070): consents chained
+    // before purposes have none.
+    appended: &[("created", "purpose")],
 };
 
 static SUPPRESSIONS: Table = Table {
@@ -380,6 +391,7 @@ static SUPPRESSIONS: Table = Table {
     // What a suppression holds is what the law needs kept to honour the
     // opt-out.
     personal: &[],
+    appended: &[],
 };
 
 static CAMPAIGN_APPROVALS: Table = Table {
@@ -409,6 +421,7 @@ static CAMPAIGN_APPROVALS: Table = Table {
     }],
     recorded: &[],
     personal: &[],
+    appended: &[],
 };
 
 /// The personal columns of `table` that [`redact`] may replace (none for a

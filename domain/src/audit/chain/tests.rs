@@ -24,6 +24,10 @@ fn every_column_of_a_chained_table_is_covered_once() {
         for field in table.recorded {
             assert!(covered.insert(*field), "{}.{field}", table.name);
         }
+        for (event, field) in table.appended {
+            assert!(table.event(event).is_some(), "{}: {event}", table.name);
+            assert!(covered.insert(*field), "{}.{field}", table.name);
+        }
         let columns: BTreeSet<&str> = table.columns.iter().map(|(c, _)| *c).collect();
         assert_eq!(covered, columns, "{}", table.name);
         assert_eq!(table.created().name, "created");

@@ -158,6 +158,7 @@ async fn process(
                 reminder_id: Some(r.id.clone()),
             },
             idempotency_key: Some(key),
+            purpose: None,
         },
     )
     .await;

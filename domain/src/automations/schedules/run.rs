@@ -371,26 +371,35 @@ pub(super) async fn recover_claims(
 }
 
 /// Has the contact not opted out and an active consent on WhatsApp (the
-/// channel schedules send on)?
+/// channel schedules send on) for the purpose of the template `template`?
 pub(super) async fn may_message(
     core: &Core,
     contact: &contact::Model,
+    template: &str,
 ) -> Result<bool, sea_orm::DbErr> {
     let channel = Channel::WhatsApp;
-    if crate::consent::opted_out(&core.db.conn, &contact.id, channel)
+    let db = &core.db.conn;
+    let purpose = match crate::templates::find_by_name(db, template)
+        .await?
+        .and_then(|t| t.purpose)
+    {
+        Some(name) => crate::consent::purposes::find(db, &name).await?,
+        None => None,
+    };
+    if crate::consent::opted_out(db, &contact.id, channel, purpose.as_ref())
         .await?
         .is_some()
     {
         return Ok(false);
     }
-    Ok(
-        crate::consent::current_consent(&core.db.conn, &contact.id, channel)
-            .await?
-            .is_some_and(|c| {
-                crate::consent::consent_status(&c)
-                    == crate::compliance::gates::ConsentStatus::Active
-            }),
-    )
+    let current = match &purpose {
+        Some(p) => crate::consent::current_consent_for(db, &contact.id, channel, p).await?,
+        // No template or purpose: the gates refuse the send anyway.
+        None => return Ok(false),
+    };
+    Ok(current.is_some_and(|c| {
+        crate::consent::consent_status(&c) == crate::compliance::gates::ConsentStatus::Active
+    }))
 }
 
 /// Send one claimed occurrence. A database error leaves it claimed; it is
@@ -451,7 +460,7 @@ pub(super) async fn process(
         serde_json::from_str(&s.variables).unwrap_or_default();
     // Nothing is fetched for someone nobody may message: the send below is
     // refused by the gates (suppressed, no consent) whatever the variables.
-    let may_message = may_message(core, contact).await?;
+    let may_message = may_message(core, contact, &s.template_name).await?;
     if let (Some(url), false, true) = (&s.variables_url, already_sent, may_message) {
         let wanted = match crate::templates::find_by_name(&core.db.conn, &s.template_name).await? {
             Some(t) => t.variables,
@@ -511,6 +520,7 @@ pub(super) async fn process(
                 reminder_id: None,
             },
             idempotency_key: Some(key),
+            purpose: None,
         },
     )
     .await;

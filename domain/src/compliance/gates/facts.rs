@@ -42,16 +42,31 @@ pub struct MessageFacts {
     pub recipient: Option<PhoneNumber>,
     pub content: MessageContent,
     pub purpose: Purpose,
+    /// What it is sent for, by name (`marketing`, `service`, ...): the
+    /// purpose it names, else its template's. `None`: it names none.
+    pub consent_purpose: Option<String>,
 }
 
 pub use heimdall_codes::ConsentStatus;
 
-/// The latest consent record for the recipient and channel.
+/// The latest consent record for the recipient and channel that covers
+/// the message's purpose.
 #[derive(Debug, Clone)]
 pub struct ConsentFact {
     pub status: ConsentStatus,
     pub source: String,
     pub captured_at: DateTime<Utc>,
+    /// The purpose it names; `None`: recorded before purposes existed,
+    /// covering the purposes that existed then.
+    pub purpose: Option<String>,
+}
+
+/// The message's purpose as staff defined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeFact {
+    pub name: String,
+    /// A marketing purpose: a marketing opt-out stops it.
+    pub marketing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +76,8 @@ pub struct SuppressionFact {
     /// Only marketing templates are stopped (Meta's 131050: the person
     /// stopped marketing messages, not the conversation).
     pub marketing_only: bool,
+    /// Only this purpose is stopped (the person withdrew it).
+    pub purpose: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +155,9 @@ pub struct TierFact {
 /// Everything the pipeline needs, loaded by the caller.
 #[derive(Debug, Clone)]
 pub struct LoadedFacts {
+    /// The message's purpose as defined (`None`: it names none, or one
+    /// that is not defined).
+    pub purpose: Option<PurposeFact>,
     pub consent: Option<ConsentFact>,
     pub suppression: Option<SuppressionFact>,
     /// When the customer-service window for this channel closes, if open or

@@ -27,12 +27,14 @@ pub(super) fn not_allowlisted(msg: &MessageFacts, policy: &Policy) -> Verdict {
     }
 }
 
-/// Is the message a WhatsApp or SMS marketing template?
+/// Is the message marketing: a marketing template, or sent for a
+/// marketing purpose?
 pub(super) fn is_marketing(msg: &MessageFacts, facts: &LoadedFacts) -> bool {
-    matches!(
-        (&msg.content, &facts.template),
-        (MessageContent::Template { .. }, Some(t)) if t.category == TemplateCategory::Marketing
-    )
+    facts.purpose.as_ref().is_some_and(|p| p.marketing)
+        || matches!(
+            (&msg.content, &facts.template),
+            (MessageContent::Template { .. }, Some(t)) if t.category == TemplateCategory::Marketing
+        )
 }
 
 pub(super) fn suppressed(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
@@ -41,13 +43,25 @@ pub(super) fn suppressed(msg: &MessageFacts, facts: &LoadedFacts) -> Verdict {
             "the person stopped marketing messages ({}), and this is not marketing",
             s.reason
         )),
+        (Some(s), _) if s.purpose.is_some() && s.purpose != msg.consent_purpose => {
+            Verdict::pass(format!(
+                "the person withdrew {} only ({}), and this is not for it",
+                s.purpose.as_deref().unwrap_or_default(),
+                s.reason
+            ))
+        }
         (Some(s), Purpose::ComplianceReply) => Verdict::na(format!(
             "suppressed ({}), but this is the reply to the person's own keyword",
             s.reason
         )),
         (Some(s), _) => Verdict::block(format!(
-            "the contact is suppressed on {} since {} ({})",
+            "the contact is suppressed on {}{} since {} ({})",
             msg.channel,
+            match (&s.purpose, s.marketing_only) {
+                (Some(p), _) => format!(" for {p}"),
+                (None, true) => " for marketing".into(),
+                (None, false) => String::new(),
+            },
             s.since.format("%Y-%m-%d %H:%M UTC"),
             s.reason
         )),
@@ -104,21 +118,43 @@ pub(super) fn no_consent(msg: &MessageFacts, facts: &LoadedFacts, window_open: b
         }
         _ => {}
     }
+    let Some(purpose) = &facts.purpose else {
+        if matches!(msg.content, MessageContent::Template { .. }) && facts.template.is_none() {
+            // An unknown template has no purpose: its own gate refuses it.
+            return Verdict::na("the template is unknown, so is its purpose");
+        }
+        return Verdict::block(match &msg.consent_purpose {
+            Some(name) => format!(
+                "the message is for '{name}', which is not a defined purpose: no consent can cover it"
+            ),
+            None => "the message names no purpose, so no consent can be checked for it".into(),
+        });
+    };
+    let covers = |c: &ConsentFact| match &c.purpose {
+        Some(p) => format!("for {p}"),
+        None => format!(
+            "for {} (recorded before purposes: it covers the purposes that existed then)",
+            purpose.name
+        ),
+    };
     match &facts.consent {
         Some(c) if c.status == ConsentStatus::Active => Verdict::pass(format!(
-            "{} opt-in recorded {} via {}",
+            "{} opt-in {} recorded {} via {}",
             msg.channel,
+            covers(c),
             c.captured_at.format("%Y-%m-%d"),
             c.source
         )),
         Some(c) if c.status == ConsentStatus::Pending => Verdict::block(format!(
-            "{} opt-in via {} is waiting for the person's confirmation",
-            msg.channel, c.source
+            "{} opt-in {} via {} is waiting for the person's confirmation",
+            msg.channel,
+            covers(c),
+            c.source
         )),
-        Some(_) => Verdict::block(format!("{} consent was revoked", msg.channel)),
+        Some(c) => Verdict::block(format!("{} consent {} was revoked", msg.channel, covers(c))),
         None => Verdict::block(format!(
-            "no recorded {} opt-in for this person",
-            msg.channel
+            "no recorded {} opt-in for {} for this person",
+            msg.channel, purpose.name
         )),
     }
 }

@@ -90,7 +90,40 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         (_, Some(Ok(p))) => ContactKey::Phone(p.as_str()),
         _ => ContactKey::Nobody,
     };
-    let rows = read_fact_rows(core, key, req.channel, template_name.as_deref()).await?;
+    // The purpose the consent gate checks: a template's own, else the one
+    // named, else the default.
+    let named_purpose = match (&template_name, &req.purpose) {
+        (_, Some(p)) => {
+            Some(crate::consent::purposes::check_name(p).map_err(AcceptError::BadRequest)?)
+        }
+        (Some(_), None) => None,
+        (None, None) => Some(core.settings.default_purpose.clone()),
+    };
+    let rows = read_fact_rows(
+        core,
+        key,
+        req.channel,
+        template_name.as_deref(),
+        named_purpose.as_deref(),
+    )
+    .await?;
+    if let (Some(named), Some(t)) = (&req.purpose, &rows.template) {
+        if t.purpose.as_deref().is_some_and(|own| own != named.trim()) {
+            return Err(AcceptError::BadRequest(format!(
+                "template {} is for {}, not {}: a template is sent for its own purpose",
+                t.name,
+                t.purpose.as_deref().unwrap_or_default(),
+                named.trim()
+            )));
+        }
+    }
+    // A purpose the caller named must exist (the default's absence is the
+    // gate's to report: a reply to a STOP still goes).
+    if let (Some(named), None) = (&req.purpose, &rows.purpose) {
+        return Err(AcceptError::BadRequest(format!(
+            "purpose: '{named}' is not a defined purpose"
+        )));
+    }
     let to_address = match (&req.recipient, parsed) {
         (Recipient::Contact(id), _) => rows
             .contact
@@ -152,6 +185,7 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         facts_from_rows(core, &core.db.conn, &message, rows, template, authorization).await?;
     let decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     let outcome = EvaluationOutcome::of(Stage::Accept, &decision);
+    message.purpose = facts.consent_purpose.clone();
     message.state = outcome.state;
     message.block_reason = outcome.reason.map(str::to_string);
     message.defer_until = outcome.until;
@@ -339,6 +373,7 @@ pub fn pending_message(
         source_text: None,
         reply_to: None,
         interactive: None,
+        purpose: None,
     }
 }
 

@@ -18,9 +18,10 @@ pub(super) async fn read_fact_rows(
     key: ContactKey<'_>,
     channel: Channel,
     template_name: Option<&str>,
+    purpose: Option<&str>,
 ) -> Result<FactRows, sea_orm::DbErr> {
     if let Some(pool) = core.db.postgres_pool() {
-        let read = facts::FactRead::new(key, channel, template_name);
+        let read = facts::FactRead::new(key, channel, template_name, purpose);
         return core.fact_reads.read(core, pool, read).await;
     }
     let sender = authz::sender_key(core, channel);
@@ -29,6 +30,7 @@ pub(super) async fn read_fact_rows(
         key,
         channel,
         template_name,
+        purpose,
         sender.as_ref().map(|(k, a)| (*k, a.as_str())),
     )
     .await
@@ -44,7 +46,14 @@ pub(super) async fn read_fact_rows_for(
         .contact_id
         .as_deref()
         .map_or(ContactKey::Nobody, ContactKey::Id);
-    read_fact_rows(core, key, channel, m.template_name.as_deref()).await
+    read_fact_rows(
+        core,
+        key,
+        channel,
+        m.template_name.as_deref(),
+        m.purpose.as_deref(),
+    )
+    .await
 }
 
 /// Load every fact the gates need for a stored message.
@@ -86,19 +95,25 @@ pub(super) async fn facts_from_rows(
         _ => MessageContent::FreeForm,
     };
     let purpose = Purpose::from(m.source);
+    let FactRows {
+        contact,
+        gate: state,
+        sender: sender_row,
+        purpose: purpose_row,
+        ..
+    } = rows;
     let facts = MessageFacts {
         channel,
         raw_to: m.to_address.clone(),
         recipient: recipient.clone(),
         content: content.clone(),
         purpose,
+        consent_purpose: purpose_row
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or_else(|| m.purpose.clone())
+            .or_else(|| template.as_ref().and_then(|t| t.purpose.clone())),
     };
-    let FactRows {
-        contact,
-        gate: state,
-        sender: sender_row,
-        ..
-    } = rows;
     // (With no contact the statement found no consent, suppression or
     // window either.)
     let consent = state
@@ -108,6 +123,7 @@ pub(super) async fn facts_from_rows(
             status,
             source: c.source,
             captured_at: c.captured_at,
+            purpose: c.purpose,
         });
     let suppression = state.suppression.map(|s| SuppressionFact {
         reason: match s.source_ref {
@@ -116,6 +132,7 @@ pub(super) async fn facts_from_rows(
         },
         since: s.since,
         marketing_only: s.marketing_only,
+        purpose: s.purpose,
     });
     let window_expires_at = state.window_expires_at;
     let authorization = match authorization {
@@ -146,6 +163,10 @@ pub(super) async fn facts_from_rows(
     Ok((
         facts,
         LoadedFacts {
+            purpose: purpose_row.map(|p| gates::PurposeFact {
+                name: p.name,
+                marketing: p.marketing,
+            }),
             consent,
             suppression,
             window_expires_at,

@@ -403,6 +403,8 @@ pub(super) async fn fall_back_to_sms(
                 of: original.id.clone(),
             },
             idempotency_key: Some(format!("fallback:{}", original.id)),
+            // The SMS goes for what the WhatsApp message went for.
+            purpose: original.purpose.clone(),
         },
     )
     .await;

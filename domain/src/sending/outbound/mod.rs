@@ -135,6 +135,10 @@ pub struct SendRequest {
     /// A caller's key: a second request with the same key returns the first
     /// message instead of sending again.
     pub idempotency_key: Option<String>,
+    /// What it is sent for (`purposes.name`), checked by the consent gate:
+    /// a template's is its own (naming another is refused); a text that
+    /// names none is for `HEIMDALL_DEFAULT_PURPOSE`.
+    pub purpose: Option<String>,
 }
 
 /// What happened to an accepted message.

@@ -703,7 +703,7 @@ pub(super) async fn stopped_while_waiting(
         return Ok(None);
     };
     let channel: Channel = m.channel.parse().unwrap_or(Channel::WhatsApp);
-    if crate::consent::opted_out(&core.db.conn, contact_id, channel)
+    if crate::consent::opted_out(&core.db.conn, contact_id, channel, None)
         .await?
         .is_none()
     {

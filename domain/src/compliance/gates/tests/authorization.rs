@@ -129,6 +129,7 @@ fn an_automation_replies_in_free_text_only_when_approved_for_it_and_only_inside_
         reason: "keyword STOP".into(),
         since: now(),
         marketing_only: false,
+        purpose: None,
     });
     assert_eq!(run(&wa, &f).decision, blocked(Gate::Suppressed));
     assert_eq!(run(&sms, &f).decision, blocked(Gate::Suppressed));

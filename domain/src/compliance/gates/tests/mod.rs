@@ -24,6 +24,7 @@ fn msg(channel: Channel, content: MessageContent, purpose: Purpose) -> MessageFa
         recipient: Some(PhoneNumber::parse("+4791234567", Id::US).unwrap()),
         content,
         purpose,
+        consent_purpose: Some("service".into()),
     }
 }
 
@@ -36,10 +37,15 @@ fn template(name: &str) -> MessageContent {
 
 fn facts() -> LoadedFacts {
     LoadedFacts {
+        purpose: Some(PurposeFact {
+            name: "service".into(),
+            marketing: false,
+        }),
         consent: Some(ConsentFact {
             status: ConsentStatus::Active,
             source: "web_form".into(),
             captured_at: now() - Duration::days(3),
+            purpose: Some("service".into()),
         }),
         suppression: None,
         window_expires_at: None,
@@ -105,6 +111,7 @@ fn a_block_wins_over_a_defer_and_the_first_block_names_the_decision() {
         reason: "staff".into(),
         since: now(),
         marketing_only: false,
+        purpose: None,
     });
     let d = run(&m, &f);
     assert_eq!(

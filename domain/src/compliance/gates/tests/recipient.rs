@@ -33,6 +33,7 @@ fn no_consent_blocks_and_pending_or_revoked_also_block() {
             status,
             source: "web_form".into(),
             captured_at: now(),
+            purpose: Some("service".into()),
         });
         assert_eq!(
             run(&m, &f).decision,
@@ -50,6 +51,7 @@ fn suppressed_blocks_everything_but_the_keyword_reply() {
         reason: "keyword STOP".into(),
         since: now(),
         marketing_only: false,
+        purpose: None,
     });
     assert_eq!(
         run(&automation_template(), &f).decision,
@@ -87,6 +89,7 @@ fn inbox_reply_in_window_needs_no_opt_in_but_revocation_still_blocks() {
         status: ConsentStatus::Revoked,
         source: "keyword".into(),
         captured_at: now(),
+        purpose: Some("service".into()),
     });
     assert_eq!(
         run(&m, &f).decision,
@@ -142,6 +145,7 @@ fn a_marketing_only_suppression_stops_marketing_and_nothing_else() {
         reason: "provider 131050".into(),
         since: now(),
         marketing_only: true,
+        purpose: None,
     });
     // A utility template still goes.
     assert_eq!(run(&automation_template(), &f).decision, Decision::Pass);
