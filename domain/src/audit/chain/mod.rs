@@ -6,7 +6,8 @@
 //! changed by hand after it was chained no longer matches its entry, a row
 //! deleted leaves an entry without its row, an entry edited or removed
 //! breaks the links after it; [`verify`] walks every stream and reports the
-//! first broken link of each. A daily anchor ([`anchor`]) writes the heads
+//! first broken link of each, and [`position`] checks the entries of one
+//! row (a message's receipt cites them). A daily anchor ([`anchor`]) writes the heads
 //! to the log and, when configured, to a URL elsewhere, so that even a
 //! chain rewritten from some point on (every hash recomputed) is caught.
 //!
@@ -68,11 +69,13 @@ use std::fmt;
 
 mod anchor;
 mod content;
+mod position;
 mod redact;
 mod seal;
 mod verify;
 
 pub use anchor::{anchor, AnchorError, AnchorReport, Head};
+pub use position::{position, ChainState, EntryCheck, Position};
 pub use redact::{redact, redact_to, RedactError};
 pub use seal::{seal, SealReport};
 pub use verify::{verify, Broken, BrokenLink, StreamReport, VerifyReport};

@@ -235,6 +235,18 @@ fn check(
     if hash != e.hash {
         return Some(Broken::LinkHash("its hash does not match the entry".into()));
     }
+    row_problem(table, e, row, entries)
+}
+
+/// What is wrong with entry `e` against its row as it is now, if anything
+/// (the entry's place in its stream aside). `entries` are all of its row's
+/// entries. Shared by [`verify`] and [`super::position`].
+pub(super) fn row_problem(
+    table: &Table,
+    e: &audit_chain::Model,
+    row: Option<&Row>,
+    entries: &[audit_chain::Model],
+) -> Option<Broken> {
     if e.row_table != table.name {
         return Some(Broken::LinkHash(format!(
             "it names a row of {}, not of this stream's table",
