@@ -19,6 +19,8 @@ pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod public;
 #[cfg(feature = "ssr")]
+pub mod receipt;
+#[cfg(feature = "ssr")]
 pub mod server;
 
 use leptos::prelude::*;

@@ -374,6 +374,32 @@ pub async fn staff_from_request(
     Ok(ctx)
 }
 
+/// [`require`] for a console page of actix's own that only reads (a
+/// message's printable receipt), from its request: a session and the role.
+/// No origin check: a read changes nothing, and a link opened in a new tab
+/// or typed in need not carry one.
+pub async fn staff_reading(
+    state: ConsoleState,
+    req: &actix_web::HttpRequest,
+    role: Role,
+) -> Result<Ctx, AppError> {
+    let facts = facts_of(req, state.cookie_name());
+    let session = match &facts.session_token {
+        Some(token) => sessions::authenticate(&state.core, token)
+            .await
+            .map_err(internal)?,
+        None => None,
+    }
+    .ok_or(AppError::Unauthorized)?;
+    let ctx = Ctx {
+        state,
+        session,
+        facts,
+    };
+    check_role(&ctx, role)?;
+    Ok(ctx)
+}
+
 fn check_change(ctx: &Ctx, csrf: &str) -> Result<(), AppError> {
     check_origin(&ctx.state, &ctx.facts)?;
     check_csrf(ctx, csrf)

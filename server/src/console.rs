@@ -1,7 +1,8 @@
 //! The actix side of the staff console: the state its server functions
 //! share, the one-time first-admin link announced in the log while no staff
 //! account exists, the status of server-function requests the framework
-//! itself could not read, and the audit log's CSV download.
+//! itself could not read, the audit log's CSV download, and a message's
+//! printable receipt.
 //!
 //! The console's rules live in `heimdall-app` (session and role checks) and
 //! `heimdall-domain` (sessions); this module only wires them to HTTP. It
@@ -78,7 +79,8 @@ pub fn routes(state: ConsoleState) -> impl FnOnce(&mut web::ServiceConfig) {
                 "/inbox/{contact_id}/attachment",
                 web::post().to(inbox_attachment),
             )
-            .route("/media/{token}/{name}", web::get().to(attachment_file));
+            .route("/media/{token}/{name}", web::get().to(attachment_file))
+            .route("/messages/{id}/receipt", web::get().to(message_receipt));
     }
 }
 
@@ -289,4 +291,78 @@ async fn attachment_file(
             HttpResponse::ServiceUnavailable().body("try again later")
         }
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReceiptQuery {
+    format: Option<String>,
+}
+
+/// `GET /messages/{id}/receipt`: a message's receipt as a printable page
+/// (`?format=json`: as JSON), for any signed-in staff member (every role
+/// may read a contact's page, where the messages are listed).
+async fn message_receipt(
+    req: HttpRequest,
+    state: web::Data<ConsoleState>,
+    path: web::Path<String>,
+    query: web::Query<ReceiptQuery>,
+) -> HttpResponse {
+    use heimdall_app::error::AppError;
+    use heimdall_app::model::Role;
+
+    let id = path.into_inner();
+    // Message ids are UUIDs; anything else is named nowhere.
+    let safe_id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    let json = match query.format.as_deref() {
+        None | Some("html") => false,
+        Some("json") => true,
+        Some(_) => return HttpResponse::BadRequest().body("format is json or html"),
+    };
+    match heimdall_app::server::staff_reading(state.get_ref().clone(), &req, Role::Viewer).await {
+        Ok(_) => {}
+        Err(AppError::Unauthorized) => {
+            let next = format!("/messages/{safe_id}/receipt");
+            let q = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+            return HttpResponse::Found()
+                .insert_header((header::LOCATION, format!("/login?{q}")))
+                .finish();
+        }
+        Err(AppError::Forbidden(m)) => return HttpResponse::Forbidden().body(m),
+        Err(e) => {
+            tracing::error!(error = %e, "receipt: session lookup failed");
+            return HttpResponse::InternalServerError().body("internal error");
+        }
+    }
+    let receipt = match heimdall_domain::reports::receipt(&state.core, &id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return HttpResponse::NotFound()
+                .content_type("text/plain; charset=utf-8")
+                .body("No message has this id.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "receipt failed");
+            return HttpResponse::ServiceUnavailable().body("try again later");
+        }
+    };
+    if json {
+        return HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(receipt);
+    }
+    let links = heimdall_app::receipt::ReceiptLinks {
+        json: Some(format!("/messages/{safe_id}/receipt?format=json")),
+        back: receipt
+            .message
+            .contact_id
+            .as_ref()
+            .map(|c| (format!("/contacts/{c}"), "Back to the contact".to_string())),
+    };
+    crate::routes::api::receipt_html_response(heimdall_app::receipt::receipt_page_html(
+        &receipt, &links,
+    ))
 }

@@ -45,6 +45,8 @@ pub enum ConversationEntry {
         at: DateTime<Utc>,
     },
     Outbound {
+        /// The message's id (its receipt's link).
+        id: String,
         text: Option<String>,
         template_name: Option<String>,
         state: heimdall_codes::MessageState,
@@ -209,6 +211,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         at,
                     },
                     ConversationItem::Outbound {
+                        id,
                         text,
                         template_name,
                         state,
@@ -223,6 +226,7 @@ pub async fn inbox_conversation(contact_id: String) -> Result<ConversationView, 
                         status_history,
                         ..
                     } => ConversationEntry::Outbound {
+                        id,
                         media_url,
                         text,
                         template_name,

@@ -459,6 +459,8 @@ fn message_item(m: MessageRow) -> impl IntoView {
             </div>
             <div>{m.channel.clone()} " · " {what} " · from " {m.source.as_str()}
                 {m.campaign_id.clone().map(|c| view! { " (" <a href=format!("/campaigns/{c}")>"campaign"</a> ")" })}
+                " · " <a class="receipt-link" href=format!("/messages/{}/receipt", m.id) target="_blank" rel="external noopener">"Receipt"</a>
+                " " <a class="small muted" href=format!("/messages/{}/receipt?format=json", m.id) target="_blank" rel="external noopener">"(JSON)"</a>
             </div>
             {m.error_code.map(|code| view! {
                 <div class="warn-text">{format!("Error {code}")} {m.error_message.clone().map(|e| format!(": {e}"))}</div>

@@ -533,6 +533,7 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
             .into_any()
         }
         ConversationEntry::Outbound {
+            id,
             text,
             template_name,
             state,
@@ -563,6 +564,7 @@ fn entry(e: ConversationEntry, review: ReviewCtx) -> impl IntoView {
                     {block_reason.map(|r| view! { " " <code>{r.clone()}</code> <span class="small">{format!(" {}", reason_label(&r))}</span> })}
                     {error_code.map(|c| format!(" · error {c}"))}
                     " · " {source.as_str()} " · " {actor}
+                    " · " <a class="receipt-link" href=format!("/messages/{id}/receipt") target="_blank" rel="external noopener">"Receipt"</a>
                     {(!statuses.is_empty()).then(|| {
                         let trail: Vec<String> = statuses.iter().map(|s| s.status.clone()).collect();
                         view! { <span class="small">{format!(" · {}", trail.join(" → "))}</span> }

@@ -47,8 +47,8 @@ pub use opt_in::{
 pub use opt_out::{opt_out, OptOutSource};
 pub(crate) use reading::status_of;
 pub use reading::{
-    active_suppression, consent_history, consent_status, current_consent, current_consent_for,
-    opted_out, suppressions,
+    active_suppression, consent_at, consent_history, consent_status, current_consent,
+    current_consent_for, opted_out, suppressions,
 };
 pub use records::{
     text_hash, ConsentEvidence, ConsentRecord, ConsentSource, OptedOut, Scope, Strength,

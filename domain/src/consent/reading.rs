@@ -46,6 +46,30 @@ pub async fn current_consent_for(
         .await
 }
 
+/// The consent that decided at `at`: [`current_consent_for`]'s rule (the
+/// newest record for the contact and channel that covers the purpose;
+/// without one, of any purpose) among the records written by then. A message's receipt cites it for the moment it was accepted.
+pub async fn consent_at(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: &str,
+    purpose: Option<&Purpose>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<consent::Model>, sea_orm::DbErr> {
+    consent::Entity::find()
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel))
+        .filter(consent::Column::CreatedAt.lte(at))
+        .filter(match purpose {
+            Some(p) => covering_purpose(p),
+            None => Condition::all(),
+        })
+        .order_by_desc(consent::Column::CreatedAt)
+        .order_by_desc(consent::Column::Id)
+        .one(db)
+        .await
+}
+
 /// The consent rows that cover `purpose`.
 pub(super) fn covering_purpose(purpose: &Purpose) -> Condition {
     let mut c = Condition::any().add(consent::Column::Purpose.eq(purpose.name.as_str()));

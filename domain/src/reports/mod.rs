@@ -10,11 +10,13 @@
 //!
 //! One file per read model: `dashboard`, `audit_log` (the log and its CSV
 //! export), `conversations` (the inbox's threads and one conversation) and
-//! `timeline` (a contact's page).
+//! `timeline` (a contact's page), `receipt` (one message's receipt: what
+//! justified its send, for the API and the console's printable page).
 
 mod audit_log;
 mod conversations;
 mod dashboard;
+mod receipt;
 mod timeline;
 
 pub use crate::campaigns::FailureRow;
@@ -22,6 +24,11 @@ pub use audit_log::{audit_csv, audit_log, compact_verdicts, csv_safe, AuditFilte
 pub(crate) use conversations::NOT_OUT;
 pub use conversations::{conversation, inbox, ConversationItem, InboxThread};
 pub use dashboard::{dashboard, Dashboard, TierUsage, WindowCoverage};
+pub use receipt::{
+    receipt, Approval, AutomationRef, ConsentInForce, ConsentRecord, Evaluation, GateVerdictRow,
+    HumanAuthorization, MessageFacts, ProviderAnswer, Receipt, RegisteredText, StaffRef,
+    StatusEvent, SuppressionInForce, TemplateRef,
+};
 pub use timeline::{
     contact_timeline, ChannelStanding, ChannelWindow, ContactTimeline, SuppressionView,
 };

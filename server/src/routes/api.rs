@@ -62,6 +62,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/consents/import", Scope::ConsentsWrite),
     ("POST", "/api/v1/messages", Scope::Send),
     ("GET", "/api/v1/messages/{id}", Scope::Send),
+    ("GET", "/api/v1/messages/{id}/receipt", Scope::Send),
     ("POST", "/api/v1/preview", Scope::Send),
     ("POST", "/api/v1/reminders", Scope::Reminders),
     ("GET", "/api/v1/reminders", Scope::Reminders),
@@ -200,6 +201,7 @@ impl FromRequest for ApiAuth {
     revoke_consent,
     send_message,
     get_message,
+    message_receipt,
     preview
 ))]
 pub struct Docs;
@@ -228,6 +230,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/v1/messages", web::post().to(send_message))
         .route("/api/v1/messages/{id}", web::get().to(get_message))
+        .route(
+            "/api/v1/messages/{id}/receipt",
+            web::get().to(message_receipt),
+        )
         .route("/api/v1/preview", web::post().to(preview));
 }
 
@@ -901,6 +907,90 @@ async fn get_message(
         Some(v) => Ok(HttpResponse::Ok().json(v)),
         None => Err(ApiError::NotFound(format!("no message with id {id}"))),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReceiptQuery {
+    format: Option<String>,
+}
+
+/// The receipt's format: `?format=` when given, else HTML when the caller
+/// accepts it (a browser), else JSON.
+fn receipt_format(req: &HttpRequest, asked: Option<&str>) -> Result<bool, ApiError> {
+    match asked.map(str::to_ascii_lowercase).as_deref() {
+        Some("html") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::bad(format!(
+            "format '{}' is not json or html",
+            other.chars().take(40).collect::<String>()
+        ))),
+        None => Ok(req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))),
+    }
+}
+
+/// The receipt as a printable page: a whole document with no script, which
+/// loads nothing (its style is inline).
+pub fn receipt_html_response(html: String) -> HttpResponse {
+    use actix_web::http::header;
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html)
+}
+
+/// `GET /api/v1/messages/{id}/receipt`: everything that justified the send.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}/receipt",
+    tag = "Messages",
+    summary = "A message's receipt: consent, authorization, verdicts, provider answers and their audit chain",
+    description = "One document with everything that justified the send: the message, the consent in force when it was accepted (with its evidence and consent text), the human authorization (a campaign's approval, an automation, a staff reply), every gate verdict, the provider's answers and status reports, and for each chained record its audit chain entries and whether it still matches them (`intact`, `changed_since_chained`, `not_chained_yet`). JSON by default; a printable HTML page with `?format=html` or `Accept: text/html`.",
+    params(
+        ("id" = String, Path, description = "The message's id."),
+        ("format" = Option<String>, Query, description = "`json` (default) or `html`; without it, HTML when the request accepts `text/html`.")
+    ),
+    responses(
+        (status = 200, description = "The receipt.", content((Object = "application/json"), (String = "text/html"))),
+        (status = 400, description = "`bad_request`: `format` is not `json` or `html`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no message with that id.", body = crate::error::ErrorBody),
+    )
+)]
+async fn message_receipt(
+    core: web::Data<Arc<Core>>,
+    _auth: ApiAuth,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ReceiptQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let html = receipt_format(&req, q.format.as_deref())?;
+    let Some(receipt) = heimdall_domain::reports::receipt(&core, &id).await? else {
+        return Err(ApiError::NotFound(format!("no message with id {id}")));
+    };
+    if html {
+        let links = heimdall_app::receipt::ReceiptLinks {
+            json: Some(format!(
+                "/api/v1/messages/{}/receipt?format=json",
+                receipt.message.id
+            )),
+            back: None,
+        };
+        return Ok(receipt_html_response(
+            heimdall_app::receipt::receipt_page_html(&receipt, &links),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(receipt))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
