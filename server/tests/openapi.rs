@@ -701,6 +701,26 @@ async fn every_documented_error_is_what_the_route_answers() {
         404,
         key(req(&app, "GET", &format!("/api/v1/messages/{UNKNOWN_ID}"))),
     );
+    case(
+        "GET",
+        "/api/v1/messages/{id}/receipt",
+        404,
+        key(req(
+            &app,
+            "GET",
+            &format!("/api/v1/messages/{UNKNOWN_ID}/receipt"),
+        )),
+    );
+    case(
+        "GET",
+        "/api/v1/messages/{id}/receipt",
+        400,
+        key(req(
+            &app,
+            "GET",
+            &format!("/api/v1/messages/{UNKNOWN_ID}/receipt?format=xml"),
+        )),
+    );
     let with = |base: &Value, k: &str, v: Value| {
         let mut b = base.clone();
         b[k] = v;

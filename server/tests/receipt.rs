@@ -57,6 +57,7 @@ async fn contact(app: &TestApp, phone: &str, tag: &str) -> String {
         &core.db.conn,
         &c.id,
         Channel::WhatsApp,
+        None,
         ConsentSource::Api,
         &ConsentEvidence {
             ip: Some("203.0.113.7".into()),
@@ -356,6 +357,7 @@ async fn an_inbox_reply_and_an_api_send_name_their_authorization() {
                 ip: None,
             },
             idempotency_key: None,
+            purpose: None,
         },
     )
     .await
