@@ -200,10 +200,11 @@ async fn a_campaign_messages_receipt_shows_what_justified_it_and_whether_it_chan
     );
     assert_eq!(c["recorded_by"], "api_key:crm");
     assert!(c["strength"].is_string());
-    assert!(r["consent"]["gate_detail"]
-        .as_str()
-        .unwrap()
-        .contains("opt-in recorded"));
+    let gate_detail = r["consent"]["gate_detail"].as_str().unwrap();
+    assert!(
+        gate_detail.contains("opt-in") && gate_detail.contains(" recorded "),
+        "{gate_detail}"
+    );
 
     // The approval: who, when, what it binds to.
     let a = &r["authorization"];
