@@ -63,6 +63,9 @@ pub struct Core {
     pub refused_webhooks: crate::inbound::RefusedWebhooks,
     /// Opt-in form submissions per address (shared through Redis when set).
     pub optin_limiter: crate::optin::SubmissionLimiter,
+    /// The preference page's posts per address (a count of their own: a
+    /// person pressing each button must not use up a household's sign-ups).
+    pub preference_limiter: crate::optin::SubmissionLimiter,
     /// Redis as this process last saw it ([`crate::housekeeping::watch_redis`]).
     pub redis_watch: RedisWatch,
     /// Set when the process is asked to stop: sends waiting for their slot give their
@@ -248,6 +251,11 @@ impl Core {
             fetch,
             refused_webhooks: Default::default(),
             optin_limiter: Default::default(),
+            preference_limiter: crate::optin::SubmissionLimiter::named(
+                "preferences",
+                crate::consent::preferences::POSTS_PER_ADDRESS,
+                crate::optin::RATE_LIMIT_PERIOD,
+            ),
             redis_watch: RedisWatch::default(),
             stopping: Stopping::default(),
         })

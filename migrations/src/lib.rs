@@ -33,6 +33,7 @@ mod m20261205_000067_attachments;
 mod m20261206_000068_audit_chain;
 mod m20261207_000069_retention_runs;
 mod m20261208_000070_purposes;
+mod m20261209_000071_preference_links;
 mod util;
 
 pub struct Migrator;
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000068_audit_chain::Migration),
             Box::new(m20261207_000069_retention_runs::Migration),
             Box::new(m20261208_000070_purposes::Migration),
+            Box::new(m20261209_000071_preference_links::Migration),
         ]
     }
 }

@@ -24,6 +24,19 @@ pub struct TemplateRow {
     pub body: String,
     /// Names of the placeholders `{{1}}`, `{{2}}`, ... in order.
     pub variables: Vec<String>,
+    /// What its messages are sent for (`purposes.name`).
+    pub purpose: Option<String>,
+}
+
+/// A purpose as staff defined it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurposeRow {
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    pub marketing: bool,
+    /// Covered by the consents recorded before purposes existed.
+    pub legacy: bool,
 }
 
 impl TemplateRow {
@@ -41,6 +54,8 @@ pub struct TemplatesData {
     /// The providers a new template can be submitted through (`twilio`,
     /// `meta`), the one WhatsApp goes through first; empty: none.
     pub providers: Vec<String>,
+    /// Every purpose, by name.
+    pub purposes: Vec<PurposeRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +78,7 @@ pub(crate) fn row(t: heimdall_domain::templates::Template) -> TemplateRow {
         synced_at: t.synced_at,
         body: t.body,
         variables: t.variables,
+        purpose: t.purpose,
     }
 }
 
@@ -79,6 +95,18 @@ pub async fn templates_list() -> Result<TemplatesData, AppError> {
                 .map(row)
                 .collect();
             let last_sync = templates.iter().filter_map(|t| t.synced_at).max();
+            let purposes = heimdall_domain::consent::purposes::list(&ctx.core().db.conn)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|p| PurposeRow {
+                    name: p.name,
+                    label: p.label,
+                    description: p.description,
+                    marketing: p.marketing,
+                    legacy: p.legacy,
+                })
+                .collect();
             Ok(TemplatesData {
                 templates,
                 last_sync,
@@ -89,6 +117,7 @@ pub async fn templates_list() -> Result<TemplatesData, AppError> {
                     .into_iter()
                     .map(|p| p.as_str().to_string())
                     .collect(),
+                purposes,
             })
         }
         .await,
@@ -201,6 +230,95 @@ pub async fn template_create(
                         CreateError::Db(e) => internal(e),
                     })?;
             Ok(row(template))
+        }
+        .await,
+    )
+}
+
+/// Define a purpose (admin): its name never changes once consents name it.
+#[server(prefix = "/_sf", endpoint = "purpose_create")]
+pub async fn purpose_create(
+    #[server(default)] csrf: String,
+    #[server(default)] name: String,
+    #[server(default)] label: String,
+    #[server(default)] description: String,
+    #[server(default)] marketing: Option<String>,
+) -> Result<PurposeRow, AppError> {
+    use crate::server::*;
+    use heimdall_domain::consent::purposes::{self, NewPurpose, PurposeError};
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let new = NewPurpose {
+                name,
+                label,
+                description,
+                marketing: marketing.is_some(),
+            };
+            let p = purposes::create(&ctx.core().db.conn, &new, &ctx.actor(), ctx.core().now())
+                .await
+                .map_err(|e| match e {
+                    PurposeError::Invalid(m) if m.contains("label") => {
+                        AppError::invalid("label", capitalise(&m))
+                    }
+                    PurposeError::Invalid(m) if m.contains("description") => {
+                        AppError::invalid("description", capitalise(&m))
+                    }
+                    PurposeError::Invalid(m) => AppError::invalid("name", capitalise(&m)),
+                    PurposeError::Exists(n) => {
+                        AppError::invalid("name", format!("A purpose named {n} exists already."))
+                    }
+                    PurposeError::Unknown(n) => AppError::invalid("name", n),
+                    PurposeError::Db(e) => internal(e),
+                })?;
+            ctx.audit(
+                "purpose_created",
+                Some(&format!("purpose:{}", p.name)),
+                Some(serde_json::json!({"label": p.label, "marketing": p.marketing})),
+            )
+            .await?;
+            Ok(PurposeRow {
+                name: p.name,
+                label: p.label,
+                description: p.description,
+                marketing: p.marketing,
+                legacy: p.legacy,
+            })
+        }
+        .await,
+    )
+}
+
+/// Tag a template with a purpose (admin): which consent lets its messages go.
+#[server(prefix = "/_sf", endpoint = "template_set_purpose")]
+pub async fn template_set_purpose(
+    #[server(default)] csrf: String,
+    #[server(default)] template: String,
+    #[server(default)] purpose: String,
+) -> Result<TemplateRow, AppError> {
+    use crate::server::*;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let db = &ctx.core().db.conn;
+            let t = heimdall_domain::templates::find_by_name(db, &template)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| AppError::invalid("template", "No such template."))?;
+            let before = t.purpose.clone();
+            let t = heimdall_domain::templates::set_purpose(db, &t.id, &purpose)
+                .await
+                .map_err(|e| match e {
+                    heimdall_domain::consent::purposes::PurposeError::Db(e) => internal(e),
+                    other => AppError::invalid("purpose", capitalise(&other.to_string())),
+                })?;
+            ctx.audit(
+                "template_purpose_set",
+                Some(&format!("template:{}", t.name)),
+                Some(serde_json::json!({"from": before, "to": t.purpose})),
+            )
+            .await?;
+            Ok(row(t))
         }
         .await,
     )

@@ -5,7 +5,10 @@
 
 use leptos::prelude::*;
 
-use crate::api::templates::{templates_list, TemplateCreate, TemplateRow, TemplatesSync};
+use crate::api::templates::{
+    templates_list, PurposeCreate, PurposeRow, TemplateCreate, TemplateRow, TemplateSetPurpose,
+    TemplatesSync,
+};
 use crate::components::{
     both, error_of, error_view, reset_on_success, use_me, when_opt, Badge, Csrf, FieldError,
     FormError, Loading, PageTitle,
@@ -73,9 +76,19 @@ pub fn TemplatesPage() -> impl IntoView {
     let sync = ServerAction::<TemplatesSync>::new();
     let create = ServerAction::<TemplateCreate>::new();
     let create_form = reset_on_success(create);
+    let new_purpose = ServerAction::<PurposeCreate>::new();
+    let purpose_form = reset_on_success(new_purpose);
+    let tag = ServerAction::<TemplateSetPurpose>::new();
     let err = error_of(sync);
     let data = Resource::new(
-        move || (sync.version().get(), create.version().get()),
+        move || {
+            (
+                sync.version().get(),
+                create.version().get(),
+                new_purpose.version().get(),
+                tag.version().get(),
+            )
+        },
         |_| templates_list(),
     );
     view! {
@@ -88,6 +101,12 @@ pub fn TemplatesPage() -> impl IntoView {
                 };
                 let sync_result = sync.value().get().and_then(|r| r.ok());
                 let providers = data.providers.clone();
+                let purposes = data.purposes.clone();
+                let admin = me.can(Role::Admin).then(|| (me.csrf.clone(), purposes.clone()));
+                let purposes_view = view! {
+                    <Purposes me=me.clone() purposes=purposes.clone() create=new_purpose form=purpose_form/>
+                };
+                let sync_csrf = me.csrf.clone();
                 view! {
                     {(me.can(Role::Operator) && !providers.is_empty()).then(|| view! {
                         <NewTemplateForm me=me.clone() create=create form=create_form providers=providers/>
@@ -99,7 +118,7 @@ pub fn TemplatesPage() -> impl IntoView {
                         </p>
                         {(me.can(Role::Operator) && data.can_sync).then(|| view! {
                             <ActionForm action=sync>
-                                <Csrf token=me.csrf.clone()/>
+                                <Csrf token=sync_csrf.clone()/>
                                 <button type="submit" class="primary" id="refresh-approval" disabled=move || sync.pending().get()>
                                     "Refresh approval"
                                 </button>
@@ -113,6 +132,8 @@ pub fn TemplatesPage() -> impl IntoView {
                             </p>
                         })}
                     </section>
+                    {purposes_view}
+                    <FormError error=error_of(tag)/>
                     <div class="table-wrap">
                         <table class="data" id="templates">
                             <caption class="visually-hidden">"Templates"</caption>
@@ -122,12 +143,13 @@ pub fn TemplatesPage() -> impl IntoView {
                                     <th scope="col">"Category"</th>
                                     <th scope="col">"Language"</th>
                                     <th scope="col">"Approval"</th>
+                                    <th scope="col">"Purpose"</th>
                                     <th scope="col">"Last sync"</th>
                                     <th scope="col">"Body and variables"</th>
                                 </tr>
                             </thead>
                             <tbody>
-                                {data.templates.into_iter().map(template_row).collect_view()}
+                                {data.templates.into_iter().map(|t| template_row(t, admin.clone(), tag)).collect_view()}
                             </tbody>
                         </table>
                     </div>
@@ -138,7 +160,97 @@ pub fn TemplatesPage() -> impl IntoView {
     }
 }
 
-fn template_row(t: TemplateRow) -> impl IntoView {
+/// The purposes, and (admin) a form to define one.
+#[component]
+fn Purposes(
+    me: Me,
+    purposes: Vec<PurposeRow>,
+    create: ServerAction<PurposeCreate>,
+    form: NodeRef<leptos::html::Form>,
+) -> impl IntoView {
+    let err = error_of(create);
+    let items = purposes
+        .into_iter()
+        .map(|p| {
+            view! {
+                <li data-purpose=p.name.clone()>
+                    <code>{p.name.clone()}</code> " " <strong>{p.label.clone()}</strong>
+                    {p.marketing.then(|| view! { " " <Badge state="marketing"/> })}
+                    {(!p.description.is_empty()).then(|| view! { <div class="muted small">{p.description.clone()}</div> })}
+                    {p.legacy.then(|| view! { <div class="muted small">"Also covered by consents recorded before purposes existed."</div> })}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" id="purposes">
+            <h2>"Purposes"</h2>
+            <p class="muted">"What messages are sent for. Each template goes for one purpose, and only to people whose consent covers it; a marketing purpose is also stopped by STOP PROMOTIONS and Meta's 131050."</p>
+            <ul class="purposes">{items}</ul>
+            {me.can(Role::Admin).then(|| view! {
+                <ActionForm action=create node_ref=form>
+                    <FormError error=err fields=&["name", "label", "description"]/>
+                    <Csrf token=me.csrf.clone()/>
+                    <div class="grid-2">
+                        <div class="field">
+                            <label for="purpose-name">"Name (lower-case letters, digits, - and _)"</label>
+                            <input id="purpose-name" name="name" type="text" required maxlength="40" placeholder="surveys" aria-describedby="name-error"/>
+                            <FieldError error=err field="name"/>
+                        </div>
+                        <div class="field">
+                            <label for="purpose-label">"Label, as people read it"</label>
+                            <input id="purpose-label" name="label" type="text" required maxlength="120" placeholder="Surveys about our service" aria-describedby="label-error"/>
+                            <FieldError error=err field="label"/>
+                        </div>
+                    </div>
+                    <div class="field">
+                        <label for="purpose-description">"Description"</label>
+                        <input id="purpose-description" name="description" type="text" maxlength="1000" aria-describedby="description-error"/>
+                        <FieldError error=err field="description"/>
+                    </div>
+                    <div class="field">
+                        <label><input type="checkbox" name="marketing" value="on"/> " Marketing"</label>
+                    </div>
+                    <button type="submit" class="primary" id="add-purpose" disabled=move || create.pending().get()>"Add purpose"</button>
+                </ActionForm>
+            })}
+        </section>
+    }
+}
+
+fn template_row(
+    t: TemplateRow,
+    admin: Option<(String, Vec<PurposeRow>)>,
+    tag: ServerAction<TemplateSetPurpose>,
+) -> impl IntoView {
+    let purpose_cell = match admin {
+        Some((csrf, purposes)) => {
+            let current = t.purpose.clone().unwrap_or_default();
+            let name = t.name.clone();
+            let select_id = format!("purpose-{}", t.name);
+            let options = purposes
+                .into_iter()
+                .map(|p| {
+                    let selected = p.name == current;
+                    view! { <option value=p.name.clone() selected=selected>{p.label.clone()}</option> }
+                })
+                .collect_view();
+            view! {
+                <ActionForm action=tag attr:class="inline-form">
+                    <Csrf token=csrf/>
+                    <input type="hidden" name="template" value=name/>
+                    <label class="visually-hidden" for=select_id.clone()>"Purpose"</label>
+                    <select id=select_id name="purpose">{options}</select>
+                    " "
+                    <button type="submit">"Save"</button>
+                </ActionForm>
+            }
+            .into_any()
+        }
+        None => {
+            view! { <code>{t.purpose.clone().unwrap_or_else(|| "none".into())}</code> }.into_any()
+        }
+    };
     let vars = t
         .variables
         .iter()
@@ -156,6 +268,7 @@ fn template_row(t: TemplateRow) -> impl IntoView {
                 <Badge state=t.approval_status.as_str()/>
                 {t.rejection_reason.clone().map(|r| view! { <div class="rejection small">"Rejected: " {r}</div> })}
             </td>
+            <td class="purpose">{purpose_cell}</td>
             <td>{when_opt(&t.synced_at)}</td>
             <td>
                 <p class="template-body"><AnnotatedBody body=t.body.clone() variables=t.variables.clone()/></p>

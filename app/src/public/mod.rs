@@ -20,9 +20,11 @@
 //! - [`receipt`]: the receipt after a submission, and the message pages.
 //! - [`qr`]: a QR code's print page.
 //! - [`confirm`]: the double opt-in confirmation pages.
+//! - [`preferences`]: the preference page a HELP reply links to.
 
 pub mod confirm;
 pub mod form;
+pub mod preferences;
 pub mod qr;
 pub mod receipt;
 
@@ -32,6 +34,7 @@ use heimdall_domain::Channel;
 
 pub use confirm::confirmation_page_html;
 pub use form::{form_page_html, FormPage};
+pub use preferences::preferences_page_html;
 pub use qr::qr_print_page_html;
 pub use receipt::{
     error_page_html, form_closed_page_html, invalid_link_page_html, message_page_html,
@@ -105,7 +108,7 @@ fn Paragraphs(#[prop(into)] text: String) -> impl IntoView {
 }
 
 /// A channel as a person knows it.
-fn channel_name(c: Channel) -> &'static str {
+pub fn channel_name(c: Channel) -> &'static str {
     match c {
         Channel::WhatsApp => "WhatsApp",
         Channel::Sms => "Text message (SMS)",

@@ -36,6 +36,7 @@
 
 mod opt_in;
 mod opt_out;
+pub mod preferences;
 pub mod purposes;
 mod reading;
 mod records;
@@ -44,7 +45,7 @@ pub use opt_in::{
     confirm_by_link, create_contact_with_opt_in, opt_in_from_number, record_opt_in, record_opt_ins,
     FromNumber, LinkConfirmation, NewContactError, NumberOptIn, OptInOutcome, StaffOptIn,
 };
-pub use opt_out::{opt_out, OptOutSource};
+pub use opt_out::{opt_out, withdraw_purpose, OptOutSource};
 pub(crate) use reading::status_of;
 pub use reading::{
     active_suppression, consent_at, consent_history, consent_status, current_consent,

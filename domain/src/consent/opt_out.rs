@@ -22,6 +22,8 @@ pub enum OptOutSource {
     Staff,
     /// An API client.
     Api,
+    /// The person, on their preference page (`/p/{token}`).
+    PreferencePage,
 }
 
 impl OptOutSource {
@@ -31,6 +33,7 @@ impl OptOutSource {
             OptOutSource::Provider => "provider",
             OptOutSource::Staff => "staff",
             OptOutSource::Api => "api",
+            OptOutSource::PreferencePage => "preference_page",
         }
     }
 }
@@ -95,9 +98,14 @@ pub async fn opt_out(
         Some(ch) => existing.filter(suppression::Column::Channel.is_in([ch.as_str(), "all"])),
         None => existing.filter(suppression::Column::Channel.eq("all")),
     };
-    if scope == Scope::All {
-        existing = existing.filter(suppression::Column::Scope.eq(Scope::All.as_str()));
-    }
+    // Covered by one that stops at least as much (a purpose's own does not
+    // cover marketing).
+    existing = match scope {
+        Scope::All => existing.filter(suppression::Column::Scope.eq(Scope::All.as_str())),
+        Scope::Marketing => existing.filter(
+            suppression::Column::Scope.is_in([Scope::All.as_str(), Scope::Marketing.as_str()]),
+        ),
+    };
     if existing.one(db).await?.is_none() {
         suppression::ActiveModel {
             id: Set(new_id()),
@@ -117,4 +125,67 @@ pub async fn opt_out(
         changed = true;
     }
     Ok(changed)
+}
+
+/// Withdraw one purpose on one channel: the consents for it revoked and a
+/// suppression of that purpose alone (`purpose:<name>`), which also stops
+/// it under a consent recorded before purposes (that one covers the other
+/// purposes still, so it is not revoked). Other purposes still go. In the
+/// caller's transaction; returns whether anything changed.
+#[allow(clippy::too_many_arguments)]
+pub async fn withdraw_purpose(
+    db: &impl ConnectionTrait,
+    contact_id: &str,
+    channel: Channel,
+    purpose: &str,
+    source: OptOutSource,
+    reference: Option<&str>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sea_orm::DbErr> {
+    let revoked = consent::Entity::update_many()
+        .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
+        .col_expr(consent::Column::RevokedAt, Expr::value(Some(now)))
+        .col_expr(
+            consent::Column::RevocationSource,
+            Expr::value(Some(source.as_str())),
+        )
+        .col_expr(
+            consent::Column::RevocationRef,
+            Expr::value(reference.map(str::to_string)),
+        )
+        .filter(consent::Column::ContactId.eq(contact_id))
+        .filter(consent::Column::Channel.eq(channel.as_str()))
+        .filter(consent::Column::Purpose.eq(purpose))
+        .filter(consent::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    let scope = Scope::purpose(purpose);
+    let existing = suppression::Entity::find()
+        .filter(suppression::Column::ContactId.eq(contact_id))
+        .filter(suppression::Column::LiftedAt.is_null())
+        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
+        .filter(suppression::Column::Scope.is_in([scope.clone(), Scope::All.as_str().into()]))
+        .one(db)
+        .await?;
+    if existing.is_some() {
+        return Ok(revoked > 0);
+    }
+    suppression::ActiveModel {
+        id: Set(new_id()),
+        contact_id: Set(contact_id.to_string()),
+        channel: Set(channel.as_str().to_string()),
+        scope: Set(scope),
+        reason: Set(source.as_str().to_string()),
+        source_ref: Set(reference.map(str::to_string)),
+        created_by: Set(actor.to_string()),
+        created_at: Set(now),
+        lifted_at: Set(None),
+        lifted_by: Set(None),
+        lift_ref: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(true)
 }

@@ -22,6 +22,7 @@ pub mod job_run;
 pub mod message_status_event;
 pub mod optin_form;
 pub mod outbound_message;
+pub mod preference_link;
 pub mod processed_webhook_event;
 pub mod purpose;
 pub mod qr_code;

@@ -224,6 +224,23 @@ pub(super) async fn reply_to_keyword(
         matched,
         changed,
     } = stored;
+    // HELP carries a link to the person's preference page.
+    let help = match &matched {
+        Some(k) if k.action == KeywordAction::Help => {
+            let text = core.live.get().help_reply(&core.settings.program_name);
+            match consent::preferences::new_link(&core.db.conn, &contact_id, core.now()).await {
+                Ok(token) => Some(format!(
+                    "{text} See or change what you receive: {}",
+                    consent::preferences::link_url(core, &token)
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not make a preference link; HELP goes without it");
+                    Some(text)
+                }
+            }
+        }
+        _ => None,
+    };
     let reply = match (&matched, changed) {
         (Some(k), true) => Some(match k.action {
             KeywordAction::OptOut => format!(
@@ -238,7 +255,7 @@ pub(super) async fn reply_to_keyword(
                 "{}: you are subscribed. Msg frequency varies. Msg & data rates may apply. Reply HELP for help, STOP to unsubscribe.",
                 core.settings.program_name
             ),
-            KeywordAction::Help => core.live.get().help_reply(&core.settings.program_name),
+            KeywordAction::Help => help.unwrap_or_default(),
         }),
         _ => None,
     };

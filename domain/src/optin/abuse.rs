@@ -96,6 +96,8 @@ pub(super) static RATE: std::sync::LazyLock<redis::Script> =
 /// per address under the Redis namespace), falling back to the in-process
 /// limit if Redis does not answer.
 pub struct SubmissionLimiter {
+    /// What it limits, in its Redis key (`optin`, `preferences`).
+    name: &'static str,
     max: u32,
     period: StdDuration,
     local: DefaultKeyedRateLimiter<String>,
@@ -118,12 +120,18 @@ impl Default for SubmissionLimiter {
 
 impl SubmissionLimiter {
     pub fn new(max: u32, period: StdDuration) -> Self {
+        Self::named("optin", max, period)
+    }
+
+    /// A limiter of its own for `name` (a separate count per address).
+    pub fn named(name: &'static str, max: u32, period: StdDuration) -> Self {
         let max = NonZeroU32::new(max.max(1)).unwrap_or(NonZeroU32::MIN);
         let per = (period / max.get()).max(StdDuration::from_millis(1));
         let quota = Quota::with_period(per)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(max);
         SubmissionLimiter {
+            name,
             max: max.get(),
             period,
             local: RateLimiter::keyed(quota),
@@ -135,7 +143,7 @@ impl SubmissionLimiter {
         let key = limit_key(ip);
         if let Some(conn) = &core.redis {
             let mut conn = conn.clone();
-            let redis_key = format!("{}:optin:rate:{key}", core.settings.redis_namespace);
+            let redis_key = format!("{}:{}:rate:{key}", core.settings.redis_namespace, self.name);
             let res: Result<(i64, i64), _> = RATE
                 .key(&redis_key)
                 .arg(self.period.as_secs().max(1))

@@ -73,6 +73,7 @@ fn suppression_origin(reason: &str) -> &'static str {
         "provider" => "provider",
         "api" => "api",
         "import" => "import",
+        "preference_page" => "preference_page",
         _ => "staff",
     }
 }

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use heimdall_app::public::{self, FormPage};
+use heimdall_domain::consent::preferences::{self, PreferenceError, Withdrawal};
 use heimdall_domain::contacts::ContactError;
 use heimdall_domain::optin::{
     self, ConfirmationStatus, ConfirmationView, FieldErrors, Form, FormError, FormInput,
@@ -62,6 +63,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/optin-assets/optin.css", web::get().to(stylesheet))
         .route("/optin/confirm/{token}", web::get().to(confirm_page))
         .route("/optin/confirm/{token}", web::post().to(confirm_submit))
+        .route("/p/{token}", web::get().to(preferences_page))
+        .route("/p/{token}", web::post().to(preferences_submit))
         .route("/optin/{slug}", web::get().to(form_page))
         .route("/optin/{slug}", web::post().to(form_submit))
         .route("/q/{code:[A-Za-z0-9]{4,32}}.svg", web::get().to(qr_svg))
@@ -434,6 +437,117 @@ async fn confirm_submit(core: web::Data<Arc<Core>>, token: web::Path<String>) ->
         Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
         Err(e) => {
             tracing::error!(error = %e, "could not confirm");
+            error_page()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The preference page (`/p/{token}`, from the HELP reply)
+
+async fn preferences_page(core: web::Data<Arc<Core>>, token: web::Path<String>) -> HttpResponse {
+    match preferences::view(&core, &token).await {
+        Ok(Some(v)) => page(
+            StatusCode::OK,
+            public::preferences_page_html(&v, &token, None),
+        ),
+        Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read a preference page");
+            error_page()
+        }
+    }
+}
+
+/// What the page's buttons post: `what=everything`, or
+/// `what=purpose&channel=...&purpose=...`.
+fn withdrawal(body: &[u8]) -> Option<Withdrawal> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    match get("what")? {
+        "everything" => Some(Withdrawal::Everything),
+        "purpose" => Some(Withdrawal::Purpose {
+            channel: get("channel")?.parse().ok()?,
+            purpose: get("purpose")?.trim().to_string(),
+        }),
+        _ => None,
+    }
+}
+
+async fn preferences_submit(
+    core: web::Data<Arc<Core>>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let ip = client_address(&core, &req).await;
+    if let Err(wait) = core.preference_limiter.check(&core, ip).await {
+        tracing::warn!(%ip, "preference page posts from this address are over the limit");
+        let mut res = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            public::message_page_html(
+                "Too many requests",
+                "Nothing was changed. Please try again in a minute, or reply STOP to our message: that always works.",
+            ),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
+    let Some(what) = withdrawal(&body) else {
+        return match preferences::view(&core, &token).await {
+            Ok(Some(v)) => page(
+                StatusCode::BAD_REQUEST,
+                public::preferences_page_html(
+                    &v,
+                    &token,
+                    Some("Nothing was changed: choose one of the buttons below."),
+                ),
+            ),
+            Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a preference page");
+                error_page()
+            }
+        };
+    };
+    match preferences::withdraw(&core, &token, &what).await {
+        Ok(Some(v)) => {
+            let done = match &what {
+                Withdrawal::Everything => {
+                    "Done: you will receive nothing more from us, on any channel.".to_string()
+                }
+                Withdrawal::Purpose { channel, purpose } => format!(
+                    "Done: you will receive no more {} messages by {}.",
+                    v.channels
+                        .iter()
+                        .flat_map(|c| &c.purposes)
+                        .find(|p| &p.purpose.name == purpose)
+                        .map(|p| p.purpose.label.to_lowercase())
+                        .unwrap_or_else(|| purpose.clone()),
+                    public::channel_name(*channel)
+                ),
+            };
+            page(
+                StatusCode::OK,
+                public::preferences_page_html(&v, &token, Some(&done)),
+            )
+        }
+        Ok(None) => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
+        Err(PreferenceError::UnknownPurpose(_)) => match preferences::view(&core, &token).await {
+            Ok(Some(v)) => page(
+                StatusCode::BAD_REQUEST,
+                public::preferences_page_html(
+                    &v,
+                    &token,
+                    Some("Nothing was changed: that is not one of the kinds of message listed below."),
+                ),
+            ),
+            _ => page(StatusCode::NOT_FOUND, public::invalid_link_page_html()),
+        },
+        Err(PreferenceError::Db(e)) => {
+            tracing::error!(error = %e, "could not record a withdrawal");
             error_page()
         }
     }
