@@ -134,7 +134,7 @@ fn ReceiptBody(r: Receipt, links: ReceiptLinks) -> impl IntoView {
         .template
         .as_ref()
         .map(|t: &TemplateRef| {
-            let mut s = format!("{}", t.name);
+            let mut s = t.name.clone();
             if let Some(l) = &t.language {
                 s.push_str(&format!(" ({l}"));
                 if let Some(c) = &t.category {

@@ -180,7 +180,7 @@ pub enum HumanAuthorization {
         /// The approved template's digest (in the approved snapshot).
         approved_template_digest: Option<String>,
         /// The approval row in force when the message was accepted.
-        approval: Option<Approval>,
+        approval: Option<Box<Approval>>,
     },
     /// An API key, a reminder or a schedule: the automation behind the key.
     Automation {
@@ -673,14 +673,14 @@ async fn campaign_authorization(
         .one(db)
         .await?;
     let approval = match approval {
-        Some(a) => Some(Approval {
+        Some(a) => Some(Box::new(Approval {
             by: staff_ref(db, &a.actor_id).await?,
             chain: chain::position(db, Stream::CampaignApprovals, &a.id).await?,
             id: a.id,
             decision: a.decision,
             reason: a.reason,
             at: a.created_at,
-        }),
+        })),
         None => None,
     };
     let Some(c) = c else {
