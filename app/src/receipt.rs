@@ -188,6 +188,7 @@ fn ReceiptBody(r: Receipt, links: ReceiptLinks) -> impl IntoView {
                     <Row label="Channel" value=m.channel.clone()/>
                     <Row label="Recipient" value=m.to.clone()/>
                     <Row label="Source" value=m.source.as_str()/>
+                    <Row label="Purpose" value=m.purpose.clone().unwrap_or_else(|| "—".into())/>
                     <Row label="Content" value=template/>
                     <Row label="State" value=m.state.as_str()/>
                     {m.block_reason.clone().map(|b| view! { <Row label="Refused by" value=b/> })}
@@ -302,6 +303,7 @@ fn ConsentTable(c: ConsentRecord) -> impl IntoView {
             <Row label="Form" value=or_dash(&c.form_id)/>
             <Row label="QR code" value=or_dash(&c.qr_code)/>
             <Row label="Inbound message" value=or_dash(&c.inbound_message_id)/>
+            <Row label="Purpose" value=c.purpose.clone().unwrap_or_else(|| "every purpose that existed before purposes".into())/>
             <Row label="Consent text version" value=or_dash(&c.consent_text_version)/>
             <tr><th scope="row">"Consent text hash"</th><td class="hash">{or_dash(&c.consent_text_hash)}</td></tr>
             <tr><th scope="row">"Audit chain"</th><td><Chain p=c.chain.clone()/></td></tr>

@@ -199,6 +199,10 @@ async fn a_campaign_messages_receipt_shows_what_justified_it_and_whether_it_chan
         heimdall_domain::consent::text_hash(CONSENT_TEXT).as_str()
     );
     assert_eq!(c["recorded_by"], "api_key:crm");
+    // Recorded before purposes (no purpose of its own); the message went
+    // for its template's.
+    assert!(c["purpose"].is_null(), "{c:#}");
+    assert_eq!(r["message"]["purpose"], "service", "{r:#}");
     assert!(c["strength"].is_string());
     let gate_detail = r["consent"]["gate_detail"].as_str().unwrap();
     assert!(

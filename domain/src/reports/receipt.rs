@@ -60,6 +60,8 @@ pub struct MessageFacts {
     pub to: String,
     pub contact_id: Option<String>,
     pub source: MessageSource,
+    /// The purpose the consent gate checked it for (`purposes.name`).
+    pub purpose: Option<String>,
     pub kind: String,
     /// The template sent, or none for free-form text.
     pub template: Option<TemplateRef>,
@@ -118,6 +120,9 @@ pub struct ConsentInForce {
 pub struct ConsentRecord {
     pub id: String,
     pub channel: String,
+    /// The purpose it covers; none: recorded before purposes (it covers
+    /// the purposes that existed then).
+    pub purpose: Option<String>,
     /// Its status now (a revocation after the send shows here, with its time).
     pub status_now: String,
     pub source: String,
@@ -437,6 +442,7 @@ async fn message_facts(
         None => m.body.is_none() && m.media_url.is_none() && m.interactive.is_none(),
     };
     Ok(MessageFacts {
+        purpose: m.purpose.clone(),
         free_form: template.is_none(),
         template,
         variables,
@@ -550,6 +556,7 @@ async fn consent_record(
         status_now: consent::consent_status(&c).as_str().to_string(),
         id: c.id,
         channel: c.channel,
+        purpose: c.purpose,
         source: c.source,
         strength: c.strength,
         ip: c.ip,
