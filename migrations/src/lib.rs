@@ -32,6 +32,7 @@ mod m20261205_000066_interactive_messages;
 mod m20261205_000067_attachments;
 mod m20261206_000068_audit_chain;
 mod m20261207_000069_retention_runs;
+mod m20261208_000070_erased_numbers;
 mod util;
 
 pub struct Migrator;
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000067_attachments::Migration),
             Box::new(m20261206_000068_audit_chain::Migration),
             Box::new(m20261207_000069_retention_runs::Migration),
+            Box::new(m20261208_000070_erased_numbers::Migration),
         ]
     }
 }

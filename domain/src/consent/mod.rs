@@ -38,6 +38,7 @@ mod opt_in;
 mod opt_out;
 mod reading;
 mod records;
+pub mod tombstone;
 
 pub use opt_in::{
     confirm_by_link, create_contact_with_opt_in, opt_in_from_number, record_opt_in, FromNumber,

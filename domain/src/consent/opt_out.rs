@@ -22,6 +22,8 @@ pub enum OptOutSource {
     Staff,
     /// An API client.
     Api,
+    /// The person was erased: their number's tombstone (`tombstone`).
+    Erasure,
 }
 
 impl OptOutSource {
@@ -31,6 +33,7 @@ impl OptOutSource {
             OptOutSource::Provider => "provider",
             OptOutSource::Staff => "staff",
             OptOutSource::Api => "api",
+            OptOutSource::Erasure => "erasure",
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod processed_webhook_event;
 pub mod qr_code;
 pub mod reminder;
 pub mod retention_run;
+pub mod erased_number;
 pub mod schedule;
 pub mod schedule_occurrence;
 pub mod service_window;

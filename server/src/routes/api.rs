@@ -617,6 +617,9 @@ async fn record_consent(
     let id = path.into_inner();
     contact_exists(&core, &id).await?;
     let body = body.into_inner();
+    // An erased person's number counts as opted out (the tombstone).
+    heimdall_domain::consent::tombstone::carry_over_by_id(&core, &core.db.conn, &id, core.now())
+        .await?;
     // An API client's word never lifts an opt-out: for an opted-out number
     // the consent is recorded as pending (202) and only the person's own
     // number (START) can make it count.

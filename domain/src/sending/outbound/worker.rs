@@ -294,13 +294,24 @@ impl MessageReads {
         pool: &sqlx::PgPool,
         id: &str,
     ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
+        let key = crate::consent::tombstone::ErasureKey::of(core);
         batched(
             &self.0,
             core,
             pool,
             id.to_string(),
-            |pool, senders, ids| async move {
-                facts::messages_with_fact_rows(&pool, &ids, &senders).await
+            move |pool, senders, ids| {
+                let key = key.clone();
+                async move {
+                    let mut read = facts::messages_with_fact_rows(&pool, &ids, &senders).await?;
+                    let rows = read
+                        .iter_mut()
+                        .flatten()
+                        .map(|(m, f)| (Some(m.to_address.as_str()), f))
+                        .collect();
+                    super::evaluate::mark_erased_pg(&pool, key.as_ref(), rows).await?;
+                    Ok(read)
+                }
             },
         )
         .await
@@ -345,13 +356,24 @@ impl FactReads {
         pool: &sqlx::PgPool,
         read: facts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
+        let key = crate::consent::tombstone::ErasureKey::of(core);
         batched(
             &self.0,
             core,
             pool,
             read,
-            |pool, senders, batch| async move {
-                facts::fact_rows_many(&pool, &batch, &senders).await
+            move |pool, senders, batch| {
+                let key = key.clone();
+                async move {
+                    let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
+                    let marked = batch
+                        .iter()
+                        .map(|r| r.phone.as_deref())
+                        .zip(rows.iter_mut())
+                        .collect();
+                    super::evaluate::mark_erased_pg(&pool, key.as_ref(), marked).await?;
+                    Ok(rows)
+                }
             },
         )
         .await
