@@ -4,11 +4,26 @@
 //! hex), which every gate looks up by its primary key: a later contact with
 //! the same number is suppressed until a message from the number (START,
 //! UNSTOP, YES) lifts it (`lifted_at`, `lift_ref`).
+//!
+//! Where an erased person's row stays, their number is replaced by
+//! `hash:<hex>` (a contact's shell: `hash:<hex>#<id>`, unique): on
+//! PostgreSQL the columns that hold a number are widened to 128 to take it
+//! (a longer `varchar` is a change of the catalogue only, no rewrite;
+//! SQLite does not enforce lengths).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 use crate::util::*;
+
+/// The columns that hold a number (all required).
+const NUMBER_COLUMNS: &[(&str, &str)] = &[
+    ("contacts", "phone_e164"),
+    ("outbound_messages", "to_address"),
+    ("inbound_messages", "from_address"),
+    ("reminders", "to_address"),
+    ("tier_usage", "recipient"),
+];
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -32,6 +47,18 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            for (table, column) in NUMBER_COLUMNS {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(*table)
+                            .modify_column(ColumnDef::new(*column).string_len(128).not_null())
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+        }
         Ok(())
     }
 
