@@ -129,7 +129,10 @@ async fn submit(core: &Core, form: &optin::Form, phone: &str) -> optin::SubmitRe
         user_agent: Some(UA.into()),
         page_url: optin::public_url(core, &format!("/optin/{}?ref={phone}", form.slug)),
     };
-    match optin::submit(core, form, None, &input, &evidence).await.unwrap() {
+    match optin::submit(core, form, None, &input, &evidence)
+        .await
+        .unwrap()
+    {
         SubmitOutcome::Recorded(r) => r,
         SubmitOutcome::Discarded => panic!("discarded"),
     }
@@ -144,7 +147,12 @@ async fn person(env: &TestEnv, phone: &str) -> (String, String) {
     assert_eq!(r.channels[0].status, ChannelStatus::Subscribed);
     inbound::handle_message(
         core,
-        inbound_from(core, phone, &format!("SMhi{}", &phone[phone.len() - 4..]), "Hello, Ada here"),
+        inbound_from(
+            core,
+            phone,
+            &format!("SMhi{}", &phone[phone.len() - 4..]),
+            "Hello, Ada here",
+        ),
     )
     .await
     .unwrap();
@@ -207,7 +215,8 @@ async fn text_columns(core: &Core) -> Vec<(String, String)> {
         }
     }
     assert!(
-        out.iter().any(|(t, c)| t == "tool_calls" && c == "verdicts"),
+        out.iter()
+            .any(|(t, c)| t == "tool_calls" && c == "verdicts"),
         "the scan must see the audit rows"
     );
     out
@@ -257,7 +266,10 @@ async fn erasure_leaves_nothing_of_the_person_keeps_the_chain_and_sends_nothing_
     assert_eq!(erased.contact_id, id);
     assert_eq!(erased.number_hash.len(), 64);
     assert_eq!(erased.counts.get("messages_cancelled"), Some(&1));
-    assert!(erased.counts.get("audit_rows_redacted").is_some_and(|n| *n >= 2));
+    assert!(erased
+        .counts
+        .get("audit_rows_redacted")
+        .is_some_and(|n| *n >= 2));
     assert_eq!(erased.counts.get("consents_redacted"), Some(&1));
     assert_eq!(erased.counts.get("inbound_messages"), Some(&1));
 
@@ -269,13 +281,24 @@ async fn erasure_leaves_nothing_of_the_person_keeps_the_chain_and_sends_nothing_
             "{res:?}"
         );
     }
-    assert_eq!(env.provider.sent_to(phone), sent_before, "nothing sent after erasure");
+    assert_eq!(
+        env.provider.sent_to(phone),
+        sent_before,
+        "nothing sent after erasure"
+    );
 
     chain::seal(core).await.unwrap();
     let report = chain::verify(&core.db.conn).await.unwrap();
     assert!(report.intact(), "{:?}", report.broken().collect::<Vec<_>>());
 
-    for needle in ["4791234567", NAME, "Lovelace", "203.0.113.77", UA, "Hello, Ada"] {
+    for needle in [
+        "4791234567",
+        NAME,
+        "Lovelace",
+        "203.0.113.77",
+        UA,
+        "Hello, Ada",
+    ] {
         let hits = found(core, needle).await;
         assert!(hits.is_empty(), "{needle} is still in {hits:?}");
     }
@@ -313,7 +336,9 @@ async fn nothing_gets_around_the_tombstone_until_the_number_says_start() {
     // Staff (or the API) create the contact again with a consent they vouch for.
     let staff = "+4791230001";
     let (id, _) = person(&env, staff).await;
-    privacy::erase(core, &id, "request", "staff:admin").await.unwrap();
+    privacy::erase(core, &id, "request", "staff:admin")
+        .await
+        .unwrap();
     env.take_enqueued();
     let (c, outcome) = consent::create_contact_with_opt_in(
         core,
@@ -350,7 +375,9 @@ async fn nothing_gets_around_the_tombstone_until_the_number_says_start() {
     // A public form.
     let by_form = "+4791230002";
     let (id, _) = person(&env, by_form).await;
-    privacy::erase(core, &id, "request", "staff:admin").await.unwrap();
+    privacy::erase(core, &id, "request", "staff:admin")
+        .await
+        .unwrap();
     env.take_enqueued();
     let f = form(core, "again").await;
     let r = submit(core, &f, by_form).await;
@@ -364,7 +391,9 @@ async fn nothing_gets_around_the_tombstone_until_the_number_says_start() {
     // An import.
     let by_import = "+4791230003";
     let (id, _) = person(&env, by_import).await;
-    privacy::erase(core, &id, "request", "staff:admin").await.unwrap();
+    privacy::erase(core, &id, "request", "staff:admin")
+        .await
+        .unwrap();
     env.take_enqueued();
     let csv = format!(
         "phone,channel,source,captured_at,ip,user_agent,page_url,consent_text_version,consent_text\n\
@@ -379,7 +408,9 @@ async fn nothing_gets_around_the_tombstone_until_the_number_says_start() {
     // ledger path would): the gates still block it.
     let bypass = "+4791230004";
     let (id, _) = person(&env, bypass).await;
-    privacy::erase(core, &id, "request", "staff:admin").await.unwrap();
+    privacy::erase(core, &id, "request", "staff:admin")
+        .await
+        .unwrap();
     env.take_enqueued();
     let (c, _) = contacts::upsert(
         core,
@@ -470,7 +501,8 @@ async fn a_message_a_worker_holds_is_blocked_once_the_number_is_tombstoned() {
     let env = env().await;
     let core = &env.core;
     let phone = "+4791230010";
-    let id = heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
+    let id =
+        heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
     let out = outbound::accept(core, reminder(Recipient::Contact(id)))
         .await
         .unwrap();
@@ -520,7 +552,8 @@ async fn erasure_needs_a_key_a_reason_and_a_contact() {
     let env = env_with(&[]).await;
     let core = &env.core;
     let phone = "+4791230020";
-    let id = heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
+    let id =
+        heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
     let err = privacy::erase(core, &id, "request", "staff:admin")
         .await
         .unwrap_err();
@@ -530,7 +563,8 @@ async fn erasure_needs_a_key_a_reason_and_a_contact() {
 
     let env = self::env().await;
     let core = &env.core;
-    let id = heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
+    let id =
+        heimdall_domain::testing::contact_with_consent(core, phone, &[Channel::WhatsApp]).await;
     assert!(matches!(
         privacy::erase(core, &id, "  ", "staff:admin").await,
         Err(ErasureError::NoReason)
@@ -546,22 +580,30 @@ async fn erasure_needs_a_key_a_reason_and_a_contact() {
 async fn start_up_refuses_tombstones_without_their_key_or_with_another() {
     let env = env().await;
     let core = &env.core;
-    privacy::check_key(core).await.expect("no tombstone: any key");
+    privacy::check_key(core)
+        .await
+        .expect("no tombstone: any key");
     let without = env.sibling(&[]).await;
     privacy::check_key(&without.core)
         .await
         .expect("no tombstone: no key needed");
 
-    let id = heimdall_domain::testing::contact_with_consent(core, "+4791230030", &[Channel::WhatsApp])
-        .await;
-    privacy::erase(core, &id, "request", "staff:admin").await.unwrap();
+    let id =
+        heimdall_domain::testing::contact_with_consent(core, "+4791230030", &[Channel::WhatsApp])
+            .await;
+    privacy::erase(core, &id, "request", "staff:admin")
+        .await
+        .unwrap();
     privacy::check_key(core).await.expect("the same key");
 
     let err = privacy::check_key(&without.core).await.unwrap_err();
     assert!(matches!(err, KeyProblem::Missing(1)), "{err}");
     assert!(err.to_string().contains("HEIMDALL_ERASURE_KEY"), "{err}");
     let other = env
-        .sibling(&[("HEIMDALL_ERASURE_KEY", "another-key-0123456789abcdef-0123456789")])
+        .sibling(&[(
+            "HEIMDALL_ERASURE_KEY",
+            "another-key-0123456789abcdef-0123456789",
+        )])
         .await;
     let err = privacy::check_key(&other.core).await.unwrap_err();
     assert!(matches!(err, KeyProblem::Changed(1)), "{err}");

@@ -77,7 +77,13 @@ async fn erasure_through_the_api() {
     let erase = erase_key(&app).await;
 
     // The bootstrap key has every other scope, not this one.
-    let (status, body) = delete(&app, &id, support::API_KEY, Some(json!({"reason": "asked"}))).await;
+    let (status, body) = delete(
+        &app,
+        &id,
+        support::API_KEY,
+        Some(json!({"reason": "asked"})),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["scope"], "contacts:erase");
 
@@ -93,7 +99,13 @@ async fn erasure_through_the_api() {
         assert_eq!(status, 400, "{bad:?} -> {body}");
         assert!(body["error"]["code"].is_string(), "{body}");
     }
-    let (status, body) = delete(&app, "no-such-contact", &erase, Some(json!({"reason": "asked"}))).await;
+    let (status, body) = delete(
+        &app,
+        "no-such-contact",
+        &erase,
+        Some(json!({"reason": "asked"})),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
     // Nothing was erased by the refusals.
@@ -105,7 +117,13 @@ async fn erasure_through_the_api() {
         .unwrap();
     assert_eq!(c["contact"]["phone"], PHONE);
 
-    let (status, body) = delete(&app, &id, &erase, Some(json!({"reason": "GDPR request #12"}))).await;
+    let (status, body) = delete(
+        &app,
+        &id,
+        &erase,
+        Some(json!({"reason": "GDPR request #12"})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["contact_id"], id.as_str());
     let hash = body["number_hash"].as_str().unwrap().to_string();
@@ -136,7 +154,10 @@ async fn erasure_through_the_api() {
     // Brought back through the API: held for the number's own proof, and refused.
     let (again, status) = contact_with_consent(&app, PHONE).await;
     assert_ne!(again, id);
-    assert_eq!(status, 202, "an erased number's consent needs proof from the number");
+    assert_eq!(
+        status, 202,
+        "an erased number's consent needs proof from the number"
+    );
     let res = app
         .api_post(
             "/api/v1/messages",
@@ -165,8 +186,14 @@ async fn erasure_through_the_api() {
         .expect("the staff audit row");
     assert_eq!(audit.target.as_deref(), Some(id.as_str()));
     let detail = audit.detail.unwrap();
-    assert!(detail.contains(&hash) && detail.contains("GDPR request #12"), "{detail}");
-    assert!(!detail.contains(PHONE) && !detail.contains("Grace"), "{detail}");
+    assert!(
+        detail.contains(&hash) && detail.contains("GDPR request #12"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains(PHONE) && !detail.contains("Grace"),
+        "{detail}"
+    );
     assert!(audit.actor.contains("privacy desk"), "{}", audit.actor);
     app.shutdown().await;
 }

@@ -133,7 +133,8 @@ pub async fn active_pg(
     rows.into_iter()
         .map(|r| {
             Ok((
-                r.try_get::<String, _>(0).map_err(crate::store::db::sqlx_err)?,
+                r.try_get::<String, _>(0)
+                    .map_err(crate::store::db::sqlx_err)?,
                 r.try_get::<DateTime<Utc>, _>(1)
                     .map_err(crate::store::db::sqlx_err)?,
             ))
@@ -157,10 +158,7 @@ pub async fn carry_over(
         return Ok(false);
     };
     let hash = key.number_hash(phone_e164);
-    let Some(erased_at) = active(db, std::slice::from_ref(&hash))
-        .await?
-        .remove(&hash)
-    else {
+    let Some(erased_at) = active(db, std::slice::from_ref(&hash)).await?.remove(&hash) else {
         return Ok(false);
     };
     opt_out(

@@ -153,7 +153,18 @@ pub async fn erase(
     let now = core.now();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
 
-    stop_everything(core, &key, &c, &person, &hash, &reason, actor, now, &mut counts).await?;
+    stop_everything(
+        core,
+        &key,
+        &c,
+        &person,
+        &hash,
+        &reason,
+        actor,
+        now,
+        &mut counts,
+    )
+    .await?;
     crate::contacts::forget_number(core, &c.phone_e164).await;
     redact_chained(core, &c.id, &person, &reason, actor, &mut counts).await?;
     clear_the_rest(core, &c, &person, &hash, &reason, actor, now, &mut counts).await?;
@@ -673,7 +684,9 @@ mod tests {
             hashed: "hash:abc".into(),
         };
         assert_eq!(
-            p.scrub("+15551230000 is valid; From=whatsapp%3A%2B15551230000; ADA LOVELACE, ada lovelace"),
+            p.scrub(
+                "+15551230000 is valid; From=whatsapp%3A%2B15551230000; ADA LOVELACE, ada lovelace"
+            ),
             "hash:abc is valid; From=whatsapp%3A%2Bhash:abc; [erased], [erased]"
         );
         assert_eq!(p.scrub("nothing here"), "nothing here");

@@ -284,12 +284,10 @@ impl Settings {
                 None => None,
             },
             erasure_key: match src.secret("HEIMDALL_ERASURE_KEY") {
-                Some(k) if k.expose_secret().trim().chars().count() < 32 => {
-                    return Err(invalid(
-                        "HEIMDALL_ERASURE_KEY",
-                        "must be at least 32 characters (a random secret, e.g. `openssl rand -hex 32`)",
-                    ))
-                }
+                Some(k) if k.expose_secret().trim().chars().count() < 32 => return Err(invalid(
+                    "HEIMDALL_ERASURE_KEY",
+                    "must be at least 32 characters (a random secret, e.g. `openssl rand -hex 32`)",
+                )),
                 other => other,
             },
             sandbox,

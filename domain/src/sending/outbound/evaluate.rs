@@ -37,8 +37,7 @@ pub(super) async fn read_fact_rows(
         ContactKey::Phone(p) => Some(p),
         _ => None,
     };
-    if let Some(hash) = ErasureKey::of(core).and_then(|k| facts::recipient_hash(&k, &rows, phone))
-    {
+    if let Some(hash) = ErasureKey::of(core).and_then(|k| facts::recipient_hash(&k, &rows, phone)) {
         if let Some(at) = tombstone::active(&core.db.conn, std::slice::from_ref(&hash))
             .await?
             .remove(&hash)

@@ -357,25 +357,19 @@ impl FactReads {
         read: facts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
         let key = crate::consent::tombstone::ErasureKey::of(core);
-        batched(
-            &self.0,
-            core,
-            pool,
-            read,
-            move |pool, senders, batch| {
-                let key = key.clone();
-                async move {
-                    let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
-                    let marked = batch
-                        .iter()
-                        .map(|r| r.phone.as_deref())
-                        .zip(rows.iter_mut())
-                        .collect();
-                    super::evaluate::mark_erased_pg(&pool, key.as_ref(), marked).await?;
-                    Ok(rows)
-                }
-            },
-        )
+        batched(&self.0, core, pool, read, move |pool, senders, batch| {
+            let key = key.clone();
+            async move {
+                let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
+                let marked = batch
+                    .iter()
+                    .map(|r| r.phone.as_deref())
+                    .zip(rows.iter_mut())
+                    .collect();
+                super::evaluate::mark_erased_pg(&pool, key.as_ref(), marked).await?;
+                Ok(rows)
+            }
+        })
         .await
     }
 }
