@@ -260,10 +260,10 @@ pub async fn find_or_create_by_phone(
 }
 
 /// Contact ids by E.164 number, remembered in process so that a message
-/// from a known number needs no lookup. Exact, never stale: contacts are
-/// never deleted and a contact's number never changes (it is set when the
-/// contact is created, and is its identity), so a number that once had an
-/// id always has that id. Bounded: the least recently used go first.
+/// from a known number needs no lookup. Exact: contacts are never deleted
+/// and a contact's number never changes (it is set when the contact is
+/// created, and is its identity), so a number that once had an id always
+/// has that id; except after an erasure (see [`ContactIds::forget`]). Bounded: the least recently used go first.
 #[derive(Debug)]
 pub struct ContactIds(std::sync::Mutex<lru::LruCache<String, String>>);
 
