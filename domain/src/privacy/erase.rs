@@ -123,11 +123,11 @@ pub async fn erase(
     reason: &str,
     actor: &str,
 ) -> Result<Erased, ErasureError> {
-    let key = ErasureKey::of(core).ok_or(ErasureError::NoKey)?;
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(ErasureError::NoReason);
     }
+    let key = ErasureKey::of(core).ok_or(ErasureError::NoKey)?;
     let c = contact::Entity::find_by_id(contact_id)
         .one(&core.db.conn)
         .await?
