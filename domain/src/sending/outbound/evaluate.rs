@@ -48,6 +48,42 @@ pub(super) async fn read_fact_rows(
     Ok(rows)
 }
 
+/// PostgreSQL: the workers' merged read of messages and their facts
+/// ([`facts::messages_with_fact_rows`]), erased recipients marked.
+pub(super) async fn messages_marked(
+    pool: sqlx::PgPool,
+    senders: std::sync::Arc<super::worker::Senders>,
+    ids: Vec<String>,
+    key: Option<ErasureKey>,
+) -> Result<Vec<Option<(outbound_message::Model, FactRows)>>, sea_orm::DbErr> {
+    let mut read = facts::messages_with_fact_rows(&pool, &ids, &senders).await?;
+    let rows = read
+        .iter_mut()
+        .flatten()
+        .map(|(m, f)| (Some(m.to_address.as_str()), f))
+        .collect();
+    mark_erased_pg(&pool, key.as_ref(), rows).await?;
+    Ok(read)
+}
+
+/// PostgreSQL: the acceptance reads merged ([`facts::fact_rows_many`]),
+/// erased recipients marked.
+pub(super) async fn fact_rows_marked(
+    pool: sqlx::PgPool,
+    senders: std::sync::Arc<super::worker::Senders>,
+    batch: Vec<facts::FactRead>,
+    key: Option<ErasureKey>,
+) -> Result<Vec<FactRows>, sea_orm::DbErr> {
+    let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
+    let marked = batch
+        .iter()
+        .map(|r| r.phone.as_deref())
+        .zip(rows.iter_mut())
+        .collect();
+    mark_erased_pg(&pool, key.as_ref(), marked).await?;
+    Ok(rows)
+}
+
 /// PostgreSQL: the erased numbers among a batch of reads' recipients (each
 /// its contact's number, else the number asked for), looked up at once and
 /// marked suppressed (`consent::tombstone`). Nothing is looked up without

@@ -295,25 +295,9 @@ impl MessageReads {
         id: &str,
     ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
         let key = crate::consent::tombstone::ErasureKey::of(core);
-        batched(
-            &self.0,
-            core,
-            pool,
-            id.to_string(),
-            move |pool, senders, ids| {
-                let key = key.clone();
-                async move {
-                    let mut read = facts::messages_with_fact_rows(&pool, &ids, &senders).await?;
-                    let rows = read
-                        .iter_mut()
-                        .flatten()
-                        .map(|(m, f)| (Some(m.to_address.as_str()), f))
-                        .collect();
-                    super::evaluate::mark_erased_pg(&pool, key.as_ref(), rows).await?;
-                    Ok(read)
-                }
-            },
-        )
+        batched(&self.0, core, pool, id.to_string(), move |p, s, ids| {
+            super::evaluate::messages_marked(p, s, ids, key.clone())
+        })
         .await
     }
 }
@@ -357,18 +341,8 @@ impl FactReads {
         read: facts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
         let key = crate::consent::tombstone::ErasureKey::of(core);
-        batched(&self.0, core, pool, read, move |pool, senders, batch| {
-            let key = key.clone();
-            async move {
-                let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
-                let marked = batch
-                    .iter()
-                    .map(|r| r.phone.as_deref())
-                    .zip(rows.iter_mut())
-                    .collect();
-                super::evaluate::mark_erased_pg(&pool, key.as_ref(), marked).await?;
-                Ok(rows)
-            }
+        batched(&self.0, core, pool, read, move |p, s, batch| {
+            super::evaluate::fact_rows_marked(p, s, batch, key.clone())
         })
         .await
     }
