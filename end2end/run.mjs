@@ -40,6 +40,8 @@ const env = {
   HEIMDALL_API_KEY: apiKey,
   // The browser tests set up forms and contacts through the API.
   HEIMDALL_API_KEY_SCOPES: 'send,reminders,schedules,contacts:read,contacts:write,consents:read,consents:write,forms:read,forms:write',
+  // Erasure (the contact page's "Erase this person") needs its key.
+  HEIMDALL_ERASURE_KEY: 'e2e-erasure-' + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2) + '-0123456789abcdef',
   HEIMDALL_STATUS_STEP_MS: '150',
   HEIMDALL_RECIPIENT_PACE_SECONDS: '0',
   HEIMDALL_BIND: '127.0.0.1:0',

@@ -260,10 +260,10 @@ pub async fn find_or_create_by_phone(
 }
 
 /// Contact ids by E.164 number, remembered in process so that a message
-/// from a known number needs no lookup. Exact, never stale: contacts are
-/// never deleted and a contact's number never changes (it is set when the
-/// contact is created, and is its identity), so a number that once had an
-/// id always has that id. Bounded: the least recently used go first.
+/// from a known number needs no lookup. Exact: contacts are never deleted
+/// and a contact's number never changes (it is set when the contact is
+/// created, and is its identity), so a number that once had an id always
+/// has that id; except after an erasure (see [`ContactIds::forget`]). Bounded: the least recently used go first.
 #[derive(Debug)]
 pub struct ContactIds(std::sync::Mutex<lru::LruCache<String, String>>);
 
@@ -280,6 +280,15 @@ impl Default for ContactIds {
 impl ContactIds {
     fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, String>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget a number (its contact was erased: the number is no longer
+    /// its identity). Another process forgets it when it restarts, or when
+    /// the entry is evicted; until then a plain message from the number is
+    /// filed under the erased contact's shell there (a keyword never is:
+    /// keywords look the number up).
+    pub fn forget(&self, phone: &str) {
+        self.lock().pop(phone);
     }
 
     /// The id of the contact with this number, finding or creating it in
@@ -419,6 +428,30 @@ fn window_key(core: &Core, phone: &str, channel: Channel) -> String {
         core.settings.redis_namespace,
         channel.as_str()
     )
+}
+
+/// Forget what this process and Redis hold under a number (an erased
+/// person's): the contact id it maps to and its cached windows.
+pub async fn forget_number(core: &Core, phone: &str) {
+    core.contact_ids.forget(phone);
+    let Some(conn) = &core.redis else {
+        return;
+    };
+    let mut conn = conn.clone();
+    let keys: Vec<String> = Channel::ALL
+        .iter()
+        .map(|c| window_key(core, phone, *c))
+        .collect();
+    let res: Result<i64, _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "window cache: redis unavailable (an erased number's windows expire in 24 h)");
+    }
+}
+
+/// Whether a contact is the anonymised shell an erasure left
+/// (`privacy::erase`): its number was replaced by a keyed hash.
+pub fn is_erased(phone_e164: &str) -> bool {
+    phone_e164.starts_with("hash:")
 }
 
 /// Cache a window opened by a message received at `received_at` (after

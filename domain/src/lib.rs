@@ -53,6 +53,7 @@ pub mod inbound;
 pub mod inbox;
 pub mod optin;
 pub mod outbound_http;
+pub mod privacy;
 pub mod reports;
 pub mod sending;
 pub mod templates;

@@ -24,6 +24,10 @@ const PHONE: &str = "+4791234567";
 
 async fn env() -> TestEnv {
     let env = TestEnv::new(&[
+        (
+            "HEIMDALL_ERASURE_KEY",
+            "preference-test-erasure-key-0123456789abcdef",
+        ),
         ("HEIMDALL_API_KEY", "test-bootstrap-key"),
         (
             "WA_TEMPLATE_TASK_REMINDER",
@@ -310,4 +314,24 @@ async fn a_link_opens_nothing_but_its_own_page() {
         None,
         "nothing changed"
     );
+}
+
+#[tokio::test]
+async fn an_erased_persons_links_open_nothing() {
+    let env = env().await;
+    let core = &env.core;
+    let id = person(core, Some(&["service"])).await;
+    let token = preferences::new_link(&core.db.conn, &id, core.now())
+        .await
+        .unwrap();
+    assert!(preferences::view(core, &token).await.unwrap().is_some());
+    heimdall_domain::privacy::erase(core, &id, "asked by letter", "staff:admin")
+        .await
+        .unwrap();
+    assert!(preferences::view(core, &token).await.unwrap().is_none());
+    assert!(preference_link::Entity::find()
+        .all(&core.db.conn)
+        .await
+        .unwrap()
+        .is_empty());
 }

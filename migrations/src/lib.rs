@@ -34,6 +34,7 @@ mod m20261206_000068_audit_chain;
 mod m20261207_000069_retention_runs;
 mod m20261208_000070_purposes;
 mod m20261209_000071_preference_links;
+mod m20261210_000072_erased_numbers;
 mod util;
 
 pub struct Migrator;
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000069_retention_runs::Migration),
             Box::new(m20261208_000070_purposes::Migration),
             Box::new(m20261209_000071_preference_links::Migration),
+            Box::new(m20261210_000072_erased_numbers::Migration),
         ]
     }
 }

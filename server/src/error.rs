@@ -42,6 +42,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The thing existed and is gone for good (an erased contact).
+    #[error("{0}")]
+    Gone(String),
+    /// A feature the operator has not configured (a setting is missing).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("request body too large")]
     TooLarge,
     /// Refused by a gate: the reason code and why.
@@ -71,6 +77,8 @@ impl ApiError {
             ApiError::MissingScope(_) => "missing_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Gone(_) => "gone",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::TooLarge => "payload_too_large",
             ApiError::Refused { code, .. } => code,
             ApiError::Internal(_) => "internal",
@@ -92,6 +100,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) | ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -152,6 +152,9 @@ pub async fn build_core_with(
 
 /// Start-up work that needs the core: templates, senders, stored settings.
 async fn prepare(core: &Arc<Core>, sandbox: bool) -> anyhow::Result<()> {
+    // Erased people's STOPs are honoured through hashes made with the
+    // erasure key: never start without it, or with another one.
+    heimdall_domain::privacy::check_key(core).await?;
     heimdall_domain::templates::register_from_settings(core).await?;
     heimdall_domain::access::authz::register_senders(core, sandbox).await?;
     // Settings stored in the console override the environment's.

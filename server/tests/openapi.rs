@@ -51,6 +51,16 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 const UNKNOWN_ID: &str = "01a00000-0000-7000-8000-000000000000";
 
+/// [`TEMPLATES`] and an erasure key (erasure answers 503 without one).
+fn with_erasure_key() -> Vec<(&'static str, &'static str)> {
+    let mut pairs = TEMPLATES.to_vec();
+    pairs.push((
+        "HEIMDALL_ERASURE_KEY",
+        "erasure-key-for-openapi-tests-0123456789",
+    ));
+    pairs
+}
+
 async fn document(app: &TestApp) -> Value {
     let res = app
         .http
@@ -396,7 +406,7 @@ fn fill(path: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn every_documented_error_is_what_the_route_answers() {
-    let app = TestApp::spawn_with(TEMPLATES, false).await;
+    let app = TestApp::spawn_with(&with_erasure_key(), false).await;
     // Without providers (webhooks not configured) and reachable from
     // elsewhere without a metrics token.
     let bare = TestApp::spawn_with(
@@ -578,6 +588,46 @@ async fn every_documented_error_is_what_the_route_answers() {
 
     // Each route's own.
     let none = format!("/api/v1/contacts/{UNKNOWN_ID}");
+    let erase = "/api/v1/contacts/{id}";
+    case(
+        "DELETE",
+        erase,
+        400,
+        json_body(req(&app, "DELETE", &none), json!({"reason": " "})),
+    );
+    case(
+        "DELETE",
+        erase,
+        404,
+        json_body(req(&app, "DELETE", &none), json!({"reason": "asked"})),
+    );
+    let (gone, _) = contacts::upsert(
+        core,
+        &ContactInput {
+            phone: "+4791234599".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    heimdall_domain::privacy::erase(core, &gone.id, "asked", "test")
+        .await
+        .unwrap();
+    case(
+        "DELETE",
+        erase,
+        410,
+        json_body(
+            req(&app, "DELETE", &format!("/api/v1/contacts/{}", gone.id)),
+            json!({"reason": "asked"}),
+        ),
+    );
+    case(
+        "DELETE",
+        erase,
+        503,
+        json_body(req(&bare, "DELETE", &none), json!({"reason": "asked"})),
+    );
     case(
         "GET",
         "/api/whatsapp/session/{phone}",
@@ -1006,7 +1056,7 @@ async fn expect(
 
 #[tokio::test]
 async fn successful_answers_validate_against_the_documented_schemas() {
-    let app = TestApp::spawn_with(TEMPLATES, false).await;
+    let app = TestApp::spawn_with(&with_erasure_key(), false).await;
     let doc = document(&app).await;
     let d = &doc;
     let contact = expect(
@@ -1153,6 +1203,27 @@ async fn successful_answers_validate_against_the_documented_schemas() {
         201,
     )
     .await;
+    // An erasure's answer.
+    let (erased, _) = contacts::upsert(
+        &app.core,
+        &ContactInput {
+            phone: "+4791234598".into(),
+            name: Some("To Be Erased".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let answer = expect(
+        &app,
+        d,
+        ("DELETE", "/api/v1/contacts/{id}"),
+        &format!("/api/v1/contacts/{}", erased.id),
+        Some(json!({"reason": "asked by email"})),
+        200,
+    )
+    .await;
+    assert_eq!(answer["contact_id"], erased.id.as_str());
     // The import report of a file with one row it refuses.
     let res = app
         .http

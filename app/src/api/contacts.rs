@@ -24,6 +24,10 @@ pub struct ContactRow {
     pub needs_manual_outreach: bool,
     pub manual_outreach_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The person was erased: this is the shell left (no number, name or
+    /// fields; the number is kept only as a keyed hash).
+    #[serde(default)]
+    pub erased: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,7 @@ pub(crate) mod ssr {
 
     pub fn contact_row(c: Contact) -> ContactRow {
         ContactRow {
+            erased: heimdall_domain::contacts::is_erased(&c.phone),
             id: c.id,
             phone: c.phone,
             name: c.name,
@@ -415,6 +420,48 @@ pub async fn contact_suppress(
                 })),
             )
             .await
+        }
+        .await,
+    )
+}
+
+/// Erase a person (admins only): their personal data is erased and only a
+/// keyed hash of their number is kept, in the tombstone that keeps their
+/// opt-out in force (`heimdall_domain::privacy::erase`, which writes the
+/// staff audit row). A reason and the confirmation are required.
+#[server(prefix = "/_sf", endpoint = "contact_erase")]
+pub async fn contact_erase(
+    #[server(default)] csrf: String,
+    id: String,
+    #[server(default)] reason: String,
+    #[server(default)] confirm: Option<String>,
+) -> Result<(), AppError> {
+    use crate::server::*;
+    use heimdall_domain::privacy::ErasureError;
+    respond(
+        async move {
+            let ctx = mutation(Role::Admin, &csrf).await?;
+            let id = check_id(&id, "contact")?;
+            let reason = required("reason", "A reason", &reason, 500)?;
+            if confirm.as_deref() != Some("on") {
+                return Err(AppError::invalid(
+                    "confirm",
+                    "Tick the box to confirm: an erasure cannot be undone.",
+                ));
+            }
+            match heimdall_domain::privacy::erase(ctx.core(), &id, &reason, &ctx.actor()).await {
+                Ok(_) => Ok(()),
+                Err(e @ ErasureError::NoReason) => Err(AppError::invalid("reason", e.to_string())),
+                Err(ErasureError::NotFound(_)) => {
+                    Err(AppError::NotFound("No contact with that id.".into()))
+                }
+                Err(
+                    e @ (ErasureError::AlreadyErased(_)
+                    | ErasureError::NoKey
+                    | ErasureError::KeyChanged),
+                ) => Err(AppError::Conflict(e.to_string())),
+                Err(e) => Err(internal(e)),
+            }
         }
         .await,
     )

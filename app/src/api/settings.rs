@@ -402,7 +402,7 @@ pub async fn sender_set_active(
 
 /// The scopes an API key may be given, as the console offers them: the
 /// scope's name, its form field (`scope_<name>`), and what it allows.
-pub const API_KEY_SCOPES: [(&str, &str, &str); 9] = [
+pub const API_KEY_SCOPES: [(&str, &str, &str); 10] = [
     (
         "send",
         "scope_send",
@@ -423,6 +423,11 @@ pub const API_KEY_SCOPES: [(&str, &str, &str); 9] = [
         "contacts:write",
         "scope_contacts_write",
         "create and change contacts",
+    ),
+    (
+        "contacts:erase",
+        "scope_contacts_erase",
+        "erase a person's personal data (their opt-out is kept as a keyed hash)",
     ),
     (
         "consents:read",

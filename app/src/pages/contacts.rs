@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::contacts::{
-    contact_detail, contacts_search, ConsentView, ContactCreate, ContactEdit, ContactSuppress,
-    ContactView, MessageRow,
+    contact_detail, contacts_search, ConsentView, ContactCreate, ContactEdit, ContactErase,
+    ContactSuppress, ContactView, MessageRow,
 };
 use crate::api::forms::{consents_import_report, ConsentsImport};
 use crate::components::{
@@ -212,6 +212,35 @@ fn EditContactForm(
     }
 }
 
+/// Erase the person (admins only): a reason and a confirmation, then the
+/// page shows what is left.
+#[component]
+fn EraseForm(me: Me, id: String, erase: ServerAction<ContactErase>) -> impl IntoView {
+    let err = error_of(erase);
+    view! {
+        <details class="card danger-zone" id="erase-contact" open=move || erase.value().get().is_some()>
+            <summary><h2>"Erase this person"</h2></summary>
+            <p class="muted">"Erases their name, fields, message texts, inbound texts, consent evidence (IP address, user agent, page), stored media and their number everywhere it is stored. What stays: a keyed hash of the number, so their opt-out is still honoured (only START from the number lifts it), and the audit trail with the number replaced by that hash. This cannot be undone."</p>
+            <ActionForm action=erase>
+                <FormError error=err fields=&["reason", "confirm"]/>
+                <Csrf token=me.csrf.clone()/>
+                <input type="hidden" name="id" value=id/>
+                <div class="field">
+                    <label for="erase-reason">"Why (kept in the audit log)"</label>
+                    <input id="erase-reason" name="reason" type="text" required maxlength="500" aria-describedby="reason-error" placeholder="Erasure request received by email on …"/>
+                    <FieldError error=err field="reason"/>
+                </div>
+                <label class="choice" for="erase-confirm">
+                    <input id="erase-confirm" name="confirm" type="checkbox" value="on" required aria-describedby="confirm-error"/>
+                    "I understand this erases the person's data for good"
+                </label>
+                <FieldError error=err field="confirm"/>
+                <button type="submit" class="danger" disabled=move || erase.pending().get()>"Erase this person"</button>
+            </ActionForm>
+        </details>
+    }
+}
+
 #[component]
 pub fn ContactPage() -> impl IntoView {
     let params = use_params_map();
@@ -219,9 +248,17 @@ pub fn ContactPage() -> impl IntoView {
     let me = use_me();
     let suppress = ServerAction::<ContactSuppress>::new();
     let edit = ServerAction::<ContactEdit>::new();
+    let erase = ServerAction::<ContactErase>::new();
     let detail = Resource::new(
-        move || (id(), suppress.version().get(), edit.version().get()),
-        |(id, _, _)| contact_detail(id),
+        move || {
+            (
+                id(),
+                suppress.version().get(),
+                edit.version().get(),
+                erase.version().get(),
+            )
+        },
+        |(id, _, _, _)| contact_detail(id),
     );
     view! {
         <Transition fallback=Loading>
@@ -230,7 +267,7 @@ pub fn ContactPage() -> impl IntoView {
                     Ok(v) => v,
                     Err(e) => return error_view(e),
                 };
-                view! { <ContactBody me=me d=d suppress=suppress edit=edit/> }.into_any()
+                view! { <ContactBody me=me d=d suppress=suppress edit=edit erase=erase/> }.into_any()
             })}
         </Transition>
     }
@@ -242,9 +279,14 @@ fn ContactBody(
     d: ContactView,
     suppress: ServerAction<ContactSuppress>,
     edit: ServerAction<ContactEdit>,
+    erase: ServerAction<ContactErase>,
 ) -> impl IntoView {
     let c = d.contact.clone();
-    let title = c.name.clone().unwrap_or_else(|| c.phone.clone());
+    let title = if c.erased {
+        "Erased contact".to_string()
+    } else {
+        c.name.clone().unwrap_or_else(|| c.phone.clone())
+    };
     let err = error_of(suppress);
     let standing = d
         .standing
@@ -285,7 +327,7 @@ fn ContactBody(
             }
         })
         .collect_view();
-    let can_suppress = me.can(Role::Operator);
+    let can_suppress = me.can(Role::Operator) && !c.erased;
     let suppress_form = can_suppress.then(|| {
         let csrf = me.csrf.clone();
         let id = c.id.clone();
@@ -321,8 +363,19 @@ fn ContactBody(
         .iter()
         .map(|(k, v)| view! { <li><code>{k.clone()}</code> ": " {v.clone()}</li> })
         .collect_view();
+    let erased_notice = c.erased.then(|| {
+        view! {
+            <section class="card notice" id="erased-notice" role="status">
+                <h2>"This person was erased"</h2>
+                <p>"Their name, fields, message texts, consent evidence and number were erased. Only a keyed hash of the number is kept, so their opt-out stays in force: nothing is sent to that number again until the person sends START from it."</p>
+            </section>
+        }
+    });
+    let erase_form = (me.can(Role::Admin) && !c.erased)
+        .then(|| view! { <EraseForm me=me.clone() id=c.id.clone() erase=erase/> });
     view! {
         <PageTitle title=title/>
+        {erased_notice}
         <section class="card">
             <dl class="summary">
                 <dt>"Phone"</dt><dd><code id="contact-phone">{c.phone.clone()}</code></dd>
@@ -342,9 +395,10 @@ fn ContactBody(
             </dl>
             <p><a href=format!("/inbox/{}", c.id)>"Open the conversation"</a></p>
         </section>
-        {me.can(Role::Operator).then(|| view! { <EditContactForm me=me.clone() c=c.clone() edit=edit/> })}
+        {(me.can(Role::Operator) && !c.erased).then(|| view! { <EditContactForm me=me.clone() c=c.clone() edit=edit/> })}
         <div class="grid-2" id="standing">{standing}</div>
         {suppress_form}
+        {erase_form}
         <section class="card">
             <h2>"Consent history"</h2>
             {if d.consents.is_empty() {

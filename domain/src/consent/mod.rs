@@ -16,6 +16,7 @@
 //! | any | provider opt-out (21610, 63014) | the provider's code | consents revoked, suppressed |
 //! | any | Meta 131050 (user stopped marketing) | the provider's code | marketing suppressed (utility still goes) |
 //! | any | staff or API suppression / revocation | who, and why | consents revoked, suppressed |
+//! | any (the number erased) | erasure (`privacy::erase`) | who, and why | suppressed on every channel; the number kept only as a keyed hash in a tombstone that any later contact with it inherits (`tombstone`) until a START from it |
 //!
 //! "Opted out" means an active suppression on the channel (or on every
 //! channel), or a latest consent that was revoked. Nothing but proof from
@@ -40,6 +41,7 @@ pub mod preferences;
 pub mod purposes;
 mod reading;
 mod records;
+pub mod tombstone;
 
 pub use opt_in::{
     confirm_by_link, create_contact_with_opt_in, opt_in_from_number, record_opt_in, record_opt_ins,

@@ -213,6 +213,7 @@ pub async fn create_contact_with_opt_in(
         });
     }
     let contact = crate::contacts::insert_new(&txn, &phone, input, now).await?;
+    super::tombstone::carry_over(core, &txn, &contact.id, &contact.phone_e164, now).await?;
     let outcome = match opt_in {
         Some(o) => {
             record_opt_ins(

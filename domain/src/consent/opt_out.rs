@@ -24,6 +24,8 @@ pub enum OptOutSource {
     Api,
     /// The person, on their preference page (`/p/{token}`).
     PreferencePage,
+    /// The person was erased: their number's tombstone (`tombstone`).
+    Erasure,
 }
 
 impl OptOutSource {
@@ -34,6 +36,7 @@ impl OptOutSource {
             OptOutSource::Staff => "staff",
             OptOutSource::Api => "api",
             OptOutSource::PreferencePage => "preference_page",
+            OptOutSource::Erasure => "erasure",
         }
     }
 }

@@ -59,22 +59,9 @@ pub enum PurposeError {
 }
 
 /// A purpose's name: 1 to 40 lower-case letters, digits, `-` or `_`,
-/// starting with a letter.
-pub fn check_name(name: &str) -> Result<String, String> {
-    let n = name.trim();
-    let ok = !n.is_empty()
-        && n.len() <= 40
-        && n.starts_with(|c: char| c.is_ascii_lowercase())
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(n.to_string())
-    } else {
-        Err(format!(
-            "'{name}' is not a purpose name: 1 to 40 lower-case letters, digits, - or _, starting with a letter"
-        ))
-    }
-}
+/// starting with a letter (the settings check `HEIMDALL_DEFAULT_PURPOSE`
+/// by the same rule).
+pub use crate::settings::check_purpose_name as check_name;
 
 /// Every purpose, by name.
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<Purpose>, sea_orm::DbErr> {

@@ -46,6 +46,10 @@ pub enum Scope {
     ContactsRead,
     #[serde(rename = "contacts:write")]
     ContactsWrite,
+    /// Erase a person (`DELETE /api/v1/contacts/{id}`): never given by
+    /// default; an admin ticks it for the one key that needs it.
+    #[serde(rename = "contacts:erase")]
+    ContactsErase,
     /// Consent history and its export.
     #[serde(rename = "consents:read")]
     ConsentsRead,
@@ -60,12 +64,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Send,
         Scope::Reminders,
         Scope::Schedules,
         Scope::ContactsRead,
         Scope::ContactsWrite,
+        Scope::ContactsErase,
         Scope::ConsentsRead,
         Scope::ConsentsWrite,
         Scope::FormsRead,
@@ -79,6 +84,7 @@ impl Scope {
             Scope::Schedules => "schedules",
             Scope::ContactsRead => "contacts:read",
             Scope::ContactsWrite => "contacts:write",
+            Scope::ContactsErase => "contacts:erase",
             Scope::ConsentsRead => "consents:read",
             Scope::ConsentsWrite => "consents:write",
             Scope::FormsRead => "forms:read",
@@ -98,6 +104,9 @@ impl Scope {
             Scope::Schedules => "create, read, pause and resume recurring schedules",
             Scope::ContactsRead => "read contacts",
             Scope::ContactsWrite => "create and change contacts",
+            Scope::ContactsErase => {
+                "erase a person's personal data (their opt-out is kept as a keyed hash)"
+            }
             Scope::ConsentsRead => "read consent history and export it",
             Scope::ConsentsWrite => "record, revoke and import consents (with evidence)",
             Scope::FormsRead => "read opt-in forms",

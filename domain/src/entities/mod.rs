@@ -16,6 +16,7 @@ pub mod consent;
 pub mod consent_text;
 pub mod contact;
 pub mod conversation_assignment;
+pub mod erased_number;
 pub mod inbound_message;
 pub mod infra_config_change;
 pub mod job_run;

@@ -153,6 +153,11 @@ pub(super) async fn store_message(
         contacts::find_or_create_by_phone(&txn, phone, msg.profile_name.clone(), now).await?;
     let inbound_id = new_id();
     let mut changed = false;
+    if matched.is_some() {
+        // An erased person's number is opted out (the keyword below may
+        // be the START that lifts it).
+        consent::tombstone::carry_over(core, &txn, &contact.id, &contact.phone_e164, now).await?;
+    }
     if let Some(k) = &matched {
         match k.action {
             KeywordAction::OptOut => {
@@ -193,6 +198,16 @@ pub(super) async fn store_message(
                 changed = consent::opt_in_from_number(&txn, &contact.id, msg.channel, &from, now)
                     .await?
                     != NumberOptIn::NothingToConfirm;
+                if changed {
+                    consent::tombstone::lift(
+                        core,
+                        &txn,
+                        &contact.phone_e164,
+                        &msg.provider_message_id,
+                        now,
+                    )
+                    .await?;
+                }
             }
             KeywordAction::Help => changed = true,
         }

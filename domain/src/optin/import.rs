@@ -359,6 +359,8 @@ pub(super) async fn import_row(
     };
     let contact =
         contacts::find_or_create_by_phone(&txn, &row.phone, row.name.clone(), now).await?;
+    crate::consent::tombstone::carry_over(core, &txn, &contact.id, &contact.phone_e164, now)
+        .await?;
     for purpose in &purposes {
         if let Some(o) =
             crate::consent::opted_out(&txn, &contact.id, row.channel, Some(purpose)).await?

@@ -357,6 +357,9 @@ pub async fn submit(
             }
         }
     };
+    // An erased person's number: opted out until the number says otherwise.
+    crate::consent::tombstone::carry_over(core, &txn, &contact.id, &contact.phone_e164, now)
+        .await?;
 
     let mut receipts = Vec::new();
     let mut to_confirm = Vec::new();

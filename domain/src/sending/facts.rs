@@ -512,6 +512,34 @@ pub async fn messages_with_fact_rows(
         .collect()
 }
 
+/// The keyed hash of the number a facts row was read for: its contact's,
+/// else `phone` (the number asked for), for the erasure tombstone's lookup
+/// (`consent::tombstone`).
+pub fn recipient_hash(
+    key: &crate::consent::tombstone::ErasureKey,
+    rows: &FactRows,
+    phone: Option<&str>,
+) -> Option<String> {
+    rows.contact
+        .as_ref()
+        .map(|c| c.phone_e164.as_str())
+        .or(phone)
+        .filter(|p| p.starts_with('+'))
+        .map(|p| key.number_hash(p))
+}
+
+/// The recipient's number is an erased person's (tombstoned on `erased_at`):
+/// suppressed on every channel, whatever else the row holds.
+pub fn mark_erased(rows: &mut FactRows, erased_at: DateTime<Utc>) {
+    rows.gate.suppression = Some(ActiveSuppression {
+        reason: crate::consent::tombstone::erased_reason(erased_at),
+        source_ref: None,
+        since: erased_at,
+        marketing_only: false,
+        purpose: None,
+    });
+}
+
 /// A merged read must give one row per read, or no caller may trust its
 /// answer (they are matched by position).
 fn one_row_per_read(rows: usize, reads: usize) -> Result<(), sea_orm::DbErr> {

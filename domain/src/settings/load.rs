@@ -283,6 +283,13 @@ impl Settings {
                 }
                 None => None,
             },
+            erasure_key: match src.secret("HEIMDALL_ERASURE_KEY") {
+                Some(k) if k.expose_secret().trim().chars().count() < 32 => return Err(invalid(
+                    "HEIMDALL_ERASURE_KEY",
+                    "must be at least 32 characters (a random secret, e.g. `openssl rand -hex 32`)",
+                )),
+                other => other,
+            },
             sandbox,
             default_region,
             site_root: src.get("HEIMDALL_SITE_ROOT").map(PathBuf::from),
@@ -297,8 +304,9 @@ impl Settings {
             default_time_zone,
             default_purpose: match src.get("HEIMDALL_DEFAULT_PURPOSE") {
                 None => "service".into(),
-                Some(v) => crate::consent::purposes::check_name(v)
-                    .map_err(|m| invalid("HEIMDALL_DEFAULT_PURPOSE", m))?,
+                Some(v) => {
+                    check_purpose_name(v).map_err(|m| invalid("HEIMDALL_DEFAULT_PURPOSE", m))?
+                }
             },
             marketing_stop_phrases: parse_marketing_stop_phrases(
                 src.get("HEIMDALL_MARKETING_STOP_PHRASES")
@@ -446,4 +454,22 @@ pub fn parse_marketing_stop_phrases(text: &str) -> Result<Vec<(String, String)>,
         }
     }
     Ok(out)
+}
+
+/// A purpose's name: 1 to 40 lower-case letters, digits, `-` or `_`,
+/// starting with a letter.
+pub fn check_purpose_name(name: &str) -> Result<String, String> {
+    let n = name.trim();
+    let ok = !n.is_empty()
+        && n.len() <= 40
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(format!(
+            "'{name}' is not a purpose name: 1 to 40 lower-case letters, digits, - or _, starting with a letter"
+        ))
+    }
 }

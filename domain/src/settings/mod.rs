@@ -22,7 +22,8 @@ pub mod store;
 mod tests;
 
 pub use load::{
-    parse_marketing_stop_phrases, template_name_from_setting, DEFAULT_MARKETING_STOP_PHRASES,
+    check_purpose_name, parse_marketing_stop_phrases, template_name_from_setting,
+    DEFAULT_MARKETING_STOP_PHRASES,
 };
 pub use source::{Source, ValueSource};
 
@@ -150,6 +151,12 @@ pub struct Settings {
     /// the Discord webhook, a public address unless `HEIMDALL_FETCH_ALLOWLIST`
     /// names it. Unset: the anchor goes to the log and `audit_anchors` only.
     pub audit_anchor_url: Option<SecretString>,
+    /// `HEIMDALL_ERASURE_KEY`: the key of the HMAC-SHA256 that an erased
+    /// person's number is kept as (`crate::privacy`), at least 32
+    /// characters. Unset: erasure is refused. It must never change once
+    /// used: start-up refuses a key that does not match the check value
+    /// stored at the first erasure.
+    pub erasure_key: Option<SecretString>,
     /// `HEIMDALL_SANDBOX` (`auto`, `on`, `off`), default `auto`.
     pub sandbox: SandboxMode,
     /// `HEIMDALL_DEFAULT_REGION`, default `US`: region for numbers without `+`.

@@ -43,6 +43,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/api/v1/contacts", Scope::ContactsWrite),
     ("GET", "/api/v1/contacts", Scope::ContactsRead),
     ("GET", "/api/v1/contacts/{id}", Scope::ContactsRead),
+    ("DELETE", "/api/v1/contacts/{id}", Scope::ContactsErase),
     (
         "POST",
         "/api/v1/contacts/{id}/consents",
@@ -196,6 +197,7 @@ impl FromRequest for ApiAuth {
     create_contact,
     find_contacts,
     get_contact,
+    erase_contact,
     record_consent,
     list_consents,
     revoke_consent,
@@ -216,6 +218,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/contacts", web::post().to(create_contact))
         .route("/api/v1/contacts", web::get().to(find_contacts))
         .route("/api/v1/contacts/{id}", web::get().to(get_contact))
+        .route("/api/v1/contacts/{id}", web::delete().to(erase_contact))
         .route(
             "/api/v1/contacts/{id}/consents",
             web::post().to(record_consent),
@@ -634,6 +637,8 @@ async fn record_consent(
     // number (START) can make it count.
     use heimdall_domain::consent::OptInOutcome;
     let txn = core.db.begin_write().await?;
+    // An erased person's number counts as opted out (the tombstone).
+    heimdall_domain::consent::tombstone::carry_over_by_id(&core, &txn, &id, core.now()).await?;
     let recorded = heimdall_domain::consent::record_opt_ins(
         &txn,
         &id,
@@ -682,6 +687,53 @@ async fn record_consent(
             code: "invalid_evidence",
             message: e.to_string(),
         }),
+    }
+}
+
+/// Why a person is erased.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EraseBody {
+    /// Why (required, kept in the staff audit and the audit chain's
+    /// redaction entries; the person's number and name are removed from it).
+    reason: Option<String>,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/contacts/{id}",
+    tag = "Contacts",
+    summary = "Erase a person, keeping their opt-out",
+    description = "Erases the contact's personal data (name, fields, message texts, inbound texts, consent evidence, webhook payloads, stored media; the number wherever it is stored) and keeps what honouring their opt-out needs: a keyed hash of the number (HMAC-SHA256 with `HEIMDALL_ERASURE_KEY`) in a tombstone every gate checks, and the audit rows with the number replaced by that hash (through recorded redactions, so `heimdall audit verify` still passes). A later opt-in for the number needs proof from the number (START). Needs the `contacts:erase` scope, which no key has by default.",
+    params(("id" = String, Path, description = "The contact's id.")),
+    request_body = EraseBody,
+    responses(
+        (status = 200, description = "Erased: the contact id, the number's hash, when, and how many rows of each kind were erased or changed.", body = heimdall_domain::privacy::Erased),
+        (status = 400, description = "`bad_request`: no reason, or the body is not `{\"reason\": \"...\"}`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no contact with that id.", body = crate::error::ErrorBody),
+        (status = 410, description = "`gone`: the contact was erased already.", body = crate::error::ErrorBody),
+        (status = 503, description = "`not_configured`: `HEIMDALL_ERASURE_KEY` is not set (or is not the key of earlier erasures).", body = crate::error::ErrorBody),
+    )
+)]
+async fn erase_contact(
+    core: web::Data<Arc<Core>>,
+    auth: ApiAuth,
+    path: web::Path<String>,
+    body: web::Json<EraseBody>,
+) -> Result<HttpResponse, ApiError> {
+    use heimdall_domain::privacy::{self, ErasureError};
+    let id = path.into_inner();
+    let reason = body.into_inner().reason.unwrap_or_default();
+    match privacy::erase(&core, &id, &reason, &auth.0.actor()).await {
+        Ok(erased) => Ok(HttpResponse::Ok().json(erased)),
+        Err(e @ ErasureError::NoReason) => Err(ApiError::bad(e.to_string())),
+        Err(e @ ErasureError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ ErasureError::AlreadyErased(_)) => Err(ApiError::Gone(e.to_string())),
+        Err(e @ (ErasureError::NoKey | ErasureError::KeyChanged)) => {
+            Err(ApiError::NotConfigured(e.to_string()))
+        }
+        Err(ErasureError::Db(e)) => Err(e.into()),
+        Err(e @ ErasureError::Redaction(_)) => Err(ApiError::Internal(anyhow::Error::new(e))),
     }
 }
 

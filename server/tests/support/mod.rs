@@ -13,7 +13,7 @@ pub const AUTH_TOKEN: &str = "test-auth-token";
 pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const API_KEY: &str = "test-api-key-0123456789";
-pub const ALL_SCOPES: &str = "send,reminders,schedules,contacts:read,contacts:write,consents:read,consents:write,forms:read,forms:write";
+pub const ALL_SCOPES: &str = "send,reminders,schedules,contacts:read,contacts:write,contacts:erase,consents:read,consents:write,forms:read,forms:write";
 
 pub struct TestApp {
     pub base: String,

@@ -2,6 +2,7 @@
 //! callers on PostgreSQL), and an evaluation written with its audit row.
 
 use super::*;
+use crate::consent::tombstone::{self, ErasureKey};
 
 /// What loading the facts found besides the facts themselves, so the send
 /// path does not read it twice.
@@ -25,7 +26,7 @@ pub(super) async fn read_fact_rows(
         return core.fact_reads.read(core, pool, read).await;
     }
     let sender = authz::sender_key(core, channel);
-    facts::fact_rows(
+    let mut rows = facts::fact_rows(
         &core.db.conn,
         key,
         channel,
@@ -33,7 +34,85 @@ pub(super) async fn read_fact_rows(
         purpose,
         sender.as_ref().map(|(k, a)| (*k, a.as_str())),
     )
-    .await
+    .await?;
+    let phone = match key {
+        ContactKey::Phone(p) => Some(p),
+        _ => None,
+    };
+    if let Some(hash) = ErasureKey::of(core).and_then(|k| facts::recipient_hash(&k, &rows, phone)) {
+        if let Some(at) = tombstone::active(&core.db.conn, std::slice::from_ref(&hash))
+            .await?
+            .remove(&hash)
+        {
+            facts::mark_erased(&mut rows, at);
+        }
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL: the workers' merged read of messages and their facts
+/// ([`facts::messages_with_fact_rows`]), erased recipients marked.
+pub(super) async fn messages_marked(
+    pool: sqlx::PgPool,
+    senders: std::sync::Arc<super::worker::Senders>,
+    ids: Vec<String>,
+    key: Option<ErasureKey>,
+) -> Result<Vec<Option<(outbound_message::Model, FactRows)>>, sea_orm::DbErr> {
+    let mut read = facts::messages_with_fact_rows(&pool, &ids, &senders).await?;
+    let rows = read
+        .iter_mut()
+        .flatten()
+        .map(|(m, f)| (Some(m.to_address.as_str()), f))
+        .collect();
+    mark_erased_pg(&pool, key.as_ref(), rows).await?;
+    Ok(read)
+}
+
+/// PostgreSQL: the acceptance reads merged ([`facts::fact_rows_many`]),
+/// erased recipients marked.
+pub(super) async fn fact_rows_marked(
+    pool: sqlx::PgPool,
+    senders: std::sync::Arc<super::worker::Senders>,
+    batch: Vec<facts::FactRead>,
+    key: Option<ErasureKey>,
+) -> Result<Vec<FactRows>, sea_orm::DbErr> {
+    let mut rows = facts::fact_rows_many(&pool, &batch, &senders).await?;
+    let marked = batch
+        .iter()
+        .map(|r| r.phone.as_deref())
+        .zip(rows.iter_mut())
+        .collect();
+    mark_erased_pg(&pool, key.as_ref(), marked).await?;
+    Ok(rows)
+}
+
+/// PostgreSQL: the erased numbers among a batch of reads' recipients (each
+/// its contact's number, else the number asked for), looked up at once and
+/// marked suppressed (`consent::tombstone`). Nothing is looked up without
+/// an erasure key (no tombstone can exist then).
+pub(super) async fn mark_erased_pg(
+    pool: &sqlx::PgPool,
+    key: Option<&ErasureKey>,
+    rows: Vec<(Option<&str>, &mut FactRows)>,
+) -> Result<(), sea_orm::DbErr> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let hashes: Vec<Option<String>> = rows
+        .iter()
+        .map(|(phone, r)| facts::recipient_hash(key, r, *phone))
+        .collect();
+    let wanted: Vec<String> = hashes.iter().flatten().cloned().collect();
+    let erased = tombstone::active_pg(pool, &wanted).await?;
+    if erased.is_empty() {
+        return Ok(());
+    }
+    for ((_, r), hash) in rows.into_iter().zip(hashes) {
+        if let Some(at) = hash.and_then(|h| erased.get(&h)) {
+            facts::mark_erased(r, *at);
+        }
+    }
+    Ok(())
 }
 
 /// [`read_fact_rows`] for a stored message.

@@ -294,15 +294,10 @@ impl MessageReads {
         pool: &sqlx::PgPool,
         id: &str,
     ) -> Result<Option<(outbound_message::Model, FactRows)>, sea_orm::DbErr> {
-        batched(
-            &self.0,
-            core,
-            pool,
-            id.to_string(),
-            |pool, senders, ids| async move {
-                facts::messages_with_fact_rows(&pool, &ids, &senders).await
-            },
-        )
+        let key = crate::consent::tombstone::ErasureKey::of(core);
+        batched(&self.0, core, pool, id.to_string(), move |p, s, ids| {
+            super::evaluate::messages_marked(p, s, ids, key.clone())
+        })
         .await
     }
 }
@@ -345,15 +340,10 @@ impl FactReads {
         pool: &sqlx::PgPool,
         read: facts::FactRead,
     ) -> Result<FactRows, sea_orm::DbErr> {
-        batched(
-            &self.0,
-            core,
-            pool,
-            read,
-            |pool, senders, batch| async move {
-                facts::fact_rows_many(&pool, &batch, &senders).await
-            },
-        )
+        let key = crate::consent::tombstone::ErasureKey::of(core);
+        batched(&self.0, core, pool, read, move |p, s, batch| {
+            super::evaluate::fact_rows_marked(p, s, batch, key.clone())
+        })
         .await
     }
 }
