@@ -111,6 +111,21 @@ impl MigrationTrait for Migration {
              WHERE state IN ('pending', 'deferred', 'queued', 'held', 'sending')",
         )
         .await?;
+        // A suppression of one purpose is scoped `purpose:<name>` (a name
+        // is up to 40 characters): PostgreSQL enforces the column's length
+        // (a longer varchar is a change of the catalogue only); SQLite
+        // does not.
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres
+        {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("suppressions")
+                        .modify_column(ColumnDef::new("scope").string_len(64).not_null())
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .create_index(index(
                 "consents",
