@@ -505,37 +505,74 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A WhatsApp template send to the contact `contact_id` from the bootstrap
+/// API key, its variables by name.
+pub fn template_send(
+    contact_id: &str,
+    template: &str,
+    variables: &[(&str, &str)],
+) -> crate::sending::outbound::SendRequest {
+    use crate::sending::outbound::{Origin, Recipient, RequestedContent, SendRequest};
+    SendRequest {
+        recipient: Recipient::Contact(contact_id.to_string()),
+        channel: crate::Channel::WhatsApp,
+        content: RequestedContent::Template {
+            name: template.into(),
+            variables: variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+        origin: Origin::Automation {
+            principal: crate::access::authz::ApiPrincipal {
+                key_id: None,
+                name: "bootstrap".into(),
+            },
+            source: crate::compliance::message_source::MessageSource::Api,
+            reminder_id: None,
+        },
+        idempotency_key: None,
+        purpose: None,
+    }
+}
+
+/// An approved Twilio template `name` of `category` (tagged with its
+/// default purpose), its body `Hi {{1}}` with the variable `name`.
+pub async fn approved_template(core: &Core, name: &str, category: &str) -> crate::templates::Template {
+    crate::templates::upsert(
+        &core.db.conn,
+        crate::templates::TemplateSpec {
+            name: name.into(),
+            provider: "twilio".into(),
+            provider_id: Some(format!("HX{:0>32}", name.len())),
+            category: category.into(),
+            language: "en".into(),
+            body: "Hi {{1}}".into(),
+            variables: vec!["name".into()],
+            approval_status: crate::templates::TemplateApproval::Approved,
+            rejection_reason: None,
+            source: "settings".into(),
+        },
+        false,
+        core.now(),
+    )
+    .await
+    .expect("the test template")
+}
+
 /// A task reminder to `phone` (a contact with WhatsApp consent, made if
 /// needed), accepted from the bootstrap API key on `core`: its id. Needs the
 /// settings `HEIMDALL_API_KEY` and `WA_TEMPLATE_TASK_REMINDER`, with the
 /// senders and templates registered.
 pub async fn accept_reminder_to(core: &Core, phone: &str) -> String {
-    use crate::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
     let contact = contact_with_consent(core, phone, &[crate::Channel::WhatsApp]).await;
-    outbound::accept(
+    crate::sending::outbound::accept(
         core,
-        SendRequest {
-            recipient: Recipient::Contact(contact),
-            channel: crate::Channel::WhatsApp,
-            content: RequestedContent::Template {
-                name: "task_reminder".into(),
-                variables: [
-                    ("task_name".to_string(), "Call Bob".to_string()),
-                    ("due_time".to_string(), "17:00".to_string()),
-                ]
-                .into(),
-            },
-            origin: Origin::Automation {
-                principal: crate::access::authz::ApiPrincipal {
-                    key_id: None,
-                    name: "bootstrap".into(),
-                },
-                source: crate::compliance::message_source::MessageSource::Api,
-                reminder_id: None,
-            },
-            idempotency_key: None,
-            purpose: None,
-        },
+        template_send(
+            &contact,
+            "task_reminder",
+            &[("task_name", "Call Bob"), ("due_time", "17:00")],
+        ),
     )
     .await
     .expect("the reminder is accepted")

@@ -651,10 +651,34 @@ async fn csv_numbers_without_consent_are_refused_one_by_one() {
     )
     .await
     .unwrap();
+    // A consent to marketing only does not cover the template's purpose.
+    let (marketing_only, _) = heimdall_domain::contacts::upsert(
+        &env.core,
+        &heimdall_domain::contacts::ContactInput {
+            phone: "+4791000005".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    heimdall_domain::consent::record_opt_ins(
+        &env.core.db.conn,
+        &marketing_only.id,
+        Channel::WhatsApp,
+        &["marketing".to_string()],
+        heimdall_domain::consent::ConsentSource::Api,
+        &heimdall_domain::testing::api_evidence(),
+        "test",
+        false,
+        env.core.now(),
+    )
+    .await
+    .unwrap();
     let d = CampaignDraft {
         audience: Audience::Phones {
             phones: vec![
                 ok.into(),
+                "+4791000005".into(),
                 "+47 910 00 002".into(),
                 "+4791000003".into(),
                 "+4791000004".into(),
@@ -670,13 +694,20 @@ async fn csv_numbers_without_consent_are_refused_one_by_one() {
             .await
             .unwrap_err(),
     );
-    assert!(m.starts_with("audience.phones: 5 number(s) refused"), "{m}");
+    assert!(m.starts_with("audience.phones: 6 number(s) refused"), "{m}");
     assert!(
-        m.contains("+47 910 00 002 (no consent for whatsapp)"),
+        m.contains("+4791000005 (no consent for whatsapp (service))"),
         "{m}"
     );
-    assert!(m.contains("+4791000003 (no consent for whatsapp)"), "{m}");
-    assert!(m.contains("+4791000004 (suppressed on whatsapp"), "{m}");
+    assert!(
+        m.contains("+47 910 00 002 (no consent for whatsapp (service))"),
+        "{m}"
+    );
+    assert!(
+        m.contains("+4791000003 (no consent for whatsapp (service))"),
+        "{m}"
+    );
+    assert!(m.contains("+4791000004 (opted out on whatsapp (service)"), "{m}");
     assert!(m.contains("+4791999999 (not a contact)"), "{m}");
     assert!(m.contains("not-a-number (not a number"), "{m}");
     assert!(!m.contains(&format!("{ok} (")), "{m}");
@@ -684,6 +715,7 @@ async fn csv_numbers_without_consent_are_refused_one_by_one() {
     let (found, refused) = campaigns::check_phone_audience(
         &env.core,
         Channel::WhatsApp,
+        None,
         &[
             ok.to_string(),
             "+4791999999".to_string(),

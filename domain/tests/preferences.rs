@@ -4,19 +4,16 @@
 //! exactly it (under a consent from before purposes too), everything stops
 //! all; nothing but START from the number resumes.
 
-use std::collections::BTreeMap;
-
 use sea_orm::EntityTrait;
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz;
 use heimdall_domain::compliance::gates::Gate;
-use heimdall_domain::compliance::message_source::MessageSource;
 use heimdall_domain::consent::preferences::{self, PurposeState, Withdrawal};
 use heimdall_domain::consent::{self, ConsentEvidence, ConsentSource};
 use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::entities::preference_link;
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound;
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 
@@ -38,25 +35,7 @@ async fn env() -> TestEnv {
     .await;
     authz::register_senders(&env.core, true).await.unwrap();
     templates::register_from_settings(&env.core).await.unwrap();
-    templates::upsert(
-        &env.core.db.conn,
-        templates::TemplateSpec {
-            name: "spring_offer".into(),
-            provider: "twilio".into(),
-            provider_id: Some("HX00000000000000000000000000000002".into()),
-            category: "MARKETING".into(),
-            language: "en".into(),
-            body: "Hi {{1}}".into(),
-            variables: vec!["name".into()],
-            approval_status: heimdall_domain::templates::TemplateApproval::Approved,
-            rejection_reason: None,
-            source: "settings".into(),
-        },
-        false,
-        env.core.now(),
-    )
-    .await
-    .unwrap();
+    heimdall_domain::testing::approved_template(&env.core, "spring_offer", "MARKETING").await;
     env
 }
 
@@ -115,36 +94,13 @@ async fn person(core: &Core, purposes: Option<&[&str]>) -> String {
 }
 
 async fn reason(core: &Core, contact_id: &str, template: &str) -> Option<Gate> {
-    let mut variables = BTreeMap::new();
-    if template == "task_reminder" {
-        variables.insert("task_name".to_string(), "x".to_string());
-        variables.insert("due_time".to_string(), "y".to_string());
+    let variables: &[(&str, &str)] = if template == "task_reminder" {
+        &[("task_name", "x"), ("due_time", "y")]
     } else {
-        variables.insert("name".to_string(), "x".to_string());
-    }
-    let out = outbound::accept(
-        core,
-        SendRequest {
-            recipient: Recipient::Contact(contact_id.into()),
-            channel: Channel::WhatsApp,
-            content: RequestedContent::Template {
-                name: template.into(),
-                variables,
-            },
-            origin: Origin::Automation {
-                principal: ApiPrincipal {
-                    key_id: None,
-                    name: "bootstrap".into(),
-                },
-                source: MessageSource::Api,
-                reminder_id: None,
-            },
-            idempotency_key: None,
-            purpose: None,
-        },
-    )
-    .await
-    .unwrap();
+        &[("name", "x")]
+    };
+    let send = heimdall_domain::testing::template_send(contact_id, template, variables);
+    let out = outbound::accept(core, send).await.unwrap();
     out.decision.decision.reason()
 }
 

@@ -5,19 +5,16 @@
 //! only, STOP everything, and START resumes what they stopped; a template
 //! goes for its own purpose; the audit chain covers a consent's purpose.
 
-use std::collections::BTreeMap;
-
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz;
 use heimdall_domain::compliance::gates::{Gate, Verdict};
-use heimdall_domain::compliance::message_source::MessageSource;
 use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::consent::{self, purposes, ConsentEvidence, ConsentSource};
 use heimdall_domain::contacts::{self, ContactInput};
 use heimdall_domain::entities::{consent as consent_row, outbound_message};
 use heimdall_domain::inbound::{self, InboundMessage};
-use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
+use heimdall_domain::sending::outbound::{self, RequestedContent, SendRequest};
 use heimdall_domain::testing::TestEnv;
 use heimdall_domain::{templates, Channel, Core};
 
@@ -42,25 +39,7 @@ async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
 }
 
 async fn template(core: &Core, name: &str, category: &str) -> templates::Template {
-    templates::upsert(
-        &core.db.conn,
-        templates::TemplateSpec {
-            name: name.into(),
-            provider: "twilio".into(),
-            provider_id: Some(format!("HX{:0>32}", name.len())),
-            category: category.into(),
-            language: "en".into(),
-            body: "Hi {{1}}".into(),
-            variables: vec!["name".into()],
-            approval_status: heimdall_domain::templates::TemplateApproval::Approved,
-            rejection_reason: None,
-            source: "settings".into(),
-        },
-        false,
-        core.now(),
-    )
-    .await
-    .unwrap()
+    heimdall_domain::testing::approved_template(core, name, category).await
 }
 
 fn evidence() -> ConsentEvidence {
@@ -123,33 +102,12 @@ async fn person(core: &Core, purposes: Option<&[&str]>) -> String {
 }
 
 fn send(contact_id: &str, template: &str) -> SendRequest {
-    let mut variables = BTreeMap::new();
-    for v in ["task_name", "due_time", "name"] {
-        variables.insert(v.to_string(), "x".to_string());
-    }
-    if template != "task_reminder" {
-        variables.retain(|k, _| k == "name");
+    let variables: &[(&str, &str)] = if template == "task_reminder" {
+        &[("task_name", "x"), ("due_time", "y")]
     } else {
-        variables.remove("name");
-    }
-    SendRequest {
-        recipient: Recipient::Contact(contact_id.into()),
-        channel: Channel::WhatsApp,
-        content: RequestedContent::Template {
-            name: template.into(),
-            variables,
-        },
-        origin: Origin::Automation {
-            principal: ApiPrincipal {
-                key_id: None,
-                name: "bootstrap".into(),
-            },
-            source: MessageSource::Api,
-            reminder_id: None,
-        },
-        idempotency_key: None,
-        purpose: None,
-    }
+        &[("name", "x")]
+    };
+    heimdall_domain::testing::template_send(contact_id, template, variables)
 }
 
 /// The consent gate's verdict detail and the decision's reason.

@@ -67,13 +67,19 @@ pub(super) fn normalise(mut d: CampaignDraft) -> CampaignDraft {
 
 /// Check every number of a `Phones` audience: it must parse (default
 /// region), belong to a contact, and that contact must have an active,
-/// unsuppressed consent for the channel. Returns the contacts found (in
-/// the order given, each once) and every refused number with the reason.
+/// unsuppressed consent for the channel and the campaign's purpose (the
+/// template's; `None`: any). Returns the contacts found (in the order
+/// given, each once) and every refused number with the reason.
 pub async fn check_phone_audience(
     core: &Core,
     channel: Channel,
+    purpose: Option<&crate::consent::purposes::Purpose>,
     phones: &[String],
 ) -> Result<(Vec<Contact>, Vec<RefusedNumber>), DbErr> {
+    let db = &core.db.conn;
+    let what = purpose
+        .map(|p| format!("{channel} ({})", p.name))
+        .unwrap_or_else(|| channel.to_string());
     let mut ok = Vec::new();
     let mut refused = Vec::new();
     let mut seen = BTreeSet::new();
@@ -98,20 +104,26 @@ pub async fn check_phone_audience(
         };
         // An opt-out first: it is the stronger fact (and it revoked the
         // consent too).
-        let suppressed = crate::consent::active_suppression(&core.db.conn, &c.id, channel)
-            .await?
-            .map(|s| format!("suppressed on {channel} ({})", s.reason));
+        let suppressed = match purpose {
+            Some(p) => crate::consent::opted_out(db, &c.id, channel, Some(p))
+                .await?
+                .map(|o| format!("opted out on {what} ({})", o.reason)),
+            None => crate::consent::active_suppression(db, &c.id, channel)
+                .await?
+                .map(|s| format!("suppressed on {channel} ({})", s.reason)),
+        };
+        let current = match purpose {
+            Some(p) => crate::consent::current_consent_for(db, &c.id, channel, p).await?,
+            None => crate::consent::current_consent(db, &c.id, channel).await?,
+        };
         let why = match suppressed {
             Some(w) => Some(w),
-            None => match crate::consent::current_consent(&core.db.conn, &c.id, channel)
-                .await?
-                .map(|m| crate::consent::consent_status(&m))
-            {
-                None => Some(format!("no consent for {channel}")),
+            None => match current.map(|m| crate::consent::consent_status(&m)) {
+                None => Some(format!("no consent for {what}")),
                 Some(ConsentStatus::Pending) => {
-                    Some(format!("{channel} consent is waiting for confirmation"))
+                    Some(format!("{what} consent is waiting for confirmation"))
                 }
-                Some(ConsentStatus::Revoked) => Some(format!("{channel} consent was revoked")),
+                Some(ConsentStatus::Revoked) => Some(format!("{what} consent was revoked")),
                 Some(ConsentStatus::Active) => None,
             },
         };
@@ -213,7 +225,12 @@ pub(super) async fn validate(core: &Core, d: &CampaignDraft) -> Result<Template,
                     format!("at most {MAX_PHONES} numbers per campaign"),
                 ));
             }
-            let (_, refused) = check_phone_audience(core, d.channel, phones).await?;
+            let purpose = match template.purpose.as_deref() {
+                Some(name) => crate::consent::purposes::find(&core.db.conn, name).await?,
+                None => None,
+            };
+            let (_, refused) =
+                check_phone_audience(core, d.channel, purpose.as_ref(), phones).await?;
             if !refused.is_empty() {
                 let list: Vec<String> = refused
                     .iter()

@@ -41,6 +41,75 @@ impl OptOutSource {
     }
 }
 
+/// Who opted out and how, as each revocation and suppression records it.
+struct Origin<'a> {
+    source: OptOutSource,
+    reference: Option<&'a str>,
+    actor: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl Origin<'_> {
+    /// The update that revokes the contact's live consents (active or
+    /// pending); the caller narrows it.
+    fn revocation(&self, contact_id: &str) -> sea_orm::UpdateMany<consent::Entity> {
+        consent::Entity::update_many()
+            .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
+            .col_expr(consent::Column::RevokedAt, Expr::value(Some(self.now)))
+            .col_expr(
+                consent::Column::RevocationSource,
+                Expr::value(Some(self.source.as_str())),
+            )
+            .col_expr(
+                consent::Column::RevocationRef,
+                Expr::value(self.reference.map(str::to_string)),
+            )
+            .filter(consent::Column::ContactId.eq(contact_id))
+            .filter(consent::Column::RevokedAt.is_null())
+    }
+
+    /// Suppress the contact on `channel` (`all`: every channel) with
+    /// `scope`, unless an active suppression of one of `covering` scopes
+    /// on the channels in `covering_channels` already does. Whether one
+    /// was added.
+    async fn suppress(
+        &self,
+        db: &impl ConnectionTrait,
+        contact_id: &str,
+        channel: &str,
+        covering_channels: &[&str],
+        scope: String,
+        covering: Vec<String>,
+    ) -> Result<bool, sea_orm::DbErr> {
+        let existing = suppression::Entity::find()
+            .filter(suppression::Column::ContactId.eq(contact_id))
+            .filter(suppression::Column::LiftedAt.is_null())
+            .filter(suppression::Column::Channel.is_in(covering_channels.iter().copied()))
+            .filter(suppression::Column::Scope.is_in(covering))
+            .one(db)
+            .await?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        suppression::ActiveModel {
+            id: Set(new_id()),
+            contact_id: Set(contact_id.to_string()),
+            channel: Set(channel.to_string()),
+            scope: Set(scope),
+            reason: Set(self.source.as_str().to_string()),
+            source_ref: Set(self.reference.map(str::to_string)),
+            created_by: Set(self.actor.to_string()),
+            created_at: Set(self.now),
+            lifted_at: Set(None),
+            lifted_by: Set(None),
+            lift_ref: Set(None),
+        }
+        .insert(db)
+        .await?;
+        Ok(true)
+    }
+}
+
 /// An opt-out from any origin: every live consent (active or pending) on
 /// the channel is revoked and the contact suppressed there, in the
 /// caller's transaction, before the caller answers. `channel` `None` is
@@ -61,73 +130,52 @@ pub async fn opt_out(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sea_orm::DbErr> {
-    let mut changed = false;
-    {
-        let mut revoke = consent::Entity::update_many()
-            .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
-            .col_expr(consent::Column::RevokedAt, Expr::value(Some(now)))
-            .col_expr(
-                consent::Column::RevocationSource,
-                Expr::value(Some(source.as_str())),
-            )
-            .col_expr(
-                consent::Column::RevocationRef,
-                Expr::value(reference.map(str::to_string)),
-            )
-            .filter(consent::Column::ContactId.eq(contact_id))
-            .filter(consent::Column::RevokedAt.is_null());
-        if let Some(ch) = channel {
-            revoke = revoke.filter(consent::Column::Channel.eq(ch.as_str()));
-        }
-        if scope == Scope::Marketing {
-            revoke = revoke.filter(
-                consent::Column::Purpose.in_subquery(
-                    sea_orm::sea_query::Query::select()
-                        .column(purpose::Column::Name)
-                        .from(purpose::Entity)
-                        .and_where(purpose::Column::Marketing.eq(true))
-                        .to_owned(),
-                ),
-            );
-        }
-        changed |= revoke.exec(db).await?.rows_affected > 0;
+    let origin = Origin {
+        source,
+        reference,
+        actor,
+        now,
+    };
+    let mut revoke = origin.revocation(contact_id);
+    if let Some(ch) = channel {
+        revoke = revoke.filter(consent::Column::Channel.eq(ch.as_str()));
     }
-    let channel_name = channel.map(|c| c.as_str()).unwrap_or("all");
-    let mut existing = suppression::Entity::find()
-        .filter(suppression::Column::ContactId.eq(contact_id))
-        .filter(suppression::Column::LiftedAt.is_null());
-    existing = match channel {
-        // Covered by one on this channel or on every channel.
-        Some(ch) => existing.filter(suppression::Column::Channel.is_in([ch.as_str(), "all"])),
-        None => existing.filter(suppression::Column::Channel.eq("all")),
+    if scope == Scope::Marketing {
+        revoke = revoke.filter(
+            consent::Column::Purpose.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(purpose::Column::Name)
+                    .from(purpose::Entity)
+                    .and_where(purpose::Column::Marketing.eq(true))
+                    .to_owned(),
+            ),
+        );
+    }
+    let revoked = revoke.exec(db).await?.rows_affected > 0;
+    // Covered by one on this channel or on every channel, that stops at
+    // least as much (a purpose's own does not cover marketing).
+    let channels: &[&str] = match channel {
+        Some(ch) => &[ch.as_str(), "all"],
+        None => &["all"],
     };
-    // Covered by one that stops at least as much (a purpose's own does not
-    // cover marketing).
-    existing = match scope {
-        Scope::All => existing.filter(suppression::Column::Scope.eq(Scope::All.as_str())),
-        Scope::Marketing => existing.filter(
-            suppression::Column::Scope.is_in([Scope::All.as_str(), Scope::Marketing.as_str()]),
-        ),
+    let covering = match scope {
+        Scope::All => vec![Scope::All.as_str().to_string()],
+        Scope::Marketing => vec![
+            Scope::All.as_str().to_string(),
+            Scope::Marketing.as_str().to_string(),
+        ],
     };
-    if existing.one(db).await?.is_none() {
-        suppression::ActiveModel {
-            id: Set(new_id()),
-            contact_id: Set(contact_id.to_string()),
-            channel: Set(channel_name.to_string()),
-            scope: Set(scope.as_str().to_string()),
-            reason: Set(source.as_str().to_string()),
-            source_ref: Set(reference.map(str::to_string)),
-            created_by: Set(actor.to_string()),
-            created_at: Set(now),
-            lifted_at: Set(None),
-            lifted_by: Set(None),
-            lift_ref: Set(None),
-        }
-        .insert(db)
+    let suppressed = origin
+        .suppress(
+            db,
+            contact_id,
+            channel.map(|c| c.as_str()).unwrap_or("all"),
+            channels,
+            scope.as_str().to_string(),
+            covering,
+        )
         .await?;
-        changed = true;
-    }
-    Ok(changed)
+    Ok(revoked || suppressed)
 }
 
 /// Withdraw one purpose on one channel: the consents for it revoked and a
@@ -146,49 +194,30 @@ pub async fn withdraw_purpose(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sea_orm::DbErr> {
-    let revoked = consent::Entity::update_many()
-        .col_expr(consent::Column::Status, Expr::value(ConsentStatus::Revoked))
-        .col_expr(consent::Column::RevokedAt, Expr::value(Some(now)))
-        .col_expr(
-            consent::Column::RevocationSource,
-            Expr::value(Some(source.as_str())),
-        )
-        .col_expr(
-            consent::Column::RevocationRef,
-            Expr::value(reference.map(str::to_string)),
-        )
-        .filter(consent::Column::ContactId.eq(contact_id))
+    let origin = Origin {
+        source,
+        reference,
+        actor,
+        now,
+    };
+    let revoked = origin
+        .revocation(contact_id)
         .filter(consent::Column::Channel.eq(channel.as_str()))
         .filter(consent::Column::Purpose.eq(purpose))
-        .filter(consent::Column::RevokedAt.is_null())
         .exec(db)
         .await?
-        .rows_affected;
+        .rows_affected
+        > 0;
     let scope = Scope::purpose(purpose);
-    let existing = suppression::Entity::find()
-        .filter(suppression::Column::ContactId.eq(contact_id))
-        .filter(suppression::Column::LiftedAt.is_null())
-        .filter(suppression::Column::Channel.is_in([channel.as_str(), "all"]))
-        .filter(suppression::Column::Scope.is_in([scope.clone(), Scope::All.as_str().into()]))
-        .one(db)
+    let suppressed = origin
+        .suppress(
+            db,
+            contact_id,
+            channel.as_str(),
+            &[channel.as_str(), "all"],
+            scope.clone(),
+            vec![scope, Scope::All.as_str().to_string()],
+        )
         .await?;
-    if existing.is_some() {
-        return Ok(revoked > 0);
-    }
-    suppression::ActiveModel {
-        id: Set(new_id()),
-        contact_id: Set(contact_id.to_string()),
-        channel: Set(channel.as_str().to_string()),
-        scope: Set(scope),
-        reason: Set(source.as_str().to_string()),
-        source_ref: Set(reference.map(str::to_string)),
-        created_by: Set(actor.to_string()),
-        created_at: Set(now),
-        lifted_at: Set(None),
-        lifted_by: Set(None),
-        lift_ref: Set(None),
-    }
-    .insert(db)
-    .await?;
-    Ok(true)
+    Ok(revoked || suppressed)
 }
