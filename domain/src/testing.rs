@@ -538,7 +538,11 @@ pub fn template_send(
 
 /// An approved Twilio template `name` of `category` (tagged with its
 /// default purpose), its body `Hi {{1}}` with the variable `name`.
-pub async fn approved_template(core: &Core, name: &str, category: &str) -> crate::templates::Template {
+pub async fn approved_template(
+    core: &Core,
+    name: &str,
+    category: &str,
+) -> crate::templates::Template {
     crate::templates::upsert(
         &core.db.conn,
         crate::templates::TemplateSpec {

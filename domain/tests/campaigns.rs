@@ -707,7 +707,10 @@ async fn csv_numbers_without_consent_are_refused_one_by_one() {
         m.contains("+4791000003 (no consent for whatsapp (service))"),
         "{m}"
     );
-    assert!(m.contains("+4791000004 (opted out on whatsapp (service)"), "{m}");
+    assert!(
+        m.contains("+4791000004 (opted out on whatsapp (service)"),
+        "{m}"
+    );
     assert!(m.contains("+4791999999 (not a contact)"), "{m}");
     assert!(m.contains("not-a-number (not a number"), "{m}");
     assert!(!m.contains(&format!("{ok} (")), "{m}");

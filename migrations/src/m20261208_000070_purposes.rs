@@ -115,8 +115,7 @@ impl MigrationTrait for Migration {
         // is up to 40 characters): PostgreSQL enforces the column's length
         // (a longer varchar is a change of the catalogue only); SQLite
         // does not.
-        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres
-        {
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
             manager
                 .alter_table(
                     Table::alter()
