@@ -356,20 +356,7 @@ pub async fn staff_from_request(
     req: &actix_web::HttpRequest,
     role: Role,
 ) -> Result<Ctx, AppError> {
-    let facts = facts_of(req, state.cookie_name());
-    let session = match &facts.session_token {
-        Some(token) => sessions::authenticate(&state.core, token)
-            .await
-            .map_err(internal)?,
-        None => None,
-    }
-    .ok_or(AppError::Unauthorized)?;
-    let ctx = Ctx {
-        state,
-        session,
-        facts,
-    };
-    check_role(&ctx, role)?;
+    let ctx = staff_reading(state, req, role).await?;
     check_origin(&ctx.state, &ctx.facts)?;
     Ok(ctx)
 }
