@@ -92,18 +92,30 @@ impl Template {
         }
     }
 
-    /// What this template sends, hashed (SHA-256 over its provider id,
-    /// body, language, category and variable names): two templates with the
-    /// same digest send the same thing. A campaign's approval binds to it.
+    /// What this template sends and for what, hashed (SHA-256 over its
+    /// provider id, body, language, category, variable names and purpose):
+    /// two templates with the same digest send the same thing to the same
+    /// people. A campaign's approval binds to it, so retagging an approved
+    /// campaign's template with another purpose (which changes whose consent
+    /// lets it go) needs a new approval.
+    ///
+    /// The purpose is hashed only where it is not the one its category
+    /// implies ([`default_purpose`]): every template was tagged with that one
+    /// when purposes came (migration 070), so approvals given before then
+    /// still match, while any other tag, and a tag taken back to the default,
+    /// changes the digest.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let canonical = serde_json::json!({
+        let mut canonical = serde_json::json!({
             "provider_id": self.provider_id,
             "body": self.body,
             "language": self.language,
             "category": self.category.to_ascii_uppercase(),
             "variables": self.variables,
         });
+        if self.purpose.as_deref() != Some(default_purpose(&self.category)) {
+            canonical["purpose"] = serde_json::json!(self.purpose);
+        }
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 

@@ -1548,6 +1548,80 @@ async fn a_queued_campaign_message_whose_template_changed_is_not_sent() {
     assert_eq!(env.provider.count(), 0);
 }
 
+/// Retag the reminder template with another purpose (`marketing`: the
+/// crowd's consents, recorded before purposes, cover it, so only the
+/// approval can stop what follows).
+async fn retag_reminder(core: &Core, purpose: &str) {
+    let t = templates::find_by_name(&core.db.conn, "task_reminder")
+        .await
+        .unwrap()
+        .unwrap();
+    templates::set_purpose(&core.db.conn, &t.id, purpose)
+        .await
+        .unwrap();
+}
+
+/// The approval binds to the template's purpose too: one admin retagging
+/// an approved campaign's template (which changes whose consent lets it
+/// go) sends it back to review, and a message already queued is not sent.
+#[tokio::test]
+async fn a_template_retagged_with_another_purpose_after_approval_needs_a_new_approval() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 2, "vip", 0).await;
+    let soon = env.core.now() + Duration::hours(1);
+    let d = CampaignDraft {
+        scheduled_at: Some(soon),
+        ..draft("Later", "vip")
+    };
+    let c = campaigns::create_draft(&env.core, &p.author, d)
+        .await
+        .unwrap();
+    campaigns::submit(&env.core, &p.author, &c.id)
+        .await
+        .unwrap();
+    let seen = reviewed(&env.core, &c.id).await;
+    campaigns::approve(&env.core, &p.approver, &c.id, &seen)
+        .await
+        .unwrap();
+    retag_reminder(&env.core, "marketing").await;
+    env.clock.set(soon + Duration::seconds(1));
+    let report = campaigns::fan_out(&env.core, &c.id).await.unwrap();
+    assert_eq!(report.status, CampaignStatus::Submitted);
+    assert_eq!(report.created, 0);
+    let v = campaigns::get(&env.core, &c.id).await.unwrap();
+    assert!(v.approved_by.is_none());
+    let returned = v
+        .history
+        .iter()
+        .find(|h| h.decision == "returned")
+        .expect("the history says why");
+    assert!(
+        returned.reason.as_deref().unwrap().contains("purpose"),
+        "{returned:?}"
+    );
+    // Tagged back as it was approved, the digest is the approved one again.
+    retag_reminder(&env.core, "service").await;
+    let seen = reviewed(&env.core, &c.id).await;
+    campaigns::approve(&env.core, &p.approver, &c.id, &seen)
+        .await
+        .unwrap();
+    let report = campaigns::fan_out(&env.core, &c.id).await.unwrap();
+    assert_eq!(report.created, 2, "{report:?}");
+
+    // Queued, then retagged: not sent.
+    let messages = messages_of(&env.core, &c.id).await;
+    retag_reminder(&env.core, "marketing").await;
+    for m in &messages {
+        let res = outbound::process_send(&env.core, &m.id).await.unwrap();
+        assert_eq!(
+            res,
+            SendResult::Blocked(heimdall_domain::compliance::gates::Gate::NotAuthorized)
+        );
+    }
+    assert_eq!(env.provider.count(), 0);
+}
+
 /// Security finding 8: the review's dry run (the gates for every
 /// recipient) is not computed again for every page view of the same
 /// content: within two minutes the same answer comes back; content that

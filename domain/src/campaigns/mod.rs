@@ -25,7 +25,7 @@
 //! claims: whoever created the campaign or later changed its content,
 //! audience or schedule is one of its `authors`, and the approver must be
 //! none of them. An approval binds to what the approver reviewed: a hash
-//! of the template (provider id, body, language, category, variables), the
+//! of the template (provider id, body, language, category, variables, purpose), the
 //! variable mapping, the audience (the tag query with its count, or the
 //! list of numbers) and the schedule ([`ContentSnapshot`]). A campaign whose
 //! content no longer matches at fan-out goes back to review, with an alert.
@@ -232,7 +232,7 @@ pub struct Review {
 pub struct ContentSnapshot {
     pub channel: Channel,
     pub template_name: String,
-    /// [`Template::digest`]: provider id, body, language, category, variables.
+    /// [`Template::digest`]: provider id, body, language, category, variables, purpose.
     pub template_digest: String,
     pub variables: BTreeMap<String, VariableSource>,
     pub audience: Audience,
@@ -259,7 +259,7 @@ impl ContentSnapshot {
             out.push("the template".to_string());
         } else if self.template_digest != other.template_digest {
             out.push(
-                "the template's content (provider id, body, language or category)".to_string(),
+                "the template's content or purpose (provider id, body, language, category or purpose)".to_string(),
             );
         }
         if self.variables != other.variables {

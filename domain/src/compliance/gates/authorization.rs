@@ -42,7 +42,7 @@ pub(super) fn not_authorized(
                     && facts.template.as_ref().map(|t| &t.digest) != approved_template.as_ref() =>
             {
                 Verdict::block(
-                    "the template changed since the campaign was approved (provider id, body, language, category or variables); it must be approved again",
+                    "the template changed since the campaign was approved (provider id, body, language, category, variables or purpose); it must be approved again",
                 )
             }
             Some(_) if !status.authorizes_sending() =>

@@ -95,8 +95,8 @@ pub struct TemplateFact {
     pub approval_status: heimdall_codes::TemplateApproval,
     pub category: TemplateCategory,
     pub variable_names: Vec<String>,
-    /// What the template sends (provider id, body, language, category,
-    /// variables), hashed: a campaign's approval binds to it.
+    /// What the template sends and for what (provider id, body, language, category,
+    /// variables, purpose), hashed: a campaign's approval binds to it.
     pub digest: String,
 }
 
