@@ -1752,3 +1752,54 @@ async fn the_window_cache_moves_forward_only_and_matches_the_record() {
         }
     }
 }
+
+/// The database fails between the claim and the provider call (the facts'
+/// read, here a table gone for a moment): the message is given back to wait,
+/// never left `sending` for the stuck-message sweep to fail, and goes once
+/// the database answers again. (On SQLite the claim comes first; on
+/// PostgreSQL the read does, and the job is retried.)
+#[tokio::test]
+async fn a_database_error_between_claim_and_call_gives_the_message_back() {
+    use sea_orm::ConnectionTrait;
+    let env = env().await;
+    let c = contact(&env.core, PHONE, &[Channel::WhatsApp]).await;
+    let out = outbound::accept(
+        &env.core,
+        reminder(Recipient::Contact(c), Channel::WhatsApp),
+    )
+    .await
+    .unwrap();
+    let ids = env.take_enqueued();
+    assert_eq!(ids, vec![out.message_id.clone()]);
+    let db = &env.core.db.conn;
+    db.execute_unprepared("ALTER TABLE purposes RENAME TO purposes_away")
+        .await
+        .unwrap();
+    let failed = outbound::process_send(&env.core, &out.message_id).await;
+    assert!(
+        matches!(failed, Err(_) | Ok(SendResult::NotDue)),
+        "{failed:?}"
+    );
+    let waiting = state(&env.core, &out.message_id).await;
+    assert!(
+        matches!(waiting, MessageState::Queued | MessageState::Deferred),
+        "given back to wait, not {waiting:?}"
+    );
+    assert_eq!(env.provider.count(), 0);
+    db.execute_unprepared("ALTER TABLE purposes_away RENAME TO purposes")
+        .await
+        .unwrap();
+    let sent = outbound::process_send(&env.core, &out.message_id)
+        .await
+        .unwrap();
+    assert!(matches!(sent, SendResult::Sent { .. }), "{sent:?}");
+    assert_eq!(env.provider.count(), 1);
+    // With the provider (its reports move it on), once.
+    let m = outbound_message::Entity::find_by_id(out.message_id.as_str())
+        .one(&env.core.db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.state, MessageState::Sending);
+    assert!(m.provider_sid.is_some());
+}

@@ -37,13 +37,14 @@ pub async fn accepted_reminder(env: &TestEnv) -> String {
     testing::accept_reminder_to(&env.core, PHONE).await
 }
 
-/// Poll `done` until it holds (90 s at most: the queue tests move thousands of jobs).
+/// Poll `done` until it holds (180 s at most: the queue tests move thousands of
+/// jobs, and a loaded machine may take a while).
 pub async fn eventually<F, Fut>(what: &str, done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    testing::eventually(what, std::time::Duration::from_secs(90), done).await
+    testing::eventually(what, std::time::Duration::from_secs(180), done).await
 }
 
 /// The test's world with the real apalis queue (on the test's backend, or its

@@ -44,7 +44,10 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         },
         None => match claim_on_sqlite(core, message_id, now, due_by).await? {
             Some(m) => {
-                let rows = read_fact_rows_for(core, &m).await?;
+                let rows = match read_fact_rows_for(core, &m).await {
+                    Ok(rows) => rows,
+                    Err(e) => return give_back_after_error(core, &m, e).await,
+                };
                 (m, rows, None)
             }
             None => {
@@ -62,8 +65,16 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     };
     let actor = "worker";
     let template = rows.template.take().map(Template::from);
+    // On SQLite the message is claimed already: a database error before the
+    // provider call gives it back to wait (nothing was sent), instead of
+    // leaving it `sending` until the stuck-message sweep fails it.
+    let claimed_first = claim_due_by.is_none();
     let (facts, mut loaded, extras) =
-        facts_from_rows(core, &core.db.conn, &m, rows, template, None).await?;
+        match facts_from_rows(core, &core.db.conn, &m, rows, template, None).await {
+            Ok(f) => f,
+            Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
+            Err(e) => return Err(e),
+        };
     let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     if decision.decision == Decision::Pass {
         // Reserve the limits only for a message that may otherwise go, and
@@ -75,13 +86,8 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                     Ok(Ok(())) => {}
                     Ok(Err(next)) => loaded.recipient_next_at = Some(next),
                     Err(LimitsUnavailable) => {
-                        return hand_back(
-                            core,
-                            &m,
-                            claim_due_by.is_none(),
-                            HandBack::LimitsUnavailable,
-                        )
-                        .await;
+                        return hand_back(core, &m, claimed_first, HandBack::LimitsUnavailable)
+                            .await;
                     }
                 }
             }
@@ -90,20 +96,20 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                     && matches!(facts.content, MessageContent::Template { .. })
                     && !gates::in_window(loaded.window_expires_at, now);
                 if business_initiated {
-                    match core
+                    let reserved = match core
                         .limits
                         .reserve_tier(&core.db, recipient.as_str(), &m.id, now)
-                        .await?
+                        .await
                     {
+                        Ok(r) => r,
+                        Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
+                        Err(e) => return Err(e),
+                    };
+                    match reserved {
                         TierReservation::Full(f) => loaded.tier = f,
                         TierReservation::Unavailable => {
-                            return hand_back(
-                                core,
-                                &m,
-                                claim_due_by.is_none(),
-                                HandBack::LimitsUnavailable,
-                            )
-                            .await;
+                            return hand_back(core, &m, claimed_first, HandBack::LimitsUnavailable)
+                                .await;
                         }
                         TierReservation::Counted { used, newly } => {
                             if newly {
@@ -123,17 +129,16 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         Decision::Pass => {
             let evaluated = tokio::time::Instant::now();
             let (from, rate) = sender_of(&loaded, &extras);
-            let claimed = claim_due_by.is_none();
             match core.limits.reserve_slot(&from, rate).await {
                 Ok(at) => {
                     let claim_at = at.checked_sub(CLAIM_LEAD).unwrap_or(at);
                     if !core.stopping.sleep_until(claim_at).await {
-                        return hand_back(core, &m, claimed, HandBack::Stopping).await;
+                        return hand_back(core, &m, claimed_first, HandBack::Stopping).await;
                     }
                     Some(Slot { at, evaluated })
                 }
                 Err(LimitsUnavailable) => {
-                    return hand_back(core, &m, claimed, HandBack::LimitsUnavailable).await;
+                    return hand_back(core, &m, claimed_first, HandBack::LimitsUnavailable).await;
                 }
             }
         }
@@ -154,6 +159,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         Err(e) if claim_due_by.is_some() && matches!(decision.decision, Decision::Pass) => {
             return claim_cut_off(core, &m, now, e).await;
         }
+        Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
         other => other?,
     };
     let Some(state) = written else {
@@ -559,7 +565,8 @@ pub(super) enum HandBack {
     /// The process is stopping (SIGTERM): another process takes it at once.
     Stopping,
     /// The database failed after the claim and before the provider was called (the
-    /// claim's commit was cut off and had landed, or the last look at consent failed):
+    /// claim's commit was cut off and had landed, the last look at consent failed, or,
+    /// on SQLite where the claim comes first, a read or write before the call failed):
     /// the message goes back to wait, for any worker at once.
     DatabaseError,
 }
