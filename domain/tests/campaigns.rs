@@ -1461,14 +1461,12 @@ async fn an_approval_of_a_stale_review_approves_nothing() {
         .unwrap();
 }
 
-/// Finding 4: a campaign whose content differs from its approval when it
-/// fans out is not sent: it goes back to review, with an alert; approved
-/// again, it goes out.
-#[tokio::test]
-async fn content_that_changed_after_approval_goes_back_to_review_with_an_alert() {
-    let env = env().await;
-    let p = people(&env.core).await;
-    crowd(&env.core, 2, "vip", 0).await;
+/// A campaign to the "vip" tag scheduled an hour from now, submitted and
+/// approved (so scheduled): the campaign and its time.
+async fn approved_for_later(
+    env: &TestEnv,
+    p: &People,
+) -> (campaigns::CampaignView, chrono::DateTime<chrono::Utc>) {
     let soon = env.core.now() + Duration::hours(1);
     let d = CampaignDraft {
         scheduled_at: Some(soon),
@@ -1485,6 +1483,18 @@ async fn content_that_changed_after_approval_goes_back_to_review_with_an_alert()
         .await
         .unwrap();
     assert_eq!(v.status, CampaignStatus::Scheduled);
+    (v, soon)
+}
+
+/// Finding 4: a campaign whose content differs from its approval when it
+/// fans out is not sent: it goes back to review, with an alert; approved
+/// again, it goes out.
+#[tokio::test]
+async fn content_that_changed_after_approval_goes_back_to_review_with_an_alert() {
+    let env = env().await;
+    let p = people(&env.core).await;
+    crowd(&env.core, 2, "vip", 0).await;
+    let (c, soon) = approved_for_later(&env, &p).await;
     // The template changes before the time comes.
     change_template_body(&env.core, "New wording: {{1}} at {{2}}.").await;
     env.clock.set(soon + Duration::seconds(1));
@@ -1569,21 +1579,7 @@ async fn a_template_retagged_with_another_purpose_after_approval_needs_a_new_app
     let env = env().await;
     let p = people(&env.core).await;
     crowd(&env.core, 2, "vip", 0).await;
-    let soon = env.core.now() + Duration::hours(1);
-    let d = CampaignDraft {
-        scheduled_at: Some(soon),
-        ..draft("Later", "vip")
-    };
-    let c = campaigns::create_draft(&env.core, &p.author, d)
-        .await
-        .unwrap();
-    campaigns::submit(&env.core, &p.author, &c.id)
-        .await
-        .unwrap();
-    let seen = reviewed(&env.core, &c.id).await;
-    campaigns::approve(&env.core, &p.approver, &c.id, &seen)
-        .await
-        .unwrap();
+    let (c, soon) = approved_for_later(&env, &p).await;
     retag_reminder(&env.core, "marketing").await;
     env.clock.set(soon + Duration::seconds(1));
     let report = campaigns::fan_out(&env.core, &c.id).await.unwrap();

@@ -260,10 +260,12 @@ fn form(slug: &str, double: bool) -> FormInput {
             ChannelText {
                 channel: Channel::WhatsApp,
                 consent_text: "Yes, WhatsApp me.".into(),
+                purpose: None,
             },
             ChannelText {
                 channel: Channel::Sms,
                 consent_text: "Yes, text me.".into(),
+                purpose: None,
             },
         ],
         double_opt_in: double,
@@ -394,7 +396,7 @@ async fn apply(w: &mut World, step: Step) {
         } => {
             let slug = if double { "double" } else { "single" };
             let form = optin::form_by_slug(w.core(), slug).await.unwrap().unwrap();
-            let version = form.offer(channel).map(|t| t.version).unwrap_or(1);
+            let version = form.offer(channel, None).map(|t| t.version).unwrap_or(1);
             let input = SubmissionInput::from_pairs([
                 ("name".to_string(), "Someone Else".to_string()),
                 ("phone".to_string(), phone(who)),

@@ -154,6 +154,7 @@ fn form_input(slug: &str) -> FormInput {
         channels: vec![ChannelText {
             channel: Channel::WhatsApp,
             consent_text: "Yes, send me updates on WhatsApp.".into(),
+            purpose: None,
         }],
         double_opt_in: false,
         whatsapp_confirmation_template: None,

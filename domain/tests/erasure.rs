@@ -105,6 +105,7 @@ async fn form(core: &Core, slug: &str) -> optin::Form {
             channels: vec![ChannelText {
                 channel: Channel::WhatsApp,
                 consent_text: "Yes, send me updates on WhatsApp.".into(),
+                purpose: None,
             }],
             double_opt_in: false,
             whatsapp_confirmation_template: None,

@@ -65,10 +65,12 @@ fn form_input(slug: &str, double_opt_in: bool) -> FormInput {
             ChannelText {
                 channel: Channel::WhatsApp,
                 consent_text: WA_TEXT.into(),
+                purpose: None,
             },
             ChannelText {
                 channel: Channel::Sms,
                 consent_text: SMS_TEXT.into(),
+                purpose: None,
             },
         ],
         double_opt_in,
@@ -342,6 +344,7 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
         core,
         &form.id,
         Channel::WhatsApp,
+        None,
         "Yes, WhatsApp me about this and similar homes.",
         "staff:2",
     )
@@ -352,6 +355,7 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
         core,
         &form.id,
         Channel::WhatsApp,
+        None,
         "Yes, WhatsApp me about this and similar homes.",
         "staff:2",
     )
@@ -361,7 +365,7 @@ async fn repeated_submissions_add_nothing_and_a_new_text_version_is_recorded_as_
     let history = optin::consent_text_history(core, &form.id).await.unwrap();
     assert_eq!(history.len(), 3);
     let form = optin::get_form(core, &form.id).await.unwrap();
-    assert_eq!(form.offer(Channel::WhatsApp).unwrap().version, 2);
+    assert_eq!(form.offer(Channel::WhatsApp, None).unwrap().version, 2);
 
     // A page still showing version 1 records nothing and asks again.
     let stale = optin::submit(
@@ -763,6 +767,47 @@ async fn a_whatsapp_confirmation_needs_a_template_outside_the_window() {
     assert_eq!(vars["program"], "Elm Realty");
     assert_eq!(vars["form_title"], "12 Elm St open house");
     assert!(vars["confirm_url"].starts_with("https://heimdall.example.com/optin/confirm/"));
+
+    // The confirmation template tagged with a purpose defined since (which a
+    // consent recorded without one does not cover): the confirmation is
+    // checked for a purpose the pending consent covers, and goes.
+    heimdall_domain::consent::purposes::create(
+        &core.db.conn,
+        &heimdall_domain::consent::purposes::NewPurpose {
+            name: "onboarding".into(),
+            label: "Getting started".into(),
+            description: String::new(),
+            marketing: false,
+        },
+        "staff:1",
+        now,
+    )
+    .await
+    .unwrap();
+    let t = templates::find_by_name(&core.db.conn, "optin_confirm")
+        .await
+        .unwrap()
+        .unwrap();
+    templates::set_purpose(&core.db.conn, &t.id, "onboarding")
+        .await
+        .unwrap();
+    let r = recorded(
+        optin::submit(
+            core,
+            &form,
+            None,
+            &input("+4791234569", &[(Channel::WhatsApp, 1)]),
+            &request("203.0.113.9", "/optin/elm-st", core),
+        )
+        .await
+        .unwrap(),
+    );
+    let sent = r.channels[0].confirmation.clone().unwrap();
+    assert_eq!(sent.state, MessageState::Queued, "{sent:?}");
+    assert_eq!(
+        message(core, &sent.message_id).await.purpose.as_deref(),
+        Some("service")
+    );
 }
 
 #[tokio::test]
@@ -1261,6 +1306,7 @@ async fn forms_are_checked_slugs_are_unique_and_channels_can_change() {
             channels: Some(vec![ChannelText {
                 channel: Channel::WhatsApp,
                 consent_text: WA_TEXT.into(),
+                purpose: None,
             }]),
             ..Default::default()
         },
@@ -1271,7 +1317,7 @@ async fn forms_are_checked_slugs_are_unique_and_channels_can_change() {
     assert_eq!(updated.title, "Elm St, again");
     assert_eq!(updated.channels.len(), 1);
     assert_eq!(updated.channels[0].version, 1);
-    assert!(updated.offer(Channel::Sms).is_none());
+    assert!(updated.offer(Channel::Sms, None).is_none());
     // A page still offering SMS cannot record it any more.
     let err = optin::submit(
         core,
@@ -1288,7 +1334,7 @@ async fn forms_are_checked_slugs_are_unique_and_channels_can_change() {
         Err(FormError::Invalid(_))
     ));
     // Re-offering SMS with the old text makes it current again as version 2.
-    let sms = optin::add_consent_text(core, &form.id, Channel::Sms, SMS_TEXT, "staff:1")
+    let sms = optin::add_consent_text(core, &form.id, Channel::Sms, None, SMS_TEXT, "staff:1")
         .await
         .unwrap();
     assert_eq!(sms.version, 2);
@@ -1344,4 +1390,298 @@ async fn forwarded_addresses_are_believed_only_from_configured_proxies() {
         optin::client_ip(proxy, Some("203.0.113.50"), &trusted),
         "203.0.113.50".parse::<IpAddr>().unwrap()
     );
+}
+
+/// A form that asks per purpose: WhatsApp for reminders and for offers,
+/// SMS for reminders.
+fn per_purpose_form(slug: &str, double_opt_in: bool) -> FormInput {
+    let text = |channel, purpose: &str, consent_text: &str| ChannelText {
+        channel,
+        consent_text: consent_text.into(),
+        purpose: Some(purpose.into()),
+    };
+    FormInput {
+        channels: vec![
+            text(
+                Channel::WhatsApp,
+                "reminders",
+                "Yes, remind me of my viewings on WhatsApp.",
+            ),
+            text(
+                Channel::WhatsApp,
+                "marketing",
+                "Yes, send me offers on WhatsApp.",
+            ),
+            text(Channel::Sms, "reminders", "Yes, text me viewing reminders."),
+        ],
+        ..form_input(slug, double_opt_in)
+    }
+}
+
+/// Boxes ticked by key (`whatsapp:reminders`) with the version the page showed.
+fn ticked(form: &optin::Form, phone: &str, boxes: &[(Channel, &str)]) -> SubmissionInput {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("name".into(), "Ada Lovelace".into()),
+        ("phone".into(), phone.into()),
+        ("field_email".into(), "ada@example.com".into()),
+    ];
+    for (channel, purpose) in boxes {
+        let text = form.offer(*channel, Some(purpose)).expect("offered");
+        pairs.push(("channel".into(), text.key()));
+        pairs.push((
+            format!("text_version_{}", text.key()),
+            text.version.to_string(),
+        ));
+    }
+    SubmissionInput::from_pairs(pairs)
+}
+
+/// Define `reminders` and tag the reminder template with it; a marketing
+/// template beside it.
+async fn reminders_purpose(core: &Core) {
+    use heimdall_domain::consent::purposes::{self, NewPurpose};
+    purposes::create(
+        &core.db.conn,
+        &NewPurpose {
+            name: "reminders".into(),
+            label: "Viewing reminders".into(),
+            description: "Reminders of viewings you booked.".into(),
+            marketing: false,
+        },
+        "staff:1",
+        core.now(),
+    )
+    .await
+    .unwrap();
+    let t = templates::find_by_name(&core.db.conn, "task_reminder")
+        .await
+        .unwrap()
+        .unwrap();
+    templates::set_purpose(&core.db.conn, &t.id, "reminders")
+        .await
+        .unwrap();
+    heimdall_domain::testing::approved_template(core, "spring_offer", "MARKETING").await;
+}
+
+fn offer(contact_id: &str) -> SendRequest {
+    heimdall_domain::testing::template_send(contact_id, "spring_offer", &[("name", "Ada")])
+}
+
+/// Issue 22: a form offers a checkbox per purpose, each with its own
+/// versioned text; each ticked box records one consent naming its purpose
+/// with that text as evidence, and only that purpose's messages may go.
+#[tokio::test]
+async fn a_form_asks_per_purpose_and_each_box_records_a_consent_for_its_purpose() {
+    let env = env().await;
+    let core = &env.core;
+    reminders_purpose(core).await;
+
+    // Asking for a channel once and per purpose at the same time, or for a
+    // purpose nobody defined, is refused and creates nothing.
+    let mut mixed = per_purpose_form("mixed", false);
+    mixed.channels.push(ChannelText {
+        channel: Channel::WhatsApp,
+        consent_text: WA_TEXT.into(),
+        purpose: None,
+    });
+    let err = optin::create_form(core, &mixed, "staff:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, FormError::Invalid(f) if f["channels.whatsapp"].contains("not both")),
+        "{err:?}"
+    );
+    let mut unknown = per_purpose_form("unknown", false);
+    unknown.channels[0].purpose = Some("birthdays".into());
+    let err = optin::create_form(core, &unknown, "staff:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, FormError::Invalid(f) if f["channels.whatsapp.birthdays"].contains("no purpose")),
+        "{err:?}"
+    );
+    assert!(optin::list_forms(core).await.unwrap().is_empty());
+
+    let form = optin::create_form(core, &per_purpose_form("elm-st", false), "staff:1")
+        .await
+        .unwrap();
+    let keys: Vec<String> = form.channels.iter().map(|t| t.key()).collect();
+    assert_eq!(
+        keys,
+        ["whatsapp:marketing", "whatsapp:reminders", "sms:reminders"]
+    );
+    let reminders = form.offer(Channel::WhatsApp, Some("reminders")).unwrap();
+    assert_eq!(
+        reminders.purpose_label.as_deref(),
+        Some("Viewing reminders")
+    );
+    // Versions are numbered per form and channel: each label names one text.
+    assert_ne!(
+        reminders.label,
+        form.offer(Channel::WhatsApp, Some("marketing"))
+            .unwrap()
+            .label
+    );
+    assert!(reminders.label.starts_with("whatsapp:reminders:v"));
+    // The channel asked per purpose cannot also be asked once.
+    let err = optin::add_consent_text(core, &form.id, Channel::WhatsApp, None, WA_TEXT, "staff:1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FormError::Invalid(f) if f.contains_key("purpose")));
+
+    // The person ticks reminders on WhatsApp only.
+    let r = recorded(
+        optin::submit(
+            core,
+            &form,
+            None,
+            &ticked(&form, PHONE, &[(Channel::WhatsApp, "reminders")]),
+            &request("203.0.113.7", "/optin/elm-st", core),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(r.channels.len(), 1);
+    assert_eq!(r.channels[0].status, ChannelStatus::Subscribed);
+    assert_eq!(r.channels[0].purpose.as_deref(), Some("reminders"));
+    let rows = consents(core).await;
+    assert_eq!(rows.len(), 1, "one consent, for the one box ticked");
+    let row = &rows[0];
+    assert_eq!(row.purpose.as_deref(), Some("reminders"));
+    assert_eq!(row.channel, "whatsapp");
+    assert_eq!(
+        row.consent_text_version.as_deref(),
+        Some(reminders.label.as_str())
+    );
+    assert_eq!(
+        row.consent_text_hash.as_deref(),
+        Some(reminders.hash.as_str())
+    );
+    assert_eq!(
+        row.consent_text.as_deref(),
+        Some("Yes, remind me of my viewings on WhatsApp.")
+    );
+
+    // Reminders go; offers, which the box left unticked, do not; nor does
+    // SMS, which was not ticked at all.
+    let ok = outbound::accept(core, reminder(&r.contact_id))
+        .await
+        .unwrap();
+    assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
+    let no = outbound::accept(core, offer(&r.contact_id)).await.unwrap();
+    assert_eq!(no.decision.decision.reason(), Some(Gate::NoConsent));
+    let mut sms = reminder(&r.contact_id);
+    sms.channel = Channel::Sms;
+    let no = outbound::accept(core, sms).await.unwrap();
+    assert_eq!(no.decision.decision.reason(), Some(Gate::NoConsent));
+
+    // A box whose text changed while the page was open records nothing.
+    optin::add_consent_text(
+        core,
+        &form.id,
+        Channel::WhatsApp,
+        Some("marketing"),
+        "Yes, send me offers and news on WhatsApp.",
+        "staff:1",
+    )
+    .await
+    .unwrap();
+    let err = optin::submit(
+        core,
+        &optin::get_form(core, &form.id).await.unwrap(),
+        None,
+        &ticked(&form, PHONE, &[(Channel::WhatsApp, "marketing")]),
+        &request("203.0.113.7", "/optin/elm-st", core),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SubmitError::Invalid(f) if f["channels"].contains("changed")));
+    assert_eq!(consents(core).await.len(), 1);
+
+    // Ticked on the new text, offers go too.
+    let form = optin::get_form(core, &form.id).await.unwrap();
+    recorded(
+        optin::submit(
+            core,
+            &form,
+            None,
+            &ticked(&form, PHONE, &[(Channel::WhatsApp, "marketing")]),
+            &request("203.0.113.7", "/optin/elm-st", core),
+        )
+        .await
+        .unwrap(),
+    );
+    let ok = outbound::accept(core, offer(&r.contact_id)).await.unwrap();
+    assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
+}
+
+/// Double opt-in asking per purpose: the boxes of one channel ticked
+/// together get one confirmation (through the gates, for the purpose of the
+/// consents it confirms), and its link confirms them all.
+#[tokio::test]
+async fn double_opt_in_per_purpose_sends_one_confirmation_per_channel_and_confirms_every_box() {
+    let env = env().await;
+    let core = &env.core;
+    reminders_purpose(core).await;
+    let mut input = per_purpose_form("elm-st", true);
+    input.channels.push(ChannelText {
+        channel: Channel::Sms,
+        consent_text: "Yes, text me offers.".into(),
+        purpose: Some("marketing".into()),
+    });
+    let form = optin::create_form(core, &input, "staff:1").await.unwrap();
+    let r = recorded(
+        optin::submit(
+            core,
+            &form,
+            None,
+            &ticked(
+                &form,
+                PHONE,
+                &[(Channel::Sms, "reminders"), (Channel::Sms, "marketing")],
+            ),
+            &request("203.0.113.7", "/optin/elm-st", core),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(r.channels.len(), 2);
+    assert!(r
+        .channels
+        .iter()
+        .all(|c| c.status == ChannelStatus::AwaitingConfirmation));
+    let first = r.channels[0].confirmation.clone().expect("a confirmation");
+    assert_eq!(r.channels[1].confirmation.as_ref(), Some(&first));
+    assert_eq!(first.state, MessageState::Queued, "{first:?}");
+    let confirmations = outbound_message::Entity::find()
+        .filter(outbound_message::Column::Source.eq("optin"))
+        .all(&core.db.conn)
+        .await
+        .unwrap();
+    assert_eq!(confirmations.len(), 1, "one message for the channel");
+    let token = token_in(confirmations[0].body.as_deref().unwrap());
+
+    // Pending: neither purpose may be sent to yet.
+    let mut sms = reminder(&r.contact_id);
+    sms.channel = Channel::Sms;
+    let no = outbound::accept(core, sms.clone()).await.unwrap();
+    assert_eq!(no.decision.decision.reason(), Some(Gate::NoConsent));
+
+    let done = optin::confirm(core, &token).await.unwrap().unwrap();
+    assert_eq!(done.status, ConfirmationStatus::Confirmed);
+    let rows = consents(core).await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|c| c.status == ConsentStatus::Active),
+        "{rows:?}"
+    );
+    let mut purposes: Vec<_> = rows.iter().filter_map(|c| c.purpose.clone()).collect();
+    purposes.sort();
+    assert_eq!(purposes, ["marketing", "reminders"]);
+    let ok = outbound::accept(core, sms).await.unwrap();
+    assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
+    let mut offer_sms = offer(&r.contact_id);
+    offer_sms.channel = Channel::Sms;
+    let ok = outbound::accept(core, offer_sms).await.unwrap();
+    assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
 }

@@ -8,6 +8,7 @@
 // the gate's reason), the dashboard, templates and the audit log with its
 // CSV export. Screenshots of each page go to end2end/artifacts/.
 import assert from 'node:assert/strict';
+import { watchErrors } from './watch.mjs';
 
 const TAG = 'e2e-spring';
 const PEOPLE = [
@@ -39,15 +40,6 @@ async function consentedContact(api, person, tags) {
 
 // Script errors and console errors (a hydration mismatch is reported on
 // the console); a missing favicon is not one.
-function watchErrors(page) {
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
-  });
-  return errors;
-}
-
 export async function run(ctx) {
   const { api, sandbox, waitFor, users, newPage, screenshot, signIn } = ctx;
   const contacts = [];

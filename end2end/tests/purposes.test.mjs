@@ -4,17 +4,9 @@
 // and the contact page lists each consent's purpose. An operator sees the
 // purposes but no form to change them.
 import assert from 'node:assert/strict';
+import { watchErrors } from './watch.mjs';
 
 const PERSON = { phone: '+4791231601', name: 'Pål Purpose' };
-
-function watchErrors(page) {
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
-  });
-  return errors;
-}
 
 export async function run(ctx) {
   const { api, users, newPage, screenshot, signIn, waitFor } = ctx;

@@ -6,17 +6,9 @@
 // approved by the sandbox and shows approved after a refresh. The API's
 // template list says the same. Screenshots: templates-new, -rejected, -approved.
 import assert from 'node:assert/strict';
+import { watchErrors } from './watch.mjs';
 
 const REASON = 'Sample values must not be placeholders';
-
-function watchErrors(page) {
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
-  });
-  return errors;
-}
 
 async function apiTemplate(api, name) {
   const r = await api('/api/whatsapp/templates');

@@ -655,3 +655,122 @@ async fn consents_import_from_csv_and_export_for_audits() {
     assert_eq!(optin::trusted_proxies(&app.core).await.unwrap(), vec![ip]);
     app.shutdown().await;
 }
+
+/// Issue 22: a form asked per purpose over HTTP. The API takes a purpose per
+/// consent text (an unknown one, or asking a channel both ways, is a 400
+/// that creates nothing); the page shows one labelled checkbox per purpose
+/// with its own version; a post records one consent per ticked box, naming
+/// its purpose.
+#[tokio::test]
+async fn a_form_asked_per_purpose_shows_a_box_per_purpose_and_records_each() {
+    use heimdall_domain::consent::purposes::{self, NewPurpose};
+    let app = app().await;
+    purposes::create(
+        &app.core.db.conn,
+        &NewPurpose {
+            name: "reminders".into(),
+            label: "Viewing reminders".into(),
+            description: String::new(),
+            marketing: false,
+        },
+        "test",
+        app.core.now(),
+    )
+    .await
+    .unwrap();
+    let body = |purpose: &str| {
+        json!({
+            "slug": "elm-st",
+            "title": "12 Elm St",
+            "channels": [
+                {"channel": "whatsapp", "purpose": purpose, "consent_text": "Yes, remind me of viewings."},
+                {"channel": "whatsapp", "purpose": "marketing", "consent_text": "Yes, send me <offers>."}
+            ]
+        })
+    };
+    let bad = app.api_post("/api/v1/forms", body("birthdays")).await;
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert!(
+        bad["error"]["fields"]["channels.whatsapp.birthdays"]
+            .as_str()
+            .unwrap()
+            .contains("no purpose"),
+        "{bad}"
+    );
+    let form = app.api_post("/api/v1/forms", body("reminders")).await;
+    assert_eq!(form.status(), 201);
+    let form: Value = form.json().await.unwrap();
+    let id = form["id"].as_str().unwrap();
+    // The channel is asked per purpose: a text for it once is refused.
+    let once = app
+        .api_post(
+            &format!("/api/v1/forms/{id}/consent-texts"),
+            json!({"channel": "whatsapp", "text": "Yes to everything."}),
+        )
+        .await;
+    assert_eq!(once.status(), 400);
+    let labels: Vec<String> = form["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap().to_string())
+        .collect();
+    // Versions are numbered per form and channel (the texts in name order).
+    assert_eq!(labels, ["whatsapp:marketing:v1", "whatsapp:reminders:v2"]);
+
+    let html = app
+        .http
+        .get(app.url("/optin/elm-st"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(
+        "<input type=\"checkbox\" id=\"channel-whatsapp-reminders\" name=\"channel\" value=\"whatsapp:reminders\"><label for=\"channel-whatsapp-reminders\"><strong>WhatsApp: Viewing reminders</strong>"
+    ), "{html}");
+    assert!(html.contains("name=\"text_version_whatsapp:reminders\" value=\"2\""));
+    assert!(html.contains("name=\"text_version_whatsapp:marketing\" value=\"1\""));
+    assert!(html.contains("Yes, send me &lt;offers&gt;."));
+
+    let (status, page) = post_form(
+        &app,
+        "/optin/elm-st",
+        "203.0.113.7",
+        &[
+            ("name", "Ada Lovelace"),
+            ("phone", "+4791234567"),
+            ("channel", "whatsapp:reminders"),
+            ("text_version_whatsapp:reminders", "2"),
+            ("text_version_whatsapp:marketing", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("WhatsApp (Viewing reminders)"), "{page}");
+    let rows = all_consents(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].purpose.as_deref(), Some("reminders"));
+    assert_eq!(
+        rows[0].consent_text_version.as_deref(),
+        Some("whatsapp:reminders:v2")
+    );
+    // A box the page did not offer records nothing.
+    let (status, _) = post_form(
+        &app,
+        "/optin/elm-st",
+        "203.0.113.8",
+        &[
+            ("name", "Ada Lovelace"),
+            ("phone", "+4791234568"),
+            ("channel", "whatsapp:service"),
+            ("text_version_whatsapp:service", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(all_consents(&app).await.len(), 1);
+    app.shutdown().await;
+}

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::api::templates::TemplateRow;
+use std::collections::BTreeMap;
+
+use crate::api::templates::{PurposeRow, TemplateRow};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
@@ -85,8 +87,11 @@ pub struct FormDetail {
     pub confirmation_template: Option<String>,
     /// `key: Label` per line, `*` after a required one.
     pub fields_spec: String,
+    /// The channel's text when it is asked once.
     pub whatsapp_text: Option<String>,
     pub sms_text: Option<String>,
+    /// The texts of a channel asked per purpose, by `<channel>.<purpose>`.
+    pub purpose_texts: BTreeMap<String, String>,
     pub history: Vec<TextVersionRow>,
     pub qr_codes: Vec<QrRow>,
     pub counts: Vec<ChannelCountRow>,
@@ -113,6 +118,8 @@ pub struct FormEditData {
     pub form: Option<FormDetail>,
     /// Approved templates, for the WhatsApp confirmation of a double opt-in.
     pub templates: Vec<TemplateRow>,
+    /// Every purpose, for asking per purpose.
+    pub purposes: Vec<PurposeRow>,
 }
 
 #[cfg(feature = "ssr")]
@@ -234,10 +241,18 @@ mod ssr {
         let recent = optin::recent_consents(core, &form.id, 20)
             .await
             .map_err(internal)?;
-        let text = |ch: heimdall_domain::Channel| form.offer(ch).map(|c| c.text.clone());
+        let text = |ch: heimdall_domain::Channel| form.offer(ch, None).map(|c| c.text.clone());
         Ok(FormDetail {
             whatsapp_text: text(heimdall_domain::Channel::WhatsApp),
             sms_text: text(heimdall_domain::Channel::Sms),
+            purpose_texts: form
+                .channels
+                .iter()
+                .filter_map(|t| {
+                    let p = t.purpose.as_ref()?;
+                    Some((format!("{}.{p}", t.channel.as_str()), t.text.clone()))
+                })
+                .collect(),
             fields_spec: fields_spec(&form.fields),
             history: history
                 .into_iter()
@@ -389,7 +404,12 @@ pub async fn form_editor(id: Option<String>) -> Result<FormEditData, AppError> {
                 .filter(|t| t.approval_status.is_approved())
                 .map(crate::api::templates::row)
                 .collect();
-            Ok(FormEditData { form, templates })
+            let purposes = crate::api::templates::purpose_rows(ctx.core()).await?;
+            Ok(FormEditData {
+                form,
+                templates,
+                purposes,
+            })
         }
         .await,
     )
@@ -412,6 +432,7 @@ pub async fn form_save(
     #[server(default)] whatsapp_text: String,
     #[server(default)] offer_sms: Option<String>,
     #[server(default)] sms_text: String,
+    #[server(default)] purpose_text: BTreeMap<String, String>,
     #[server(default)] confirmation_template: String,
 ) -> Result<String, AppError> {
     use crate::server::*;
@@ -421,18 +442,36 @@ pub async fn form_save(
         async move {
             let ctx = mutation(Role::Admin, &csrf).await?;
             let fields = ssr::parse_fields(&fields_spec)?;
+            // A channel offered is asked once (its text) or per purpose (the
+            // purposes' texts filled in); both filled in is refused by the domain.
             let mut channels = Vec::new();
-            if offer_whatsapp.is_some() {
-                channels.push(ChannelText {
-                    channel: Channel::WhatsApp,
-                    consent_text: whatsapp_text,
-                });
-            }
-            if offer_sms.is_some() {
-                channels.push(ChannelText {
-                    channel: Channel::Sms,
-                    consent_text: sms_text,
-                });
+            for (channel, offered, once) in [
+                (Channel::WhatsApp, offer_whatsapp.is_some(), whatsapp_text),
+                (Channel::Sms, offer_sms.is_some(), sms_text),
+            ] {
+                if !offered {
+                    continue;
+                }
+                let per_purpose: Vec<ChannelText> = purpose_text
+                    .iter()
+                    .filter(|(_, text)| !text.trim().is_empty())
+                    .filter_map(|(key, text)| {
+                        let (c, purpose) = key.split_once('.')?;
+                        (c == channel.as_str()).then(|| ChannelText {
+                            channel,
+                            consent_text: text.clone(),
+                            purpose: Some(purpose.to_string()),
+                        })
+                    })
+                    .collect();
+                if per_purpose.is_empty() || !once.trim().is_empty() {
+                    channels.push(ChannelText {
+                        channel,
+                        consent_text: once,
+                        purpose: None,
+                    });
+                }
+                channels.extend(per_purpose);
             }
             if channels.is_empty() {
                 return Err(AppError::invalid(

@@ -39,6 +39,25 @@ pub struct PurposeRow {
     pub legacy: bool,
 }
 
+/// Every purpose defined, as rows.
+#[cfg(feature = "ssr")]
+pub(crate) async fn purpose_rows(
+    core: &heimdall_domain::Core,
+) -> Result<Vec<PurposeRow>, AppError> {
+    Ok(heimdall_domain::consent::purposes::list(&core.db.conn)
+        .await
+        .map_err(crate::server::internal)?
+        .into_iter()
+        .map(|p| PurposeRow {
+            name: p.name,
+            label: p.label,
+            description: p.description,
+            marketing: p.marketing,
+            legacy: p.legacy,
+        })
+        .collect())
+}
+
 impl TemplateRow {
     pub fn approved(&self) -> bool {
         self.approval_status.is_approved()
@@ -95,18 +114,7 @@ pub async fn templates_list() -> Result<TemplatesData, AppError> {
                 .map(row)
                 .collect();
             let last_sync = templates.iter().filter_map(|t| t.synced_at).max();
-            let purposes = heimdall_domain::consent::purposes::list(&ctx.core().db.conn)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .map(|p| PurposeRow {
-                    name: p.name,
-                    label: p.label,
-                    description: p.description,
-                    marketing: p.marketing,
-                    legacy: p.legacy,
-                })
-                .collect();
+            let purposes = purpose_rows(ctx.core()).await?;
             Ok(TemplatesData {
                 templates,
                 last_sync,

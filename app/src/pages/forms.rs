@@ -318,8 +318,42 @@ fn FormEditor(me: Me, d: FormEditData) -> impl IntoView {
     );
     let wa_text = f.as_ref().and_then(|f| f.whatsapp_text.clone());
     let sms_text = f.as_ref().and_then(|f| f.sms_text.clone());
-    let offer_wa = wa_text.is_some() || !editing;
-    let offer_sms = sms_text.is_some();
+    let purpose_texts = f
+        .as_ref()
+        .map(|f| f.purpose_texts.clone())
+        .unwrap_or_default();
+    let asked_per_purpose = |channel: &str| {
+        purpose_texts
+            .keys()
+            .any(|k| k.starts_with(&format!("{channel}.")))
+    };
+    let offer_wa = wa_text.is_some() || asked_per_purpose("whatsapp") || !editing;
+    let offer_sms = sms_text.is_some() || asked_per_purpose("sms");
+    // Per channel, a text box for each purpose (filled in: asked per purpose).
+    let per_purpose = |channel: &'static str, channel_label: &'static str| {
+        let boxes = d
+            .purposes
+            .iter()
+            .map(|p| {
+                let key = format!("{channel}.{}", p.name);
+                let id = format!("purpose-text-{channel}-{}", p.name);
+                let text = purpose_texts.get(&key).cloned().unwrap_or_default();
+                view! {
+                    <label for=id.clone() class="sub-label">{format!("{channel_label}: {} ({})", p.label, p.name)}</label>
+                    <textarea id=id name=format!("purpose_text[{key}]") rows="2">{text}</textarea>
+                }
+            })
+            .collect_view();
+        view! {
+            <details class="sub-field" open=asked_per_purpose(channel)>
+                <summary>{format!("Or ask for {channel_label} per purpose")}</summary>
+                <p class="muted small">"Fill in a text for each purpose to ask about, each with its own checkbox; leave the text above empty. Each consent then names its purpose."</p>
+                <div class="sub-fields">{boxes}</div>
+            </details>
+        }
+    };
+    let wa_per_purpose = per_purpose("whatsapp", "WhatsApp");
+    let sms_per_purpose = per_purpose("sms", "SMS");
     let chosen = f
         .as_ref()
         .and_then(|f| f.confirmation_template.clone())
@@ -336,7 +370,7 @@ fn FormEditor(me: Me, d: FormEditData) -> impl IntoView {
                 <div class="field">
                     <label for="slug">"Address: /optin/…"</label>
                     <input id="slug" name="slug" type="text" required=!editing disabled=editing
-                        value=slug pattern="[a-z0-9-]+" aria-describedby="slug-error"/>
+                        value=slug pattern="[a-z0-9\\-]+" aria-describedby="slug-error"/>
                     {editing.then(|| view! { <p class="muted small">"The address cannot change: printed links must keep working."</p> })}
                     <FieldError error=err field="slug"/>
                 </div>
@@ -357,15 +391,17 @@ fn FormEditor(me: Me, d: FormEditData) -> impl IntoView {
                 </div>
                 <fieldset class="field">
                     <legend>"Channels and their consent texts"</legend>
-                    <p class="muted small">"Each channel gets its own unticked checkbox with this text. A changed text becomes a new version; consents keep the version they were given under."</p>
+                    <p class="muted small">"Each channel gets its own unticked checkbox with this text (its consent covers the purposes that existed before purposes), or one checkbox per purpose. A changed text becomes a new version; consents keep the version they were given under."</p>
                     <label class="choice"><input type="checkbox" name="offer_whatsapp" value="on" checked=offer_wa/>"Offer WhatsApp"</label>
                     <label for="whatsapp_text" class="sub-label">"WhatsApp consent text"</label>
                     <textarea id="whatsapp_text" name="whatsapp_text" rows="3" aria-describedby="whatsapp_text-error">{wa_text.unwrap_or_default()}</textarea>
                     <FieldError error=err field="whatsapp_text"/>
+                    {wa_per_purpose}
                     <label class="choice"><input type="checkbox" name="offer_sms" value="on" checked=offer_sms/>"Offer SMS"</label>
                     <label for="sms_text" class="sub-label">"SMS consent text"</label>
                     <textarea id="sms_text" name="sms_text" rows="3" aria-describedby="sms_text-error">{sms_text.unwrap_or_default()}</textarea>
                     <FieldError error=err field="sms_text"/>
+                    {sms_per_purpose}
                     <FieldError error=err field="channels"/>
                 </fieldset>
                 <div class="field">

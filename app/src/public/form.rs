@@ -80,7 +80,7 @@ fn anchor_for(form: &Form, field: &str) -> String {
         "channels" => form
             .channels
             .first()
-            .map(|c| format!("channel-{}", c.channel.as_str()))
+            .map(box_id)
             .unwrap_or_else(|| "submit".into()),
         "form" => "submit".into(),
         f => f.replace('_', "-"),
@@ -267,9 +267,15 @@ fn TextField(
     }
 }
 
-/// The channels the form offers: one checkbox each, labelled with the
-/// channel and its consent text. After a refused submission a ticked box
-/// stays ticked, unless the channels themselves were refused.
+/// A checkbox's id: `channel-whatsapp`, or `channel-whatsapp-reminders`.
+fn box_id(text: &ConsentTextVersion) -> String {
+    format!("channel-{}", text.key().replace([':', '_'], "-"))
+}
+
+/// The checkboxes the form offers: one per channel, or per channel and
+/// purpose, each labelled with the channel (and the purpose) and its
+/// consent text. After a refused submission a ticked box stays ticked,
+/// unless the choices themselves were refused.
 #[component]
 fn Channels(
     channels: Vec<ConsentTextVersion>,
@@ -280,20 +286,24 @@ fn Channels(
     let choices = channels
         .into_iter()
         .map(|text| {
-            let channel = text.channel.as_str();
-            let id = format!("channel-{channel}");
+            let key = text.key();
+            let id = box_id(&text);
             // The version beside each box is what the consent records.
-            let ticked = input.as_ref().is_some_and(|i| i.ticked(text.channel)) && !has_error;
+            let ticked = input.as_ref().is_some_and(|i| i.ticked(&key)) && !has_error;
+            let heading = match &text.purpose_label {
+                Some(purpose) => format!("{}: {purpose}", channel_name(text.channel)),
+                None => channel_name(text.channel).to_string(),
+            };
             view! {
                 <div class="choice">
-                    <input type="checkbox" id=id.clone() name="channel" value=channel checked=ticked/>
+                    <input type="checkbox" id=id.clone() name="channel" value=key.clone() checked=ticked/>
                     <label for=id>
-                        <strong>{channel_name(text.channel)}</strong>
+                        <strong>{heading}</strong>
                         <span class="consent">{text.text}</span>
                     </label>
                     <input
                         type="hidden"
-                        name=format!("text_version_{channel}")
+                        name=format!("text_version_{key}")
                         value=text.version.to_string()
                     />
                 </div>

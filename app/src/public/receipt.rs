@@ -21,7 +21,7 @@ pub fn receipt_page_html(
 ) -> String {
     let title = form.title.clone();
     let thank_you = form.thank_you.clone();
-    let lines: Option<Vec<(&'static str, String)>> = receipt.map(|r| {
+    let lines: Option<Vec<(String, String)>> = receipt.map(|r| {
         r.channels
             .iter()
             .map(|c| {
@@ -29,7 +29,11 @@ pub fn receipt_page_html(
                     .filter(|s| s.starts_with('+'))
                     .map(|s| format!(" to {s}"))
                     .unwrap_or_default();
-                (channel_name(c.channel), status_text(c, &reply_to))
+                let what = match &c.purpose_label {
+                    Some(purpose) => format!("{} ({purpose})", channel_name(c.channel)),
+                    None => channel_name(c.channel).to_string(),
+                };
+                (what, status_text(c, &reply_to))
             })
             .collect()
     });

@@ -74,6 +74,10 @@ pub const EXPORT_CSV_COLUMNS: &[&str] = &[
     "lifted_at",
     "lifted_by",
     "created_at",
+    // A consent's purpose (empty: recorded before purposes, covering the
+    // legacy ones); a suppression's scope (`all`, `marketing`, `purpose:<name>`).
+    "purpose",
+    "scope",
 ];
 
 /// A cell a spreadsheet will not run as a formula: one starting with `=`,
@@ -130,6 +134,8 @@ pub async fn export_consents_csv(core: &Core, contact_id: &str) -> Result<String
             String::new(),
             String::new(),
             ts(Some(c.created_at)),
+            c.purpose.clone().unwrap_or_default(),
+            String::new(),
         ];
         w.write_record(row.iter().map(|s| csv_safe(s)))
             .map_err(io)?;
@@ -154,6 +160,7 @@ pub async fn export_consents_csv(core: &Core, contact_id: &str) -> Result<String
         row[27] = ts(s.lifted_at);
         row[28] = s.lifted_by.clone().unwrap_or_default();
         row[29] = ts(Some(s.created_at));
+        row[31] = s.scope.clone();
         w.write_record(row.iter().map(|s| csv_safe(s)))
             .map_err(io)?;
     }

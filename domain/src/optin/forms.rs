@@ -16,12 +16,21 @@ pub struct FormField {
     pub required: bool,
 }
 
-/// A channel a form offers, with the consent text shown beside its checkbox.
+/// A checkbox a form offers: a channel, optionally one purpose, and the
+/// consent text shown beside it.
+///
+/// A channel is asked about either once (a text without a purpose: its
+/// consent is recorded without one and covers the purposes that existed
+/// before purposes, as every form's did) or per purpose (one checkbox and
+/// one versioned text for each, each consent naming its purpose), not both.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelText {
     pub channel: Channel,
     pub consent_text: String,
+    /// A defined purpose (`purposes.name`); none asks for the channel once.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 /// A new form.
@@ -81,13 +90,20 @@ pub struct ConsentTextVersion {
     pub id: String,
     pub form_id: String,
     pub channel: Channel,
+    /// The purpose its checkbox asks about (none: the channel once).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The purpose's label, for the page (none without a purpose).
+    #[serde(default)]
+    pub purpose_label: Option<String>,
     pub version: i32,
-    /// What consents record as `consent_text_version`: `whatsapp:v2`.
+    /// What consents record as `consent_text_version`: `whatsapp:v2`, or
+    /// `whatsapp:reminders:v3` for a purpose's text.
     pub label: String,
     pub text: String,
     /// SHA-256 of `text`, hex.
     pub hash: String,
-    /// The version shown now (at most one per form and channel).
+    /// The version shown now (at most one per form, channel and purpose).
     pub current: bool,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -97,10 +113,12 @@ impl ConsentTextVersion {
     pub(super) fn from_model(m: consent_text::Model) -> Option<Self> {
         let channel: Channel = m.channel.parse().ok()?;
         Some(ConsentTextVersion {
-            label: version_label(channel, m.version),
+            label: version_label(channel, m.purpose.as_deref(), m.version),
             id: m.id,
             form_id: m.form_id,
             channel,
+            purpose: m.purpose,
+            purpose_label: None,
             version: m.version,
             text: m.text,
             hash: m.hash,
@@ -109,11 +127,27 @@ impl ConsentTextVersion {
             created_at: m.created_at,
         })
     }
+
+    /// What its checkbox sends (`channel` values, and the suffix of
+    /// `text_version_<key>`): `whatsapp`, or `whatsapp:reminders`.
+    pub fn key(&self) -> String {
+        offer_key(self.channel, self.purpose.as_deref())
+    }
 }
 
-/// The `consent_text_version` recorded with a consent.
-pub fn version_label(channel: Channel, version: i32) -> String {
-    format!("{}:v{version}", channel.as_str())
+/// A checkbox's key: the channel, then `:<purpose>` for a purpose's text.
+pub fn offer_key(channel: Channel, purpose: Option<&str>) -> String {
+    match purpose {
+        Some(p) => format!("{}:{p}", channel.as_str()),
+        None => channel.as_str().to_string(),
+    }
+}
+
+/// The `consent_text_version` recorded with a consent: `whatsapp:v2`, or
+/// `whatsapp:reminders:v3`. Versions are numbered per form and channel, so a
+/// label names one text of the form.
+pub fn version_label(channel: Channel, purpose: Option<&str>, version: i32) -> String {
+    format!("{}:v{version}", offer_key(channel, purpose))
 }
 
 /// A form as the console and the public page see it.
@@ -129,7 +163,8 @@ pub struct Form {
     pub double_opt_in: bool,
     pub whatsapp_confirmation_template: Option<String>,
     pub active: bool,
-    /// The channels offered now (WhatsApp first), each with its current text.
+    /// The checkboxes offered now (WhatsApp first, then by purpose), each
+    /// with its current text.
     pub channels: Vec<ConsentTextVersion>,
     /// `<public URL>/optin/<slug>`
     pub url: String,
@@ -139,9 +174,17 @@ pub struct Form {
 }
 
 impl Form {
-    /// The current consent text of a channel the form offers.
-    pub fn offer(&self, channel: Channel) -> Option<&ConsentTextVersion> {
-        self.channels.iter().find(|c| c.channel == channel)
+    /// The current consent text of a checkbox the form offers: the channel
+    /// asked once (`purpose` none) or for one purpose.
+    pub fn offer(&self, channel: Channel, purpose: Option<&str>) -> Option<&ConsentTextVersion> {
+        self.channels
+            .iter()
+            .find(|c| c.channel == channel && c.purpose.as_deref() == purpose)
+    }
+
+    /// Whether the form offers a channel at all.
+    pub fn offers(&self, channel: Channel) -> bool {
+        self.channels.iter().any(|c| c.channel == channel)
     }
 }
 
@@ -259,10 +302,17 @@ pub(super) fn check_fields(errors: &mut FieldErrors, fields: &[FormField]) -> Ve
     out
 }
 
-pub(super) fn check_channels(
+/// A checked checkbox of a form: channel, purpose (none: the channel once)
+/// and its consent text.
+pub(super) type Offer = (Channel, Option<String>, String);
+
+/// Check the checkboxes a form offers: at least one, none twice, each
+/// purpose defined, and a channel asked either once or per purpose.
+pub(super) async fn check_channels(
+    db: &impl ConnectionTrait,
     errors: &mut FieldErrors,
     channels: &[ChannelText],
-) -> Vec<(Channel, String)> {
+) -> Result<Vec<Offer>, sea_orm::DbErr> {
     if channels.is_empty() {
         errors.insert(
             "channels".into(),
@@ -270,12 +320,29 @@ pub(super) fn check_channels(
         );
     }
     let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Offer> = Vec::new();
     for c in channels {
-        let field = format!("channels.{}", c.channel.as_str());
-        if !seen.insert(c.channel) {
-            errors.insert(field, "this channel is listed twice".into());
+        let purpose = c
+            .purpose
+            .as_deref()
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty());
+        let field = format!(
+            "channels.{}",
+            offer_key(c.channel, purpose.as_deref()).replace(':', ".")
+        );
+        if !seen.insert((c.channel, purpose.clone())) {
+            errors.insert(field, "this channel and purpose are listed twice".into());
             continue;
+        }
+        if let Some(p) = &purpose {
+            if crate::consent::purposes::find(db, p).await?.is_none() {
+                errors.insert(
+                    field,
+                    format!("there is no purpose '{p}'; an admin defines purposes on the Templates page"),
+                );
+                continue;
+            }
         }
         let text = clean(&c.consent_text);
         check_text(
@@ -286,10 +353,20 @@ pub(super) fn check_channels(
             MAX_CONSENT_TEXT,
             "the consent text",
         );
-        out.push((c.channel, text));
+        out.push((c.channel, purpose, text));
     }
-    out.sort_by_key(|(c, _)| *c);
-    out
+    for channel in [Channel::WhatsApp, Channel::Sms] {
+        let of: Vec<&Offer> = out.iter().filter(|o| o.0 == channel).collect();
+        if of.iter().any(|o| o.1.is_none()) && of.iter().any(|o| o.1.is_some()) {
+            errors.insert(
+                format!("channels.{}", channel.as_str()),
+                "ask for this channel either once (a text without a purpose) or per purpose, not both"
+                    .into(),
+            );
+        }
+    }
+    out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(out)
 }
 
 /// Check a confirmation template against what is registered: it must be
@@ -414,7 +491,7 @@ pub async fn create_form(core: &Core, input: &FormInput, actor: &str) -> Result<
         "the thank-you text",
     );
     let fields = check_fields(&mut errors, &input.fields);
-    let channels = check_channels(&mut errors, &input.channels);
+    let channels = check_channels(&core.db.conn, &mut errors, &input.channels).await?;
     let template = check_template(
         core,
         &mut errors,
@@ -468,8 +545,8 @@ pub async fn create_form(core: &Core, input: &FormInput, actor: &str) -> Result<
         }
         return Err(e.into());
     }
-    for (channel, text) in &channels {
-        put_text(&txn, &id, *channel, text, actor, now).await?;
+    for (channel, purpose, text) in &channels {
+        put_text(&txn, &id, *channel, purpose.as_deref(), text, actor, now).await?;
     }
     audit::record_staff_action(
         &txn,
@@ -518,10 +595,10 @@ pub async fn update_form(
         );
     }
     let fields = update.fields.as_ref().map(|f| check_fields(&mut errors, f));
-    let channels = update
-        .channels
-        .as_ref()
-        .map(|c| check_channels(&mut errors, c));
+    let channels = match &update.channels {
+        Some(c) => Some(check_channels(&core.db.conn, &mut errors, c).await?),
+        None => None,
+    };
     let template = match &update.whatsapp_confirmation_template {
         Some(t) => Some(check_template(core, &mut errors, Some(t)).await?),
         None => None,
@@ -557,19 +634,39 @@ pub async fn update_form(
     am.update(&txn).await?;
     let mut new_versions = Vec::new();
     if let Some(channels) = &channels {
-        for (channel, text) in channels {
-            let (v, created) = put_text(&txn, form_id, *channel, text, actor, now).await?;
+        for (channel, purpose, text) in channels {
+            let (v, created) = put_text(
+                &txn,
+                form_id,
+                *channel,
+                purpose.as_deref(),
+                text,
+                actor,
+                now,
+            )
+            .await?;
             if created {
                 new_versions.push(v.label);
             }
         }
-        let kept: Vec<&str> = channels.iter().map(|(c, _)| c.as_str()).collect();
-        consent_text::Entity::update_many()
-            .col_expr(consent_text::Column::Current, Expr::value(false))
-            .filter(consent_text::Column::FormId.eq(form_id))
-            .filter(consent_text::Column::Channel.is_not_in(kept))
-            .exec(&txn)
-            .await?;
+        // A checkbox left out is no longer offered (its texts stay on record).
+        let left_out: Vec<String> = current_texts(&txn, form_id)
+            .await?
+            .into_iter()
+            .filter(|t| {
+                !channels
+                    .iter()
+                    .any(|(c, p, _)| *c == t.channel && *p == t.purpose)
+            })
+            .map(|t| t.id)
+            .collect();
+        if !left_out.is_empty() {
+            consent_text::Entity::update_many()
+                .col_expr(consent_text::Column::Current, Expr::value(false))
+                .filter(consent_text::Column::Id.is_in(left_out))
+                .exec(&txn)
+                .await?;
+        }
     }
     audit::record_staff_action(
         &txn,

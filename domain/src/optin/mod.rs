@@ -1,7 +1,8 @@
 //! Public opt-in: the forms staff define, their versioned consent texts, the
 //! QR codes that lead to them, submissions that record one consent per
-//! ticked channel with its evidence, double opt-in confirmation, and the CSV
-//! import and audit export of consent records.
+//! ticked checkbox (a channel, or a channel and a purpose) with its
+//! evidence, double opt-in confirmation, and the CSV import and audit
+//! export of consent records.
 //!
 //! What a consent recorded here proves: the exact text the person saw (its
 //! version and SHA-256), when, from which address and browser, on which
@@ -147,8 +148,10 @@ mod tests {
             id: format!("t-{channel}"),
             form_id: "f".into(),
             channel,
+            purpose: None,
+            purpose_label: None,
             version,
-            label: version_label(channel, version),
+            label: version_label(channel, None, version),
             text: format!("I agree to {channel} messages."),
             hash: crate::consent::text_hash(&format!("I agree to {channel} messages.")),
             current: true,

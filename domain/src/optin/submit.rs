@@ -1,5 +1,6 @@
-//! Public submissions: validation, one consent per ticked channel with its
-//! evidence, and double opt-in confirmation.
+//! Public submissions: validation, one consent per ticked checkbox (a
+//! channel, or a channel and a purpose) with its evidence, and double
+//! opt-in confirmation.
 
 use super::*;
 use crate::compliance::gates::ConsentStatus;
@@ -9,9 +10,10 @@ use crate::compliance::gates::ConsentStatus;
 pub struct SubmissionInput {
     pub name: String,
     pub phone: String,
-    /// The ticked channels, as sent.
+    /// The ticked checkboxes, as sent: `whatsapp`, or `whatsapp:<purpose>`
+    /// ([`ConsentTextVersion::key`]).
     pub channels: Vec<String>,
-    /// Per channel, the consent text version the page showed.
+    /// Per checkbox key, the consent text version the page showed.
     pub text_versions: BTreeMap<String, String>,
     /// Extra fields by key.
     pub fields: BTreeMap<String, String>,
@@ -21,7 +23,7 @@ pub struct SubmissionInput {
 
 impl SubmissionInput {
     /// From the form's `application/x-www-form-urlencoded` pairs: `name`,
-    /// `phone`, `channel` (repeated), `text_version_<channel>`,
+    /// `phone`, `channel` (repeated), `text_version_<key>`,
     /// `field_<key>`, and the honeypot [`HONEYPOT_FIELD`].
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut s = SubmissionInput::default();
@@ -30,14 +32,16 @@ impl SubmissionInput {
                 "name" => s.name = v,
                 "phone" => s.phone = v,
                 "channel" => {
-                    if s.channels.len() < 8 {
+                    if s.channels.len() < 32 {
                         s.channels.push(v)
                     }
                 }
                 k if k == HONEYPOT_FIELD => s.honeypot = v,
                 k => {
-                    if let Some(ch) = k.strip_prefix("text_version_") {
-                        s.text_versions.insert(ch.to_string(), v);
+                    if let Some(key) = k.strip_prefix("text_version_") {
+                        if s.text_versions.len() < 32 {
+                            s.text_versions.insert(key.to_string(), v);
+                        }
                     } else if let Some(key) = k.strip_prefix("field_") {
                         if s.fields.len() < 32 {
                             s.fields.insert(key.to_string(), v);
@@ -49,11 +53,10 @@ impl SubmissionInput {
         s
     }
 
-    /// Whether a channel box was ticked (for re-rendering the form).
-    pub fn ticked(&self, channel: Channel) -> bool {
-        self.channels
-            .iter()
-            .any(|c| c.parse::<Channel>().ok() == Some(channel))
+    /// Whether a checkbox (its [`ConsentTextVersion::key`]) was ticked, for
+    /// re-rendering the form.
+    pub fn ticked(&self, key: &str) -> bool {
+        self.channels.iter().any(|c| c.trim() == key)
     }
 }
 
@@ -120,22 +123,27 @@ pub(super) fn validate_submission(
     let mut changed = false;
     let mut unknown = false;
     for raw in &input.channels {
-        let Ok(channel) = raw.parse::<Channel>() else {
+        let raw = raw.trim();
+        let (channel, purpose) = match raw.split_once(':') {
+            Some((c, p)) => (c, Some(p)),
+            None => (raw, None),
+        };
+        let Ok(channel) = channel.parse::<Channel>() else {
             unknown = true;
             continue;
         };
         if channels
             .iter()
-            .any(|c: &ConsentTextVersion| c.channel == channel)
+            .any(|c: &ConsentTextVersion| c.channel == channel && c.purpose.as_deref() == purpose)
         {
             continue;
         }
-        match form.offer(channel) {
+        match form.offer(channel, purpose) {
             None => unknown = true,
             Some(text) => {
                 let shown = input
                     .text_versions
-                    .get(channel.as_str())
+                    .get(&text.key())
                     .map(|v| v.trim().trim_start_matches('v'));
                 if shown == Some(text.version.to_string().as_str()) {
                     channels.push(text.clone());
@@ -230,6 +238,10 @@ pub struct ConfirmationRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChannelReceipt {
     pub channel: Channel,
+    /// The purpose the checkbox asked about (none: the channel once).
+    pub purpose: Option<String>,
+    /// Its label, for the page.
+    pub purpose_label: Option<String>,
     pub status: ChannelStatus,
     /// The consent recorded (or the one that already covered it).
     pub consent_id: String,
@@ -362,9 +374,23 @@ pub async fn submit(
         .await?;
 
     let mut receipts = Vec::new();
-    let mut to_confirm = Vec::new();
+    // Per channel: one confirmation for every box of it ticked here (its
+    // pending consents share the link's token), and the receipts it answers.
+    let mut to_confirm: Vec<Confirming> = Vec::new();
     for text in &valid.channels {
         let channel = text.channel;
+        let purpose = match text.purpose.as_deref() {
+            Some(name) => match crate::consent::purposes::find(&txn, name).await? {
+                Some(p) => Some(p),
+                None => {
+                    return Err(SubmitError::Invalid(one_error(
+                        "channels",
+                        "Choose from the options shown on this page.",
+                    )))
+                }
+            },
+            None => None,
+        };
         let same: Vec<consent::Model> = consent::Entity::find()
             .filter(consent::Column::ContactId.eq(&contact.id))
             .filter(consent::Column::Channel.eq(channel.as_str()))
@@ -376,12 +402,14 @@ pub async fn submit(
             .await?;
         let receipt = |status, consent_id: &str| ChannelReceipt {
             channel,
+            purpose: text.purpose.clone(),
+            purpose_label: text.purpose_label.clone(),
             status,
             consent_id: consent_id.to_string(),
             consent_text_version: text.label.clone(),
             confirmation: None,
         };
-        if crate::consent::opted_out(&txn, &contact.id, channel, None)
+        if crate::consent::opted_out(&txn, &contact.id, channel, purpose.as_ref())
             .await?
             .is_some()
         {
@@ -404,9 +432,13 @@ pub async fn submit(
             if form.double_opt_in {
                 // A pending record would become the newest and so the deciding
                 // one: it must not put an active subscriber on hold.
-                if let Some(cur) =
-                    crate::consent::current_consent(&txn, &contact.id, channel).await?
-                {
+                let cur = match &purpose {
+                    Some(p) => {
+                        crate::consent::current_consent_for(&txn, &contact.id, channel, p).await?
+                    }
+                    None => crate::consent::current_consent(&txn, &contact.id, channel).await?,
+                };
+                if let Some(cur) = cur {
                     if cur.status == ConsentStatus::Active && cur.revoked_at.is_none() {
                         receipts.push(receipt(ChannelStatus::AlreadySubscribed, &cur.id));
                         continue;
@@ -426,14 +458,14 @@ pub async fn submit(
             consent_text: Some(text.text.clone()),
             consent_text_hash: Some(text.hash.clone()),
         };
-        // A form asks once for its whole text: its consent covers the
-        // purposes that existed before purposes (recorded without one),
-        // as every form's did. (Asking per purpose is not built yet.)
+        // A box for one purpose records a consent naming it; a channel asked
+        // once records one without a purpose, which covers the purposes that
+        // existed before purposes, as every form's did.
         let outcome = crate::consent::record_opt_in(
             &txn,
             &contact.id,
             channel,
-            None,
+            purpose.as_ref(),
             source,
             &evidence,
             &recorded_by,
@@ -451,16 +483,35 @@ pub async fn submit(
                 receipts.push(receipt(ChannelStatus::NeedsProofFromNumber, &rec.id));
             }
             OptInOutcome::Pending { consent: rec } => {
-                let token = new_token();
+                let group = match to_confirm.iter().position(|g| g.channel == channel) {
+                    Some(i) => i,
+                    None => {
+                        // The purpose the confirmation is checked for: the box's, or
+                        // for a channel asked once one its consent covers (a legacy
+                        // purpose), whatever purpose a confirmation template has.
+                        let purpose = match &text.purpose {
+                            Some(p) => Some(p.clone()),
+                            None => legacy_purpose(&txn).await?,
+                        };
+                        to_confirm.push(Confirming {
+                            answers: Vec::new(),
+                            channel,
+                            consent_id: rec.id.clone(),
+                            purpose,
+                            token: new_token(),
+                        });
+                        to_confirm.len() - 1
+                    }
+                };
                 consent::Entity::update_many()
                     .col_expr(
                         consent::Column::ConfirmationTokenHash,
-                        Expr::value(Some(token_hash(&token))),
+                        Expr::value(Some(token_hash(&to_confirm[group].token))),
                     )
                     .filter(consent::Column::Id.eq(&rec.id))
                     .exec(&txn)
                     .await?;
-                to_confirm.push((receipts.len(), channel, rec.id.clone(), token));
+                to_confirm[group].answers.push(receipts.len());
                 receipts.push(receipt(ChannelStatus::AwaitingConfirmation, &rec.id));
             }
             OptInOutcome::Active { consent: rec } => {
@@ -470,18 +521,11 @@ pub async fn submit(
     }
     txn.commit().await?;
 
-    for (i, channel, consent_id, token) in to_confirm {
-        let sent = request_confirmation(
-            core,
-            form,
-            &contact.id,
-            &valid.name,
-            channel,
-            &consent_id,
-            &token,
-        )
-        .await;
-        receipts[i].confirmation = sent;
+    for c in to_confirm {
+        let sent = request_confirmation(core, form, &contact.id, &valid.name, &c).await;
+        for i in c.answers {
+            receipts[i].confirmation = sent.clone();
+        }
     }
     metrics::counter!("heimdall_optin_submissions_total", "result" => "recorded").increment(1);
     Ok(SubmitOutcome::Recorded(SubmitReceipt {
@@ -489,6 +533,30 @@ pub async fn submit(
         contact_created,
         channels: receipts,
     }))
+}
+
+/// One confirmation to ask for: every box of a channel ticked in one
+/// submission that is now pending shares it (and its link's token).
+pub(super) struct Confirming {
+    /// The receipts it answers.
+    answers: Vec<usize>,
+    channel: Channel,
+    /// The first pending consent (the message's idempotency key).
+    consent_id: String,
+    /// Its purpose: the consent gate looks for that pending consent.
+    purpose: Option<String>,
+    token: String,
+}
+
+/// A purpose that a consent recorded without one covers (a legacy one,
+/// not marketing if there is such).
+async fn legacy_purpose(db: &impl ConnectionTrait) -> Result<Option<String>, sea_orm::DbErr> {
+    let all = crate::consent::purposes::list(db).await?;
+    Ok(all
+        .iter()
+        .filter(|p| p.legacy)
+        .min_by_key(|p| p.marketing)
+        .map(|p| p.name.clone()))
 }
 
 /// The free-text confirmation request (SMS, and WhatsApp inside the window).
@@ -510,10 +578,16 @@ pub(super) async fn request_confirmation(
     form: &Form,
     contact_id: &str,
     name: &str,
-    channel: Channel,
-    consent_id: &str,
-    token: &str,
+    confirming: &Confirming,
 ) -> Option<ConfirmationRequest> {
+    let Confirming {
+        channel,
+        consent_id,
+        token,
+        purpose,
+        ..
+    } = confirming;
+    let (channel, consent_id) = (*channel, consent_id.as_str());
     let link = public_url(core, &format!("/optin/confirm/{token}"));
     let program = core.settings.program_name.clone();
     let content = match (channel, &form.whatsapp_confirmation_template) {
@@ -557,7 +631,8 @@ pub(super) async fn request_confirmation(
             content,
             origin: Origin::OptInConfirmation,
             idempotency_key: Some(format!("optin-confirm:{consent_id}")),
-            purpose: None,
+            // A consent for one purpose is looked for as that purpose's.
+            purpose: purpose.clone(),
         },
     )
     .await;
@@ -600,10 +675,12 @@ pub struct ConfirmationView {
     pub status: ConfirmationStatus,
 }
 
+/// The pending consents a confirmation link stands for (one per box of the
+/// channel ticked in one submission; the first decides the view).
 pub(super) async fn find_by_token(
     core: &Core,
     token: &str,
-) -> Result<Option<(consent::Model, ConfirmationView)>, sea_orm::DbErr> {
+) -> Result<Option<(Vec<consent::Model>, ConfirmationView)>, sea_orm::DbErr> {
     let token = token.trim();
     let plausible = (20..=128).contains(&token.len())
         && token
@@ -612,11 +689,13 @@ pub(super) async fn find_by_token(
     if !plausible {
         return Ok(None);
     }
-    let Some(c) = consent::Entity::find()
+    let all = consent::Entity::find()
         .filter(consent::Column::ConfirmationTokenHash.eq(token_hash(token)))
-        .one(&core.db.conn)
-        .await?
-    else {
+        .order_by_asc(consent::Column::CreatedAt)
+        .order_by_asc(consent::Column::Id)
+        .all(&core.db.conn)
+        .await?;
+    let Some(c) = all.first().cloned() else {
         return Ok(None);
     };
     let Ok(channel) = c.channel.parse::<Channel>() else {
@@ -646,7 +725,7 @@ pub(super) async fn find_by_token(
         form_title,
         status,
     };
-    Ok(Some((c, view)))
+    Ok(Some((all, view)))
 }
 
 /// What a confirmation link stands for, without changing anything (the
@@ -661,7 +740,7 @@ pub async fn confirmation_view(
 /// Confirm the pending consent a link stands for (the person pressed the
 /// button). Expired, revoked or already confirmed links change nothing.
 pub async fn confirm(core: &Core, token: &str) -> Result<Option<ConfirmationView>, sea_orm::DbErr> {
-    let Some((c, mut view)) = find_by_token(core, token).await? else {
+    let Some((all, mut view)) = find_by_token(core, token).await? else {
         return Ok(None);
     };
     if view.status != ConfirmationStatus::Pending {
@@ -669,20 +748,20 @@ pub async fn confirm(core: &Core, token: &str) -> Result<Option<ConfirmationView
     }
     let now = core.now();
     let txn = core.db.begin_write().await?;
-    let done = crate::consent::confirm_by_link(&txn, &c.id, now).await?;
+    let mut done = Vec::new();
+    for c in &all {
+        done.push(crate::consent::confirm_by_link(&txn, &c.id, now).await?);
+    }
     txn.commit().await?;
-    match done {
-        crate::consent::LinkConfirmation::Confirmed => {
-            tracing::info!(consent_id = %c.id, channel = %view.channel, "opt-in confirmed by link");
-            view.status = ConfirmationStatus::Confirmed;
-        }
+    use crate::consent::LinkConfirmation as L;
+    if done.iter().any(|d| matches!(d, L::Confirmed)) {
+        tracing::info!(consent_id = %view.consent_id, consents = done.iter().filter(|d| matches!(d, L::Confirmed)).count(), channel = %view.channel, "opt-in confirmed by link");
+        view.status = ConfirmationStatus::Confirmed;
+    } else if done.iter().any(|d| matches!(d, L::OptedOut(_))) {
         // A link is not the number: it cannot undo an opt-out.
-        crate::consent::LinkConfirmation::OptedOut(_) => view.status = ConfirmationStatus::Revoked,
-        crate::consent::LinkConfirmation::NotPending => {
-            if let Some((_, v)) = find_by_token(core, token).await? {
-                view = v;
-            }
-        }
+        view.status = ConfirmationStatus::Revoked;
+    } else if let Some((_, v)) = find_by_token(core, token).await? {
+        view = v;
     }
     Ok(Some(view))
 }

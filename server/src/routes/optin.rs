@@ -680,7 +680,12 @@ async fn api_update_form(
 #[serde(deny_unknown_fields)]
 struct ConsentTextBody {
     channel: Channel,
-    /// The text shown beside the channel's checkbox.
+    /// The purpose the checkbox asks about (a defined purpose); without
+    /// one, the channel is asked once. A form asks for a channel either
+    /// once or per purpose.
+    #[serde(default)]
+    purpose: Option<String>,
+    /// The text shown beside the checkbox.
     text: String,
 }
 
@@ -688,7 +693,7 @@ struct ConsentTextBody {
     post,
     path = "/api/v1/forms/{id}/consent-texts",
     tag = "Forms",
-    summary = "A new version of a channel's consent text",
+    summary = "A new version of a checkbox's consent text (a channel's, or a channel's for one purpose)",
     params(("id" = String, Path, description = "The form's id.")),
     request_body = ConsentTextBody,
     responses(
@@ -703,7 +708,16 @@ async fn api_add_consent_text(
     id: web::Path<String>,
     body: web::Json<ConsentTextBody>,
 ) -> Result<HttpResponse, ApiError> {
-    match optin::add_consent_text(&core, &id, body.channel, &body.text, &auth.0.actor()).await {
+    match optin::add_consent_text(
+        &core,
+        &id,
+        body.channel,
+        body.purpose.as_deref(),
+        &body.text,
+        &auth.0.actor(),
+    )
+    .await
+    {
         Ok(v) => Ok(HttpResponse::Created().json(v)),
         Err(e) => form_error(e),
     }

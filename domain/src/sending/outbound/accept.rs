@@ -107,7 +107,14 @@ pub async fn accept(core: &Core, req: SendRequest) -> Result<Outcome, AcceptErro
         named_purpose.as_deref(),
     )
     .await?;
-    if let (Some(named), Some(t)) = (&req.purpose, &rows.template) {
+    // (An opt-in confirmation names the purpose of the consent it asks the
+    // person to confirm, whatever its template's own: the consent gate then
+    // looks for that pending consent.)
+    if let (Some(named), Some(t), false) = (
+        &req.purpose,
+        &rows.template,
+        matches!(req.origin, Origin::OptInConfirmation),
+    ) {
         if t.purpose.as_deref().is_some_and(|own| own != named.trim()) {
             return Err(AcceptError::BadRequest(format!(
                 "template {} is for {}, not {}: a template is sent for its own purpose",
