@@ -1685,3 +1685,91 @@ async fn double_opt_in_per_purpose_sends_one_confirmation_per_channel_and_confir
     let ok = outbound::accept(core, offer_sms).await.unwrap();
     assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
 }
+
+/// An adversary with a form asked per purpose: after "STOP PROMOTIONS", a
+/// ticked offers box is only a claim held for proof from the number
+/// (offers stay refused) while reminders can still be asked for; after
+/// STOP, no box of any purpose undoes it.
+#[tokio::test]
+async fn a_form_asked_per_purpose_never_undoes_an_opt_out() {
+    let env = env().await;
+    let core = &env.core;
+    reminders_purpose(core).await;
+    let form = optin::create_form(core, &per_purpose_form("elm-st", false), "staff:1")
+        .await
+        .unwrap();
+    let tick = |boxes: &'static [(Channel, &'static str)], ip: &'static str| {
+        let form = form.clone();
+        async move {
+            recorded(
+                optin::submit(
+                    core,
+                    &form,
+                    None,
+                    &ticked(&form, PHONE, boxes),
+                    &request(ip, "/optin/elm-st", core),
+                )
+                .await
+                .unwrap(),
+            )
+        }
+    };
+    let r = tick(
+        &[
+            (Channel::WhatsApp, "reminders"),
+            (Channel::WhatsApp, "marketing"),
+        ],
+        "203.0.113.7",
+    )
+    .await;
+    assert!(r
+        .channels
+        .iter()
+        .all(|c| c.status == ChannelStatus::Subscribed));
+
+    inbound::handle_message(
+        core,
+        inbound_msg(Channel::WhatsApp, "SMpromo1", "STOP PROMOTIONS", &env),
+    )
+    .await
+    .unwrap();
+    let no = outbound::accept(core, offer(&r.contact_id)).await.unwrap();
+    assert_eq!(no.state, MessageState::Blocked);
+    let again = tick(&[(Channel::WhatsApp, "marketing")], "203.0.113.8").await;
+    assert_eq!(
+        again.channels[0].status,
+        ChannelStatus::NeedsProofFromNumber
+    );
+    let no = outbound::accept(core, offer(&r.contact_id)).await.unwrap();
+    assert_eq!(no.state, MessageState::Blocked, "{:?}", no.decision);
+    let ok = outbound::accept(core, reminder(&r.contact_id))
+        .await
+        .unwrap();
+    assert_eq!(ok.decision.decision.reason(), None, "{:?}", ok.decision);
+
+    inbound::handle_message(
+        core,
+        inbound_msg(Channel::WhatsApp, "SMstop2", "STOP", &env),
+    )
+    .await
+    .unwrap();
+    let again = tick(
+        &[
+            (Channel::WhatsApp, "reminders"),
+            (Channel::WhatsApp, "marketing"),
+        ],
+        "203.0.113.9",
+    )
+    .await;
+    assert!(
+        again
+            .channels
+            .iter()
+            .all(|c| c.status == ChannelStatus::NeedsProofFromNumber),
+        "{again:?}"
+    );
+    for send in [reminder(&r.contact_id), offer(&r.contact_id)] {
+        let no = outbound::accept(core, send).await.unwrap();
+        assert_eq!(no.decision.decision.reason(), Some(Gate::Suppressed));
+    }
+}
