@@ -263,9 +263,15 @@ pub async fn find_or_create_by_phone(
 /// from a known number needs no lookup. Exact: contacts are never deleted
 /// and a contact's number never changes (it is set when the contact is
 /// created, and is its identity), so a number that once had an id always
-/// has that id; except after an erasure (see [`ContactIds::forget`]). Bounded: the least recently used go first.
+/// has that id; except after an erasure (see [`ContactIds::forget`] and
+/// [`ContactIds::forget_after_erasures`]). Bounded: the least recently used go first.
 #[derive(Debug)]
-pub struct ContactIds(std::sync::Mutex<lru::LruCache<String, String>>);
+pub struct ContactIds {
+    ids: std::sync::Mutex<lru::LruCache<String, String>>,
+    /// The erasures on record at the last look (how many, and the latest
+    /// time), whoever made them.
+    erasures: std::sync::Mutex<Option<(u64, Option<DateTime<Utc>>)>>,
+}
 
 /// How many numbers [`ContactIds`] remembers (about 10 MB).
 const CONTACT_IDS: usize = 100_000;
@@ -273,22 +279,50 @@ const CONTACT_IDS: usize = 100_000;
 impl Default for ContactIds {
     fn default() -> Self {
         let cap = std::num::NonZeroUsize::new(CONTACT_IDS).expect("a positive capacity");
-        ContactIds(std::sync::Mutex::new(lru::LruCache::new(cap)))
+        ContactIds {
+            ids: std::sync::Mutex::new(lru::LruCache::new(cap)),
+            erasures: std::sync::Mutex::new(None),
+        }
     }
 }
 
 impl ContactIds {
     fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forget a number (its contact was erased: the number is no longer
-    /// its identity). Another process forgets it when it restarts, or when
-    /// the entry is evicted; until then a plain message from the number is
-    /// filed under the erased contact's shell there (a keyword never is:
-    /// keywords look the number up).
+    /// Forget a number (its contact was erased here: the number is no
+    /// longer its identity). Other processes forget it through
+    /// [`Self::forget_after_erasures`].
     pub fn forget(&self, phone: &str) {
         self.lock().pop(phone);
+    }
+
+    /// Forget every number when an erasure was recorded since the last look,
+    /// by any process (the cache holds numbers, the tombstones only their
+    /// keyed hashes, so which number went cannot be told: all go, and are
+    /// looked up again). The refresher calls it every second
+    /// ([`crate::core::run_refresher`]), so within a second of an erasure
+    /// no process files a message from the number under the erased shell.
+    pub async fn forget_after_erasures(
+        &self,
+        db: &impl ConnectionTrait,
+    ) -> Result<(), sea_orm::DbErr> {
+        use crate::entities::erased_number;
+        use sea_orm::PaginatorTrait;
+        let count = erased_number::Entity::find().count(db).await?;
+        let latest = erased_number::Entity::find()
+            .order_by_desc(erased_number::Column::ErasedAt)
+            .one(db)
+            .await?
+            .map(|e| e.erased_at);
+        let now = Some((count, latest));
+        let mut seen = self.erasures.lock().unwrap_or_else(|e| e.into_inner());
+        if *seen != now {
+            self.lock().clear();
+            *seen = now;
+        }
+        Ok(())
     }
 
     /// The id of the contact with this number, finding or creating it in

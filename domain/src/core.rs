@@ -301,6 +301,10 @@ pub async fn run_refresher(core: Arc<Core>) {
             tracing::debug!(error = %e, "could not re-read the runtime settings");
         }
         crate::store::spool::share_spool_state(&core).await;
+        // Another process's erasure: its number no longer leads to the shell here.
+        if let Err(e) = core.contact_ids.forget_after_erasures(&core.db.conn).await {
+            tracing::debug!(error = %e, "could not look for new erasures");
+        }
         // This process's own spool is replayed as soon as the database takes it: every
         // process holds its sends while any spool waits (a STOP may be in it), so it is
         // not left to the cluster-wide replay job, which another process may win.

@@ -627,3 +627,49 @@ async fn start_up_refuses_tombstones_without_their_key_or_with_another() {
         Err(ErasureError::KeyChanged)
     ));
 }
+
+/// Another process (`serve` beside the one that erased) had the number's
+/// contact id in memory: within its next refresh it forgets it, and a
+/// plain message from the number is no longer filed under the erased
+/// shell there.
+#[tokio::test]
+async fn another_process_stops_filing_the_number_under_the_shell_after_its_refresh() {
+    let env = env().await;
+    let other = env.sibling(&[("HEIMDALL_ERASURE_KEY", KEY)]).await;
+    let phone = "+4791234570";
+    let (id, _) = person(&env, phone).await;
+    // The other process sees the number (and remembers its contact id).
+    let seen = inbound::handle_message(
+        &other.core,
+        inbound_from(&other.core, phone, "SMother1", "Hi from the other process"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(seen, InboundOutcome::Stored { ref contact_id, .. } if *contact_id == id),
+        "{seen:?}"
+    );
+
+    privacy::erase(&env.core, &id, "asked by email", "staff:admin")
+        .await
+        .unwrap();
+    // What the other process's refresher does every second.
+    other
+        .core
+        .contact_ids
+        .forget_after_erasures(&other.core.db.conn)
+        .await
+        .unwrap();
+    let after = inbound::handle_message(
+        &other.core,
+        inbound_from(&other.core, phone, "SMother2", "Hello again"),
+    )
+    .await
+    .unwrap();
+    match after {
+        InboundOutcome::Stored { contact_id, .. } => {
+            assert_ne!(contact_id, id, "not filed under the erased shell")
+        }
+        other => panic!("{other:?}"),
+    }
+}
