@@ -51,6 +51,9 @@ pub struct Core {
     pub spool: SpoolState,
     /// Contact ids by number, for inbound messages.
     pub contact_ids: crate::contacts::ContactIds,
+    /// `HEIMDALL_ERASURE_KEY` as a keyed hash, made once (every message's
+    /// read hashes its recipient with it).
+    pub erasure_key: Option<crate::consent::tombstone::ErasureKey>,
     /// The send workers' reads of their messages, merged on PostgreSQL
     /// (they claim a message with their evaluation's write).
     pub message_reads: crate::sending::outbound::MessageReads,
@@ -234,6 +237,7 @@ impl Core {
         let live = crate::settings::runtime::Live::new(s);
         let spool = SpoolState::for_settings(s);
         let fetch = Fetch::from_settings(s);
+        let erasure_key = crate::consent::tombstone::ErasureKey::configured(s);
         Arc::new(Core {
             settings: Arc::new(parts.settings),
             db: parts.db,
@@ -246,6 +250,7 @@ impl Core {
             live,
             spool,
             contact_ids: crate::contacts::ContactIds::default(),
+            erasure_key,
             message_reads: crate::sending::outbound::MessageReads::default(),
             fact_reads: crate::sending::outbound::FactReads::default(),
             fetch,

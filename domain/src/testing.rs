@@ -507,6 +507,29 @@ impl Drop for OwnRedis {
 
 /// A WhatsApp template send to the contact `contact_id` from the bootstrap
 /// API key, its variables by name.
+/// The usual test world: `extra` on top of the bootstrap API key, the
+/// reminder template's content id and no pause between one person's
+/// messages; the senders active and the templates registered.
+pub async fn reminder_world(extra: &[(&str, &str)]) -> TestEnv {
+    let mut pairs = vec![
+        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
+        (
+            "WA_TEMPLATE_TASK_REMINDER",
+            "HX00000000000000000000000000000001",
+        ),
+        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
+    ];
+    pairs.extend_from_slice(extra);
+    let env = TestEnv::new(&pairs).await;
+    crate::access::authz::register_senders(&env.core, true)
+        .await
+        .expect("the senders register");
+    crate::templates::register_from_settings(&env.core)
+        .await
+        .expect("the templates register");
+    env
+}
+
 pub fn template_send(
     contact_id: &str,
     template: &str,

@@ -22,21 +22,10 @@ use heimdall_domain::housekeeping::{self, Job, RunResult};
 use heimdall_domain::inbound::{self, InboundMessage};
 use heimdall_domain::sending::outbound;
 use heimdall_domain::testing::{self, TestEnv};
-use heimdall_domain::{access::authz, templates, Channel, Core};
+use heimdall_domain::{Channel, Core};
 
 async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
-    let mut pairs = vec![
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ];
-    pairs.extend_from_slice(extra);
-    let env = TestEnv::new(&pairs).await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
+    let env = heimdall_domain::testing::reminder_world(extra).await;
     env
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::ApiPrincipal;
 use heimdall_domain::compliance::gates::Gate;
 use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::consent::{
@@ -23,24 +23,13 @@ use heimdall_domain::optin::{
 };
 use heimdall_domain::sending::outbound::{self, Origin, Recipient, RequestedContent, SendRequest};
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{templates, Channel, Core};
+use heimdall_domain::{Channel, Core};
 
 const PHONE: &str = "+4791234567";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
 
 async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
-    let mut pairs = vec![
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ];
-    pairs.extend_from_slice(extra);
-    let env = TestEnv::new(&pairs).await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
+    let env = heimdall_domain::testing::reminder_world(extra).await;
     env
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement};
 
-use heimdall_domain::access::authz::{self, ApiPrincipal};
+use heimdall_domain::access::authz::ApiPrincipal;
 use heimdall_domain::audit::chain;
 use heimdall_domain::compliance::gates::Gate;
 use heimdall_domain::compliance::message_source::MessageSource;
@@ -27,7 +27,7 @@ use heimdall_domain::sending::outbound::{
     self, Origin, Recipient, RequestedContent, SendRequest, SendResult,
 };
 use heimdall_domain::testing::TestEnv;
-use heimdall_domain::{templates, Channel, Core};
+use heimdall_domain::{Channel, Core};
 
 const KEY: &str = "erasure-key-for-tests-0123456789abcdef";
 const NAME: &str = "Ada Lovelace";
@@ -38,18 +38,7 @@ async fn env() -> TestEnv {
 }
 
 async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
-    let mut pairs = vec![
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ];
-    pairs.extend_from_slice(extra);
-    let env = TestEnv::new(&pairs).await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
+    let env = heimdall_domain::testing::reminder_world(extra).await;
     env
 }
 

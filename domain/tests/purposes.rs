@@ -7,7 +7,6 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use heimdall_domain::access::authz;
 use heimdall_domain::compliance::gates::{Gate, Verdict};
 use heimdall_domain::compliance::message_state::MessageState;
 use heimdall_domain::consent::{self, purposes, ConsentEvidence, ConsentSource};
@@ -21,18 +20,7 @@ use heimdall_domain::{templates, Channel, Core};
 const PHONE: &str = "+4791234567";
 
 async fn env_with(extra: &[(&str, &str)]) -> TestEnv {
-    let mut pairs = vec![
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ];
-    pairs.extend_from_slice(extra);
-    let env = TestEnv::new(&pairs).await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
+    let env = heimdall_domain::testing::reminder_world(extra).await;
     // A marketing template beside the utility one the settings register.
     template(&env.core, "spring_offer", "MARKETING").await;
     env

@@ -59,12 +59,17 @@ impl ErasureKey {
         )
     }
 
-    /// The configured key, if any.
-    pub fn of(core: &Core) -> Option<ErasureKey> {
-        core.settings
+    /// The key `settings` configure, if any (made once, into [`Core`]).
+    pub fn configured(settings: &crate::settings::Settings) -> Option<ErasureKey> {
+        settings
             .erasure_key
             .as_ref()
             .map(|k| ErasureKey::new(k.expose_secret()))
+    }
+
+    /// The configured key, if any.
+    pub fn of(core: &Core) -> Option<ErasureKey> {
+        core.erasure_key.clone()
     }
 
     fn mac(&self, text: &str) -> String {

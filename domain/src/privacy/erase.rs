@@ -180,6 +180,24 @@ pub async fn erase(
     })
 }
 
+/// Delete the rows of `E` whose `contact` column is the person's, counted
+/// under `what`.
+async fn delete_theirs<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    contact: E::Column,
+    contact_id: &str,
+    counts: &mut BTreeMap<String, u64>,
+    what: &str,
+) -> Result<(), sea_orm::DbErr> {
+    let n = E::delete_many()
+        .filter(contact.eq(contact_id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    add(counts, what, n);
+    Ok(())
+}
+
 fn add(counts: &mut BTreeMap<String, u64>, what: &str, n: u64) {
     *counts.entry(what.to_string()).or_default() += n;
 }
@@ -516,25 +534,31 @@ async fn clear_the_rest(
         .rows_affected;
     add(counts, "webhook_payloads", n);
 
-    let n = service_window::Entity::delete_many()
-        .filter(service_window::Column::ContactId.eq(&c.id))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    add(counts, "service_windows", n);
-    let n = conversation_assignment::Entity::delete_many()
-        .filter(conversation_assignment::Column::ContactId.eq(&c.id))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    add(counts, "conversation_assignments", n);
+    delete_theirs::<service_window::Entity>(
+        &txn,
+        service_window::Column::ContactId,
+        &c.id,
+        counts,
+        "service_windows",
+    )
+    .await?;
+    delete_theirs::<conversation_assignment::Entity>(
+        &txn,
+        conversation_assignment::Column::ContactId,
+        &c.id,
+        counts,
+        "conversation_assignments",
+    )
+    .await?;
     // Links to the person's preference page open nothing any more.
-    let n = preference_link::Entity::delete_many()
-        .filter(preference_link::Column::ContactId.eq(&c.id))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    add(counts, "preference_links", n);
+    delete_theirs::<preference_link::Entity>(
+        &txn,
+        preference_link::Column::ContactId,
+        &c.id,
+        counts,
+        "preference_links",
+    )
+    .await?;
     let n = tier_usage::Entity::update_many()
         .col_expr(tier_usage::Column::Recipient, Expr::value(hashed))
         .filter(tier_usage::Column::Recipient.eq(&person.e164))

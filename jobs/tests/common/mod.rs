@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use heimdall_domain::access::authz;
 use heimdall_domain::testing::{self, TestEnv};
-use heimdall_domain::{templates, Core};
+use heimdall_domain::Core;
 use heimdall_jobs::Queue;
 
 /// The number [`accepted_reminder`] sends to.
@@ -16,19 +15,7 @@ pub const PHONE: &str = "+4791234567";
 /// A test world (settings from `extra` on top) with the senders and the
 /// reminder template registered, and no pause between one person's messages.
 pub async fn env(extra: &[(&str, &str)]) -> TestEnv {
-    let mut pairs = vec![
-        ("HEIMDALL_API_KEY", "test-bootstrap-key"),
-        (
-            "WA_TEMPLATE_TASK_REMINDER",
-            "HX00000000000000000000000000000001",
-        ),
-        ("HEIMDALL_RECIPIENT_PACE_SECONDS", "0"),
-    ];
-    pairs.extend_from_slice(extra);
-    let env = TestEnv::new(&pairs).await;
-    authz::register_senders(&env.core, true).await.unwrap();
-    templates::register_from_settings(&env.core).await.unwrap();
-    env
+    testing::reminder_world(extra).await
 }
 
 /// A reminder to [`PHONE`] accepted on the test's recording queue: recorded

@@ -46,7 +46,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
             Some(m) => {
                 let rows = match read_fact_rows_for(core, &m).await {
                     Ok(rows) => rows,
-                    Err(e) => return give_back_after_error(core, &m, e).await,
+                    Err(e) => return give_back_after_error(core, &m, true, e).await,
                 };
                 (m, rows, None)
             }
@@ -65,15 +65,12 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
     };
     let actor = "worker";
     let template = rows.template.take().map(Template::from);
-    // On SQLite the message is claimed already: a database error before the
-    // provider call gives it back to wait (nothing was sent), instead of
-    // leaving it `sending` until the stuck-message sweep fails it.
+    // SQLite claimed it already (see `give_back_after_error`).
     let claimed_first = claim_due_by.is_none();
     let (facts, mut loaded, extras) =
         match facts_from_rows(core, &core.db.conn, &m, rows, template, None).await {
             Ok(f) => f,
-            Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
-            Err(e) => return Err(e),
+            Err(e) => return give_back_after_error(core, &m, claimed_first, e).await,
         };
     let mut decision = gates::evaluate(&facts, &loaded, now, &policy(core));
     if decision.decision == Decision::Pass {
@@ -102,8 +99,7 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
                         .await
                     {
                         Ok(r) => r,
-                        Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
-                        Err(e) => return Err(e),
+                        Err(e) => return give_back_after_error(core, &m, claimed_first, e).await,
                     };
                     match reserved {
                         TierReservation::Full(f) => loaded.tier = f,
@@ -159,8 +155,8 @@ pub async fn process_send(core: &Core, message_id: &str) -> Result<SendResult, s
         Err(e) if claim_due_by.is_some() && matches!(decision.decision, Decision::Pass) => {
             return claim_cut_off(core, &m, now, e).await;
         }
-        Err(e) if claimed_first => return give_back_after_error(core, &m, e).await,
-        other => other?,
+        Err(e) => return give_back_after_error(core, &m, claimed_first, e).await,
+        Ok(written) => written,
     };
     let Some(state) = written else {
         // Another worker claimed it between the read and the write.
@@ -458,7 +454,7 @@ pub(super) async fn call_provider(
                 Ok(Some(stopped)) => return Ok(stopped),
                 Ok(None) => {}
                 // Not looked at, so not sent: back to wait, no provider called.
-                Err(e) => return give_back_after_error(core, m, e).await,
+                Err(e) => return give_back_after_error(core, m, true, e).await,
             }
         }
         let in_time = || tokio::time::Instant::now() <= slot.at + SLOT_TOLERANCE;
@@ -643,7 +639,7 @@ async fn claim_cut_off(
                     // The database keeps microseconds.
                     && (current.updated_at - now).abs() < Duration::microseconds(1);
                 if ours {
-                    return give_back_after_error(core, &current, error).await;
+                    return give_back_after_error(core, &current, true, error).await;
                 }
                 return Err(error);
             }
@@ -656,16 +652,22 @@ async fn claim_cut_off(
     }
 }
 
-/// A message this worker claimed, and for which it called no provider, goes back to
-/// wait after a database error ([`HandBack::DatabaseError`]); the hand-back is tried
-/// again while the database comes back (up to [`CLAIM_CUT_OFF_WAIT`]). If it never
-/// lands the error stands, and the message is failed for a person after 15 minutes
-/// (`housekeeping`), as for a worker that died.
+/// A message this worker `claimed`, and for which it called no provider, goes back to
+/// wait after a database error ([`HandBack::DatabaseError`]), never left `sending` for
+/// the stuck-message sweep; the hand-back is tried again while the database comes back
+/// (up to [`CLAIM_CUT_OFF_WAIT`]). If it never lands the error stands, and the message
+/// is failed for a person after 15 minutes (`housekeeping`), as for a worker that died.
+/// One not claimed yet (PostgreSQL claims with the evaluation's write) still waits:
+/// the error is the job's to retry.
 async fn give_back_after_error(
     core: &Core,
     m: &outbound_message::Model,
+    claimed: bool,
     error: sea_orm::DbErr,
 ) -> Result<SendResult, sea_orm::DbErr> {
+    if !claimed {
+        return Err(error);
+    }
     let deadline = tokio::time::Instant::now() + CLAIM_CUT_OFF_WAIT;
     loop {
         match hand_back(core, m, true, HandBack::DatabaseError).await {
